@@ -1,0 +1,3 @@
+from clerksync.cli import main
+
+main()

@@ -1,0 +1,173 @@
+"""ClerkGateway: the few Backend API calls clerksync makes, over the official SDK.
+
+Why a gateway and not the SDK directly: the SDK retries 5xx for up to an hour
+by default and never retries 429, and its models reject some real users (SAML
+accounts among others). Here every call has a bounded retry budget, every
+failure becomes a ``ClerkApiError`` carrying the status and ``Retry-After``,
+and a page the models reject is read from its raw JSON so no user is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clerksync.config import DEFAULT_API_URL, instance_kind
+from clerksync.errors import ClerkApiError
+
+PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
+ID_BATCH = 100  # user_id filters per request
+
+#: requests per 10 s that Clerk allows, by instance kind
+INSTANCE_LIMITS = {"test": 100, "live": 1000}
+
+
+def default_rate(secret_key: str | None) -> float:
+    """Requests per second to stay under the instance limit (with 10% headroom)."""
+    per_10s = INSTANCE_LIMITS.get(instance_kind(secret_key) or "test", 100)
+    return per_10s / 10 * 0.9
+
+
+def _user_dict(model: Any) -> dict[str, Any]:
+    """The fields clerksync maps, read straight off an SDK model (no full dump: pages are big)."""
+    return {
+        "id": model.id,
+        "updated_at": model.updated_at,
+        "created_at": model.created_at,
+        "first_name": model.first_name,
+        "last_name": model.last_name,
+        "username": model.username,
+        "image_url": model.image_url,
+        "public_metadata": model.public_metadata,
+        "primary_email_address_id": model.primary_email_address_id,
+        "email_addresses": [
+            {"id": e.id, "email_address": e.email_address} for e in model.email_addresses
+        ],
+    }
+
+
+class ClerkGateway:
+    """Backend API access. ``retry_budget_ms`` caps the SDK's own 5xx retries."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        timeout_ms: int = 10_000,
+        retry_budget_ms: int = 0,
+    ) -> None:
+        from clerk_backend_api import Clerk
+        from clerk_backend_api.utils import BackoffStrategy, RetryConfig
+
+        retry = (
+            RetryConfig("backoff", BackoffStrategy(250, 2000, 2.0, retry_budget_ms), True)
+            if retry_budget_ms
+            else None
+        )
+        self.secret_key = secret_key
+        self.sdk = Clerk(
+            bearer_auth=secret_key,
+            server_url=api_url.rstrip("/"),
+            retry_config=retry,
+            timeout_ms=timeout_ms,
+        )
+        self.requests = 0
+
+    def _call(self, fn: Any, **kwargs: Any) -> Any:
+        import httpx
+        from clerk_backend_api import models
+
+        self.requests += 1
+        try:
+            return fn(**kwargs)
+        except models.ResponseValidationError:
+            raise
+        except models.ClerkBaseError as exc:
+            raise _api_error(exc.status_code, exc.headers, exc.body) from None
+        except httpx.TimeoutException:
+            raise ClerkApiError("Clerk did not answer in time", status=0) from None
+        except httpx.TransportError as exc:
+            raise ClerkApiError(
+                f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
+                "and the network",
+                status=0,
+            ) from None
+
+    def count_users(self) -> int:
+        result = self._call(self.sdk.users.count)
+        return int(result.total_count)
+
+    def list_page(
+        self, *, offset: int = 0, limit: int = PAGE_SIZE, order_by: str = "+created_at"
+    ) -> list[dict[str, Any]]:
+        """One page of users in a stable order, as plain dicts."""
+        return self._list({"limit": limit, "offset": offset, "order_by": order_by})
+
+    def get_many(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Users by id, at most ``ID_BATCH`` per request; ids Clerk does not know are absent."""
+        if len(user_ids) > ID_BATCH:
+            raise ValueError(f"at most {ID_BATCH} ids per request")
+        return self._list({"user_id": list(user_ids), "limit": ID_BATCH})
+
+    def _list(self, request: Mapping[str, Any]) -> list[dict[str, Any]]:
+        from clerk_backend_api import models
+
+        try:
+            return [_user_dict(m) for m in self._call(self.sdk.users.list, request=request)]
+        except models.ResponseValidationError as exc:
+            # One record the models reject must not cost the other 499: read the raw page.
+            try:
+                page = json.loads(exc.body)
+            except ValueError:
+                raise ClerkApiError("Clerk answered a user list that is not JSON") from None
+            if not isinstance(page, list):
+                raise ClerkApiError("Clerk answered a user list that is not a list") from None
+            return [u for u in page if isinstance(u, dict)]
+
+    def update_metadata(self, user_id: str, public_metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Deep-merge into ``publicMetadata`` (other keys survive); returns Clerk's new copy."""
+        from clerk_backend_api import models
+
+        try:
+            user = self._call(
+                self.sdk.users.update_metadata,
+                user_id=user_id,
+                public_metadata=dict(public_metadata),
+            )
+        except models.ResponseValidationError as exc:
+            try:
+                return dict(json.loads(exc.body).get("public_metadata") or {})
+            except (ValueError, AttributeError):
+                return dict(public_metadata)
+        return dict(user.public_metadata or {})
+
+
+def _api_error(status: int, headers: Mapping[str, str], body: str) -> ClerkApiError:
+    retry_after: float | None = None
+    raw = headers.get("retry-after")
+    if raw:
+        try:
+            retry_after = max(0.0, float(raw))
+        except ValueError:
+            retry_after = None
+    detail = ""
+    try:
+        errors = json.loads(body).get("errors") or []
+        if errors:
+            detail = f": {errors[0].get('long_message') or errors[0].get('message')}"
+    except (ValueError, AttributeError):
+        pass
+    if status == 401:
+        message = (
+            "Clerk rejected CLERK_SECRET_KEY (401). Copy a current key from Clerk Dashboard → "
+            "Configure → API keys, and check it belongs to this instance"
+        )
+    elif status == 429:
+        message = "Clerk rate limit reached (429)"
+    elif status == 404:
+        message = f"not found in Clerk (404){detail}"
+    else:
+        message = f"Clerk answered {status}{detail}"
+    return ClerkApiError(message, status=status, retry_after=retry_after)

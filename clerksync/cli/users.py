@@ -1,0 +1,65 @@
+"""``clerksync users list|show``: what the database holds."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clerksync.cli.common import JsonOption, open_store, print_json, stdout
+
+app = typer.Typer(help="What the database holds.", no_args_is_help=True)
+
+COLUMNS = ("id", "clerkId", "email", "firstName", "lastName", "username", "isAdmin", "createdAt")
+
+
+@app.command("list")
+def list_users(
+    ctx: typer.Context,
+    admins: Annotated[bool, typer.Option("--admins", help="Only admins.")] = False,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Match email, names or username (any case).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N users.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """List the users in MongoDB, newest first."""
+    from rich.table import Table
+
+    from clerksync.users import public_view
+
+    store = open_store(ctx)
+    rows = [public_view(doc) for doc in store.list_users(admins=admins, search=search, limit=limit)]
+    if json:
+        print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} users in {store.name!r}")
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in COLUMNS))
+    stdout().print(table)
+
+
+@app.command("show")
+def show_user(
+    ctx: typer.Context,
+    ident: Annotated[str, typer.Argument(metavar="ID", help="Clerk id, Mongo id or email.")],
+    json: JsonOption = False,
+) -> None:
+    """Show one user by Clerk id, Mongo id or email."""
+    from rich.table import Table
+
+    from clerksync.users import public_view
+
+    store = open_store(ctx)
+    view = public_view(store.find_user(ident))
+    if json:
+        print_json(view)
+        return
+    table = Table(show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in view.items():
+        table.add_row(key, "" if value is None else str(value))
+    stdout().print(table)

@@ -1,0 +1,249 @@
+"""``clerksync doctor``: check every link of the chain and say what to fix.
+
+Each check returns a ``Check`` with a status and, when it is not a pass, one
+concrete fix. Network checks run in parallel with short timeouts so the whole
+run stays well under 15 s even when nothing answers. Nothing here prints a
+secret: keys appear masked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from clerksync.config import WHERE, Settings, instance_kind, mask
+from clerksync.errors import ClerkApiError, ClerkSyncError
+
+Status = Literal["pass", "warn", "fail"]
+LOCAL_RECEIVER = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ok(name: str, detail: str) -> Check:
+    return Check(name, "pass", detail)
+
+
+def check_env_files(settings: Settings) -> list[Check]:
+    if settings.env_files:
+        return [ok("env files", "read " + ", ".join(str(p) for p in settings.env_files))]
+    return [
+        Check(
+            "env files",
+            "warn",
+            f"no .env.local or .env in {Path.cwd()}; using the process environment only",
+            "put your settings in .env.local (see .env.example), or pass --env-file",
+        )
+    ]
+
+
+def check_variables(settings: Settings) -> list[Check]:
+    problems = dict(settings.problems())
+    checks: list[Check] = []
+
+    def var(name: str, shown: str, unset: Check) -> None:
+        value = settings.value(name)
+        if not value:
+            checks.append(unset)
+        elif name in problems:
+            checks.append(
+                Check(name, "fail", f"{shown} {problems[name]}", f"fix it in .env.local — {WHERE[name]}")
+            )
+        else:
+            checks.append(ok(name, shown))
+
+    var(
+        "MONGODB_URL",
+        "set",
+        Check("MONGODB_URL", "warn", "unset: using the embedded store in "
+              f"{settings.state_dir}/ (local use only)",
+              "set MONGODB_URL in .env.local to your app's database"),
+    )
+    var(
+        "CLERK_SECRET_KEY",
+        mask(settings.clerk_secret_key),
+        Check("CLERK_SECRET_KEY", "warn", "unset: users are stored, write-backs wait",
+              f"set CLERK_SECRET_KEY in .env.local — {WHERE['CLERK_SECRET_KEY']}"),
+    )
+    var(
+        "WEBHOOK_SECRET",
+        mask(settings.webhook_secret),
+        Check("WEBHOOK_SECRET", "fail", "unset: no delivery can be verified",
+              f"set WEBHOOK_SECRET in .env.local — copy it from {WHERE['WEBHOOK_SECRET']}"),
+    )
+    var(
+        "NEXT_PUBLIC_URL",
+        settings.public_url or "",
+        Check("NEXT_PUBLIC_URL", "warn", "unset: cannot derive the webhook endpoint",
+              "set NEXT_PUBLIC_URL to your app's public base URL"),
+    )
+    if settings.publishable_key:
+        if "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY" in problems:
+            var("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", mask(settings.publishable_key), ok("", ""))
+        else:
+            pk, sk = instance_kind(settings.publishable_key), instance_kind(settings.clerk_secret_key)
+            if sk and pk != sk:
+                checks.append(Check(
+                    "key pair", "fail",
+                    f"publishable key is pk_{pk}_, secret key is sk_{sk}_: different instances",
+                    "copy both keys from the same instance: Dashboard → Configure → API keys",
+                ))
+            else:
+                checks.append(ok("key pair", f"{mask(settings.publishable_key)} matches the secret key"))
+    return checks
+
+
+def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | None]:
+    """Reachability, a write round trip, the unique index; returns (checks, users, pending)."""
+    from clerksync.store import connect, describe_mongo_error
+
+    try:
+        store = connect(settings)
+        version, ms = store.ping()
+    except ClerkSyncError as exc:
+        return [Check("MongoDB", "fail", str(exc),
+                      "start MongoDB or fix MONGODB_URL; then run `clerksync doctor` again")], None, None
+    checks = [ok("MongoDB", f"database {store.name!r}, server {version}, round trip {ms:.1f} ms")]
+    try:
+        from bson import ObjectId
+
+        scratch = store.db.get_collection("clerksync_doctor")
+        marker = ObjectId()
+        scratch.insert_one({"_id": marker, "at": time.time()})
+        found = scratch.find_one({"_id": marker}) is not None
+        scratch.delete_one({"_id": marker})
+        checks.append(ok("write round trip", "insert, read, delete") if found else
+                      Check("write round trip", "fail", "a written document could not be read back",
+                            "check the user in MONGODB_URL has readWrite on the database"))
+        if "users" not in store.db.list_collection_names():
+            checks.append(Check("clerkId index", "warn", "no users collection yet",
+                                "it is created with its index by `clerksync serve` on start"))
+        elif store.has_unique_clerk_index():
+            checks.append(ok("clerkId index", "unique index on users.clerkId"))
+        else:
+            checks.append(Check("clerkId index", "fail", "users.clerkId has no unique index: "
+                                "concurrent deliveries can create duplicate users",
+                                "start `clerksync serve` once to create it (it fails if duplicates "
+                                "already exist: `clerksync users list --search` finds them)"))
+        users, pending = store.count(), store.pending_write_backs()
+    except Exception as exc:  # pymongo errors mid-check: report, never trace
+        checks.append(Check("write round trip", "fail", describe_mongo_error(exc),
+                            "check the user in MONGODB_URL has readWrite on the database"))
+        return checks, None, None
+    finally:
+        store.close()
+    return checks, users, pending
+
+
+def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
+    if not settings.clerk_secret_key or "CLERK_SECRET_KEY" in dict(settings.problems()):
+        return [], None
+    from clerksync.clerk import ClerkGateway
+
+    gateway = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url,
+                           timeout_ms=5000)
+    try:
+        total = gateway.count_users()
+    except ClerkApiError as exc:
+        hint = ("copy a current secret key from Dashboard → Configure → API keys"
+                if exc.status in (401, 403) else "check CLERK_API_URL and your network")
+        return [Check("Clerk API", "fail", f"{exc} (key {mask(settings.clerk_secret_key)})", hint)], None
+    return [ok("Clerk API", f"key {mask(settings.clerk_secret_key)} accepted; {total} Clerk users")], total
+
+
+def probe_receiver(settings: Settings, url: str) -> Check | None:
+    """Unsigned must be refused (400), signed-and-harmless accepted (2xx). None: nobody answers."""
+    import httpx
+
+    from clerksync.webhooks import sign
+
+    body = json.dumps({"type": "clerksync.doctor", "object": "event", "data": {}}).encode()
+    name = f"receiver {url}"
+    try:
+        with httpx.Client(timeout=3.0) as http:
+            unsigned = http.post(url, content=body, headers={"content-type": "application/json"})
+            if unsigned.status_code == 404:
+                return Check(name, "fail", "404: nothing is mounted at this path",
+                             "mount the receiver at /api/webhooks/clerk (or run `clerksync serve`)")
+            if unsigned.status_code in (401, 403):
+                return Check(name, "fail", f"{unsigned.status_code}: the route is behind auth",
+                             "make /api/webhooks/clerk public in your auth middleware "
+                             "(Clerk: add it to the public routes)")
+            if unsigned.is_success:
+                return Check(name, "fail", "accepted an unsigned request",
+                             "verify the svix signature before acting on a delivery")
+            if not settings.webhook_secret:
+                return ok(name, f"refused an unsigned request ({unsigned.status_code})")
+            signed = http.post(url, content=body, headers=sign(settings.webhook_secret, body))
+    except httpx.HTTPError:
+        return None
+    if signed.is_success:
+        return ok(name, "refuses unsigned requests, accepts signed ones")
+    return Check(name, "fail", f"refused a correctly signed request ({signed.status_code})",
+                 "WEBHOOK_SECRET differs from the endpoint's secret, or the body is parsed "
+                 "before verification (verify the raw bytes)")
+
+
+def check_webhook(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    targets = []
+    if settings.webhook_url:
+        checks.append(ok("webhook endpoint", f"Clerk must post to {settings.webhook_url} "
+                         "(Dashboard → Webhooks; events user.created, user.updated, user.deleted)"))
+        targets.append(settings.webhook_url)
+    targets.append(LOCAL_RECEIVER + "/api/webhooks/clerk")
+    answered = False
+    for url in dict.fromkeys(targets):
+        result = probe_receiver(settings, url)
+        if result is not None:
+            answered = True
+            checks.append(result)
+    if not answered:
+        checks.append(Check("receiver", "warn", "no receiver answered at " + ", ".join(targets),
+                            "start one with `clerksync serve`, or deploy your app"))
+    return checks
+
+
+def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
+    """All checks, in a stable order. Network groups run in parallel."""
+    checks = check_env_files(settings) + check_variables(settings)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        mongo = pool.submit(check_mongodb, settings)
+        clerk = pool.submit(check_clerk, settings)
+        hooks = pool.submit(check_webhook, settings) if probes else None
+        mongo_checks, mongo_users, pending = mongo.result()
+        clerk_checks, clerk_users = clerk.result()
+        webhook_checks = hooks.result() if hooks else []
+    checks += mongo_checks + clerk_checks
+    if mongo_users is not None and clerk_users is not None:
+        if mongo_users == clerk_users:
+            checks.append(ok("user counts", f"Clerk {clerk_users}, MongoDB {mongo_users}"))
+        else:
+            checks.append(Check("user counts", "warn", f"Clerk {clerk_users}, MongoDB {mongo_users}",
+                                "run `clerksync reconcile` to bring MongoDB in line"))
+    if pending:
+        waiting = "" if settings.clerk_secret_key else " (CLERK_SECRET_KEY is unset)"
+        checks.append(Check("write-backs", "warn", f"{pending} metadata write-backs pending{waiting}",
+                            "they run while `clerksync serve` runs with CLERK_SECRET_KEY set; "
+                            "`clerksync sync-metadata` finishes them now"))
+    elif pending == 0:
+        checks.append(ok("write-backs", "none pending"))
+    return checks + webhook_checks
+
+
+def doctor_ok(checks: list[Check]) -> bool:
+    return all(c.status != "fail" for c in checks)
+

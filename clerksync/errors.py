@@ -1,0 +1,58 @@
+"""One exception family; every message says what to do next.
+
+The CLI turns these into one line on stderr and an exit code in one place
+(``clerksync.cli.main``), so no traceback ever shows settings or keys.
+"""
+
+from __future__ import annotations
+
+
+class ClerkSyncError(Exception):
+    """Base of every error clerksync reports to a user. ``exit_code`` follows the contract."""
+
+    exit_code = 1
+
+
+class ConfigError(ClerkSyncError):
+    """A variable is missing or malformed, or an env file cannot be read: exit 2."""
+
+    exit_code = 2
+
+
+class UsageError(ClerkSyncError):
+    """The command line asks for something that cannot be done as asked: exit 2."""
+
+    exit_code = 2
+
+
+class StoreUnavailable(ClerkSyncError):
+    """MongoDB did not answer or refused the operation."""
+
+
+class NotFound(ClerkSyncError):
+    """No user matches the id, Mongo id or email given."""
+
+
+class Ambiguous(ClerkSyncError):
+    """More than one user matches: the message lists the candidates."""
+
+
+class InvalidEvent(ClerkSyncError):
+    """A signed body that is not a Clerk event clerksync can apply."""
+
+
+class ClerkApiError(ClerkSyncError):
+    """The Clerk Backend API refused or failed a request.
+
+    ``status`` is the HTTP status (0 when no answer came), ``retry_after`` the
+    seconds Clerk asked us to wait on a 429.
+    """
+
+    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 0 or self.status == 429 or self.status >= 500

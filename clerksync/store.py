@@ -1,0 +1,399 @@
+"""UserStore: the ``users`` collection and clerksync's own bookkeeping, over pymongo.
+
+Every write that precedes a webhook's 2xx uses ``w="majority", j=True`` so it
+survives a failover. The unique ``clerkId`` index is what makes concurrent
+upserts safe: two deliveries for one new user race to insert, one wins, the
+other gets a duplicate-key error, which here means "someone newer got there".
+
+Ordering: each document keeps the ``updated_at`` of the Clerk state it holds
+(``clerkUpdatedAt``). An upsert filters on ``{"clerkUpdatedAt": {"$not": {"$gte": t}}}``,
+one predicate that also matches documents without the field (written by the
+app before clerksync) and that the wire servers plan as an index lookup next
+to the ``clerkId`` equality (an ``$or`` would fall to a collection scan on some).
+
+Deleted users leave a tombstone in ``clerksync_tombstones`` (keyed by Clerk id,
+never reused by Clerk), so a late ``user.updated`` cannot bring them back.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
+from clerksync.users import ClerkUser, metadata_differs, user_fields
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+    from pymongo.collection import Collection
+    from pymongo.database import Database
+
+    from clerksync.config import Settings
+
+USERS = "users"
+TOMBSTONES = "clerksync_tombstones"
+DELIVERIES = "clerksync_deliveries"
+
+Outcome = Literal["applied", "duplicate", "stale"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What applying one Clerk state did; ``doc`` is the stored document after it (if any)."""
+
+    outcome: Outcome
+    doc: Mapping[str, Any] | None = None
+    wants_write_back: bool = False
+
+
+def database_name(settings: Settings, client: MongoClient[Any]) -> str:
+    """The database in the URL's path, else ``MONGODB_DB``, else ``clerksync``."""
+    try:
+        return client.get_default_database().name
+    except Exception:  # pymongo raises ConfigurationError when the path names none
+        return settings.mongodb_db or "clerksync"
+
+
+def connect(settings: Settings, *, announce: Any = None) -> UserStore:
+    """Open the store the settings name; the embedded one when ``MONGODB_URL`` is unset.
+
+    Timeouts are short on purpose: a database that does not answer should cost
+    seconds and an actionable message, not pymongo's 30-second default.
+    """
+    from pymongo import MongoClient
+    from pymongo.errors import ConfigurationError
+
+    url = settings.mongodb_url
+    if url is None:
+        from clerksync.embedded import ensure_server
+
+        url = ensure_server(settings.state_dir, announce=announce)
+    timeout = settings.mongo_timeout_ms
+    try:
+        client: MongoClient[Any] = MongoClient(
+            url,
+            serverSelectionTimeoutMS=timeout,
+            connectTimeoutMS=timeout,
+            socketTimeoutMS=max(timeout * 3, 10_000),
+            tz_aware=True,
+            appname="clerksync",
+        )
+    except ConfigurationError as exc:
+        raise StoreUnavailable(f"MONGODB_URL is not usable: {exc}") from None
+    return UserStore(client, database_name(settings, client))
+
+
+def _escape(text: str) -> str:
+    return re.escape(text)
+
+
+class UserStore:
+    """The users collection plus clerksync's tombstones and delivery log."""
+
+    def __init__(self, client: MongoClient[Any], db_name: str) -> None:
+        from pymongo import WriteConcern
+
+        self.client = client
+        self.db: Database[Any] = client[db_name]
+        durable = WriteConcern(w="majority", j=True)
+        self.users: Collection[Any] = self.db.get_collection(USERS, write_concern=durable)
+        self.tombstones: Collection[Any] = self.db.get_collection(
+            TOMBSTONES, write_concern=durable
+        )
+        # The log is diagnostics, not state: an acknowledged w=1 write is enough.
+        self.deliveries: Collection[Any] = self.db.get_collection(
+            DELIVERIES, write_concern=WriteConcern(w=1)
+        )
+
+    @property
+    def name(self) -> str:
+        return self.db.name
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- health ------------------------------------------------------------------------------
+
+    def ping(self) -> tuple[str, float]:
+        """Server version and round-trip in ms, or StoreUnavailable."""
+        from pymongo.errors import PyMongoError
+
+        try:
+            started = time.perf_counter()
+            self.client.admin.command("ping")
+            elapsed = (time.perf_counter() - started) * 1000
+            version = self.client.server_info().get("version", "?")
+        except PyMongoError as exc:
+            raise StoreUnavailable(describe_mongo_error(exc)) from None
+        return str(version), elapsed
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes clerksync relies on; safe to call on every start."""
+        from pymongo import ASCENDING, DESCENDING
+
+        self.users.create_index([("clerkId", ASCENDING)], unique=True, name="clerkId_1")
+        self.users.create_index([("email", ASCENDING)], name="email_1")
+        self.users.create_index([("username", ASCENDING)], name="username_1")
+        self.users.create_index([("syncDueAt", ASCENDING)], sparse=True, name="syncDueAt_1")
+        self.deliveries.create_index([("receivedAt", DESCENDING)], name="receivedAt_-1")
+        self.deliveries.create_index([("outcome", ASCENDING)], name="outcome_1")
+        self.deliveries.create_index(
+            [("payloadExpiresAt", ASCENDING)], expireAfterSeconds=0, name="payload_ttl"
+        )
+
+    def has_unique_clerk_index(self) -> bool:
+        for index in self.users.list_indexes():
+            if dict(index["key"]) == {"clerkId": 1} and index.get("unique"):
+                return True
+        return False
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.users.count_documents({})
+
+    def find_user(self, ident: str) -> Mapping[str, Any]:
+        """A user by Mongo id, Clerk id or email; NotFound or Ambiguous otherwise."""
+        from bson import ObjectId
+
+        ident = ident.strip()
+        if ObjectId.is_valid(ident):
+            doc = self.users.find_one({"_id": ObjectId(ident)})
+            if doc:
+                return doc
+        if "@" in ident:
+            pattern = {"$regex": f"^{_escape(ident)}$", "$options": "i"}
+            matches = list(self.users.find({"email": pattern}).limit(10))
+            if len(matches) > 1:
+                listed = ", ".join(f"{m['clerkId']} ({m['_id']})" for m in matches)
+                raise Ambiguous(
+                    f"{len(matches)} users have the email {ident}: {listed}. "
+                    "Name one by its Clerk id or Mongo id."
+                )
+            if matches:
+                return matches[0]
+        else:
+            doc = self.users.find_one({"clerkId": ident})
+            if doc:
+                return doc
+        raise NotFound(
+            f"no user {ident!r} in database {self.name!r} "
+            "(give a Clerk id user_…, a Mongo id or an email; `clerksync users list` shows them)"
+        )
+
+    def list_users(
+        self, *, admins: bool = False, search: str | None = None, limit: int | None = None
+    ) -> Iterator[Mapping[str, Any]]:
+        query: dict[str, Any] = {}
+        if admins:
+            query["isAdmin"] = True
+        if search:
+            pattern = {"$regex": _escape(search), "$options": "i"}
+            query["$or"] = [
+                {field: pattern} for field in ("email", "firstName", "lastName", "username")
+            ]
+        cursor = self.users.find(query).sort("_id", -1)
+        if limit:
+            cursor = cursor.limit(limit)
+        return iter(cursor)
+
+    def is_tombstoned(self, clerk_id: str) -> bool:
+        return self.tombstones.find_one({"_id": clerk_id}, {"_id": 1}) is not None
+
+    # -- applying Clerk state ----------------------------------------------------------------
+
+    def upsert_user(self, user: ClerkUser) -> WriteResult:
+        """Apply one Clerk state if it is newer than what is stored; one durable write.
+
+        Returns ``stale`` for an older state or a deleted user, ``duplicate`` for
+        the same state again (a retried delivery, or the same state re-sent).
+        """
+        from pymongo import ReturnDocument
+        from pymongo.errors import DuplicateKeyError
+
+        now = utcnow()
+        update = upsert_update(user, now)
+        try:
+            doc = self.users.find_one_and_update(
+                ordering_filter(user),
+                update,
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            # The filter missed an existing document: what is stored is as new or newer.
+            existing = self.users.find_one({"clerkId": user.id}, {"clerkUpdatedAt": 1})
+            if existing is not None and existing.get("clerkUpdatedAt") == user.updated_at:
+                return WriteResult("duplicate", existing)
+            return WriteResult("stale", existing)
+        # A delete may have raced us: it writes its tombstone before removing the
+        # document, so checking after our write closes the window.
+        if self.is_tombstoned(user.id):
+            self.users.delete_one({"_id": doc["_id"]})
+            return WriteResult("stale")
+        wants = metadata_differs(doc)
+        if wants and "syncDueAt" not in doc:
+            doc = self.mark_write_back(doc["_id"]) or doc
+        return WriteResult("applied", doc, wants_write_back=wants)
+
+    def delete_user(self, clerk_id: str) -> WriteResult:
+        """Tombstone first, then delete: ``duplicate`` when both were already done."""
+        from pymongo import ReturnDocument
+
+        before = self.tombstones.find_one_and_update(
+            {"_id": clerk_id},
+            {"$setOnInsert": {"deletedAt": utcnow()}},
+            upsert=True,
+            return_document=ReturnDocument.BEFORE,
+        )
+        removed = self.users.delete_one({"clerkId": clerk_id}).deleted_count
+        return WriteResult("applied" if removed or before is None else "duplicate")
+
+    def upsert_many(self, users: Iterable[ClerkUser]) -> dict[str, int]:
+        """Bulk form of ``upsert_user`` for reconcile: same filter, one round trip per batch."""
+        from pymongo import UpdateOne
+        from pymongo.errors import BulkWriteError
+
+        batch = list(users)
+        ids = [u.id for u in batch]
+        gone = {t["_id"] for t in self.tombstones.find({"_id": {"$in": ids}}, {"_id": 1})}
+        batch = [u for u in batch if u.id not in gone]
+        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        if not batch:
+            return counts
+        now = utcnow()
+        ops = [UpdateOne(ordering_filter(u), upsert_update(u, now), upsert=True) for u in batch]
+        try:
+            result = self.users.bulk_write(ops, ordered=False)
+            details: Mapping[str, Any] = result.bulk_api_result
+        except BulkWriteError as exc:
+            details = exc.details
+            other = [e for e in details.get("writeErrors", []) if e.get("code") != 11000]
+            if other:
+                raise StoreUnavailable(f"bulk write failed: {other[0].get('errmsg')}") from None
+        created = len(details.get("upserted", []))
+        updated = int(details.get("nModified", 0))
+        counts["created"] = created
+        counts["updated"] = updated
+        counts["unchanged"] = len(batch) - created - updated
+        return counts
+
+    # -- admin rights ------------------------------------------------------------------------
+
+    def set_admin(self, doc_id: Any, value: bool) -> Mapping[str, Any]:
+        """Set ``isAdmin`` and queue the write-back in the same durable write."""
+        from pymongo import ReturnDocument
+
+        doc = self.users.find_one_and_update(
+            {"_id": doc_id},
+            {
+                "$set": {"isAdmin": value, "updatedAt": utcnow(), "syncDueAt": utcnow()},
+                "$inc": {"syncSeq": 1},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            raise NotFound(f"user {doc_id} vanished while being updated")
+        return doc
+
+    # -- the write-back queue (state lives on the user document) --------------------------------
+
+    def mark_write_back(self, doc_id: Any) -> Mapping[str, Any] | None:
+        from pymongo import ReturnDocument
+
+        return self.users.find_one_and_update(
+            {"_id": doc_id},
+            {"$set": {"syncDueAt": utcnow()}, "$inc": {"syncSeq": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def pending_write_backs(self) -> int:
+        return self.users.count_documents({"syncDueAt": {"$exists": True}})
+
+    def claim_write_back(self, lease: timedelta) -> Mapping[str, Any] | None:
+        """Take the most overdue write-back; pushing ``syncDueAt`` forward is the lease,
+        so another process skips it, and a crash just lets the lease run out."""
+        from pymongo import ReturnDocument
+
+        now = utcnow()
+        return self.users.find_one_and_update(
+            {"syncDueAt": {"$lte": now}},
+            {"$set": {"syncDueAt": now + lease}},
+            sort=[("syncDueAt", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def finish_write_back(self, doc: Mapping[str, Any], clerk_copy: Mapping[str, Any]) -> None:
+        """Record Clerk's new copy; clear the due mark unless a newer change re-marked it."""
+        seen = {"userMongoId": clerk_copy.get("userMongoId"), "isAdmin": clerk_copy.get("isAdmin")}
+        result = self.users.update_one(
+            {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
+            {
+                "$set": {"clerkMetadata": seen, "syncAttempts": 0},
+                "$unset": {"syncDueAt": "", "syncError": ""},
+            },
+        )
+        if result.matched_count == 0:
+            self.users.update_one({"_id": doc["_id"]}, {"$set": {"clerkMetadata": seen}})
+
+    def defer_write_back(self, doc: Mapping[str, Any], due: datetime, error: str) -> None:
+        self.users.update_one(
+            {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
+            {"$set": {"syncDueAt": due, "syncError": error}, "$inc": {"syncAttempts": 1}},
+        )
+
+    def drop_write_back(self, doc: Mapping[str, Any], error: str) -> None:
+        """Stop trying (the user is gone from Clerk); the error stays for doctor."""
+        self.users.update_one(
+            {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
+            {"$unset": {"syncDueAt": ""}, "$set": {"syncError": error}},
+        )
+
+
+def ordering_filter(user: ClerkUser) -> dict[str, Any]:
+    return {"clerkId": user.id, "clerkUpdatedAt": {"$not": {"$gte": user.updated_at}}}
+
+
+def upsert_update(user: ClerkUser, now: datetime) -> dict[str, Any]:
+    """The update for one Clerk state. A write-back is queued in the same write when Clerk's
+    copy plainly lacks our keys (every new user); the rarer mismatch is caught after."""
+    metadata = user.public_metadata
+    fields: dict[str, Any] = {**user_fields(user), "updatedAt": now}
+    update: dict[str, Any] = {
+        "$set": fields,
+        "$setOnInsert": {"createdAt": now, "isAdmin": metadata.get("isAdmin") is True},
+    }
+    if not (isinstance(metadata.get("userMongoId"), str) and isinstance(metadata.get("isAdmin"), bool)):
+        fields["syncDueAt"] = now
+        update["$inc"] = {"syncSeq": 1}
+    return update
+
+
+def describe_mongo_error(exc: Exception) -> str:
+    """A one-line, secret-free account of a pymongo failure, with what to check."""
+    from pymongo.errors import (
+        ConfigurationError,
+        OperationFailure,
+        ServerSelectionTimeoutError,
+    )
+
+    if isinstance(exc, ServerSelectionTimeoutError):
+        return (
+            "MongoDB did not answer (server selection timed out). Is it running, and does "
+            "MONGODB_URL point at it? On Atlas, check Network Access allows this machine."
+        )
+    if isinstance(exc, OperationFailure):
+        if exc.code in (13, 18):
+            return "MongoDB refused the credentials in MONGODB_URL (check user and password)."
+        return f"MongoDB refused the operation (code {exc.code})."
+    if isinstance(exc, ConfigurationError):
+        return "MONGODB_URL could not be resolved (check the host name)."
+    return f"MongoDB failed: {exc.__class__.__name__}"

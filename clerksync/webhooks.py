@@ -1,0 +1,98 @@
+"""Verify (svix) and parse one webhook delivery. No I/O: the receiver and replay share it.
+
+Signatures cover ``{svix-id}.{svix-timestamp}.{raw body}``, so the raw bytes are
+verified before anything parses them. svix's ``Webhook.verify`` returns None
+in 2.x, and a malformed signature header raises plain ``ValueError``s
+(base64, unpacking) besides ``WebhookVerificationError``: all of it is a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clerksync.errors import InvalidEvent
+from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user
+
+MAX_BODY = 1024 * 1024
+USER_EVENTS = ("user.created", "user.updated", "user.deleted")
+
+
+class SignatureError(Exception):
+    """The delivery is not provably from Clerk: missing headers, bad or stale signature."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A verified, validated delivery. ``user`` for created/updated, ``user_id`` always for user.*"""
+
+    type: str
+    user_id: str | None
+    user: ClerkUser | None
+    payload: Mapping[str, Any]
+
+
+def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
+    """Raise SignatureError unless ``body`` carries a valid, fresh svix signature."""
+    from svix.webhooks import Webhook, WebhookVerificationError
+
+    wanted = {k: headers.get(k, "") for k in ("svix-id", "svix-timestamp", "svix-signature")}
+    if not all(wanted.values()):
+        missing = ", ".join(k for k, v in wanted.items() if not v)
+        raise SignatureError(f"missing header(s): {missing}")
+    try:
+        Webhook(secret).verify(body, wanted)
+    except WebhookVerificationError as exc:
+        raise SignatureError(str(exc) or "bad signature") from None
+    except ValueError:  # malformed signature header, or a body that is not UTF-8
+        raise SignatureError("malformed signature header or body") from None
+
+
+def parse_event(body: bytes) -> Event:
+    """A verified body -> Event, or InvalidEvent (a 400: retrying cannot fix it)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise InvalidEvent("body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise InvalidEvent("body is not a JSON object")
+    event_type = payload.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise InvalidEvent("field 'type' must be a string")
+    data = payload.get("data")
+    if event_type not in USER_EVENTS:
+        return Event(event_type, None, None, payload)
+    if not isinstance(data, dict):
+        raise InvalidEvent("field 'data' must be an object")
+    if event_type == "user.deleted":
+        return Event(event_type, parse_clerk_id(data.get("id")), None, payload)
+    user = parse_clerk_user(data)
+    return Event(event_type, user.id, user, payload)
+
+
+def sign(secret: str, body: bytes, *, msg_id: str | None = None,
+         timestamp: float | None = None) -> dict[str, str]:
+    """Svix headers for ``body``, signed with the svix library exactly as Svix signs."""
+    from datetime import datetime, timezone
+
+    from svix.webhooks import Webhook
+
+    msg_id = msg_id or "msg_" + secrets.token_hex(12)
+    when = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, timezone.utc)
+    signature = Webhook(secret).sign(msg_id, when, body.decode())
+    return {
+        "svix-id": msg_id,
+        "svix-timestamp": str(int(when.timestamp())),
+        "svix-signature": signature,
+        "content-type": "application/json",
+    }
+
+
+def new_secret() -> str:
+    """A fresh signing secret in Svix's format (``whsec_`` + base64 of 24 random bytes)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()

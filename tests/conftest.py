@@ -1,0 +1,114 @@
+"""Shared fixtures: a real MongoDB-wire server, the fake Clerk, svix signing, a clean env.
+
+``CLERKSYNC_TEST_MONGODB_URL`` points every test at a real mongod instead of
+the in-process SecantusDB server. Each test gets its own database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from clerksync.config import load_settings
+from clerksync.store import UserStore, connect
+from tests.fakeclerk import SECRET_KEY, FakeClerk
+
+EXTERNAL_MONGO = os.environ.get("CLERKSYNC_TEST_MONGODB_URL")
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+OUR_VARS = (
+    "MONGODB_URL", "MONGODB_URI", "MONGODB_DB", "CLERK_SECRET_KEY", "CLERK_API_URL",
+    "WEBHOOK_SECRET", "CLERK_WEBHOOK_SECRET", "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", "CLERKSYNC_HOME", "CLERKSYNC_PAYLOAD_TTL_DAYS",
+    "CLERKSYNC_MONGO_TIMEOUT_MS", "CLERKSYNC_TEST_MONGODB_URL",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Keep the developer's env and .env files out: clear our variables, work in a tmp dir."""
+    for name in OUR_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if EXTERNAL_MONGO:
+        yield EXTERNAL_MONGO
+        return
+    from secantus import SecantusDBServer
+
+    server = SecantusDBServer(port=0, storage_path=str(tmp_path_factory.mktemp("mongo")))
+    server.start()
+    try:
+        yield f"mongodb://127.0.0.1:{server.port}/?directConnection=true"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def db_env(monkeypatch: pytest.MonkeyPatch, mongo_url: str) -> dict[str, str]:
+    """Point clerksync at a fresh database on the test server, through the environment."""
+    env = {
+        "MONGODB_URL": mongo_url,
+        "MONGODB_DB": f"t_{uuid.uuid4().hex[:12]}",
+        "CLERKSYNC_MONGO_TIMEOUT_MS": "2000",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def store(db_env: dict[str, str]) -> Iterator[UserStore]:
+    user_store = connect(load_settings())
+    user_store.ensure_indexes()
+    try:
+        yield user_store
+    finally:
+        user_store.client.drop_database(user_store.name)
+        user_store.close()
+
+
+@pytest.fixture
+def fake_clerk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClerk]:
+    fake = FakeClerk()
+    fake.start()
+    monkeypatch.setenv("CLERK_API_URL", fake.url)
+    monkeypatch.setenv("CLERK_SECRET_KEY", SECRET_KEY)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def webhook_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
+    return WEBHOOK_SECRET
+
+
+class Cli:
+    """Runs the real Typer app in-process; stdout and stderr kept apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None) -> Any:
+        from clerksync.cli import app
+
+        return self.runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()

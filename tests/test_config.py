@@ -1,0 +1,94 @@
+"""Configuration: precedence, aliases, validation and masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clerksync.config import load_settings, mask, mask_url
+from clerksync.errors import ConfigError
+from tests.conftest import WEBHOOK_SECRET
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def test_process_env_wins_over_env_local_which_wins_over_env(tmp_path: Path) -> None:
+    write(tmp_path / ".env", "MONGODB_DB=from_env\nNEXT_PUBLIC_URL=https://env.example\n")
+    write(tmp_path / ".env.local", "MONGODB_DB=from_local\n")
+    settings = load_settings(environ={}, cwd=tmp_path)
+    assert settings.mongodb_db == "from_local"
+    assert settings.public_url == "https://env.example"
+    settings = load_settings(environ={"MONGODB_DB": "from_process"}, cwd=tmp_path)
+    assert settings.mongodb_db == "from_process"
+    assert settings.env_files == (tmp_path / ".env.local", tmp_path / ".env")
+
+
+def test_aliases_are_read(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={"MONGODB_URI": "mongodb://h/x", "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET},
+        cwd=tmp_path,
+    )
+    assert settings.mongodb_url == "mongodb://h/x"
+    assert settings.webhook_secret == WEBHOOK_SECRET
+
+
+def test_env_file_option_replaces_the_default_files(tmp_path: Path) -> None:
+    write(tmp_path / ".env.local", "MONGODB_DB=local\n")
+    other = tmp_path / "other.env"
+    write(other, "MONGODB_DB=other\n")
+    assert load_settings(env_file=other, environ={}, cwd=tmp_path).mongodb_db == "other"
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(env_file=tmp_path / "missing", environ={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WEBHOOK_SECRET", "secret123", "must start with whsec_"),
+        ("WEBHOOK_SECRET", "whsec_%%%notbase64", "not valid base64"),
+        ("WEBHOOK_SECRET", "whsec_YWJj", "shorter than 16 bytes"),
+        ("CLERK_SECRET_KEY", "pk_test_abcdefghijklmnop", "sk_test_ or sk_live_"),
+        ("MONGODB_URL", "postgres://x", "mongodb://"),
+        ("NEXT_PUBLIC_URL", "example.com", "http"),
+    ],
+)
+def test_malformed_values_name_the_variable(tmp_path: Path, name: str, value: str,
+                                            message: str) -> None:
+    settings = load_settings(environ={name: value}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match=message) as info:
+        settings.require()
+    assert name in str(info.value)
+    assert value not in str(info.value) or name == "NEXT_PUBLIC_URL"
+
+
+def test_missing_required_value_says_where_to_find_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRET is not set.*Signing Secret"):
+        load_settings(environ={}, cwd=tmp_path).require("WEBHOOK_SECRET")
+
+
+def test_non_numeric_tuning_value_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CLERKSYNC_PAYLOAD_TTL_DAYS"):
+        load_settings(environ={"CLERKSYNC_PAYLOAD_TTL_DAYS": "week"}, cwd=tmp_path)
+
+
+def test_masking_keeps_prefix_and_last_four() -> None:
+    assert mask("sk_test_abcdefghijklmnopa1b2") == "sk_test_…a1b2"
+    assert mask(WEBHOOK_SECRET) == "whsec_…LaSw"
+    assert mask(None) == "(unset)"
+    assert mask_url("mongodb://app:hunter2@db.example/prod") == "mongodb://app:…@db.example/prod"
+
+
+def test_database_named_in_the_url_path_wins(tmp_path: Path) -> None:
+    from pymongo import MongoClient
+
+    from clerksync.store import database_name
+
+    settings = load_settings(environ={"MONGODB_DB": "fallback"}, cwd=tmp_path)
+    with_path: MongoClient[dict] = MongoClient("mongodb://127.0.0.1:1/appdb", connect=False)
+    without: MongoClient[dict] = MongoClient("mongodb://127.0.0.1:1/", connect=False)
+    assert database_name(settings, with_path) == "appdb"
+    assert database_name(settings, without) == "fallback"
+    assert database_name(load_settings(environ={}, cwd=tmp_path), without) == "clerksync"

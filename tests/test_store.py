@@ -1,0 +1,95 @@
+"""UserStore against the real wire server: ordering, duplicates, tombstones, lookups."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from clerksync.errors import Ambiguous, NotFound
+from clerksync.payloads import clerk_user
+from clerksync.store import UserStore
+from clerksync.users import parse_clerk_user
+
+
+def state(user_id: str, updated_at: int, **kw: object) -> object:
+    return parse_clerk_user(clerk_user(user_id=user_id, updated_at=updated_at, **kw))
+
+
+def test_newer_state_applies_older_is_stale_same_is_duplicate(store: UserStore) -> None:
+    assert store.upsert_user(state("user_a", 100, first_name="One")).outcome == "applied"
+    assert store.upsert_user(state("user_a", 100, first_name="One")).outcome == "duplicate"
+    assert store.upsert_user(state("user_a", 50, first_name="Old")).outcome == "stale"
+    assert store.upsert_user(state("user_a", 200, first_name="Two")).outcome == "applied"
+    doc = store.find_user("user_a")
+    assert doc["firstName"] == "Two"
+    assert store.count() == 1
+
+
+def test_update_keeps_is_admin_and_created_at(store: UserStore) -> None:
+    first = store.upsert_user(state("user_a", 100)).doc
+    assert first is not None
+    store.set_admin(first["_id"], True)
+    store.upsert_user(state("user_a", 200, first_name="Changed"))
+    doc = store.find_user("user_a")
+    assert doc["isAdmin"] is True
+    assert doc["createdAt"] == first["createdAt"]
+
+
+def test_delete_leaves_a_tombstone_that_blocks_late_updates(store: UserStore) -> None:
+    store.upsert_user(state("user_a", 100))
+    assert store.delete_user("user_a").outcome == "applied"
+    assert store.delete_user("user_a").outcome == "duplicate"
+    assert store.upsert_user(state("user_a", 999)).outcome == "stale"
+    with pytest.raises(NotFound):
+        store.find_user("user_a")
+
+
+def test_documents_written_by_the_app_without_clerk_updated_at_are_updated(store: UserStore) -> None:
+    store.users.insert_one({"clerkId": "user_app", "email": "old@x.com", "isAdmin": True})
+    assert store.upsert_user(state("user_app", 10, email="new@x.com")).outcome == "applied"
+    doc = store.find_user("user_app")
+    assert doc["email"] == "new@x.com" and doc["isAdmin"] is True
+    assert store.count() == 1
+
+
+def test_concurrent_upserts_of_one_new_user_make_one_document(store: UserStore) -> None:
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        outcomes.append(store.upsert_user(state("user_race", 100)).outcome)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.users.count_documents({"clerkId": "user_race"}) == 1
+    assert outcomes.count("applied") == 1
+    assert set(outcomes) <= {"applied", "duplicate"}
+
+
+def test_lookup_by_every_id_form(store: UserStore) -> None:
+    doc = store.upsert_user(state("user_x", 1, email="Grace@Example.com")).doc
+    assert doc is not None
+    assert store.find_user("user_x")["_id"] == doc["_id"]
+    assert store.find_user(str(doc["_id"]))["clerkId"] == "user_x"
+    assert store.find_user("grace@example.COM")["clerkId"] == "user_x"
+    with pytest.raises(NotFound):
+        store.find_user("nobody@example.com")
+
+
+def test_ambiguous_email_lists_the_candidates(store: UserStore) -> None:
+    store.upsert_user(state("user_1", 1, email="same@example.com"))
+    store.upsert_user(state("user_2", 1, email="same@example.com"))
+    with pytest.raises(Ambiguous, match="user_1.*user_2|user_2.*user_1"):
+        store.find_user("same@example.com")
+
+
+def test_indexes_are_idempotent_and_clerk_id_is_unique(store: UserStore) -> None:
+    store.ensure_indexes()
+    store.ensure_indexes()
+    assert store.has_unique_clerk_index()
+
