@@ -176,7 +176,7 @@ class Settings:
         return found
 
     def require(self, *names: str) -> None:
-        """Raise ConfigError (exit 2) for the first of ``names`` unset, or any set value malformed."""
+        """ConfigError (exit 2) for any set value malformed, or the first of ``names`` unset."""
         for name, problem in self.problems():
             raise ConfigError(f"{name} {problem}. Fix it in .env.local ({WHERE[name]}).")
         for name in names:

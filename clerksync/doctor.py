@@ -60,7 +60,12 @@ def check_variables(settings: Settings) -> list[Check]:
             checks.append(unset)
         elif name in problems:
             checks.append(
-                Check(name, "fail", f"{shown} {problems[name]}", f"fix it in .env.local — {WHERE[name]}")
+                Check(
+                    name,
+                    "fail",
+                    f"{shown} {problems[name]}",
+                    f"fix it in .env.local — {WHERE[name]}",
+                )
             )
         else:
             checks.append(ok(name, shown))
@@ -68,41 +73,64 @@ def check_variables(settings: Settings) -> list[Check]:
     var(
         "MONGODB_URL",
         "set",
-        Check("MONGODB_URL", "warn", "unset: using the embedded store in "
-              f"{settings.state_dir}/ (local use only)",
-              "set MONGODB_URL in .env.local to your app's database"),
+        Check(
+            "MONGODB_URL",
+            "warn",
+            f"unset: using the embedded store in {settings.state_dir}/ (local use only)",
+            "set MONGODB_URL in .env.local to your app's database",
+        ),
     )
     var(
         "CLERK_SECRET_KEY",
         mask(settings.clerk_secret_key),
-        Check("CLERK_SECRET_KEY", "warn", "unset: users are stored, write-backs wait",
-              f"set CLERK_SECRET_KEY in .env.local — {WHERE['CLERK_SECRET_KEY']}"),
+        Check(
+            "CLERK_SECRET_KEY",
+            "warn",
+            "unset: users are stored, write-backs wait",
+            f"set CLERK_SECRET_KEY in .env.local — {WHERE['CLERK_SECRET_KEY']}",
+        ),
     )
     var(
         "WEBHOOK_SECRET",
         mask(settings.webhook_secret),
-        Check("WEBHOOK_SECRET", "fail", "unset: no delivery can be verified",
-              f"set WEBHOOK_SECRET in .env.local — copy it from {WHERE['WEBHOOK_SECRET']}"),
+        Check(
+            "WEBHOOK_SECRET",
+            "fail",
+            "unset: no delivery can be verified",
+            f"set WEBHOOK_SECRET in .env.local — copy it from {WHERE['WEBHOOK_SECRET']}",
+        ),
     )
     var(
         "NEXT_PUBLIC_URL",
         settings.public_url or "",
-        Check("NEXT_PUBLIC_URL", "warn", "unset: cannot derive the webhook endpoint",
-              "set NEXT_PUBLIC_URL to your app's public base URL"),
+        Check(
+            "NEXT_PUBLIC_URL",
+            "warn",
+            "unset: cannot derive the webhook endpoint",
+            "set NEXT_PUBLIC_URL to your app's public base URL",
+        ),
     )
     if settings.publishable_key:
         if "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY" in problems:
             var("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", mask(settings.publishable_key), ok("", ""))
         else:
-            pk, sk = instance_kind(settings.publishable_key), instance_kind(settings.clerk_secret_key)
+            pk, sk = (
+                instance_kind(settings.publishable_key),
+                instance_kind(settings.clerk_secret_key),
+            )
             if sk and pk != sk:
-                checks.append(Check(
-                    "key pair", "fail",
-                    f"publishable key is pk_{pk}_, secret key is sk_{sk}_: different instances",
-                    "copy both keys from the same instance: Dashboard → Configure → API keys",
-                ))
+                checks.append(
+                    Check(
+                        "key pair",
+                        "fail",
+                        f"publishable key is pk_{pk}_, secret key is sk_{sk}_: different instances",
+                        "copy both keys from the same instance: Dashboard → Configure → API keys",
+                    )
+                )
             else:
-                checks.append(ok("key pair", f"{mask(settings.publishable_key)} matches the secret key"))
+                checks.append(
+                    ok("key pair", f"{mask(settings.publishable_key)} matches the secret key")
+                )
     return checks
 
 
@@ -114,8 +142,18 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
         store = connect(settings)
         version, ms = store.ping()
     except ClerkSyncError as exc:
-        return [Check("MongoDB", "fail", str(exc),
-                      "start MongoDB or fix MONGODB_URL; then run `clerksync doctor` again")], None, None
+        return (
+            [
+                Check(
+                    "MongoDB",
+                    "fail",
+                    str(exc),
+                    "start MongoDB or fix MONGODB_URL; then run `clerksync doctor` again",
+                )
+            ],
+            None,
+            None,
+        )
     checks = [ok("MongoDB", f"database {store.name!r}, server {version}, round trip {ms:.1f} ms")]
     try:
         from bson import ObjectId
@@ -125,23 +163,48 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
         scratch.insert_one({"_id": marker, "at": time.time()})
         found = scratch.find_one({"_id": marker}) is not None
         scratch.delete_one({"_id": marker})
-        checks.append(ok("write round trip", "insert, read, delete") if found else
-                      Check("write round trip", "fail", "a written document could not be read back",
-                            "check the user in MONGODB_URL has readWrite on the database"))
+        checks.append(
+            ok("write round trip", "insert, read, delete")
+            if found
+            else Check(
+                "write round trip",
+                "fail",
+                "a written document could not be read back",
+                "check the user in MONGODB_URL has readWrite on the database",
+            )
+        )
         if "users" not in store.db.list_collection_names():
-            checks.append(Check("clerkId index", "warn", "no users collection yet",
-                                "it is created with its index by `clerksync serve` on start"))
+            checks.append(
+                Check(
+                    "clerkId index",
+                    "warn",
+                    "no users collection yet",
+                    "it is created with its index by `clerksync serve` on start",
+                )
+            )
         elif store.has_unique_clerk_index():
             checks.append(ok("clerkId index", "unique index on users.clerkId"))
         else:
-            checks.append(Check("clerkId index", "fail", "users.clerkId has no unique index: "
-                                "concurrent deliveries can create duplicate users",
-                                "start `clerksync serve` once to create it (it fails if duplicates "
-                                "already exist: `clerksync users list --search` finds them)"))
+            checks.append(
+                Check(
+                    "clerkId index",
+                    "fail",
+                    "users.clerkId has no unique index: "
+                    "concurrent deliveries can create duplicate users",
+                    "start `clerksync serve` once to create it (it fails if duplicates "
+                    "already exist: `clerksync users list --search` finds them)",
+                )
+            )
         users, pending = store.count(), store.pending_write_backs()
     except Exception as exc:  # pymongo errors mid-check: report, never trace
-        checks.append(Check("write round trip", "fail", describe_mongo_error(exc),
-                            "check the user in MONGODB_URL has readWrite on the database"))
+        checks.append(
+            Check(
+                "write round trip",
+                "fail",
+                describe_mongo_error(exc),
+                "check the user in MONGODB_URL has readWrite on the database",
+            )
+        )
         return checks, None, None
     finally:
         store.close()
@@ -153,15 +216,23 @@ def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
         return [], None
     from clerksync.clerk import ClerkGateway
 
-    gateway = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url,
-                           timeout_ms=5000)
+    gateway = ClerkGateway(
+        settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000
+    )
     try:
         total = gateway.count_users()
     except ClerkApiError as exc:
-        hint = ("copy a current secret key from Dashboard → Configure → API keys"
-                if exc.status in (401, 403) else "check CLERK_API_URL and your network")
-        return [Check("Clerk API", "fail", f"{exc} (key {mask(settings.clerk_secret_key)})", hint)], None
-    return [ok("Clerk API", f"key {mask(settings.clerk_secret_key)} accepted; {total} Clerk users")], total
+        hint = (
+            "copy a current secret key from Dashboard → Configure → API keys"
+            if exc.status in (401, 403)
+            else "check CLERK_API_URL and your network"
+        )
+        return [
+            Check("Clerk API", "fail", f"{exc} (key {mask(settings.clerk_secret_key)})", hint)
+        ], None
+    return [
+        ok("Clerk API", f"key {mask(settings.clerk_secret_key)} accepted; {total} Clerk users")
+    ], total
 
 
 def probe_receiver(settings: Settings, url: str) -> Check | None:
@@ -176,15 +247,27 @@ def probe_receiver(settings: Settings, url: str) -> Check | None:
         with httpx.Client(timeout=3.0) as http:
             unsigned = http.post(url, content=body, headers={"content-type": "application/json"})
             if unsigned.status_code == 404:
-                return Check(name, "fail", "404: nothing is mounted at this path",
-                             "mount the receiver at /api/webhooks/clerk (or run `clerksync serve`)")
+                return Check(
+                    name,
+                    "fail",
+                    "404: nothing is mounted at this path",
+                    "mount the receiver at /api/webhooks/clerk (or run `clerksync serve`)",
+                )
             if unsigned.status_code in (401, 403):
-                return Check(name, "fail", f"{unsigned.status_code}: the route is behind auth",
-                             "make /api/webhooks/clerk public in your auth middleware "
-                             "(Clerk: add it to the public routes)")
+                return Check(
+                    name,
+                    "fail",
+                    f"{unsigned.status_code}: the route is behind auth",
+                    "make /api/webhooks/clerk public in your auth middleware "
+                    "(Clerk: add it to the public routes)",
+                )
             if unsigned.is_success:
-                return Check(name, "fail", "accepted an unsigned request",
-                             "verify the svix signature before acting on a delivery")
+                return Check(
+                    name,
+                    "fail",
+                    "accepted an unsigned request",
+                    "verify the svix signature before acting on a delivery",
+                )
             if not settings.webhook_secret:
                 return ok(name, f"refused an unsigned request ({unsigned.status_code})")
             signed = http.post(url, content=body, headers=sign(settings.webhook_secret, body))
@@ -192,17 +275,26 @@ def probe_receiver(settings: Settings, url: str) -> Check | None:
         return None
     if signed.is_success:
         return ok(name, "refuses unsigned requests, accepts signed ones")
-    return Check(name, "fail", f"refused a correctly signed request ({signed.status_code})",
-                 "WEBHOOK_SECRET differs from the endpoint's secret, or the body is parsed "
-                 "before verification (verify the raw bytes)")
+    return Check(
+        name,
+        "fail",
+        f"refused a correctly signed request ({signed.status_code})",
+        "WEBHOOK_SECRET differs from the endpoint's secret, or the body is parsed "
+        "before verification (verify the raw bytes)",
+    )
 
 
 def check_webhook(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     targets = []
     if settings.webhook_url:
-        checks.append(ok("webhook endpoint", f"Clerk must post to {settings.webhook_url} "
-                         "(Dashboard → Webhooks; events user.created, user.updated, user.deleted)"))
+        checks.append(
+            ok(
+                "webhook endpoint",
+                f"Clerk must post to {settings.webhook_url} "
+                "(Dashboard → Webhooks; events user.created, user.updated, user.deleted)",
+            )
+        )
         targets.append(settings.webhook_url)
     targets.append(LOCAL_RECEIVER + "/api/webhooks/clerk")
     answered = False
@@ -212,8 +304,14 @@ def check_webhook(settings: Settings) -> list[Check]:
             answered = True
             checks.append(result)
     if not answered:
-        checks.append(Check("receiver", "warn", "no receiver answered at " + ", ".join(targets),
-                            "start one with `clerksync serve`, or deploy your app"))
+        checks.append(
+            Check(
+                "receiver",
+                "warn",
+                "no receiver answered at " + ", ".join(targets),
+                "start one with `clerksync serve`, or deploy your app",
+            )
+        )
     return checks
 
 
@@ -232,13 +330,25 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
         if mongo_users == clerk_users:
             checks.append(ok("user counts", f"Clerk {clerk_users}, MongoDB {mongo_users}"))
         else:
-            checks.append(Check("user counts", "warn", f"Clerk {clerk_users}, MongoDB {mongo_users}",
-                                "run `clerksync reconcile` to bring MongoDB in line"))
+            checks.append(
+                Check(
+                    "user counts",
+                    "warn",
+                    f"Clerk {clerk_users}, MongoDB {mongo_users}",
+                    "run `clerksync reconcile` to bring MongoDB in line",
+                )
+            )
     if pending:
         waiting = "" if settings.clerk_secret_key else " (CLERK_SECRET_KEY is unset)"
-        checks.append(Check("write-backs", "warn", f"{pending} metadata write-backs pending{waiting}",
-                            "they run while `clerksync serve` runs with CLERK_SECRET_KEY set; "
-                            "`clerksync sync-metadata` finishes them now"))
+        checks.append(
+            Check(
+                "write-backs",
+                "warn",
+                f"{pending} metadata write-backs pending{waiting}",
+                "they run while `clerksync serve` runs with CLERK_SECRET_KEY set; "
+                "`clerksync sync-metadata` finishes them now",
+            )
+        )
     elif pending == 0:
         checks.append(ok("write-backs", "none pending"))
     return checks + webhook_checks
@@ -246,4 +356,3 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
 
 def doctor_ok(checks: list[Check]) -> bool:
     return all(c.status != "fail" for c in checks)
-

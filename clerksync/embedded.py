@@ -101,16 +101,15 @@ def ensure_server(
 
 def _start_daemon(state_dir: Path, timeout: float) -> dict[str, int]:
     (state_dir / STATE_FILE).unlink(missing_ok=True)
-    log = open(state_dir / "embedded.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clerksync.embedded", str(state_dir)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,  # outlives the command that started it, ignores its Ctrl-C
-        close_fds=True,
-    )
-    log.close()
+    with open(state_dir / "embedded.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clerksync.embedded", str(state_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # outlives the command that started it, ignores its Ctrl-C
+            close_fds=True,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = running_server(state_dir)

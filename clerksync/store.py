@@ -105,9 +105,7 @@ class UserStore:
         self.db: Database[Any] = client[db_name]
         durable = WriteConcern(w="majority", j=True)
         self.users: Collection[Any] = self.db.get_collection(USERS, write_concern=durable)
-        self.tombstones: Collection[Any] = self.db.get_collection(
-            TOMBSTONES, write_concern=durable
-        )
+        self.tombstones: Collection[Any] = self.db.get_collection(TOMBSTONES, write_concern=durable)
         # The log is diagnostics, not state: an acknowledged w=1 write is enough.
         self.deliveries: Collection[Any] = self.db.get_collection(
             DELIVERIES, write_concern=WriteConcern(w=1)
@@ -228,6 +226,7 @@ class UserStore:
                 upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
+            assert doc is not None  # upsert=True with AFTER always returns a document
         except DuplicateKeyError:
             # The filter missed an existing document: what is stored is as new or newer.
             existing = self.users.find_one({"clerkId": user.id}, {"clerkUpdatedAt": 1})
@@ -371,7 +370,9 @@ def upsert_update(user: ClerkUser, now: datetime) -> dict[str, Any]:
         "$set": fields,
         "$setOnInsert": {"createdAt": now, "isAdmin": metadata.get("isAdmin") is True},
     }
-    if not (isinstance(metadata.get("userMongoId"), str) and isinstance(metadata.get("isAdmin"), bool)):
+    if not (
+        isinstance(metadata.get("userMongoId"), str) and isinstance(metadata.get("isAdmin"), bool)
+    ):
         fields["syncDueAt"] = now
         update["$inc"] = {"syncSeq": 1}
     return update

@@ -136,9 +136,10 @@ def metadata_differs(doc: Mapping[str, Any]) -> bool:
     """True when Clerk's last-seen copy does not match what it should hold."""
     seen = doc.get("clerkMetadata") or {}
     wanted = wanted_metadata(doc)
-    return seen.get("userMongoId") != wanted["userMongoId"] or seen.get("isAdmin") is not wanted[
-        "isAdmin"
-    ]
+    return (
+        seen.get("userMongoId") != wanted["userMongoId"]
+        or seen.get("isAdmin") is not wanted["isAdmin"]
+    )
 
 
 def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:

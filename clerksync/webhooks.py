@@ -29,7 +29,7 @@ class SignatureError(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    """A verified, validated delivery. ``user`` for created/updated, ``user_id`` always for user.*"""
+    """A verified, validated delivery; ``user`` is set for created/updated events."""
 
     type: str
     user_id: str | None
@@ -75,8 +75,9 @@ def parse_event(body: bytes) -> Event:
     return Event(event_type, user.id, user, payload)
 
 
-def sign(secret: str, body: bytes, *, msg_id: str | None = None,
-         timestamp: float | None = None) -> dict[str, str]:
+def sign(
+    secret: str, body: bytes, *, msg_id: str | None = None, timestamp: float | None = None
+) -> dict[str, str]:
     """Svix headers for ``body``, signed with the svix library exactly as Svix signs."""
     from datetime import datetime, timezone
 

@@ -149,9 +149,13 @@ class FakeClerk:
         query = parse_qs(parts.query)
         segments = path.strip("/").split("/")
         route = f"{method} /users" + (
-            "/count" if segments[1:] == ["count"] else
-            "/{id}/metadata" if segments[2:] == ["metadata"] else
-            "/{id}" if len(segments) > 1 else ""
+            "/count"
+            if segments[1:] == ["count"]
+            else "/{id}/metadata"
+            if segments[2:] == ["metadata"]
+            else "/{id}"
+            if len(segments) > 1
+            else ""
         )
         with self.lock:
             self.counts[route] += 1
@@ -162,9 +166,11 @@ class FakeClerk:
                 wait = self._limited(self._instance_hits, self.instance_limit, now)
                 if wait is not None:
                     self.rate_limited += 1
-                    return 429, _error("too_many_requests", "Too many requests"), {
-                        "retry-after": str(max(1, int(wait + 0.999)))
-                    }
+                    return (
+                        429,
+                        _error("too_many_requests", "Too many requests"),
+                        {"retry-after": str(max(1, int(wait + 0.999)))},
+                    )
             if self.fail_queue:
                 status = self.fail_queue.pop(0)
                 return status, _error("internal_error", "injected failure"), {}
@@ -183,14 +189,14 @@ class FakeClerk:
                 del self.users[user["id"]]
                 return 200, {"id": user["id"], "object": "user", "deleted": True}, {}
             if route == "PATCH /users/{id}/metadata":
-                wait = self._limited(
-                    self._user_hits[user["id"]], self.per_user_metadata_limit, now
-                )
+                wait = self._limited(self._user_hits[user["id"]], self.per_user_metadata_limit, now)
                 if wait is not None:
                     self.rate_limited += 1
-                    return 429, _error("too_many_requests", "Too many requests"), {
-                        "retry-after": str(max(1, int(wait + 0.999)))
-                    }
+                    return (
+                        429,
+                        _error("too_many_requests", "Too many requests"),
+                        {"retry-after": str(max(1, int(wait + 0.999)))},
+                    )
                 patch = json.loads(body or b"{}")
                 public = patch.get("public_metadata")
                 if public:
@@ -214,7 +220,8 @@ class FakeClerk:
         if emails:
             wanted = {e.lower() for e in emails}
             users = [
-                u for u in users
+                u
+                for u in users
                 if any(e["email_address"].lower() in wanted for e in u["email_addresses"])
             ]
         order = query.get("order_by", ["-created_at"])[0]

@@ -55,8 +55,9 @@ def test_env_file_option_replaces_the_default_files(tmp_path: Path) -> None:
         ("NEXT_PUBLIC_URL", "example.com", "http"),
     ],
 )
-def test_malformed_values_name_the_variable(tmp_path: Path, name: str, value: str,
-                                            message: str) -> None:
+def test_malformed_values_name_the_variable(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
     settings = load_settings(environ={name: value}, cwd=tmp_path)
     with pytest.raises(ConfigError, match=message) as info:
         settings.require()

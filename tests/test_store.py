@@ -45,7 +45,9 @@ def test_delete_leaves_a_tombstone_that_blocks_late_updates(store: UserStore) ->
         store.find_user("user_a")
 
 
-def test_documents_written_by_the_app_without_clerk_updated_at_are_updated(store: UserStore) -> None:
+def test_documents_written_by_the_app_without_clerk_updated_at_are_updated(
+    store: UserStore,
+) -> None:
     store.users.insert_one({"clerkId": "user_app", "email": "old@x.com", "isAdmin": True})
     assert store.upsert_user(state("user_app", 10, email="new@x.com")).outcome == "applied"
     doc = store.find_user("user_app")
@@ -92,4 +94,3 @@ def test_indexes_are_idempotent_and_clerk_id_is_unique(store: UserStore) -> None
     store.ensure_indexes()
     store.ensure_indexes()
     assert store.has_unique_clerk_index()
-

@@ -28,7 +28,11 @@ def test_fields_follow_the_mongoose_schema() -> None:
     fields = user_fields(parse_clerk_user(data))
     assert fields["clerkId"] == data["id"]
     assert fields["profilePicture"] == data["image_url"]
-    assert (fields["firstName"], fields["lastName"], fields["username"]) == ("Ada", "Lovelace", "ada")
+    assert (fields["firstName"], fields["lastName"], fields["username"]) == (
+        "Ada",
+        "Lovelace",
+        "ada",
+    )
     assert "isAdmin" not in fields and "createdAt" not in fields
 
 

@@ -1,0 +1,98 @@
+"""`clerksync users list|show` over the real wire server."""
+
+from __future__ import annotations
+
+import json
+
+from clerksync.payloads import clerk_user
+from clerksync.store import UserStore
+from clerksync.users import parse_clerk_user
+
+FIELDS = {
+    "id",
+    "clerkId",
+    "email",
+    "firstName",
+    "lastName",
+    "username",
+    "profilePicture",
+    "isAdmin",
+    "createdAt",
+    "updatedAt",
+}
+
+
+def seed(store: UserStore) -> list[dict]:
+    users = [
+        clerk_user(user_id="user_ada", email="ada@example.com", first_name="Ada", username="ada"),
+        clerk_user(user_id="user_bob", email="bob@example.com", first_name="Bob"),
+        clerk_user(user_id="user_cy", emails=[], first_name="Cy", username="cyphone"),
+    ]
+    for user in users:
+        store.upsert_user(parse_clerk_user(user))
+    store.set_admin(store.find_user("user_bob")["_id"], True)
+    return users
+
+
+def test_list_json_has_exactly_the_documented_fields(cli, store: UserStore) -> None:
+    seed(store)
+    result = cli("users", "list", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 3
+    assert all(set(row) == FIELDS for row in rows)
+    ada = next(r for r in rows if r["clerkId"] == "user_ada")
+    assert ada["email"] == "ada@example.com"
+    assert ada["createdAt"].endswith("Z")
+    assert len(ada["id"]) == 24
+
+
+def test_filters(cli, store: UserStore) -> None:
+    seed(store)
+    admins = json.loads(cli("users", "list", "--admins", "--json").stdout)
+    assert [r["clerkId"] for r in admins] == ["user_bob"]
+    found = json.loads(cli("users", "list", "--search", "CYPH", "--json").stdout)
+    assert [r["clerkId"] for r in found] == ["user_cy"]
+    assert len(json.loads(cli("users", "list", "--limit", "2", "--json").stdout)) == 2
+
+
+def test_table_output_lists_users(cli, store: UserStore) -> None:
+    seed(store)
+    result = cli("users", "list")
+    assert result.exit_code == 0
+    assert "user_ada" in result.stdout and "3 users" in result.stdout
+
+
+def test_show_by_every_id_form(cli, store: UserStore) -> None:
+    seed(store)
+    mongo_id = str(store.find_user("user_ada")["_id"])
+    for ident in ("user_ada", mongo_id, "ADA@example.com"):
+        result = cli("users", "show", ident, "--json")
+        assert result.exit_code == 0, result.stderr
+        view = json.loads(result.stdout)
+        assert set(view) == FIELDS
+        assert view["id"] == mongo_id
+
+
+def test_show_unknown_id_exits_1_with_a_clear_message(cli, store: UserStore) -> None:
+    result = cli("users", "show", "user_nobody")
+    assert result.exit_code == 1
+    assert "no user 'user_nobody'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_configuration_is_one_line_and_exit_2(cli, monkeypatch) -> None:
+    monkeypatch.setenv("MONGODB_URL", "http://not-mongo")
+    result = cli("users", "list")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "MONGODB_URL must start with mongodb://" in result.stderr
+
+
+def test_unreachable_database_exits_1_quickly(cli, monkeypatch) -> None:
+    monkeypatch.setenv("MONGODB_URL", "mongodb://127.0.0.1:9/")
+    monkeypatch.setenv("CLERKSYNC_MONGO_TIMEOUT_MS", "500")
+    result = cli("users", "list")
+    assert result.exit_code == 1
+    assert "MongoDB did not answer" in result.stderr
+    assert "Traceback" not in result.stderr

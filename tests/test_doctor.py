@@ -1,0 +1,109 @@
+"""`clerksync doctor`: a healthy setup passes; each broken link fails its own check."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from clerksync.store import UserStore
+from tests.conftest import WEBHOOK_SECRET
+from tests.fakeclerk import SECRET_KEY, FakeClerk
+
+
+def run(cli) -> tuple[int, dict, str]:
+    started = time.monotonic()
+    result = cli("doctor", "--json")
+    assert time.monotonic() - started < 30
+    everything = result.stdout + result.stderr
+    assert SECRET_KEY not in everything and WEBHOOK_SECRET not in everything
+    return result.exit_code, json.loads(result.stdout), everything
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_healthy_setup_exits_0(
+    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str
+) -> None:
+    fake_clerk.add_user(user_id="user_one")
+    from clerksync.payloads import clerk_user
+    from clerksync.users import parse_clerk_user
+
+    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_one")))
+    code, report, _ = run(cli)
+    assert code == 0, report
+    assert report["ok"] is True
+    checks = by_name(report)
+    assert checks["MongoDB"]["status"] == "pass"
+    assert checks["clerkId index"]["status"] == "pass"
+    assert (
+        checks["Clerk API"]["status"] == "pass" and "1 Clerk users" in checks["Clerk API"]["detail"]
+    )
+    assert checks["user counts"]["status"] == "pass"
+    assert checks["WEBHOOK_SECRET"]["detail"] == "whsec_…LaSw"
+    assert checks["write-backs"]["status"] == "warn"  # the user's write-back is still queued
+
+
+def test_clerk_key_rejected(
+    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("CLERK_SECRET_KEY", "sk_test_" + "wrong" * 6)
+    code, report, text = run(cli)
+    assert code == 1
+    check = by_name(report)["Clerk API"]
+    assert check["status"] == "fail" and "401" in check["detail"]
+    assert "API keys" in check["hint"]
+    assert "wrong" * 6 not in text
+
+
+def test_missing_webhook_secret(cli, store: UserStore) -> None:
+    code, report, _ = run(cli)
+    assert code == 1
+    check = by_name(report)["WEBHOOK_SECRET"]
+    assert check["status"] == "fail" and "Signing Secret" in check["hint"]
+
+
+def test_malformed_webhook_secret(cli, store: UserStore, monkeypatch) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", "whsec_abc!!")
+    code, report, text = run(cli)
+    assert code == 1
+    check = by_name(report)["WEBHOOK_SECRET"]
+    assert check["status"] == "fail" and "base64" in check["detail"]
+    assert "abc!!" not in text
+
+
+def test_unreachable_mongodb(cli, monkeypatch, webhook_secret: str) -> None:
+    monkeypatch.setenv("MONGODB_URL", "mongodb://127.0.0.1:9/")
+    monkeypatch.setenv("CLERKSYNC_MONGO_TIMEOUT_MS", "1000")
+    code, report, _ = run(cli)
+    assert code == 1
+    check = by_name(report)["MongoDB"]
+    assert check["status"] == "fail" and "did not answer" in check["detail"]
+    assert check["hint"]
+
+
+def test_count_difference_names_reconcile(
+    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str
+) -> None:
+    fake_clerk.add_user()
+    code, report, _ = run(cli)
+    check = by_name(report)["user counts"]
+    assert check["status"] == "warn" and "reconcile" in check["hint"]
+    assert code == 0
+
+
+def test_mismatched_key_pair(
+    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k")
+    code, report, _ = run(cli)
+    assert code == 1
+    assert by_name(report)["key pair"]["status"] == "fail"
+
+
+def test_human_output_marks_and_fixes(cli, store: UserStore) -> None:
+    result = cli("doctor")
+    assert result.exit_code == 1
+    assert "✗ WEBHOOK_SECRET" in result.stdout
+    assert "fix: set WEBHOOK_SECRET" in result.stdout
