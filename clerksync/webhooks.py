@@ -14,10 +14,13 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import InvalidEvent
 from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user
+
+if TYPE_CHECKING:
+    from clerksync.store import UserStore
 
 MAX_BODY = 1024 * 1024
 USER_EVENTS = ("user.created", "user.updated", "user.deleted")
@@ -97,3 +100,17 @@ def sign(
 def new_secret() -> str:
     """A fresh signing secret in Svix's format (``whsec_`` + base64 of 24 random bytes)."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def apply_event(store: UserStore, event: Event) -> tuple[str, bool]:
+    """Apply a verified event: (outcome, wants_write_back). One durable write on the hot path.
+
+    The receiver and ``events replay`` both come through here, so a replay
+    obeys the same ordering and tombstone rules as a live delivery.
+    """
+    if event.type in ("user.created", "user.updated") and event.user is not None:
+        result = store.upsert_user(event.user)
+        return result.outcome, result.wants_write_back
+    if event.type == "user.deleted" and event.user_id is not None:
+        return store.delete_user(event.user_id).outcome, False
+    return "ignored", False

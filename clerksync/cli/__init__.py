@@ -77,10 +77,11 @@ def root(
 
 
 def _register() -> None:
-    from clerksync.cli import doctor, users
+    from clerksync.cli import doctor, serve, users
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(users.app, name="users")
+    app.command("serve")(serve.serve)
 
 
 _register()

@@ -1,0 +1,77 @@
+"""``clerksync serve``: the local webhook receiver."""
+
+from __future__ import annotations
+
+import dataclasses
+import json as jsonlib
+import os
+from typing import Annotated
+
+import typer
+
+from clerksync.cli.common import say, state
+
+
+def dev_secret_file(state_dir: os.PathLike[str] | str) -> str:
+    return os.path.join(state_dir, "dev-secret.json")
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to bind.")] = 8000,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="Use a fresh whsec_ secret, print it, and leave it for `send`."),
+    ] = False,
+) -> None:
+    """Run the webhook receiver: POST /api/webhooks/clerk, GET /healthz.
+
+    Needs WEBHOOK_SECRET (or --dev). Without CLERK_SECRET_KEY users are still
+    stored; their metadata write-backs wait until a key is set.
+    """
+    from clerksync.config import mask
+    from clerksync.server import run
+    from clerksync.store import connect
+    from clerksync.webhooks import new_secret
+
+    settings = state(ctx).settings
+    if dev:
+        secret = new_secret()
+        settings = dataclasses.replace(settings, webhook_secret=secret)
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        path = dev_secret_file(settings.state_dir)
+        url = f"http://{host}:{port}/api/webhooks/clerk"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            jsonlib.dump({"secret": secret, "url": url, "pid": os.getpid()}, handle)
+        say(
+            f"Dev mode: your webhook signing secret is {secret} (saved in {path}; "
+            "`clerksync send` uses it)"
+        )
+    settings.require("WEBHOOK_SECRET")
+    store = connect(settings, announce=say)
+    store.ping()
+    store.close()
+    writeback = (
+        "on"
+        if settings.clerk_secret_key
+        else "waiting (CLERK_SECRET_KEY is unset; users are still stored)"
+    )
+    say(
+        f"Receiving on http://{host}:{port}/api/webhooks/clerk "
+        f"(secret {mask(settings.webhook_secret)}; write-backs {writeback}). Ctrl-C stops."
+    )
+    try:
+        run(settings, host=host, port=port, log_json=log_json)
+    finally:
+        if dev:
+            with contextlib_suppress():
+                os.unlink(dev_secret_file(settings.state_dir))
+
+
+def contextlib_suppress() -> object:
+    import contextlib
+
+    return contextlib.suppress(OSError)

@@ -1,0 +1,67 @@
+"""Run the real receiver app on uvicorn over loopback HTTP, and post svix-signed deliveries."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+import uvicorn
+
+from clerksync.config import Settings
+from clerksync.server import Receiver, create_app
+from clerksync.webhooks import sign
+
+
+class RunningReceiver:
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        self.app = create_app(settings, **options)
+        self.receiver: Receiver = self.app.state.receiver
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        port = self.sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = self.base + "/api/webhooks/clerk"
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def start(self) -> RunningReceiver:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("receiver did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+def post(
+    url: str,
+    secret: str,
+    payload: Any,
+    *,
+    msg_id: str | None = None,
+    timestamp: float | None = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    client: httpx.Client | None = None,
+) -> httpx.Response:
+    """POST ``payload`` signed exactly as Svix signs it (svix library)."""
+    body = raw if raw is not None else json.dumps(payload).encode()
+    signed = sign(secret, body, msg_id=msg_id, timestamp=timestamp)
+    signed.update(headers or {})
+    if client is not None:
+        return client.post(url, content=body, headers=signed)
+    return httpx.post(url, content=body, headers=signed, timeout=30)
