@@ -213,35 +213,38 @@ class UserStore:
 
         Returns ``stale`` for an older state or a deleted user, ``duplicate`` for
         the same state again (a retried delivery, or the same state re-sent).
+        ``doc`` is not returned on this hot path: reading it back costs a round trip.
         """
-        from pymongo import ReturnDocument
         from pymongo.errors import DuplicateKeyError
 
         now = utcnow()
-        update = upsert_update(user, now)
+        update, queued = upsert_update(user, now)
         try:
-            doc = self.users.find_one_and_update(
-                ordering_filter(user),
-                update,
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-            assert doc is not None  # upsert=True with AFTER always returns a document
+            result = self.users.update_one(ordering_filter(user), update, upsert=True)
         except DuplicateKeyError:
             # The filter missed an existing document: what is stored is as new or newer.
             existing = self.users.find_one({"clerkId": user.id}, {"clerkUpdatedAt": 1})
             if existing is not None and existing.get("clerkUpdatedAt") == user.updated_at:
                 return WriteResult("duplicate", existing)
             return WriteResult("stale", existing)
-        # A delete may have raced us: it writes its tombstone before removing the
-        # document, so checking after our write closes the window.
-        if self.is_tombstoned(user.id):
-            self.users.delete_one({"_id": doc["_id"]})
+        # Only an insert can resurrect a deleted user: a delete writes its tombstone
+        # before removing the document, so if ours inserted, a tombstone written
+        # before that is visible now. (If ours updated, the removal comes after it.)
+        if result.upserted_id is not None and self.is_tombstoned(user.id):
+            self.users.delete_one({"clerkId": user.id, "clerkUpdatedAt": user.updated_at})
             return WriteResult("stale")
-        wants = metadata_differs(doc)
-        if wants and "syncDueAt" not in doc:
-            doc = self.mark_write_back(doc["_id"]) or doc
-        return WriteResult("applied", doc, wants_write_back=wants)
+        if queued:
+            return WriteResult("applied", wants_write_back=True)
+        # Clerk's copy names an id and a role: usually our own write-back echoed back.
+        # Check it against the stored document, and queue a write-back if it differs.
+        doc = self.users.find_one(
+            {"clerkId": user.id}, {"isAdmin": 1, "clerkMetadata": 1, "syncDueAt": 1}
+        )
+        if doc is not None and metadata_differs(doc):
+            if "syncDueAt" not in doc:
+                self.mark_write_back(doc["_id"])
+            return WriteResult("applied", wants_write_back=True)
+        return WriteResult("applied")
 
     def delete_user(self, clerk_id: str) -> WriteResult:
         """Tombstone first, then delete: ``duplicate`` when both were already done."""
@@ -269,7 +272,7 @@ class UserStore:
         if not batch:
             return counts
         now = utcnow()
-        ops = [UpdateOne(ordering_filter(u), upsert_update(u, now), upsert=True) for u in batch]
+        ops = [UpdateOne(ordering_filter(u), upsert_update(u, now)[0], upsert=True) for u in batch]
         try:
             result = self.users.bulk_write(ops, ordered=False)
             details: Mapping[str, Any] = result.bulk_api_result
@@ -361,21 +364,24 @@ def ordering_filter(user: ClerkUser) -> dict[str, Any]:
     return {"clerkId": user.id, "clerkUpdatedAt": {"$not": {"$gte": user.updated_at}}}
 
 
-def upsert_update(user: ClerkUser, now: datetime) -> dict[str, Any]:
-    """The update for one Clerk state. A write-back is queued in the same write when Clerk's
-    copy plainly lacks our keys (every new user); the rarer mismatch is caught after."""
+def upsert_update(user: ClerkUser, now: datetime) -> tuple[dict[str, Any], bool]:
+    """The update for one Clerk state, and whether it queues a write-back.
+
+    The write-back is queued in the same write when Clerk's copy plainly lacks
+    our keys (every new user); the rarer mismatch is caught after the write."""
     metadata = user.public_metadata
     fields: dict[str, Any] = {**user_fields(user), "updatedAt": now}
     update: dict[str, Any] = {
         "$set": fields,
         "$setOnInsert": {"createdAt": now, "isAdmin": metadata.get("isAdmin") is True},
     }
-    if not (
+    queued = not (
         isinstance(metadata.get("userMongoId"), str) and isinstance(metadata.get("isAdmin"), bool)
-    ):
+    )
+    if queued:
         fields["syncDueAt"] = now
         update["$inc"] = {"syncSeq": 1}
-    return update
+    return update, queued
 
 
 def describe_mongo_error(exc: Exception) -> str:

@@ -27,8 +27,8 @@ def test_newer_state_applies_older_is_stale_same_is_duplicate(store: UserStore) 
 
 
 def test_update_keeps_is_admin_and_created_at(store: UserStore) -> None:
-    first = store.upsert_user(state("user_a", 100)).doc
-    assert first is not None
+    store.upsert_user(state("user_a", 100))
+    first = store.find_user("user_a")
     store.set_admin(first["_id"], True)
     store.upsert_user(state("user_a", 200, first_name="Changed"))
     doc = store.find_user("user_a")
@@ -74,8 +74,8 @@ def test_concurrent_upserts_of_one_new_user_make_one_document(store: UserStore) 
 
 
 def test_lookup_by_every_id_form(store: UserStore) -> None:
-    doc = store.upsert_user(state("user_x", 1, email="Grace@Example.com")).doc
-    assert doc is not None
+    store.upsert_user(state("user_x", 1, email="Grace@Example.com"))
+    doc = store.find_user("user_x")
     assert store.find_user("user_x")["_id"] == doc["_id"]
     assert store.find_user(str(doc["_id"]))["clerkId"] == "user_x"
     assert store.find_user("grace@example.COM")["clerkId"] == "user_x"

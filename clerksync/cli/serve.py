@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json as jsonlib
 import os
@@ -67,11 +68,5 @@ def serve(
         run(settings, host=host, port=port, log_json=log_json)
     finally:
         if dev:
-            with contextlib_suppress():
+            with contextlib.suppress(OSError):
                 os.unlink(dev_secret_file(settings.state_dir))
-
-
-def contextlib_suppress() -> object:
-    import contextlib
-
-    return contextlib.suppress(OSError)
