@@ -288,6 +288,27 @@ class UserStore:
         counts["unchanged"] = len(batch) - created - updated
         return counts
 
+    def plan_many(self, users: Iterable[ClerkUser]) -> dict[str, int]:
+        """What ``upsert_many`` would do, writing nothing (reconcile --dry-run)."""
+        batch = list(users)
+        ids = [u.id for u in batch]
+        gone = {t["_id"] for t in self.tombstones.find({"_id": {"$in": ids}}, {"_id": 1})}
+        stored = {
+            d["clerkId"]: d.get("clerkUpdatedAt")
+            for d in self.users.find({"clerkId": {"$in": ids}}, {"clerkId": 1, "clerkUpdatedAt": 1})
+        }
+        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        for user in batch:
+            if user.id in gone:
+                continue
+            if user.id not in stored:
+                counts["created"] += 1
+            elif stored[user.id] is None or stored[user.id] < user.updated_at:
+                counts["updated"] += 1
+            else:
+                counts["unchanged"] += 1
+        return counts
+
     # -- admin rights ------------------------------------------------------------------------
 
     def set_admin(self, doc_id: Any, value: bool) -> Mapping[str, Any]:

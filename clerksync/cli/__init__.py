@@ -77,10 +77,14 @@ def root(
 
 
 def _register() -> None:
-    from clerksync.cli import doctor, serve, users
+    from clerksync.cli import doctor, serve, sync, users
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(users.app, name="users")
+    app.command("sync-metadata")(sync.sync_metadata)
+    app.command("promote")(sync.promote)
+    app.command("demote")(sync.demote)
+    app.command("reconcile")(sync.reconcile)
     app.command("serve")(serve.serve)
 
 

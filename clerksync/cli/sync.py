@@ -1,0 +1,188 @@
+"""``sync-metadata``, ``promote``/``demote``, ``reconcile``: the bulk jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from clerksync.cli.common import JsonOption, open_store, print_json, say, state
+
+if TYPE_CHECKING:
+    from clerksync.clerk import ClerkGateway
+
+RateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--rate",
+        min=0.1,
+        help="Clerk requests per second (default: under the "
+        "instance limit told by the key: 9/s development, 90/s production).",
+    ),
+]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Change nothing; report.")]
+
+
+def gateway(ctx: typer.Context, *, required: bool = True) -> ClerkGateway | None:
+    from clerksync.clerk import ClerkGateway
+
+    settings = state(ctx).settings
+    if required:
+        settings.require("CLERK_SECRET_KEY")
+    if not settings.clerk_secret_key:
+        return None
+    return ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url)
+
+
+def rate_for(ctx: typer.Context, rate: float | None) -> float:
+    from clerksync.clerk import default_rate
+
+    return rate if rate is not None else default_rate(state(ctx).settings.clerk_secret_key)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, quiet: bool) -> Iterator[Any]:
+    """A Rich bar with ETA on a terminal; nothing with --json or when piped."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def sync_metadata(
+    ctx: typer.Context,
+    dry_run: DryRunOption = False,
+    rate: RateOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Write userMongoId/isAdmin into Clerk for every user whose Clerk copy differs.
+
+    Reads Clerk in batches of 100 ids, writes only the drifted users (merged, so
+    other metadata keys survive). Exits 1 if any write failed; rerun to finish.
+    """
+    from clerksync.sync import sync_metadata as run
+
+    store = open_store(ctx, indexes=True)
+    clerk = gateway(ctx)
+    assert clerk is not None
+    with progress_bar("sync-metadata", json) as progress:
+        summary = run(store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, progress=progress)
+    if json:
+        print_json(summary)
+    else:
+        verb = "would update" if dry_run else "updated"
+        say(
+            f"{summary['total']} users: {verb} {summary['updated']}, unchanged "
+            f"{summary['unchanged']}, failed {summary['failed']}, missing in Clerk "
+            f"{summary['missing']}"
+        )
+        for clerk_id in summary.get("would_change", []):
+            typer.echo(clerk_id)
+        for error in summary.get("errors", []):
+            say(f"  failed: {error}")
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
+    from clerksync.sync import set_admin
+
+    store = open_store(ctx, indexes=True)
+    result = set_admin(store, gateway(ctx, required=False), ident, value)
+    if json:
+        print_json(result)
+    user = result["user"]
+    role = "admin" if value else "not admin"
+    if result["clerk"] == "failed":
+        say(
+            f"MongoDB: {user['clerkId']} is now {role}. Clerk was not updated "
+            f"({result['error']}); `clerksync sync-metadata` will finish it."
+        )
+        raise typer.Exit(1)
+    if not json:
+        where = (
+            "MongoDB and Clerk"
+            if result["clerk"] == "updated"
+            else "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)"
+        )
+        say(f"{user['clerkId']} ({user['email'] or 'no email'}) is now {role} in {where}.")
+
+
+IdArgument = Annotated[str, typer.Argument(metavar="ID", help="Clerk id, Mongo id or email.")]
+
+
+def promote(ctx: typer.Context, ident: IdArgument, json: JsonOption = False) -> None:
+    """Give a user admin rights, in MongoDB and in Clerk's publicMetadata."""
+    _set_admin(ctx, ident, True, json)
+
+
+def demote(ctx: typer.Context, ident: IdArgument, json: JsonOption = False) -> None:
+    """Take a user's admin rights away, in MongoDB and in Clerk's publicMetadata."""
+    _set_admin(ctx, ident, False, json)
+
+
+def reconcile(
+    ctx: typer.Context,
+    dry_run: DryRunOption = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete orphans (in MongoDB, not in Clerk).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before pruning.")] = False,
+    rate: RateOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Find the Clerk users the database missed, and fix them; report orphans.
+
+    Pages through every Clerk user (500 a page) and applies the receiver's
+    mapping and ordering rules in bulk: creates the missing, updates the stale,
+    leaves the newer alone.
+    """
+    from clerksync.errors import UsageError
+    from clerksync.sync import reconcile as run
+
+    if prune and json and not yes and not dry_run:
+        raise UsageError("--prune with --json needs --yes (there is no one to ask)")
+    store = open_store(ctx, indexes=True)
+    clerk = gateway(ctx)
+    assert clerk is not None
+    if prune and not yes and not dry_run:
+        # Count first, then ask: nothing is deleted unless the person says so.
+        preview = run(store, clerk, rate=rate_for(ctx, rate), dry_run=True)
+        if preview["orphaned"] and not typer.confirm(
+            f"Delete {preview['orphaned']} MongoDB users that Clerk does not know?", err=True
+        ):
+            prune = False
+    with progress_bar("reconcile", json) as progress:
+        summary = run(
+            store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, prune=prune, progress=progress
+        )
+    if json:
+        print_json(summary)
+        return
+    say(
+        f"Clerk {summary['clerk_users']} users, MongoDB {summary['mongo_users']}: "
+        f"{'would create' if dry_run else 'created'} {summary['created']}, "
+        f"{'would update' if dry_run else 'updated'} {summary['updated']}, unchanged "
+        f"{summary['unchanged']}, orphaned {summary['orphaned']}, pruned {summary['pruned']}"
+    )
+    if summary["invalid"]:
+        say(f"{summary['invalid']} Clerk records could not be mapped (no valid id/updated_at)")
+    for clerk_id in summary.get("orphans", []):
+        typer.echo(f"orphan: {clerk_id}")

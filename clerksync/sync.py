@@ -1,0 +1,226 @@
+"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns a summary dict.
+
+They meet Clerk's limits head-on, so: reads are batched (``user_id`` filters of
+100, or pages of 500 in a stable order), never one request per user; every
+request passes one token bucket set under the instance limit; a 429 pauses
+the bucket for its ``Retry-After`` and the request is retried; writes happen
+only where Clerk's copy differs, so an interrupted run, rerun, repeats no
+finished write. Users go through the same mapping and ordering rules as the
+receiver (``UserStore.upsert_many``), and a page the SDK's models reject is
+read as raw JSON (``ClerkGateway``), so no user is lost to one odd record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
+from clerksync.errors import ClerkApiError, InvalidEvent
+from clerksync.ratelimit import TokenBucket
+from clerksync.store import UserStore
+from clerksync.users import parse_clerk_user, wanted_metadata
+
+T = TypeVar("T")
+Progress = Callable[[int, int | None], None]
+
+
+def call_with_retries(
+    fn: Callable[[], T], bucket: TokenBucket, *, attempts: int = 6, base: float = 0.5
+) -> T:
+    """One Clerk request under the bucket: 429 waits its Retry-After, 5xx backs off."""
+    for attempt in range(attempts):
+        bucket.acquire()
+        try:
+            return fn()
+        except ClerkApiError as exc:
+            if not exc.retryable or attempt == attempts - 1:
+                raise
+            if exc.status == 429:
+                bucket.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+            else:
+                time.sleep(random.uniform(base, base * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def _batches(cursor: Iterator[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in cursor:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def differs(clerk_metadata: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    wanted = wanted_metadata(doc)
+    return clerk_metadata.get("userMongoId") != wanted["userMongoId"] or (
+        clerk_metadata.get("isAdmin") is not wanted["isAdmin"]
+    )
+
+
+def sync_metadata(
+    store: UserStore,
+    gateway: ClerkGateway,
+    *,
+    rate: float,
+    dry_run: bool = False,
+    concurrency: int = 4,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Make every MongoDB user's Clerk ``publicMetadata`` hold its ``userMongoId``/``isAdmin``."""
+    bucket = TokenBucket(rate, burst=max(1.0, min(rate, 10.0)))
+    summary: dict[str, Any] = {"total": 0, "updated": 0, "unchanged": 0, "failed": 0, "missing": 0}
+    would_change: list[str] = []
+    errors: list[str] = []
+    total = store.count()
+    fields = {"clerkId": 1, "isAdmin": 1, "syncSeq": 1, "clerkMetadata": 1, "syncDueAt": 1}
+
+    def write(doc: Mapping[str, Any]) -> bool:
+        try:
+            copy = call_with_retries(
+                lambda: gateway.update_metadata(doc["clerkId"], wanted_metadata(doc)), bucket
+            )
+        except ClerkApiError as exc:
+            errors.append(f"{doc['clerkId']}: {exc}")
+            return False
+        store.finish_write_back(doc, copy)
+        return True
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        cursor = store.users.find({}, fields).sort("_id", 1)
+        for batch in _batches(iter(cursor), ID_BATCH):
+            ids = [d["clerkId"] for d in batch]
+            found = call_with_retries(lambda ids=ids: gateway.get_many(ids), bucket)
+            clerk = {u["id"]: u.get("public_metadata") or {} for u in found}
+            to_write = []
+            for doc in batch:
+                summary["total"] += 1
+                if doc["clerkId"] not in clerk:
+                    summary["missing"] += 1
+                elif differs(clerk[doc["clerkId"]], doc):
+                    to_write.append(doc)
+                else:
+                    summary["unchanged"] += 1
+                    if not dry_run and "syncDueAt" in doc:
+                        store.finish_write_back(doc, clerk[doc["clerkId"]])
+            if dry_run:
+                would_change.extend(d["clerkId"] for d in to_write)
+                summary["updated"] += len(to_write)
+            else:
+                for ok in pool.map(write, to_write):
+                    summary["updated" if ok else "failed"] += 1
+            if progress:
+                progress(summary["total"], total)
+    if dry_run:
+        summary["would_change"] = would_change
+    if errors:
+        summary["errors"] = errors[:20]
+    return summary
+
+
+def reconcile(
+    store: UserStore,
+    gateway: ClerkGateway,
+    *,
+    rate: float,
+    dry_run: bool = False,
+    prune: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
+
+    Memory stays flat: one page at a time, and the Clerk ids seen go to a scratch
+    collection (not a Python set) for the orphan pass.
+    """
+    from bson import ObjectId
+
+    bucket = TokenBucket(rate, burst=max(1.0, min(rate, 10.0)))
+    summary: dict[str, Any] = {
+        "clerk_users": 0,
+        "mongo_users": 0,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "orphaned": 0,
+        "pruned": 0,
+        "invalid": 0,
+    }
+    seen = store.db.get_collection(f"clerksync_reconcile_{ObjectId()}")
+    total = None
+    with contextlib.suppress(ClerkApiError):  # the count only feeds the progress bar
+        total = call_with_retries(gateway.count_users, bucket)
+    try:
+        offset = 0
+        while True:
+            page = call_with_retries(
+                lambda offset=offset: gateway.list_page(offset=offset, limit=PAGE_SIZE), bucket
+            )
+            if not page:
+                break
+            users = []
+            for raw in page:
+                try:
+                    users.append(parse_clerk_user(raw))
+                except InvalidEvent:
+                    summary["invalid"] += 1
+            summary["clerk_users"] += len(page)
+            if users:
+                seen.insert_many([{"_id": u.id} for u in users], ordered=False)
+                counts = store.plan_many(users) if dry_run else store.upsert_many(users)
+                for key, value in counts.items():
+                    summary[key] += value
+            if progress:
+                progress(summary["clerk_users"], total)
+            if len(page) < PAGE_SIZE:
+                break
+            offset += PAGE_SIZE
+        orphans: list[str] = []
+        cursor = store.users.find({}, {"clerkId": 1})
+        for batch in _batches(iter(cursor), 1000):
+            summary["mongo_users"] += len(batch)
+            ids = [d["clerkId"] for d in batch]
+            known = {d["_id"] for d in seen.find({"_id": {"$in": ids}}, {"_id": 1})}
+            for clerk_id in ids:
+                if clerk_id not in known:
+                    summary["orphaned"] += 1
+                    if len(orphans) < 1000:
+                        orphans.append(clerk_id)
+                    if prune and not dry_run:
+                        store.delete_user(clerk_id)
+                        summary["pruned"] += 1
+        summary["orphans"] = orphans[:50]
+    finally:
+        seen.drop()
+    return summary
+
+
+def set_admin(
+    store: UserStore, gateway: ClerkGateway | None, ident: str, value: bool
+) -> dict[str, Any]:
+    """Set ``isAdmin`` in MongoDB (durably, with the write-back queued), then merge it into Clerk.
+
+    Returns ``clerk``: ``updated``, ``waiting`` (no key) or the error; MongoDB
+    keeps the change either way and ``sync-metadata`` finishes it.
+    """
+    from clerksync.users import public_view
+
+    doc = store.find_user(ident)
+    doc = store.set_admin(doc["_id"], value)
+    result: dict[str, Any] = {"user": public_view(doc), "clerk": "waiting"}
+    if gateway is not None:
+        try:
+            copy = gateway.update_metadata(doc["clerkId"], wanted_metadata(doc))
+        except ClerkApiError as exc:
+            result["clerk"] = "failed"
+            result["error"] = str(exc)
+            return result
+        store.finish_write_back(doc, copy)
+        result["clerk"] = "updated"
+    return result

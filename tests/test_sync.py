@@ -1,0 +1,204 @@
+"""sync-metadata, promote/demote and reconcile against the fake Clerk over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+from clerksync.payloads import clerk_user
+from clerksync.store import UserStore
+from clerksync.users import parse_clerk_user
+from tests.fakeclerk import FakeClerk
+
+FAST = ("--rate", "1000")  # the fake has no limit unless a test sets one
+
+
+def seed_both(fake: FakeClerk, store: UserStore, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        user = fake.add_user(
+            user_id=f"user_s{i:05d}", email=f"s{i}@x.com", created_at=1000 + i, updated_at=5000
+        )
+        ids.append(user["id"])
+    store.upsert_many(parse_clerk_user(fake.users[i]) for i in ids)
+    return ids
+
+
+def settle(fake: FakeClerk, store: UserStore, ids: list[str]) -> None:
+    """Give Clerk the right metadata (plus a key of the app's own) for these users."""
+    for doc in store.users.find({"clerkId": {"$in": ids}}):
+        fake.users[doc["clerkId"]]["public_metadata"] = {
+            "userMongoId": str(doc["_id"]),
+            "isAdmin": False,
+            "plan": "pro",
+        }
+
+
+def test_sync_metadata_batches_reads_and_writes_only_the_drifted(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    ids = seed_both(fake_clerk, store, 1000)
+    settle(fake_clerk, store, ids[:750])
+    for clerk_id in ids[750:800]:  # drifted but with other keys that must survive
+        fake_clerk.users[clerk_id]["public_metadata"] = {"plan": "team"}
+    fake_clerk.counts.clear()
+    result = cli("sync-metadata", "--json", *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "total": 1000,
+        "updated": 250,
+        "unchanged": 750,
+        "failed": 0,
+        "missing": 0,
+    }
+    assert fake_clerk.counts["GET /users"] == 10  # 100 ids a request, not one per user
+    assert fake_clerk.counts["PATCH /users/{id}/metadata"] == 250
+    doc = store.find_user(ids[760])
+    assert fake_clerk.users[ids[760]]["public_metadata"] == {
+        "plan": "team",
+        "userMongoId": str(doc["_id"]),
+        "isAdmin": False,
+    }
+    assert store.pending_write_backs() == 0
+
+    again = json.loads(cli("sync-metadata", "--json", *FAST).stdout)
+    assert again["updated"] == 0 and again["unchanged"] == 1000
+    assert fake_clerk.counts["PATCH /users/{id}/metadata"] == 250
+
+
+def test_dry_run_writes_nothing_and_missing_users_are_reported(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    ids = seed_both(fake_clerk, store, 30)
+    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_only_mongo")))
+    result = cli("sync-metadata", "--dry-run", "--json", *FAST)
+    summary = json.loads(result.stdout)
+    assert summary["updated"] == 30 and summary["missing"] == 1
+    assert sorted(summary["would_change"]) == sorted(ids)
+    assert fake_clerk.metadata_writes == []
+
+
+def test_sync_metadata_finishes_through_rate_limits_and_5xx(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    ids = seed_both(fake_clerk, store, 120)
+    fake_clerk.instance_limit = 40
+    fake_clerk.window = 1.0
+    fake_clerk.fail_next(3, status=502)
+    result = cli("sync-metadata", "--json", "--rate", "200")  # deliberately too fast: 429s
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["updated"] == 120
+    assert fake_clerk.rate_limited > 0
+    assert len({u for u, _ in fake_clerk.metadata_writes}) == 120
+    assert all("userMongoId" in fake_clerk.users[i]["public_metadata"] for i in ids)
+
+
+def test_promote_and_demote_by_every_id_form(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+    [clerk_id] = seed_both(fake_clerk, store, 1)
+    mongo_id = str(store.find_user(clerk_id)["_id"])
+    for ident, value in ((clerk_id, True), (mongo_id, False), ("S0@x.com", True)):
+        result = cli("promote" if value else "demote", ident, "--json")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["clerk"] == "updated"
+        assert store.find_user(clerk_id)["isAdmin"] is value
+        assert fake_clerk.users[clerk_id]["public_metadata"] == {
+            "userMongoId": mongo_id,
+            "isAdmin": value,
+        }
+
+
+def test_promote_when_clerk_fails_keeps_mongo_and_exits_1(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    [clerk_id] = seed_both(fake_clerk, store, 1)
+    fake_clerk.fail_next(1, status=500)
+    result = cli("promote", clerk_id)
+    assert result.exit_code == 1
+    assert "sync-metadata" in result.stderr
+    assert store.find_user(clerk_id)["isAdmin"] is True
+    assert store.pending_write_backs() == 1
+    assert cli("sync-metadata", "--json", *FAST).exit_code == 0
+    assert fake_clerk.users[clerk_id]["public_metadata"]["isAdmin"] is True
+
+
+def test_promote_unknown_or_ambiguous_changes_nothing(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_a1", email="twin@x.com")))
+    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_a2", email="twin@x.com")))
+    unknown = cli("promote", "user_nobody")
+    assert unknown.exit_code == 1 and "no user" in unknown.stderr
+    twin = cli("promote", "twin@x.com")
+    assert twin.exit_code == 1 and "user_a1" in twin.stderr and "user_a2" in twin.stderr
+    assert store.users.count_documents({"isAdmin": True}) == 0
+    assert fake_clerk.metadata_writes == []
+
+
+def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    for i in range(1200):
+        fake_clerk.add_user(user_id=f"user_r{i:05d}", created_at=1000 + i, updated_at=5000)
+    stale = [
+        parse_clerk_user({**fake_clerk.users[f"user_r{i:05d}"], "updated_at": 10})
+        for i in range(100)
+    ]
+    newer = [
+        parse_clerk_user(
+            {**fake_clerk.users[f"user_r{i:05d}"], "updated_at": 9000, "first_name": "Newer"}
+        )
+        for i in range(100, 150)
+    ]
+    orphans = [parse_clerk_user(clerk_user(user_id=f"user_gone{i}")) for i in range(10)]
+    store.upsert_many(stale + newer + orphans)
+    # one record the SDK's models reject (a SAML account without its required fields)
+    odd = clerk_user(user_id="user_saml", created_at=999_999, updated_at=5000)
+    odd["saml_accounts"] = [{"id": "samlacc_1", "object": "saml_account"}]
+    fake_clerk.add_raw(odd)
+    fake_clerk.counts.clear()
+
+    result = cli("reconcile", "--json", *FAST)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {
+        k: summary[k]
+        for k in ("clerk_users", "created", "updated", "unchanged", "orphaned", "pruned")
+    } == {
+        "clerk_users": 1201,
+        "created": 1051,
+        "updated": 100,
+        "unchanged": 50,
+        "orphaned": 10,
+        "pruned": 0,
+    }
+    assert summary["mongo_users"] == 1211
+    assert fake_clerk.counts["GET /users"] == 3  # pages of 500, not users
+    assert store.find_user("user_saml")["clerkId"] == "user_saml"
+    assert store.find_user("user_r00120")["firstName"] == "Newer"
+    assert store.pending_write_backs() >= 1051  # new users get their write-back queued
+
+    again = json.loads(cli("reconcile", "--json", *FAST).stdout)
+    assert again["created"] == 0 and again["updated"] == 0
+
+    pruned = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)
+    assert pruned["pruned"] == 10
+    assert store.users.count_documents({"clerkId": {"$regex": "^user_gone"}}) == 0
+
+
+def test_reconcile_dry_run_changes_nothing(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+    for i in range(20):
+        fake_clerk.add_user(user_id=f"user_d{i}")
+    summary = json.loads(cli("reconcile", "--dry-run", "--json", *FAST).stdout)
+    assert summary["created"] == 20
+    assert store.count() == 0
+
+
+def test_reconcile_prune_with_json_needs_yes(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+    result = cli("reconcile", "--prune", "--json")
+    assert result.exit_code == 2 and "--yes" in result.stderr
+
+
+def test_reconcile_prune_asks_first(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_orphan")))
+    result = cli("reconcile", "--prune", input="n\n")
+    assert result.exit_code == 0
+    assert store.count() == 1
