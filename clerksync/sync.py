@@ -13,6 +13,7 @@ read as raw JSON (``ClerkGateway``), so no user is lost to one odd record.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -97,7 +98,7 @@ def sync_metadata(
         cursor = store.users.find({}, fields).sort("_id", 1)
         for batch in _batches(iter(cursor), ID_BATCH):
             ids = [d["clerkId"] for d in batch]
-            found = call_with_retries(lambda ids=ids: gateway.get_many(ids), bucket)
+            found = call_with_retries(functools.partial(gateway.get_many, ids), bucket)
             clerk = {u["id"]: u.get("public_metadata") or {} for u in found}
             to_write = []
             for doc in batch:
@@ -160,7 +161,7 @@ def reconcile(
         offset = 0
         while True:
             page = call_with_retries(
-                lambda offset=offset: gateway.list_page(offset=offset, limit=PAGE_SIZE), bucket
+                functools.partial(gateway.list_page, offset=offset, limit=PAGE_SIZE), bucket
             )
             if not page:
                 break
