@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from clerksync.store import UserStore, utcnow
+from clerksync.mongo import utcnow
+from clerksync.store import UserStore
 
 log = logging.getLogger("clerksync.deliveries")
 

@@ -54,10 +54,11 @@ def check_variables(settings: Settings) -> list[Check]:
     problems = dict(settings.problems())
     checks: list[Check] = []
 
-    def var(name: str, shown: str, unset: Check) -> None:
+    def var(name: str, shown: str, unset: Check | None) -> None:
         value = settings.value(name)
         if not value:
-            checks.append(unset)
+            if unset is not None:
+                checks.append(unset)
         elif name in problems:
             checks.append(
                 Check(
@@ -110,33 +111,29 @@ def check_variables(settings: Settings) -> list[Check]:
             "set NEXT_PUBLIC_URL to your app's public base URL",
         ),
     )
-    if settings.publishable_key:
-        if "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY" in problems:
-            var("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", mask(settings.publishable_key), ok("", ""))
-        else:
-            pk, sk = (
-                instance_kind(settings.publishable_key),
-                instance_kind(settings.clerk_secret_key),
+    var("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", mask(settings.publishable_key), None)
+    if settings.publishable_key and "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY" not in problems:
+        pk = instance_kind(settings.publishable_key)
+        sk = instance_kind(settings.clerk_secret_key)
+        if sk and pk != sk:
+            checks.append(
+                Check(
+                    "key pair",
+                    "fail",
+                    f"publishable key is pk_{pk}_, secret key is sk_{sk}_: different instances",
+                    "copy both keys from the same instance: Dashboard → Configure → API keys",
+                )
             )
-            if sk and pk != sk:
-                checks.append(
-                    Check(
-                        "key pair",
-                        "fail",
-                        f"publishable key is pk_{pk}_, secret key is sk_{sk}_: different instances",
-                        "copy both keys from the same instance: Dashboard → Configure → API keys",
-                    )
-                )
-            else:
-                checks.append(
-                    ok("key pair", f"{mask(settings.publishable_key)} matches the secret key")
-                )
+        else:
+            checks.append(
+                ok("key pair", f"{mask(settings.publishable_key)} matches the secret key")
+            )
     return checks
 
 
 def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | None]:
     """Reachability, a write round trip, the unique index; returns (checks, users, pending)."""
-    from clerksync.store import connect, describe_mongo_error
+    from clerksync.mongo import connect, describe_mongo_error
 
     try:
         store = connect(settings)

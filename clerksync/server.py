@@ -35,7 +35,8 @@ from clerksync.clerk import ClerkGateway, default_rate
 from clerksync.config import WEBHOOK_PATH, Settings
 from clerksync.deliveries import DeliveryLog, record
 from clerksync.errors import ClerkSyncError, InvalidEvent
-from clerksync.store import UserStore, connect, utcnow
+from clerksync.mongo import connect, utcnow
+from clerksync.store import UserStore
 from clerksync.webhooks import MAX_BODY, SignatureError, apply_event, parse_event, verify
 from clerksync.writeback import WriteBackWorkers
 
@@ -83,6 +84,8 @@ class Receiver:
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        if self._started:  # every delivery calls this; skip the lock once running
+            return
         with self._lock:
             if self._started:
                 return
@@ -267,13 +270,18 @@ def configure_logging(*, json_lines: bool) -> None:
 
 
 def run(
-    settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, log_json: bool = False
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_json: bool = False,
+    store: UserStore | None = None,
 ) -> None:
     """Serve the receiver with uvicorn until interrupted."""
     import uvicorn
 
     configure_logging(json_lines=log_json)
-    app = create_app(settings)
+    app = create_app(settings, store=store)
     uvicorn.run(
         app,
         host=host,

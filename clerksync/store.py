@@ -21,18 +21,17 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
+from clerksync.mongo import describe_mongo_error, utcnow
 from clerksync.users import ClerkUser, metadata_differs, user_fields
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
     from pymongo.collection import Collection
     from pymongo.database import Database
-
-    from clerksync.config import Settings
 
 USERS = "users"
 TOMBSTONES = "clerksync_tombstones"
@@ -41,58 +40,12 @@ DELIVERIES = "clerksync_deliveries"
 Outcome = Literal["applied", "duplicate", "stale"]
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 @dataclass(frozen=True)
 class WriteResult:
-    """What applying one Clerk state did; ``doc`` is the stored document after it (if any)."""
+    """What applying one Clerk state did, and whether Clerk's metadata now needs a write-back."""
 
     outcome: Outcome
-    doc: Mapping[str, Any] | None = None
     wants_write_back: bool = False
-
-
-def database_name(settings: Settings, client: MongoClient[Any]) -> str:
-    """The database in the URL's path, else ``MONGODB_DB``, else ``clerksync``."""
-    try:
-        return client.get_default_database().name
-    except Exception:  # pymongo raises ConfigurationError when the path names none
-        return settings.mongodb_db or "clerksync"
-
-
-def connect(settings: Settings, *, announce: Any = None) -> UserStore:
-    """Open the store the settings name; the embedded one when ``MONGODB_URL`` is unset.
-
-    Timeouts are short on purpose: a database that does not answer should cost
-    seconds and an actionable message, not pymongo's 30-second default.
-    """
-    from pymongo import MongoClient
-    from pymongo.errors import ConfigurationError
-
-    url = settings.mongodb_url
-    if url is None:
-        from clerksync.embedded import ensure_server
-
-        url = ensure_server(settings.state_dir, announce=announce)
-    timeout = settings.mongo_timeout_ms
-    try:
-        client: MongoClient[Any] = MongoClient(
-            url,
-            serverSelectionTimeoutMS=timeout,
-            connectTimeoutMS=timeout,
-            socketTimeoutMS=max(timeout * 3, 10_000),
-            tz_aware=True,
-            appname="clerksync",
-        )
-    except ConfigurationError as exc:
-        raise StoreUnavailable(f"MONGODB_URL is not usable: {exc}") from None
-    return UserStore(client, database_name(settings, client))
-
-
-def _escape(text: str) -> str:
-    return re.escape(text)
 
 
 class UserStore:
@@ -168,7 +121,7 @@ class UserStore:
             if doc:
                 return doc
         if "@" in ident:
-            pattern = {"$regex": f"^{_escape(ident)}$", "$options": "i"}
+            pattern = {"$regex": f"^{re.escape(ident)}$", "$options": "i"}
             matches = list(self.users.find({"email": pattern}).limit(10))
             if len(matches) > 1:
                 listed = ", ".join(f"{m['clerkId']} ({m['_id']})" for m in matches)
@@ -194,7 +147,7 @@ class UserStore:
         if admins:
             query["isAdmin"] = True
         if search:
-            pattern = {"$regex": _escape(search), "$options": "i"}
+            pattern = {"$regex": re.escape(search), "$options": "i"}
             query["$or"] = [
                 {field: pattern} for field in ("email", "firstName", "lastName", "username")
             ]
@@ -205,6 +158,11 @@ class UserStore:
 
     def is_tombstoned(self, clerk_id: str) -> bool:
         return self.tombstones.find_one({"_id": clerk_id}, {"_id": 1}) is not None
+
+    def tombstoned_among(self, clerk_ids: list[str]) -> set[str]:
+        """Which of these Clerk ids were deleted: one query for a whole batch."""
+        query = {"_id": {"$in": clerk_ids}}
+        return {t["_id"] for t in self.tombstones.find(query, {"_id": 1})}
 
     # -- applying Clerk state ----------------------------------------------------------------
 
@@ -225,8 +183,8 @@ class UserStore:
             # The filter missed an existing document: what is stored is as new or newer.
             existing = self.users.find_one({"clerkId": user.id}, {"clerkUpdatedAt": 1})
             if existing is not None and existing.get("clerkUpdatedAt") == user.updated_at:
-                return WriteResult("duplicate", existing)
-            return WriteResult("stale", existing)
+                return WriteResult("duplicate")
+            return WriteResult("stale")
         # Only an insert can resurrect a deleted user: a delete writes its tombstone
         # before removing the document, so if ours inserted, a tombstone written
         # before that is visible now. (If ours updated, the removal comes after it.)
@@ -265,8 +223,7 @@ class UserStore:
         from pymongo.errors import BulkWriteError
 
         batch = list(users)
-        ids = [u.id for u in batch]
-        gone = {t["_id"] for t in self.tombstones.find({"_id": {"$in": ids}}, {"_id": 1})}
+        gone = self.tombstoned_among([u.id for u in batch])
         batch = [u for u in batch if u.id not in gone]
         counts = {"created": 0, "updated": 0, "unchanged": 0}
         if not batch:
@@ -292,7 +249,7 @@ class UserStore:
         """What ``upsert_many`` would do, writing nothing (reconcile --dry-run)."""
         batch = list(users)
         ids = [u.id for u in batch]
-        gone = {t["_id"] for t in self.tombstones.find({"_id": {"$in": ids}}, {"_id": 1})}
+        gone = self.tombstoned_among(ids)
         stored = {
             d["clerkId"]: d.get("clerkUpdatedAt")
             for d in self.users.find({"clerkId": {"$in": ids}}, {"clerkId": 1, "clerkUpdatedAt": 1})
@@ -315,10 +272,11 @@ class UserStore:
         """Set ``isAdmin`` and queue the write-back in the same durable write."""
         from pymongo import ReturnDocument
 
+        now = utcnow()
         doc = self.users.find_one_and_update(
             {"_id": doc_id},
             {
-                "$set": {"isAdmin": value, "updatedAt": utcnow(), "syncDueAt": utcnow()},
+                "$set": {"isAdmin": value, "updatedAt": now, "syncDueAt": now},
                 "$inc": {"syncSeq": 1},
             },
             return_document=ReturnDocument.AFTER,
@@ -403,25 +361,3 @@ def upsert_update(user: ClerkUser, now: datetime) -> tuple[dict[str, Any], bool]
         fields["syncDueAt"] = now
         update["$inc"] = {"syncSeq": 1}
     return update, queued
-
-
-def describe_mongo_error(exc: Exception) -> str:
-    """A one-line, secret-free account of a pymongo failure, with what to check."""
-    from pymongo.errors import (
-        ConfigurationError,
-        OperationFailure,
-        ServerSelectionTimeoutError,
-    )
-
-    if isinstance(exc, ServerSelectionTimeoutError):
-        return (
-            "MongoDB did not answer (server selection timed out). Is it running, and does "
-            "MONGODB_URL point at it? On Atlas, check Network Access allows this machine."
-        )
-    if isinstance(exc, OperationFailure):
-        if exc.code in (13, 18):
-            return "MongoDB refused the credentials in MONGODB_URL (check user and password)."
-        return f"MongoDB refused the operation (code {exc.code})."
-    if isinstance(exc, ConfigurationError):
-        return "MONGODB_URL could not be resolved (check the host name)."
-    return f"MongoDB failed: {exc.__class__.__name__}"

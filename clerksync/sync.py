@@ -24,7 +24,7 @@ from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
 from clerksync.ratelimit import TokenBucket
 from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user, wanted_metadata
+from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadata
 
 T = TypeVar("T")
 Progress = Callable[[int, int | None], None]
@@ -57,13 +57,6 @@ def _batches(cursor: Iterator[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
-
-
-def differs(clerk_metadata: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
-    wanted = wanted_metadata(doc)
-    return clerk_metadata.get("userMongoId") != wanted["userMongoId"] or (
-        clerk_metadata.get("isAdmin") is not wanted["isAdmin"]
-    )
 
 
 def sync_metadata(
@@ -105,7 +98,7 @@ def sync_metadata(
                 summary["total"] += 1
                 if doc["clerkId"] not in clerk:
                     summary["missing"] += 1
-                elif differs(clerk[doc["clerkId"]], doc):
+                elif clerk_copy_differs(clerk[doc["clerkId"]], doc):
                     to_write.append(doc)
                 else:
                     summary["unchanged"] += 1

@@ -132,14 +132,18 @@ def wanted_metadata(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"userMongoId": str(doc["_id"]), "isAdmin": bool(doc.get("isAdmin", False))}
 
 
-def metadata_differs(doc: Mapping[str, Any]) -> bool:
-    """True when Clerk's last-seen copy does not match what it should hold."""
-    seen = doc.get("clerkMetadata") or {}
+def clerk_copy_differs(clerk_metadata: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    """True when Clerk's ``publicMetadata`` does not hold what it should for ``doc``."""
     wanted = wanted_metadata(doc)
     return (
-        seen.get("userMongoId") != wanted["userMongoId"]
-        or seen.get("isAdmin") is not wanted["isAdmin"]
+        clerk_metadata.get("userMongoId") != wanted["userMongoId"]
+        or clerk_metadata.get("isAdmin") is not wanted["isAdmin"]
     )
+
+
+def metadata_differs(doc: Mapping[str, Any]) -> bool:
+    """True when Clerk's copy as last seen (``clerkMetadata``) does not match the document."""
+    return clerk_copy_differs(doc.get("clerkMetadata") or {}, doc)
 
 
 def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from typing import Any
 
 from clerksync.clerk import ClerkGateway
 from clerksync.errors import ClerkApiError
+from clerksync.mongo import utcnow
 from clerksync.ratelimit import PerUserWindow, TokenBucket
-from clerksync.store import UserStore, utcnow
+from clerksync.store import UserStore
 from clerksync.users import metadata_differs, wanted_metadata
 
 log = logging.getLogger("clerksync.writeback")

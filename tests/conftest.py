@@ -16,7 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clerksync.config import load_settings
-from clerksync.store import UserStore, connect
+from clerksync.mongo import connect
+from clerksync.store import UserStore
 from tests.fakeclerk import SECRET_KEY, FakeClerk
 
 EXTERNAL_MONGO = os.environ.get("CLERKSYNC_TEST_MONGODB_URL")
@@ -104,6 +105,18 @@ def fake_clerk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClerk]:
 def webhook_secret(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
     return WEBHOOK_SECRET
+
+
+@pytest.fixture
+def receiver(store: UserStore, webhook_secret: str) -> Iterator[Any]:
+    """The real receiver app on uvicorn over loopback HTTP, on the test database."""
+    from tests.receiver import RunningReceiver
+
+    running = RunningReceiver(load_settings()).start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 class Cli:

@@ -85,7 +85,7 @@ def test_masking_keeps_prefix_and_last_four() -> None:
 def test_database_named_in_the_url_path_wins(tmp_path: Path) -> None:
     from pymongo import MongoClient
 
-    from clerksync.store import database_name
+    from clerksync.mongo import database_name
 
     settings = load_settings(environ={"MONGODB_DB": "fallback"}, cwd=tmp_path)
     with_path: MongoClient[dict] = MongoClient("mongodb://127.0.0.1:1/appdb", connect=False)

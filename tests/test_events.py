@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from clerksync.config import load_settings
 from clerksync.deliveries import record
+from clerksync.mongo import utcnow
 from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore, utcnow
+from clerksync.store import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
-
-
-@pytest.fixture
-def receiver(store: UserStore, webhook_secret: str) -> Iterator[RunningReceiver]:
-    running = RunningReceiver(load_settings()).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def deliver(receiver: RunningReceiver) -> None:

@@ -5,25 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from clerksync.config import load_settings
 from clerksync.payloads import clerk_user, deleted_user, event
 from clerksync.store import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
-
-
-@pytest.fixture
-def receiver(store: UserStore, webhook_secret: str) -> Iterator[RunningReceiver]:
-    running = RunningReceiver(load_settings()).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def created(**kw: object) -> dict:

@@ -33,7 +33,7 @@ class ClerkSyncGroup(TyperGroup):
             except ImportError:  # pragma: no cover
                 raise exc from None
             if isinstance(exc, PyMongoError):
-                from clerksync.store import describe_mongo_error
+                from clerksync.mongo import describe_mongo_error
 
                 typer.echo(f"Error: {describe_mongo_error(exc)}", err=True)
                 raise typer.Exit(1) from None

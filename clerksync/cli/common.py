@@ -62,7 +62,7 @@ def say(message: str) -> None:
 
 
 def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
-    from clerksync.store import connect
+    from clerksync.mongo import connect
 
     settings = state(ctx).settings
     settings.require()
@@ -71,6 +71,18 @@ def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
     if indexes:
         store.ensure_indexes()
     return store
+
+
+def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...], title: str) -> None:
+    """Rows of plain values as a Rich table on stdout; None shows as blank."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    stdout().print(table)
 
 
 def print_json(data: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, say, stdout
+from clerksync.cli.common import JsonOption, open_store, print_json, print_table, say
 
 app = typer.Typer(help="The delivery log: list, show, stats, replay.", no_args_is_help=True)
 
@@ -43,8 +43,6 @@ def list_events(
     json: JsonOption = False,
 ) -> None:
     """List deliveries, newest first."""
-    from rich.table import Table
-
     from clerksync.deliveries import find_deliveries, since_ago
 
     store = open_store(ctx)
@@ -61,12 +59,7 @@ def list_events(
     if json:
         print_json(rows)
         return
-    table = Table(title=f"{len(rows)} deliveries")
-    for column in ROW:
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(*("" if r[c] is None else str(r[c]) for c in ROW))
-    stdout().print(table)
+    print_table(rows, ROW, f"{len(rows)} deliveries")
 
 
 @app.command("show")
@@ -136,7 +129,7 @@ def replay(
     """
     from clerksync.deliveries import find_delivery, record, since_ago
     from clerksync.errors import NotFound, UsageError
-    from clerksync.store import utcnow
+    from clerksync.mongo import utcnow
     from clerksync.webhooks import apply_event, parse_event
 
     if (svix_id is None) == (not failed):

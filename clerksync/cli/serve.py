@@ -33,8 +33,8 @@ def serve(
     stored; their metadata write-backs wait until a key is set.
     """
     from clerksync.config import mask
+    from clerksync.mongo import connect
     from clerksync.server import run
-    from clerksync.store import connect
     from clerksync.webhooks import new_secret
 
     settings = state(ctx).settings
@@ -53,8 +53,7 @@ def serve(
         )
     settings.require("WEBHOOK_SECRET")
     store = connect(settings, announce=say)
-    store.ping()
-    store.close()
+    store.ping()  # refuse to start against a database that does not answer
     writeback = (
         "on"
         if settings.clerk_secret_key
@@ -65,7 +64,7 @@ def serve(
         f"(secret {mask(settings.webhook_secret)}; write-backs {writeback}). Ctrl-C stops."
     )
     try:
-        run(settings, host=host, port=port, log_json=log_json)
+        run(settings, host=host, port=port, log_json=log_json, store=store)
     finally:
         if dev:
             with contextlib.suppress(OSError):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, stdout
+from clerksync.cli.common import JsonOption, open_store, print_json, print_table, stdout
 
 app = typer.Typer(help="What the database holds.", no_args_is_help=True)
 
@@ -24,8 +24,6 @@ def list_users(
     json: JsonOption = False,
 ) -> None:
     """List the users in MongoDB, newest first."""
-    from rich.table import Table
-
     from clerksync.users import public_view
 
     store = open_store(ctx)
@@ -33,12 +31,7 @@ def list_users(
     if json:
         print_json(rows)
         return
-    table = Table(title=f"{len(rows)} users in {store.name!r}")
-    for column in COLUMNS:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in COLUMNS))
-    stdout().print(table)
+    print_table(rows, COLUMNS, f"{len(rows)} users in {store.name!r}")
 
 
 @app.command("show")

@@ -1,0 +1,80 @@
+"""Connecting to MongoDB, and saying what went wrong in words a user can act on.
+
+Timeouts are short on purpose: a database that does not answer should cost
+seconds and an actionable message, not pymongo's 30-second default. Error
+texts never include the exception's own message, which can hold the URL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from clerksync.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+
+    from clerksync.config import Settings
+    from clerksync.store import UserStore
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def database_name(settings: Settings, client: MongoClient[Any]) -> str:
+    """The database in the URL's path, else ``MONGODB_DB``, else ``clerksync``."""
+    try:
+        return client.get_default_database().name
+    except Exception:  # pymongo raises ConfigurationError when the path names none
+        return settings.mongodb_db or "clerksync"
+
+
+def connect(settings: Settings, *, announce: Any = None) -> UserStore:
+    """Open the store the settings name; the embedded one when ``MONGODB_URL`` is unset."""
+    from pymongo import MongoClient
+    from pymongo.errors import ConfigurationError
+
+    from clerksync.store import UserStore
+
+    url = settings.mongodb_url
+    if url is None:
+        from clerksync.embedded import ensure_server
+
+        url = ensure_server(settings.state_dir, announce=announce)
+    timeout = settings.mongo_timeout_ms
+    try:
+        client: MongoClient[Any] = MongoClient(
+            url,
+            serverSelectionTimeoutMS=timeout,
+            connectTimeoutMS=timeout,
+            socketTimeoutMS=max(timeout * 3, 10_000),
+            tz_aware=True,
+            appname="clerksync",
+        )
+    except ConfigurationError as exc:
+        raise StoreUnavailable(f"MONGODB_URL is not usable: {exc}") from None
+    return UserStore(client, database_name(settings, client))
+
+
+def describe_mongo_error(exc: Exception) -> str:
+    """A one-line, secret-free account of a pymongo failure, with what to check."""
+    from pymongo.errors import (
+        ConfigurationError,
+        OperationFailure,
+        ServerSelectionTimeoutError,
+    )
+
+    if isinstance(exc, ServerSelectionTimeoutError):
+        return (
+            "MongoDB did not answer (server selection timed out). Is it running, and does "
+            "MONGODB_URL point at it? On Atlas, check Network Access allows this machine."
+        )
+    if isinstance(exc, OperationFailure):
+        if exc.code in (13, 18):
+            return "MongoDB refused the credentials in MONGODB_URL (check user and password)."
+        return f"MongoDB refused the operation (code {exc.code})."
+    if isinstance(exc, ConfigurationError):
+        return "MONGODB_URL could not be resolved (check the host name)."
+    return f"MongoDB failed: {exc.__class__.__name__}"
