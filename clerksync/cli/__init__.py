@@ -77,7 +77,7 @@ def root(
 
 
 def _register() -> None:
-    from clerksync.cli import doctor, events, serve, sync, users
+    from clerksync.cli import doctor, events, send, serve, sync, users
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(users.app, name="users")
@@ -86,6 +86,7 @@ def _register() -> None:
     app.command("demote")(sync.demote)
     app.command("reconcile")(sync.reconcile)
     app.command("serve")(serve.serve)
+    app.command("send")(send.send)
     app.add_typer(events.app, name="events")
 
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json as jsonlib
-import os
 from typing import Annotated
 
 import typer
 
 from clerksync.cli.common import say, state
-
-
-def dev_secret_file(state_dir: os.PathLike[str] | str) -> str:
-    return os.path.join(state_dir, "dev-secret.json")
 
 
 def serve(
@@ -34,6 +28,7 @@ def serve(
     """
     from clerksync.config import mask
     from clerksync.mongo import connect
+    from clerksync.send import DEV_SECRET_FILE, write_dev_secret
     from clerksync.server import run
     from clerksync.webhooks import new_secret
 
@@ -41,12 +36,9 @@ def serve(
     if dev:
         secret = new_secret()
         settings = dataclasses.replace(settings, webhook_secret=secret)
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        path = dev_secret_file(settings.state_dir)
-        url = f"http://{host}:{port}/api/webhooks/clerk"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            jsonlib.dump({"secret": secret, "url": url, "pid": os.getpid()}, handle)
+        path = write_dev_secret(
+            settings.state_dir, secret, f"http://{host}:{port}/api/webhooks/clerk"
+        )
         say(
             f"Dev mode: your webhook signing secret is {secret} (saved in {path}; "
             "`clerksync send` uses it)"
@@ -68,4 +60,4 @@ def serve(
     finally:
         if dev:
             with contextlib.suppress(OSError):
-                os.unlink(dev_secret_file(settings.state_dir))
+                (settings.state_dir / DEV_SECRET_FILE).unlink()

@@ -1,0 +1,83 @@
+"""`clerksync send` against a running receiver: signed events, diagnosis, curl, dev secret."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from clerksync.send import write_dev_secret
+from clerksync.store import UserStore
+from tests.conftest import WEBHOOK_SECRET
+
+
+def test_send_creates_updates_and_deletes(cli, receiver, store: UserStore) -> None:
+    target = ("--url", receiver.url)
+    created = cli(
+        "send", "user.created", "--user-id", "user_sent", "--email", "s@x.com", *target, "--json"
+    )
+    assert created.exit_code == 0, created.stderr
+    answer = json.loads(created.stdout)
+    assert answer["status"] == 200 and answer["latencyMs"] >= 0
+    assert store.find_user("user_sent")["email"] == "s@x.com"
+
+    updated = cli(
+        "send", "user.updated", "--user-id", "user_sent", "--first-name", "Grace", *target
+    )
+    assert updated.exit_code == 0 and ": 200 in" in updated.stderr
+    assert store.find_user("user_sent")["firstName"] == "Grace"
+
+    assert cli("send", "user.deleted", "--user-id", "user_sent", *target).exit_code == 0
+    assert store.users.count_documents({"clerkId": "user_sent"}) == 0
+
+
+def test_wrong_secret_shows_the_400_and_its_cause(cli, receiver, store: UserStore) -> None:
+    result = cli("send", "user.created", "--url", receiver.url, "--secret", "whsec_" + "QUJDRA" * 6)
+    assert result.exit_code == 1
+    assert ": 400 in" in result.stderr
+    assert "secret differs" in result.stderr
+    assert store.count() == 0
+
+
+def test_no_receiver_says_to_start_one(cli, webhook_secret) -> None:
+    result = cli("send", "user.created", "--url", "http://127.0.0.1:9/api/webhooks/clerk")
+    assert result.exit_code == 1
+    assert "is `clerksync serve` running" in result.stderr
+
+
+def test_captured_payload_file(cli, receiver, store: UserStore, tmp_path) -> None:
+    from clerksync.payloads import clerk_user
+
+    captured = tmp_path / "user.json"
+    captured.write_text(json.dumps(clerk_user(user_id="user_captured")))
+    result = cli("send", "user.created", "--data", str(captured), "--url", receiver.url)
+    assert result.exit_code == 0, result.stderr
+    assert store.find_user("user_captured")
+
+
+def test_bad_input_is_a_usage_error(cli, webhook_secret) -> None:
+    assert cli("send", "user.exploded").exit_code == 2
+    assert cli("send", "user.deleted").exit_code == 2  # needs --user-id
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_print_gives_a_curl_command_the_receiver_accepts(cli, receiver, store: UserStore) -> None:
+    result = cli("send", "user.created", "--user-id", "user_curl", "--url", receiver.url, "--print")
+    assert result.exit_code == 0
+    assert "expires in 5 minutes" in result.stderr
+    ran = subprocess.run(["sh", "-c", result.stdout], capture_output=True, text=True, timeout=30)
+    assert json.loads(ran.stdout) == {"outcome": "applied"}
+    assert store.find_user("user_curl")
+
+
+def test_uses_the_secret_of_a_running_serve_dev(
+    cli, receiver, store: UserStore, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.delenv("WEBHOOK_SECRET")
+    monkeypatch.setenv("CLERKSYNC_HOME", str(tmp_path / "state"))
+    write_dev_secret(tmp_path / "state", WEBHOOK_SECRET, receiver.url)
+    result = cli("send", "user.created", "--user-id", "user_devsecret")
+    assert result.exit_code == 0, result.stderr
+    assert store.find_user("user_devsecret")
