@@ -314,16 +314,40 @@ class UserStore:
 
     def finish_write_back(self, doc: Mapping[str, Any], clerk_copy: Mapping[str, Any]) -> None:
         """Record Clerk's new copy; clear the due mark unless a newer change re-marked it."""
-        seen = {"userMongoId": clerk_copy.get("userMongoId"), "isAdmin": clerk_copy.get("isAdmin")}
-        result = self.users.update_one(
-            {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
-            {
-                "$set": {"clerkMetadata": seen, "syncAttempts": 0},
-                "$unset": {"syncDueAt": "", "syncError": ""},
-            },
+        self.finish_write_backs([(doc, clerk_copy)])
+
+    def finish_write_backs(self, done: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
+        """``finish_write_back`` for many users in one bulk write (the bulk jobs' form)."""
+        from pymongo import UpdateOne
+
+        if not done:
+            return
+
+        def seen(copy: Mapping[str, Any]) -> dict[str, Any]:
+            return {"userMongoId": copy.get("userMongoId"), "isAdmin": copy.get("isAdmin")}
+
+        result = self.users.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
+                    {
+                        "$set": {"clerkMetadata": seen(copy), "syncAttempts": 0},
+                        "$unset": {"syncDueAt": "", "syncError": ""},
+                    },
+                )
+                for doc, copy in done
+            ],
+            ordered=False,
         )
-        if result.matched_count == 0:
-            self.users.update_one({"_id": doc["_id"]}, {"$set": {"clerkMetadata": seen}})
+        if result.matched_count < len(done):
+            # Some were re-marked meanwhile: keep their mark, but still record Clerk's copy.
+            self.users.bulk_write(
+                [
+                    UpdateOne({"_id": doc["_id"]}, {"$set": {"clerkMetadata": seen(copy)}})
+                    for doc, copy in done
+                ],
+                ordered=False,
+            )
 
     def defer_write_back(self, doc: Mapping[str, Any], due: datetime, error: str) -> None:
         self.users.update_one(

@@ -12,12 +12,13 @@ read as raw JSON (``ClerkGateway``), so no user is lost to one odd record.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
@@ -27,6 +28,7 @@ from clerksync.store import UserStore
 from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadata
 
 T = TypeVar("T")
+MAX_BACKLOG = 500  # queued metadata writes before reading pauses (bounds memory)
 Progress = Callable[[int, int | None], None]
 
 
@@ -65,7 +67,7 @@ def sync_metadata(
     *,
     rate: float,
     dry_run: bool = False,
-    concurrency: int = 4,
+    concurrency: int = 8,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Make every MongoDB user's Clerk ``publicMetadata`` hold its ``userMongoId``/``isAdmin``."""
@@ -76,16 +78,34 @@ def sync_metadata(
     total = store.count()
     fields = {"clerkId": 1, "isAdmin": 1, "syncSeq": 1, "clerkMetadata": 1, "syncDueAt": 1}
 
-    def write(doc: Mapping[str, Any]) -> bool:
+    def write(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Clerk's new copy, or None (the error is kept for the report)."""
         try:
-            copy = call_with_retries(
+            return call_with_retries(
                 lambda: gateway.update_metadata(doc["clerkId"], wanted_metadata(doc)), bucket
             )
         except ClerkApiError as exc:
             errors.append(f"{doc['clerkId']}: {exc}")
-            return False
-        store.finish_write_back(doc, copy)
-        return True
+            return None
+
+    # Writes run while the next batch is read; their bookkeeping in MongoDB is done
+    # in bulk, in this thread, so the database sees a few large writes, not one per user.
+    pending: collections.deque[tuple[Mapping[str, Any], Future[Mapping[str, Any] | None]]]
+    pending = collections.deque()
+    finished: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+
+    def reap(block: bool) -> None:
+        while pending and (block or pending[0][1].done() or len(pending) > MAX_BACKLOG):
+            doc, future = pending.popleft()
+            copy = future.result()
+            if copy is None:
+                summary["failed"] += 1
+            else:
+                summary["updated"] += 1
+                finished.append((doc, copy))
+        if finished and (block or len(finished) >= ID_BATCH):
+            store.finish_write_backs(finished)
+            finished.clear()
 
     with ThreadPoolExecutor(concurrency) as pool:
         cursor = store.users.find({}, fields).sort("_id", 1)
@@ -94,6 +114,7 @@ def sync_metadata(
             found = call_with_retries(functools.partial(gateway.get_many, ids), bucket)
             clerk = {u["id"]: u.get("public_metadata") or {} for u in found}
             to_write = []
+            agreed = []
             for doc in batch:
                 summary["total"] += 1
                 if doc["clerkId"] not in clerk:
@@ -102,16 +123,18 @@ def sync_metadata(
                     to_write.append(doc)
                 else:
                     summary["unchanged"] += 1
-                    if not dry_run and "syncDueAt" in doc:
-                        store.finish_write_back(doc, clerk[doc["clerkId"]])
+                    if "syncDueAt" in doc:  # Clerk already agrees: just clear the mark
+                        agreed.append((doc, clerk[doc["clerkId"]]))
             if dry_run:
                 would_change.extend(d["clerkId"] for d in to_write)
                 summary["updated"] += len(to_write)
             else:
-                for ok in pool.map(write, to_write):
-                    summary["updated" if ok else "failed"] += 1
+                store.finish_write_backs(agreed)
+                pending.extend((doc, pool.submit(write, doc)) for doc in to_write)
+                reap(block=False)
             if progress:
                 progress(summary["total"], total)
+        reap(block=True)
     if dry_run:
         summary["would_change"] = would_change
     if errors:
@@ -148,47 +171,63 @@ def reconcile(
     }
     seen = store.db.get_collection(f"clerksync_reconcile_{ObjectId()}")
     total = None
-    with contextlib.suppress(ClerkApiError):  # the count only feeds the progress bar
-        total = call_with_retries(gateway.count_users, bucket)
+    if progress is not None:  # the count only feeds the progress bar
+        with contextlib.suppress(ClerkApiError):
+            total = call_with_retries(gateway.count_users, bucket)
     try:
-        offset = 0
-        while True:
-            page = call_with_retries(
+
+        def fetch(offset: int) -> list[dict[str, Any]]:
+            return call_with_retries(
                 functools.partial(gateway.list_page, offset=offset, limit=PAGE_SIZE), bucket
             )
-            if not page:
-                break
-            users = []
-            for raw in page:
-                try:
-                    users.append(parse_clerk_user(raw))
-                except InvalidEvent:
-                    summary["invalid"] += 1
-            summary["clerk_users"] += len(page)
-            if users:
-                seen.insert_many([{"_id": u.id} for u in users], ordered=False)
-                counts = store.plan_many(users) if dry_run else store.upsert_many(users)
-                for key, value in counts.items():
-                    summary[key] += value
-            if progress:
-                progress(summary["clerk_users"], total)
-            if len(page) < PAGE_SIZE:
-                break
-            offset += PAGE_SIZE
+
+        # One page ahead: the next request is in flight while this page is written.
+        with ThreadPoolExecutor(1) as reader:
+            offset = 0
+            upcoming = reader.submit(fetch, offset)
+            while True:
+                page = upcoming.result()
+                if len(page) == PAGE_SIZE:
+                    upcoming = reader.submit(fetch, offset + PAGE_SIZE)
+                if not page:
+                    break
+                users = []
+                for raw in page:
+                    try:
+                        users.append(parse_clerk_user(raw))
+                    except InvalidEvent:
+                        summary["invalid"] += 1
+                summary["clerk_users"] += len(page)
+                if users:
+                    seen.insert_many([{"_id": u.id} for u in users], ordered=False)
+                    counts = store.plan_many(users) if dry_run else store.upsert_many(users)
+                    for key, value in counts.items():
+                        summary[key] += value
+                if progress:
+                    progress(summary["clerk_users"], total)
+                if len(page) < PAGE_SIZE:
+                    break
+                offset += PAGE_SIZE
+        # Orphans by merging two sorted streams (users by clerkId, seen ids by _id):
+        # flat memory, and no large $in lists, which some wire servers scan slowly.
         orphans: list[str] = []
-        cursor = store.users.find({}, {"clerkId": 1})
-        for batch in _batches(iter(cursor), 1000):
-            summary["mongo_users"] += len(batch)
-            ids = [d["clerkId"] for d in batch]
-            known = {d["_id"] for d in seen.find({"_id": {"$in": ids}}, {"_id": 1})}
-            for clerk_id in ids:
-                if clerk_id not in known:
-                    summary["orphaned"] += 1
-                    if len(orphans) < 1000:
-                        orphans.append(clerk_id)
-                    if prune and not dry_run:
-                        store.delete_user(clerk_id)
-                        summary["pruned"] += 1
+        known = iter(seen.find({}, {"_id": 1}).sort("_id", 1))
+        next_known: str | None = next(known, {"_id": None})["_id"]
+        for doc in store.users.find({}, {"clerkId": 1, "_id": 0}).sort("clerkId", 1):
+            clerk_id = doc.get("clerkId")
+            summary["mongo_users"] += 1
+            if not isinstance(clerk_id, str):
+                continue
+            while next_known is not None and next_known < clerk_id:
+                next_known = next(known, {"_id": None})["_id"]
+            if next_known == clerk_id:
+                continue
+            summary["orphaned"] += 1
+            if len(orphans) < 50:
+                orphans.append(clerk_id)
+            if prune and not dry_run:
+                store.delete_user(clerk_id)
+                summary["pruned"] += 1
         summary["orphans"] = orphans[:50]
     finally:
         seen.drop()
