@@ -138,28 +138,31 @@ def job(name: str, mongo_url: str, db: str, api: str) -> dict[str, Any]:
 
 
 def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
-    """Seconds for the same upserts as plain pymongo bulk writes of 500 (same write concern)."""
-    from pymongo import MongoClient, UpdateOne, WriteConcern
+    """Seconds for the same writes as plain pymongo bulk writes of 500: the same update
+    documents into a users collection with the same indexes and write concern, keyed on
+    ``clerkId`` alone (no ordering rule, no tombstones, no Clerk)."""
+    from pymongo import MongoClient, UpdateOne
 
-    coll = MongoClient(mongo_url)[db].get_collection(
-        "floor", write_concern=WriteConcern(w="majority", j=True)
-    )
-    coll.create_index("clerkId", unique=True)
+    from clerksync.mongo import utcnow
+    from clerksync.store import UserStore, upsert_update
+    from clerksync.users import parse_clerk_user
+
+    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    store.ensure_indexes()
+    users = [parse_clerk_user(u) for u in clerk_users(n, prefix)]
+    now = utcnow()
     started = time.perf_counter()
     for offset in range(0, n, 500):
-        coll.bulk_write(
+        store.users.bulk_write(
             [
-                UpdateOne(
-                    {"clerkId": f"user_{prefix}{i:07d}"},
-                    {"$set": {"email": f"{prefix}{i}@x.com", "firstName": "Ada"}},
-                    upsert=True,
-                )
-                for i in range(offset, min(n, offset + 500))
+                UpdateOne({"clerkId": u.id}, upsert_update(u, now)[0], upsert=True)
+                for u in users[offset : offset + 500]
             ],
             ordered=False,
         )
-    coll.drop()
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    store.client.drop_database(db)
+    return elapsed
 
 
 def report(label: str, result: dict[str, Any], minimum: int, floor: float, why: str) -> None:

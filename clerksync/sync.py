@@ -16,6 +16,7 @@ import collections
 import contextlib
 import functools
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -153,11 +154,10 @@ def reconcile(
 ) -> dict[str, Any]:
     """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
 
-    Memory stays flat: one page at a time, and the Clerk ids seen go to a scratch
-    collection (not a Python set) for the orphan pass.
+    Memory stays flat: one page at a time, and the Clerk ids seen go to a temporary
+    on-disk SQLite table (not a Python set, and no extra writes to MongoDB) for the
+    orphan pass, which merges them in order with the users' ids.
     """
-    from bson import ObjectId
-
     bucket = TokenBucket(rate, burst=max(1.0, min(rate, 10.0)))
     summary: dict[str, Any] = {
         "clerk_users": 0,
@@ -169,7 +169,8 @@ def reconcile(
         "pruned": 0,
         "invalid": 0,
     }
-    seen = store.db.get_collection(f"clerksync_reconcile_{ObjectId()}")
+    seen = sqlite3.connect("")  # "": a private temporary database on disk, gone on close
+    seen.execute("CREATE TABLE seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
     total = None
     if progress is not None:  # the count only feeds the progress bar
         with contextlib.suppress(ClerkApiError):
@@ -199,7 +200,9 @@ def reconcile(
                         summary["invalid"] += 1
                 summary["clerk_users"] += len(page)
                 if users:
-                    seen.insert_many([{"_id": u.id} for u in users], ordered=False)
+                    seen.executemany(
+                        "INSERT OR IGNORE INTO seen VALUES (?)", [(u.id,) for u in users]
+                    )
                     counts = store.plan_many(users) if dry_run else store.upsert_many(users)
                     for key, value in counts.items():
                         summary[key] += value
@@ -208,18 +211,18 @@ def reconcile(
                 if len(page) < PAGE_SIZE:
                     break
                 offset += PAGE_SIZE
-        # Orphans by merging two sorted streams (users by clerkId, seen ids by _id):
-        # flat memory, and no large $in lists, which some wire servers scan slowly.
+        # Orphans by merging two sorted streams (users by clerkId, seen ids): flat
+        # memory, and no large $in lists, which some wire servers scan slowly.
         orphans: list[str] = []
-        known = iter(seen.find({}, {"_id": 1}).sort("_id", 1))
-        next_known: str | None = next(known, {"_id": None})["_id"]
+        known = (row[0] for row in seen.execute("SELECT id FROM seen ORDER BY id"))
+        next_known: str | None = next(known, None)
         for doc in store.users.find({}, {"clerkId": 1, "_id": 0}).sort("clerkId", 1):
             clerk_id = doc.get("clerkId")
             summary["mongo_users"] += 1
             if not isinstance(clerk_id, str):
                 continue
             while next_known is not None and next_known < clerk_id:
-                next_known = next(known, {"_id": None})["_id"]
+                next_known = next(known, None)
             if next_known == clerk_id:
                 continue
             summary["orphaned"] += 1
@@ -230,7 +233,7 @@ def reconcile(
                 summary["pruned"] += 1
         summary["orphans"] = orphans[:50]
     finally:
-        seen.drop()
+        seen.close()
     return summary
 
 

@@ -53,6 +53,8 @@ class FakeClerk:
         self.secret_key = secret_key
         self.users: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        self.version = 0  # bumped by every change that can reorder users
+        self._sorted: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self.instance_limit = instance_limit
         self.window = window
         self.per_user_metadata_limit = per_user_metadata_limit
@@ -73,11 +75,13 @@ class FakeClerk:
         user = clerk_user(**kwargs)
         with self.lock:
             self.users[user["id"]] = user
+            self.version += 1
         return copy.deepcopy(user)
 
     def add_raw(self, user: dict[str, Any]) -> None:
         with self.lock:
             self.users[user["id"]] = copy.deepcopy(user)
+            self.version += 1
 
     def fail_next(self, count: int = 1, status: int = 500) -> None:
         with self.lock:
@@ -106,7 +110,8 @@ class FakeClerk:
                 status, payload, headers = fake.handle(
                     self.command, self.path, self.headers.get("authorization", ""), body
                 )
-                data = json.dumps(payload).encode()
+                with fake.lock:  # the payload may reference live users
+                    data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
@@ -190,6 +195,7 @@ class FakeClerk:
                 return 200, copy.deepcopy(user), {}
             if route == "DELETE /users/{id}":
                 del self.users[user["id"]]
+                self.version += 1
                 return 200, {"id": user["id"], "object": "user", "deleted": True}, {}
             if route == "PATCH /users/{id}/metadata":
                 wait = self._limited(self._user_hits[user["id"]], self.per_user_metadata_limit, now)
@@ -206,6 +212,7 @@ class FakeClerk:
                     deep_merge(user["public_metadata"], public)
                     self.metadata_writes.append((user["id"], public))
                 user["updated_at"] = max(int(time.time() * 1000), user["updated_at"] + 1)
+                self.version += 1
                 return 200, copy.deepcopy(user), {}
             return 405, _error("method_not_allowed", "method not allowed"), {}
 
@@ -214,11 +221,12 @@ class FakeClerk:
         if limit > 500 or limit < 1:
             limit = 10
         offset = int(query.get("offset", ["0"])[0])
-        users = list(self.users.values())
         ids = query.get("user_id")
         if ids:
             wanted = set(ids)
-            users = [u for u in users if u["id"] in wanted]
+            users = [self.users[i] for i in wanted if i in self.users]
+        else:
+            users = list(self.users.values())
         emails = query.get("email_address")
         if emails:
             wanted = {e.lower() for e in emails}
@@ -230,6 +238,14 @@ class FakeClerk:
         order = query.get("order_by", ["-created_at"])[0]
         field = order.lstrip("+-")
         if field in ("created_at", "updated_at"):
-            # stable: ties broken by insertion order
-            users = sorted(users, key=lambda u: u[field], reverse=order.startswith("-"))
-        return copy.deepcopy(users[offset : offset + limit])
+            reverse = order.startswith("-")
+            if ids or emails:
+                users = sorted(users, key=lambda u: u[field], reverse=reverse)
+            else:  # the whole list: sort once per change, not once per page
+                key = (field, reverse, self.version, len(self.users))
+                if key not in self._sorted:
+                    # stable: ties broken by insertion order
+                    self._sorted = {key: sorted(users, key=lambda u: u[field], reverse=reverse)}
+                users = self._sorted[key]
+        # Serialised right away by the handler, under the lock: no copy needed.
+        return users[offset : offset + limit]
