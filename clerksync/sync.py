@@ -89,8 +89,9 @@ def sync_metadata(
             errors.append(f"{doc['clerkId']}: {exc}")
             return None
 
-    # Writes run while the next batch is read; their bookkeeping in MongoDB is done
-    # in bulk, in this thread, so the database sees a few large writes, not one per user.
+    # Writes to Clerk run while the next batch is read; their bookkeeping in MongoDB
+    # is done in bulk by one more thread, so the database sees a few large writes,
+    # not one per user, and neither blocks reading.
     pending: collections.deque[tuple[Mapping[str, Any], Future[Mapping[str, Any] | None]]]
     pending = collections.deque()
     finished: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
@@ -105,10 +106,11 @@ def sync_metadata(
                 summary["updated"] += 1
                 finished.append((doc, copy))
         if finished and (block or len(finished) >= ID_BATCH):
-            store.finish_write_backs(finished)
+            bookkeeping.append(books.submit(store.finish_write_backs, list(finished)))
             finished.clear()
 
-    with ThreadPoolExecutor(concurrency) as pool:
+    bookkeeping: list[Future[None]] = []
+    with ThreadPoolExecutor(concurrency) as pool, ThreadPoolExecutor(1) as books:
         cursor = store.users.find({}, fields).sort("_id", 1)
         for batch in _batches(iter(cursor), ID_BATCH):
             ids = [d["clerkId"] for d in batch]
@@ -130,12 +132,14 @@ def sync_metadata(
                 would_change.extend(d["clerkId"] for d in to_write)
                 summary["updated"] += len(to_write)
             else:
-                store.finish_write_backs(agreed)
+                bookkeeping.append(books.submit(store.finish_write_backs, agreed))
                 pending.extend((doc, pool.submit(write, doc)) for doc in to_write)
                 reap(block=False)
             if progress:
                 progress(summary["total"], total)
         reap(block=True)
+        for done in bookkeeping:
+            done.result()  # surface a database error rather than lose it
     if dry_run:
         summary["would_change"] = would_change
     if errors:
