@@ -26,6 +26,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/help_bench.py
+	$(BIN)/python bench/serve_bench.py
 
 clean:
 	rm -rf $(VENV) .clerksync

@@ -1,9 +1,10 @@
 """The delivery log: one record per delivery, written off the hot path.
 
 A record holds ids, type, outcome and timing, never an email or a name; the
-verified payload rides along for replay under ``payload`` and is removed by a
-TTL index at ``payloadExpiresAt`` (default 7 days), so personal data expires
-while the record stays. Records are buffered and written in batches by one
+verified payload rides along for replay under ``payload``. Every record carries
+``expiresAt`` (received + ``CLERKSYNC_PAYLOAD_TTL_DAYS``, default 7) and a TTL
+index removes it then, payload and all, so personal data expires and the log
+stays bounded. Records are buffered and written in batches by one
 thread: the user's document is the durable state, the log is diagnostics, so
 it does not get a durable write of its own per delivery. At most the last
 fraction of a second of records is lost if the process is killed.
@@ -48,10 +49,10 @@ def record(
         "durationMs": round(duration_ms, 2),
         "error": error,
         "source": source,
+        "expiresAt": received_at + payload_ttl,
     }
     if payload is not None:
         entry["payload"] = dict(payload)
-        entry["payloadExpiresAt"] = received_at + payload_ttl
     return entry
 
 

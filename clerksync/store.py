@@ -97,7 +97,7 @@ class UserStore:
         self.deliveries.create_index([("receivedAt", DESCENDING)], name="receivedAt_-1")
         self.deliveries.create_index([("outcome", ASCENDING)], name="outcome_1")
         self.deliveries.create_index(
-            [("payloadExpiresAt", ASCENDING)], expireAfterSeconds=0, name="payload_ttl"
+            [("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expiresAt_ttl"
         )
 
     def has_unique_clerk_index(self) -> bool:

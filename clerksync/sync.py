@@ -30,6 +30,9 @@ from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadat
 
 T = TypeVar("T")
 MAX_BACKLOG = 500  # queued metadata writes before reading pauses (bounds memory)
+# Documents per cursor batch: pymongo's default grows to 16 MB a batch, which makes
+# memory grow with the collection; a fixed batch keeps it flat.
+CURSOR_BATCH = 1000
 Progress = Callable[[int, int | None], None]
 
 
@@ -76,7 +79,7 @@ def sync_metadata(
     summary: dict[str, Any] = {"total": 0, "updated": 0, "unchanged": 0, "failed": 0, "missing": 0}
     would_change: list[str] = []
     errors: list[str] = []
-    total = store.count()
+    total = store.count() if progress is not None else None  # only the progress bar uses it
     fields = {"clerkId": 1, "isAdmin": 1, "syncSeq": 1, "clerkMetadata": 1, "syncDueAt": 1}
 
     def write(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -111,7 +114,8 @@ def sync_metadata(
 
     bookkeeping: list[Future[None]] = []
     with ThreadPoolExecutor(concurrency) as pool, ThreadPoolExecutor(1) as books:
-        cursor = store.users.find({}, fields).sort("_id", 1)
+        # Natural order: any order will do, and a sort would make the server read all first.
+        cursor = store.users.find({}, fields).batch_size(CURSOR_BATCH)
         for batch in _batches(iter(cursor), ID_BATCH):
             ids = [d["clerkId"] for d in batch]
             found = call_with_retries(functools.partial(gateway.get_many, ids), bucket)
@@ -220,7 +224,8 @@ def reconcile(
         orphans: list[str] = []
         known = (row[0] for row in seen.execute("SELECT id FROM seen ORDER BY id"))
         next_known: str | None = next(known, None)
-        for doc in store.users.find({}, {"clerkId": 1, "_id": 0}).sort("clerkId", 1):
+        mongo_ids = store.users.find({}, {"clerkId": 1, "_id": 0}).sort("clerkId", 1)
+        for doc in mongo_ids.batch_size(CURSOR_BATCH):
             clerk_id = doc.get("clerkId")
             summary["mongo_users"] += 1
             if not isinstance(clerk_id, str):

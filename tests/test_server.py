@@ -183,7 +183,7 @@ def test_delivery_log_records_outcomes_without_personal_data(
     entry = store.deliveries.find_one({"svixId": "msg_log1"})
     assert entry["outcome"] == "applied" and entry["userId"] == "user_log"
     assert entry["type"] == "user.created" and entry["durationMs"] >= 0
-    assert entry["payloadExpiresAt"] > entry["receivedAt"]
+    assert entry["expiresAt"] > entry["receivedAt"]
     without_payload = {k: v for k, v in entry.items() if k != "payload"}
     assert "secret@x.com" not in str(without_payload)
     assert store.deliveries.find_one({"outcome": "rejected"}) is not None

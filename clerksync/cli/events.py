@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json as jsonlib
 import time
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, print_table, say
+from clerksync.cli.common import JsonOption, open_store, print_json, print_table, say, state
 
 app = typer.Typer(help="The delivery log: list, show, stats, replay.", no_args_is_help=True)
 
@@ -135,6 +136,7 @@ def replay(
     if (svix_id is None) == (not failed):
         raise UsageError("give one delivery ID, or --failed")
     store = open_store(ctx, indexes=True)
+    ttl = timedelta(days=state(ctx).settings.payload_ttl_days)
     if failed:
         query: dict[str, Any] = {"outcome": "failed", "payload": {"$exists": True}}
         if since:
@@ -164,6 +166,7 @@ def replay(
                 received_at=utcnow(),
                 source="replay",
                 duration_ms=(time.perf_counter() - started) * 1000,
+                payload_ttl=ttl,
             )
         )
         results.append(
