@@ -1,7 +1,9 @@
 """The delivery log: one record per delivery, written off the hot path.
 
 A record holds ids, type, outcome and timing, never an email or a name; the
-verified payload rides along for replay under ``payload``. Every record carries
+verified body rides along for replay under ``payload`` (the exact bytes, zlib-
+compressed: a single binary field costs the database far less than a nested
+document, and replay re-reads what was verified). Every record carries
 ``expiresAt`` (received + ``CLERKSYNC_PAYLOAD_TTL_DAYS``, default 7) and a TTL
 index removes it then, payload and all, so personal data expires and the log
 stays bounded. Records are buffered and written in batches by one
@@ -12,9 +14,11 @@ fraction of a second of records is lost if the process is killed.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
+import zlib
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +40,7 @@ def record(
     received_at: datetime,
     duration_ms: float,
     error: str | None = None,
-    payload: Mapping[str, Any] | None = None,
+    body: bytes | None = None,
     payload_ttl: timedelta = timedelta(days=7),
     source: str = "webhook",
 ) -> dict[str, Any]:
@@ -51,8 +55,10 @@ def record(
         "source": source,
         "expiresAt": received_at + payload_ttl,
     }
-    if payload is not None:
-        entry["payload"] = dict(payload)
+    if body is not None:
+        from bson import Binary
+
+        entry["payload"] = Binary(zlib.compress(body, 1))
     return entry
 
 
@@ -132,7 +138,9 @@ def find_deliveries(
         query["outcome"] = outcome
     if since:
         query["receivedAt"] = {"$gte": since}
-    cursor = store.deliveries.find(query, {"payload": 0}).sort("receivedAt", -1)
+    # _id order is arrival order (records are inserted as they arrive), and _id is
+    # indexed anyway: the log keeps no other index but its TTL, to stay cheap to write.
+    cursor = store.deliveries.find(query, {"payload": 0}).sort("_id", -1)
     if limit:
         cursor = cursor.limit(limit)
     return iter(cursor)
@@ -140,9 +148,20 @@ def find_deliveries(
 
 def find_delivery(store: UserStore, svix_id: str) -> Mapping[str, Any] | None:
     """The newest record for a svix id (a retried delivery has several)."""
-    for entry in store.deliveries.find({"svixId": svix_id}).sort("receivedAt", -1).limit(1):
+    for entry in store.deliveries.find({"svixId": svix_id}).sort("_id", -1).limit(1):
         return entry
     return None
+
+
+def stored_body(entry: Mapping[str, Any]) -> bytes | None:
+    """The delivery's body as received, or None (rejected, or expired)."""
+    payload = entry.get("payload")
+    return zlib.decompress(payload) if payload else None
+
+
+def stored_payload(entry: Mapping[str, Any]) -> Any:
+    body = stored_body(entry)
+    return json.loads(body) if body is not None else None
 
 
 def since_ago(text: str) -> datetime:

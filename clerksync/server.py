@@ -126,7 +126,7 @@ class Receiver:
             event_type: str | None = None,
             user_id: str | None = None,
             error: str | None = None,
-            payload: Any = None,
+            verified_body: bytes | None = None,
         ) -> JSONResponse:
             duration = (time.perf_counter() - started) * 1000
             self.log.add(
@@ -138,7 +138,7 @@ class Receiver:
                     received_at=received,
                     duration_ms=duration,
                     error=error,
-                    payload=payload,
+                    body=verified_body,
                     payload_ttl=self.payload_ttl,
                 )
             )
@@ -200,12 +200,12 @@ class Receiver:
                 event_type=event.type,
                 user_id=event.user_id,
                 error=f"database: {exc.__class__.__name__}",
-                payload=event.payload,
+                verified_body=bytes(body),
             )
         if wants and self.workers is not None:
             self.workers.wake()
         return finish(
-            200, outcome, event_type=event.type, user_id=event.user_id, payload=event.payload
+            200, outcome, event_type=event.type, user_id=event.user_id, verified_body=bytes(body)
         )
 
     async def healthz(self, request: Request) -> JSONResponse:

@@ -88,14 +88,12 @@ class UserStore:
 
     def ensure_indexes(self) -> None:
         """Create the indexes clerksync relies on; safe to call on every start."""
-        from pymongo import ASCENDING, DESCENDING
+        from pymongo import ASCENDING
 
         self.users.create_index([("clerkId", ASCENDING)], unique=True, name="clerkId_1")
         self.users.create_index([("email", ASCENDING)], name="email_1")
         self.users.create_index([("username", ASCENDING)], name="username_1")
         self.users.create_index([("syncDueAt", ASCENDING)], sparse=True, name="syncDueAt_1")
-        self.deliveries.create_index([("receivedAt", DESCENDING)], name="receivedAt_-1")
-        self.deliveries.create_index([("outcome", ASCENDING)], name="outcome_1")
         self.deliveries.create_index(
             [("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expiresAt_ttl"
         )

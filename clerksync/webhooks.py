@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clerksync.errors import InvalidEvent
 from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user
@@ -37,7 +37,6 @@ class Event:
     type: str
     user_id: str | None
     user: ClerkUser | None
-    payload: Mapping[str, Any]
 
 
 def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
@@ -69,13 +68,13 @@ def parse_event(body: bytes) -> Event:
         raise InvalidEvent("field 'type' must be a string")
     data = payload.get("data")
     if event_type not in USER_EVENTS:
-        return Event(event_type, None, None, payload)
+        return Event(event_type, None, None)
     if not isinstance(data, dict):
         raise InvalidEvent("field 'data' must be an object")
     if event_type == "user.deleted":
-        return Event(event_type, parse_clerk_id(data.get("id")), None, payload)
+        return Event(event_type, parse_clerk_id(data.get("id")), None)
     user = parse_clerk_user(data)
-    return Event(event_type, user.id, user, payload)
+    return Event(event_type, user.id, user)
 
 
 def sign(

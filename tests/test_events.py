@@ -80,7 +80,7 @@ def test_replay_failed_replays_exactly_the_failed_ones(cli, store: UserStore) ->
                 outcome="failed" if i < 2 else "applied",
                 received_at=now,
                 duration_ms=1,
-                payload=payload,
+                body=json.dumps(payload).encode(),
             )
         )
     result = cli("events", "replay", "--failed", "--json")

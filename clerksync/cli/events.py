@@ -71,7 +71,7 @@ def show_event(
     json: JsonOption = False,
 ) -> None:
     """Show one delivery by its svix-id."""
-    from clerksync.deliveries import find_delivery
+    from clerksync.deliveries import find_delivery, stored_payload
     from clerksync.errors import NotFound
 
     entry = find_delivery(open_store(ctx), svix_id)
@@ -79,7 +79,7 @@ def show_event(
         raise NotFound(f"no delivery {svix_id!r} in the log")
     view = row(entry)
     if payload:
-        view["payload"] = entry.get("payload")
+        view["payload"] = stored_payload(entry)
     if json:
         print_json(view)
     else:
@@ -128,7 +128,7 @@ def replay(
     Payloads were verified when they arrived; a replay obeys the same ordering
     and tombstone rules, so replaying is always safe.
     """
-    from clerksync.deliveries import find_delivery, record, since_ago
+    from clerksync.deliveries import find_delivery, record, since_ago, stored_body
     from clerksync.errors import NotFound, UsageError
     from clerksync.mongo import utcnow
     from clerksync.webhooks import apply_event, parse_event
@@ -155,7 +155,9 @@ def replay(
     results = []
     for entry in entries:
         started = time.perf_counter()
-        event = parse_event(jsonlib.dumps(entry["payload"]).encode())
+        body = stored_body(entry)
+        assert body is not None  # selected for having one
+        event = parse_event(body)
         outcome, _ = apply_event(store, event)
         store.deliveries.insert_one(
             record(
