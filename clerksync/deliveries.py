@@ -1,4 +1,4 @@
-"""The delivery log: one record per delivery, written off the hot path.
+"""The delivery log: one record per delivery, written off the hot path, in buckets.
 
 A record holds ids, type, outcome and timing, never an email or a name; the
 verified body rides along for replay under ``payload`` (the exact bytes, zlib-
@@ -6,18 +6,25 @@ compressed: a single binary field costs the database far less than a nested
 document, and replay re-reads what was verified). Every record carries
 ``expiresAt`` (received + ``CLERKSYNC_PAYLOAD_TTL_DAYS``, default 7) and a TTL
 index removes it then, payload and all, so personal data expires and the log
-stays bounded. Records are buffered and written in batches by one
-thread: the user's document is the durable state, the log is diagnostics, so
-it does not get a durable write of its own per delivery. At most the last
-fraction of a second of records is lost if the process is killed.
+stays bounded.
+
+Records are buffered and written by one thread, a flush (up to 200 records or
+0.2 s) at a time, as one *bucket* document ``{records: [...], expiresAt}``:
+the database then takes one insert per flush instead of one per delivery,
+which is what keeps the log from costing the receiver a second write per
+event. The user's document is the durable state, the log is diagnostics: at
+most the last fraction of a second of records is lost if the process is
+killed. Readers go through ``iter_records``, newest first.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
 import threading
+import time
 import zlib
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
@@ -71,6 +78,8 @@ class DeliveryLog:
         self.batch = batch
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=100_000)
         self._thread: threading.Thread | None = None
+        self._unwritten = 0  # records added but not yet written (or given up on)
+        self._written = threading.Condition()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="clerksync-deliveries", daemon=True)
@@ -79,6 +88,8 @@ class DeliveryLog:
     def add(self, entry: dict[str, Any]) -> None:
         try:
             self._queue.put_nowait(entry)
+            with self._written:
+                self._unwritten += 1
         except queue.Full:  # the database is away for long: drop diagnostics, not users
             log.warning("delivery log full; dropping a record for %s", entry.get("svixId"))
 
@@ -87,18 +98,31 @@ class DeliveryLog:
             self._queue.put(None)
             self._thread.join(10)
 
-    def flush_now(self) -> None:
-        """Write everything queued so far (tests, shutdown)."""
-        self._write(self._drain(block=False))
+    def flush_now(self, timeout: float = 5.0) -> None:
+        """Write everything added so far, including a bucket the writer thread is gathering."""
+        items = self._drain(block=False)
+        self._write(items)
+        if None in items:  # a stop() was queued: leave it for the writer thread
+            self._queue.put(None)
+        with self._written:
+            self._written.wait_for(lambda: self._unwritten <= 0, timeout=timeout)
 
     def _drain(self, *, block: bool) -> list[dict[str, Any] | None]:
+        """Up to ``batch`` records; when blocking, wait for the first, then gather what
+        arrives within ``flush_every`` of it, so a busy receiver writes large buckets."""
         items: list[dict[str, Any] | None] = []
         try:
-            items.append(
-                self._queue.get(timeout=self.flush_every) if block else self._queue.get_nowait()
-            )
-            while len(items) < self.batch:
-                items.append(self._queue.get_nowait())
+            if not block:
+                while len(items) < self.batch:
+                    items.append(self._queue.get_nowait())
+                return items
+            items.append(self._queue.get())
+            deadline = time.monotonic() + self.flush_every
+            while len(items) < self.batch and items[-1] is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                items.append(self._queue.get(timeout=left))
         except queue.Empty:
             pass
         return items
@@ -108,19 +132,64 @@ class DeliveryLog:
         if not entries:
             return
         try:
-            self.store.deliveries.insert_many(entries, ordered=False)
+            append_records(self.store, entries)
         except Exception as exc:
             log.warning(
                 "could not write %d delivery records: %s", len(entries), exc.__class__.__name__
             )
+        finally:
+            with self._written:
+                self._unwritten -= len(entries)
+                self._written.notify_all()
 
     def _run(self) -> None:
         while True:
             items = self._drain(block=True)
             self._write(items)
             if None in items:
-                self.flush_now()
                 return
+
+
+def append_records(store: UserStore, records: list[dict[str, Any]]) -> None:
+    """Write records as one bucket; it expires with its newest record."""
+    if records:
+        store.deliveries.insert_one(
+            {
+                "firstAt": min(r["receivedAt"] for r in records),
+                "expiresAt": max(r["expiresAt"] for r in records),
+                "records": records,
+            }
+        )
+
+
+def iter_records(
+    store: UserStore,
+    *,
+    event_type: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    svix_id: str | None = None,
+    payload: bool = False,
+) -> Iterator[Mapping[str, Any]]:
+    """Records matching every filter given, newest first, streamed bucket by bucket."""
+    query: dict[str, Any] = {}
+    for field, value in (("type", event_type), ("outcome", outcome), ("svixId", svix_id)):
+        if value is not None:
+            query[f"records.{field}"] = value
+    if since is not None:
+        query["expiresAt"] = {"$gte": since}  # a bucket expires after its newest record
+    projection = None if payload else {"records.payload": 0}
+    # _id order is write order, and _id is indexed anyway: the log keeps no other
+    # index but its TTL, to stay cheap to write.
+    for bucket in store.deliveries.find(query, projection).sort("_id", -1).batch_size(20):
+        for entry in reversed(bucket.get("records") or []):
+            if (
+                (event_type is None or entry.get("type") == event_type)
+                and (outcome is None or entry.get("outcome") == outcome)
+                and (svix_id is None or entry.get("svixId") == svix_id)
+                and (since is None or entry["receivedAt"] >= since)
+            ):
+                yield entry
 
 
 def find_deliveries(
@@ -131,26 +200,13 @@ def find_deliveries(
     since: datetime | None = None,
     limit: int | None = None,
 ) -> Iterator[Mapping[str, Any]]:
-    query: dict[str, Any] = {}
-    if event_type:
-        query["type"] = event_type
-    if outcome:
-        query["outcome"] = outcome
-    if since:
-        query["receivedAt"] = {"$gte": since}
-    # _id order is arrival order (records are inserted as they arrive), and _id is
-    # indexed anyway: the log keeps no other index but its TTL, to stay cheap to write.
-    cursor = store.deliveries.find(query, {"payload": 0}).sort("_id", -1)
-    if limit:
-        cursor = cursor.limit(limit)
-    return iter(cursor)
+    records = iter_records(store, event_type=event_type, outcome=outcome, since=since)
+    return itertools.islice(records, limit) if limit else records
 
 
 def find_delivery(store: UserStore, svix_id: str) -> Mapping[str, Any] | None:
     """The newest record for a svix id (a retried delivery has several)."""
-    for entry in store.deliveries.find({"svixId": svix_id}).sort("_id", -1).limit(1):
-        return entry
-    return None
+    return next(iter_records(store, svix_id=svix_id, payload=True), None)
 
 
 def stored_body(entry: Mapping[str, Any]) -> bytes | None:

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from clerksync.deliveries import record
+from clerksync.deliveries import append_records, record
 from clerksync.mongo import utcnow
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
@@ -72,16 +72,19 @@ def test_replay_failed_replays_exactly_the_failed_ones(cli, store: UserStore) ->
     }
     now = utcnow()
     for i, (svix_id, payload) in enumerate(payloads.items()):
-        store.deliveries.insert_one(
-            record(
-                svix_id=svix_id,
-                event_type="user.created",
-                user_id=f"user_f{i}",
-                outcome="failed" if i < 2 else "applied",
-                received_at=now,
-                duration_ms=1,
-                body=json.dumps(payload).encode(),
-            )
+        append_records(
+            store,
+            [
+                record(
+                    svix_id=svix_id,
+                    event_type="user.created",
+                    user_id=f"user_f{i}",
+                    outcome="failed" if i < 2 else "applied",
+                    received_at=now,
+                    duration_ms=1,
+                    body=json.dumps(payload).encode(),
+                )
+            ],
         )
     result = cli("events", "replay", "--failed", "--json")
     assert result.exit_code == 0, result.stderr

@@ -90,13 +90,12 @@ def show_event(
 @app.command("stats")
 def stats(ctx: typer.Context, since: SinceOption = None, json: JsonOption = False) -> None:
     """Counts and rates per outcome and per event type."""
-    from clerksync.deliveries import since_ago
+    from clerksync.deliveries import iter_records, since_ago
 
     store = open_store(ctx)
-    query: dict[str, Any] = {"receivedAt": {"$gte": since_ago(since)}} if since else {}
     by_outcome: dict[str, int] = {}
     by_type: dict[str, int] = {}
-    for entry in store.deliveries.find(query, {"outcome": 1, "type": 1}):
+    for entry in iter_records(store, since=since_ago(since) if since else None):
         by_outcome[entry["outcome"]] = by_outcome.get(entry["outcome"], 0) + 1
         key = entry.get("type") or "(unparsed)"
         by_type[key] = by_type.get(key, 0) + 1
@@ -128,7 +127,14 @@ def replay(
     Payloads were verified when they arrived; a replay obeys the same ordering
     and tombstone rules, so replaying is always safe.
     """
-    from clerksync.deliveries import find_delivery, record, since_ago, stored_body
+    from clerksync.deliveries import (
+        append_records,
+        find_delivery,
+        iter_records,
+        record,
+        since_ago,
+        stored_body,
+    )
     from clerksync.errors import NotFound, UsageError
     from clerksync.mongo import utcnow
     from clerksync.webhooks import apply_event, parse_event
@@ -138,13 +144,13 @@ def replay(
     store = open_store(ctx, indexes=True)
     ttl = timedelta(days=state(ctx).settings.payload_ttl_days)
     if failed:
-        query: dict[str, Any] = {"outcome": "failed", "payload": {"$exists": True}}
-        if since:
-            query["receivedAt"] = {"$gte": since_ago(since)}
-        latest: dict[str, Any] = {}
-        for entry in store.deliveries.find(query).sort("receivedAt", 1):
-            latest[entry["svixId"]] = entry
-        entries = list(latest.values())
+        newest: dict[str, Any] = {}  # one replay per delivery, from its newest failure
+        for entry in iter_records(
+            store, outcome="failed", since=since_ago(since) if since else None, payload=True
+        ):
+            if entry.get("payload") and entry["svixId"] not in newest:
+                newest[entry["svixId"]] = entry
+        entries = list(reversed(newest.values()))  # oldest first, as they arrived
     else:
         found = find_delivery(store, svix_id or "")
         if found is None:
@@ -159,17 +165,20 @@ def replay(
         assert body is not None  # selected for having one
         event = parse_event(body)
         outcome, _ = apply_event(store, event)
-        store.deliveries.insert_one(
-            record(
-                svix_id=entry["svixId"],
-                event_type=event.type,
-                user_id=event.user_id,
-                outcome=outcome,
-                received_at=utcnow(),
-                source="replay",
-                duration_ms=(time.perf_counter() - started) * 1000,
-                payload_ttl=ttl,
-            )
+        append_records(
+            store,
+            [
+                record(
+                    svix_id=entry["svixId"],
+                    event_type=event.type,
+                    user_id=event.user_id,
+                    outcome=outcome,
+                    received_at=utcnow(),
+                    source="replay",
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    payload_ttl=ttl,
+                )
+            ],
         )
         results.append(
             {"id": entry["svixId"], "type": event.type, "userId": event.user_id, "outcome": outcome}
