@@ -165,9 +165,10 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
     return elapsed
 
 
-def bookkeeping_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
+def bookkeeping_floor(mongo_url: str, db: str, n: int, prefix: str, *, writes: int) -> float:
     """Seconds for sync-metadata's own MongoDB writes (record Clerk's copy, clear the pending
-    mark, for every user) as plain bulk writes of 500 by ``_id``, same indexes."""
+    mark, for each user written) as plain bulk writes of 500 by ``_id``, in a users
+    collection of n users with the same indexes."""
     from pymongo import MongoClient, UpdateOne
 
     from clerksync.store import UserStore
@@ -176,9 +177,9 @@ def bookkeeping_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
     store.upsert_many(parse_clerk_user(u) for u in clerk_users(n, prefix))
-    docs = list(store.users.find({}, {"_id": 1}))
+    docs = list(store.users.find({}, {"_id": 1}).limit(writes))
     started = time.perf_counter()
-    for offset in range(0, n, 500):
+    for offset in range(0, writes, 500):
         store.users.bulk_write(
             [
                 UpdateOne(
@@ -259,11 +260,13 @@ def main() -> None:
         store = UserStore(MongoClient(mongo_url, tz_aware=True), "sync_bench")
         store.ensure_indexes()
         store.upsert_many(parse_clerk_user(u) for u in clerk_users(n, prefix))
-        metadata = {
-            d["clerkId"]: {"userMongoId": str(d["_id"]), "isAdmin": False}
-            for i, d in enumerate(store.users.find({}, {"clerkId": 1}).sort("clerkId", 1))
-            if i % 4  # every fourth user drifted
-        }
+        docs = list(store.users.find({}, {"clerkId": 1, "syncSeq": 1}).sort("clerkId", 1))
+        in_sync = [d for i, d in enumerate(docs) if i % 4]  # every fourth user drifted
+        metadata = {d["clerkId"]: {"userMongoId": str(d["_id"]), "isAdmin": False} for d in in_sync}
+        # Those in sync had their write-back land earlier: no pending mark left.
+        for offset in range(0, len(in_sync), 500):
+            batch = in_sync[offset : offset + 500]
+            store.finish_write_backs([(d, metadata[d["clerkId"]]) for d in batch])
         meta_file = Path(tmp) / "metadata.json"
         meta_file.write_text(json.dumps(metadata))
         fake, api = start_fake(n, prefix, str(meta_file))
@@ -271,7 +274,7 @@ def main() -> None:
         result = job("sync-metadata", mongo_url, "sync_bench", api)
         drifted = n - len(metadata)
         minimum = math.ceil(n / 100) + drifted
-        floor_db = bookkeeping_floor(mongo_url, "sync_floor", n, prefix)
+        floor_db = bookkeeping_floor(mongo_url, "sync_floor", n, prefix, writes=drifted)
         floor = max(minimum / rate_s, floor_db)
         report(
             f"sync-metadata of {n:,} users, {drifted:,} drifted",

@@ -227,7 +227,11 @@ class UserStore:
         if not batch:
             return counts
         now = utcnow()
-        ops = [UpdateOne(ordering_filter(u), upsert_update(u, now)[0], upsert=True) for u in batch]
+        updates = [upsert_update(u, now) for u in batch]
+        ops = [
+            UpdateOne(ordering_filter(u), update, upsert=True)
+            for u, (update, _) in zip(batch, updates, strict=True)
+        ]
         try:
             result = self.users.bulk_write(ops, ordered=False)
             details: Mapping[str, Any] = result.bulk_api_result
@@ -236,7 +240,24 @@ class UserStore:
             other = [e for e in details.get("writeErrors", []) if e.get("code") != 11000]
             if other:
                 raise StoreUnavailable(f"bulk write failed: {other[0].get('errmsg')}") from None
-        created = len(details.get("upserted", []))
+        upserted = details.get("upserted", [])
+        # A new document whose Clerk copy names another Mongo id (a restored database,
+        # say) was not queued by the update itself: queue its write-back now.
+        stale_ids = [
+            entry["_id"]
+            for entry in upserted
+            if not updates[entry["index"]][1]
+            and batch[entry["index"]].public_metadata.get("userMongoId") != str(entry["_id"])
+        ]
+        if stale_ids:
+            self.users.bulk_write(
+                [
+                    UpdateOne({"_id": doc_id}, {"$set": {"syncDueAt": now}, "$inc": {"syncSeq": 1}})
+                    for doc_id in stale_ids
+                ],
+                ordered=False,
+            )
+        created = len(upserted)
         updated = int(details.get("nModified", 0))
         counts["created"] = created
         counts["updated"] = updated

@@ -202,3 +202,19 @@ def test_reconcile_prune_asks_first(cli, store: UserStore, fake_clerk: FakeClerk
     result = cli("reconcile", "--prune", input="n\n")
     assert result.exit_code == 0
     assert store.count() == 1
+
+
+def test_reconcile_queues_the_write_back_of_a_user_whose_clerk_copy_names_an_old_id(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    # A restored database: Clerk still points at a Mongo id that no longer exists.
+    old = {"userMongoId": "0123456789abcdef01234567", "isAdmin": False}
+    fake_clerk.add_user(user_id="user_restored", public_metadata=old)
+    fake_clerk.add_user(user_id="user_fresh")
+    assert json.loads(cli("reconcile", "--json", *FAST).stdout)["created"] == 2
+    restored = store.find_user("user_restored")
+    assert "syncDueAt" in restored and str(restored["_id"]) != old["userMongoId"]
+    assert json.loads(cli("sync-metadata", "--json", *FAST).stdout)["updated"] == 2
+    assert fake_clerk.users["user_restored"]["public_metadata"]["userMongoId"] == str(
+        restored["_id"]
+    )
