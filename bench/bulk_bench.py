@@ -236,7 +236,7 @@ def main() -> None:
         mongo_url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         rate_s = LIMIT / WINDOW
         peaks = {}
-        for n in (int(s) for s in args.sizes.split(",")):
+        for n in (int(s) for s in args.sizes.split(",") if s):
             prefix = f"r{n}_"
             fake, api = start_fake(n, prefix)
             procs.append(fake)

@@ -33,6 +33,7 @@ MAX_BACKLOG = 500  # queued metadata writes before reading pauses (bounds memory
 # Documents per cursor batch: pymongo's default grows to 16 MB a batch, which makes
 # memory grow with the collection; a fixed batch keeps it flat.
 CURSOR_BATCH = 1000
+MAX_BOOKS = 4  # bulk bookkeeping writes queued before the job waits for the database
 Progress = Callable[[int, int | None], None]
 
 
@@ -98,6 +99,14 @@ def sync_metadata(
     pending: collections.deque[tuple[Mapping[str, Any], Future[Mapping[str, Any] | None]]]
     pending = collections.deque()
     finished: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+    bookkeeping: collections.deque[Future[None]] = collections.deque()
+
+    def keep_books(done: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
+        """Queue one bulk bookkeeping write; if the database falls behind, wait for it
+        (backpressure: queued work, and so memory, stays bounded)."""
+        bookkeeping.append(books.submit(store.finish_write_backs, done))
+        while bookkeeping and (bookkeeping[0].done() or len(bookkeeping) > MAX_BOOKS):
+            bookkeeping.popleft().result()  # also surfaces a database error
 
     def reap(block: bool) -> None:
         while pending and (block or pending[0][1].done() or len(pending) > MAX_BACKLOG):
@@ -109,10 +118,9 @@ def sync_metadata(
                 summary["updated"] += 1
                 finished.append((doc, copy))
         if finished and (block or len(finished) >= ID_BATCH):
-            bookkeeping.append(books.submit(store.finish_write_backs, list(finished)))
+            keep_books(list(finished))
             finished.clear()
 
-    bookkeeping: list[Future[None]] = []
     with ThreadPoolExecutor(concurrency) as pool, ThreadPoolExecutor(1) as books:
         # Natural order: any order will do, and a sort would make the server read all first.
         cursor = store.users.find({}, fields).batch_size(CURSOR_BATCH)
@@ -136,14 +144,15 @@ def sync_metadata(
                 would_change.extend(d["clerkId"] for d in to_write)
                 summary["updated"] += len(to_write)
             else:
-                bookkeeping.append(books.submit(store.finish_write_backs, agreed))
+                if agreed:
+                    keep_books(agreed)
                 pending.extend((doc, pool.submit(write, doc)) for doc in to_write)
                 reap(block=False)
             if progress:
                 progress(summary["total"], total)
         reap(block=True)
-        for done in bookkeeping:
-            done.result()  # surface a database error rather than lose it
+        for future in bookkeeping:
+            future.result()  # surface a database error rather than lose it
     if dry_run:
         summary["would_change"] = would_change
     if errors:
