@@ -69,6 +69,18 @@ def clerk_users(n: int, prefix: str) -> list[dict[str, Any]]:
     ]
 
 
+def peak_rss_kib() -> int:
+    """This process's own peak RSS. Not ru_maxrss: on Linux that keeps the high-water mark of
+    the parent's memory forked before exec, so a big driver inflates every child's figure."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 # -- child roles -------------------------------------------------------------------------------
 
 
@@ -103,7 +115,7 @@ def run_job(job: str, mongo_url: str, db: str, api: str) -> None:
     else:
         summary = sync_metadata(store, gateway, rate=default_rate(KEY))
     elapsed = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     print(
         json.dumps(
             {
