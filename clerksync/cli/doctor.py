@@ -1,7 +1,5 @@
 """``clerksync doctor``: check config, MongoDB, the Clerk key and the webhook endpoint."""
 
-from __future__ import annotations
-
 import typer
 
 from clerksync.cli.common import JsonOption, print_json, state, stdout

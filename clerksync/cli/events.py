@@ -1,7 +1,5 @@
 """``clerksync events list|show|stats|replay``: the receiver's delivery log."""
 
-from __future__ import annotations
-
 import json as jsonlib
 import time
 from datetime import timedelta

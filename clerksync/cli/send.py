@@ -1,7 +1,5 @@
 """``clerksync send``: post a signed test event to a receiver."""
 
-from __future__ import annotations
-
 import json as jsonlib
 from pathlib import Path
 from typing import Annotated

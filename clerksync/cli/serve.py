@@ -1,7 +1,5 @@
 """``clerksync serve``: the local webhook receiver."""
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 from typing import Annotated

@@ -1,7 +1,5 @@
 """``sync-metadata``, ``promote``/``demote``, ``reconcile``: the bulk jobs."""
 
-from __future__ import annotations
-
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ RateOption = Annotated[
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Change nothing; report.")]
 
 
-def gateway(ctx: typer.Context, *, required: bool = True) -> ClerkGateway | None:
+def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | None":
     from clerksync.clerk import ClerkGateway
 
     settings = state(ctx).settings

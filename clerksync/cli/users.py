@@ -1,7 +1,5 @@
 """``clerksync users list|show``: what the database holds."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
