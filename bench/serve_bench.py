@@ -18,6 +18,7 @@ same size. Goal: ratio >= 0.8.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -26,11 +27,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 from pymongo import MongoClient
 
 from clerksync.mongo import utcnow
@@ -57,6 +58,13 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"nothing listening on {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_pool(fn: Any, items: list[Any], c: int) -> float:
     started = time.perf_counter()
     with ThreadPoolExecutor(c) as pool:
@@ -73,6 +81,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     tmp = tempfile.mkdtemp(prefix="clerksync-bench-")
     try:
+        watched: dict[str, int] = {}  # process -> pid, for CPU time per event
         url = os.environ.get("MONGODB_URL")
         if not url:
             db_port = free_port()
@@ -94,6 +103,7 @@ def main() -> None:
                 )
             )
             wait_port(db_port)
+            watched["database"] = procs[-1].pid
             url = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
         db = f"bench_{int(time.time())}"
         secret = new_secret()
@@ -110,33 +120,64 @@ def main() -> None:
             )
         )
         wait_port(port)
-        target = f"http://127.0.0.1:{port}/api/webhooks/clerk"
+        watched["receiver"] = procs[-1].pid
 
         # The baseline collection: the same indexes as users, the same write concern.
         base_store = UserStore(MongoClient(url, tz_aware=True), db + "_baseline")
         base_store.ensure_indexes()
         base = base_store.users
-        client = httpx.Client(limits=httpx.Limits(max_connections=args.c))
+        # One keep-alive connection per sending thread, on the standard library's client:
+        # Svix sends from elsewhere, so the sender should take as little of this
+        # machine's two cores from the receiver and the database as it can (httpx took
+        # 1.9 ms of CPU per request here, http.client takes a fraction of that).
+        local = threading.local()
+
+        def post(body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection("127.0.0.1", port)
+            conn.request("POST", "/api/webhooks/clerk", body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+
         users = [clerk_user(email=f"u{i}@x.com") for i in range(args.n)]
 
         def deliver(item: tuple[bytes, dict[str, str], list[float]]) -> None:
             body, headers, latencies = item
             started = time.perf_counter()
-            response = client.post(target, content=body, headers=headers)
+            status, answer = post(body, headers)
             latencies.append(time.perf_counter() - started)
-            if response.status_code != 200 or response.json()["outcome"] != "applied":
-                raise SystemExit(f"receiver answered {response.status_code} {response.text}")
+            if status != 200 or json.loads(answer)["outcome"] != "applied":
+                raise SystemExit(f"receiver answered {status} {answer!r}")
 
-        def phase(event_type: str, updated_at: int) -> dict[str, float]:
+        def cpu() -> dict[str, float]:
+            times = {name: cpu_seconds(pid) for name, pid in watched.items()}
+            ops = base_store.client.admin.command("serverStatus").get("opcounters", {})
+            return {
+                **times,
+                "client": time.process_time(),
+                **{f"op:{k}": v for k, v in ops.items()},
+            }
+
+        def spent(before: dict[str, float], into: dict[str, float]) -> None:
+            for name, value in cpu().items():
+                into[name] = into.get(name, 0.0) + value - before[name]
+
+        def phase(event_type: str, updated_at: int) -> dict[str, Any]:
             latencies: list[float] = []
             ours = theirs = 0.0
+            cpu_ours: dict[str, float] = {}
+            cpu_theirs: dict[str, float] = {}
             now = utcnow()
             for start in range(0, args.n, args.chunk):
                 chunk = [{**u, "updated_at": updated_at} for u in users[start : start + args.chunk]]
                 bodies = [json.dumps(event(event_type, u)).encode() for u in chunk]
                 items = [(b, sign(secret, b), latencies) for b in bodies]
+                before = cpu()
                 ours += timed_pool(deliver, items, args.c)
+                spent(before, cpu_ours)
                 parsed = [parse_clerk_user(u) for u in chunk]
+                before = cpu()
                 theirs += timed_pool(
                     lambda u: base.update_one(
                         {"clerkId": u.id}, upsert_update(u, now)[0], upsert=True
@@ -144,12 +185,15 @@ def main() -> None:
                     parsed,
                     args.c,
                 )
+                spent(before, cpu_theirs)
             latencies.sort()
             return {
                 "rate": args.n / ours,
                 "base": args.n / theirs,
                 "p50": statistics.median(latencies) * 1000,
                 "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+                "cpu_ours": cpu_ours,
+                "cpu_theirs": cpu_theirs,
             }
 
         # warm up both paths (imports, connections) on users outside the measured set
@@ -179,6 +223,20 @@ def main() -> None:
                 f"{r['p99']:.1f} ms); baseline {r['base']:.0f} upserts/s; "
                 f"ratio {r['rate'] / r['base']:.2f} (goal >= 0.8)"
             )
+            for side in ("ours", "theirs"):
+                label = "receiver run" if side == "ours" else "baseline run"
+                spent_ = r[f"cpu_{side}"]
+                per_event = ", ".join(
+                    f"{name} {seconds / args.n * 1000:.2f}"
+                    for name, seconds in spent_.items()
+                    if not name.startswith("op:")
+                )
+                ops = ", ".join(
+                    f"{name[3:]} {count / args.n:.2f}"
+                    for name, count in spent_.items()
+                    if name.startswith("op:") and count
+                )
+                print(f"  {label}: CPU ms per event: {per_event}; database ops per event: {ops}")
     finally:
         for proc in reversed(procs):
             proc.terminate()
