@@ -214,7 +214,7 @@ def main() -> None:
             "documents, w=majority, j=true, same indexes)"
         )
         for label, r in (
-            ("user.created (new users: the write + a tombstone read)", created),
+            ("user.created (new users: an insert + a tombstone read)", created),
             ("user.updated (existing users: one write)", updated),
         ):
             print(label)

@@ -108,7 +108,7 @@ def apply_event(store: UserStore, event: Event) -> tuple[str, bool]:
     obeys the same ordering and tombstone rules as a live delivery.
     """
     if event.type in ("user.created", "user.updated") and event.user is not None:
-        result = store.upsert_user(event.user)
+        result = store.upsert_user(event.user, likely_new=event.type == "user.created")
         return result.outcome, result.wants_write_back
     if event.type == "user.deleted" and event.user_id is not None:
         return store.delete_user(event.user_id).outcome, False

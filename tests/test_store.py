@@ -16,11 +16,18 @@ def state(user_id: str, updated_at: int, **kw: object) -> object:
     return parse_clerk_user(clerk_user(user_id=user_id, updated_at=updated_at, **kw))
 
 
-def test_newer_state_applies_older_is_stale_same_is_duplicate(store: UserStore) -> None:
-    assert store.upsert_user(state("user_a", 100, first_name="One")).outcome == "applied"
-    assert store.upsert_user(state("user_a", 100, first_name="One")).outcome == "duplicate"
-    assert store.upsert_user(state("user_a", 50, first_name="Old")).outcome == "stale"
-    assert store.upsert_user(state("user_a", 200, first_name="Two")).outcome == "applied"
+@pytest.mark.parametrize("likely_new", [False, True], ids=["upsert", "insert-first"])
+def test_newer_state_applies_older_is_stale_same_is_duplicate(
+    store: UserStore, likely_new: bool
+) -> None:
+    def apply(updated_at: int, name: str) -> str:
+        user = state("user_a", updated_at, first_name=name)
+        return store.upsert_user(user, likely_new=likely_new).outcome
+
+    assert apply(100, "One") == "applied"
+    assert apply(100, "One") == "duplicate"
+    assert apply(50, "Old") == "stale"
+    assert apply(200, "Two") == "applied"
     doc = store.find_user("user_a")
     assert doc["firstName"] == "Two"
     assert store.count() == 1
@@ -36,32 +43,42 @@ def test_update_keeps_is_admin_and_created_at(store: UserStore) -> None:
     assert doc["createdAt"] == first["createdAt"]
 
 
-def test_delete_leaves_a_tombstone_that_blocks_late_updates(store: UserStore) -> None:
-    store.upsert_user(state("user_a", 100))
+@pytest.mark.parametrize("likely_new", [False, True], ids=["upsert", "insert-first"])
+def test_delete_leaves_a_tombstone_that_blocks_late_updates(
+    store: UserStore, likely_new: bool
+) -> None:
+    store.upsert_user(state("user_a", 100), likely_new=likely_new)
     assert store.delete_user("user_a").outcome == "applied"
     assert store.delete_user("user_a").outcome == "duplicate"
-    assert store.upsert_user(state("user_a", 999)).outcome == "stale"
+    assert store.upsert_user(state("user_a", 999), likely_new=likely_new).outcome == "stale"
     with pytest.raises(NotFound):
         store.find_user("user_a")
 
 
+@pytest.mark.parametrize("likely_new", [False, True], ids=["upsert", "insert-first"])
 def test_documents_written_by_the_app_without_clerk_updated_at_are_updated(
-    store: UserStore,
+    store: UserStore, likely_new: bool
 ) -> None:
     store.users.insert_one({"clerkId": "user_app", "email": "old@x.com", "isAdmin": True})
-    assert store.upsert_user(state("user_app", 10, email="new@x.com")).outcome == "applied"
+    assert (
+        store.upsert_user(state("user_app", 10, email="new@x.com"), likely_new=likely_new).outcome
+        == "applied"
+    )
     doc = store.find_user("user_app")
     assert doc["email"] == "new@x.com" and doc["isAdmin"] is True
     assert store.count() == 1
 
 
-def test_concurrent_upserts_of_one_new_user_make_one_document(store: UserStore) -> None:
+@pytest.mark.parametrize("likely_new", [False, True], ids=["upsert", "insert-first"])
+def test_concurrent_upserts_of_one_new_user_make_one_document(
+    store: UserStore, likely_new: bool
+) -> None:
     outcomes: list[str] = []
     barrier = threading.Barrier(8)
 
     def worker() -> None:
         barrier.wait()
-        outcomes.append(store.upsert_user(state("user_race", 100)).outcome)
+        outcomes.append(store.upsert_user(state("user_race", 100), likely_new=likely_new).outcome)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
