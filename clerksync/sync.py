@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
-from clerksync.ratelimit import TokenBucket
+from clerksync.ratelimit import TokenBucket, instance_bucket
 from clerksync.store import UserStore
 from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadata
 
@@ -76,7 +76,7 @@ def sync_metadata(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Make every MongoDB user's Clerk ``publicMetadata`` hold its ``userMongoId``/``isAdmin``."""
-    bucket = TokenBucket(rate, burst=max(1.0, min(rate, 10.0)))
+    bucket = instance_bucket(rate)
     summary: dict[str, Any] = {"total": 0, "updated": 0, "unchanged": 0, "failed": 0, "missing": 0}
     would_change: list[str] = []
     errors: list[str] = []
@@ -117,7 +117,12 @@ def sync_metadata(
             else:
                 summary["updated"] += 1
                 finished.append((doc, copy))
-        if finished and (block or len(finished) >= ID_BATCH):
+            # Books go out every batch, even while draining at the end, so the last
+            # bookkeeping write is small and overlaps the last Clerk writes.
+            if len(finished) >= ID_BATCH:
+                keep_books(list(finished))
+                finished.clear()
+        if finished and block:
             keep_books(list(finished))
             finished.clear()
 
@@ -175,7 +180,7 @@ def reconcile(
     on-disk SQLite table (not a Python set, and no extra writes to MongoDB) for the
     orphan pass, which merges them in order with the users' ids.
     """
-    bucket = TokenBucket(rate, burst=max(1.0, min(rate, 10.0)))
+    bucket = instance_bucket(rate)
     summary: dict[str, Any] = {
         "clerk_users": 0,
         "mongo_users": 0,

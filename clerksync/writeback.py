@@ -21,7 +21,7 @@ from typing import Any
 from clerksync.clerk import ClerkGateway
 from clerksync.errors import ClerkApiError
 from clerksync.mongo import utcnow
-from clerksync.ratelimit import PerUserWindow, TokenBucket
+from clerksync.ratelimit import PerUserWindow, TokenBucket, instance_bucket
 from clerksync.store import UserStore
 from clerksync.users import metadata_differs, wanted_metadata
 
@@ -99,7 +99,7 @@ class WriteBackWorkers:
         self.poll = poll
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self.bucket = TokenBucket(rate, burst=max(1.0, rate))
+        self.bucket = instance_bucket(rate)
         self.per_user = PerUserWindow()
         self._wake = threading.Event()
         self._stop = threading.Event()
