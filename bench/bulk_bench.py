@@ -7,7 +7,8 @@ Prints, for ``reconcile`` of N Clerk users (10,000 and 100,000 by default) and f
 - wall time as a ratio to the floor measured in the same run: the larger of the
   time the rate limit alone imposes (minimum requests / 100 per s) and the time
   the database takes for the same writes done as plain pymongo bulk writes
-  (goal <= 1.15);
+  (``insert_many`` of the new users for reconcile; bulk updates by ``_id`` for
+  sync-metadata's bookkeeping) (goal <= 1.15);
 - peak memory (max RSS of the process running the job) at each size (goal: flat).
 
 Each job runs in a fresh child process, the fake Clerk in another, the
@@ -150,13 +151,14 @@ def job(name: str, mongo_url: str, db: str, api: str) -> dict[str, Any]:
 
 
 def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
-    """Seconds for the same writes as plain pymongo bulk writes of 500: the same update
-    documents into a users collection with the same indexes and write concern, keyed on
-    ``clerkId`` alone (no ordering rule, no tombstones, no Clerk)."""
-    from pymongo import MongoClient, UpdateOne
+    """Seconds for the same writes as plain pymongo bulk writes of 500: the same new user
+    documents inserted with ``insert_many`` (the cheapest way to create them) into a users
+    collection with the same indexes and write concern (no reads, no ordering rule, no
+    tombstones, no Clerk)."""
+    from pymongo import MongoClient
 
     from clerksync.mongo import utcnow
-    from clerksync.store import UserStore, upsert_update
+    from clerksync.store import UserStore, new_document, upsert_update
     from clerksync.users import parse_clerk_user
 
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
@@ -165,11 +167,8 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
     now = utcnow()
     started = time.perf_counter()
     for offset in range(0, n, 500):
-        store.users.bulk_write(
-            [
-                UpdateOne({"clerkId": u.id}, upsert_update(u, now)[0], upsert=True)
-                for u in users[offset : offset + 500]
-            ],
+        store.users.insert_many(
+            [new_document(upsert_update(u, now)[0]) for u in users[offset : offset + 500]],
             ordered=False,
         )
     elapsed = time.perf_counter() - started
@@ -262,8 +261,18 @@ def main() -> None:
             report(f"reconcile of {n:,} users", result, minimum, floor, why)
             peaks[n] = result["peak_mib"]
 
+        if len(peaks) > 1:
+            sizes = sorted(peaks)
+            print(
+                f"peak memory {sizes[0]:,} -> {sizes[-1]:,} users: "
+                f"{peaks[sizes[0]]:.0f} -> {peaks[sizes[-1]]:.0f} MiB "
+                f"(x{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}; goal: flat)"
+            )
+
         n = args.sync
         prefix = "s_"
+        if not n:
+            return
         from pymongo import MongoClient
 
         from clerksync.store import UserStore
@@ -296,13 +305,6 @@ def main() -> None:
             "database" if floor_db > minimum / rate_s else "rate limit",
         )
         print(f"  (database floor {floor_db:.1f} s, rate-limit floor {minimum / rate_s:.1f} s)")
-        if len(peaks) > 1:
-            sizes = sorted(peaks)
-            print(
-                f"peak memory {sizes[0]:,} -> {sizes[-1]:,} users: "
-                f"{peaks[sizes[0]]:.0f} -> {peaks[sizes[-1]]:.0f} MiB "
-                f"(x{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}; goal: flat)"
-            )
     finally:
         for proc in procs:
             proc.kill()

@@ -228,74 +228,98 @@ class UserStore:
         return WriteResult("applied" if removed or before is None else "duplicate")
 
     def upsert_many(self, users: Iterable[ClerkUser]) -> dict[str, int]:
-        """Bulk form of ``upsert_user`` for reconcile: same filter, one round trip per batch."""
+        """Bulk form of ``upsert_user`` for reconcile: the same rules, a few round trips a batch.
+
+        One read of the stored versions splits the batch: users MongoDB lacks are
+        inserted (``insert_many`` costs the server less than upserts), users it holds
+        an older state of are updated through the ordering filter, and the rest cost
+        no write at all, so a second run writes nothing. The read is only a plan: a
+        user inserted meanwhile (by the receiver, say) fails its insert on the unique
+        index and takes the ordered upsert instead; and the tombstones are read after
+        the writes, for what was inserted, as the receiver does, so a delete racing
+        the run cannot be undone by it.
+        """
         from pymongo import UpdateOne
         from pymongo.errors import BulkWriteError
 
         batch = list(users)
-        gone = self.tombstoned_among([u.id for u in batch])
-        batch = [u for u in batch if u.id not in gone]
-        counts = {"created": 0, "updated": 0, "unchanged": 0}
-        if not batch:
-            return counts
+        stored = self._stored_versions([u.id for u in batch])
         now = utcnow()
-        updates = [upsert_update(u, now) for u in batch]
-        ops = [
-            UpdateOne(ordering_filter(u), update, upsert=True)
-            for u, (update, _) in zip(batch, updates, strict=True)
-        ]
-        try:
-            result = self.users.bulk_write(ops, ordered=False)
-            details: Mapping[str, Any] = result.bulk_api_result
-        except BulkWriteError as exc:
-            details = exc.details
-            other = [e for e in details.get("writeErrors", []) if e.get("code") != 11000]
-            if other:
-                raise StoreUnavailable(f"bulk write failed: {other[0].get('errmsg')}") from None
-        upserted = details.get("upserted", [])
-        # A new document whose Clerk copy names another Mongo id (a restored database,
-        # say) was not queued by the update itself: queue its write-back now.
-        stale_ids = [
-            entry["_id"]
-            for entry in upserted
-            if not updates[entry["index"]][1]
-            and batch[entry["index"]].public_metadata.get("userMongoId") != str(entry["_id"])
-        ]
-        if stale_ids:
-            self.users.bulk_write(
-                [
-                    UpdateOne({"_id": doc_id}, {"$set": {"syncDueAt": now}, "$inc": {"syncSeq": 1}})
-                    for doc_id in stale_ids
-                ],
-                ordered=False,
-            )
-        created = len(upserted)
-        updated = int(details.get("nModified", 0))
-        counts["created"] = created
-        counts["updated"] = updated
-        counts["unchanged"] = len(batch) - created - updated
-        return counts
+        fresh = [u for u in batch if u.id not in stored]
+        older = [u for u in batch if u.id in stored and _is_older(stored[u.id], u.updated_at)]
+        inserted: list[str] = []  # Clerk ids of the documents this call created
+        if fresh:
+            docs = []
+            for user in fresh:
+                doc = new_document(upsert_update(user, now)[0])
+                # A new document's id is news to Clerk: its write-back is due either way.
+                doc.update(syncDueAt=now, syncSeq=1)
+                docs.append(doc)
+            failed: set[int] = set()
+            try:
+                self.users.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                failed = _duplicates_only(exc)
+            older += [u for i, u in enumerate(fresh) if i in failed]  # there now: filter decides
+            inserted += [u.id for i, u in enumerate(fresh) if i not in failed]
+        updated = 0
+        if older:
+            ops = [
+                UpdateOne(ordering_filter(u), upsert_update(u, now)[0], upsert=True) for u in older
+            ]
+            try:
+                details: Mapping[str, Any] = self.users.bulk_write(
+                    ops, ordered=False
+                ).bulk_api_result
+            except BulkWriteError as exc:
+                _duplicates_only(exc)  # the filter missed a newer state: nothing to do
+                details = exc.details
+            updated = int(details.get("nModified", 0))
+            # Gone between the plan and the write, so upserted: created after all, and
+            # with a new id, so its write-back is due.
+            upserted = details.get("upserted", [])
+            if upserted:
+                self.users.update_many(
+                    {"_id": {"$in": [entry["_id"] for entry in upserted]}},
+                    {"$set": {"syncDueAt": now}, "$inc": {"syncSeq": 1}},
+                )
+                inserted += [older[entry["index"]].id for entry in upserted]
+        gone = self.tombstoned_among(inserted) if inserted else set()
+        if gone:
+            self.users.delete_many({"clerkId": {"$in": sorted(gone)}})
+        created = len(inserted) - len(gone)
+        return {
+            "created": created,
+            "updated": updated,
+            "unchanged": len(batch) - len(gone) - created - updated,
+        }
 
     def plan_many(self, users: Iterable[ClerkUser]) -> dict[str, int]:
         """What ``upsert_many`` would do, writing nothing (reconcile --dry-run)."""
         batch = list(users)
         ids = [u.id for u in batch]
         gone = self.tombstoned_among(ids)
-        stored = {
-            d["clerkId"]: d.get("clerkUpdatedAt")
-            for d in self.users.find({"clerkId": {"$in": ids}}, {"clerkId": 1, "clerkUpdatedAt": 1})
-        }
+        stored = self._stored_versions(ids)
         counts = {"created": 0, "updated": 0, "unchanged": 0}
         for user in batch:
             if user.id in gone:
                 continue
             if user.id not in stored:
                 counts["created"] += 1
-            elif stored[user.id] is None or stored[user.id] < user.updated_at:
+            elif _is_older(stored[user.id], user.updated_at):
                 counts["updated"] += 1
             else:
                 counts["unchanged"] += 1
         return counts
+
+    def _stored_versions(self, clerk_ids: list[str]) -> dict[str, Any]:
+        """Clerk id -> the stored ``clerkUpdatedAt`` (None if the app wrote the document)."""
+        if not clerk_ids:
+            return {}
+        cursor = self.users.find(
+            {"clerkId": {"$in": clerk_ids}}, {"clerkId": 1, "clerkUpdatedAt": 1, "_id": 0}
+        )
+        return {d["clerkId"]: d.get("clerkUpdatedAt") for d in cursor}
 
     # -- admin rights ------------------------------------------------------------------------
 
@@ -392,6 +416,21 @@ class UserStore:
             {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
             {"$unset": {"syncDueAt": ""}, "$set": {"syncError": error}},
         )
+
+
+def _is_older(stored: Any, updated_at: int) -> bool:
+    """What the ordering filter decides, decided from a read: anything but a number as new or
+    newer lets the update through (``$gte`` never matches across BSON types)."""
+    return not (isinstance(stored, (int, float)) and stored >= updated_at)
+
+
+def _duplicates_only(exc: Any) -> set[int]:
+    """The indexes of a bulk write's duplicate-key failures; any other failure is raised."""
+    errors = exc.details.get("writeErrors", [])
+    other = [e for e in errors if e.get("code") != 11000]
+    if other:
+        raise StoreUnavailable(f"bulk write failed: {other[0].get('errmsg')}") from None
+    return {int(e["index"]) for e in errors}
 
 
 def ordering_filter(user: ClerkUser) -> dict[str, Any]:

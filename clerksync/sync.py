@@ -176,9 +176,13 @@ def reconcile(
 ) -> dict[str, Any]:
     """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
 
-    Memory stays flat: one page at a time, and the Clerk ids seen go to a temporary
-    on-disk SQLite table (not a Python set, and no extra writes to MongoDB) for the
-    orphan pass, which merges them in order with the users' ids.
+    Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
+    held when the run began (read by a second thread while the pages come in), go
+    to two temporary on-disk SQLite tables, and the orphan pass merges them in
+    order. A user created during the run is not in the snapshot, so it is never
+    taken for an orphan; and every candidate is looked up in Clerk (100 ids a
+    request) before it is reported or pruned, because offset paging skips a user
+    when an earlier one is deleted mid-run.
     """
     bucket = instance_bucket(rate)
     summary: dict[str, Any] = {
@@ -190,74 +194,114 @@ def reconcile(
         "orphaned": 0,
         "pruned": 0,
         "invalid": 0,
+        "orphans": [],
     }
-    seen = sqlite3.connect("")  # "": a private temporary database on disk, gone on close
-    seen.execute("CREATE TABLE seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
+    seen = _id_table()
+    try:
+        # The snapshot of MongoDB's ids is read while the pages come in.
+        with ThreadPoolExecutor(1) as snapshotter:
+            snapshot = snapshotter.submit(_snapshot_ids, store)
+            _reconcile_pages(store, gateway, bucket, seen, summary, dry_run, progress)
+            held = snapshot.result()
+        try:
+            candidates = _merge_missing(held, seen)
+            for batch in _batches(candidates, ID_BATCH):
+                # Still in Clerk (skipped by offset paging): not an orphan.
+                found = call_with_retries(functools.partial(gateway.get_many, batch), bucket)
+                known = {u.get("id") for u in found}
+                for clerk_id in batch:
+                    if clerk_id in known:
+                        continue
+                    summary["orphaned"] += 1
+                    if len(summary["orphans"]) < 50:
+                        summary["orphans"].append(clerk_id)
+                    if prune and not dry_run:
+                        store.delete_user(clerk_id)
+                        summary["pruned"] += 1
+        finally:
+            held.close()
+        summary["mongo_users"] = store.users.estimated_document_count()
+    finally:
+        seen.close()
+    return summary
+
+
+def _reconcile_pages(
+    store: UserStore,
+    gateway: ClerkGateway,
+    bucket: TokenBucket,
+    seen: sqlite3.Connection,
+    summary: dict[str, Any],
+    dry_run: bool,
+    progress: Progress | None,
+) -> None:
+    """Page through Clerk's users (created_at order) and apply each page in bulk."""
     total = None
     if progress is not None:  # the count only feeds the progress bar
         with contextlib.suppress(ClerkApiError):
             total = call_with_retries(gateway.count_users, bucket)
-    try:
 
-        def fetch(offset: int) -> list[dict[str, Any]]:
-            return call_with_retries(
-                functools.partial(gateway.list_page, offset=offset, limit=PAGE_SIZE), bucket
-            )
+    def fetch(offset: int) -> list[dict[str, Any]]:
+        return call_with_retries(
+            functools.partial(gateway.list_page, offset=offset, limit=PAGE_SIZE), bucket
+        )
 
-        # One page ahead: the next request is in flight while this page is written.
-        with ThreadPoolExecutor(1) as reader:
-            offset = 0
-            upcoming = reader.submit(fetch, offset)
-            while True:
-                page = upcoming.result()
-                if len(page) == PAGE_SIZE:
-                    upcoming = reader.submit(fetch, offset + PAGE_SIZE)
-                if not page:
-                    break
-                users = []
-                for raw in page:
-                    try:
-                        users.append(parse_clerk_user(raw))
-                    except InvalidEvent:
-                        summary["invalid"] += 1
-                summary["clerk_users"] += len(page)
-                if users:
-                    seen.executemany(
-                        "INSERT OR IGNORE INTO seen VALUES (?)", [(u.id,) for u in users]
-                    )
-                    counts = store.plan_many(users) if dry_run else store.upsert_many(users)
-                    for key, value in counts.items():
-                        summary[key] += value
-                if progress:
-                    progress(summary["clerk_users"], total)
-                if len(page) < PAGE_SIZE:
-                    break
-                offset += PAGE_SIZE
-        # Orphans by merging two sorted streams (users by clerkId, seen ids): flat
-        # memory, and no large $in lists, which some wire servers scan slowly.
-        orphans: list[str] = []
-        known = (row[0] for row in seen.execute("SELECT id FROM seen ORDER BY id"))
-        next_known: str | None = next(known, None)
-        mongo_ids = store.users.find({}, {"clerkId": 1, "_id": 0}).sort("clerkId", 1)
-        for doc in mongo_ids.batch_size(CURSOR_BATCH):
-            clerk_id = doc.get("clerkId")
-            summary["mongo_users"] += 1
-            if not isinstance(clerk_id, str):
-                continue
-            while next_known is not None and next_known < clerk_id:
-                next_known = next(known, None)
-            if next_known == clerk_id:
-                continue
-            summary["orphaned"] += 1
-            if len(orphans) < 50:
-                orphans.append(clerk_id)
-            if prune and not dry_run:
-                store.delete_user(clerk_id)
-                summary["pruned"] += 1
-        summary["orphans"] = orphans[:50]
-    finally:
-        seen.close()
-    return summary
+    # One page ahead: the next request is in flight while this page is written.
+    with ThreadPoolExecutor(1) as reader:
+        offset = 0
+        upcoming = reader.submit(fetch, offset)
+        while True:
+            page = upcoming.result()
+            if len(page) == PAGE_SIZE:
+                upcoming = reader.submit(fetch, offset + PAGE_SIZE)
+            if not page:
+                break
+            users = []
+            for raw in page:
+                try:
+                    users.append(parse_clerk_user(raw))
+                except InvalidEvent:
+                    summary["invalid"] += 1
+            summary["clerk_users"] += len(page)
+            if users:
+                seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(u.id,) for u in users])
+                counts = store.plan_many(users) if dry_run else store.upsert_many(users)
+                for key, value in counts.items():
+                    summary[key] += value
+            if progress:
+                progress(summary["clerk_users"], total)
+            if len(page) < PAGE_SIZE:
+                break
+            offset += PAGE_SIZE
+
+
+def _id_table() -> sqlite3.Connection:
+    """A private temporary SQLite database on disk (gone on close) with one sorted id table;
+    usable from the thread that fills it and then the one that reads it."""
+    table = sqlite3.connect("", check_same_thread=False)
+    table.execute("CREATE TABLE ids (id TEXT PRIMARY KEY) WITHOUT ROWID")
+    return table
+
+
+def _snapshot_ids(store: UserStore) -> sqlite3.Connection:
+    """The Clerk ids MongoDB holds now, in an id table (no sort asked of the server)."""
+    table = _id_table()
+    cursor = store.users.find({}, {"clerkId": 1, "_id": 0}).batch_size(CURSOR_BATCH)
+    ids = (d.get("clerkId") for d in cursor)
+    for batch in _batches((i for i in ids if isinstance(i, str)), CURSOR_BATCH):
+        table.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i,) for i in batch])
+    return table
+
+
+def _merge_missing(held: sqlite3.Connection, seen: sqlite3.Connection) -> Iterator[str]:
+    """Ids in ``held`` and not in ``seen``: two sorted streams merged, flat memory."""
+    known = (row[0] for row in seen.execute("SELECT id FROM ids ORDER BY id"))
+    next_known: str | None = next(known, None)
+    for (clerk_id,) in held.execute("SELECT id FROM ids ORDER BY id"):
+        while next_known is not None and next_known < clerk_id:
+            next_known = next(known, None)
+        if next_known != clerk_id:
+            yield clerk_id
 
 
 def set_admin(

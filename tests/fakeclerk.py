@@ -16,6 +16,7 @@ import copy
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -67,6 +68,9 @@ class FakeClerk:
         self.fail_queue: list[int] = []
         self.latency = 0.0
         self.metadata_writes: list[tuple[str, dict[str, Any]]] = []
+        # Called, with the lock held, after a page of the full user list is served (its
+        # offset as argument): lets a test change Clerk in the middle of a paging run.
+        self.after_page: Callable[[int], None] | None = None
         self._server: ThreadingHTTPServer | None = None
 
     # -- state helpers for tests -------------------------------------------------------------
@@ -185,7 +189,11 @@ class FakeClerk:
             if segments[0] != "users":
                 return 404, _error("resource_not_found", "not found"), {}
             if route == "GET /users":
-                return 200, self._list(query), {}
+                page = self._list(query)
+                if self.after_page is not None and "user_id" not in query:
+                    page = copy.deepcopy(page)  # the hook may change what it lists
+                    self.after_page(int(query.get("offset", ["0"])[0]))
+                return 200, page, {}
             if route == "GET /users/count":
                 return 200, {"object": "total_count", "total_count": len(self.users)}, {}
             user = self.users.get(segments[1]) if len(segments) > 1 else None

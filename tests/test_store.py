@@ -111,3 +111,62 @@ def test_indexes_are_idempotent_and_clerk_id_is_unique(store: UserStore) -> None
     store.ensure_indexes()
     store.ensure_indexes()
     assert store.has_unique_clerk_index()
+
+
+def test_bulk_apply_follows_the_receivers_rules(store: UserStore) -> None:
+    store.upsert_user(state("user_old", 100))
+    store.upsert_user(state("user_new", 900, first_name="Kept"))
+    store.upsert_user(state("user_del", 100))
+    store.delete_user("user_del")
+    store.users.insert_one({"clerkId": "user_app", "email": "app@x.com", "isAdmin": True})
+    batch = [
+        state("user_fresh", 500),
+        state("user_old", 500, first_name="Updated"),
+        state("user_new", 500, first_name="Older"),
+        state("user_del", 500),
+        state("user_app", 500, first_name="FromClerk"),
+    ]
+    assert store.plan_many(batch) == {"created": 1, "updated": 2, "unchanged": 1}
+    assert store.upsert_many(batch) == {"created": 1, "updated": 2, "unchanged": 1}
+    assert store.find_user("user_old")["firstName"] == "Updated"
+    assert store.find_user("user_new")["firstName"] == "Kept"
+    assert store.find_user("user_app")["isAdmin"] is True
+    assert store.users.count_documents({"clerkId": "user_del"}) == 0  # no resurrection
+    fresh = store.find_user("user_fresh")
+    assert "syncDueAt" in fresh and fresh["isAdmin"] is False  # its write-back is queued
+    assert store.upsert_many(batch) == {"created": 0, "updated": 0, "unchanged": 4}
+
+
+class StalePlan(UserStore):
+    """A store whose plan is out of date by the time it writes, as when the receiver (or a
+    delete) lands between reconcile's read and its write: ``plan`` maps Clerk ids to the
+    versions it believes are stored."""
+
+    plan: dict[str, object] = {}
+
+    def _stored_versions(self, clerk_ids: list[str]) -> dict[str, object]:
+        return {i: self.plan[i] for i in clerk_ids if i in self.plan}
+
+
+def test_bulk_apply_with_a_stale_plan_still_orders_and_never_resurrects(
+    store: UserStore,
+) -> None:
+    stale = StalePlan(store.client, store.name)
+    store.upsert_user(state("user_newer", 900, first_name="Receiver"))  # arrived meanwhile
+    store.upsert_user(state("user_older", 100))
+    store.upsert_user(state("user_deleted", 100))
+    store.delete_user("user_deleted")  # deleted meanwhile
+    stale.plan = {"user_deleted": 100, "user_vanished": 100}  # believed stored
+    batch = [
+        state("user_newer", 500, first_name="Reconcile"),  # plan: absent -> insert fails
+        state("user_older", 500, first_name="Reconcile"),  # plan: absent -> insert fails
+        state("user_deleted", 500),  # plan: stored older -> upsert would re-create it
+        state("user_vanished", 500),  # plan: stored older, but gone -> created after all
+    ]
+    counts = stale.upsert_many(batch)
+    assert counts == {"created": 1, "updated": 1, "unchanged": 1}
+    assert store.find_user("user_newer")["firstName"] == "Receiver"
+    assert store.find_user("user_older")["firstName"] == "Reconcile"
+    assert store.users.count_documents({"clerkId": "user_deleted"}) == 0
+    assert "syncDueAt" in store.find_user("user_vanished")
+    assert store.users.count_documents({}) == 3

@@ -171,7 +171,8 @@ def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
         "pruned": 0,
     }
     assert summary["mongo_users"] == 1211
-    assert fake_clerk.counts["GET /users"] == 3  # pages of 500, not users
+    # pages of 500, not users, and one lookup confirming the 10 orphan candidates
+    assert fake_clerk.counts["GET /users"] == 3 + 1
     assert store.find_user("user_saml")["clerkId"] == "user_saml"
     assert store.find_user("user_r00120")["firstName"] == "Newer"
     assert store.pending_write_backs() >= 1051  # new users get their write-back queued
@@ -182,6 +183,33 @@ def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
     pruned = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)
     assert pruned["pruned"] == 10
     assert store.users.count_documents({"clerkId": {"$regex": "^user_gone"}}) == 0
+
+
+def test_reconcile_never_prunes_a_user_that_offset_paging_skipped(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    for i in range(1000):
+        fake_clerk.add_user(user_id=f"user_p{i:04d}", created_at=1000 + i)
+    assert json.loads(cli("reconcile", "--json", *FAST).stdout)["created"] == 1000
+
+    def delete_one_after_the_first_page(offset: int) -> None:
+        if offset == 0:  # user_p0010 is deleted in Clerk mid-run (its webhook not yet in)
+            del fake_clerk.users["user_p0010"]
+            fake_clerk.version += 1
+
+    fake_clerk.after_page = delete_one_after_the_first_page
+    result = cli("reconcile", "--prune", "--yes", "--json", *FAST)
+    summary = json.loads(result.stdout)
+    # Page 2 now starts one user later: user_p0500 is never listed, yet Clerk has it.
+    assert summary["clerk_users"] == 500 + 499
+    assert summary["orphaned"] == 0 and summary["pruned"] == 0, summary
+    assert store.find_user("user_p0500")["clerkId"] == "user_p0500"
+    # user_p0010 was listed before it went: this run leaves it to its webhook (or the next).
+    fake_clerk.after_page = None
+    summary = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)
+    assert summary["orphans"] == ["user_p0010"] and summary["pruned"] == 1
+    assert store.users.count_documents({"clerkId": "user_p0010"}) == 0
+    assert store.count() == 999
 
 
 def test_reconcile_dry_run_changes_nothing(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
