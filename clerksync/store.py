@@ -227,7 +227,9 @@ class UserStore:
         removed = self.users.delete_one({"clerkId": clerk_id}).deleted_count
         return WriteResult("applied" if removed or before is None else "duplicate")
 
-    def upsert_many(self, users: Iterable[ClerkUser]) -> dict[str, int]:
+    def upsert_many(
+        self, users: Iterable[ClerkUser], *, assume_new: bool = False
+    ) -> dict[str, int]:
         """Bulk form of ``upsert_user`` for reconcile: the same rules, a few round trips a batch.
 
         One read of the stored versions splits the batch: users MongoDB lacks are
@@ -237,13 +239,16 @@ class UserStore:
         user inserted meanwhile (by the receiver, say) fails its insert on the unique
         index and takes the ordered upsert instead; and the tombstones are read after
         the writes, for what was inserted, as the receiver does, so a delete racing
-        the run cannot be undone by it.
+        the run cannot be undone by it. ``assume_new`` skips the read and inserts the
+        whole batch (the users that are there already fail on the unique index and go
+        the ordered way): cheaper when the previous batch was all new, as it is when a
+        database missed a stretch of signups or starts empty.
         """
         from pymongo import UpdateOne
         from pymongo.errors import BulkWriteError
 
         batch = list(users)
-        stored = self._stored_versions([u.id for u in batch])
+        stored = {} if assume_new else self._stored_versions([u.id for u in batch])
         now = utcnow()
         fresh = [u for u in batch if u.id not in stored]
         older = [u for u in batch if u.id in stored and _is_older(stored[u.id], u.updated_at)]

@@ -247,6 +247,7 @@ def _reconcile_pages(
         )
 
     # One page ahead: the next request is in flight while this page is written.
+    all_new = False  # was the last page all new users? then insert this one outright
     with ThreadPoolExecutor(1) as reader:
         offset = 0
         upcoming = reader.submit(fetch, offset)
@@ -265,7 +266,11 @@ def _reconcile_pages(
             summary["clerk_users"] += len(page)
             if users:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(u.id,) for u in users])
-                counts = store.plan_many(users) if dry_run else store.upsert_many(users)
+                if dry_run:
+                    counts = store.plan_many(users)
+                else:
+                    counts = store.upsert_many(users, assume_new=all_new)
+                    all_new = counts["created"] == len(users)
                 for key, value in counts.items():
                     summary[key] += value
             if progress:

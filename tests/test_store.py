@@ -113,7 +113,8 @@ def test_indexes_are_idempotent_and_clerk_id_is_unique(store: UserStore) -> None
     assert store.has_unique_clerk_index()
 
 
-def test_bulk_apply_follows_the_receivers_rules(store: UserStore) -> None:
+@pytest.mark.parametrize("assume_new", [False, True], ids=["planned", "insert-first"])
+def test_bulk_apply_follows_the_receivers_rules(store: UserStore, assume_new: bool) -> None:
     store.upsert_user(state("user_old", 100))
     store.upsert_user(state("user_new", 900, first_name="Kept"))
     store.upsert_user(state("user_del", 100))
@@ -127,14 +128,16 @@ def test_bulk_apply_follows_the_receivers_rules(store: UserStore) -> None:
         state("user_app", 500, first_name="FromClerk"),
     ]
     assert store.plan_many(batch) == {"created": 1, "updated": 2, "unchanged": 1}
-    assert store.upsert_many(batch) == {"created": 1, "updated": 2, "unchanged": 1}
+    counts = store.upsert_many(batch, assume_new=assume_new)
+    assert counts == {"created": 1, "updated": 2, "unchanged": 1}
     assert store.find_user("user_old")["firstName"] == "Updated"
     assert store.find_user("user_new")["firstName"] == "Kept"
     assert store.find_user("user_app")["isAdmin"] is True
     assert store.users.count_documents({"clerkId": "user_del"}) == 0  # no resurrection
     fresh = store.find_user("user_fresh")
     assert "syncDueAt" in fresh and fresh["isAdmin"] is False  # its write-back is queued
-    assert store.upsert_many(batch) == {"created": 0, "updated": 0, "unchanged": 4}
+    again = store.upsert_many(batch, assume_new=assume_new)
+    assert again == {"created": 0, "updated": 0, "unchanged": 4}
 
 
 class StalePlan(UserStore):
