@@ -177,12 +177,11 @@ def reconcile(
     """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
 
     Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
-    held when the run began (read by a second thread while the pages come in), go
-    to two temporary on-disk SQLite tables, and the orphan pass merges them in
-    order. A user created during the run is not in the snapshot, so it is never
-    taken for an orphan; and every candidate is looked up in Clerk (100 ids a
-    request) before it is reported or pruned, because offset paging skips a user
-    when an earlier one is deleted mid-run.
+    holds (read by a second thread while the pages come in), go to two temporary
+    on-disk SQLite tables, and the orphan pass merges them in order. Every
+    candidate is then looked up in Clerk (100 ids a request) before it is reported
+    or pruned: a user who signed up during the run, or whom offset paging skipped
+    (it does when an earlier user is deleted mid-run), is no orphan.
     """
     bucket = instance_bucket(rate)
     summary: dict[str, Any] = {
