@@ -152,12 +152,15 @@ def post_event(url: str, secret: str, body: bytes, *, timeout: float = 15.0) -> 
 
     from clerksync.webhooks import sign
 
-    started = time.perf_counter()
-    try:
-        response = httpx.post(url, content=body, headers=sign(secret, body), timeout=timeout)
-    except httpx.HTTPError:
-        return SendResult(url, None, (time.perf_counter() - started) * 1000, "", diagnose(None))
-    latency = (time.perf_counter() - started) * 1000
+    headers = sign(secret, body)  # before the clock starts: the latency is the endpoint's
+    with httpx.Client(timeout=timeout) as client:
+        started = time.perf_counter()
+        try:
+            response = client.post(url, content=body, headers=headers)
+        except httpx.HTTPError:
+            elapsed = (time.perf_counter() - started) * 1000
+            return SendResult(url, None, elapsed, "", diagnose(None))
+        latency = (time.perf_counter() - started) * 1000
     status = response.status_code
     return SendResult(url, status, latency, response.text[:500], diagnose(status))
 
