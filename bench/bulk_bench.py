@@ -253,12 +253,18 @@ def main() -> None:
             procs.append(fake)
             db = f"reconcile_{n}"
             result = job("reconcile", mongo_url, db, api)
+            again = job("reconcile", mongo_url, db, api)  # nothing left to do
             fake.kill()
             minimum = math.ceil(n / 500) + 1  # pages, and the final short/empty page
             floor_db = bulk_floor(mongo_url, f"floor_{n}", n, prefix)
             floor = max(minimum / rate_s, floor_db)
             why = "database" if floor_db >= minimum / rate_s else "rate limit"
             report(f"reconcile of {n:,} users", result, minimum, floor, why)
+            summary = again["summary"]
+            print(
+                f"  run again: {again['elapsed']:.1f} s, {again['requests']} requests, "
+                f"created {summary['created']}, updated {summary['updated']} (nothing to write)"
+            )
             peaks[n] = result["peak_mib"]
 
         if len(peaks) > 1:

@@ -158,7 +158,8 @@ class UserStore:
         return self.tombstones.find_one({"_id": clerk_id}, {"_id": 1}) is not None
 
     def tombstoned_among(self, clerk_ids: list[str]) -> set[str]:
-        """Which of these Clerk ids were deleted: one query for a whole batch."""
+        """Which of these Clerk ids were deleted: one query for a whole batch (it matches few,
+        so one ``$in`` of hundreds stays cheap, unlike ``_find_in``'s case)."""
         query = {"_id": {"$in": clerk_ids}}
         return {t["_id"] for t in self.tombstones.find(query, {"_id": 1})}
 
@@ -319,12 +320,9 @@ class UserStore:
 
     def _stored_versions(self, clerk_ids: list[str]) -> dict[str, Any]:
         """Clerk id -> the stored ``clerkUpdatedAt`` (None if the app wrote the document)."""
-        if not clerk_ids:
-            return {}
-        cursor = self.users.find(
-            {"clerkId": {"$in": clerk_ids}}, {"clerkId": 1, "clerkUpdatedAt": 1, "_id": 0}
-        )
-        return {d["clerkId"]: d.get("clerkUpdatedAt") for d in cursor}
+        projection = {"clerkId": 1, "clerkUpdatedAt": 1, "_id": 0}
+        found = _find_in(self.users, "clerkId", clerk_ids, projection)
+        return {d["clerkId"]: d.get("clerkUpdatedAt") for d in found}
 
     # -- admin rights ------------------------------------------------------------------------
 
@@ -421,6 +419,19 @@ class UserStore:
             {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
             {"$unset": {"syncDueAt": ""}, "$set": {"syncError": error}},
         )
+
+
+#: values per ``$in``: the test server's cost grows with the square of the documents an
+#: ``$in`` matches (500 ids: ~0.5 s; the same as 10 queries of 50: ~0.1 s)
+IN_CHUNK = 50
+
+
+def _find_in(
+    collection: Collection[Any], field: str, values: list[Any], projection: Mapping[str, Any]
+) -> Iterator[Mapping[str, Any]]:
+    """Documents whose ``field`` is among ``values``, in ``$in`` queries of ``IN_CHUNK``."""
+    for start in range(0, len(values), IN_CHUNK):
+        yield from collection.find({field: {"$in": values[start : start + IN_CHUNK]}}, projection)
 
 
 def _is_older(stored: Any, updated_at: int) -> bool:
