@@ -3,7 +3,9 @@
 Starts a SecantusDB server unless MONGODB_URL is set, then `clerksync serve` in
 its own process, and sends svix-signed deliveries over loopback at concurrency
 C: first ``user.created`` for N new users, then ``user.updated`` for each of
-them. Prints events/s, p50 and p99 latency per phase.
+them. Prints events/s, p50 and p99 latency per phase, and, to tell where the
+time goes, the CPU each process spent per event and the database operations per
+event (the server's ``opcounters``).
 
 The baseline is raw pymongo single-document upserts of the same user documents
 (same write concern, same indexes, same concurrency, same server), into a
