@@ -12,8 +12,9 @@ reject, and a call costs its request, not a validation pass several times longer
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from clerksync.config import DEFAULT_API_URL, instance_kind
@@ -72,24 +73,16 @@ class ClerkGateway:
         self.requests = 0
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
-        import httpx
         from clerk_backend_api import models
 
         self.requests += 1
         try:
-            return fn(**kwargs)
+            with _transport_errors():
+                return fn(**kwargs)
         except models.ResponseValidationError:
             raise ClerkApiError("Clerk answered something the SDK's models reject") from None
         except models.ClerkBaseError as exc:
             raise _api_error(exc.status_code, exc.headers, exc.body) from None
-        except httpx.TimeoutException:
-            raise ClerkApiError("Clerk did not answer in time", status=0) from None
-        except httpx.TransportError as exc:
-            raise ClerkApiError(
-                f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
-                "and the network",
-                status=0,
-            ) from None
 
     def count_users(self) -> int:
         result = self._call(self.sdk.users.count)
@@ -145,12 +138,10 @@ class ClerkGateway:
         for the request itself, which held sync-metadata well under the rate limit
         on two cores. Errors map exactly as for SDK calls.
         """
-        import httpx
-
         client = self.sdk.sdk_configuration.client
         assert client is not None
         self.requests += 1
-        try:
+        with _transport_errors():
             request = client.build_request(
                 method,
                 f"{self.api_url}{path}",
@@ -160,14 +151,6 @@ class ClerkGateway:
                 timeout=self.timeout_ms / 1000,
             )
             response = client.send(request)
-        except httpx.TimeoutException:
-            raise ClerkApiError("Clerk did not answer in time", status=0) from None
-        except httpx.TransportError as exc:
-            raise ClerkApiError(
-                f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
-                "and the network",
-                status=0,
-            ) from None
         if response.status_code != 200:
             raise _api_error(response.status_code, response.headers, response.text)
         try:
@@ -176,6 +159,24 @@ class ClerkGateway:
             raise ClerkApiError(
                 f"Clerk answered {method} {path} with a body that is not JSON"
             ) from None
+
+
+@contextlib.contextmanager
+def _transport_errors() -> Iterator[None]:
+    """httpx's timeouts and connection failures as ``ClerkApiError`` (status 0), for SDK
+    calls and raw requests alike."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise ClerkApiError("Clerk did not answer in time", status=0) from None
+    except httpx.TransportError as exc:
+        raise ClerkApiError(
+            f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
+            "and the network",
+            status=0,
+        ) from None
 
 
 def _api_error(status: int, headers: Mapping[str, str], body: str) -> ClerkApiError:
