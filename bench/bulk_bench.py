@@ -158,7 +158,8 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
     from pymongo import MongoClient
 
     from clerksync.mongo import utcnow
-    from clerksync.store import UserStore, new_document, upsert_update
+    from clerksync.ordering import new_document, upsert_update
+    from clerksync.store import UserStore
     from clerksync.users import parse_clerk_user
 
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)

@@ -37,8 +37,9 @@ from typing import Any
 from pymongo import MongoClient
 
 from clerksync.mongo import utcnow
+from clerksync.ordering import upsert_update
 from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore, upsert_update
+from clerksync.store import UserStore
 from clerksync.users import parse_clerk_user
 from clerksync.webhooks import new_secret, sign
 

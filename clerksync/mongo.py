@@ -7,6 +7,7 @@ texts never include the exception's own message, which can hold the URL.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ from clerksync.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
+    from pymongo.collection import Collection
+    from pymongo.errors import BulkWriteError
 
     from clerksync.config import Settings
     from clerksync.store import UserStore
@@ -78,3 +81,25 @@ def describe_mongo_error(exc: Exception) -> str:
     if isinstance(exc, ConfigurationError):
         return "MONGODB_URL could not be resolved (check the host name)."
     return f"MongoDB failed: {exc.__class__.__name__}"
+
+
+#: values per ``$in``: the test server's cost grows with the square of the documents an
+#: ``$in`` matches (500 ids: ~0.5 s; the same as 10 queries of 50: ~0.1 s)
+IN_CHUNK = 50
+
+
+def find_in(
+    collection: Collection[Any], field: str, values: list[Any], projection: Mapping[str, Any]
+) -> Iterator[Mapping[str, Any]]:
+    """Documents whose ``field`` is among ``values``, in ``$in`` queries of ``IN_CHUNK``."""
+    for start in range(0, len(values), IN_CHUNK):
+        yield from collection.find({field: {"$in": values[start : start + IN_CHUNK]}}, projection)
+
+
+def duplicates_only(exc: BulkWriteError) -> set[int]:
+    """The indexes of a bulk write's duplicate-key failures; any other failure is raised."""
+    errors = exc.details.get("writeErrors", [])
+    other = [e for e in errors if e.get("code") != 11000]
+    if other:
+        raise StoreUnavailable(f"bulk write failed: {other[0].get('errmsg')}") from None
+    return {int(e["index"]) for e in errors}

@@ -5,11 +5,8 @@ survives a failover. The unique ``clerkId`` index is what makes concurrent
 upserts safe: two deliveries for one new user race to insert, one wins, the
 other gets a duplicate-key error, which here means "someone newer got there".
 
-Ordering: each document keeps the ``updated_at`` of the Clerk state it holds
-(``clerkUpdatedAt``). An upsert filters on ``{"clerkUpdatedAt": {"$not": {"$gte": t}}}``,
-one predicate that also matches documents without the field (written by the
-app before clerksync) and that the wire servers plan as an index lookup next
-to the ``clerkId`` equality (an ``$or`` would fall to a collection scan on some).
+Ordering: the rule and the documents a Clerk state writes live in
+``clerksync.ordering``; this module applies them.
 
 Deleted users leave a tombstone in ``clerksync_tombstones`` (keyed by Clerk id,
 never reused by Clerk), so a late ``user.updated`` cannot bring them back.
@@ -21,12 +18,13 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
-from clerksync.mongo import describe_mongo_error, utcnow
-from clerksync.users import ClerkUser, metadata_differs, user_fields
+from clerksync.mongo import describe_mongo_error, duplicates_only, find_in, utcnow
+from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
+from clerksync.users import ClerkUser, metadata_differs
+from clerksync.writeback_queue import WriteBackQueue
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -48,8 +46,8 @@ class WriteResult:
     wants_write_back: bool = False
 
 
-class UserStore:
-    """The users collection plus clerksync's tombstones and delivery log."""
+class UserStore(WriteBackQueue):
+    """The users collection plus clerksync's tombstones, delivery log and write-back queue."""
 
     def __init__(self, client: MongoClient[Any], db_name: str) -> None:
         from pymongo import WriteConcern
@@ -159,7 +157,7 @@ class UserStore:
 
     def tombstoned_among(self, clerk_ids: list[str]) -> set[str]:
         """Which of these Clerk ids were deleted: one query for a whole batch (it matches few,
-        so one ``$in`` of hundreds stays cheap, unlike ``_find_in``'s case)."""
+        so one ``$in`` of hundreds stays cheap, unlike ``find_in``'s case)."""
         query = {"_id": {"$in": clerk_ids}}
         return {t["_id"] for t in self.tombstones.find(query, {"_id": 1})}
 
@@ -252,7 +250,7 @@ class UserStore:
         stored = {} if assume_new else self._stored_versions([u.id for u in batch])
         now = utcnow()
         fresh = [u for u in batch if u.id not in stored]
-        older = [u for u in batch if u.id in stored and _is_older(stored[u.id], u.updated_at)]
+        older = [u for u in batch if u.id in stored and is_older(stored[u.id], u.updated_at)]
         inserted: list[str] = []  # Clerk ids of the documents this call created
         if fresh:
             docs = []
@@ -265,7 +263,7 @@ class UserStore:
             try:
                 self.users.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                failed = _duplicates_only(exc)
+                failed = duplicates_only(exc)
             older += [u for i, u in enumerate(fresh) if i in failed]  # there now: filter decides
             inserted += [u.id for i, u in enumerate(fresh) if i not in failed]
         updated = 0
@@ -278,7 +276,7 @@ class UserStore:
                     ops, ordered=False
                 ).bulk_api_result
             except BulkWriteError as exc:
-                _duplicates_only(exc)  # the filter missed a newer state: nothing to do
+                duplicates_only(exc)  # the filter missed a newer state: nothing to do
                 details = exc.details
             updated = int(details.get("nModified", 0))
             # Gone between the plan and the write, so upserted: created after all, and
@@ -312,7 +310,7 @@ class UserStore:
                 continue
             if user.id not in stored:
                 counts["created"] += 1
-            elif _is_older(stored[user.id], user.updated_at):
+            elif is_older(stored[user.id], user.updated_at):
                 counts["updated"] += 1
             else:
                 counts["unchanged"] += 1
@@ -321,7 +319,7 @@ class UserStore:
     def _stored_versions(self, clerk_ids: list[str]) -> dict[str, Any]:
         """Clerk id -> the stored ``clerkUpdatedAt`` (None if the app wrote the document)."""
         projection = {"clerkId": 1, "clerkUpdatedAt": 1, "_id": 0}
-        found = _find_in(self.users, "clerkId", clerk_ids, projection)
+        found = find_in(self.users, "clerkId", clerk_ids, projection)
         return {d["clerkId"]: d.get("clerkUpdatedAt") for d in found}
 
     # -- admin rights ------------------------------------------------------------------------
@@ -342,137 +340,3 @@ class UserStore:
         if doc is None:
             raise NotFound(f"user {doc_id} vanished while being updated")
         return doc
-
-    # -- the write-back queue (state lives on the user document) --------------------------------
-
-    def mark_write_back(self, doc_id: Any) -> Mapping[str, Any] | None:
-        from pymongo import ReturnDocument
-
-        return self.users.find_one_and_update(
-            {"_id": doc_id},
-            {"$set": {"syncDueAt": utcnow()}, "$inc": {"syncSeq": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
-
-    def pending_write_backs(self) -> int:
-        return self.users.count_documents({"syncDueAt": {"$exists": True}})
-
-    def claim_write_back(self, lease: timedelta) -> Mapping[str, Any] | None:
-        """Take the most overdue write-back; pushing ``syncDueAt`` forward is the lease,
-        so another process skips it, and a crash just lets the lease run out."""
-        from pymongo import ReturnDocument
-
-        now = utcnow()
-        return self.users.find_one_and_update(
-            {"syncDueAt": {"$lte": now}},
-            {"$set": {"syncDueAt": now + lease}},
-            sort=[("syncDueAt", 1)],
-            return_document=ReturnDocument.AFTER,
-        )
-
-    def finish_write_back(self, doc: Mapping[str, Any], clerk_copy: Mapping[str, Any]) -> None:
-        """Record Clerk's new copy; clear the due mark unless a newer change re-marked it."""
-        self.finish_write_backs([(doc, clerk_copy)])
-
-    def finish_write_backs(self, done: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
-        """``finish_write_back`` for many users in one bulk write (the bulk jobs' form)."""
-        from pymongo import UpdateOne
-
-        if not done:
-            return
-
-        def seen(copy: Mapping[str, Any]) -> dict[str, Any]:
-            return {"userMongoId": copy.get("userMongoId"), "isAdmin": copy.get("isAdmin")}
-
-        result = self.users.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
-                    {
-                        "$set": {"clerkMetadata": seen(copy), "syncAttempts": 0},
-                        "$unset": {"syncDueAt": "", "syncError": ""},
-                    },
-                )
-                for doc, copy in done
-            ],
-            ordered=False,
-        )
-        if result.matched_count < len(done):
-            # Some were re-marked meanwhile: keep their mark, but still record Clerk's copy.
-            self.users.bulk_write(
-                [
-                    UpdateOne({"_id": doc["_id"]}, {"$set": {"clerkMetadata": seen(copy)}})
-                    for doc, copy in done
-                ],
-                ordered=False,
-            )
-
-    def defer_write_back(self, doc: Mapping[str, Any], due: datetime, error: str) -> None:
-        self.users.update_one(
-            {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
-            {"$set": {"syncDueAt": due, "syncError": error}, "$inc": {"syncAttempts": 1}},
-        )
-
-    def drop_write_back(self, doc: Mapping[str, Any], error: str) -> None:
-        """Stop trying (the user is gone from Clerk); the error stays for doctor."""
-        self.users.update_one(
-            {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
-            {"$unset": {"syncDueAt": ""}, "$set": {"syncError": error}},
-        )
-
-
-#: values per ``$in``: the test server's cost grows with the square of the documents an
-#: ``$in`` matches (500 ids: ~0.5 s; the same as 10 queries of 50: ~0.1 s)
-IN_CHUNK = 50
-
-
-def _find_in(
-    collection: Collection[Any], field: str, values: list[Any], projection: Mapping[str, Any]
-) -> Iterator[Mapping[str, Any]]:
-    """Documents whose ``field`` is among ``values``, in ``$in`` queries of ``IN_CHUNK``."""
-    for start in range(0, len(values), IN_CHUNK):
-        yield from collection.find({field: {"$in": values[start : start + IN_CHUNK]}}, projection)
-
-
-def _is_older(stored: Any, updated_at: int) -> bool:
-    """What the ordering filter decides, decided from a read: anything but a number as new or
-    newer lets the update through (``$gte`` never matches across BSON types)."""
-    return not (isinstance(stored, (int, float)) and stored >= updated_at)
-
-
-def _duplicates_only(exc: Any) -> set[int]:
-    """The indexes of a bulk write's duplicate-key failures; any other failure is raised."""
-    errors = exc.details.get("writeErrors", [])
-    other = [e for e in errors if e.get("code") != 11000]
-    if other:
-        raise StoreUnavailable(f"bulk write failed: {other[0].get('errmsg')}") from None
-    return {int(e["index"]) for e in errors}
-
-
-def ordering_filter(user: ClerkUser) -> dict[str, Any]:
-    return {"clerkId": user.id, "clerkUpdatedAt": {"$not": {"$gte": user.updated_at}}}
-
-
-def new_document(update: Mapping[str, Any]) -> dict[str, Any]:
-    """The document ``update`` would create if upserted into nothing."""
-    return {**update["$set"], **update["$setOnInsert"], **update.get("$inc", {})}
-
-
-def upsert_update(user: ClerkUser, now: datetime) -> tuple[dict[str, Any], bool]:
-    """The update for one Clerk state, and whether it queues a write-back.
-
-    The write-back is queued in the same write when Clerk's copy plainly lacks
-    our keys (every new user); the rarer mismatch is caught after the write."""
-    metadata = user.public_metadata
-    fields: dict[str, Any] = {**user_fields(user), "updatedAt": now}
-    update: dict[str, Any] = {
-        "$set": fields,
-        "$setOnInsert": {"createdAt": now, "isAdmin": metadata.get("isAdmin") is True},
-    }
-    queued = not (
-        isinstance(metadata.get("userMongoId"), str) and isinstance(metadata.get("isAdmin"), bool)
-    )
-    if queued:
-        fields["syncDueAt"] = now
-        update["$inc"] = {"syncSeq": 1}
-    return update, queued
