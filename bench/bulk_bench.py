@@ -24,7 +24,6 @@ import json
 import math
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,25 +34,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import start_database  # noqa: E402  (bench/ is on the path: scripts run from it)
+
 LIMIT, WINDOW = 1000, 10.0
 KEY = "sk_live_" + "b3nch" * 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def clerk_users(n: int, prefix: str) -> list[dict[str, Any]]:
@@ -226,26 +210,9 @@ def main() -> None:
     parser.add_argument("--sync", type=int, default=10_000)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="clerksync-bulk-")
-    port = free_port()
-    db_proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--port",
-            str(port),
-            "--storage-path",
-            f"{tmp}/db",
-            "--log-level",
-            "ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    db_proc, mongo_url = start_database(f"{tmp}/db")
     procs: list[Any] = [db_proc]
     try:
-        wait_port(port)
-        mongo_url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         rate_s = LIMIT / WINDOW
         peaks = {}
         for n in (int(s) for s in args.sizes.split(",") if s):

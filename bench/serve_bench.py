@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from harness import free_port, start_database, wait_port
 from pymongo import MongoClient
 
 from clerksync.mongo import utcnow
@@ -42,23 +42,6 @@ from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
 from clerksync.users import parse_clerk_user
 from clerksync.webhooks import new_secret, sign
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -87,27 +70,9 @@ def main() -> None:
         watched: dict[str, int] = {}  # process -> pid, for CPU time per event
         url = os.environ.get("MONGODB_URL")
         if not url:
-            db_port = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "secantus",
-                        "--port",
-                        str(db_port),
-                        "--storage-path",
-                        f"{tmp}/db",
-                        "--log-level",
-                        "ERROR",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            wait_port(db_port)
-            watched["database"] = procs[-1].pid
-            url = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
+            db_proc, url = start_database(f"{tmp}/db")
+            procs.append(db_proc)
+            watched["database"] = db_proc.pid
         db = f"bench_{int(time.time())}"
         secret = new_secret()
         port = free_port()
