@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
+from clerksync.instance import ensure_same_instance
+from clerksync.prune import PruneRun, prune_refusal
 from clerksync.ratelimit import TokenBucket, instance_bucket
 from clerksync.store import UserStore
 from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadata
@@ -172,9 +174,18 @@ def reconcile(
     rate: float,
     dry_run: bool = False,
     prune: bool = False,
+    allow_mass_prune: bool = False,
+    rebind: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
+
+    First the database's Clerk instance is checked (``clerksync.instance``):
+    against another instance nothing runs until ``rebind``. A prune is held to
+    ``clerksync.prune``'s guard (no prune when Clerk lists nobody, nor of more
+    than a small share unless ``allow_mass_prune``; the reason goes to
+    ``prune_refused`` and nothing is deleted) and journaled, so
+    ``prune_run`` can be undone with ``undo_prune``.
 
     Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
     holds (read by a second thread while the pages come in), go to two temporary
@@ -195,7 +206,14 @@ def reconcile(
         "invalid": 0,
         "orphans": [],
     }
+    summary.update(
+        call_with_retries(
+            functools.partial(ensure_same_instance, store, gateway, rebind=rebind, dry_run=dry_run),
+            bucket,
+        )
+    )
     seen = _id_table()
+    orphans = _id_table()
     try:
         # The snapshot of MongoDB's ids is read while the pages come in.
         with ThreadPoolExecutor(1) as snapshotter:
@@ -214,14 +232,24 @@ def reconcile(
                     summary["orphaned"] += 1
                     if len(summary["orphans"]) < 50:
                         summary["orphans"].append(clerk_id)
-                    if prune and not dry_run:
-                        store.delete_user(clerk_id)
-                        summary["pruned"] += 1
+                    orphans.execute("INSERT OR IGNORE INTO ids VALUES (?)", (clerk_id,))
+            (held_count,) = held.execute("SELECT count(*) FROM ids").fetchone()
         finally:
             held.close()
+        if prune and summary["orphaned"]:
+            refusal = prune_refusal(summary["orphaned"], held_count, summary["clerk_users"])
+            if refusal and not allow_mass_prune:
+                summary["prune_refused"] = refusal
+            elif not dry_run:
+                run = PruneRun(store)
+                rows = (row[0] for row in orphans.execute("SELECT id FROM ids ORDER BY id"))
+                for batch in _batches(rows, ID_BATCH):
+                    summary["pruned"] += run.prune(batch)
+                summary["prune_run"] = run.run_id
         summary["mongo_users"] = store.users.estimated_document_count()
     finally:
         seen.close()
+        orphans.close()
     return summary
 
 

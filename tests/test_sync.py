@@ -226,10 +226,11 @@ def test_reconcile_prune_with_json_needs_yes(cli, store: UserStore, fake_clerk: 
 
 
 def test_reconcile_prune_asks_first(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+    fake_clerk.add_user(user_id="user_kept")  # Clerk listing nobody is refused outright
     store.upsert_user(parse_clerk_user(clerk_user(user_id="user_orphan")))
     result = cli("reconcile", "--prune", input="n\n")
     assert result.exit_code == 0
-    assert store.count() == 1
+    assert store.count() == 2
 
 
 def test_reconcile_queues_the_write_back_of_a_user_whose_clerk_copy_names_an_old_id(
