@@ -24,9 +24,10 @@ a mounted app gets the request-level ones):
   ``svix-signature`` at most 4 KiB, the body within ``BODY_TIMEOUT`` (408) and
   under ``BODY_BYTES_IN_FLIGHT`` for all requests together (503: Svix retries);
 - unauthenticated rejections are sampled into the log (``RejectionSampler``);
-- the database gets ``DB_TIMEOUT`` per delivery, so an outage answers 503 in
-  about a second, and ``/healthz`` has a thread of its own, never queued
-  behind deliveries.
+- the database gets ``DB_TIMEOUT`` per delivery, and once the driver knows it
+  is away, one delivery at a time waits to see whether it is back while the
+  others answer 503 at once; ``/healthz`` has a thread of its own, never
+  queued behind deliveries.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from starlette.routing import Route
 from clerksync.clerk import ClerkGateway, default_rate
 from clerksync.config import WEBHOOK_PATH, Settings
 from clerksync.deliveries import DeliveryLog, record
-from clerksync.errors import ClerkSyncError, InvalidEvent
+from clerksync.errors import ClerkSyncError, InvalidEvent, StoreUnavailable
 from clerksync.mongo import connect, utcnow
 from clerksync.store import UserStore
 from clerksync.webhooks import MAX_BODY, SignatureError, apply_event, parse_event, verify
@@ -112,9 +113,10 @@ class Receiver:
         self.log = log or DeliveryLog(self.store)
         self.db_timeout = db_timeout
         self._body_bytes = 0  # bodies being read now (one event loop: no lock)
-        self._health: Future[tuple[str, float]] | None = None
+        self._health: Future[float | None] | None = None
         self._health_pool = ThreadPoolExecutor(1, thread_name_prefix="clerksync-health")
         self._instance_checked = False
+        self._probing = False  # one delivery is finding out whether the database is back
         self.workers = (
             WriteBackWorkers(
                 self.store,
@@ -259,7 +261,19 @@ class Receiver:
         except InvalidEvent as exc:
             return finish(400, "rejected", error=f"payload: {exc}", verified_body=body)
         try:
-            outcome, wants = await run_in_threadpool(self._apply, event)
+            if not self._writable():
+                # The database is known to be away: one delivery at a time waits to find
+                # out whether it is back (and wakes the driver's monitor); the rest are
+                # answered at once instead of queueing for threads and timing out in turn.
+                if self._probing:
+                    raise StoreUnavailable("the database is unavailable")
+                self._probing = True
+                try:
+                    outcome, wants = await run_in_threadpool(self._apply, event)
+                finally:
+                    self._probing = False
+            else:
+                outcome, wants = await run_in_threadpool(self._apply, event)
         except Exception as exc:
             from pymongo.errors import PyMongoError
 
@@ -305,6 +319,13 @@ class Receiver:
             self._body_bytes -= extra
         return bytes(body)
 
+    def _writable(self) -> bool:
+        """Does the driver know a server it can write to? (No I/O: its current view.)"""
+        try:
+            return bool(self.store.client.topology_description.has_writable_server())
+        except Exception:  # pragma: no cover (a client without a topology view)
+            return True
+
     def _apply(self, event: Any) -> tuple[str, bool]:
         """``apply_event`` within ``db_timeout`` (server selection included): an outage is a
         503 in about a second, not after the driver's 30 s, nor the client's 3 s."""
@@ -333,11 +354,15 @@ class Receiver:
                 bound,
             )
 
-    def _ping(self) -> tuple[str, float]:
+    def _ping(self) -> float | None:
+        """Round trip in ms, or None when the database does not answer in time."""
         import pymongo
 
-        with pymongo.timeout(HEALTH_TIMEOUT):
-            return self.store.ping()
+        try:
+            with pymongo.timeout(HEALTH_TIMEOUT):
+                return self.store.ping()[1]
+        except ClerkSyncError:
+            return None
 
     async def healthz(self, request: Request) -> JSONResponse:
         """On its own thread, never behind deliveries; concurrent checks share one ping."""
@@ -345,10 +370,12 @@ class Receiver:
         if future is None or future.done():
             future = self._health = self._health_pool.submit(self._ping)
         try:
-            version, ms = await asyncio.wait_for(
+            ms = await asyncio.wait_for(
                 asyncio.shield(asyncio.wrap_future(future)), HEALTH_TIMEOUT + 0.1
             )
-        except (ClerkSyncError, asyncio.TimeoutError):
+        except asyncio.TimeoutError:
+            ms = None
+        if ms is None:
             return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
         return JSONResponse({"ok": True, "database": self.store.name, "roundTripMs": round(ms, 1)})
 
