@@ -515,13 +515,18 @@ def guarded_protocol(
         def data_received(self, data: bytes) -> None:
             if self.transport.is_closing():
                 return  # refused or timed out: the rest of what was sent is not read
-            if self._header_bytes is not None:
-                # A read is at most a few hundred KiB: the parser holds at most that
-                # much past the limit before the check after it refuses.
-                self._header_bytes += len(data)
-            super().data_received(data)
-            if self._header_bytes is not None and self._header_bytes > max_header_bytes:
-                self._refuse_headers()
+            if self._header_bytes is None:
+                return super().data_received(data)
+            # The parser gets at most max_header_bytes of a request before its headers
+            # are complete: a request line and headers that do not end by then are refused.
+            budget = max_header_bytes - self._header_bytes
+            head, rest = data[:budget], data[budget:]
+            self._header_bytes += len(head)
+            super().data_received(head)
+            if self._header_bytes is not None and self._header_bytes >= max_header_bytes:
+                return self._refuse_headers()
+            if rest and not self.transport.is_closing():
+                self.data_received(rest)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
