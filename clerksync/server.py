@@ -71,7 +71,7 @@ KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
 LIMIT_CONCURRENCY = 1000  # connections + requests; capped below the file-descriptor limit
 BODY_BYTES_IN_FLIGHT = 64 * 1024 * 1024  # bodies being read, all requests together
 DB_TIMEOUT = 1.0  # seconds a delivery may wait for the database, selection included
-HEALTH_TIMEOUT = 0.8  # seconds /healthz waits for the database
+HEALTH_TIMEOUT = 0.6  # seconds /healthz waits for the database
 MAX_SIGNATURE_HEADER = 4096  # a few v1,<base64> signatures (key rotation) fit many times
 SVIX_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.:\-]")
@@ -369,10 +369,11 @@ class Receiver:
         future = self._health
         if future is None or future.done():
             future = self._health = self._health_pool.submit(self._ping)
+        # The driver knows the database is away: the ping (which also wakes the driver's
+        # monitor) gets a moment, not the full timeout.
+        wait = HEALTH_TIMEOUT + 0.1 if self._writable() else 0.1
         try:
-            ms = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)), HEALTH_TIMEOUT + 0.1
-            )
+            ms = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
         except asyncio.TimeoutError:
             ms = None
         if ms is None:
