@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import NotFound
-from clerksync.mongo import IN_CHUNK, duplicates_only, utcnow
+from clerksync.mongo import IN_CHUNK, duplicates_only, refused_by, utcnow
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -84,8 +84,8 @@ class PruneRun:
         docs: dict[str, Mapping[str, Any]] = {}
         for start in range(0, len(clerk_ids), IN_CHUNK):
             chunk = clerk_ids[start : start + IN_CHUNK]
-            for doc in self.store.users.find({"clerkId": {"$in": chunk}}):
-                docs[doc["clerkId"]] = doc
+            for doc in self.store.users.find({self.store.clerk_id: {"$in": chunk}}):
+                docs[doc[self.store.clerk_id]] = doc
         had_tombstone = self.store.tombstoned_among(clerk_ids)
         entries = [
             {
@@ -131,7 +131,16 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
         try:
             store.users.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
-            present = duplicates_only(exc)
+            # Already there (its own _id, or its Clerk id on a new document): present.
+            # A duplicate on one of the app's indexes is IndexRefused, said as such.
+            def already(details: Mapping[str, Any]) -> bool:
+                name, pattern = refused_by(details)
+                return pattern in ({"_id": 1}, {store.clerk_id: 1}) or name in (
+                    "_id_",
+                    f"{store.clerk_id}_1",
+                )
+
+            present = duplicates_only(exc, already, store.users.name)
     pruned.update_many({"runId": run_id}, {"$set": {"undoneAt": utcnow()}})
     return {
         "run": run_id,
