@@ -61,6 +61,15 @@ def raw_request(port: int, head: bytes, *, timeout: float = 10) -> bytes:
     return b"".join(chunks)
 
 
+def partial_request() -> bytes:
+    """A signed delivery's headers and the first bytes of its body (the sender then leaves)."""
+    body = json.dumps(event("user.created", clerk_user(user_id="user_gone"))).encode()
+    headers = sign(WEBHOOK_SECRET, body)
+    head = f"POST /api/webhooks/clerk HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return head.encode() + b"\r\n" + body[:10]
+
+
 def port_of(running: RunningReceiver) -> int:
     return int(running.base.rsplit(":", 1)[1])
 
@@ -189,9 +198,7 @@ def test_a_client_that_leaves_mid_body_is_one_line(
     receiver: RunningReceiver, store: UserStore, server_log: io.StringIO
 ) -> None:
     with socket.create_connection(("127.0.0.1", port_of(receiver))) as sock:
-        sock.sendall(
-            b"POST /api/webhooks/clerk HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{}"
-        )
+        sock.sendall(partial_request())
         time.sleep(0.2)
     deadline = time.monotonic() + 5
     while "disconnected" not in server_log.getvalue() and time.monotonic() < deadline:
@@ -231,3 +238,13 @@ def test_signed_bodies_the_parser_cannot_take_are_400_with_a_record(
     entry = next(iter_records(store, svix_id="msg_unparsable"))
     assert entry["outcome"] == "rejected" and entry["error"].startswith("payload: ")
     assert store.count() == 0
+
+
+def test_junk_is_refused_before_its_body_is_read(receiver: RunningReceiver) -> None:
+    head = (
+        "POST /api/webhooks/clerk HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+        "content-length: 1000000\r\nsvix-id: msg_junk\r\nsvix-timestamp: 1\r\n"
+        "svix-signature: v1,AAAA\r\n\r\n"
+    )
+    answer = raw_request(port_of(receiver), head.encode(), timeout=5)  # and no body at all
+    assert answer.startswith(b"HTTP/1.1 400") and b"too old" in answer

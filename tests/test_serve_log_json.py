@@ -13,6 +13,7 @@ import time
 from clerksync.payloads import clerk_user, event
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import post
+from tests.test_hardening import partial_request
 
 
 def free_port() -> int:
@@ -55,11 +56,7 @@ def test_log_json_is_json_on_every_line(db_env: dict[str, str], tmp_path) -> Non
         assert post(url, "whsec_" + "QUJD" * 8, payload).status_code == 400
         send_raw(port, b"\x16\x03\x01 this is not HTTP\r\n\r\n")  # uvicorn warns
         send_raw(port, b"GET /healthz HTTP/1.1\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n")
-        send_raw(  # leaves mid-body
-            port,
-            b"POST /api/webhooks/clerk HTTP/1.1\r\nhost: x\r\ncontent-length: 900\r\n\r\n{",
-            read=False,
-        )
+        send_raw(port, partial_request(), read=False)  # leaves mid-body
         time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGINT)
