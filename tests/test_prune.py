@@ -8,9 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from clerksync.instance import bound_instance
+from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
 from clerksync.users import parse_clerk_user
+from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
+from tests.receiver import post
 
 FAST = ("--rate", "1000")
 
@@ -141,3 +144,19 @@ def test_a_wrong_prune_is_undone(cli, store: UserStore, fake_clerk: FakeClerk) -
     assert twice["restored"] == 0 and twice["present"] == 40
     unknown = cli("reconcile", "--undo-prune", "prune-nope")
     assert unknown.exit_code == 1 and run in unknown.stderr
+
+
+def test_the_first_delivery_binds_an_unbound_database(
+    receiver, store: UserStore, other_clerk: FakeClerk, cli, monkeypatch
+) -> None:
+    payload = event("user.created", clerk_user(user_id="user_d"))
+    assert post(receiver.url, WEBHOOK_SECRET, payload).status_code == 200
+    bound = bound_instance(store)
+    assert bound is not None and bound["instanceId"] == payload["instance_id"]
+    assert bound["source"] == "delivery"
+    # a bulk job with a key for another instance now refuses
+    monkeypatch.setenv("CLERK_API_URL", other_clerk.url)
+    monkeypatch.setenv("CLERK_SECRET_KEY", other_clerk.secret_key)
+    result = cli("reconcile", "--json", *FAST)
+    assert result.exit_code == 2 and payload["instance_id"] in result.stderr
+    assert store.count() == 1
