@@ -1,6 +1,6 @@
 """Real-delivery latency while the receiver is abused, next to the quiet figure, same run.
 
-Starts a SecantusDB server (unless MONGODB_URL is set) and `clerksync serve` in
+Starts a SecantusDB server of its own and `clerksync serve` in
 its own process, on loopback. Each phase sends the same stream of real,
 svix-signed ``user.created`` deliveries (``-n`` of them, ``-c`` at a time, one
 keep-alive connection per sender) and, apart from the quiet phase, runs one
@@ -12,7 +12,10 @@ lasts and never more than ``--max-seconds``:
 - ``1M-signatures``: requests with 1,000,000 ``v1,AAAA`` signatures;
 - ``idle-sockets``: 500 connections that send nothing (and 100 that send half a
   request line), held open;
-- ``big-bodies``: 64 at a time, unsigned bodies one byte short of 1 MiB.
+- ``big-bodies``: 64 at a time, unsigned bodies one byte short of 1 MiB;
+- ``db-paused``: the database process stopped (SIGSTOP) for the phase: the
+  figures are those of the 503 answers, and the failed records must reach the
+  log once it resumes.
 
 Prints per phase: real-delivery p50/p99 (ms) and the p99 ratio to quiet, the
 abuse requests sent, the receiver's RSS and the bytes its log (stderr) and
@@ -30,6 +33,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -167,6 +171,7 @@ ABUSES: dict[str, Callable[[int, Any, Any], None] | None] = {
     "1M-signatures": huge_header(" ".join(["v1,AAAA"] * 1_000_000), "svix-signature"),
     "idle-sockets": idle_sockets,
     "big-bodies": big_bodies,
+    "db-paused": None,  # SIGSTOP on the database process: answers are 503, measured as such
 }
 
 
@@ -179,10 +184,8 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     tmp = tempfile.mkdtemp(prefix="clerksync-abuse-")
     try:
-        url = os.environ.get("MONGODB_URL")
-        if not url:
-            db_proc, url = start_database(f"{tmp}/db")
-            procs.append(db_proc)
+        db_proc, url = start_database(f"{tmp}/db")  # its own: the last phase pauses it
+        procs.append(db_proc)
         db = f"abuse_{int(time.time())}"
         secret = new_secret()
         port = free_port()
@@ -206,7 +209,7 @@ def main() -> None:
         failures: dict[str, int] = {}  # status and error -> count, this phase
         failures_lock = threading.Lock()
 
-        def deliver(item: tuple[bytes, dict[str, str]]) -> float:
+        def deliver(item: tuple[bytes, dict[str, str]]) -> tuple[float, int]:
             conn = getattr(local, "conn", None)
             if conn is None:
                 conn = local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -228,7 +231,7 @@ def main() -> None:
                     why = f"{status} {answer[:40]!r}" if status else "no answer"
                 with failures_lock:
                     failures[why] = failures.get(why, 0) + 1
-            return elapsed if status == 200 else float("inf")
+            return elapsed, status
 
         def log_bytes() -> tuple[int, int]:
             stored = sum(len(bson.encode(b)) for b in deliveries.find({}))
@@ -258,13 +261,18 @@ def main() -> None:
                 time.sleep(1.0)  # let the abuse build up
             failures.clear()
             deadline = time.monotonic() + args.max_seconds
-            latencies: list[float] = []
+            if name == "db-paused":
+                os.kill(db_proc.pid, signal.SIGSTOP)
+            answers: list[tuple[float, int]] = []
             with ThreadPoolExecutor(args.c) as pool:
                 for start in range(0, len(items), args.c * 10):
-                    latencies += pool.map(deliver, items[start : start + args.c * 10])
+                    answers += pool.map(deliver, items[start : start + args.c * 10])
                     if time.monotonic() > deadline:
                         break
             rss = rss_mb(receiver.pid)
+            if name == "db-paused":
+                os.kill(db_proc.pid, signal.SIGCONT)
+                time.sleep(3)  # the log writes the failed records once the database is back
             stop.set()
             if abuser is not None:
                 abuser.join(30)
@@ -272,8 +280,9 @@ def main() -> None:
                     abuser.terminate()
             time.sleep(0.5)  # the delivery log flushes every 0.2 s
             after_log, after_stored = log_bytes()
-            ok = sorted(x for x in latencies if x != float("inf"))
-            failed = len(latencies) - len(ok)
+            # Paused database: every answer counts (503s are the point: how fast they come).
+            ok = sorted(t for t, status in answers if status == 200 or name == "db-paused")
+            failed = sum(status != 200 for _, status in answers)
             p50 = statistics.median(ok) * 1000 if ok else float("nan")
             p99 = ok[max(0, int(len(ok) * 0.99) - 1)] * 1000 if ok else float("nan")
             quiet_p99 = quiet_p99 or p99

@@ -24,9 +24,10 @@ a mounted app gets the request-level ones):
   ``svix-signature`` at most 4 KiB, the body within ``BODY_TIMEOUT`` (408) and
   under ``BODY_BYTES_IN_FLIGHT`` for all requests together (503: Svix retries);
 - unauthenticated rejections are sampled into the log (``RejectionSampler``);
-- the database gets ``DB_TIMEOUT`` per delivery, and once the driver knows it
-  is away, one delivery at a time waits to see whether it is back while the
-  others answer 503 at once; ``/healthz`` has a thread of its own, never
+- the database gets ``DB_TIMEOUT`` per delivery, and once it is known to be
+  away (the driver says so, or deliveries in a row could not reach it), one
+  delivery at a time waits to see whether it is back while the others answer
+  503 at once; ``/healthz`` has a thread of its own, never
   queued behind deliveries.
 """
 
@@ -73,6 +74,7 @@ BODY_BYTES_IN_FLIGHT = 64 * 1024 * 1024  # large bodies being read, all requests
 SMALL_BODY = 64 * 1024  # bodies up to this size are outside that budget
 TIMESTAMP_TOLERANCE = 5 * 60  # svix's own: a signature older or newer than this is refused
 DB_TIMEOUT = 1.0  # seconds a delivery may wait for the database, selection included
+AWAY_AFTER = 3  # timeouts in a row, with no success between, that mean "away"
 HEALTH_TIMEOUT = 0.6  # seconds /healthz waits for the database
 MAX_SIGNATURE_HEADER = 4096  # a few v1,<base64> signatures (key rotation) fit many times
 SVIX_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
@@ -139,6 +141,7 @@ class Receiver:
         self._health_pool = ThreadPoolExecutor(1, thread_name_prefix="clerksync-health")
         self._instance_checked = False
         self._probing = False  # one delivery is finding out whether the database is back
+        self._db_failures = 0  # deliveries in a row that could not reach the database in time
         self.workers = (
             WriteBackWorkers(
                 self.store,
@@ -288,12 +291,12 @@ class Receiver:
         except InvalidEvent as exc:
             return finish(400, "rejected", error=f"payload: {exc}", verified_body=body)
         try:
-            if not self._writable():
-                # The database is known to be away: one delivery at a time waits to find
-                # out whether it is back (and wakes the driver's monitor); the rest are
-                # answered at once instead of queueing for threads and timing out in turn.
+            if self._database_away():
+                # One delivery at a time finds out whether it is back (and wakes the
+                # driver's monitor); the rest are answered at once instead of queueing for
+                # threads and timing out in turn.
                 if self._probing:
-                    raise StoreUnavailable("the database is unavailable")
+                    raise DatabaseAway("the database is unavailable")
                 self._probing = True
                 try:
                     outcome, wants = await run_in_threadpool(self._apply, event)
@@ -302,10 +305,12 @@ class Receiver:
             else:
                 outcome, wants = await run_in_threadpool(self._apply, event)
         except Exception as exc:
-            from pymongo.errors import PyMongoError
+            from pymongo.errors import ConnectionFailure, PyMongoError
 
             if not isinstance(exc, (PyMongoError, ClerkSyncError)):
                 raise
+            if isinstance(exc, (ConnectionFailure, DatabaseAway)) or getattr(exc, "timeout", False):
+                self._db_failures += 1  # unreachable or too slow, not a refused write
             return finish(
                 503,
                 "failed",
@@ -314,6 +319,7 @@ class Receiver:
                 error=f"database: {exc.__class__.__name__}",
                 verified_body=body,
             )
+        self._db_failures = 0
         if wants and self.workers is not None:
             self.workers.wake()
         if not self._instance_checked and event.instance_id:
@@ -345,6 +351,12 @@ class Receiver:
         finally:
             self._body_bytes -= extra
         return bytes(body)
+
+    def _database_away(self) -> bool:
+        """The driver knows no server it can write to, or the last ``AWAY_AFTER`` deliveries
+        could not reach the database in time (a paused server looks healthy to the driver
+        for seconds; one slow write on a loaded machine is not an outage)."""
+        return self._db_failures >= AWAY_AFTER or not self._writable()
 
     def _writable(self) -> bool:
         """Does the driver know a server it can write to? (No I/O: its current view.)"""
@@ -398,7 +410,7 @@ class Receiver:
             future = self._health = self._health_pool.submit(self._ping)
         # The driver knows the database is away: the ping (which also wakes the driver's
         # monitor) gets a moment, not the full timeout.
-        wait = HEALTH_TIMEOUT + 0.1 if self._writable() else 0.1
+        wait = 0.1 if self._database_away() else HEALTH_TIMEOUT + 0.1
         try:
             ms = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
         except asyncio.TimeoutError:
@@ -406,6 +418,10 @@ class Receiver:
         if ms is None:
             return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
         return JSONResponse({"ok": True, "database": self.store.name, "roundTripMs": round(ms, 1)})
+
+
+class DatabaseAway(StoreUnavailable):
+    """Answered at once: the database is known to be away and another delivery is probing."""
 
 
 class _BodyTooLarge(Exception):
