@@ -69,6 +69,8 @@ def tighten(state_dir: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # our own child (the command that started it): reap it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
