@@ -133,7 +133,8 @@ def check_variables(settings: Settings) -> list[Check]:
 
 def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | None]:
     """Reachability, a write round trip, the unique index; returns (checks, users, pending)."""
-    from clerksync.mongo import connect, describe_mongo_error
+    from clerksync.mongo import describe_mongo_error
+    from clerksync.store import connect
 
     try:
         store = connect(settings)

@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from clerksync import bookkeeping as bk
 from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
 from clerksync.mongo import (
+    database_name,
     describe_mongo_error,
     duplicates_only,
-    find_in,
     index_refused,
     refused_by,
+    translating,
     utcnow,
 )
 from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from pymongo import MongoClient
     from pymongo.collection import Collection
     from pymongo.database import Database
+
+    from clerksync.config import Settings
 
 TOMBSTONES = "clerksync_tombstones"
 DELIVERIES = "clerksync_deliveries"
@@ -84,6 +87,7 @@ class IndexReport:
         return tuple(r for r in self.results if r.error)
 
 
+@translating
 class UserStore(WriteBackQueue):
     """The app's users collection plus clerksync's tombstones, counters, delivery log and
     write-back queue. ``schema`` names the app's collection and fields."""
@@ -105,6 +109,7 @@ class UserStore(WriteBackQueue):
             DELIVERIES, write_concern=WriteConcern(w=1)
         )
         self._counter_seeded = False
+        self._email_indexed: tuple[float, bool] | None = None
 
     @property
     def name(self) -> str:
@@ -170,7 +175,7 @@ class UserStore(WriteBackQueue):
                     [(clerk_id, ASCENDING)],
                     f"{clerk_id}_1",
                     unique=True,
-                    partialFilterExpression={clerk_id: {"$type": "string"}},
+                    partialFilterExpression=clerk_id_filter(clerk_id),
                 )
                 enforced = results[-1].error is None
             else:
@@ -257,14 +262,24 @@ class UserStore(WriteBackQueue):
         cursor = self.users.find(query).sort("_id", -1)
         if limit:
             cursor = cursor.limit(limit)
-        return iter(cursor)
+        yield from cursor
+
+    def scan(
+        self, query: Mapping[str, Any], projection: Mapping[str, Any], *, batch: int = 1000
+    ) -> Iterator[Mapping[str, Any]]:
+        """The users matching ``query``, in natural order (a sort would make the server read
+        them all first), a fixed cursor batch (memory stays flat)."""
+        yield from self.users.find(query, projection).batch_size(batch)
+
+    def estimated_count(self) -> int:
+        return self.users.estimated_document_count()
 
     def is_tombstoned(self, clerk_id: str) -> bool:
         return self.tombstones.find_one({"_id": clerk_id}, {"_id": 1}) is not None
 
     def tombstoned_among(self, clerk_ids: list[str]) -> set[str]:
         """Which of these Clerk ids were deleted: one query for a whole batch (it matches few,
-        so one ``$in`` of hundreds stays cheap, unlike ``find_in``'s case)."""
+        so one ``$in`` of hundreds stays cheap)."""
         query = {"_id": {"$in": clerk_ids}}
         return {t["_id"] for t in self.tombstones.find(query, {"_id": 1})}
 
@@ -319,19 +334,23 @@ class UserStore(WriteBackQueue):
         server less than an upsert, and the unique Clerk-id index turns it into
         the ordered upsert below when the user is already there. A user about to be
         created first takes over an app-created document with its verified email, if
-        exactly one (``adopt``). Any other index refusing the write: ``IndexRefused``.
+        exactly one (``adopt``), when the app's email field is indexed (the lookup is
+        then one index probe; without the index it would scan the collection on every
+        signup: ``reconcile`` adopts then, and ``doctor`` says so).
+        Any other index refusing the write: ``IndexRefused``.
         """
         from pymongo.errors import DuplicateKeyError
 
         now = utcnow()
         users = self.schema.users
         inserted = False
-        tried_adoption = False
+        adopting = bool(user.email and user.email_verified and self.email_indexed())
         if likely_new:
-            adopted = self.adopt(user, now)
-            tried_adoption = True
-            if adopted is not None:
-                return adopted
+            if adopting:
+                adopted = self.adopt(user, now)
+                if adopted is not None:
+                    return adopted
+                adopting = False
             update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
             try:
                 self.users.insert_one(new_document(update))
@@ -342,11 +361,11 @@ class UserStore(WriteBackQueue):
                 # stored already: the ordering filter decides
         if not inserted:
             update, queued = upsert_update(user, now, self.schema)
-            if users.app_id or not tried_adoption:
+            if users.app_id or adopting:
                 # Update first: a document that is there needs no app id, nor adoption.
                 if self.users.update_one(ordering_filter(user, self.schema), update).matched_count:
                     return self._after_write(user, queued, inserted=False)
-                if not tried_adoption:
+                if adopting:
                     adopted = self.adopt(user, now)
                     if adopted is not None:
                         return adopted
@@ -389,6 +408,17 @@ class UserStore(WriteBackQueue):
         return WriteResult("applied")
 
     # -- adoption ------------------------------------------------------------------------------
+
+    def email_indexed(self) -> bool:
+        """Is the app's email field the first key of an index (checked once a minute)?"""
+        now = time.monotonic()
+        if self._email_indexed is None or now - self._email_indexed[0] > 60:
+            email = self.schema.users.email
+            found = bool(email) and any(
+                next(iter(dict(index["key"])), None) == email for index in self.app_indexes()
+            )
+            self._email_indexed = (now, found)
+        return self._email_indexed[1]
 
     def adoption_candidates(
         self, emails: Iterable[str], *, limit: int | None = None
@@ -588,8 +618,15 @@ class UserStore(WriteBackQueue):
         """Clerk id -> the stored ``clerksync.updatedAt`` (None if the app wrote the document)."""
         clerk_id = self.clerk_id
         projection = {clerk_id: 1, bk.UPDATED_AT: 1, "_id": 0}
-        found = find_in(self.users, clerk_id, clerk_ids, projection)
-        return {d[clerk_id]: bk.field(d, bk.UPDATED_AT) for d in found}
+        # One equality lookup per id: the partial Clerk-id index answers an equality (it
+        # implies the index's filter), while an ``$in`` falls to a collection scan on
+        # servers that cannot prove an ``$in`` inside the filter (SecantusDB).
+        stored = {}
+        for value in clerk_ids:
+            doc = self.users.find_one({clerk_id: value}, projection)
+            if doc is not None:
+                stored[value] = bk.field(doc, bk.UPDATED_AT)
+        return stored
 
     # -- admin rights ------------------------------------------------------------------------
 
@@ -619,6 +656,45 @@ class UserStore(WriteBackQueue):
             # The app's own user, not in Clerk: there is nothing to write back.
             self.users.update_one({"_id": doc_id}, {"$unset": {bk.DUE: ""}})
         return doc
+
+
+def connect(settings: Settings, *, announce: Any = None) -> UserStore:
+    """Open the store the settings name; the embedded one when ``MONGODB_URL`` is unset.
+
+    Timeouts are short on purpose: a database that does not answer should cost seconds
+    and an actionable message, not pymongo's 30-second default."""
+    from pymongo import MongoClient
+    from pymongo.errors import ConfigurationError
+
+    url = settings.mongodb_url
+    if url is None:
+        from clerksync.embedded import ensure_server
+
+        url = ensure_server(settings.state_dir, announce=announce)
+    timeout = settings.mongo_timeout_ms
+    try:
+        client: MongoClient[Any] = MongoClient(
+            url,
+            serverSelectionTimeoutMS=timeout,
+            connectTimeoutMS=timeout,
+            socketTimeoutMS=max(timeout * 3, 10_000),
+            tz_aware=True,
+            appname="clerksync",
+        )
+    except ConfigurationError as exc:
+        raise StoreUnavailable(f"MONGODB_URL is not usable: {exc}") from None
+    return UserStore(client, database_name(settings, client), settings.schema)
+
+
+def clerk_id_filter(clerk_id: str) -> dict[str, Any]:
+    """The Clerk-id index's partial filter: documents whose Clerk id is a non-empty string.
+
+    Documents without one (the app's own users: missing, null) are not in the index, so
+    any number of them never block it. ``$gt: ""`` and not ``$type: "string"``, which
+    selects the same documents but which query planners cannot prove a plain equality
+    ``{clerkId: "user_…"}`` implies, so they would never use the index (measured: a
+    collection scan per delivery)."""
+    return {clerk_id: {"$gt": ""}}
 
 
 def _index_error(exc: Exception) -> str:

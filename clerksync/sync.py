@@ -135,8 +135,8 @@ def sync_metadata(
         # Natural order: any order will do, and a sort would make the server read all first.
         # Documents without a Clerk id are the app's own users: nothing to write back.
         linked = {clerk_id: {"$type": "string"}}
-        cursor = store.users.find(linked, fields).batch_size(CURSOR_BATCH)
-        for batch in _batches(iter(cursor), ID_BATCH):
+        cursor = store.scan(linked, fields, batch=CURSOR_BATCH)
+        for batch in _batches(cursor, ID_BATCH):
             ids = [d[clerk_id] for d in batch]
             found = call_with_retries(functools.partial(gateway.get_many, ids), bucket)
             clerk = {u["id"]: u.get("public_metadata") or {} for u in found}
@@ -227,7 +227,7 @@ def reconcile(
                         summary["pruned"] += 1
         finally:
             held.close()
-        summary["mongo_users"] = store.users.estimated_document_count()
+        summary["mongo_users"] = store.estimated_count()
     finally:
         seen.close()
     return summary
@@ -299,8 +299,7 @@ def _snapshot_ids(store: UserStore) -> sqlite3.Connection:
     """The Clerk ids MongoDB holds now, in an id table (no sort asked of the server)."""
     table = _id_table()
     clerk_id = store.schema.users.clerk_id
-    cursor = store.users.find({}, {clerk_id: 1, "_id": 0}).batch_size(CURSOR_BATCH)
-    ids = (d.get(clerk_id) for d in cursor)
+    ids = (d.get(clerk_id) for d in store.scan({}, {clerk_id: 1, "_id": 0}, batch=CURSOR_BATCH))
     # Only Clerk user ids: an app's own users (no id, or a placeholder) are no orphans.
     linked = (i for i in ids if isinstance(i, str) and CLERK_USER_ID.match(i))
     for batch in _batches(linked, CURSOR_BATCH):

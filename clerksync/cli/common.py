@@ -62,7 +62,7 @@ def say(message: str) -> None:
 
 
 def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
-    from clerksync.mongo import connect
+    from clerksync.store import connect
 
     settings = state(ctx).settings
     settings.require()
