@@ -262,8 +262,6 @@ def check_app_collection(store: UserStore) -> list[Check]:
                 reasons.append(f"every Clerk user without {what} stores {key}={shown}")
             if mapped.source in ("username_or_fallback", "full_name"):
                 reasons.append(f"{key} is computed and two Clerk users can share it")
-            elif mapped.source in ("username", "email", "phone"):
-                reasons.append(f"an app-created document can hold a Clerk user's {key}")
         if not reasons:
             continue
         fields = ", ".join(keys)

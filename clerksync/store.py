@@ -687,14 +687,16 @@ def connect(settings: Settings, *, announce: Any = None) -> UserStore:
 
 
 def clerk_id_filter(clerk_id: str) -> dict[str, Any]:
-    """The Clerk-id index's partial filter: documents whose Clerk id is a non-empty string.
+    """The Clerk-id index's partial filter: documents whose Clerk id is a Clerk user id (a
+    string ``user_…``).
 
-    Documents without one (the app's own users: missing, null) are not in the index, so
-    any number of them never block it. ``$gt: ""`` and not ``$type: "string"``, which
-    selects the same documents but which query planners cannot prove a plain equality
-    ``{clerkId: "user_…"}`` implies, so they would never use the index (measured: a
-    collection scan per delivery)."""
-    return {clerk_id: {"$gt": ""}}
+    Documents without one (the app's own users: missing, null, or a placeholder such as
+    ``clerk_34``) are not in the index, so any number of them never block it. A string
+    range, not ``$type: "string"``: a planner proves that an equality
+    ``{clerkId: "user_…"}`` falls inside a range, and so uses the index for every lookup
+    and ordered upsert; it cannot prove it implies a ``$type`` filter (measured on the test
+    server: a collection scan per delivery)."""
+    return {clerk_id: {"$gte": "user_", "$lt": "user`"}}  # "`" follows "_" in byte order
 
 
 def _index_error(exc: Exception) -> str:
