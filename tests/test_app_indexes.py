@@ -3,6 +3,7 @@ declares email and username unique)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -29,10 +30,8 @@ def guide_indexes(store: UserStore) -> set[str]:
 
     built = set()
     for field in ("clerkId", "email", "username"):
-        try:
+        with contextlib.suppress(OperationFailure):
             built.add(store.users.create_index(field, unique=True, name=f"{field}_1"))
-        except OperationFailure:
-            pass
     return built
 
 
