@@ -20,6 +20,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any, TypeVar
 
 from clerksync import bookkeeping as bk
@@ -172,6 +174,31 @@ def sync_metadata(
     return summary
 
 
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What ``reconcile`` did (or, with ``dry_run``, would do); the CLI renders it.
+    ``adopted``: app-created documents taken over by Clerk users with their verified email."""
+
+    clerk_users: int
+    mongo_users: int
+    created: int
+    updated: int
+    adopted: int
+    unchanged: int
+    orphaned: int
+    pruned: int
+    invalid: int
+    orphans: tuple[str, ...]
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented ``reconcile --json`` keys."""
+        data = asdict(self)
+        data.pop("dry_run")
+        data["orphans"] = list(self.orphans)
+        return data
+
+
 def reconcile(
     store: UserStore,
     gateway: ClerkGateway,
@@ -180,7 +207,7 @@ def reconcile(
     dry_run: bool = False,
     prune: bool = False,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> ReconcileResult:
     """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
 
     Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
@@ -230,7 +257,9 @@ def reconcile(
         summary["mongo_users"] = store.estimated_count()
     finally:
         seen.close()
-    return summary
+    fields = {f.name for f in dataclass_fields(ReconcileResult)}
+    counts = {k: v for k, v in summary.items() if k in fields and k != "orphans"}
+    return ReconcileResult(**counts, orphans=tuple(summary["orphans"]), dry_run=dry_run)
 
 
 def _reconcile_pages(
