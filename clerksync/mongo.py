@@ -124,6 +124,7 @@ def index_refused(details: Mapping[str, Any], collection: str, what: str) -> Ind
         "(or `clerksync events replay --failed`, or `clerksync reconcile`) stores it",
         index=name,
         collection=collection,
+        keys=tuple(pattern),
     )
 
 

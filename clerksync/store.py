@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from clerksync import bookkeeping as bk
-from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
+from clerksync.errors import Ambiguous, IndexRefused, NotFound, StoreUnavailable
 from clerksync.mongo import (
     database_name,
     describe_mongo_error,
@@ -325,6 +325,18 @@ class UserStore(WriteBackQueue):
     # -- applying Clerk state ----------------------------------------------------------------
 
     def upsert_user(self, user: ClerkUser, *, likely_new: bool = False) -> WriteResult:
+        """``apply_user``, once more if the app's own unique index on the app id refused the
+        number: the app allocated ids itself since the counter was seeded, so it is seeded
+        again above them."""
+        try:
+            return self.apply_user(user, likely_new=likely_new)
+        except IndexRefused as exc:
+            if not self.schema.users.app_id or exc.keys != (self.schema.users.app_id,):
+                raise
+            self._counter_seeded = False
+            return self.apply_user(user, likely_new=likely_new)
+
+    def apply_user(self, user: ClerkUser, *, likely_new: bool = False) -> WriteResult:
         """Apply one Clerk state if it is newer than what is stored; one durable write.
 
         Returns ``stale`` for an older state or a deleted user, ``duplicate`` for

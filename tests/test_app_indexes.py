@@ -49,8 +49,9 @@ def running(store: UserStore, webhook_secret: str) -> Iterator[RunningReceiver]:
         receiver.stop()
 
 
+@pytest.mark.parametrize("then", ["svix retry", "events replay --failed"])
 def test_a_unique_username_index_fails_the_delivery_until_it_is_fixed(
-    store: UserStore, running: object, cli: object
+    store: UserStore, running: object, cli: object, then: str
 ) -> None:
     guide_indexes(store)
     receiver = running()  # type: ignore[operator]
@@ -75,8 +76,13 @@ def test_a_unique_username_index_fails_the_delivery_until_it_is_fixed(
         name="username_1",
         partialFilterExpression={"username": {"$type": "string"}},
     )
-    retried = post(receiver.url, WEBHOOK_SECRET, second, msg_id="msg_p2")
-    assert retried.status_code == 200 and retried.json()["outcome"] == "applied"
+    if then == "svix retry":
+        retried = post(receiver.url, WEBHOOK_SECRET, second, msg_id="msg_p2")
+        assert retried.status_code == 200 and retried.json()["outcome"] == "applied"
+    else:
+        replayed = cli("events", "replay", "--failed", "--json")  # type: ignore[operator]
+        assert replayed.exit_code == 0, replayed.stderr
+        assert [r["outcome"] for r in json.loads(replayed.stdout)] == ["applied"]
     assert store.users.count_documents({"clerkId": "user_p2"}) == 1
     after = {c.name: c.status for c in check_app_collection(store)}
     assert "unique index username_1" not in after

@@ -194,3 +194,13 @@ def test_mapping_file_mistakes_are_one_line_config_errors(
     with pytest.raises(ConfigError, match=message) as caught:
         load_schema(str(path))
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_an_app_id_the_app_took_meanwhile_is_skipped(store: UserStore) -> None:
+    store.users.create_index("user_id", unique=True, name="user_id_1")  # the app's
+    store.upsert_user(state(user_id="user_a", email="a@x.com"), likely_new=True)
+    store.users.insert_one({"username": "by-script", "user_id": 2})  # the app's max + 1
+    store.upsert_user(state(user_id="user_b", email="b@x.com"), likely_new=True)
+    ids = sorted(d["user_id"] for d in store.users.find({}, {"user_id": 1}))
+    assert ids == [1, 2, 3]
