@@ -29,7 +29,7 @@ from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
 from clerksync.ratelimit import TokenBucket, instance_bucket
 from clerksync.schema import CLERK_USER_ID
-from clerksync.store import UserStore
+from clerksync.store import UserStore, clerk_id_filter
 from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadata
 
 T = TypeVar("T")
@@ -135,8 +135,8 @@ def sync_metadata(
 
     with ThreadPoolExecutor(concurrency) as pool, ThreadPoolExecutor(1) as books:
         # Natural order: any order will do, and a sort would make the server read all first.
-        # Documents without a Clerk id are the app's own users: nothing to write back.
-        linked = {clerk_id: {"$type": "string"}}
+        # Documents without a Clerk user id are the app's own users: nothing to write back.
+        linked = clerk_id_filter(clerk_id)
         cursor = store.scan(linked, fields, batch=CURSOR_BATCH)
         for batch in _batches(cursor, ID_BATCH):
             ids = [d[clerk_id] for d in batch]

@@ -166,3 +166,16 @@ def test_doctor_json_names_a_refusing_index(store: UserStore, cli: object) -> No
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["unique index email_1"]["status"] == "warn"
     assert "without an email" in checks["unique index email_1"]["detail"]
+
+
+def test_maintenance_commands_refuse_to_write_without_clerk_id_uniqueness(
+    store: UserStore, cli: object, fake_clerk: FakeClerk
+) -> None:
+    store.users.drop_indexes()
+    store.users.insert_many([{"clerkId": "user_twin"}, {"clerkId": "user_twin"}])
+    fake_clerk.add_user(user_id="user_other")
+    result = cli("reconcile", *FAST)  # type: ignore[operator]
+    assert result.exit_code == 1
+    assert "duplicate values" in result.stderr and "no unique index" in result.stderr
+    assert store.count() == 2
+    assert any("expireAfterSeconds" in i for i in store.deliveries.list_indexes())
