@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 TOMBSTONES = "clerksync_tombstones"
 DELIVERIES = "clerksync_deliveries"
 COUNTERS = "clerksync_counters"
+LOOKUP_THREADS = 4  # concurrent equality lookups when reconcile plans a page
 DUE_INDEX = "clerksync_dueAt"
 TTL_INDEX = "expiresAt_ttl"
 
@@ -459,6 +460,30 @@ class UserStore(WriteBackQueue):
                 found.setdefault(address.lower(), []).append(doc)
         return found
 
+    def adoption_map(self, limit: int = 100_000) -> dict[str, list[Any]]:
+        """Every document the app created (no Clerk user id) with an email, by lower-cased
+        email: one read for a whole reconcile run, instead of one per page (without an index
+        on the email field, each would scan the collection)."""
+        users = self.schema.users
+        if not users.email:
+            return {}
+        query = {
+            users.clerk_id: {"$not": {"$regex": CLERK_USER_ID.pattern}},
+            users.email: {"$type": "string"},
+        }
+        found: dict[str, list[Any]] = {}
+        for doc in self.users.find(query, {users.email: 1, users.clerk_id: 1}).limit(limit):
+            found.setdefault(doc[users.email].lower(), []).append(doc)
+        return found
+
+    def _candidates_for(
+        self, batch: list[ClerkUser], candidates: Mapping[str, list[Any]] | None
+    ) -> Mapping[str, list[Any]]:
+        emails = [u.email for u in batch if u.email]
+        if candidates is None:
+            return self.adoption_candidates(emails)
+        return {e.lower(): candidates[e.lower()] for e in emails if e.lower() in candidates}
+
     def adopt(self, user: ClerkUser, now: Any) -> WriteResult | None:
         """Take over the one app-created document with this user's *verified* primary email:
         the Clerk id and the Clerk-owned fields are set, the app's fields kept, no second
@@ -503,7 +528,11 @@ class UserStore(WriteBackQueue):
         return WriteResult("applied" if removed or before is None else "duplicate")
 
     def upsert_many(
-        self, users: Iterable[ClerkUser], *, assume_new: bool = False
+        self,
+        users: Iterable[ClerkUser],
+        *,
+        assume_new: bool = False,
+        candidates: Mapping[str, list[Any]] | None = None,
     ) -> dict[str, int]:
         """Bulk form of ``upsert_user`` for reconcile: the same rules, a few round trips a batch.
 
@@ -533,7 +562,7 @@ class UserStore(WriteBackQueue):
         adopted = 0
         verified = [u for u in fresh if u.email and u.email_verified]
         if verified:
-            found = self.adoption_candidates(u.email for u in verified if u.email)
+            found = self._candidates_for(verified, candidates)
             gone_now = self.tombstoned_among([u.id for u in verified]) if found else set()
             taken: set[str] = set()
             for user in verified:
@@ -602,15 +631,17 @@ class UserStore(WriteBackQueue):
             "unchanged": len(batch) - len(gone) - created - updated - adopted,
         }
 
-    def plan_many(self, users: Iterable[ClerkUser]) -> dict[str, int]:
+    def plan_many(
+        self, users: Iterable[ClerkUser], *, candidates: Mapping[str, list[Any]] | None = None
+    ) -> dict[str, int]:
         """What ``upsert_many`` would do, writing nothing (reconcile --dry-run)."""
         batch = list(users)
         ids = [u.id for u in batch]
         gone = self.tombstoned_among(ids)
         stored = self._stored_versions(ids)
         counts = {"created": 0, "updated": 0, "adopted": 0, "unchanged": 0}
-        found = self.adoption_candidates(
-            u.email for u in batch if u.email and u.email_verified and u.id not in stored
+        found = self._candidates_for(
+            [u for u in batch if u.email and u.email_verified and u.id not in stored], candidates
         )
         for user in batch:
             if user.id in gone:
@@ -633,12 +664,19 @@ class UserStore(WriteBackQueue):
         # One equality lookup per id: the partial Clerk-id index answers an equality (it
         # implies the index's filter), while an ``$in`` falls to a collection scan on
         # servers that cannot prove an ``$in`` inside the filter (SecantusDB).
-        stored = {}
-        for value in clerk_ids:
-            doc = self.users.find_one({clerk_id: value}, projection)
-            if doc is not None:
-                stored[value] = bk.field(doc, bk.UPDATED_AT)
-        return stored
+        # A few at a time: a round trip each, and the server answers them in parallel.
+        from concurrent.futures import ThreadPoolExecutor
+
+        def lookup(value: str) -> Mapping[str, Any] | None:
+            return self.users.find_one({clerk_id: value}, projection)
+
+        with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
+            found = pool.map(lookup, clerk_ids)
+            return {
+                value: bk.field(doc, bk.UPDATED_AT)
+                for value, doc in zip(clerk_ids, found, strict=True)
+                if doc is not None
+            }
 
     # -- admin rights ------------------------------------------------------------------------
 

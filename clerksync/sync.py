@@ -272,6 +272,8 @@ def _reconcile_pages(
     progress: Progress | None,
 ) -> None:
     """Page through Clerk's users (created_at order) and apply each page in bulk."""
+    # The app's own documents to adopt, read once for the run (usually none).
+    candidates = store.adoption_map()
     total = None
     if progress is not None:  # the count only feeds the progress bar
         with contextlib.suppress(ClerkApiError):
@@ -303,9 +305,9 @@ def _reconcile_pages(
             if users:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(u.id,) for u in users])
                 if dry_run:
-                    counts = store.plan_many(users)
+                    counts = store.plan_many(users, candidates=candidates)
                 else:
-                    counts = store.upsert_many(users, assume_new=all_new)
+                    counts = store.upsert_many(users, assume_new=all_new, candidates=candidates)
                     all_new = counts["created"] == len(users)
                 for key, value in counts.items():
                     summary[key] += value
