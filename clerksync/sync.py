@@ -1,4 +1,5 @@
-"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns a summary dict.
+"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns its summary
+(``reconcile`` a typed ``ReconcileResult``).
 
 They meet Clerk's limits head-on, so: reads are batched (``user_id`` filters of
 100, or pages of 500 in a stable order), never one request per user; every
@@ -354,8 +355,9 @@ def set_admin(
 ) -> dict[str, Any]:
     """Set ``isAdmin`` in MongoDB (durably, with the write-back queued), then merge it into Clerk.
 
-    Returns ``clerk``: ``updated``, ``waiting`` (no key) or the error; MongoDB
-    keeps the change either way and ``sync-metadata`` finishes it.
+    Returns ``clerk``: ``updated``, ``waiting`` (no key), ``not linked`` (the app's own
+    user, no Clerk id) or ``failed`` with the error; MongoDB keeps the change either way
+    and ``sync-metadata`` finishes it.
     """
     from clerksync.users import public_view
 
@@ -364,7 +366,10 @@ def set_admin(
     doc = store.set_admin(doc["_id"], value)
     result: dict[str, Any] = {"user": public_view(doc, schema), "clerk": "waiting"}
     clerk_id = doc.get(schema.users.clerk_id)
-    if gateway is not None and isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id):
+    if not (isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id)):
+        result["clerk"] = "not linked"  # the app's own user: nothing in Clerk to update
+        return result
+    if gateway is not None:
         try:
             copy = gateway.update_metadata(clerk_id, wanted_metadata(doc, schema))
         except ClerkApiError as exc:

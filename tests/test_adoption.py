@@ -102,3 +102,16 @@ def test_reconcile_adopts_and_dry_run_counts_it(
     assert store.count() == 4  # lin adopted; kim (unverified) and new created; kim's app doc
     again = json.loads(cli("reconcile", "--json", *FAST).stdout)
     assert (again["adopted"], again["created"], again["unchanged"]) == (0, 0, 3)
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_promoting_an_app_user_not_in_clerk_changes_mongo_only(
+    cli: Any, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    mongo_id = store.users.insert_one({"email": "ops@app.com", "role": None}).inserted_id
+    result = cli("promote", str(mongo_id), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["clerk"] == "not linked"
+    doc = store.users.find_one({"_id": mongo_id})
+    assert doc is not None and doc["role"] == "admin" and not bk.has(doc, bk.DUE)
+    assert fake_clerk.metadata_writes == []

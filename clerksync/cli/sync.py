@@ -115,11 +115,10 @@ def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
         )
         raise typer.Exit(1)
     if not json:
-        where = (
-            "MongoDB and Clerk"
-            if result["clerk"] == "updated"
-            else "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)"
-        )
+        where = {
+            "updated": "MongoDB and Clerk",
+            "not linked": "MongoDB (the app's own user: no Clerk id)",
+        }.get(result["clerk"], "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)")
         say(f"{user['clerkId']} ({user['email'] or 'no email'}) is now {role} in {where}.")
 
 
