@@ -202,3 +202,21 @@ def test_an_app_id_the_app_took_meanwhile_is_skipped(store: UserStore) -> None:
     store.upsert_user(state(user_id="user_b", email="b@x.com"), likely_new=True)
     ids = sorted(d["user_id"] for d in store.users.find({}, {"user_id": 1}))
     assert ids == [1, 2, 3]
+
+
+def test_doctor_compares_the_mapping_with_sampled_documents(store: UserStore) -> None:
+    from clerksync.doctor import check_schema_sample
+
+    assert check_schema_sample(store).status == "pass"  # nothing to compare yet
+    fastapi = UserStore(store.client, store.name, FASTAPI)
+    fastapi.upsert_user(state(user_id="user_f"))
+    wrong_schema = check_schema_sample(store)  # nextjs reading fastapi documents
+    assert wrong_schema.status == "fail" and "CLERKSYNC_SCHEMA=fastapi" in wrong_schema.hint
+    store.users.delete_many({})
+    store.upsert_user(state(user_id="user_n"))
+    store.users.update_one(
+        {"clerkId": "user_n"}, {"$set": {"isAdmin": "yes"}, "$unset": {"lastName": ""}}
+    )
+    drifted = check_schema_sample(store)
+    assert drifted.status == "warn"
+    assert "missing lastName (1)" in drifted.detail and "isAdmin (str)" in drifted.detail
