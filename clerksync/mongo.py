@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +18,7 @@ from clerksync.errors import IndexRefused, StoreUnavailable
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
+    from pymongo.collection import Collection
     from pymongo.errors import BulkWriteError
 
     from clerksync.config import Settings
@@ -101,6 +102,19 @@ def describe_mongo_error(exc: Exception) -> str:
     if isinstance(exc, ConfigurationError):
         return "MONGODB_URL could not be resolved (check the host name)."
     return f"MongoDB failed: {exc.__class__.__name__}"
+
+
+#: values per ``$in``: the test server's cost grows with the square of the documents an
+#: ``$in`` matches (500 ids: ~0.5 s; the same as 10 queries of 50: ~0.1 s)
+IN_CHUNK = 50
+
+
+def find_in(
+    collection: Collection[Any], field: str, values: list[Any], projection: Mapping[str, Any]
+) -> Iterator[Mapping[str, Any]]:
+    """Documents whose ``field`` is among ``values``, in ``$in`` queries of ``IN_CHUNK``."""
+    for start in range(0, len(values), IN_CHUNK):
+        yield from collection.find({field: {"$in": values[start : start + IN_CHUNK]}}, projection)
 
 
 def refused_by(details: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

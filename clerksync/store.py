@@ -29,6 +29,7 @@ from clerksync.mongo import (
     database_name,
     describe_mongo_error,
     duplicates_only,
+    find_in,
     index_refused,
     refused_by,
     translating,
@@ -111,6 +112,7 @@ class UserStore(WriteBackQueue):
         )
         self._counter_seeded = False
         self._email_indexed: tuple[float, bool] | None = None
+        self._clerk_index_partial: bool | None = None  # learnt from the index list
 
     @property
     def name(self) -> str:
@@ -197,6 +199,7 @@ class UserStore(WriteBackQueue):
         """The name of a unique index on the Clerk-id field alone (ours or the app's)."""
         for index in self.app_indexes():
             if dict(index["key"]) == {self.clerk_id: 1} and index.get("unique"):
+                self._clerk_index_partial = "partialFilterExpression" in index
                 return str(index["name"])
         return None
 
@@ -661,6 +664,11 @@ class UserStore(WriteBackQueue):
         """Clerk id -> the stored ``clerksync.updatedAt`` (None if the app wrote the document)."""
         clerk_id = self.clerk_id
         projection = {clerk_id: 1, bk.UPDATED_AT: 1, "_id": 0}
+        if self._clerk_index_partial is None:
+            self.clerk_index_name()
+        if self._clerk_index_partial is False:  # a plain unique index answers an ``$in``
+            held = find_in(self.users, clerk_id, clerk_ids, projection)
+            return {d[clerk_id]: bk.field(d, bk.UPDATED_AT) for d in held}
         # One equality lookup per id: the partial Clerk-id index answers an equality (it
         # implies the index's filter), while an ``$in`` falls to a collection scan on
         # servers that cannot prove an ``$in`` inside the filter (SecantusDB).
