@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from clerksync.mongo import utcnow
+from clerksync.mongo import translated, utcnow
 from clerksync.store import UserStore
 
 log = logging.getLogger("clerksync.deliveries")
@@ -333,6 +333,7 @@ def ensure_log_indexes(store: UserStore) -> None:
     )
 
 
+@translated
 def append_records(store: UserStore, records: list[dict[str, Any]]) -> None:
     """Write records as one bucket; it expires with its newest record."""
     if records:
@@ -345,6 +346,7 @@ def append_records(store: UserStore, records: list[dict[str, Any]]) -> None:
         )
 
 
+@translated
 def iter_records(
     store: UserStore,
     *,

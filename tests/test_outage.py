@@ -19,9 +19,9 @@ import pytest
 
 from clerksync.config import load_settings
 from clerksync.deliveries import DeliveryLog, record
-from clerksync.mongo import connect, utcnow
+from clerksync.mongo import utcnow
 from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
+from clerksync.store import UserStore, connect
 from clerksync.webhooks import sign
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
