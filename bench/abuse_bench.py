@@ -237,6 +237,9 @@ def main() -> None:
             stored = sum(len(bson.encode(b)) for b in deliveries.find({}))
             return os.path.getsize(log_path), stored
 
+        warm = [json.dumps(event("user.created", clerk_user())).encode() for _ in range(50)]
+        with ThreadPoolExecutor(args.c) as pool:  # imports, connections, the first writes
+            list(pool.map(deliver, [(b, sign(secret, b)) for b in warm]))
         quiet_p99 = None
         print(
             f"{args.n} real deliveries per phase, {args.c} at a time; the abuse runs alongside "
