@@ -281,6 +281,11 @@ class DeliveryLog:
                     self._indexed = True
                 append_records(self.store, entries)
         except Exception as exc:
+            if not database_unreachable(exc):
+                # The database answered and refused: retrying the bucket cannot help, and
+                # one record it will never take must not hold up all the others.
+                self._write_one_by_one(entries, exc)
+                return True
             # Back to the front, in order: the next try writes them first.
             with self._count:
                 for entry in reversed(entries):
@@ -303,6 +308,26 @@ class DeliveryLog:
         self._backoff = 0.0
         return True
 
+    def _write_one_by_one(self, entries: list[dict[str, Any]], exc: Exception) -> None:
+        import pymongo
+
+        refused = 0
+        for entry in entries:
+            try:
+                with pymongo.timeout(self.write_timeout):
+                    append_records(self.store, [entry])
+            except Exception:
+                refused += 1
+                self.dropped[f"refused {entry.get('outcome')}"] += 1
+        with self._count:
+            self._bytes -= sum(entry_bytes(e) for e in entries)
+        if refused:
+            log.warning(
+                "the database refused %d delivery records (%s); they were dropped",
+                refused,
+                exc.__class__.__name__,
+            )
+
     def _report_drops(self) -> None:
         total = sum(self.dropped.values())
         if total > self._dropped_reported:
@@ -322,6 +347,19 @@ class DeliveryLog:
                 continue
             self.flush_now()
         self.flush_now()
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Could the database not be reached, or not in time (rather than refusing)? The store
+    turns pymongo errors into StoreUnavailable; the original stays as ``__context__``."""
+    from pymongo.errors import ConnectionFailure
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionFailure) or getattr(seen, "timeout", False):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def ensure_log_indexes(store: UserStore) -> None:

@@ -53,7 +53,7 @@ from starlette.routing import Route
 
 from clerksync.clerk import ClerkGateway, default_rate
 from clerksync.config import WEBHOOK_PATH, Settings
-from clerksync.deliveries import DeliveryLog, record
+from clerksync.deliveries import DeliveryLog, database_unreachable, record
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUnavailable
 from clerksync.mongo import utcnow
 from clerksync.store import UserStore, connect
@@ -82,16 +82,8 @@ UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.:\-]")
 
 
 def unreachable(exc: BaseException) -> bool:
-    """Was the database unreachable or too slow (not refusing a write)? The store turns
-    pymongo errors into StoreUnavailable; the original stays as ``__context__``."""
-    from pymongo.errors import ConnectionFailure
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (ConnectionFailure, DatabaseAway)) or getattr(seen, "timeout", False):
-            return True
-        seen = seen.__context__
-    return False
+    """Was the database unreachable or too slow (not refusing a write)?"""
+    return isinstance(exc, DatabaseAway) or database_unreachable(exc)
 
 
 def signature_headers_problem(headers: Any) -> str | None:
