@@ -220,3 +220,20 @@ def test_doctor_compares_the_mapping_with_sampled_documents(store: UserStore) ->
     drifted = check_schema_sample(store)
     assert drifted.status == "warn"
     assert "missing lastName (1)" in drifted.detail and "isAdmin (str)" in drifted.detail
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_bulk_updates_spend_no_app_ids_and_a_vanished_user_gets_one(store: UserStore) -> None:
+    class Planned(UserStore):  # believes user_gone is stored: it was deleted meanwhile
+        def _stored_versions(self, clerk_ids: list[str]) -> dict[str, object]:
+            return {i: 1 for i in clerk_ids if i in ("user_1", "user_2", "user_gone")}
+
+    store.upsert_many([state(user_id=f"user_{n}", updated_at=10) for n in (1, 2)])
+    planned = Planned(store.client, store.name, store.schema)
+    counts = planned.upsert_many(
+        [state(user_id=i, updated_at=20) for i in ("user_1", "user_2", "user_gone")]
+    )
+    assert (counts["updated"], counts["created"]) == (2, 1)
+    ids = {d["clerk_user_id"]: d["user_id"] for d in store.users.find()}
+    assert ids == {"user_1": 1, "user_2": 2, "user_gone": 3}
+    assert store.allocate_app_ids()[0] == 4  # the updates spent none
