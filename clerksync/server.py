@@ -645,6 +645,13 @@ def guarded_protocol(
             super().on_message_complete()
             self._header_bytes = 0  # what follows is the next request's
 
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # uvicorn's keep-alive timer stops at the next byte, even a blank line that
+            # starts no request: the next request's headers are due within the deadline.
+            if not self.transport.is_closing() and self._header_bytes is not None:
+                self._arm_header_timer()
+
         def _refuse_headers(self) -> None:
             header_log.warning(
                 "Refused a request: line and headers over %d bytes (431)", max_header_bytes
