@@ -150,7 +150,10 @@ def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The documented JSON shape of a user (``users list --json``): no internal fields."""
 
     def iso(value: Any) -> str | None:
-        return value.isoformat().replace("+00:00", "Z") if value is not None else None
+        # a document the app wrote may hold a string (or anything) here: show it, never crash
+        if value is None or not hasattr(value, "isoformat"):
+            return None if value is None else str(value)
+        return str(value.isoformat()).replace("+00:00", "Z")
 
     return {
         "id": str(doc["_id"]),

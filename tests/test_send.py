@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from clerksync.send import write_dev_secret
+from clerksync.send import DEV_SECRET_FILE, write_running_server
 from clerksync.store import UserStore
 from tests.conftest import WEBHOOK_SECRET
 
@@ -26,7 +26,7 @@ def test_send_creates_updates_and_deletes(cli, receiver, store: UserStore) -> No
     updated = cli(
         "send", "user.updated", "--user-id", "user_sent", "--first-name", "Grace", *target
     )
-    assert updated.exit_code == 0 and ": 200 in" in updated.stderr
+    assert updated.exit_code == 0 and ": 200 applied in" in updated.stderr
     assert store.find_user("user_sent")["firstName"] == "Grace"
 
     assert cli("send", "user.deleted", "--user-id", "user_sent", *target).exit_code == 0
@@ -36,7 +36,7 @@ def test_send_creates_updates_and_deletes(cli, receiver, store: UserStore) -> No
 def test_wrong_secret_shows_the_400_and_its_cause(cli, receiver, store: UserStore) -> None:
     result = cli("send", "user.created", "--url", receiver.url, "--secret", "whsec_" + "QUJDRA" * 6)
     assert result.exit_code == 1
-    assert ": 400 in" in result.stderr
+    assert ": 400 rejected in" in result.stderr
     assert "secret differs" in result.stderr
     assert store.count() == 0
 
@@ -77,7 +77,9 @@ def test_uses_the_secret_of_a_running_serve_dev(
 ) -> None:
     monkeypatch.delenv("WEBHOOK_SECRET")
     monkeypatch.setenv("CLERKSYNC_HOME", str(tmp_path / "state"))
-    write_dev_secret(tmp_path / "state", WEBHOOK_SECRET, receiver.url)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / DEV_SECRET_FILE).write_text(json.dumps({"secret": WEBHOOK_SECRET}))
+    write_running_server(tmp_path / "state", receiver.url, dev=True)
     result = cli("send", "user.created", "--user-id", "user_devsecret")
     assert result.exit_code == 0, result.stderr
     assert store.find_user("user_devsecret")

@@ -1,21 +1,33 @@
-"""What every command shares: settings, the store, output to stdout/stderr, ``--json``."""
+"""What every command shares: settings, the store, output to stdout/stderr, ``--json``.
+
+Data from the database or from Clerk is printed as plain text, never as Rich
+markup: a user named ``[/]`` or a forged ``svix-id`` of ``[red]x`` must print as
+itself, and control characters (ESC, OSC) are shown escaped, so nothing a
+delivery carries can reach the terminal as a command.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from clerksync.config import Settings
     from clerksync.store import UserStore
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout; messages go to stderr.")
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", metavar="WHEN", help="30m, 2h, 7d, or an ISO 8601 time."),
 ]
 
 
@@ -34,6 +46,8 @@ class State:
             from clerksync.config import load_settings
 
             self._settings = load_settings(env_file=Path(self.env_file) if self.env_file else None)
+            for found, meant in self._settings.misnamed:
+                say(f"Note: {found} is set, but clerksync reads {meant}: did you mean {meant}?")
         return self._settings
 
 
@@ -47,25 +61,64 @@ def state(ctx: typer.Context) -> State:
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def stdout() -> Console:
+def stdout(width: int | None = None) -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=width)
+
+
+def one_line(message: str) -> str:
+    """A message as exactly one line: newlines folded, control characters escaped."""
+    return safe(" ".join(message.split("\n")))
 
 
 def say(message: str) -> None:
-    """A message for the person: always stderr, so stdout stays data."""
-    stderr().print(message, markup=False)
+    """A message for the person: always stderr, one logical line, never hard-wrapped."""
+    sys.stderr.write(safe(message) + "\n")
+    sys.stderr.flush()
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F)}
+_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
+_CONTROL.pop(0x0A)  # a newline in a message is its own; data never reaches here unescaped
+
+
+def safe(value: Any) -> str:
+    """Text for a terminal: C0/C1 control characters (ESC, BEL, CR…) shown as ``\\x1b``."""
+    return str(value).translate(_CONTROL)
+
+
+def cell(value: Any) -> str:
+    """A table cell: blank for None, ✓ for True, escaped text otherwise (newlines too)."""
+    if value is None:
+        return ""
+    if value is True:
+        return "✓"
+    if value is False:
+        return ""
+    return safe(value).replace("\n", "\\n")
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 user``, ``2 users``; ``words`` for irregular plurals (delivery → deliveries)."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def text(value: Any, style: str = "") -> Text:
+    """Data as a Rich ``Text``: printed literally, never parsed as markup."""
+    from rich.text import Text
+
+    return Text(cell(value), style=style)
 
 
 def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
     from clerksync.mongo import connect
 
     settings = state(ctx).settings
-    settings.require()
+    settings.check("MONGODB_URL", "MONGODB_DB")
     store = connect(settings, announce=say)
     store.ping()  # fail fast with a clear message instead of on the first query
     if indexes:
@@ -73,15 +126,35 @@ def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
     return store
 
 
-def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...], title: str) -> None:
-    """Rows of plain values as a Rich table on stdout; None shows as blank."""
-    from rich.table import Table
+def print_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    title: str,
+    *,
+    keep: Sequence[str] = (),
+) -> None:
+    """Rows as one line each on stdout, whatever the width (a pipe counts as 80 columns).
 
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    ``columns`` is (key, heading). Columns in ``keep`` (ids a person copies) are
+    never cut; the others shrink and end in "…" when the terminal is narrow.
+    Cells are plain text: see the module docstring.
+    """
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=Text(safe(title)), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left"
+    )
+    cells = [[cell(row.get(key)) for key, _ in columns] for row in rows]
+    for i, (key, heading) in enumerate(columns):
+        if key in keep:
+            widest = max([len(heading), *(len(r[i]) for r in cells)])
+            table.add_column(heading, no_wrap=True, overflow="fold", min_width=widest)
+        else:
+            table.add_column(heading, no_wrap=True, overflow="ellipsis")
+    for row_cells in cells:
+        table.add_row(*(Text(c) for c in row_cells))
     stdout().print(table)
 
 

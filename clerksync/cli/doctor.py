@@ -2,15 +2,21 @@
 
 import typer
 
-from clerksync.cli.common import JsonOption, print_json, state, stdout
+from clerksync.cli.common import JsonOption, print_json, safe, state, stdout
 
-MARKS = {"pass": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+MARKS = {
+    "pass": ("✓", "green"),
+    "info": ("·", "blue"),
+    "warn": ("!", "yellow"),
+    "fail": ("✗", "red"),
+}
 
 
 def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
-    """Check the whole chain (config, MongoDB, Clerk key, webhook secret and endpoint).
+    """Check the whole chain and say what to fix.
 
-    Exits 0 when nothing fails (warnings allowed), 1 otherwise.
+    Config, MongoDB, the Clerk key, the webhook secret, endpoint and receiver.
+    Exits 0 when nothing fails (warnings and notes allowed), 1 otherwise.
     """
     from rich.text import Text
 
@@ -25,11 +31,12 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
         for check in checks:
             mark, color = MARKS[check.status]
             line = Text(f"{mark} ", style=color)
-            line.append(f"{check.name}: ", style="bold")
-            line.append(check.detail)
+            line.append(f"{safe(check.name)}: ", style="bold")
+            line.append(safe(check.detail))
             console.print(line)
             if check.hint:
-                console.print(Text(f"    fix: {check.hint}", style="dim"))
+                label = "note" if check.status == "info" else "fix"
+                console.print(Text(f"    {label}: {safe(check.hint)}", style="dim"))
         console.print("All checks passed." if healthy else "Some checks failed.")
     if not healthy:
         raise typer.Exit(1)
