@@ -471,7 +471,7 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
                 "info"
                 if settings.uses_embedded_store and not settings.clerk_secret_key
                 else "warn",
-                f"{pending} metadata write-backs pending{waiting}",
+                f"{pending} metadata write-back{'' if pending == 1 else 's'} pending{waiting}",
                 "they run while `clerksync serve` runs with CLERK_SECRET_KEY set; "
                 "`clerksync sync-metadata` finishes them now",
             )

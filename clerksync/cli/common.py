@@ -132,30 +132,64 @@ def print_table(
     title: str,
     *,
     keep: Sequence[str] = (),
+    drop: Sequence[str] = (),
 ) -> None:
     """Rows as one line each on stdout, whatever the width (a pipe counts as 80 columns).
 
     ``columns`` is (key, heading). Columns in ``keep`` (ids a person copies) are
-    never cut; the others shrink and end in "…" when the terminal is narrow.
-    Cells are plain text: see the module docstring.
+    never cut; when the line would not fit, the columns in ``drop`` go first, in
+    that order (``--json`` and ``show`` still have them), then the others shrink
+    and end in "…". Cells are plain text: see the module docstring.
     """
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
+    console = stdout()
+    cells = {key: [cell(row.get(key)) for row in rows] for key, _ in columns}
+
+    def natural(key: str, heading: str) -> int:
+        return max([len(heading), *(len(c) for c in cells[key])])
+
+    def least(key: str, heading: str) -> int:
+        widest = natural(key, heading)
+        return widest if key in keep else min(widest, max(len(heading), 10))
+
+    # a droppable column with nothing in it (no errors, say) is dropped first
+    shown = [(k, h) for k, h in columns if k not in drop or any(cells[k])]
+    for key in drop:
+        needed = sum(least(k, h) for k, h in shown) + 3 * (len(shown) - 1)
+        if needed <= console.width:
+            break
+        shown = [(k, h) for k, h in shown if k != key]
+    # Widths are set here rather than left to Rich, which would cut the last column
+    # instead of shortening the long ones: the widest shrinkable column gives way first.
+    widths = {k: natural(k, h) for k, h in shown}
+    excess = sum(widths.values()) + 3 * (len(shown) - 1) - console.width
+    while excess > 0:
+        shrinkable = [k for k, h in shown if k not in keep and widths[k] > least(k, h)]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda k: widths[k])
+        widths[widest] -= 1
+        excess -= 1
     table = Table(
-        title=Text(safe(title)), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left"
+        title=Text(safe(title)),
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        title_justify="left",
     )
-    cells = [[cell(row.get(key)) for key, _ in columns] for row in rows]
-    for i, (key, heading) in enumerate(columns):
-        if key in keep:
-            widest = max([len(heading), *(len(r[i]) for r in cells)])
-            table.add_column(heading, no_wrap=True, overflow="fold", min_width=widest)
-        else:
-            table.add_column(heading, no_wrap=True, overflow="ellipsis")
-    for row_cells in cells:
-        table.add_row(*(Text(c) for c in row_cells))
-    stdout().print(table)
+    for key, heading in shown:
+        table.add_column(
+            heading,
+            no_wrap=True,
+            overflow="fold" if key in keep else "ellipsis",
+            width=widths[key],
+        )
+    for i in range(len(rows)):
+        table.add_row(*(Text(cells[key][i]) for key, _ in shown))
+    console.print(table)
 
 
 def print_json(data: Any) -> None:

@@ -27,16 +27,23 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
     if json:
         print_json({"ok": healthy, "checks": [c.to_json() for c in checks]})
     else:
+        from rich.table import Table
+
         console = stdout()
+        # a grid, so a long detail or fix wraps under its own text, not under the mark
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
         for check in checks:
             mark, color = MARKS[check.status]
-            line = Text(f"{mark} ", style=color)
+            line = Text()
             line.append(f"{safe(check.name)}: ", style="bold")
             line.append(safe(check.detail))
-            console.print(line)
+            grid.add_row(Text(mark, style=color), line)
             if check.hint:
                 label = "note" if check.status == "info" else "fix"
-                console.print(Text(f"    {label}: {safe(check.hint)}", style="dim"))
+                grid.add_row("", Text(f"{label}: {safe(check.hint)}", style="dim"))
+        console.print(grid)
         console.print("All checks passed." if healthy else "Some checks failed.")
     if not healthy:
         raise typer.Exit(1)

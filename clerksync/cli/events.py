@@ -80,7 +80,8 @@ def list_events(
         [table_row(d) for d in found],
         COLUMNS,
         plural(len(found), "delivery", "deliveries"),
-        keep=("id",),
+        keep=("id", "outcome"),
+        drop=("ms", "userId", "received", "error"),
     )
 
 

@@ -59,6 +59,7 @@ def list_users(
         COLUMNS,
         f"{plural(len(rows), 'user')} in {store.name!r}",
         keep=("clerkId",),
+        drop=("username", "created", "name"),
     )
 
 
