@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from clerksync.config import WHERE, Settings, instance_kind, mask
+from clerksync.config import DEFAULT_API_URL, WHERE, Settings, instance_kind, mask
 from clerksync.errors import ClerkApiError, ClerkSyncError
 
 Status = Literal["pass", "info", "warn", "fail"]
@@ -186,6 +186,9 @@ def check_variables(settings: Settings) -> list[Check]:
                 "NEXT_PUBLIC_URL", "warn", f"{settings.public_url}: {why}", FORWARD_HINT
             )
     var("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", mask(settings.publishable_key), None)
+    var("MONGODB_DB", settings.mongodb_db or "", None)
+    if settings.clerk_api_url != DEFAULT_API_URL:
+        var("CLERK_API_URL", settings.clerk_api_url, None)
     if settings.publishable_key and "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY" not in problems:
         pk = instance_kind(settings.publishable_key)
         sk = instance_kind(settings.clerk_secret_key)

@@ -28,6 +28,7 @@ def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | Non
     from clerksync.clerk import ClerkGateway
 
     settings = state(ctx).settings
+    settings.check("CLERK_SECRET_KEY", "CLERK_API_URL")
     if required:
         settings.require("CLERK_SECRET_KEY")
     if not settings.clerk_secret_key:
