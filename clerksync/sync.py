@@ -128,7 +128,8 @@ def sync_metadata(
 
     with ThreadPoolExecutor(concurrency) as pool, ThreadPoolExecutor(1) as books:
         # Natural order: any order will do, and a sort would make the server read all first.
-        cursor = store.users.find({}, fields).batch_size(CURSOR_BATCH)
+        # Only documents with a Clerk id: the app's own users (not yet adopted) have none.
+        cursor = store.users.find({"clerkId": {"$type": "string"}}, fields).batch_size(CURSOR_BATCH)
         for batch in _batches(iter(cursor), ID_BATCH):
             ids = [d["clerkId"] for d in batch]
             found = call_with_retries(functools.partial(gateway.get_many, ids), bucket)
