@@ -182,3 +182,12 @@ def test_serve_without_a_secret_mentions_dev(cli, db_env) -> None:
     result = cli("serve", "--port", "1")
     assert result.exit_code == 2
     assert "WEBHOOK_SECRET is not set" in result.stderr and "serve --dev" in result.stderr
+
+
+def test_env_example_copied_as_is_changes_nothing(cli, db_env) -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    (Path.cwd() / ".env.local").write_text(example.read_text())
+    result = cli("users", "list")
+    assert result.exit_code == 0 and result.stderr == ""
+    names = {n for n in MALFORMED if n != "CLERKSYNC_HOME"} | {"CLERKSYNC_HOME"}
+    assert all(f"# {name}=" in example.read_text() for name in names)

@@ -140,15 +140,37 @@ def root(
 def _register() -> None:
     from clerksync.cli import doctor, events, send, serve, sync, users
 
-    app.command("doctor")(doctor.doctor)
+    # short_help: the one line `clerksync --help` shows, whole at 80 columns
+    app.command("doctor", short_help="Check the whole chain and say what to fix.")(doctor.doctor)
     app.add_typer(users.app, name="users")
-    app.command("sync-metadata")(sync.sync_metadata)
-    app.command("promote")(sync.promote)
-    app.command("demote")(sync.demote)
-    app.command("reconcile")(sync.reconcile)
-    app.command("serve")(serve.serve)
-    app.command("send")(send.send)
+    app.command("sync-metadata", short_help="Write the Mongo id and admin flag into Clerk.")(
+        sync.sync_metadata
+    )
+    app.command("promote", short_help="Give a user admin rights (MongoDB and Clerk).")(sync.promote)
+    app.command("demote", short_help="Take admin rights away (MongoDB and Clerk).")(sync.demote)
+    app.command("reconcile", short_help="Fix the Clerk users the database missed.")(sync.reconcile)
+    app.command("serve", short_help="Run the webhook receiver.")(serve.serve)
+    app.command("send", short_help="Post a signed test event to a receiver.")(send.send)
     app.add_typer(events.app, name="events")
+
+
+def _argument_help_without_type() -> None:
+    """Show an argument as its metavar (``ID``), not ``ID <str>``: the type is noise there.
+
+    Typer prints an option's metavar instead of its type, but always appends the
+    type to an argument; this makes arguments do what options do.
+    """
+    from typer.core import TyperArgument
+
+    typed = TyperArgument.display_type_rich
+
+    def display_type_rich(self: TyperArgument, ctx: Any) -> str | None:
+        return None if self.metavar is not None else typed(self, ctx)
+
+    TyperArgument.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
+
+
+_argument_help_without_type()
 
 
 _register()

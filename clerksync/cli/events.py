@@ -149,7 +149,7 @@ def tail_line(delivery: "Delivery") -> str:
     return "  ".join(parts)
 
 
-@app.command("tail")
+@app.command("tail", short_help="Print deliveries as they arrive (with --follow).")
 def tail(
     ctx: typer.Context,
     follow: Annotated[

@@ -16,6 +16,7 @@ RateOption = Annotated[
     float | None,
     typer.Option(
         "--rate",
+        metavar="N",
         min=0.1,
         help="Clerk requests per second (default: 95% of the instance limit told by the "
         "key, 9.5/s development, 95/s production; lower it to leave your app more room).",
