@@ -143,6 +143,7 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
 
     from clerksync.mongo import utcnow
     from clerksync.ordering import new_document, upsert_update
+    from clerksync.schema import NEXTJS
     from clerksync.store import UserStore
     from clerksync.users import parse_clerk_user
 
@@ -153,7 +154,7 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
     started = time.perf_counter()
     for offset in range(0, n, 500):
         store.users.insert_many(
-            [new_document(upsert_update(u, now)[0]) for u in users[offset : offset + 500]],
+            [new_document(upsert_update(u, now, NEXTJS)[0]) for u in users[offset : offset + 500]],
             ordered=False,
         )
     elapsed = time.perf_counter() - started
@@ -181,8 +182,10 @@ def bookkeeping_floor(mongo_url: str, db: str, n: int, prefix: str, *, writes: i
                 UpdateOne(
                     {"_id": d["_id"]},
                     {
-                        "$set": {"clerkMetadata": {"userMongoId": str(d["_id"]), "isAdmin": False}},
-                        "$unset": {"syncDueAt": ""},
+                        "$set": {
+                            "clerksync.metadata": {"userMongoId": str(d["_id"]), "isAdmin": False}
+                        },
+                        "$unset": {"clerksync.dueAt": ""},
                     },
                 )
                 for d in docs[offset : offset + 500]
@@ -255,7 +258,7 @@ def main() -> None:
         store = UserStore(MongoClient(mongo_url, tz_aware=True), "sync_bench")
         store.ensure_indexes()
         store.upsert_many(parse_clerk_user(u) for u in clerk_users(n, prefix))
-        docs = list(store.users.find({}, {"clerkId": 1, "syncSeq": 1}).sort("clerkId", 1))
+        docs = list(store.users.find({}, {"clerkId": 1, "clerksync.seq": 1}).sort("clerkId", 1))
         in_sync = [d for i, d in enumerate(docs) if i % 4]  # every fourth user drifted
         metadata = {d["clerkId"]: {"userMongoId": str(d["_id"]), "isAdmin": False} for d in in_sync}
         # Those in sync had their write-back land earlier: no pending mark left.

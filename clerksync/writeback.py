@@ -1,7 +1,7 @@
 """The metadata write-back: Clerk's ``publicMetadata`` gets ``{userMongoId, isAdmin}``.
 
 It runs after the webhook's 2xx, from durable state: the receiver marks a
-user ``syncDueAt`` in the same write that stores it, and these workers claim
+user due (``clerksync.dueAt``) in the same write that stores it, and these workers claim
 due users (the claim is a lease, so two processes never write one user at
 once), call Clerk, and clear the mark. A crash, a restart or a Clerk outage
 leaves the mark in place, and the next worker, or ``sync-metadata``, finishes
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from clerksync import bookkeeping as bk
 from clerksync.clerk import ClerkGateway
 from clerksync.errors import ClerkApiError
 from clerksync.mongo import utcnow
@@ -47,10 +48,10 @@ def write_back_one(
 ) -> str:
     """Bring one claimed user's Clerk metadata in line. Returns what happened, for logs/tests:
     ``unchanged`` (Clerk already agreed), ``written``, ``deferred`` or ``dropped``."""
-    if not metadata_differs(doc):
-        store.finish_write_back(doc, doc.get("clerkMetadata") or {})
+    if not metadata_differs(doc, store.schema):
+        store.finish_write_back(doc, bk.field(doc, bk.SEEN) or {})
         return "unchanged"
-    clerk_id = doc["clerkId"]
+    clerk_id = doc[store.schema.users.clerk_id]
     if per_user is not None:
         wait = per_user.delay(clerk_id)
         if wait > 0:
@@ -59,7 +60,7 @@ def write_back_one(
     if bucket is not None:
         bucket.acquire()
     try:
-        copy = gateway.update_metadata(clerk_id, wanted_metadata(doc))
+        copy = gateway.update_metadata(clerk_id, wanted_metadata(doc, store.schema))
     except ClerkApiError as exc:
         if exc.status == 404:
             store.drop_write_back(doc, "user not found in Clerk")
@@ -70,7 +71,7 @@ def write_back_one(
             if bucket is not None:
                 bucket.pause(delay)
         else:
-            delay = backoff(int(doc.get("syncAttempts") or 0), base_delay, max_delay)
+            delay = backoff(int(bk.field(doc, bk.ATTEMPTS) or 0), base_delay, max_delay)
         store.defer_write_back(doc, utcnow() + timedelta(seconds=delay), str(exc))
         log.info("write-back deferred user=%s status=%s in %.1fs", clerk_id, exc.status, delay)
         return "deferred"
@@ -145,5 +146,7 @@ class WriteBackWorkers:
                 )
             except Exception as exc:  # the lease runs out and another attempt follows
                 log.warning(
-                    "write-back failed user=%s: %s", doc.get("clerkId"), exc.__class__.__name__
+                    "write-back failed user=%s: %s",
+                    doc.get(self.store.schema.users.clerk_id),
+                    exc.__class__.__name__,
                 )

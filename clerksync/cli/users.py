@@ -29,8 +29,9 @@ COLUMNS = (
 
 def table_row(view: dict[str, Any]) -> dict[str, Any]:
     name = " ".join(part for part in (view["firstName"], view["lastName"]) if part)
-    created = view["createdAt"]
-    return {**view, "name": name or None, "created": created[:10] if created else None}
+    created = view["createdAt"]  # an ISO string, or whatever odd value the app wrote there
+    day = created[:10] if isinstance(created, str) and created[:4].isdigit() else created
+    return {**view, "name": name or None, "created": day}
 
 
 @app.command("list")
@@ -50,7 +51,8 @@ def list_users(
     from clerksync.users import public_view
 
     store = open_store(ctx)
-    rows = [public_view(doc) for doc in store.list_users(admins=admins, search=search, limit=limit)]
+    found = store.list_users(admins=admins, search=search, limit=limit)
+    rows = [public_view(doc, store.schema) for doc in found]
     if json:
         print_json(rows)
         return
@@ -76,7 +78,7 @@ def show_user(
     from clerksync.users import public_view
 
     store = open_store(ctx)
-    view = public_view(store.find_user(ident))
+    view = public_view(store.find_user(ident), store.schema)
     if json:
         print_json(view)
         return
