@@ -173,6 +173,7 @@ def show_delivery(store: UserStore, svix_id: str) -> DeliveryDetail:
             original = entry
     if original is None:
         raise NotFound(f"no delivery {svix_id[:100]!r} in the log")
+    replays.reverse()  # oldest first, as they happened
     return DeliveryDetail(Delivery.from_record(original), attempts, replays, stored_body(original))
 
 

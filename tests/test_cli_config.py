@@ -144,9 +144,10 @@ def test_help_works_whatever_the_settings(cli, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_did_you_mean_for_a_mistyped_name(cli, db_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
     (Path.cwd() / ".env.local").write_text("CLERK_API_KEY=sk_test_abc\nWEBHOK_SECRET=x\n")
     result = cli("users", "list", "--json")
-    assert result.exit_code == 0
+    assert result.exit_code == 0 and result.stderr.count("\n") == 2  # one line each
     assert "CLERK_API_KEY is set, but clerksync reads CLERK_SECRET_KEY" in result.stderr
     assert "did you mean WEBHOOK_SECRET?" in result.stderr
     checks = {c["name"]: c for c in json.loads(cli("doctor", "--json").stdout)["checks"]}

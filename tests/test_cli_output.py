@@ -148,3 +148,21 @@ def test_sync_metadata_over_a_document_without_a_clerk_id(
     assert "Traceback" not in result.stdout + result.stderr
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["total"] == 1  # the app's own user is not a Clerk user
+
+
+def test_user_show_and_doctor_fit_80_columns(cli, store: UserStore, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    add_user(
+        store,
+        "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+        email="someone.with.a.rather.long.address@example-company.com",
+        first_name="Alexandrina Victoria",
+    )
+    shown = cli("users", "show", "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
+    assert shown.exit_code == 0 and all(len(x) <= 80 for x in shown.stdout.splitlines())
+    assert "someone.with.a.rather.long.address@example-company.com" in shown.stdout
+    doctor = cli("doctor")
+    lines = doctor.stdout.splitlines()
+    assert len(lines) > 5 and all(len(x) <= 80 for x in lines)
+    marks = ("✓", "·", "!", "✗")  # every line starts with a mark, or is indented under one
+    assert all(x.startswith(marks) or x.startswith("  ") for x in lines[:-1])

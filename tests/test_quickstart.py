@@ -105,6 +105,8 @@ def test_quick_start_and_developer_loop(demo: Demo) -> None:
     users = demo.run("users", "list")
     assert users.returncode == 0, users.stderr
     assert "grace@example.com" in users.stdout and "1 user " in users.stdout
+    # the notice is one line, not hard-wrapped mid-path at 80 columns
+    assert users.stderr.count("\n") == 1 and "using the embedded store in" in users.stderr
 
     events = demo.run("events", "list", "--json")
     assert events.returncode == 0, events.stderr
