@@ -1,8 +1,6 @@
 """``clerksync serve``: the local webhook receiver."""
 
 import dataclasses
-import errno
-import socket
 from typing import Annotated
 
 import typer
@@ -22,6 +20,9 @@ def check_bindable(host: str, port: int) -> None:
     it touches the running one's files. (uvicorn binds with SO_REUSEADDR, so the
     test does the same: a socket left in TIME_WAIT does not count as in use.)
     """
+    import errno
+    import socket
+
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError, ValueError):
