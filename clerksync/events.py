@@ -241,12 +241,20 @@ class Tail:
         newest = self.store.deliveries.find({}, {"_id": 1}).sort("_id", -1).limit(1)
         self._after = next((b["_id"] for b in newest), None)
         self._started = True
-        if count <= 0:
+        if count <= 0 or self._after is None:
             return []
-        shown = list_deliveries(
-            self.store, event_type=self.event_type, outcome=self.outcome, limit=count
-        )
-        return list(reversed(shown))
+        # up to the cursor only: a bucket written meanwhile is the next poll's, not shown twice
+        shown: list[Delivery] = []
+        buckets = self.store.deliveries.find(
+            {"_id": {"$lte": self._after}}, {"records.payload": 0}
+        ).sort("_id", -1)
+        for bucket in buckets.batch_size(20):
+            for entry in reversed(bucket.get("records") or []):
+                if self._keep(entry):
+                    shown.append(Delivery.from_record(entry))
+            if len(shown) >= count:
+                break
+        return list(reversed(shown[:count]))
 
     def poll(self) -> list[Delivery]:
         if not self._started:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, say, state
+from clerksync.cli.common import JsonOption, open_store, print_json, safe, say, state
 
 if TYPE_CHECKING:
     from clerksync.clerk import ClerkGateway
@@ -94,7 +94,7 @@ def sync_metadata(
             f"{summary['missing']}"
         )
         for clerk_id in summary.get("would_change", []):
-            typer.echo(clerk_id)
+            typer.echo(safe(clerk_id))
         for error in summary.get("errors", []):
             say(f"  failed: {error}")
     if summary["failed"]:
@@ -185,4 +185,4 @@ def reconcile(
     if summary["invalid"]:
         say(f"{summary['invalid']} Clerk records could not be mapped (no valid id/updated_at)")
     for clerk_id in summary.get("orphans", []):
-        typer.echo(f"orphan: {clerk_id}")
+        typer.echo(f"orphan: {safe(clerk_id)}")
