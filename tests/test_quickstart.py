@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from clerksync.embedded import stop_server
+from tests.conftest import OUR_VARS
 
 CLI = [sys.executable, "-m", "clerksync"]
 
@@ -38,7 +39,8 @@ class Demo:
         self.home = home
         self.cwd = cwd
         self.port = free_port()
-        self.env = {**os.environ, "CLERKSYNC_HOME": str(home), "COLUMNS": "80"}
+        clean = {k: v for k, v in os.environ.items() if k not in OUR_VARS}  # as on a clean machine
+        self.env = {**clean, "CLERKSYNC_HOME": str(home), "COLUMNS": "80"}
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -81,9 +83,11 @@ class Demo:
         return err
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
-    running = Demo(tmp_path / "home", tmp_path)
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """One demo for the module (the embedded store takes seconds to start); tests run in order."""
+    folder = tmp_path_factory.mktemp("demo")
+    running = Demo(folder / "home", folder)
     running.start()
     try:
         yield running
