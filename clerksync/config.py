@@ -329,6 +329,9 @@ def load_settings(
             raise ConfigError(f"{name} must be a number above 0 and at most {largest:g}")
         return value
 
+    # read by the embedded store's daemon from its environment; checked here so a bad value
+    # is one line and exit 2, not an error inside the store's start-up
+    number("CLERKSYNC_EMBEDDED_IDLE_SECONDS", 900, 7 * 86400)
     state_dir = Path(get("CLERKSYNC_HOME") or cwd / ".clerksync")
     if state_dir.exists() and not state_dir.is_dir():
         raise ConfigError(f"CLERKSYNC_HOME {state_dir} is a file: it must name a folder")

@@ -29,6 +29,7 @@ MALFORMED = {
     "CLERKSYNC_MONGO_TIMEOUT_MS": "inf",
     "CLERKSYNC_HOME": "<a file>",
     "CLERKSYNC_SCHEMA": "no-such-preset",
+    "CLERKSYNC_EMBEDDED_IDLE_SECONDS": "soon",
 }
 #: read when settings load, so every command stops on them
 EAGER = {
@@ -36,6 +37,7 @@ EAGER = {
     "CLERKSYNC_MONGO_TIMEOUT_MS",
     "CLERKSYNC_HOME",
     "CLERKSYNC_SCHEMA",
+    "CLERKSYNC_EMBEDDED_IDLE_SECONDS",
 }
 STORE = {"MONGODB_URL", "MONGODB_DB"}
 CLERK = {"CLERK_SECRET_KEY", "CLERK_API_URL"}
