@@ -112,6 +112,9 @@ def check_variables(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     local = settings.uses_embedded_store  # a local demo: unset keys are expected there
     running = dev_receiver(settings)
+    from clerksync.send import read_dev_secret
+
+    kept_secret = read_dev_secret(settings.state_dir)
 
     def var(name: str, shown: str, unset: Check | None) -> None:
         value = settings.value(name)
@@ -159,6 +162,14 @@ def check_variables(settings: Settings) -> list[Check]:
                 f"{mask(running['secret'])}",
             )
             if running and running["dev"] and running["secret"]
+            else info(
+                "WEBHOOK_SECRET",
+                f"unset; `clerksync serve --dev` uses this machine's local secret "
+                f"{mask(kept_secret)} (not running now)",
+                "start the demo with `clerksync serve --dev`; for Clerk's own deliveries, set "
+                f"WEBHOOK_SECRET — {WHERE['WEBHOOK_SECRET']}",
+            )
+            if local and kept_secret
             else Check(
                 "WEBHOOK_SECRET",
                 "fail",

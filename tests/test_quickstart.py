@@ -154,6 +154,9 @@ def test_dev_secret_is_kept_across_restarts_until_rotated(demo: Demo) -> None:
     said = demo.stop()
     assert not (demo.home / "serve.json").exists()  # removed on a clean stop by its writer
     assert "embedded store stops by itself" in said
+    stopped = json.loads(demo.run("doctor", "--json").stdout)["checks"]
+    secret_check = next(c for c in stopped if c["name"] == "WEBHOOK_SECRET")
+    assert secret_check["status"] == "info" and "not running now" in secret_check["detail"]
 
     demo.start()
     assert json.loads((demo.home / "dev-secret.json").read_text())["secret"] == secret
