@@ -78,12 +78,6 @@ class ClerkSyncGroup(TyperGroup):
         except (click.exceptions.Exit, click.ClickException, click.Abort, typer.Exit, typer.Abort):
             raise
         except Exception as exc:
-            from pymongo.errors import PyMongoError
-
-            if isinstance(exc, PyMongoError):
-                from clerksync.mongo import describe_mongo_error
-
-                fail(f"Error: {describe_mongo_error(exc)}", 1)
             if os.environ.get("CLERKSYNC_DEBUG"):
                 raise
             # Last resort: a bug, not the user's doing. One line, never locals (keys, URLs).

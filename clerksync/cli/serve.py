@@ -83,7 +83,6 @@ def serve(
     Exits 1 at once if the port is in use.
     """
     from clerksync.config import mask
-    from clerksync.mongo import connect
     from clerksync.send import (
         DEV_SECRET_FILE,
         dev_secret,
@@ -91,6 +90,7 @@ def serve(
         write_running_server,
     )
     from clerksync.server import run
+    from clerksync.store import connect
 
     settings = state(ctx).settings
     if rotate_secret and not dev:
