@@ -1,6 +1,7 @@
 """``clerksync serve``: the local webhook receiver."""
 
 import dataclasses
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -63,7 +64,20 @@ def serve(
     port: Annotated[
         int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to bind.")
     ] = 8000,
-    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
+    log_json: Annotated[
+        bool,
+        typer.Option("--log-json", help="Log JSON lines (every line, uvicorn's included)."),
+    ] = False,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--limit-concurrency",
+            metavar="N",
+            min=16,
+            help="Connections and requests at once; past it, 503 (Svix retries). Kept below "
+            "the open-file limit.",
+        ),
+    ] = 1000,
     dev: Annotated[
         bool,
         typer.Option(
@@ -102,16 +116,25 @@ def serve(
         )
     check_bindable(host, port)  # before anything is announced or written
     url = local_url(host, port)
+    tell: Callable[[str], None] = say
+    if log_json:  # every line JSON, these messages too
+        import logging
+
+        from clerksync.server import configure_logging
+
+        configure_logging(json_lines=True)
+        tell = logging.getLogger("clerksync.serve").info
     if dev:
         secret, made = dev_secret(settings.state_dir, rotate=rotate_secret)
         settings = dataclasses.replace(settings, webhook_secret=secret)
         kept = "new" if made else "kept"
-        say(
-            f"Dev mode: the webhook signing secret is {secret} ({kept}; in "
+        shown = mask(secret) if log_json else secret  # a log line is no place for a secret
+        tell(
+            f"Dev mode: the webhook signing secret is {shown} ({kept}; in "
             f"{settings.state_dir / DEV_SECRET_FILE}, reused until --rotate-secret). "
             "`clerksync send` finds it."
         )
-    store = connect(settings, announce=say)
+    store = connect(settings, announce=tell)
     store.ping()  # refuse to start against a database that does not answer
     writeback = (
         "on"
@@ -119,18 +142,25 @@ def serve(
         else "waiting (CLERK_SECRET_KEY is unset; users are still stored)"
     )
     write_running_server(settings.state_dir, url, dev=dev)
-    say(
+    tell(
         f"Receiving on {url} (secret {mask(settings.webhook_secret)}; "
         f"write-backs {writeback}). Ctrl-C stops."
     )
     try:
-        run(settings, host=host, port=port, log_json=log_json, store=store)
+        run(
+            settings,
+            host=host,
+            port=port,
+            log_json=log_json,
+            store=store,
+            limit_concurrency=limit_concurrency,
+        )
     finally:
         forget_running_server(settings.state_dir)
         if settings.uses_embedded_store:
             from clerksync.embedded import IDLE_SECONDS
 
-            say(
+            tell(
                 f"Stopped. The embedded store stops by itself after {IDLE_SECONDS / 60:.0f} "
                 "minutes without a client (CLERKSYNC_EMBEDDED_IDLE_SECONDS)."
             )
