@@ -428,8 +428,12 @@ def find_deliveries(
 
 
 def find_delivery(store: UserStore, svix_id: str) -> Mapping[str, Any] | None:
-    """The newest record for a svix id (a retried delivery has several)."""
-    return next(iter_records(store, svix_id=svix_id, payload=True), None)
+    """The newest record of a delivery as it arrived (a retried delivery has several).
+
+    Replays are logged beside it (``source: "replay"``) and never stand in for it.
+    """
+    records = iter_records(store, svix_id=svix_id, payload=True)
+    return next((r for r in records if r.get("source") != "replay"), None)
 
 
 def stored_body(entry: Mapping[str, Any]) -> bytes | None:
@@ -444,19 +448,7 @@ def stored_payload(entry: Mapping[str, Any]) -> Any:
 
 
 def since_ago(text: str) -> datetime:
-    """``30m``, ``2h``, ``7d`` or an ISO 8601 time -> a UTC datetime."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = text.strip()
-    if text[:-1].isdigit() and text[-1:] in units:
-        return utcnow() - timedelta(seconds=int(text[:-1]) * units[text[-1]])
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        from clerksync.errors import UsageError
+    """``30m``, ``2h``, ``7d`` or an ISO 8601 time -> a UTC datetime (``events.parse_since``)."""
+    from clerksync.events import parse_since
 
-        raise UsageError(f"--since {text!r}: give 30m, 2h, 7d or an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        from datetime import timezone
-
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
+    return parse_since(text)

@@ -136,6 +136,15 @@ class Receiver:
             from clerksync.errors import ConfigError
 
             raise ConfigError("WEBHOOK_SECRET is not set: the receiver cannot verify deliveries")
+        if store is None and settings.uses_embedded_store:
+            from clerksync.errors import ConfigError
+
+            # Mounted in an app, the embedded store would be a private database nobody
+            # looks at: users would "sync" into it silently. Only `clerksync serve` uses it.
+            raise ConfigError(
+                "MONGODB_URL is not set: a mounted receiver needs your app's database "
+                "(the embedded store is for `clerksync serve` demos only)"
+            )
         self.settings = settings
         self.secret = settings.webhook_secret
         self.store = store or connect(settings)
