@@ -263,7 +263,7 @@ def main() -> None:
         # Those in sync had their write-back land earlier: no pending mark left.
         for offset in range(0, len(in_sync), 500):
             batch = in_sync[offset : offset + 500]
-            store.finish_write_backs([(d, metadata[d["clerkId"]]) for d in batch])
+            store.queue.settle([(d, metadata[d["clerkId"]]) for d in batch])
         meta_file = Path(tmp) / "metadata.json"
         meta_file.write_text(json.dumps(metadata))
         fake, api = start_fake(n, prefix, str(meta_file))

@@ -38,7 +38,7 @@ from clerksync.errors import ClerkSyncError, InvalidEvent
 from clerksync.mongo import connect, utcnow
 from clerksync.store import UserStore
 from clerksync.webhooks import MAX_BODY, SignatureError, apply_event, parse_event, verify
-from clerksync.writeback import WriteBackWorkers
+from clerksync.writeback import Limits, WriteBackWorkers
 
 log = logging.getLogger("clerksync.server")
 
@@ -55,6 +55,7 @@ class Receiver:
         writeback_threads: int = 4,
         writeback_base_delay: float = 1.0,
         writeback_poll: float = 1.0,
+        writeback_limits: Limits | None = None,
     ) -> None:
         if not settings.webhook_secret:
             from clerksync.errors import ConfigError
@@ -75,6 +76,7 @@ class Receiver:
                 rate=default_rate(settings.clerk_secret_key),
                 base_delay=writeback_base_delay,
                 poll=writeback_poll,
+                limits=writeback_limits,
             )
             if gateway is not None
             else None
@@ -202,8 +204,9 @@ class Receiver:
                 error=f"database: {exc.__class__.__name__}",
                 verified_body=bytes(body),
             )
-        if wants and self.workers is not None:
-            self.workers.wake()
+        if wants and self.workers is not None and event.user_id is not None:
+            # The hand-off: the workers claim this user by key, no database polling.
+            self.workers.submit(self.store.clerk_key(event.user_id))
         return finish(
             200, outcome, event_type=event.type, user_id=event.user_id, verified_body=bytes(body)
         )

@@ -24,7 +24,7 @@ from clerksync import bookkeeping as bk
 from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
 from clerksync.mongo import describe_mongo_error, duplicates_only, find_in, utcnow
 from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
-from clerksync.users import ClerkUser, metadata_differs
+from clerksync.users import ClerkUser, agreeing_filter
 from clerksync.writeback_queue import WriteBackQueue
 
 if TYPE_CHECKING:
@@ -47,8 +47,17 @@ class WriteResult:
     wants_write_back: bool = False
 
 
-class UserStore(WriteBackQueue):
-    """The users collection plus clerksync's tombstones, delivery log and write-back queue."""
+def with_mark(update: Mapping[str, Any], now: Any) -> dict[str, Any]:
+    """``update`` that also marks the write-back due (``clerksync.dueAt``, ``seq`` + 1)."""
+    marked = {op: dict(fields) for op, fields in update.items()}
+    marked["$set"][bk.DUE] = now
+    marked["$inc"] = {**marked.get("$inc", {}), bk.SEQ: 1}
+    return marked
+
+
+class UserStore:
+    """The users collection plus clerksync's tombstones, delivery log and write-back queue
+    (``queue``: a ``WriteBackQueue`` on the same collection)."""
 
     def __init__(self, client: MongoClient[Any], db_name: str) -> None:
         from pymongo import WriteConcern
@@ -62,6 +71,14 @@ class UserStore(WriteBackQueue):
         self.deliveries: Collection[Any] = self.db.get_collection(
             DELIVERIES, write_concern=WriteConcern(w=1)
         )
+        self.queue = WriteBackQueue(self.users)
+
+    def pending_write_backs(self) -> int:
+        return self.queue.pending()
+
+    def clerk_key(self, clerk_id: str) -> dict[str, Any]:
+        """The filter naming one user by Clerk id (what the write-back hand-off claims by)."""
+        return {"clerkId": clerk_id}
 
     @property
     def name(self) -> str:
@@ -178,16 +195,30 @@ class UserStore(WriteBackQueue):
 
         now = utcnow()
         update, queued = upsert_update(user, now)
+        # Clerk's copy names an id and a role (usually our own write-back echoed back): the
+        # write is tried first with a filter that also requires the document to agree with
+        # that copy. If it matches, no write-back is due; if not, the write below carries
+        # the mark. Either way one write stores the state and the mark together: no read
+        # in between, no second write a crash could lose.
+        agrees = None if queued else agreeing_filter(user.public_metadata)
+        marked = update if queued else with_mark(update, now)
+        if (
+            agrees is not None
+            and not likely_new
+            and self.users.update_one({**ordering_filter(user), **agrees}, update).matched_count
+        ):
+            return WriteResult("applied")
         inserted = False
         if likely_new:
             try:
-                self.users.insert_one(new_document(update))
+                # A new document's id is news to Clerk: its write-back is due either way.
+                self.users.insert_one(new_document(marked))
                 inserted = True
             except DuplicateKeyError:
                 pass  # stored already: the ordering filter decides
         if not inserted:
             try:
-                result = self.users.update_one(ordering_filter(user), update, upsert=True)
+                result = self.users.update_one(ordering_filter(user), marked, upsert=True)
             except DuplicateKeyError:
                 # The filter missed an existing document: what is stored is as new or newer.
                 existing = self.users.find_one({"clerkId": user.id}, {bk.UPDATED_AT: 1})
@@ -201,16 +232,7 @@ class UserStore(WriteBackQueue):
         if inserted and self.is_tombstoned(user.id):
             self.users.delete_one({"clerkId": user.id, bk.UPDATED_AT: user.updated_at})
             return WriteResult("stale")
-        if queued:
-            return WriteResult("applied", wants_write_back=True)
-        # Clerk's copy names an id and a role: usually our own write-back echoed back.
-        # Check it against the stored document, and queue a write-back if it differs.
-        doc = self.users.find_one({"clerkId": user.id}, {"isAdmin": 1, bk.SEEN: 1, bk.DUE: 1})
-        if doc is not None and metadata_differs(doc):
-            if not bk.has(doc, bk.DUE):
-                self.mark_write_back(doc["_id"])
-            return WriteResult("applied", wants_write_back=True)
-        return WriteResult("applied")
+        return WriteResult("applied", wants_write_back=True)
 
     def delete_user(self, clerk_id: str) -> WriteResult:
         """Tombstone first, then delete: ``duplicate`` when both were already done."""
@@ -324,18 +346,15 @@ class UserStore(WriteBackQueue):
     # -- admin rights ------------------------------------------------------------------------
 
     def set_admin(self, doc_id: Any, value: bool) -> Mapping[str, Any]:
-        """Set ``isAdmin`` and queue the write-back in the same durable write."""
-        from pymongo import ReturnDocument
-
+        """Set ``isAdmin`` and mark the write-back in the same durable write; the mark leaves
+        any claim alone, so a write-back in flight finishes, sees ``seq`` moved and keeps
+        the mark for the newest state. (``update_one`` then a read: ``findAndModify`` is
+        a collection scan on the wire server.)"""
         now = utcnow()
-        doc = self.users.find_one_and_update(
-            {"_id": doc_id},
-            {
-                "$set": {"isAdmin": value, "updatedAt": now, bk.DUE: now},
-                "$inc": {bk.SEQ: 1},
-            },
-            return_document=ReturnDocument.AFTER,
-        )
+        change = with_mark({"$set": {"isAdmin": value, "updatedAt": now}}, now)
+        if not self.users.update_one({"_id": doc_id}, change).matched_count:
+            raise NotFound(f"user {doc_id} vanished while being updated")
+        doc = self.users.find_one({"_id": doc_id})
         if doc is None:
             raise NotFound(f"user {doc_id} vanished while being updated")
         return doc

@@ -15,6 +15,7 @@ from typing import Any
 
 from clerksync import bookkeeping as bk
 from clerksync.errors import InvalidEvent
+from clerksync.writeback_queue import seen_copy
 
 CLERK_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 MAX_TEXT = 2048
@@ -112,7 +113,6 @@ def user_fields(user: ClerkUser) -> dict[str, Any]:
     deliveries; ``clerksync.metadata`` is Clerk's copy of our keys as last seen,
     which decides whether a write-back is needed.
     """
-    metadata = user.public_metadata
     return {
         "clerkId": user.id,
         "email": user.email,
@@ -121,16 +121,27 @@ def user_fields(user: ClerkUser) -> dict[str, Any]:
         "username": user.username,
         "profilePicture": user.image_url,
         bk.UPDATED_AT: user.updated_at,
-        bk.SEEN: {
-            "userMongoId": metadata.get("userMongoId"),
-            "isAdmin": metadata.get("isAdmin"),
-        },
+        bk.SEEN: seen_copy(user.public_metadata),
     }
 
 
 def wanted_metadata(doc: Mapping[str, Any]) -> dict[str, Any]:
     """What Clerk's ``publicMetadata`` must hold for this document."""
     return {"userMongoId": str(doc["_id"]), "isAdmin": bool(doc.get("isAdmin", False))}
+
+
+def agreeing_filter(clerk_metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A filter matching the document whose ``wanted_metadata`` is this Clerk copy, or None
+    when no document can match (the copy names no valid id): lets a write that stores Clerk's
+    copy decide in its own filter whether a write-back is due (``UserStore.upsert_user``)."""
+    from bson import ObjectId
+
+    mongo_id, admin = clerk_metadata.get("userMongoId"), clerk_metadata.get("isAdmin")
+    if not isinstance(mongo_id, str) or not ObjectId.is_valid(mongo_id):
+        return None
+    if not isinstance(admin, bool) or str(ObjectId(mongo_id)) != mongo_id:
+        return None
+    return {"_id": ObjectId(mongo_id), "isAdmin": True if admin else {"$in": [False, None]}}
 
 
 def clerk_copy_differs(clerk_metadata: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
