@@ -1,0 +1,158 @@
+"""Write-backs under contention: a poisoned document, promote/demote against a slow Clerk,
+and Clerk's per-user limit with two receivers on one database."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from clerksync import bookkeeping as bk
+from clerksync.config import load_settings
+from clerksync.mongo import connect, utcnow
+from clerksync.payloads import event
+from clerksync.ratelimit import PerUserWindow, RetryPolicy, instance_pacer
+from clerksync.store import UserStore
+from clerksync.sync import set_admin
+from clerksync.users import parse_clerk_user
+from clerksync.writeback import Limits
+from tests.conftest import WEBHOOK_SECRET
+from tests.fakeclerk import FakeClerk
+from tests.receiver import RunningReceiver, post
+from tests.test_writeback import FAST, in_sync, wait_for
+
+
+@pytest.fixture
+def receivers(store: UserStore, webhook_secret: str) -> Iterator[list[RunningReceiver]]:
+    started: list[RunningReceiver] = []
+    yield started
+    for running in started:
+        running.stop()
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_poisoned_payload_is_stored_type_checked_and_written_back(
+    receivers, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    running = RunningReceiver(load_settings(), **FAST).start()
+    receivers.append(running)
+    poisoned = fake_clerk.add_user(user_id="user_poison")
+    poisoned["public_metadata"] = {"userMongoId": nested(900), "isAdmin": "yes"}
+    fake_clerk.users["user_poison"]["public_metadata"] = dict(poisoned["public_metadata"])
+    assert post(running.url, WEBHOOK_SECRET, event("user.created", poisoned)).status_code == 200
+    others = [fake_clerk.add_user(user_id=f"user_fine{n}") for n in range(3)]
+    for user in others:
+        assert post(running.url, WEBHOOK_SECRET, event("user.created", user)).status_code == 200
+    ids = ["user_poison", *(u["id"] for u in others)]
+    wait_for(lambda: all(in_sync(fake_clerk, store, i) for i in ids))
+    # What is kept of Clerk's copy is type-checked: the list never reached the document.
+    again = {**poisoned, "id": "user_poison2"}
+    store.upsert_user(parse_clerk_user(again), likely_new=True)
+    stored = store.find_user("user_poison2")
+    assert bk.field(stored, bk.SEEN) == {"userMongoId": None, "isAdmin": None}
+    touched = store.users.update_one({"clerkId": "user_poison2"}, {"$set": {"probe": 1}})
+    assert touched.modified_count == 1  # the document can still be updated (claimed)
+
+
+def test_a_document_the_database_cannot_update_does_not_hold_up_the_others(
+    receivers, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    # Left by an older version: a 900-deep list in the document; every update of it fails
+    # on the wire server, so it can be neither claimed nor parked. It is the most overdue.
+    fake_clerk.add_user(user_id="user_stuck")
+    store.users.insert_one(
+        {
+            "clerkId": "user_stuck",
+            "isAdmin": False,
+            "clerksync": {"dueAt": utcnow().replace(year=2020), "seq": 1, "metadata": nested(900)},
+        }
+    )
+    users = [fake_clerk.add_user(user_id=f"user_next{n}") for n in range(5)]
+    store.upsert_many(parse_clerk_user(u) for u in users)  # due, behind the stuck one
+    running = RunningReceiver(load_settings(), **FAST).start()
+    receivers.append(running)
+    wait_for(lambda: all(in_sync(fake_clerk, store, u["id"]) for u in users))
+    assert fake_clerk.users["user_stuck"]["public_metadata"] == {}
+    assert store.pending_write_backs() == 1
+
+
+def test_promote_then_demote_with_a_slow_clerk_leaves_clerk_not_admin(
+    receivers, store: UserStore, fake_clerk: FakeClerk, monkeypatch
+) -> None:
+    running = RunningReceiver(load_settings(), **FAST).start()
+    receivers.append(running)
+    user = fake_clerk.add_user(user_id="user_flip")
+    post(running.url, WEBHOOK_SECRET, event("user.created", user))
+    wait_for(lambda: in_sync(fake_clerk, store, "user_flip"))
+    fake_clerk.latency = 0.8  # every Clerk request takes 0.8 s
+    gateway = running.receiver.gateway
+    results: dict[str, dict] = {}
+
+    def run(name: str, value: bool) -> None:
+        cli_store = connect(load_settings())  # each command is its own process
+        try:
+            results[name] = set_admin(cli_store, gateway, "user_flip", value)
+        finally:
+            cli_store.close()
+
+    promote = threading.Thread(target=run, args=("promote", True))
+    promote.start()
+    time.sleep(0.3)  # the promote's PATCH is in flight
+    run("demote", False)
+    promote.join()
+    assert results["promote"]["clerk"] == "updated" and results["demote"]["clerk"] == "updated"
+    wait_for(lambda: in_sync(fake_clerk, store, "user_flip"))
+    assert store.find_user("user_flip")["isAdmin"] is False
+    assert fake_clerk.users["user_flip"]["public_metadata"]["isAdmin"] is False
+    # the demote's write came last
+    assert fake_clerk.metadata_writes[-1] == (
+        "user_flip",
+        {
+            "userMongoId": str(store.find_user("user_flip")["_id"]),
+            "isAdmin": False,
+        },
+    )
+
+
+def test_per_user_limit_and_single_writer_hold_across_two_receivers(
+    receivers, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    fake_clerk.window = 2.0  # Clerk's 10 writes per user, in a 2 s window to keep this short
+
+    def limits() -> Limits:
+        return Limits(
+            pacer=instance_pacer(1000),
+            policy=RetryPolicy(base=0.05, cap=0.5),
+            per_user=PerUserWindow(limit=10, window=2.0),
+        )
+
+    first = RunningReceiver(load_settings(), **FAST, writeback_limits=limits()).start()
+    receivers.append(first)
+    second = RunningReceiver(
+        load_settings(), store=connect(load_settings()), **FAST, writeback_limits=limits()
+    ).start()
+    receivers.append(second)
+    user = fake_clerk.add_user(user_id="user_busy")
+    post(first.url, WEBHOOK_SECRET, event("user.created", user))
+    wait_for(lambda: in_sync(fake_clerk, store, "user_busy"))
+    mongo_id = str(store.find_user("user_busy")["_id"])
+    started = time.monotonic()
+    with httpx.Client() as client:
+        for n in range(24):  # Clerk's copy says admin each time: each needs a write-back
+            stale = {**user, "updated_at": user["updated_at"] + n + 1}
+            stale["public_metadata"] = {"userMongoId": mongo_id, "isAdmin": True}
+            target = (first, second)[n % 2]
+            assert post(target.url, WEBHOOK_SECRET, event("user.updated", stale), client=client)
+            wait_for(lambda: in_sync(fake_clerk, store, "user_busy"))
+    assert fake_clerk.rate_limited == 0  # never over 10 writes in any 2 s, both together
+    assert len(fake_clerk.metadata_writes) == 25
+    assert time.monotonic() - started >= 2.0  # the 11th write waited for the window
