@@ -54,7 +54,7 @@ class Receiver:
         gateway: ClerkGateway | None = None,
         writeback_threads: int = 4,
         writeback_base_delay: float = 1.0,
-        writeback_poll: float = 1.0,
+        writeback_poll: float = 5.0,
         writeback_limits: Limits | None = None,
     ) -> None:
         if not settings.webhook_secret:

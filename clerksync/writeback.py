@@ -231,7 +231,7 @@ class WriteBackWorkers:
         base_delay: float = 1.0,
         max_delay: float = 300.0,
         limits: Limits | None = None,
-        sweep_batch: int = 1000,
+        sweep_batch: int = 5000,
     ) -> None:
         self.store = store
         self.queue = store.queue
@@ -242,7 +242,7 @@ class WriteBackWorkers:
         self.limits = limits or default_limits(rate, base_delay=base_delay, max_delay=max_delay)
         self.keeper = LeaseKeeper(self.queue)
         self._heap: list[tuple[float, int, tuple[str, Any]]] = []
-        self._queued: set[tuple[str, Any]] = set()
+        self._queued: dict[tuple[str, Any], float] = {}  # key -> when it is ready
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._sweep = threading.Event()
@@ -257,11 +257,17 @@ class WriteBackWorkers:
         [(name, value)] = key.items()
         delay = (at - utcnow()).total_seconds() if at is not None else 0.0
         ready = time.monotonic() + max(0.0, delay)
+        item = (name, value)
         with self._cond:
-            if (name, value) in self._queued or len(self._queued) >= MAX_QUEUED:
-                return
-            self._queued.add((name, value))
-            heapq.heappush(self._heap, (ready, next(self._order), (name, value)))
+            queued = self._queued.get(item)
+            if queued is not None and queued <= ready:
+                return  # already queued, as early or earlier
+            if queued is None and len(self._queued) >= MAX_QUEUED:
+                return  # the sweep finds it later
+            # An earlier time replaces a later one (a user re-marked while it waited for a
+            # lease): the old heap entry stays and is skipped when it comes up.
+            self._queued[item] = ready
+            heapq.heappush(self._heap, (ready, next(self._order), item))
             self._cond.notify()
 
     def wake(self) -> None:
@@ -310,8 +316,10 @@ class WriteBackWorkers:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if self._heap and self._heap[0][0] <= now:
-                    _, _, key = heapq.heappop(self._heap)
-                    self._queued.discard(key)
+                    ready, _, key = heapq.heappop(self._heap)
+                    if self._queued.get(key) != ready:
+                        continue  # replaced by an earlier entry, already taken
+                    del self._queued[key]
                     return key
                 timeout = self._heap[0][0] - now if self._heap else None
                 self._cond.wait(timeout)
