@@ -32,7 +32,7 @@ from clerksync.ratelimit import (
     instance_pacer,
 )
 from clerksync.store import UserStore
-from clerksync.users import clerk_copy_differs, parse_clerk_user
+from clerksync.users import clerk_copy_differs, clerk_id_of, parse_clerk_user
 from clerksync.writeback import LeaseKeeper, Limits, WriteBack, default_limits, write_back
 from clerksync.writeback_queue import LEASE
 
@@ -118,7 +118,7 @@ def sync_metadata(
             summary["missing"] += 1
         else:
             summary["failed"] += 1
-            errors.append(f"{doc['clerkId']}: {result.error}")
+            errors.append(f"{clerk_id_of(doc)}: {result.error}")
 
     # Writes to Clerk run in a pool while the next batch is read; a bounded backlog keeps
     # memory flat.
@@ -135,7 +135,7 @@ def sync_metadata(
             # Natural order: any order will do, and a sort would make the server read all first.
             cursor = store.users.find({}, fields).batch_size(CURSOR_BATCH)
             for batch in _batches(iter(cursor), ID_BATCH):
-                ids = [d["clerkId"] for d in batch]
+                ids = [clerk_id_of(d) for d in batch]
                 found = call_with_retries(
                     functools.partial(gateway.get_many, ids), limits.pacer, policy=limits.policy
                 )
@@ -144,21 +144,21 @@ def sync_metadata(
                 agreed = []
                 for doc in batch:
                     summary["total"] += 1
-                    if doc["clerkId"] not in clerk:
+                    if clerk_id_of(doc) not in clerk:
                         summary["missing"] += 1
-                    elif clerk_copy_differs(clerk[doc["clerkId"]], doc):
+                    elif clerk_copy_differs(clerk[clerk_id_of(doc)], doc):
                         to_write.append(doc)
                     else:
                         summary["unchanged"] += 1
                         if bk.has(doc, bk.DUE):  # Clerk already agrees: just clear the mark
-                            agreed.append((doc, clerk[doc["clerkId"]]))
+                            agreed.append((doc, clerk[clerk_id_of(doc)]))
                 if dry_run:
-                    would_change.extend(d["clerkId"] for d in to_write)
+                    would_change.extend(clerk_id_of(d) for d in to_write)
                     summary["updated"] += len(to_write)
                 else:
                     store.queue.settle(agreed)
                     pending.extend(
-                        (doc, pool.submit(write, doc, clerk[doc["clerkId"]])) for doc in to_write
+                        (doc, pool.submit(write, doc, clerk[clerk_id_of(doc)])) for doc in to_write
                     )
                     reap(block=False)
                 if progress:

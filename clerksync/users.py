@@ -125,6 +125,11 @@ def user_fields(user: ClerkUser) -> dict[str, Any]:
     }
 
 
+def clerk_id_of(doc: Mapping[str, Any]) -> str:
+    """The Clerk user id a stored document belongs to."""
+    return str(doc["clerkId"])
+
+
 def wanted_metadata(doc: Mapping[str, Any]) -> dict[str, Any]:
     """What Clerk's ``publicMetadata`` must hold for this document."""
     return {"userMongoId": str(doc["_id"]), "isAdmin": bool(doc.get("isAdmin", False))}

@@ -33,7 +33,7 @@ from clerksync.errors import ClerkApiError
 from clerksync.mongo import utcnow
 from clerksync.ratelimit import PerUserWindow, RetryPolicy, SlidingWindowPacer, instance_pacer
 from clerksync.store import UserStore
-from clerksync.users import clerk_copy_differs, wanted_metadata
+from clerksync.users import clerk_copy_differs, clerk_id_of, wanted_metadata
 from clerksync.writeback_queue import Key, WriteBackQueue
 
 log = logging.getLogger("clerksync.writeback")
@@ -142,7 +142,7 @@ def write_back(
         error = f"{exc.__class__.__name__}"
         if attempts >= PARK_AFTER:
             queue.park({"_id": doc["_id"]}, error)
-            log.warning("write-back parked user=%s: %s", doc.get("clerkId"), error)
+            log.warning("write-back parked id=%s: %s", doc["_id"], error)
             return WriteBack("parked", error=error)
         delay = limits.policy.delay(attempts, ClerkApiError(error, status=0)) or 1.0
         retry_at = utcnow() + timedelta(seconds=delay)
@@ -165,7 +165,7 @@ def _write_claimed(
     if not clerk_copy_differs(known, doc):
         remarked = queue.finish([(doc, known, False)]) > 0
         return WriteBack("unchanged", copy=known, remarked=remarked)
-    clerk_id = doc["clerkId"]
+    clerk_id = clerk_id_of(doc)
     recent = [t for t in bk.field(doc, bk.WRITES) or [] if isinstance(t, (int, float))]
     wait = limits.per_user.wait(recent, time.time())
     if wait > 0:

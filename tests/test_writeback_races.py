@@ -13,7 +13,7 @@ import pytest
 from clerksync import bookkeeping as bk
 from clerksync.config import load_settings
 from clerksync.mongo import connect, utcnow
-from clerksync.payloads import event
+from clerksync.payloads import clerk_user, event
 from clerksync.ratelimit import PerUserWindow, RetryPolicy, instance_pacer
 from clerksync.store import UserStore
 from clerksync.sync import set_admin
@@ -156,3 +156,49 @@ def test_per_user_limit_and_single_writer_hold_across_two_receivers(
     assert fake_clerk.rate_limited == 0  # never over 10 writes in any 2 s, both together
     assert len(fake_clerk.metadata_writes) == 25
     assert time.monotonic() - started >= 2.0  # the 11th write waited for the window
+
+
+def test_an_absurd_retry_after_from_clerk_defers_by_the_cap_not_by_years(
+    store: UserStore,
+) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from clerksync.clerk import ClerkGateway
+    from clerksync.writeback import LeaseKeeper, write_back
+
+    class Throttled(BaseHTTPRequestHandler):
+        """A Clerk that answers every request 429 with ``Retry-After: 1e9`` (~31 years)."""
+
+        def do_PATCH(self) -> None:  # noqa: N802  (http.server's naming)
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"errors": [{"code": "too_many_requests", "message": "slow down"}]}'
+            self.send_response(429)
+            self.send_header("retry-after", "1e9")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Throttled)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gateway = ClerkGateway(
+            "sk_test_" + "x" * 40, api_url=f"http://127.0.0.1:{server.server_port}/v1"
+        )
+        store.upsert_user(parse_clerk_user(clerk_user(user_id="user_throttled")), likely_new=True)
+        limits = Limits(instance_pacer(9.5), RetryPolicy(), PerUserWindow())
+        keeper = LeaseKeeper(store.queue)
+        before = utcnow()
+        result = write_back(store.queue, gateway, store.clerk_key("user_throttled"), limits, keeper)
+        keeper.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.outcome == "deferred" and result.retry_at is not None
+    waited = (result.retry_at - before).total_seconds()
+    assert 60 <= waited <= 70  # capped at 60 s (plus jitter), not 1e9 s
+    assert limits.pacer.paused_until - time.monotonic() <= 70  # nobody else waits years
+    doc = store.find_user("user_throttled")
+    assert bk.field(doc, bk.DUE) is not None and "429" in bk.field(doc, bk.ERROR)
