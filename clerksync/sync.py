@@ -31,8 +31,9 @@ from clerksync.ratelimit import (
     instance_bucket,
     instance_pacer,
 )
+from clerksync.schema import CLERK_USER_ID
 from clerksync.store import UserStore
-from clerksync.users import clerk_copy_differs, clerk_id_of, parse_clerk_user
+from clerksync.users import clerk_copy_differs, parse_clerk_user
 from clerksync.writeback import LeaseKeeper, Limits, WriteBack, default_limits, write_back
 from clerksync.writeback_queue import LEASE
 
@@ -98,7 +99,9 @@ def sync_metadata(
     would_change: list[str] = []
     errors: list[str] = []
     total = store.count() if progress is not None else None  # only the progress bar uses it
-    fields = {"clerkId": 1, "isAdmin": 1, bk.SEQ: 1, bk.SEEN: 1, bk.DUE: 1}
+    schema = store.schema
+    clerk_id = schema.users.clerk_id
+    fields = {**schema.users.projection(), bk.SEQ: 1, bk.SEEN: 1, bk.DUE: 1}
 
     def write(doc: Mapping[str, Any], copy: Mapping[str, Any]) -> WriteBack:
         key = {"_id": doc["_id"]}
@@ -118,7 +121,7 @@ def sync_metadata(
             summary["missing"] += 1
         else:
             summary["failed"] += 1
-            errors.append(f"{clerk_id_of(doc)}: {result.error}")
+            errors.append(f"{doc[clerk_id]}: {result.error}")
 
     # Writes to Clerk run in a pool while the next batch is read; a bounded backlog keeps
     # memory flat.
@@ -133,9 +136,11 @@ def sync_metadata(
     try:
         with ThreadPoolExecutor(concurrency) as pool:
             # Natural order: any order will do, and a sort would make the server read all first.
-            cursor = store.users.find({}, fields).batch_size(CURSOR_BATCH)
+            # Documents without a Clerk id are the app's own users: nothing to write back.
+            linked = {clerk_id: {"$type": "string"}}
+            cursor = store.users.find(linked, fields).batch_size(CURSOR_BATCH)
             for batch in _batches(iter(cursor), ID_BATCH):
-                ids = [clerk_id_of(d) for d in batch]
+                ids = [d[clerk_id] for d in batch]
                 found = call_with_retries(
                     functools.partial(gateway.get_many, ids), limits.pacer, policy=limits.policy
                 )
@@ -144,21 +149,21 @@ def sync_metadata(
                 agreed = []
                 for doc in batch:
                     summary["total"] += 1
-                    if clerk_id_of(doc) not in clerk:
+                    if doc[clerk_id] not in clerk:
                         summary["missing"] += 1
-                    elif clerk_copy_differs(clerk[clerk_id_of(doc)], doc):
+                    elif clerk_copy_differs(clerk[doc[clerk_id]], doc, schema):
                         to_write.append(doc)
                     else:
                         summary["unchanged"] += 1
                         if bk.has(doc, bk.DUE):  # Clerk already agrees: just clear the mark
-                            agreed.append((doc, clerk[clerk_id_of(doc)]))
+                            agreed.append((doc, clerk[doc[clerk_id]]))
                 if dry_run:
-                    would_change.extend(clerk_id_of(d) for d in to_write)
+                    would_change.extend(d[clerk_id] for d in to_write)
                     summary["updated"] += len(to_write)
                 else:
                     store.queue.settle(agreed)
                     pending.extend(
-                        (doc, pool.submit(write, doc, clerk[clerk_id_of(doc)])) for doc in to_write
+                        (doc, pool.submit(write, doc, clerk[doc[clerk_id]])) for doc in to_write
                     )
                     reap(block=False)
                 if progress:
@@ -197,6 +202,7 @@ def reconcile(
         "mongo_users": 0,
         "created": 0,
         "updated": 0,
+        "adopted": 0,
         "unchanged": 0,
         "orphaned": 0,
         "pruned": 0,
@@ -298,9 +304,12 @@ def _id_table() -> sqlite3.Connection:
 def _snapshot_ids(store: UserStore) -> sqlite3.Connection:
     """The Clerk ids MongoDB holds now, in an id table (no sort asked of the server)."""
     table = _id_table()
-    cursor = store.users.find({}, {"clerkId": 1, "_id": 0}).batch_size(CURSOR_BATCH)
-    ids = (d.get("clerkId") for d in cursor)
-    for batch in _batches((i for i in ids if isinstance(i, str)), CURSOR_BATCH):
+    clerk_id = store.schema.users.clerk_id
+    cursor = store.users.find({}, {clerk_id: 1, "_id": 0}).batch_size(CURSOR_BATCH)
+    ids = (d.get(clerk_id) for d in cursor)
+    # Only Clerk user ids: an app's own users (no id, or a placeholder) are no orphans.
+    linked = (i for i in ids if isinstance(i, str) and CLERK_USER_ID.match(i))
+    for batch in _batches(linked, CURSOR_BATCH):
         table.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i,) for i in batch])
     return table
 
@@ -329,7 +338,7 @@ def set_admin(
     *,
     limits: Limits | None = None,
 ) -> dict[str, Any]:
-    """Set ``isAdmin`` in MongoDB (durably, with the write-back marked), then write it into
+    """Set the admin flag in MongoDB (durably, with the write-back marked), then write it into
     Clerk through the same claim as the workers: if one is writing this user, this waits
     for it, so the last write Clerk sees is the newest state.
 
@@ -339,11 +348,13 @@ def set_admin(
     from clerksync.clerk import default_rate
     from clerksync.users import public_view
 
+    schema = store.schema
     doc = store.find_user(ident)
     doc = store.set_admin(doc["_id"], value)
-    result: dict[str, Any] = {"user": public_view(doc), "clerk": "waiting"}
-    if gateway is None:
-        return result
+    result: dict[str, Any] = {"user": public_view(doc, schema), "clerk": "waiting"}
+    clerk_id = doc.get(schema.users.clerk_id)
+    if gateway is None or not (isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id)):
+        return result  # no key, or the app's own user (not in Clerk): nothing to write
     # A person is waiting: a few quick retries, then the mark stays for the workers.
     limits = limits or Limits(
         pacer=instance_pacer(default_rate(gateway.secret_key)),

@@ -33,7 +33,7 @@ from clerksync.errors import ClerkApiError
 from clerksync.mongo import utcnow
 from clerksync.ratelimit import PerUserWindow, RetryPolicy, SlidingWindowPacer, instance_pacer
 from clerksync.store import UserStore
-from clerksync.users import clerk_copy_differs, clerk_id_of, wanted_metadata
+from clerksync.users import clerk_copy_differs, wanted_metadata
 from clerksync.writeback_queue import Key, WriteBackQueue
 
 log = logging.getLogger("clerksync.writeback")
@@ -162,10 +162,11 @@ def _write_claimed(
     inline: bool,
 ) -> WriteBack:
     known = clerk_copy if clerk_copy is not None else (bk.field(doc, bk.SEEN) or {})
-    if not clerk_copy_differs(known, doc):
+    schema = queue.schema
+    if not clerk_copy_differs(known, doc, schema):
         remarked = queue.finish([(doc, known, False)]) > 0
         return WriteBack("unchanged", copy=known, remarked=remarked)
-    clerk_id = clerk_id_of(doc)
+    clerk_id = doc[schema.users.clerk_id]
     recent = [t for t in bk.field(doc, bk.WRITES) or [] if isinstance(t, (int, float))]
     wait = limits.per_user.wait(recent, time.time())
     if wait > 0:
@@ -178,7 +179,7 @@ def _write_claimed(
     while True:
         limits.pacer.acquire()
         try:
-            copy = gateway.update_metadata(clerk_id, wanted_metadata(doc))
+            copy = gateway.update_metadata(clerk_id, wanted_metadata(doc, schema))
             break
         except ClerkApiError as exc:
             if exc.status == 404:

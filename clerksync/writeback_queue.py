@@ -30,6 +30,8 @@ from clerksync.mongo import IN_CHUNK, utcnow
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
+    from clerksync.schema import Schema
+
 #: how long a claim holds without renewal: a killed process's users wait at most this long
 LEASE = timedelta(seconds=10)
 #: recent metadata writes remembered per user (Clerk allows 10 per 10 s)
@@ -38,14 +40,20 @@ KEEP_WRITES = 10
 Key = Mapping[str, Any]  # a filter naming one user: {"_id": …} or the Clerk id's
 
 
-def seen_copy(copy: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``clerksync.metadata`` keeps of Clerk's copy: our keys, only when well-typed (a
-    nested list where an id should be must not reach the document: it broke every update)."""
-    mongo_id, admin = copy.get("userMongoId"), copy.get("isAdmin")
-    return {
-        "userMongoId": mongo_id if isinstance(mongo_id, str) and len(mongo_id) <= 64 else None,
-        "isAdmin": admin if isinstance(admin, bool) else None,
-    }
+def seen_copy(copy: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    """What ``clerksync.metadata`` keeps of Clerk's copy: our keys, each only when it has the
+    type it should (a nested list where an id should be must not reach the document: on the
+    wire server it broke every later update of it, the claim included). Anything else is
+    kept as null, which differs from what we want, so the write-back replaces it."""
+
+    def typed(what: str, value: Any) -> Any:
+        if what == "mongo_id":
+            return value if isinstance(value, str) and len(value) <= 64 else None
+        if what == "admin":
+            return value if isinstance(value, bool) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return {key: typed(what, copy.get(key)) for key, what in schema.users.metadata.items()}
 
 
 class WriteBackQueue:
@@ -54,9 +62,15 @@ class WriteBackQueue:
     ``owner`` names this process in the leases it takes (random unless given)."""
 
     def __init__(
-        self, users: Collection[Any], *, owner: str | None = None, lease: timedelta = LEASE
+        self,
+        users: Collection[Any],
+        schema: Schema,
+        *,
+        owner: str | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self.users = users
+        self.schema = schema
         self.owner = owner or uuid.uuid4().hex
         self.lease = lease
 
@@ -133,7 +147,10 @@ class WriteBackQueue:
             unset = {bk.LEASE_OWNER: "", bk.LEASE_UNTIL: ""}
             if clear:
                 unset.update({bk.DUE: "", bk.ERROR: "", bk.PARKED: ""})
-            change: dict[str, Any] = {"$set": {bk.SEEN: seen_copy(copy)}, "$unset": unset}
+            change: dict[str, Any] = {
+                "$set": {bk.SEEN: seen_copy(copy, self.schema)},
+                "$unset": unset,
+            }
             if clear:
                 change["$set"][bk.ATTEMPTS] = 0
             if wrote:
@@ -180,7 +197,7 @@ class WriteBackQueue:
                         bk.LEASE_UNTIL: {"$not": {"$gt": now}},
                     },
                     {
-                        "$set": {bk.SEEN: seen_copy(copy), bk.ATTEMPTS: 0},
+                        "$set": {bk.SEEN: seen_copy(copy, self.schema), bk.ATTEMPTS: 0},
                         "$unset": {bk.DUE: "", bk.ERROR: "", bk.PARKED: ""},
                     },
                 )

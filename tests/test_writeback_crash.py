@@ -16,9 +16,9 @@ from pymongo import MongoClient, monitoring
 from clerksync import bookkeeping as bk
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.users import parse_clerk_user, wanted_metadata
 from clerksync.writeback_queue import WriteBackQueue
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import post
 
@@ -37,6 +37,28 @@ class Commands(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+@ALL_SCHEMAS
+def test_the_echo_of_our_write_back_agrees_in_one_write_under_every_schema(
+    store: UserStore,
+) -> None:
+    user = clerk_user(user_id="user_echo")
+    assert store.upsert_user(parse_clerk_user(user), likely_new=True).wants_write_back
+    claimed = store.queue.claim(store.clerk_key("user_echo"))
+    assert claimed is not None
+    wanted = wanted_metadata(claimed, store.schema)
+    assert store.queue.finish([(claimed, wanted, True)]) == 0
+    # Clerk's user.updated answering our write: it names exactly what we wrote.
+    echo = {**user, "updated_at": user["updated_at"] + 1, "public_metadata": wanted}
+    result = store.upsert_user(parse_clerk_user(echo))
+    assert result.outcome == "applied" and not result.wants_write_back
+    assert store.pending_write_backs() == 0
+    # An admin change on our side makes the same copy differ: marked in that one write.
+    store.set_admin(claimed["_id"], True)
+    again = {**echo, "updated_at": echo["updated_at"] + 1}
+    assert store.upsert_user(parse_clerk_user(again)).wants_write_back
+    assert store.pending_write_backs() == 1
 
 
 def test_a_differing_clerk_copy_is_stored_and_marked_in_one_write(
@@ -71,8 +93,8 @@ def test_a_crash_between_clerk_write_and_finish_is_redone_after_the_lease(
 ) -> None:
     store.upsert_user(parse_clerk_user(clerk_user(user_id="user_lease")), likely_new=True)
     key = store.clerk_key("user_lease")
-    dead = WriteBackQueue(store.users, lease=timedelta(seconds=1))
-    alive = WriteBackQueue(store.users, lease=timedelta(seconds=1))
+    dead = WriteBackQueue(store.users, store.schema, lease=timedelta(seconds=1))
+    alive = WriteBackQueue(store.users, store.schema, lease=timedelta(seconds=1))
     claimed = dead.claim(key)
     assert claimed is not None  # ...and the process dies after writing to Clerk, before finish
     assert alive.claim(key) is None  # the lease keeps a second writer out
