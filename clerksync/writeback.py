@@ -248,7 +248,8 @@ class WriteBackWorkers:
         self._cond = threading.Condition()
         self._sweep = threading.Event()
         self._stop = threading.Event()
-        self._failures: dict[tuple[str, Any], int] = {}
+        # keys whose claim the database refused: how often, and not before when (monotonic)
+        self._failures: dict[tuple[str, Any], tuple[int, float]] = {}
         self._threads: list[threading.Thread] = []
 
     # -- the hand-off ------------------------------------------------------------------------
@@ -260,6 +261,8 @@ class WriteBackWorkers:
         ready = time.monotonic() + max(0.0, delay)
         item = (name, value)
         with self._cond:
+            _, not_before = self._failures.get(item, (0, 0.0))
+            ready = max(ready, not_before)  # the sweep finds it again: keep its backoff
             queued = self._queued.get(item)
             if queued is not None and queued <= ready:
                 return  # already queued, as early or earlier
@@ -331,15 +334,18 @@ class WriteBackWorkers:
             key = {item[0]: item[1]}
             try:
                 result = write_back(self.queue, self.gateway, key, self.limits, self.keeper)
-                self._failures.pop(item, None)
+                if item in self._failures:
+                    with self._cond:
+                        self._failures.pop(item, None)
             except Exception as exc:
                 # A claim the database refuses (a document it cannot update, or the
                 # database away): try this user again later, backing off, and go on
                 # with the others.
-                failures = self._failures[item] = self._failures.get(item, 0) + 1
+                failures = self._failures.get(item, (0, 0.0))[0] + 1
+                with self._cond:
+                    self._failures[item] = (failures, time.monotonic() + min(600.0, 2.0**failures))
                 log.warning("write-back claim failed key=%s: %s", item[1], exc.__class__.__name__)
-                later = utcnow() + timedelta(seconds=min(600.0, 2.0**failures))
-                self.submit(key, later)
+                self.submit(key)
                 continue
             if result.remarked:
                 self.submit(key)
