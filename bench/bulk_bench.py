@@ -102,7 +102,7 @@ def run_job(job: str, mongo_url: str, db: str, api: str, key: str = KEY) -> None
     gateway = ClerkGateway(key, api_url=api)
     started = time.perf_counter()
     if job == "reconcile":
-        summary = reconcile(store, gateway, rate=default_rate(key))
+        summary = reconcile(store, gateway, rate=default_rate(key)).to_json()
     else:
         summary = sync_metadata(store, gateway, rate=default_rate(key))
     elapsed = time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns a summary dict.
+"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns its summary
+(``reconcile`` a typed ``ReconcileResult``).
 
 They meet Clerk's limits head-on, so: reads are batched (``user_id`` filters of
 100, or pages of 500 in a stable order), never one request per user; every
@@ -19,6 +20,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any, TypeVar
 
 from clerksync import bookkeeping as bk
@@ -32,7 +35,7 @@ from clerksync.ratelimit import (
     instance_pacer,
 )
 from clerksync.schema import CLERK_USER_ID
-from clerksync.store import UserStore
+from clerksync.store import UserStore, clerk_id_filter
 from clerksync.users import clerk_copy_differs, parse_clerk_user
 from clerksync.writeback import LeaseKeeper, Limits, WriteBack, default_limits, write_back
 from clerksync.writeback_queue import LEASE
@@ -136,10 +139,10 @@ def sync_metadata(
     try:
         with ThreadPoolExecutor(concurrency) as pool:
             # Natural order: any order will do, and a sort would make the server read all first.
-            # Documents without a Clerk id are the app's own users: nothing to write back.
-            linked = {clerk_id: {"$type": "string"}}
-            cursor = store.users.find(linked, fields).batch_size(CURSOR_BATCH)
-            for batch in _batches(iter(cursor), ID_BATCH):
+            # Documents without a Clerk user id are the app's own users: nothing to write back.
+            linked = clerk_id_filter(clerk_id)
+            cursor = store.scan(linked, fields, batch=CURSOR_BATCH)
+            for batch in _batches(cursor, ID_BATCH):
                 ids = [d[clerk_id] for d in batch]
                 found = call_with_retries(
                     functools.partial(gateway.get_many, ids), limits.pacer, policy=limits.policy
@@ -178,6 +181,31 @@ def sync_metadata(
     return summary
 
 
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What ``reconcile`` did (or, with ``dry_run``, would do); the CLI renders it.
+    ``adopted``: app-created documents taken over by Clerk users with their verified email."""
+
+    clerk_users: int
+    mongo_users: int
+    created: int
+    updated: int
+    adopted: int
+    unchanged: int
+    orphaned: int
+    pruned: int
+    invalid: int
+    orphans: tuple[str, ...]
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented ``reconcile --json`` keys."""
+        data = asdict(self)
+        data.pop("dry_run")
+        data["orphans"] = list(self.orphans)
+        return data
+
+
 def reconcile(
     store: UserStore,
     gateway: ClerkGateway,
@@ -186,7 +214,7 @@ def reconcile(
     dry_run: bool = False,
     prune: bool = False,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> ReconcileResult:
     """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
 
     Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
@@ -233,10 +261,12 @@ def reconcile(
                         summary["pruned"] += 1
         finally:
             held.close()
-        summary["mongo_users"] = store.users.estimated_document_count()
+        summary["mongo_users"] = store.estimated_count()
     finally:
         seen.close()
-    return summary
+    fields = {f.name for f in dataclass_fields(ReconcileResult)}
+    counts = {k: v for k, v in summary.items() if k in fields and k != "orphans"}
+    return ReconcileResult(**counts, orphans=tuple(summary["orphans"]), dry_run=dry_run)
 
 
 def _reconcile_pages(
@@ -249,6 +279,8 @@ def _reconcile_pages(
     progress: Progress | None,
 ) -> None:
     """Page through Clerk's users (created_at order) and apply each page in bulk."""
+    # The app's own documents to adopt, read once for the run (usually none).
+    candidates = store.adoption_map()
     total = None
     if progress is not None:  # the count only feeds the progress bar
         with contextlib.suppress(ClerkApiError):
@@ -280,9 +312,9 @@ def _reconcile_pages(
             if users:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(u.id,) for u in users])
                 if dry_run:
-                    counts = store.plan_many(users)
+                    counts = store.plan_many(users, candidates=candidates)
                 else:
-                    counts = store.upsert_many(users, assume_new=all_new)
+                    counts = store.upsert_many(users, assume_new=all_new, candidates=candidates)
                     all_new = counts["created"] == len(users)
                 for key, value in counts.items():
                     summary[key] += value
@@ -305,8 +337,7 @@ def _snapshot_ids(store: UserStore) -> sqlite3.Connection:
     """The Clerk ids MongoDB holds now, in an id table (no sort asked of the server)."""
     table = _id_table()
     clerk_id = store.schema.users.clerk_id
-    cursor = store.users.find({}, {clerk_id: 1, "_id": 0}).batch_size(CURSOR_BATCH)
-    ids = (d.get(clerk_id) for d in cursor)
+    ids = (d.get(clerk_id) for d in store.scan({}, {clerk_id: 1, "_id": 0}, batch=CURSOR_BATCH))
     # Only Clerk user ids: an app's own users (no id, or a placeholder) are no orphans.
     linked = (i for i in ids if isinstance(i, str) and CLERK_USER_ID.match(i))
     for batch in _batches(linked, CURSOR_BATCH):
@@ -342,8 +373,9 @@ def set_admin(
     Clerk through the same claim as the workers: if one is writing this user, this waits
     for it, so the last write Clerk sees is the newest state.
 
-    Returns ``clerk``: ``updated``, ``waiting`` (no key) or ``failed`` with the error;
-    MongoDB keeps the change either way and the receiver or ``sync-metadata`` finishes it.
+    Returns ``clerk``: ``updated``, ``waiting`` (no key), ``not linked`` (the app's own
+    user, no Clerk id) or ``failed`` with the error; MongoDB keeps the change either way
+    and the receiver or ``sync-metadata`` finishes it.
     """
     from clerksync.clerk import default_rate
     from clerksync.users import public_view
@@ -353,8 +385,11 @@ def set_admin(
     doc = store.set_admin(doc["_id"], value)
     result: dict[str, Any] = {"user": public_view(doc, schema), "clerk": "waiting"}
     clerk_id = doc.get(schema.users.clerk_id)
-    if gateway is None or not (isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id)):
-        return result  # no key, or the app's own user (not in Clerk): nothing to write
+    if not (isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id)):
+        result["clerk"] = "not linked"  # the app's own user: nothing in Clerk to update
+        return result
+    if gateway is None:
+        return result
     # A person is waiting: a few quick retries, then the mark stays for the workers.
     limits = limits or Limits(
         pacer=instance_pacer(default_rate(gateway.secret_key)),

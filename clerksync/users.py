@@ -18,7 +18,7 @@ from clerksync.errors import InvalidEvent
 from clerksync.schema import Schema, same_value
 from clerksync.writeback_queue import seen_copy
 
-CLERK_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
+CLERK_ID = re.compile(r"^user_[A-Za-z0-9_]{1,95}$")
 MAX_TEXT = 2048
 
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from clerksync import bookkeeping as bk
-from clerksync.mongo import IN_CHUNK, utcnow
+from clerksync.mongo import IN_CHUNK, translating, utcnow
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -56,6 +56,7 @@ def seen_copy(copy: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     return {key: typed(what, copy.get(key)) for key, what in schema.users.metadata.items()}
 
 
+@translating
 class WriteBackQueue:
     """Mark, claim, finish, defer and park write-backs on the ``users`` collection.
 

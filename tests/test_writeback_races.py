@@ -12,10 +12,10 @@ import pytest
 
 from clerksync import bookkeeping as bk
 from clerksync.config import load_settings
-from clerksync.mongo import connect, utcnow
+from clerksync.mongo import utcnow
 from clerksync.payloads import clerk_user, event
 from clerksync.ratelimit import PerUserWindow, RetryPolicy, instance_pacer
-from clerksync.store import UserStore
+from clerksync.store import UserStore, connect
 from clerksync.sync import set_admin
 from clerksync.users import parse_clerk_user
 from clerksync.writeback import Limits

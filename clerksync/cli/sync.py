@@ -115,11 +115,10 @@ def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
         )
         raise typer.Exit(1)
     if not json:
-        where = (
-            "MongoDB and Clerk"
-            if result["clerk"] == "updated"
-            else "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)"
-        )
+        where = {
+            "updated": "MongoDB and Clerk",
+            "not linked": "MongoDB (the app's own user: no Clerk id)",
+        }.get(result["clerk"], "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)")
         say(f"{user['clerkId']} ({user['email'] or 'no email'}) is now {role} in {where}.")
 
 
@@ -163,24 +162,26 @@ def reconcile(
     if prune and not yes and not dry_run:
         # Count first, then ask: nothing is deleted unless the person says so.
         preview = run(store, clerk, rate=rate_for(ctx, rate), dry_run=True)
-        if preview["orphaned"] and not typer.confirm(
-            f"Delete {preview['orphaned']} MongoDB users that Clerk does not know?", err=True
+        if preview.orphaned and not typer.confirm(
+            f"Delete {preview.orphaned} MongoDB users that Clerk does not know?", err=True
         ):
             prune = False
     with progress_bar("reconcile", json) as progress:
-        summary = run(
+        result = run(
             store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, prune=prune, progress=progress
         )
     if json:
-        print_json(summary)
+        print_json(result.to_json())
         return
+    would = "would " if dry_run else ""
     say(
-        f"Clerk {summary['clerk_users']} users, MongoDB {summary['mongo_users']}: "
-        f"{'would create' if dry_run else 'created'} {summary['created']}, "
-        f"{'would update' if dry_run else 'updated'} {summary['updated']}, unchanged "
-        f"{summary['unchanged']}, orphaned {summary['orphaned']}, pruned {summary['pruned']}"
+        f"Clerk {result.clerk_users} users, MongoDB {result.mongo_users}: "
+        f"{would}{'create' if dry_run else 'created'} {result.created}, "
+        f"{would}{'update' if dry_run else 'updated'} {result.updated}, "
+        f"{would}{'adopt' if dry_run else 'adopted'} {result.adopted}, unchanged "
+        f"{result.unchanged}, orphaned {result.orphaned}, pruned {result.pruned}"
     )
-    if summary["invalid"]:
-        say(f"{summary['invalid']} Clerk records could not be mapped (no valid id/updated_at)")
-    for clerk_id in summary.get("orphans", []):
+    if result.invalid:
+        say(f"{result.invalid} Clerk records could not be mapped (no valid id/updated_at)")
+    for clerk_id in result.orphans:
         typer.echo(f"orphan: {clerk_id}")
