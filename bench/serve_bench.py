@@ -2,12 +2,12 @@
 in both configurations: no Clerk key (write-backs wait) and a key with the write-back
 workers running against a fake Clerk at a development instance's limit (100 requests / 10 s).
 
-Starts a SecantusDB server unless MONGODB_URL is set, a fake Clerk in its own process, then
-`clerksync serve` in its own process per configuration, and sends svix-signed deliveries
-over loopback at concurrency C: first ``user.created`` for N new users, then
-``user.updated`` for each of them. Prints events/s, p50 and p99 latency per phase, and, to
-tell where the time goes, the CPU each process spent per event and the database operations
-per event (the server's ``opcounters``).
+Starts a SecantusDB server per configuration unless MONGODB_URL is set, a fake Clerk in its
+own process, then `clerksync serve` in its own process per configuration, and sends
+svix-signed deliveries over loopback at concurrency C: first ``user.created`` for N new
+users, then ``user.updated`` for each of them. Prints events/s, p50 and p99 latency per
+phase, and, to tell where the time goes, the CPU each process spent per event and the
+database operations per event (the server's ``opcounters``).
 
 The baseline is raw pymongo single-document upserts of the same user documents
 (same write concern, same indexes, same concurrency, same server), into a
@@ -89,12 +89,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     tmp = tempfile.mkdtemp(prefix="clerksync-bench-")
     try:
-        watched: dict[str, int] = {}  # process -> pid, for CPU time per event
-        url = os.environ.get("MONGODB_URL")
-        if not url:
-            db_proc, url = start_database(f"{tmp}/db")
-            procs.append(db_proc)
-            watched["database"] = db_proc.pid
+        shared_url = os.environ.get("MONGODB_URL")
         configs = [c for c in ("nokey", "key") if args.only in (None, c)]
         users = {c: [clerk_user(email=f"u{i}@x.com") for i in range(args.n)] for c in configs}
         warm = {c: [clerk_user() for _ in range(30)] for c in configs}
@@ -111,9 +106,22 @@ def main() -> None:
         results = {}
         for config in configs:
             keyed = config == "key"
-            results[config] = run_config(
-                args, url, dict(watched), users[config], warm[config], keyed, api, fake.pid, tmp
-            )
+            watched: dict[str, int] = {}  # process -> pid, for CPU time per event
+            url = shared_url
+            db_proc = None
+            if not url:
+                # A fresh server per configuration: the second one measured on a server the
+                # first had just filled and dropped ran 2-4x slower, whichever it was.
+                db_proc, url = start_database(f"{tmp}/db_{config}")
+                watched["database"] = db_proc.pid
+            try:
+                results[config] = run_config(
+                    args, url, watched, users[config], warm[config], keyed, api, fake.pid, tmp
+                )
+            finally:
+                if db_proc is not None:
+                    db_proc.terminate()
+                    db_proc.wait(10)
         print(
             f"{args.n} deliveries per phase at concurrency {args.c}, interleaved in chunks of "
             f"{args.chunk} with the baseline (raw pymongo single-document upserts of the same "
