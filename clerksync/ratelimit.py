@@ -38,30 +38,44 @@ class SlidingWindowPacer:
         allowed: int,
         window: float = WINDOW,
         *,
+        burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if allowed < 1:
+        if allowed < 1 or (burst is not None and burst < 1):
             raise ValueError("a pacer must allow at least one request per window")
         self.allowed = allowed
         self.window = window
+        #: at most ``burst`` in any trailing second as well (None: no such limit), for callers
+        #: that share a database with a latency-sensitive path (the receiver's workers)
+        self.burst = burst
         self.clock = clock
         self.sleep = sleep
         self.sent: collections.deque[float] = collections.deque()
+        self.recent: collections.deque[float] = collections.deque()
         self.paused_until = 0.0
         self.lock = threading.Lock()
+
+    @staticmethod
+    def _window_wait(
+        sent: collections.deque[float], allowed: int, window: float, now: float
+    ) -> float:
+        # One comparison for both the expiry and the wait (``sent[0] + window``): with
+        # ``sent[0] <= now - window`` float rounding could both keep a send and wait 0 s.
+        while sent and sent[0] + window <= now:
+            sent.popleft()
+        if len(sent) < allowed:
+            return 0.0
+        return sent[0] + window - now
 
     def _wait(self, now: float) -> float:
         """Seconds until a request may go (0: now). Caller holds the lock."""
         if now < self.paused_until:
             return self.paused_until - now
-        # One comparison for both the expiry and the wait (``sent[0] + window``): with
-        # ``sent[0] <= now - window`` float rounding could both keep a send and wait 0 s.
-        while self.sent and self.sent[0] + self.window <= now:
-            self.sent.popleft()
-        if len(self.sent) < self.allowed:
-            return 0.0
-        return self.sent[0] + self.window - now
+        wait = self._window_wait(self.sent, self.allowed, self.window, now)
+        if self.burst is not None:
+            wait = max(wait, self._window_wait(self.recent, self.burst, 1.0, now))
+        return wait
 
     def acquire(self) -> None:
         """Block until one request may go, and count it as sent now."""
@@ -71,6 +85,8 @@ class SlidingWindowPacer:
                 wait = self._wait(now)
                 if wait <= 0:
                     self.sent.append(now)
+                    if self.burst is not None:
+                        self.recent.append(now)
                     return
             # Sleep outside the lock; wake a hair late rather than early (float error
             # would otherwise spin on a wait of 1e-15 s).
@@ -85,15 +101,19 @@ class SlidingWindowPacer:
 def instance_pacer(
     rate: float,
     *,
+    smooth: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SlidingWindowPacer:
     """A pacer for ``rate`` requests per second on average: ``rate * 10`` per 10 s window.
 
     ``clerk.default_rate`` is 95% of the key's limit, so the default paces at 95 (or 950)
-    requests in any trailing 10 s."""
+    requests in any trailing 10 s. ``smooth`` also caps any second at twice the rate: the
+    receiver's workers use it, so a window's worth of write-backs (each a few writes) does
+    not land on the database at once while it takes deliveries; a bulk job wants the burst."""
     allowed = max(1, math.floor(rate * WINDOW + 1e-9))
-    return SlidingWindowPacer(allowed, WINDOW, clock=clock, sleep=sleep)
+    burst = max(1, math.ceil(rate * 2)) if smooth else None
+    return SlidingWindowPacer(allowed, WINDOW, burst=burst, clock=clock, sleep=sleep)
 
 
 #: the name the bulk jobs have always used

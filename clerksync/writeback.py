@@ -209,9 +209,11 @@ def _write_claimed(
     return WriteBack("written", copy=copy, remarked=remarked)
 
 
-def default_limits(rate: float, *, base_delay: float = 1.0, max_delay: float = 300.0) -> Limits:
+def default_limits(
+    rate: float, *, base_delay: float = 1.0, max_delay: float = 300.0, smooth: bool = False
+) -> Limits:
     return Limits(
-        pacer=instance_pacer(rate),
+        pacer=instance_pacer(rate, smooth=smooth),
         policy=RetryPolicy(base=base_delay, cap=max_delay),
         per_user=PerUserWindow(),
     )
@@ -240,7 +242,9 @@ class WriteBackWorkers:
         self.threads = threads
         self.poll = poll
         self.sweep_batch = sweep_batch
-        self.limits = limits or default_limits(rate, base_delay=base_delay, max_delay=max_delay)
+        self.limits = limits or default_limits(
+            rate, base_delay=base_delay, max_delay=max_delay, smooth=True
+        )
         self.keeper = LeaseKeeper(self.queue)
         self._heap: list[tuple[float, int, tuple[str, Any]]] = []
         self._queued: dict[tuple[str, Any], float] = {}  # key -> when it is ready

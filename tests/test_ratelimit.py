@@ -108,3 +108,15 @@ def test_per_user_window_allows_ten_writes_in_any_ten_seconds() -> None:
     assert window.wait(recent, 109.5) == pytest.approx(0.5)  # the first leaves at 110
     assert window.wait(recent, 110.0) == 0.0
     assert window.wait(recent[:9], 109.5) == 0.0
+
+
+def test_the_receivers_smooth_pacer_also_caps_each_second_at_twice_the_rate() -> None:
+    clock = VirtualClock()
+    pacer = instance_pacer(9.5, smooth=True, clock=clock, sleep=clock.sleep)
+    sent = []
+    for _ in range(300):  # a backlog: all asked at once
+        pacer.acquire()
+        sent.append(clock.now)
+    assert busiest_window(sent, 1.0) <= 19  # spread: no window's worth at one instant
+    assert busiest_window(sent, 10.0) <= 95  # and still the instance window
+    assert sent[-1] == pytest.approx(30.0, abs=1.0)  # at the full rate over time
