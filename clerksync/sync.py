@@ -37,7 +37,14 @@ from clerksync.ratelimit import (
 from clerksync.schema import CLERK_USER_ID
 from clerksync.store import UserStore, clerk_id_filter
 from clerksync.users import clerk_copy_differs, parse_clerk_user
-from clerksync.writeback import LeaseKeeper, Limits, WriteBack, default_limits, write_back
+from clerksync.writeback import (
+    LeaseKeeper,
+    Limits,
+    WriteBack,
+    default_limits,
+    write_back,
+    write_claimed,
+)
 from clerksync.writeback_queue import LEASE
 
 T = TypeVar("T")
@@ -92,10 +99,11 @@ def sync_metadata(
 ) -> dict[str, Any]:
     """Make every MongoDB user's Clerk ``publicMetadata`` hold its ``userMongoId``/``isAdmin``.
 
-    Clerk is read 100 ids a request; each drifted user goes through ``write_back`` (claim,
-    write, finish) like the receiver's workers, so a worker and this job never write one
-    user at once and a change made meanwhile is written last. A user another process is
-    writing right now is counted as ``busy`` (that process finishes it)."""
+    Clerk is read 100 ids a request; the drifted users of each batch are claimed at once
+    (the receiver's lease, so a worker and this job never write one user at once), written
+    through ``write_claimed`` like the workers' write-backs, and finished in one bulk write
+    per batch: a change made meanwhile keeps its mark and is written last. A user another
+    process is writing right now is counted as ``busy`` (that process finishes it)."""
     limits = limits or default_limits(rate, base_delay=0.5)
     keeper = LeaseKeeper(store.queue)
     summary: dict[str, Any] = {"total": 0, "updated": 0, "unchanged": 0, "failed": 0, "missing": 0}
@@ -107,20 +115,35 @@ def sync_metadata(
     fields = {**schema.users.projection(), bk.SEQ: 1, bk.SEEN: 1, bk.DUE: 1}
 
     def write(doc: Mapping[str, Any], copy: Mapping[str, Any]) -> WriteBack:
-        key = {"_id": doc["_id"]}
-        return write_back(
-            store.queue, gateway, key, limits, keeper, due_only=False, clerk_copy=copy, inline=True
+        # Finished in bulk by the reaper below, which keeps the lease until then.
+        return write_claimed(
+            store.queue,
+            gateway,
+            doc,
+            limits,
+            clerk_copy=copy,
+            inline=True,
+            finish=lambda done: 0,
         )
+
+    finished: list[tuple[Mapping[str, Any], Mapping[str, Any], bool]] = []
+
+    def finish_books() -> None:
+        store.queue.finish(finished)
+        for doc, _, _ in finished:
+            keeper.let_go(doc["_id"])
+        finished.clear()
 
     def count(doc: Mapping[str, Any], result: WriteBack) -> None:
         outcome = result.outcome
-        if outcome == "written":
-            summary["updated"] += 1
-        elif outcome == "unchanged":  # written by someone else since we read Clerk
-            summary["unchanged"] += 1
-        elif outcome == "busy":
-            summary["busy"] = summary.get("busy", 0) + 1
-        elif outcome == "dropped":  # deleted from Clerk since we read it
+        if outcome in ("written", "unchanged"):
+            summary["updated" if outcome == "written" else "unchanged"] += 1
+            finished.append((doc, result.copy or {}, outcome == "written"))
+            if len(finished) >= ID_BATCH:
+                finish_books()
+            return
+        keeper.let_go(doc["_id"])  # deferred, parked or dropped: the claim is let go already
+        if outcome == "dropped":  # deleted from Clerk since we read it
             summary["missing"] += 1
         else:
             summary["failed"] += 1
@@ -135,6 +158,8 @@ def sync_metadata(
         while pending and (block or pending[0][1].done() or len(pending) > MAX_BACKLOG):
             doc, future = pending.popleft()
             count(doc, future.result())  # also surfaces a database error
+        if block and finished:
+            finish_books()
 
     try:
         with ThreadPoolExecutor(concurrency) as pool:
@@ -165,9 +190,15 @@ def sync_metadata(
                     summary["updated"] += len(to_write)
                 else:
                     store.queue.settle(agreed)
-                    pending.extend(
-                        (doc, pool.submit(write, doc, clerk[doc[clerk_id]])) for doc in to_write
+                    claimed = (
+                        store.queue.claim_many([d["_id"] for d in to_write]) if to_write else []
                     )
+                    if len(claimed) < len(to_write):
+                        summary["busy"] = summary.get("busy", 0) + len(to_write) - len(claimed)
+                    for doc in claimed:
+                        keeper.hold(doc["_id"])
+                        copy = clerk[doc[clerk_id]]
+                        pending.append((doc, pool.submit(write, doc, copy)))
                     reap(block=False)
                 if progress:
                     progress(summary["total"], total)

@@ -22,7 +22,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,6 +110,9 @@ class Limits:
     per_user: PerUserWindow
 
 
+Finish = Callable[[list[tuple[Mapping[str, Any], Mapping[str, Any], bool]]], int]
+
+
 def write_back(
     queue: WriteBackQueue,
     gateway: ClerkGateway,
@@ -118,13 +121,12 @@ def write_back(
     keeper: LeaseKeeper,
     *,
     due_only: bool = True,
-    clerk_copy: Mapping[str, Any] | None = None,
     inline: bool = False,
 ) -> WriteBack:
-    """Claim one user, bring its Clerk metadata in line, finish or defer it.
+    """Claim one user, bring its Clerk metadata in line, finish or defer it: the workers'
+    and promote/demote's path (sync-metadata claims a batch at once and calls
+    ``write_claimed`` for each).
 
-    ``clerk_copy`` is Clerk's ``publicMetadata`` when the caller just read it
-    (sync-metadata); otherwise the copy last seen (``clerksync.metadata``) decides.
     ``inline`` callers (promote/demote, sync-metadata) wait out the per-user window and retry
     in place up to ``limits.policy.attempts``; the workers defer instead and free the thread.
     """
@@ -133,7 +135,37 @@ def write_back(
         return WriteBack("busy")
     keeper.hold(doc["_id"])
     try:
-        return _write_claimed(queue, gateway, doc, limits, clerk_copy=clerk_copy, inline=inline)
+        return write_claimed(queue, gateway, doc, limits, inline=inline)
+    finally:
+        keeper.let_go(doc["_id"])
+
+
+def write_claimed(
+    queue: WriteBackQueue,
+    gateway: ClerkGateway,
+    doc: Mapping[str, Any],
+    limits: Limits,
+    *,
+    clerk_copy: Mapping[str, Any] | None = None,
+    inline: bool = False,
+    finish: Finish | None = None,
+) -> WriteBack:
+    """The write-back of one user this process has claimed (its lease held by the caller).
+
+    ``clerk_copy`` is Clerk's ``publicMetadata`` when the caller just read it
+    (sync-metadata); otherwise the copy last seen (``clerksync.metadata``) decides.
+    ``finish`` replaces ``queue.finish`` for callers that finish many users in one bulk
+    write (they keep the leases until then)."""
+    try:
+        return _write_claimed(
+            queue,
+            gateway,
+            doc,
+            limits,
+            clerk_copy=clerk_copy,
+            inline=inline,
+            finish=finish or queue.finish,
+        )
     except ClerkApiError:
         raise
     except Exception as exc:
@@ -148,8 +180,6 @@ def write_back(
         retry_at = utcnow() + timedelta(seconds=delay)
         queue.defer(doc, retry_at, error)
         return WriteBack("deferred", error=error, retry_at=retry_at)
-    finally:
-        keeper.let_go(doc["_id"])
 
 
 def _write_claimed(
@@ -160,11 +190,12 @@ def _write_claimed(
     *,
     clerk_copy: Mapping[str, Any] | None,
     inline: bool,
+    finish: Finish,
 ) -> WriteBack:
     known = clerk_copy if clerk_copy is not None else (bk.field(doc, bk.SEEN) or {})
     schema = queue.schema
     if not clerk_copy_differs(known, doc, schema):
-        remarked = queue.finish([(doc, known, False)]) > 0
+        remarked = finish([(doc, known, False)]) > 0
         return WriteBack("unchanged", copy=known, remarked=remarked)
     clerk_id = doc[schema.users.clerk_id]
     recent = [t for t in bk.field(doc, bk.WRITES) or [] if isinstance(t, (int, float))]
@@ -204,7 +235,7 @@ def _write_claimed(
             queue.defer(doc, retry_at, str(exc))
             log.info("write-back deferred user=%s status=%s in %.1fs", clerk_id, exc.status, delay)
             return WriteBack("deferred", error=str(exc), retry_at=retry_at)
-    remarked = queue.finish([(doc, copy, True)]) > 0
+    remarked = finish([(doc, copy, True)]) > 0
     log.info("write-back done user=%s", clerk_id)
     return WriteBack("written", copy=copy, remarked=remarked)
 

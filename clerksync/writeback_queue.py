@@ -119,6 +119,20 @@ class WriteBackQueue:
             return None
         return self.users.find_one({**key, bk.LEASE_OWNER: self.owner})
 
+    def claim_many(self, ids: list[Any]) -> list[Mapping[str, Any]]:
+        """Lease every user of ``ids`` nobody else holds, due or not, and read them: a bulk
+        job's batch in a few round trips (``$in`` of ``IN_CHUNK`` ids) instead of two each."""
+        claimed: list[Mapping[str, Any]] = []
+        now = utcnow()
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            self.users.update_many(
+                {"_id": {"$in": chunk}, bk.LEASE_UNTIL: {"$not": {"$gt": now}}},
+                {"$set": {bk.LEASE_OWNER: self.owner, bk.LEASE_UNTIL: now + self.lease}},
+            )
+            claimed += self.users.find({"_id": {"$in": chunk}, bk.LEASE_OWNER: self.owner})
+        return claimed
+
     def renew(self, ids: Iterable[Any]) -> None:
         """Push our leases on these users forward (the ones we no longer hold stay as they are)."""
         held = list(ids)
