@@ -202,3 +202,21 @@ def test_an_absurd_retry_after_from_clerk_defers_by_the_cap_not_by_years(
     assert limits.pacer.paused_until - time.monotonic() <= 70  # nobody else waits years
     doc = store.find_user("user_throttled")
     assert bk.field(doc, bk.DUE) is not None and "429" in bk.field(doc, bk.ERROR)
+
+
+def test_sync_metadata_leaves_a_user_another_process_is_writing_back(
+    store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    from clerksync.clerk import ClerkGateway
+    from clerksync.sync import sync_metadata
+    from clerksync.writeback_queue import WriteBackQueue
+
+    ids = [fake_clerk.add_user(user_id=f"user_sm{n}")["id"] for n in range(3)]
+    store.upsert_many(parse_clerk_user(fake_clerk.users[i]) for i in ids)
+    receiver = WriteBackQueue(store.users, store.schema)  # a receiver mid-write, elsewhere
+    assert receiver.claim(store.clerk_key(ids[0])) is not None
+    gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)
+    summary = sync_metadata(store, gateway, rate=1000)
+    assert summary["updated"] == 2 and summary["busy"] == 1
+    assert {user for user, _ in fake_clerk.metadata_writes} == set(ids[1:])
+    assert store.pending_write_backs() == 1  # the receiver's user keeps its mark
