@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import InvalidEvent
 from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from clerksync.store import UserStore
 
 MAX_BODY = 1024 * 1024
+INSTANCE_ID = re.compile(r"^ins_[A-Za-z0-9_]{1,64}$")
 USER_EVENTS = ("user.created", "user.updated", "user.deleted")
 
 
@@ -37,6 +39,8 @@ class Event:
     type: str
     user_id: str | None
     user: ClerkUser | None
+    #: the Clerk instance that sent it (``instance_id``), when it names one plainly
+    instance_id: str | None = None
 
 
 def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
@@ -61,20 +65,56 @@ def parse_event(body: bytes) -> Event:
         payload = json.loads(body)
     except ValueError:
         raise InvalidEvent("body is not JSON") from None
+    except RecursionError:
+        raise InvalidEvent("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise InvalidEvent("body is not a JSON object")
+    _check_storable(payload)
     event_type = payload.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise InvalidEvent("field 'type' must be a string")
     data = payload.get("data")
+    instance = payload.get("instance_id")
+    instance = instance if isinstance(instance, str) and INSTANCE_ID.match(instance) else None
     if event_type not in USER_EVENTS:
-        return Event(event_type, None, None)
+        return Event(event_type, None, None, instance)
     if not isinstance(data, dict):
         raise InvalidEvent("field 'data' must be an object")
     if event_type == "user.deleted":
-        return Event(event_type, parse_clerk_id(data.get("id")), None)
+        return Event(event_type, parse_clerk_id(data.get("id")), None, instance)
     user = parse_clerk_user(data)
-    return Event(event_type, user.id, user)
+    return Event(event_type, user.id, user, instance)
+
+
+#: deeper than any Clerk event; MongoDB refuses documents nested past 100 levels
+MAX_DEPTH = 32
+
+
+def _check_storable(payload: dict[str, Any]) -> None:
+    """InvalidEvent unless MongoDB can store every value: a signed body that cannot be stored
+    is a 400 (a retry cannot fix it), never a 500 that Svix retries for days.
+
+    JSON allows what BSON does not: integers past 64 bits (OverflowError), unpaired
+    surrogates (``"\\ud800"``, UnicodeEncodeError), and nesting deeper than the server
+    takes. ``bson.encode`` finds the first two in C, in microseconds.
+    """
+    import bson
+
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidEvent(f"body is nested deeper than {MAX_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    try:
+        bson.encode(payload)
+    except OverflowError:
+        raise InvalidEvent("body holds an integer MongoDB cannot store (over 64 bits)") from None
+    except UnicodeError:
+        raise InvalidEvent("body holds text that is not valid Unicode (a lone surrogate)") from None
+    except (bson.errors.InvalidDocument, ValueError, TypeError) as exc:
+        raise InvalidEvent(f"body cannot be stored: {exc.__class__.__name__}") from None
 
 
 def sign(

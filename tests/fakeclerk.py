@@ -3,10 +3,11 @@
 The official SDK talks to it exactly as it talks to api.clerk.com: bearer auth
 (401 with Clerk's error JSON), users list with limit/offset/order_by/user_id/
 email_address filters (a limit over 500 silently returns 10, as Clerk does),
-count, get, metadata deep merge (null deletes a key), delete. It enforces an
-instance rate limit and Clerk's 10 metadata writes per user per 10 s with 429
-and ``Retry-After``, and can inject 5xx answers and latency. Every request is
-counted per route so tests can assert batching.
+count, get, ``GET /instance`` (its id and environment type), metadata deep
+merge (null deletes a key), delete. It enforces an instance rate limit and
+Clerk's 10 metadata writes per user per 10 s with 429 and ``Retry-After``, and
+can inject 5xx answers and latency. Every request is counted per route so tests
+can assert batching.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ class FakeClerk:
         instance_limit: int | None = None,
         window: float = 10.0,
         per_user_metadata_limit: int = 10,
+        instance_id: str = "ins_clerksync_local",  # what clerksync.payloads.event sends
+        environment_type: str = "development",
     ) -> None:
         self.secret_key = secret_key
+        self.instance_id = instance_id
+        self.environment_type = environment_type
         self.users: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.version = 0  # bumped by every change that can reorder users
@@ -160,14 +165,19 @@ class FakeClerk:
         path = parts.path.removeprefix("/v1").rstrip("/")
         query = parse_qs(parts.query)
         segments = path.strip("/").split("/")
-        route = f"{method} /users" + (
-            "/count"
-            if segments[1:] == ["count"]
-            else "/{id}/metadata"
-            if segments[2:] == ["metadata"]
-            else "/{id}"
-            if len(segments) > 1
-            else ""
+        route = (
+            f"{method} /instance"
+            if segments[0] == "instance"
+            else f"{method} /users"
+            + (
+                "/count"
+                if segments[1:] == ["count"]
+                else "/{id}/metadata"
+                if segments[2:] == ["metadata"]
+                else "/{id}"
+                if len(segments) > 1
+                else ""
+            )
         )
         with self.lock:
             self.counts[route] += 1
@@ -186,6 +196,16 @@ class FakeClerk:
             if self.fail_queue:
                 status = self.fail_queue.pop(0)
                 return status, _error("internal_error", "injected failure"), {}
+            if route == "GET /instance":
+                return (
+                    200,
+                    {
+                        "object": "instance",
+                        "id": self.instance_id,
+                        "environment_type": self.environment_type,
+                    },
+                    {},
+                )
             if segments[0] != "users":
                 return 404, _error("resource_not_found", "not found"), {}
             if route == "GET /users":

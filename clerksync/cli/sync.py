@@ -22,6 +22,13 @@ RateOption = Annotated[
     ),
 ]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Change nothing; report.")]
+RebindOption = Annotated[
+    bool,
+    typer.Option(
+        "--rebind",
+        help="The database moves to the key's Clerk instance: accept it, and remember it.",
+    ),
+]
 
 
 def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | None":
@@ -68,18 +75,29 @@ def sync_metadata(
     ctx: typer.Context,
     dry_run: DryRunOption = False,
     rate: RateOption = None,
+    rebind: RebindOption = False,
     json: JsonOption = False,
 ) -> None:
     """Write userMongoId/isAdmin into Clerk for every user whose Clerk copy differs.
 
     Reads Clerk in batches of 100 ids, writes only the drifted users (merged, so
     other metadata keys survive). Exits 1 if any write failed; rerun to finish.
+    Refuses (exit 2) when the key is for another Clerk instance than the
+    database's, until --rebind.
     """
+    from clerksync.instance import ensure_same_instance
     from clerksync.sync import sync_metadata as run
 
     store = open_store(ctx, indexes=True)
     clerk = gateway(ctx)
     assert clerk is not None
+    from clerksync.ratelimit import instance_bucket
+    from clerksync.sync import call_with_retries
+
+    call_with_retries(
+        lambda: ensure_same_instance(store, clerk, rebind=rebind, dry_run=dry_run),
+        instance_bucket(rate_for(ctx, rate)),
+    )
     with progress_bar("sync-metadata", json) as progress:
         summary = run(store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, progress=progress)
     if json:
@@ -142,6 +160,22 @@ def reconcile(
         bool, typer.Option("--prune", help="Delete orphans (in MongoDB, not in Clerk).")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before pruning.")] = False,
+    allow_mass_prune: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-prune",
+            help="Prune even when Clerk lists no users, or over 10% of the users would go.",
+        ),
+    ] = False,
+    undo_prune: Annotated[
+        str | None,
+        typer.Option(
+            "--undo-prune",
+            metavar="RUN",
+            help="Put back the users a prune run deleted (its id is printed by --prune).",
+        ),
+    ] = None,
+    rebind: RebindOption = False,
     rate: RateOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -149,29 +183,43 @@ def reconcile(
 
     Pages through every Clerk user (500 a page) and applies the receiver's
     mapping and ordering rules in bulk: creates the missing, updates the stale,
-    leaves the newer alone.
+    leaves the newer alone. Refuses (exit 2) when the key is for another Clerk
+    instance than the database's, until --rebind. --prune refuses (exit 1,
+    nothing deleted) when Clerk lists no users or over 10% would go, unless
+    --allow-mass-prune; every prune can be undone with --undo-prune RUN.
     """
     from clerksync.errors import UsageError
     from clerksync.sync import reconcile as run
 
+    if undo_prune is not None:
+        _undo_prune(ctx, undo_prune, json)
+        return
     if prune and json and not yes and not dry_run:
         raise UsageError("--prune with --json needs --yes (there is no one to ask)")
     store = open_store(ctx, indexes=True)
     clerk = gateway(ctx)
     assert clerk is not None
+    options: dict[str, Any] = {
+        "rate": rate_for(ctx, rate),
+        "allow_mass_prune": allow_mass_prune,
+        "rebind": rebind,
+    }
     if prune and not yes and not dry_run:
         # Count first, then ask: nothing is deleted unless the person says so.
-        preview = run(store, clerk, rate=rate_for(ctx, rate), dry_run=True)
+        preview = run(store, clerk, dry_run=True, prune=True, **options)
+        if preview.prune_refused:
+            say(f"Refusing to prune: {preview.prune_refused}")
+            raise typer.Exit(1)
         if preview.orphaned and not typer.confirm(
             f"Delete {preview.orphaned} MongoDB users that Clerk does not know?", err=True
         ):
             prune = False
     with progress_bar("reconcile", json) as progress:
-        result = run(
-            store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, prune=prune, progress=progress
-        )
+        result = run(store, clerk, dry_run=dry_run, prune=prune, progress=progress, **options)
     if json:
         print_json(result.to_json())
+        if result.prune_refused:
+            raise typer.Exit(1)
         return
     would = "would " if dry_run else ""
     say(
@@ -185,3 +233,24 @@ def reconcile(
         say(f"{result.invalid} Clerk records could not be mapped (no valid id/updated_at)")
     for clerk_id in result.orphans:
         typer.echo(f"orphan: {clerk_id}")
+    if result.prune_run:
+        say(
+            f"Prune run {result.prune_run}: undo it with "
+            f"`clerksync reconcile --undo-prune {result.prune_run}` (kept 30 days)"
+        )
+    if result.prune_refused:
+        say(f"Refusing to prune: {result.prune_refused}")
+        raise typer.Exit(1)
+
+
+def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
+    from clerksync.prune import undo_prune
+
+    result = undo_prune(open_store(ctx, indexes=True), run_id)
+    if json:
+        print_json(result)
+        return
+    say(
+        f"Prune run {run_id} undone: {result['restored']} users restored, {result['present']} "
+        f"were back already, {result['tombstones_removed']} tombstones removed"
+    )
