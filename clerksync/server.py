@@ -58,7 +58,7 @@ from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUn
 from clerksync.mongo import utcnow
 from clerksync.store import UserStore, connect
 from clerksync.webhooks import MAX_BODY, SignatureError, apply_event, parse_event, verify
-from clerksync.writeback import WriteBackWorkers
+from clerksync.writeback import Limits, WriteBackWorkers
 
 if TYPE_CHECKING:
     import uvicorn
@@ -128,7 +128,8 @@ class Receiver:
         gateway: ClerkGateway | None = None,
         writeback_threads: int = 4,
         writeback_base_delay: float = 1.0,
-        writeback_poll: float = 1.0,
+        writeback_poll: float = 5.0,
+        writeback_limits: Limits | None = None,
         db_timeout: float = DB_TIMEOUT,
         log: DeliveryLog | None = None,
     ) -> None:
@@ -167,6 +168,7 @@ class Receiver:
                 rate=default_rate(settings.clerk_secret_key),
                 base_delay=writeback_base_delay,
                 poll=writeback_poll,
+                limits=writeback_limits,
             )
             if gateway is not None
             else None
@@ -392,8 +394,9 @@ class Receiver:
                 verified_body=body,
             )
         self._db_failures = 0
-        if wants and self.workers is not None:
-            self.workers.wake()
+        if wants and self.workers is not None and event.user_id is not None:
+            # The hand-off: the workers claim this user by key, no database polling.
+            self.workers.submit(self.store.clerk_key(event.user_id))
         if not self._instance_checked and event.instance_id:
             self._instance_checked = True
             await run_in_threadpool(self._learn_instance, event.instance_id)
