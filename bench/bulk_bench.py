@@ -104,7 +104,7 @@ def run_job(job: str, mongo_url: str, db: str, api: str, key: str = KEY) -> None
     if job == "reconcile":
         summary = reconcile(store, gateway, rate=default_rate(key)).to_json()
     else:
-        summary = sync_metadata(store, gateway, rate=default_rate(key))
+        summary = sync_metadata(store, gateway, rate=default_rate(key)).to_json()
     elapsed = time.perf_counter() - started
     peak_kib = peak_rss_kib()
     print(

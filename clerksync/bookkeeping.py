@@ -9,7 +9,10 @@ needs to order deliveries and to drive the Clerk write-back lives under it:
 ``clerksync.metadata``   Clerk's copy of the written-back keys, as last seen
 ``clerksync.dueAt``      set while a write-back is pending (sparse index): when it is due
 ``clerksync.seq``        counts changes, so finishing an older write-back never clears a newer one
-``clerksync.attempts``   failed write-back attempts, for the backoff
+``clerksync.attempts``   failed write-back attempts (Clerk's failures), for the backoff
+``clerksync.faults``     failures that were not Clerk's (a document the code cannot handle),
+                         counted apart: only these park a user, never Clerk's, never the
+                         database being away
 ``clerksync.error``      the last write-back failure, for ``doctor``
 ``clerksync.leaseOwner`` the process (a random id) writing this user back right now
 ``clerksync.leaseUntil`` until when that claim holds unless renewed (kept short and renewed
@@ -33,6 +36,7 @@ SEEN = f"{ROOT}.metadata"
 DUE = f"{ROOT}.dueAt"
 SEQ = f"{ROOT}.seq"
 ATTEMPTS = f"{ROOT}.attempts"
+FAULTS = f"{ROOT}.faults"
 ERROR = f"{ROOT}.error"
 LEASE_OWNER = f"{ROOT}.leaseOwner"
 LEASE_UNTIL = f"{ROOT}.leaseUntil"

@@ -47,7 +47,10 @@ def upsert_update(
     users = schema.users
     metadata = user.public_metadata
     fields: dict[str, Any] = {**user_fields(user, schema), **users.touched(now)}
-    on_insert = users.insert_values(now, admin=metadata.get("isAdmin") is True)
+    # The admin key is whatever the mapping names it (``users.metadata``), not "isAdmin".
+    admin_keys = [key for key, what in users.metadata.items() if what == "admin"]
+    admin = any(metadata.get(key) is True for key in admin_keys)
+    on_insert = users.insert_values(now, admin=admin)
     if users.app_id and app_id is not None:
         on_insert[users.app_id] = app_id
     update: dict[str, Any] = {"$set": fields, "$setOnInsert": on_insert}

@@ -116,10 +116,6 @@ def instance_pacer(
     return SlidingWindowPacer(allowed, WINDOW, burst=burst, clock=clock, sleep=sleep)
 
 
-#: the name the bulk jobs have always used
-instance_bucket = instance_pacer
-
-
 @dataclass
 class RetryPolicy:
     """When to try a failed Clerk call again: exponential backoff with full jitter for 5xx and

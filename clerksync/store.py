@@ -37,7 +37,7 @@ from clerksync.mongo import (
 )
 from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
 from clerksync.schema import CLERK_USER_ID, DEFAULT, Schema
-from clerksync.users import ClerkUser, agreeing_filter
+from clerksync.users import ClerkUser, agreeing_filter, clerk_copy_differs
 from clerksync.writeback_queue import WriteBackQueue
 
 if TYPE_CHECKING:
@@ -578,7 +578,12 @@ class UserStore:
         schema = self.schema
         clerk_id = schema.users.clerk_id
         batch = list(users)
-        stored = {} if assume_new else self._stored_versions([u.id for u in batch])
+        # The plan reads what the metadata comparison needs too: an update whose Clerk copy
+        # names every key but disagrees with the document queues its write-back in the same
+        # write, as the receiver's does.
+        compare = schema.users.projection()
+        docs_held = {} if assume_new else self._stored_docs([u.id for u in batch], compare)
+        stored = {i: bk.field(d, bk.UPDATED_AT) for i, d in docs_held.items()}
         now = utcnow()
         fresh = [u for u in batch if u.id not in stored]
         older = [u for u in batch if u.id in stored and is_older(stored[u.id], u.updated_at)]
@@ -613,14 +618,19 @@ class UserStore:
                 self.users.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
                 failed = duplicates_only(exc, self._ours, self.users.name)
-            older += [u for i, u in enumerate(fresh) if i in failed]  # there now: filter decides
+            there = [u for i, u in enumerate(fresh) if i in failed]  # there now: filter decides
+            if there:
+                docs_held.update(self._stored_docs([u.id for u in there], compare))
+            older += there
             inserted += [u.id for i, u in enumerate(fresh) if i not in failed]
         updated = 0
         if older:
             # No app id here: these documents are there (the plan, or a failed insert, said
             # so); the rare one gone meanwhile gets its id below, once it is upserted.
             ops = [
-                UpdateOne(ordering_filter(u, schema), upsert_update(u, now, schema)[0], upsert=True)
+                UpdateOne(
+                    ordering_filter(u, schema), self._bulk_update(u, now, docs_held), upsert=True
+                )
                 for u in older
             ]
             try:
@@ -660,6 +670,21 @@ class UserStore:
             "unchanged": len(batch) - len(gone) - created - updated - adopted,
         }
 
+    def _bulk_update(
+        self, user: ClerkUser, now: Any, docs_held: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """The ordered update of a stored user, marked when Clerk's copy lacks our keys
+        (``upsert_update``) or names them all but disagrees with the stored document."""
+        update, queued = upsert_update(user, now, self.schema)
+        doc = docs_held.get(user.id)
+        if (
+            not queued
+            and doc is not None
+            and clerk_copy_differs(user.public_metadata, doc, self.schema)
+        ):
+            return with_mark(update, now)
+        return update
+
     def plan_many(
         self, users: Iterable[ClerkUser], *, candidates: Mapping[str, list[Any]] | None = None
     ) -> dict[str, int]:
@@ -688,13 +713,23 @@ class UserStore:
 
     def _stored_versions(self, clerk_ids: list[str]) -> dict[str, Any]:
         """Clerk id -> the stored ``clerksync.updatedAt`` (None if the app wrote the document)."""
+        held = self._stored_docs(clerk_ids, {})
+        return {value: bk.field(doc, bk.UPDATED_AT) for value, doc in held.items()}
+
+    def _stored_docs(
+        self, clerk_ids: list[str], fields: Mapping[str, Any]
+    ) -> dict[str, Mapping[str, Any]]:
+        """Clerk id -> the stored document: ``clerksync.updatedAt``, the Clerk id and
+        ``fields``."""
         clerk_id = self.clerk_id
-        projection = {clerk_id: 1, bk.UPDATED_AT: 1, "_id": 0}
+        projection = {**fields, clerk_id: 1, bk.UPDATED_AT: 1}
+        if not fields:  # only the version: the id is not wanted
+            projection["_id"] = 0
         if self._clerk_index_partial is None:
             self.clerk_index_name()
         if self._clerk_index_partial is False:  # a plain unique index answers an ``$in``
             held = find_in(self.users, clerk_id, clerk_ids, projection)
-            return {d[clerk_id]: bk.field(d, bk.UPDATED_AT) for d in held}
+            return {d[clerk_id]: d for d in held}
         # One equality lookup per id: the partial Clerk-id index answers an equality (it
         # implies the index's filter), while an ``$in`` falls to a collection scan on
         # servers that cannot prove an ``$in`` inside the filter (SecantusDB).
@@ -707,9 +742,7 @@ class UserStore:
         with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
             found = pool.map(lookup, clerk_ids)
             return {
-                value: bk.field(doc, bk.UPDATED_AT)
-                for value, doc in zip(clerk_ids, found, strict=True)
-                if doc is not None
+                value: doc for value, doc in zip(clerk_ids, found, strict=True) if doc is not None
             }
 
     # -- admin rights ------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns its summary
-(``reconcile`` a typed ``ReconcileResult``).
+"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns a typed result
+(``SyncMetadataResult``, ``ReconcileResult``, ``SetAdminResult``) the CLI renders.
 
 They meet Clerk's limits head-on, so: reads are batched (``user_id`` filters of
 100, or pages of 500 in a stable order), never one request per user; every
@@ -33,13 +33,13 @@ from clerksync.ratelimit import (
     PerUserWindow,
     RetryPolicy,
     SlidingWindowPacer,
-    instance_bucket,
     instance_pacer,
 )
 from clerksync.schema import CLERK_USER_ID
 from clerksync.store import UserStore, clerk_id_filter
 from clerksync.users import clerk_copy_differs, parse_clerk_user
 from clerksync.writeback import (
+    InstanceGuard,
     LeaseKeeper,
     Limits,
     WriteBack,
@@ -89,26 +89,79 @@ def _batches(cursor: Iterator[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+@dataclass(frozen=True)
+class SyncMetadataResult:
+    """What ``sync_metadata`` did (or, with ``dry_run``, would do); the CLI renders it.
+    ``busy``: users another process was writing back right then (it finishes them);
+    ``would_change``: the Clerk ids a dry run would write; ``errors``: the first 20 failures.
+    ``instance``/``bound``: the Clerk instance and how the binding went (as reconcile's)."""
+
+    total: int
+    updated: int
+    unchanged: int
+    failed: int
+    missing: int
+    busy: int = 0
+    dry_run: bool = False
+    would_change: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    instance: str | None = None
+    bound: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented ``sync-metadata --json`` keys: the counts, ``busy`` when some were,
+        ``would_change`` on a dry run, ``errors`` when a write failed."""
+        data: dict[str, Any] = {
+            "total": self.total,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "missing": self.missing,
+        }
+        if self.busy:
+            data["busy"] = self.busy
+        if self.dry_run:
+            data["would_change"] = list(self.would_change)
+        if self.errors:
+            data["errors"] = list(self.errors)
+        return data
+
+
 def sync_metadata(
     store: UserStore,
     gateway: ClerkGateway,
     *,
     rate: float,
     dry_run: bool = False,
+    rebind: bool = False,
     concurrency: int = 8,
     progress: Progress | None = None,
     limits: Limits | None = None,
-) -> dict[str, Any]:
+) -> SyncMetadataResult:
     """Make every MongoDB user's Clerk ``publicMetadata`` hold its ``userMongoId``/``isAdmin``.
 
+    First the database's Clerk instance is checked, as ``reconcile`` does: against another
+    instance nothing is written (``InstanceMismatch``) until ``rebind``.
     Clerk is read 100 ids a request; the drifted users of each batch are claimed at once
     (the receiver's lease, so a worker and this job never write one user at once), written
     through ``write_claimed`` like the workers' write-backs, and finished in one bulk write
     per batch: a change made meanwhile keeps its mark and is written last. A user another
     process is writing right now is counted as ``busy`` (that process finishes it)."""
     limits = limits or default_limits(rate, base_delay=0.5)
+    binding = call_with_retries(
+        functools.partial(ensure_same_instance, store, gateway, rebind=rebind, dry_run=dry_run),
+        limits.pacer,
+        policy=limits.policy,
+    )
     keeper = LeaseKeeper(store.queue)
-    summary: dict[str, Any] = {"total": 0, "updated": 0, "unchanged": 0, "failed": 0, "missing": 0}
+    summary: dict[str, Any] = {
+        "total": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "failed": 0,
+        "missing": 0,
+        "busy": 0,
+    }
     would_change: list[str] = []
     errors: list[str] = []
     total = store.count() if progress is not None else None  # only the progress bar uses it
@@ -196,7 +249,7 @@ def sync_metadata(
                         store.queue.claim_many([d["_id"] for d in to_write]) if to_write else []
                     )
                     if len(claimed) < len(to_write):
-                        summary["busy"] = summary.get("busy", 0) + len(to_write) - len(claimed)
+                        summary["busy"] += len(to_write) - len(claimed)
                     for doc in claimed:
                         keeper.hold(doc["_id"])
                         copy = clerk[doc[clerk_id]]
@@ -207,11 +260,14 @@ def sync_metadata(
             reap(block=True)
     finally:
         keeper.stop()
-    if dry_run:
-        summary["would_change"] = would_change
-    if errors:
-        summary["errors"] = errors[:20]
-    return summary
+    return SyncMetadataResult(
+        **summary,
+        dry_run=dry_run,
+        would_change=tuple(would_change),
+        errors=tuple(errors[:20]),
+        instance=binding.get("instance"),
+        bound=binding.get("bound"),
+    )
 
 
 @dataclass(frozen=True)
@@ -272,7 +328,7 @@ def reconcile(
     or pruned: a user who signed up during the run, or whom offset paging skipped
     (it does when an earlier user is deleted mid-run), is no orphan.
     """
-    bucket = instance_bucket(rate)
+    bucket = instance_pacer(rate)
     summary: dict[str, Any] = {
         "clerk_users": 0,
         "mongo_users": 0,
@@ -426,6 +482,24 @@ def _merge_missing(held: sqlite3.Connection, seen: sqlite3.Connection) -> Iterat
 INLINE_WAIT = LEASE.total_seconds() * 1.5
 
 
+@dataclass(frozen=True)
+class SetAdminResult:
+    """What promote/demote did. ``user``: the user's documented JSON view (``public_view``);
+    ``clerk``: ``updated``, ``waiting`` (no key), ``not linked`` (the app's own user, no
+    Clerk id) or ``failed``, with ``error``."""
+
+    user: Mapping[str, Any]
+    clerk: str
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented ``promote``/``demote --json`` keys (``error`` only when failed)."""
+        data: dict[str, Any] = {"user": dict(self.user), "clerk": self.clerk}
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+
 def set_admin(
     store: UserStore,
     gateway: ClerkGateway | None,
@@ -433,58 +507,65 @@ def set_admin(
     value: bool,
     *,
     limits: Limits | None = None,
-) -> dict[str, Any]:
+) -> SetAdminResult:
     """Set the admin flag in MongoDB (durably, with the write-back marked), then write it into
     Clerk through the same claim as the workers: if one is writing this user, this waits
     for it, so the last write Clerk sees is the newest state.
 
-    Returns ``clerk``: ``updated``, ``waiting`` (no key), ``not linked`` (the app's own
-    user, no Clerk id) or ``failed`` with the error; MongoDB keeps the change either way
-    and the receiver or ``sync-metadata`` finishes it.
+    A key for another Clerk instance than the database's is refused before any change
+    (``InstanceMismatch``): its 404 would otherwise drop the write-back. MongoDB keeps
+    the change whenever Clerk fails; the receiver or ``sync-metadata`` finishes it.
     """
     from clerksync.clerk import default_rate
+    from clerksync.instance import InstanceMismatch
     from clerksync.users import public_view
 
     schema = store.schema
     doc = store.find_user(ident)
-    doc = store.set_admin(doc["_id"], value)
-    result: dict[str, Any] = {"user": public_view(doc, schema), "clerk": "waiting"}
     clerk_id = doc.get(schema.users.clerk_id)
-    if not (isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id)):
-        result["clerk"] = "not linked"  # the app's own user: nothing in Clerk to update
-        return result
-    if gateway is None:
-        return result
+    linked = isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id) is not None
+    guard = None
     # A person is waiting: a few quick retries, then the mark stays for the workers.
-    limits = limits or Limits(
-        pacer=instance_pacer(default_rate(gateway.secret_key)),
-        policy=RetryPolicy(base=0.25, cap=2.0, attempts=3),
-        per_user=PerUserWindow(),
-    )
+    if gateway is not None and linked:
+        limits = limits or Limits(
+            pacer=instance_pacer(default_rate(gateway.secret_key)),
+            policy=RetryPolicy(base=0.25, cap=2.0, attempts=3),
+            per_user=PerUserWindow(),
+        )
+        guard = InstanceGuard(store, gateway)
+        problem = call_with_retries(
+            functools.partial(guard.problem, fresh=True), limits.pacer, policy=limits.policy
+        )
+        if problem is not None:
+            raise InstanceMismatch(
+                f"{problem}: nothing was changed. Check the key and URL; if this database "
+                "really moves to that instance, run `clerksync reconcile --rebind`."
+            )
+    doc = store.set_admin(doc["_id"], value)
+    user = public_view(doc, schema)
+    if not linked:
+        return SetAdminResult(user, "not linked")  # the app's own user: nothing in Clerk
+    if gateway is None or limits is None:
+        return SetAdminResult(user, "waiting")
     keeper = LeaseKeeper(store.queue)
     key = {"_id": doc["_id"]}
     deadline = time.monotonic() + INLINE_WAIT
     try:
         while True:
             outcome = write_back(
-                store.queue, gateway, key, limits, keeper, due_only=False, inline=True
+                store.queue, gateway, key, limits, keeper, due_only=False, inline=True, guard=guard
             )
             if outcome.outcome != "busy":
                 break
             if store.queue.next_try(key) is None:
                 # The worker that held it finished after our change: it wrote our state.
-                result["clerk"] = "updated"
-                return result
+                return SetAdminResult(user, "updated")
             if time.monotonic() > deadline:
-                result["clerk"] = "failed"
-                result["error"] = "another process kept this user busy; its write-back is queued"
-                return result
+                error = "another process kept this user busy; its write-back is queued"
+                return SetAdminResult(user, "failed", error)
             limits.policy.sleep(0.1)
     finally:
         keeper.stop()
     if outcome.outcome in ("written", "unchanged"):
-        result["clerk"] = "updated"
-    else:
-        result["clerk"] = "failed"
-        result["error"] = outcome.error or outcome.outcome
-    return result
+        return SetAdminResult(user, "updated")
+    return SetAdminResult(user, "failed", outcome.error or outcome.outcome)

@@ -179,11 +179,6 @@ def clerk_copy_differs(
     return any(not same_value(clerk_metadata.get(k), v) for k, v in wanted.items())
 
 
-def metadata_differs(doc: Mapping[str, Any], schema: Schema) -> bool:
-    """True when Clerk's copy as last seen (``clerksync.metadata``) does not match the document."""
-    return clerk_copy_differs(bk.field(doc, bk.SEEN) or {}, doc, schema)
-
-
 #: the documented keys of ``users list --json``, whatever the schema (a key it lacks is null)
 PUBLIC_KEYS = (
     "id",

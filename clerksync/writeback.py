@@ -101,6 +101,46 @@ class WriteBack:
     remarked: bool = False
 
 
+class InstanceGuard:
+    """Is the key's Clerk instance the one this database is synced with
+    (``clerksync.instance``)? A key of another instance answers 404 for every user, and a
+    404 drops the write-back: with the wrong key every signup's write-back would be lost.
+    So the workers check before they start, promote/demote before they write, and any 404
+    is believed only once the instance is known to be the same. An unbound database has
+    nothing to compare with: it passes. Answers are kept ``ttl`` seconds."""
+
+    def __init__(self, store: UserStore, gateway: ClerkGateway, *, ttl: float = 60.0) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.ttl = ttl
+        self._answer: tuple[float, str | None] | None = None
+        self._lock = threading.Lock()
+
+    def problem(self, *, fresh: bool = False) -> str | None:
+        """Why this key must not write back to this database, or None. Raises when Clerk
+        or the database cannot be asked (the caller decides what that means)."""
+        from clerksync.instance import bound_instance
+
+        with self._lock:
+            if not fresh and self._answer is not None:
+                at, answer = self._answer
+                if time.monotonic() - at < self.ttl:
+                    return answer
+        bound = bound_instance(self.store)
+        answer = None
+        if bound is not None:
+            current = str(self.gateway.get_instance()["id"])
+            if bound.get("instanceId") != current:
+                answer = (
+                    f"database {self.store.name!r} is synced with Clerk instance "
+                    f"{bound.get('instanceId')}, but CLERK_SECRET_KEY and CLERK_API_URL reach "
+                    f"{current}"
+                )
+        with self._lock:
+            self._answer = (time.monotonic(), answer)
+        return answer
+
+
 @dataclass
 class Limits:
     """The pacing every write-back obeys: one per process, shared by workers and jobs."""
@@ -122,6 +162,7 @@ def write_back(
     *,
     due_only: bool = True,
     inline: bool = False,
+    guard: InstanceGuard | None = None,
 ) -> WriteBack:
     """Claim one user, bring its Clerk metadata in line, finish or defer it: the workers'
     and promote/demote's path (sync-metadata claims a batch at once and calls
@@ -135,7 +176,7 @@ def write_back(
         return WriteBack("busy")
     keeper.hold(doc["_id"])
     try:
-        return write_claimed(queue, gateway, doc, limits, inline=inline)
+        return write_claimed(queue, gateway, doc, limits, inline=inline, guard=guard)
     finally:
         keeper.let_go(doc["_id"])
 
@@ -149,13 +190,15 @@ def write_claimed(
     clerk_copy: Mapping[str, Any] | None = None,
     inline: bool = False,
     finish: Finish | None = None,
+    guard: InstanceGuard | None = None,
 ) -> WriteBack:
     """The write-back of one user this process has claimed (its lease held by the caller).
 
     ``clerk_copy`` is Clerk's ``publicMetadata`` when the caller just read it
     (sync-metadata); otherwise the copy last seen (``clerksync.metadata``) decides.
     ``finish`` replaces ``queue.finish`` for callers that finish many users in one bulk
-    write (they keep the leases until then)."""
+    write (they keep the leases until then). ``guard``: a 404 drops the user only once the
+    key is known to reach the database's Clerk instance."""
     try:
         return _write_claimed(
             queue,
@@ -165,20 +208,30 @@ def write_claimed(
             clerk_copy=clerk_copy,
             inline=inline,
             finish=finish or queue.finish,
+            guard=guard,
         )
     except ClerkApiError:
         raise
     except Exception as exc:
-        # Not Clerk's failure: this document or the database. Back off, then park it.
-        attempts = int(bk.field(doc, bk.ATTEMPTS) or 0) + 1
+        from clerksync.deliveries import database_unreachable
+
         error = f"{exc.__class__.__name__}"
-        if attempts >= PARK_AFTER:
-            queue.park({"_id": doc["_id"]}, error)
+        if database_unreachable(exc):
+            # The database away or slow: nothing is wrong with the user. Try again later,
+            # counted as neither Clerk's failure nor a fault, so it never parks.
+            retry_at = utcnow() + timedelta(seconds=limits.policy.base)
+            queue.defer(doc, retry_at, error, failed=False)
+            return WriteBack("deferred", error=error, retry_at=retry_at)
+        # Not Clerk's failure: this document. Back off, then park it. Counted apart from
+        # Clerk's failures (``clerksync.attempts``), which must never park a user.
+        faults = int(bk.field(doc, bk.FAULTS) or 0) + 1
+        if faults >= PARK_AFTER:
+            queue.park(doc, error)
             log.warning("write-back parked id=%s: %s", doc["_id"], error)
             return WriteBack("parked", error=error)
-        delay = limits.policy.delay(attempts, ClerkApiError(error, status=0)) or 1.0
+        delay = limits.policy.delay(faults, ClerkApiError(error, status=0)) or 1.0
         retry_at = utcnow() + timedelta(seconds=delay)
-        queue.defer(doc, retry_at, error)
+        queue.defer(doc, retry_at, error, fault=True)
         return WriteBack("deferred", error=error, retry_at=retry_at)
 
 
@@ -191,6 +244,7 @@ def _write_claimed(
     clerk_copy: Mapping[str, Any] | None,
     inline: bool,
     finish: Finish,
+    guard: InstanceGuard | None,
 ) -> WriteBack:
     known = clerk_copy if clerk_copy is not None else (bk.field(doc, bk.SEEN) or {})
     schema = queue.schema
@@ -213,6 +267,17 @@ def _write_claimed(
             copy = gateway.update_metadata(clerk_id, wanted_metadata(doc, schema))
             break
         except ClerkApiError as exc:
+            if exc.status == 404 and guard is not None:
+                try:
+                    problem = guard.problem()
+                except Exception as check:  # cannot tell: keep the user, ask again later
+                    problem = f"could not check the Clerk instance ({check.__class__.__name__})"
+                if problem is not None:
+                    problem += ": the write-back waits for the right key"
+                    retry_at = utcnow() + timedelta(seconds=limits.policy.cap)
+                    queue.defer(doc, retry_at, problem, failed=False)
+                    log.error("write-back held user=%s: %s", clerk_id, problem)
+                    return WriteBack("deferred", error=problem, retry_at=retry_at)
             if exc.status == 404:
                 queue.drop(doc, "user not found in Clerk")
                 log.info("write-back dropped user=%s: not in Clerk", clerk_id)
@@ -222,7 +287,7 @@ def _write_claimed(
                 # A wrong key: nothing about the user is wrong; wait for the operator.
                 delay = limits.policy.cap
             if delay is None:
-                queue.park({"_id": doc["_id"]}, str(exc))
+                queue.park(doc, str(exc))
                 log.warning("write-back parked user=%s: %s", clerk_id, exc)
                 return WriteBack("parked", error=str(exc))
             if exc.status == 429:
@@ -277,6 +342,9 @@ class WriteBackWorkers:
             rate, base_delay=base_delay, max_delay=max_delay, smooth=True
         )
         self.keeper = LeaseKeeper(self.queue)
+        self.guard = InstanceGuard(store, gateway)
+        #: why the workers did not start (the key is for another Clerk instance), or None
+        self.refused: str | None = None
         self._heap: list[tuple[float, int, tuple[str, Any]]] = []
         self._queued: dict[tuple[str, Any], float] = {}  # key -> when it is ready
         self._order = itertools.count()
@@ -313,6 +381,28 @@ class WriteBackWorkers:
         self._sweep.set()
 
     def start(self) -> None:
+        """Start the threads, once the key is known to reach the database's Clerk instance
+        (checked off the caller's thread: ``GET /instance`` must not hold up the receiver).
+        Against another instance nothing starts: an error is logged, the marks stay for a
+        right key (``doctor`` counts them as pending)."""
+        self._spawn(self._start_checked, "clerksync-writeback-start")
+
+    def _start_checked(self) -> None:
+        try:
+            self.refused = self.guard.problem(fresh=True)
+        except Exception as exc:
+            # Clerk or the database cannot be asked now: start; every 404 is checked again.
+            log.warning("could not check the Clerk instance: %s", exc.__class__.__name__)
+        if self.refused is not None:
+            log.error(
+                "write-back workers not started: %s. No write-back goes to Clerk, the marks "
+                "stay. Fix the key, or run `clerksync reconcile --rebind` if the database "
+                "really moved.",
+                self.refused,
+            )
+            return
+        if self._stop.is_set():
+            return
         for n in range(self.threads):
             self._spawn(self._run, f"clerksync-writeback-{n}")
         self._spawn(self._sweeper, "clerksync-writeback-sweep")
@@ -368,7 +458,9 @@ class WriteBackWorkers:
         while (item := self._next()) is not None:
             key = {item[0]: item[1]}
             try:
-                result = write_back(self.queue, self.gateway, key, self.limits, self.keeper)
+                result = write_back(
+                    self.queue, self.gateway, key, self.limits, self.keeper, guard=self.guard
+                )
                 if item in self._failures:
                     with self._cond:
                         self._failures.pop(item, None)

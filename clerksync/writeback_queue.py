@@ -168,6 +168,7 @@ class WriteBackQueue:
             }
             if clear:
                 change["$set"][bk.ATTEMPTS] = 0
+                change["$set"][bk.FAULTS] = 0
             if wrote:
                 change["$push"] = {bk.WRITES: {"$each": [now], "$slice": -KEEP_WRITES}}
             return change
@@ -212,7 +213,11 @@ class WriteBackQueue:
                         bk.LEASE_UNTIL: {"$not": {"$gt": now}},
                     },
                     {
-                        "$set": {bk.SEEN: seen_copy(copy, self.schema), bk.ATTEMPTS: 0},
+                        "$set": {
+                            bk.SEEN: seen_copy(copy, self.schema),
+                            bk.ATTEMPTS: 0,
+                            bk.FAULTS: 0,
+                        },
                         "$unset": {bk.DUE: "", bk.ERROR: "", bk.PARKED: ""},
                     },
                 )
@@ -222,14 +227,23 @@ class WriteBackQueue:
         )
 
     def defer(
-        self, doc: Mapping[str, Any], due: datetime, error: str, *, failed: bool = True
+        self,
+        doc: Mapping[str, Any],
+        due: datetime,
+        error: str,
+        *,
+        failed: bool = True,
+        fault: bool = False,
     ) -> None:
-        """Let go and try again at ``due``; ``failed`` counts an attempt (for the backoff)."""
+        """Let go and try again at ``due``; ``failed`` counts an attempt (for the backoff),
+        ``fault`` a failure that was not Clerk's (``clerksync.faults``, which parks)."""
         change: dict[str, Any] = {
             "$set": {bk.DUE: due, bk.ERROR: error},
             "$unset": {bk.LEASE_OWNER: "", bk.LEASE_UNTIL: ""},
         }
-        if failed:
+        if fault:
+            change["$inc"] = {bk.FAULTS: 1}
+        elif failed:
             change["$inc"] = {bk.ATTEMPTS: 1}
         self.users.update_one({"_id": doc["_id"], bk.LEASE_OWNER: self.owner}, change)
 
@@ -244,16 +258,18 @@ class WriteBackQueue:
         )
         self.release(doc)  # re-marked meanwhile: the new mark stays
 
-    def park(self, key: Key, error: str) -> None:
+    def park(self, doc: Mapping[str, Any], error: str) -> None:
         """Stop retrying a user whose write-back fails in a way retrying cannot fix; the next
-        change to the user (a delivery, promote/demote) marks it again."""
+        change to the user (a delivery, promote/demote) marks it again. Like ``drop``, only
+        where ``seq`` is still the claimed one: a change made meanwhile keeps its mark."""
         self.users.update_one(
-            key,
+            {"_id": doc["_id"], bk.SEQ: bk.field(doc, bk.SEQ), bk.LEASE_OWNER: self.owner},
             {
                 "$unset": {bk.DUE: "", bk.LEASE_OWNER: "", bk.LEASE_UNTIL: ""},
                 "$set": {bk.ERROR: f"parked: {error}", bk.PARKED: utcnow()},
             },
         )
+        self.release(doc)  # re-marked meanwhile: the new mark stays
 
     def release(self, doc: Mapping[str, Any]) -> None:
         """Let go of a claim without touching the mark."""

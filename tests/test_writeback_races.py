@@ -16,7 +16,7 @@ from clerksync.mongo import utcnow
 from clerksync.payloads import clerk_user, event
 from clerksync.ratelimit import PerUserWindow, RetryPolicy, instance_pacer
 from clerksync.store import UserStore, connect
-from clerksync.sync import set_admin
+from clerksync.sync import SetAdminResult, set_admin
 from clerksync.users import parse_clerk_user
 from clerksync.writeback import Limits
 from tests.conftest import WEBHOOK_SECRET
@@ -96,7 +96,7 @@ def test_promote_then_demote_with_a_slow_clerk_leaves_clerk_not_admin(
     wait_for(lambda: in_sync(fake_clerk, store, "user_flip"))
     fake_clerk.latency = 0.8  # every Clerk request takes 0.8 s
     gateway = running.receiver.gateway
-    results: dict[str, dict] = {}
+    results: dict[str, SetAdminResult] = {}
 
     def run(name: str, value: bool) -> None:
         cli_store = connect(load_settings())  # each command is its own process
@@ -110,7 +110,7 @@ def test_promote_then_demote_with_a_slow_clerk_leaves_clerk_not_admin(
     time.sleep(0.3)  # the promote's PATCH is in flight
     run("demote", False)
     promote.join()
-    assert results["promote"]["clerk"] == "updated" and results["demote"]["clerk"] == "updated"
+    assert results["promote"].clerk == "updated" and results["demote"].clerk == "updated"
     wait_for(lambda: in_sync(fake_clerk, store, "user_flip"))
     assert store.find_user("user_flip")["isAdmin"] is False
     assert fake_clerk.users["user_flip"]["public_metadata"]["isAdmin"] is False
@@ -218,6 +218,6 @@ def test_sync_metadata_leaves_a_user_another_process_is_writing_back(
     assert receiver.claim(store.clerk_key(ids[0])) is not None
     gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)
     summary = sync_metadata(store, gateway, rate=1000)
-    assert summary["updated"] == 2 and summary["busy"] == 1
+    assert summary.updated == 2 and summary.busy == 1
     assert {user for user, _ in fake_clerk.metadata_writes} == set(ids[1:])
     assert store.pending_write_backs() == 1  # the receiver's user keeps its mark

@@ -19,7 +19,9 @@ RateOption = Annotated[
         metavar="N",
         min=0.1,
         help="Clerk requests per second (default: 95% of the instance limit told by the "
-        "key, 9.5/s development, 95/s production; lower it to leave your app more room).",
+        "key, 9.5/s development, 95/s production; lower it to leave your app more room). "
+        "The pace holds per process: a `serve` with a key running meanwhile writes back at "
+        "its own 95%, so halve it while one runs.",
     ),
 ]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Change nothing; report.")]
@@ -87,35 +89,34 @@ def sync_metadata(
     Refuses (exit 2) when the key is for another Clerk instance than the
     database's, until --rebind.
     """
-    from clerksync.instance import ensure_same_instance
     from clerksync.sync import sync_metadata as run
 
     store = open_store(ctx, indexes=True)
     clerk = gateway(ctx)
     assert clerk is not None
-    from clerksync.ratelimit import instance_bucket
-    from clerksync.sync import call_with_retries
-
-    call_with_retries(
-        lambda: ensure_same_instance(store, clerk, rebind=rebind, dry_run=dry_run),
-        instance_bucket(rate_for(ctx, rate)),
-    )
     with progress_bar("sync-metadata", json) as progress:
-        summary = run(store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, progress=progress)
+        result = run(
+            store,
+            clerk,
+            rate=rate_for(ctx, rate),
+            dry_run=dry_run,
+            rebind=rebind,
+            progress=progress,
+        )
     if json:
-        print_json(summary)
+        print_json(result.to_json())
     else:
         verb = "would update" if dry_run else "updated"
         say(
-            f"{summary['total']} users: {verb} {summary['updated']}, unchanged "
-            f"{summary['unchanged']}, failed {summary['failed']}, missing in Clerk "
-            f"{summary['missing']}"
+            f"{result.total} users: {verb} {result.updated}, unchanged "
+            f"{result.unchanged}, failed {result.failed}, missing in Clerk "
+            f"{result.missing}"
         )
-        for clerk_id in summary.get("would_change", []):
+        for clerk_id in result.would_change:
             typer.echo(safe(clerk_id))
-        for error in summary.get("errors", []):
+        for error in result.errors:
             say(f"  failed: {error}")
-    if summary["failed"]:
+    if result.failed:
         raise typer.Exit(1)
 
 
@@ -125,20 +126,20 @@ def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
     store = open_store(ctx, indexes=True)
     result = set_admin(store, gateway(ctx, required=False), ident, value)
     if json:
-        print_json(result)
-    user = result["user"]
+        print_json(result.to_json())
+    user = result.user
     role = "admin" if value else "not admin"
-    if result["clerk"] == "failed":
+    if result.clerk == "failed":
         say(
             f"MongoDB: {user['clerkId']} is now {role}. Clerk was not updated "
-            f"({result['error']}); `clerksync sync-metadata` will finish it."
+            f"({result.error}); `clerksync sync-metadata` will finish it."
         )
         raise typer.Exit(1)
     if not json:
         where = {
             "updated": "MongoDB and Clerk",
             "not linked": "MongoDB (the app's own user: no Clerk id)",
-        }.get(result["clerk"], "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)")
+        }.get(result.clerk, "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)")
         say(f"{user['clerkId']} ({user['email'] or 'no email'}) is now {role} in {where}.")
 
 
