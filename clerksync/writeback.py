@@ -127,15 +127,18 @@ class InstanceGuard:
                 if time.monotonic() - at < self.ttl:
                     return answer
         bound = bound_instance(self.store)
+        if bound is None:
+            # Not bound yet (a delivery or a bulk job binds it): nothing is kept, so the next
+            # question reads again (one read of the database, no request to Clerk).
+            return None
         answer = None
-        if bound is not None:
-            current = str(self.gateway.get_instance()["id"])
-            if bound.get("instanceId") != current:
-                answer = (
-                    f"database {self.store.name!r} is synced with Clerk instance "
-                    f"{bound.get('instanceId')}, but CLERK_SECRET_KEY and CLERK_API_URL reach "
-                    f"{current}"
-                )
+        current = str(self.gateway.get_instance()["id"])
+        if bound.get("instanceId") != current:
+            answer = (
+                f"database {self.store.name!r} is synced with Clerk instance "
+                f"{bound.get('instanceId')}, but CLERK_SECRET_KEY and CLERK_API_URL reach "
+                f"{current}"
+            )
         with self._lock:
             self._answer = (time.monotonic(), answer)
         return answer

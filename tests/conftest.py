@@ -135,6 +135,15 @@ def receiver(store: UserStore, webhook_secret: str) -> Iterator[Any]:
         running.stop()
 
 
+@pytest.fixture
+def receivers(store: UserStore, webhook_secret: str) -> Iterator[list[Any]]:
+    """Receivers a test starts (``RunningReceiver``s it appends), all stopped at its end."""
+    started: list[Any] = []
+    yield started
+    for running in started:
+        running.stop()
+
+
 class Cli:
     """Runs the real Typer app in-process; stdout and stderr kept apart."""
 

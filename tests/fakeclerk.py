@@ -73,6 +73,10 @@ class FakeClerk:
         self.fail_queue: list[int] = []
         self.latency = 0.0
         self.metadata_writes: list[tuple[str, dict[str, Any]]] = []
+        # Metadata PATCHes being answered now, per user, and (user, start, end) of each one
+        # answered: lets a test wait for a write in flight, or check two never overlapped.
+        self.in_flight: collections.Counter[str] = collections.Counter()
+        self.patch_spans: list[tuple[str, float, float]] = []
         # Called, with the lock held, after a page of the full user list is served (its
         # offset as argument): lets a test change Clerk in the middle of a paging run.
         self.after_page: Callable[[int], None] | None = None
@@ -157,6 +161,23 @@ class FakeClerk:
         return None
 
     def handle(
+        self, method: str, raw_path: str, auth: str, body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        segments = urlsplit(raw_path).path.removeprefix("/v1").strip("/").split("/")
+        if method != "PATCH" or segments[2:] != ["metadata"]:
+            return self._answer(method, raw_path, auth, body)
+        user_id = segments[1]
+        with self.lock:
+            self.in_flight[user_id] += 1
+        started = time.monotonic()
+        try:
+            return self._answer(method, raw_path, auth, body)
+        finally:
+            with self.lock:
+                self.in_flight[user_id] -= 1
+                self.patch_spans.append((user_id, started, time.monotonic()))
+
+    def _answer(
         self, method: str, raw_path: str, auth: str, body: bytes
     ) -> tuple[int, Any, dict[str, str]]:
         if self.latency:

@@ -4,11 +4,10 @@ never loops on Clerk's echo, and two receivers on one database write once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from clerksync.config import load_settings
 from clerksync.payloads import clerk_user, event
@@ -26,14 +25,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
-
-
-@pytest.fixture
-def receivers(store: UserStore, webhook_secret: str) -> Iterator[list[RunningReceiver]]:
-    started: list[RunningReceiver] = []
-    yield started
-    for running in started:
-        running.stop()
 
 
 def start(receivers: list[RunningReceiver], **options: object) -> RunningReceiver:
