@@ -34,6 +34,7 @@ MAX_BACKLOG = 500  # queued metadata writes before reading pauses (bounds memory
 # memory grow with the collection; a fixed batch keeps it flat.
 CURSOR_BATCH = 1000
 MAX_BOOKS = 4  # bulk bookkeeping writes queued before the job waits for the database
+MAX_CURSOR_TRIES = 20  # users of a page tried as the next cursor when the last ones are gone
 Progress = Callable[[int, int | None], None]
 
 
@@ -234,28 +235,40 @@ def _reconcile_pages(
     dry_run: bool,
     progress: Progress | None,
 ) -> None:
-    """Page through Clerk's users (created_at order) and apply each page in bulk."""
+    """Page through Clerk's users (created_at order, by cursor) and apply each page in bulk."""
     total = None
     if progress is not None:  # the count only feeds the progress bar
         with contextlib.suppress(ClerkApiError):
             total = call_with_retries(gateway.count_users, bucket)
 
-    def fetch(offset: int) -> list[dict[str, Any]]:
-        return call_with_retries(
-            functools.partial(gateway.list_page, offset=offset, limit=PAGE_SIZE), bucket
-        )
+    def fetch(cursors: list[str]) -> list[dict[str, Any]]:
+        """The page after the first cursor Clerk still knows: the last user of the previous
+        page, else (deleted meanwhile: a 422) the one before it, and so on."""
+        options: list[str | None] = [*cursors] or [None]
+        for attempt, cursor in enumerate(options):
+            try:
+                return call_with_retries(functools.partial(gateway.users_after, cursor), bucket)
+            except ClerkApiError as exc:
+                if exc.status != 422 or attempt + 1 >= min(len(cursors), MAX_CURSOR_TRIES):
+                    raise
+        raise AssertionError("unreachable")
 
-    # One page ahead: the next request is in flight while this page is written.
+    # One page ahead: the next request is in flight while this page is written. Paging is
+    # by cursor (starting_after), so a page deep in a large instance costs what the first
+    # one does; a deep offset "gets progressively slower and eventually times out".
     all_new = False  # was the last page all new users? then insert this one outright
     with ThreadPoolExecutor(1) as reader:
-        offset = 0
-        upcoming = reader.submit(fetch, offset)
+        upcoming = reader.submit(fetch, [])
+        previous: set[str] = set()  # ids of the last page: a fallback cursor re-serves some
         while True:
             page = upcoming.result()
-            if len(page) == PAGE_SIZE:
-                upcoming = reader.submit(fetch, offset + PAGE_SIZE)
-            if not page:
-                break
+            full = len(page) == PAGE_SIZE
+            ids = [u.get("id") for u in page]
+            if full:
+                cursors = [i for i in reversed(ids) if isinstance(i, str) and i]
+                upcoming = reader.submit(fetch, cursors)
+            page = [raw for raw, i in zip(page, ids, strict=True) if i not in previous]
+            previous = {i for i in ids if isinstance(i, str)}
             users = []
             for raw in page:
                 try:
@@ -274,9 +287,8 @@ def _reconcile_pages(
                     summary[key] += value
             if progress:
                 progress(summary["clerk_users"], total)
-            if len(page) < PAGE_SIZE:
+            if not full:
                 break
-            offset += PAGE_SIZE
 
 
 def _id_table() -> sqlite3.Connection:
