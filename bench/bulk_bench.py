@@ -181,8 +181,10 @@ def bookkeeping_floor(mongo_url: str, db: str, n: int, prefix: str, *, writes: i
                 UpdateOne(
                     {"_id": d["_id"]},
                     {
-                        "$set": {"clerkMetadata": {"userMongoId": str(d["_id"]), "isAdmin": False}},
-                        "$unset": {"syncDueAt": ""},
+                        "$set": {
+                            "clerksync.metadata": {"userMongoId": str(d["_id"]), "isAdmin": False}
+                        },
+                        "$unset": {"clerksync.dueAt": ""},
                     },
                 )
                 for d in docs[offset : offset + 500]
@@ -255,7 +257,7 @@ def main() -> None:
         store = UserStore(MongoClient(mongo_url, tz_aware=True), "sync_bench")
         store.ensure_indexes()
         store.upsert_many(parse_clerk_user(u) for u in clerk_users(n, prefix))
-        docs = list(store.users.find({}, {"clerkId": 1, "syncSeq": 1}).sort("clerkId", 1))
+        docs = list(store.users.find({}, {"clerkId": 1, "clerksync.seq": 1}).sort("clerkId", 1))
         in_sync = [d for i, d in enumerate(docs) if i % 4]  # every fourth user drifted
         metadata = {d["clerkId"]: {"userMongoId": str(d["_id"]), "isAdmin": False} for d in in_sync}
         # Those in sync had their write-back land earlier: no pending mark left.

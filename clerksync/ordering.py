@@ -1,7 +1,7 @@
 """The ordering rule, and the MongoDB documents a Clerk state writes. No I/O.
 
 Each document keeps the ``updated_at`` of the Clerk state it holds
-(``clerkUpdatedAt``). An upsert filters on ``{"clerkUpdatedAt": {"$not": {"$gte": t}}}``,
+(``clerksync.updatedAt``). An upsert filters on ``{"clerksync.updatedAt": {"$not": {"$gte": t}}}``,
 one predicate that also matches documents without the field (written by the
 app before clerksync) and that the wire servers plan as an index lookup next
 to the ``clerkId`` equality (an ``$or`` would fall to a collection scan on some).
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from clerksync import bookkeeping as bk
 from clerksync.users import ClerkUser, user_fields
 
 
@@ -24,12 +25,12 @@ def is_older(stored: Any, updated_at: int) -> bool:
 
 
 def ordering_filter(user: ClerkUser) -> dict[str, Any]:
-    return {"clerkId": user.id, "clerkUpdatedAt": {"$not": {"$gte": user.updated_at}}}
+    return {"clerkId": user.id, bk.UPDATED_AT: {"$not": {"$gte": user.updated_at}}}
 
 
 def new_document(update: Mapping[str, Any]) -> dict[str, Any]:
     """The document ``update`` would create if upserted into nothing."""
-    return {**update["$set"], **update["$setOnInsert"], **update.get("$inc", {})}
+    return bk.nest({**update["$set"], **update["$setOnInsert"], **update.get("$inc", {})})
 
 
 def upsert_update(user: ClerkUser, now: datetime) -> tuple[dict[str, Any], bool]:
@@ -47,6 +48,6 @@ def upsert_update(user: ClerkUser, now: datetime) -> tuple[dict[str, Any], bool]
         isinstance(metadata.get("userMongoId"), str) and isinstance(metadata.get("isAdmin"), bool)
     )
     if queued:
-        fields["syncDueAt"] = now
-        update["$inc"] = {"syncSeq": 1}
+        fields[bk.DUE] = now
+        update["$inc"] = {bk.SEQ: 1}
     return update, queued

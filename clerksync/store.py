@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from clerksync import bookkeeping as bk
 from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
 from clerksync.mongo import describe_mongo_error, duplicates_only, find_in, utcnow
 from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
@@ -91,7 +92,7 @@ class UserStore(WriteBackQueue):
         self.users.create_index([("clerkId", ASCENDING)], unique=True, name="clerkId_1")
         self.users.create_index([("email", ASCENDING)], name="email_1")
         self.users.create_index([("username", ASCENDING)], name="username_1")
-        self.users.create_index([("syncDueAt", ASCENDING)], sparse=True, name="syncDueAt_1")
+        self.users.create_index([(bk.DUE, ASCENDING)], sparse=True, name="clerksync_dueAt")
         self.deliveries.create_index(
             [("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expiresAt_ttl"
         )
@@ -189,8 +190,8 @@ class UserStore(WriteBackQueue):
                 result = self.users.update_one(ordering_filter(user), update, upsert=True)
             except DuplicateKeyError:
                 # The filter missed an existing document: what is stored is as new or newer.
-                existing = self.users.find_one({"clerkId": user.id}, {"clerkUpdatedAt": 1})
-                if existing is not None and existing.get("clerkUpdatedAt") == user.updated_at:
+                existing = self.users.find_one({"clerkId": user.id}, {bk.UPDATED_AT: 1})
+                if existing is not None and bk.field(existing, bk.UPDATED_AT) == user.updated_at:
                     return WriteResult("duplicate")
                 return WriteResult("stale")
             inserted = result.upserted_id is not None
@@ -198,17 +199,15 @@ class UserStore(WriteBackQueue):
         # before removing the document, so if ours inserted, a tombstone written
         # before that is visible now. (If ours updated, the removal comes after it.)
         if inserted and self.is_tombstoned(user.id):
-            self.users.delete_one({"clerkId": user.id, "clerkUpdatedAt": user.updated_at})
+            self.users.delete_one({"clerkId": user.id, bk.UPDATED_AT: user.updated_at})
             return WriteResult("stale")
         if queued:
             return WriteResult("applied", wants_write_back=True)
         # Clerk's copy names an id and a role: usually our own write-back echoed back.
         # Check it against the stored document, and queue a write-back if it differs.
-        doc = self.users.find_one(
-            {"clerkId": user.id}, {"isAdmin": 1, "clerkMetadata": 1, "syncDueAt": 1}
-        )
+        doc = self.users.find_one({"clerkId": user.id}, {"isAdmin": 1, bk.SEEN: 1, bk.DUE: 1})
         if doc is not None and metadata_differs(doc):
-            if "syncDueAt" not in doc:
+            if not bk.has(doc, bk.DUE):
                 self.mark_write_back(doc["_id"])
             return WriteResult("applied", wants_write_back=True)
         return WriteResult("applied")
@@ -257,7 +256,7 @@ class UserStore(WriteBackQueue):
             for user in fresh:
                 doc = new_document(upsert_update(user, now)[0])
                 # A new document's id is news to Clerk: its write-back is due either way.
-                doc.update(syncDueAt=now, syncSeq=1)
+                doc.setdefault(bk.ROOT, {}).update(dueAt=now, seq=1)
                 docs.append(doc)
             failed: set[int] = set()
             try:
@@ -285,7 +284,7 @@ class UserStore(WriteBackQueue):
             if upserted:
                 self.users.update_many(
                     {"_id": {"$in": [entry["_id"] for entry in upserted]}},
-                    {"$set": {"syncDueAt": now}, "$inc": {"syncSeq": 1}},
+                    {"$set": {bk.DUE: now}, "$inc": {bk.SEQ: 1}},
                 )
                 inserted += [older[entry["index"]].id for entry in upserted]
         gone = self.tombstoned_among(inserted) if inserted else set()
@@ -317,10 +316,10 @@ class UserStore(WriteBackQueue):
         return counts
 
     def _stored_versions(self, clerk_ids: list[str]) -> dict[str, Any]:
-        """Clerk id -> the stored ``clerkUpdatedAt`` (None if the app wrote the document)."""
-        projection = {"clerkId": 1, "clerkUpdatedAt": 1, "_id": 0}
+        """Clerk id -> the stored ``clerksync.updatedAt`` (None if the app wrote the document)."""
+        projection = {"clerkId": 1, bk.UPDATED_AT: 1, "_id": 0}
         found = find_in(self.users, "clerkId", clerk_ids, projection)
-        return {d["clerkId"]: d.get("clerkUpdatedAt") for d in found}
+        return {d["clerkId"]: bk.field(d, bk.UPDATED_AT) for d in found}
 
     # -- admin rights ------------------------------------------------------------------------
 
@@ -332,8 +331,8 @@ class UserStore(WriteBackQueue):
         doc = self.users.find_one_and_update(
             {"_id": doc_id},
             {
-                "$set": {"isAdmin": value, "updatedAt": now, "syncDueAt": now},
-                "$inc": {"syncSeq": 1},
+                "$set": {"isAdmin": value, "updatedAt": now, bk.DUE: now},
+                "$inc": {bk.SEQ: 1},
             },
             return_document=ReturnDocument.AFTER,
         )

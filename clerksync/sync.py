@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from clerksync import bookkeeping as bk
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
 from clerksync.ratelimit import TokenBucket, instance_bucket
@@ -82,7 +83,7 @@ def sync_metadata(
     would_change: list[str] = []
     errors: list[str] = []
     total = store.count() if progress is not None else None  # only the progress bar uses it
-    fields = {"clerkId": 1, "isAdmin": 1, "syncSeq": 1, "clerkMetadata": 1, "syncDueAt": 1}
+    fields = {"clerkId": 1, "isAdmin": 1, bk.SEQ: 1, bk.SEEN: 1, bk.DUE: 1}
 
     def write(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Clerk's new copy, or None (the error is kept for the report)."""
@@ -144,7 +145,7 @@ def sync_metadata(
                     to_write.append(doc)
                 else:
                     summary["unchanged"] += 1
-                    if "syncDueAt" in doc:  # Clerk already agrees: just clear the mark
+                    if bk.has(doc, bk.DUE):  # Clerk already agrees: just clear the mark
                         agreed.append((doc, clerk[doc["clerkId"]]))
             if dry_run:
                 would_change.extend(d["clerkId"] for d in to_write)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from clerksync import bookkeeping as bk
 from clerksync.errors import InvalidEvent
 
 CLERK_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
@@ -107,8 +108,8 @@ def user_fields(user: ClerkUser) -> dict[str, Any]:
     """The fields a Clerk user sets on its document (``$set``); ``isAdmin``/``createdAt`` excluded.
 
     ``isAdmin`` belongs to MongoDB (promote/demote) and ``createdAt`` to the
-    first write, so an update never resets either. ``clerkUpdatedAt`` orders
-    deliveries; ``clerkMetadata`` is Clerk's copy of our keys as last seen,
+    first write, so an update never resets either. ``clerksync.updatedAt`` orders
+    deliveries; ``clerksync.metadata`` is Clerk's copy of our keys as last seen,
     which decides whether a write-back is needed.
     """
     metadata = user.public_metadata
@@ -119,8 +120,8 @@ def user_fields(user: ClerkUser) -> dict[str, Any]:
         "lastName": user.last_name,
         "username": user.username,
         "profilePicture": user.image_url,
-        "clerkUpdatedAt": user.updated_at,
-        "clerkMetadata": {
+        bk.UPDATED_AT: user.updated_at,
+        bk.SEEN: {
             "userMongoId": metadata.get("userMongoId"),
             "isAdmin": metadata.get("isAdmin"),
         },
@@ -142,8 +143,8 @@ def clerk_copy_differs(clerk_metadata: Mapping[str, Any], doc: Mapping[str, Any]
 
 
 def metadata_differs(doc: Mapping[str, Any]) -> bool:
-    """True when Clerk's copy as last seen (``clerkMetadata``) does not match the document."""
-    return clerk_copy_differs(doc.get("clerkMetadata") or {}, doc)
+    """True when Clerk's copy as last seen (``clerksync.metadata``) does not match the document."""
+    return clerk_copy_differs(bk.field(doc, bk.SEEN) or {}, doc)
 
 
 def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The metadata write-back: Clerk's ``publicMetadata`` gets ``{userMongoId, isAdmin}``.
 
 It runs after the webhook's 2xx, from durable state: the receiver marks a
-user ``syncDueAt`` in the same write that stores it, and these workers claim
+user due (``clerksync.dueAt``) in the same write that stores it, and these workers claim
 due users (the claim is a lease, so two processes never write one user at
 once), call Clerk, and clear the mark. A crash, a restart or a Clerk outage
 leaves the mark in place, and the next worker, or ``sync-metadata``, finishes
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from clerksync import bookkeeping as bk
 from clerksync.clerk import ClerkGateway
 from clerksync.errors import ClerkApiError
 from clerksync.mongo import utcnow
@@ -48,7 +49,7 @@ def write_back_one(
     """Bring one claimed user's Clerk metadata in line. Returns what happened, for logs/tests:
     ``unchanged`` (Clerk already agreed), ``written``, ``deferred`` or ``dropped``."""
     if not metadata_differs(doc):
-        store.finish_write_back(doc, doc.get("clerkMetadata") or {})
+        store.finish_write_back(doc, bk.field(doc, bk.SEEN) or {})
         return "unchanged"
     clerk_id = doc["clerkId"]
     if per_user is not None:
@@ -70,7 +71,7 @@ def write_back_one(
             if bucket is not None:
                 bucket.pause(delay)
         else:
-            delay = backoff(int(doc.get("syncAttempts") or 0), base_delay, max_delay)
+            delay = backoff(int(bk.field(doc, bk.ATTEMPTS) or 0), base_delay, max_delay)
         store.defer_write_back(doc, utcnow() + timedelta(seconds=delay), str(exc))
         log.info("write-back deferred user=%s status=%s in %.1fs", clerk_id, exc.status, delay)
         return "deferred"

@@ -2,9 +2,10 @@
 its own: the state lives on the user document, so it is written in the same durable write
 as the change that caused it and survives anything the document survives.
 
-``syncDueAt`` (sparse index) marks a user due and, pushed forward, leases it to one worker;
-``syncSeq`` counts changes, so finishing an older write-back never clears a newer mark;
-``syncAttempts`` drives the backoff and ``syncError`` keeps the last failure;
+``clerksync.dueAt`` (sparse index) marks a user due and, pushed forward, leases it to one
+worker; ``clerksync.seq`` counts changes, so finishing an older write-back never clears a
+newer mark; ``clerksync.attempts`` drives the backoff and ``clerksync.error`` keeps the last
+failure (see ``clerksync.bookkeeping``);
 ``doctor`` counts what is due.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from clerksync import bookkeeping as bk
 from clerksync.mongo import utcnow
 
 if TYPE_CHECKING:
@@ -30,23 +32,23 @@ class WriteBackQueue:
 
         return self.users.find_one_and_update(
             {"_id": doc_id},
-            {"$set": {"syncDueAt": utcnow()}, "$inc": {"syncSeq": 1}},
+            {"$set": {bk.DUE: utcnow()}, "$inc": {bk.SEQ: 1}},
             return_document=ReturnDocument.AFTER,
         )
 
     def pending_write_backs(self) -> int:
-        return self.users.count_documents({"syncDueAt": {"$exists": True}})
+        return self.users.count_documents({bk.DUE: {"$exists": True}})
 
     def claim_write_back(self, lease: timedelta) -> Mapping[str, Any] | None:
-        """Take the most overdue write-back; pushing ``syncDueAt`` forward is the lease,
+        """Take the most overdue write-back; pushing ``clerksync.dueAt`` forward is the lease,
         so another process skips it, and a crash just lets the lease run out."""
         from pymongo import ReturnDocument
 
         now = utcnow()
         return self.users.find_one_and_update(
-            {"syncDueAt": {"$lte": now}},
-            {"$set": {"syncDueAt": now + lease}},
-            sort=[("syncDueAt", 1)],
+            {bk.DUE: {"$lte": now}},
+            {"$set": {bk.DUE: now + lease}},
+            sort=[(bk.DUE, 1)],
             return_document=ReturnDocument.AFTER,
         )
 
@@ -67,10 +69,10 @@ class WriteBackQueue:
         result = self.users.bulk_write(
             [
                 UpdateOne(
-                    {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
+                    {"_id": doc["_id"], bk.SEQ: bk.field(doc, bk.SEQ)},
                     {
-                        "$set": {"clerkMetadata": seen(copy), "syncAttempts": 0},
-                        "$unset": {"syncDueAt": "", "syncError": ""},
+                        "$set": {bk.SEEN: seen(copy), bk.ATTEMPTS: 0},
+                        "$unset": {bk.DUE: "", bk.ERROR: ""},
                     },
                 )
                 for doc, copy in done
@@ -81,7 +83,7 @@ class WriteBackQueue:
             # Some were re-marked meanwhile: keep their mark, but still record Clerk's copy.
             self.users.bulk_write(
                 [
-                    UpdateOne({"_id": doc["_id"]}, {"$set": {"clerkMetadata": seen(copy)}})
+                    UpdateOne({"_id": doc["_id"]}, {"$set": {bk.SEEN: seen(copy)}})
                     for doc, copy in done
                 ],
                 ordered=False,
@@ -89,13 +91,13 @@ class WriteBackQueue:
 
     def defer_write_back(self, doc: Mapping[str, Any], due: datetime, error: str) -> None:
         self.users.update_one(
-            {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
-            {"$set": {"syncDueAt": due, "syncError": error}, "$inc": {"syncAttempts": 1}},
+            {"_id": doc["_id"], bk.SEQ: bk.field(doc, bk.SEQ)},
+            {"$set": {bk.DUE: due, bk.ERROR: error}, "$inc": {bk.ATTEMPTS: 1}},
         )
 
     def drop_write_back(self, doc: Mapping[str, Any], error: str) -> None:
         """Stop trying (the user is gone from Clerk); the error stays for doctor."""
         self.users.update_one(
-            {"_id": doc["_id"], "syncSeq": doc.get("syncSeq")},
-            {"$unset": {"syncDueAt": ""}, "$set": {"syncError": error}},
+            {"_id": doc["_id"], bk.SEQ: bk.field(doc, bk.SEQ)},
+            {"$unset": {bk.DUE: ""}, "$set": {bk.ERROR: error}},
         )

@@ -51,4 +51,4 @@ def test_final_state_is_each_users_newest_event(store: UserStore, deliveries: li
         else:
             assert len(docs) == 1
             assert docs[0]["firstName"] == f"v{max(mine)}"
-            assert docs[0]["clerkUpdatedAt"] == 1_000 * max(mine)
+            assert docs[0]["clerksync"]["updatedAt"] == 1_000 * max(mine)

@@ -135,7 +135,7 @@ def test_bulk_apply_follows_the_receivers_rules(store: UserStore, assume_new: bo
     assert store.find_user("user_app")["isAdmin"] is True
     assert store.users.count_documents({"clerkId": "user_del"}) == 0  # no resurrection
     fresh = store.find_user("user_fresh")
-    assert "syncDueAt" in fresh and fresh["isAdmin"] is False  # its write-back is queued
+    assert "dueAt" in fresh["clerksync"] and fresh["isAdmin"] is False  # its write-back is queued
     again = store.upsert_many(batch, assume_new=assume_new)
     assert again == {"created": 0, "updated": 0, "unchanged": 4}
 
@@ -171,5 +171,5 @@ def test_bulk_apply_with_a_stale_plan_still_orders_and_never_resurrects(
     assert store.find_user("user_newer")["firstName"] == "Receiver"
     assert store.find_user("user_older")["firstName"] == "Reconcile"
     assert store.users.count_documents({"clerkId": "user_deleted"}) == 0
-    assert "syncDueAt" in store.find_user("user_vanished")
+    assert "dueAt" in store.find_user("user_vanished")["clerksync"]
     assert store.users.count_documents({}) == 3

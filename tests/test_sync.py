@@ -242,7 +242,7 @@ def test_reconcile_queues_the_write_back_of_a_user_whose_clerk_copy_names_an_old
     fake_clerk.add_user(user_id="user_fresh")
     assert json.loads(cli("reconcile", "--json", *FAST).stdout)["created"] == 2
     restored = store.find_user("user_restored")
-    assert "syncDueAt" in restored and str(restored["_id"]) != old["userMongoId"]
+    assert "dueAt" in restored["clerksync"] and str(restored["_id"]) != old["userMongoId"]
     assert json.loads(cli("sync-metadata", "--json", *FAST).stdout)["updated"] == 2
     assert fake_clerk.users["user_restored"]["public_metadata"]["userMongoId"] == str(
         restored["_id"]

@@ -56,7 +56,7 @@ def in_sync(fake: FakeClerk, store: UserStore, user_id: str) -> bool:
         doc is not None
         and meta.get("userMongoId") == str(doc["_id"])
         and (meta.get("isAdmin") is doc["isAdmin"])
-        and "syncDueAt" not in doc
+        and "dueAt" not in doc.get("clerksync", {})
     )
 
 
@@ -79,7 +79,7 @@ def test_clerk_echo_of_our_write_does_not_loop(
     assert post(running.url, WEBHOOK_SECRET, echo).json()["outcome"] == "applied"
     time.sleep(0.5)
     assert len(fake_clerk.metadata_writes) == 1
-    assert "syncDueAt" not in store.find_user("user_echo")
+    assert "dueAt" not in store.find_user("user_echo")["clerksync"]
 
 
 def test_write_back_lands_through_5xx(receivers, store: UserStore, fake_clerk: FakeClerk) -> None:
@@ -117,8 +117,8 @@ def test_user_gone_from_clerk_is_not_retried(
     running = start(receivers)
     ghost = clerk_user(user_id="user_ghost")  # never added to the fake: Clerk answers 404
     post(running.url, WEBHOOK_SECRET, event("user.created", ghost))
-    wait_for(lambda: "syncDueAt" not in store.find_user("user_ghost"))
-    assert "not found" in store.find_user("user_ghost")["syncError"]
+    wait_for(lambda: "dueAt" not in store.find_user("user_ghost")["clerksync"])
+    assert "not found" in store.find_user("user_ghost")["clerksync"]["error"]
 
 
 def test_pending_write_backs_survive_a_restart(

@@ -1,0 +1,61 @@
+"""clerksync's own fields on an app's document: one sub-document, ``clerksync``, out of the
+app's way.
+
+An app's model (Mongoose, Beanie) ignores a field it does not declare, and one sub-document
+is one name to leave alone, to exclude from a projection, or to drop. Everything clerksync
+needs to order deliveries and to drive the Clerk write-back lives under it:
+
+``clerksync.updatedAt``  Clerk's ``updated_at`` (ms) of the stored state: the ordering rule
+``clerksync.metadata``   Clerk's copy of the written-back keys, as last seen
+``clerksync.dueAt``      set while a write-back is pending (sparse index): when it is due
+``clerksync.seq``        counts changes, so finishing an older write-back never clears a newer one
+``clerksync.attempts``   failed write-back attempts, for the backoff
+``clerksync.error``      the last write-back failure, for ``doctor``
+
+Filters and updates use the dotted paths; ``field`` reads one from a document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ROOT = "clerksync"
+UPDATED_AT = f"{ROOT}.updatedAt"
+SEEN = f"{ROOT}.metadata"
+DUE = f"{ROOT}.dueAt"
+SEQ = f"{ROOT}.seq"
+ATTEMPTS = f"{ROOT}.attempts"
+ERROR = f"{ROOT}.error"
+
+_MISSING = object()
+
+
+def field(doc: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """The value at a dotted ``path`` of ``doc``, or ``default`` when any step is missing."""
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return default
+        value = value.get(part, _MISSING)
+        if value is _MISSING:
+            return default
+    return value
+
+
+def has(doc: Mapping[str, Any], path: str) -> bool:
+    """Whether ``doc`` holds a value (even null) at the dotted ``path``."""
+    return field(doc, path, _MISSING) is not _MISSING
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``: an update's ``$set`` as the document it would
+    make (an insert must not carry dotted keys: the server would store them literally)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
