@@ -14,6 +14,7 @@ never reused by Clerk), so a late ``user.updated`` cannot bring them back.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from pymongo import MongoClient
     from pymongo.collection import Collection
     from pymongo.database import Database
+
+    from clerksync.orgstore import OrgStore
 
 USERS = "users"
 TOMBSTONES = "clerksync_tombstones"
@@ -62,6 +65,13 @@ class UserStore(WriteBackQueue):
         self.deliveries: Collection[Any] = self.db.get_collection(
             DELIVERIES, write_concern=WriteConcern(w=1)
         )
+
+    @functools.cached_property
+    def orgs(self) -> OrgStore:
+        """The organizations and memberships collections, in the same database."""
+        from clerksync.orgstore import OrgStore
+
+        return OrgStore(self.db)
 
     @property
     def name(self) -> str:
@@ -96,6 +106,7 @@ class UserStore(WriteBackQueue):
         self.deliveries.create_index(
             [("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expiresAt_ttl"
         )
+        self.orgs.ensure_indexes()
 
     def has_unique_clerk_index(self) -> bool:
         for index in self.users.list_indexes():
@@ -223,6 +234,7 @@ class UserStore(WriteBackQueue):
             return_document=ReturnDocument.BEFORE,
         )
         removed = self.users.delete_one({"clerkId": clerk_id}).deleted_count
+        removed += self.orgs.remove_user_memberships(clerk_id)  # the cascade, after the tombstone
         return WriteResult("applied" if removed or before is None else "duplicate")
 
     def upsert_many(

@@ -1,0 +1,375 @@
+"""OrgStore: the ``organizations`` and ``memberships`` collections, with the users' guarantees.
+
+Ordering: each document keeps the ``updated_at`` of the Clerk state it holds
+(``clerksync.updatedAt``, as users do) and every write filters on it, so a
+late, older delivery changes nothing; the unique Clerk-id index makes
+concurrent upserts safe. Deletes are final whatever their ``updated_at``
+(Clerk's own example ``organizationMembership.deleted`` is older than the
+update before it): a delete writes a tombstone in ``clerksync_tombstones``
+(the users' collection; Clerk ids carry their kind, ``org_``/``orgmem_``/
+``user_``, so they never collide) before it removes anything.
+
+Cascades: ``organization.deleted`` removes the organization's memberships and
+``user.deleted`` the user's. A membership may arrive before its organization or
+its user: it is stored anyway. It is refused (``stale``) only when a tombstone
+names it, its organization or its user. As for users, only an insert can bring
+something back, so the tombstones are read after an insert: a delete that
+wrote its tombstone earlier is seen then, and one that writes it later removes
+what the insert wrote.
+
+Field names come from the schema's mapping (``OrgMapping``): ``nextjs`` and
+``fastapi`` presets, as DESIGN.md gives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from clerksync import bookkeeping as bk
+from clerksync.errors import NotFound
+from clerksync.mongo import IN_CHUNK, duplicates_only, find_in, utcnow
+from clerksync.ordering import is_older
+from clerksync.orgs import ClerkMembership, ClerkOrganization
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+    from pymongo.database import Database
+
+TOMBSTONES = "clerksync_tombstones"
+
+
+@dataclass(frozen=True)
+class OrgMapping:
+    """Field names of the organizations and memberships collections. ``None``: not kept."""
+
+    organizations: str
+    org_clerk_id: str
+    org_name: str
+    org_slug: str
+    org_image_url: str
+    memberships: str
+    member_clerk_id: str
+    member_org_id: str
+    member_user_id: str
+    member_role: str
+    created_at: str | None  # set on insert (the app's timestamps), never overwritten
+    updated_at: str | None  # set on every write
+
+    def org_fields(self, org: ClerkOrganization) -> dict[str, Any]:
+        """What a Clerk organization state sets (``$set``), ordering field included."""
+        fields = {
+            self.org_clerk_id: org.id,
+            self.org_name: org.name,
+            self.org_slug: org.slug,
+            self.org_image_url: org.image_url,
+            bk.UPDATED_AT: org.updated_at,
+        }
+        return fields
+
+    def member_fields(self, member: ClerkMembership) -> dict[str, Any]:
+        return {
+            self.member_clerk_id: member.id,
+            self.member_org_id: member.organization_id,
+            self.member_user_id: member.user_id,
+            self.member_role: member.role,
+            bk.UPDATED_AT: member.updated_at,
+        }
+
+
+ORG_PRESETS = {
+    "nextjs": OrgMapping(
+        organizations="organizations",
+        org_clerk_id="clerkId",
+        org_name="name",
+        org_slug="slug",
+        org_image_url="imageUrl",
+        memberships="memberships",
+        member_clerk_id="clerkId",
+        member_org_id="organizationId",
+        member_user_id="userId",
+        member_role="role",
+        created_at="createdAt",
+        updated_at="updatedAt",
+    ),
+    "fastapi": OrgMapping(
+        organizations="organizations",
+        org_clerk_id="clerk_org_id",
+        org_name="name",
+        org_slug="slug",
+        org_image_url="image_url",
+        memberships="memberships",
+        member_clerk_id="clerk_membership_id",
+        member_org_id="clerk_org_id",
+        member_user_id="clerk_user_id",
+        member_role="role",
+        created_at=None,
+        updated_at=None,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One synced object kind: its collection, Clerk-id field and the fields a state sets."""
+
+    collection: Collection[Any]
+    key: str
+    fields: Callable[[Any], dict[str, Any]]
+    tombstone_keys: Callable[[Any], list[str]]
+
+
+class OrgStore:
+    """Organizations and memberships over pymongo, durable writes, ordered by ``updated_at``."""
+
+    def __init__(self, db: Database[Any], mapping: OrgMapping | None = None) -> None:
+        from pymongo import WriteConcern
+
+        self.db = db
+        self.map = mapping or ORG_PRESETS["nextjs"]
+        durable = WriteConcern(w="majority", j=True)
+        m = self.map
+        self.organizations: Collection[Any] = db.get_collection(
+            m.organizations, write_concern=durable
+        )
+        self.memberships: Collection[Any] = db.get_collection(m.memberships, write_concern=durable)
+        self.tombstones: Collection[Any] = db.get_collection(TOMBSTONES, write_concern=durable)
+        self.orgs_kind = Kind(self.organizations, m.org_clerk_id, m.org_fields, lambda o: [o.id])
+        self.members_kind = Kind(
+            self.memberships,
+            m.member_clerk_id,
+            m.member_fields,
+            lambda x: [x.id, x.organization_id, x.user_id],
+        )
+
+    def ensure_indexes(self) -> None:
+        """The unique Clerk-id indexes that make concurrent upserts safe, and the cascades'."""
+        from pymongo import ASCENDING
+
+        m = self.map
+        self.organizations.create_index(
+            [(m.org_clerk_id, ASCENDING)], unique=True, name=f"{m.org_clerk_id}_1"
+        )
+        self.organizations.create_index([(m.org_slug, ASCENDING)], name=f"{m.org_slug}_1")
+        self.memberships.create_index(
+            [(m.member_clerk_id, ASCENDING)], unique=True, name=f"{m.member_clerk_id}_1"
+        )
+        self.memberships.create_index([(m.member_org_id, ASCENDING)], name=f"{m.member_org_id}_1")
+        self.memberships.create_index([(m.member_user_id, ASCENDING)], name=f"{m.member_user_id}_1")
+
+    # -- one delivery ------------------------------------------------------------------------
+
+    def upsert_organization(self, org: ClerkOrganization) -> str:
+        """Apply one organization state: ``applied``, ``duplicate`` or ``stale``."""
+        return self._upsert(self.orgs_kind, org)
+
+    def upsert_membership(self, member: ClerkMembership) -> str:
+        """Apply one membership state, stored even before its organization or user."""
+        return self._upsert(self.members_kind, member)
+
+    def _update(self, kind: Kind, item: Any, now: datetime) -> dict[str, Any]:
+        fields = kind.fields(item)
+        on_insert: dict[str, Any] = {}
+        if self.map.updated_at:
+            fields[self.map.updated_at] = now
+        if self.map.created_at:
+            on_insert[self.map.created_at] = now
+        update: dict[str, Any] = {"$set": fields}
+        if on_insert:
+            update["$setOnInsert"] = on_insert
+        return update
+
+    def _upsert(self, kind: Kind, item: Any) -> str:
+        from pymongo.errors import DuplicateKeyError
+
+        newer = {kind.key: item.id, bk.UPDATED_AT: {"$not": {"$gte": item.updated_at}}}
+        try:
+            result = kind.collection.update_one(
+                newer, self._update(kind, item, utcnow()), upsert=True
+            )
+        except DuplicateKeyError:
+            # the filter missed a stored document: what is there is as new or newer
+            stored = kind.collection.find_one({kind.key: item.id}, {bk.UPDATED_AT: 1})
+            same = stored is not None and bk.field(stored, bk.UPDATED_AT) == item.updated_at
+            return "duplicate" if same else "stale"
+        if result.upserted_id is not None and self._tombstoned(kind.tombstone_keys(item)):
+            kind.collection.delete_one({"_id": result.upserted_id})
+            return "stale"
+        return "applied"
+
+    def _tombstoned(self, clerk_ids: list[str]) -> set[str]:
+        found = self.tombstones.find({"_id": {"$in": clerk_ids}}, {"_id": 1})
+        return {t["_id"] for t in found}
+
+    def _tombstone(self, clerk_id: str, kind: str) -> bool:
+        """Write the tombstone; True when it was already there."""
+        from pymongo import ReturnDocument
+
+        before = self.tombstones.find_one_and_update(
+            {"_id": clerk_id},
+            {"$setOnInsert": {"deletedAt": utcnow(), "kind": kind}},
+            upsert=True,
+            return_document=ReturnDocument.BEFORE,
+        )
+        return before is not None
+
+    def delete_organization(self, org_id: str) -> str:
+        """Tombstone, then remove the organization and its memberships (final)."""
+        known = self._tombstone(org_id, "organization")
+        removed = self.organizations.delete_one({self.map.org_clerk_id: org_id}).deleted_count
+        removed += self.memberships.delete_many({self.map.member_org_id: org_id}).deleted_count
+        return "applied" if removed or not known else "duplicate"
+
+    def delete_membership(self, member_id: str) -> str:
+        """Tombstone, then remove the membership (final, whatever its ``updated_at``)."""
+        known = self._tombstone(member_id, "membership")
+        removed = self.memberships.delete_one({self.map.member_clerk_id: member_id}).deleted_count
+        return "applied" if removed or not known else "duplicate"
+
+    def remove_user_memberships(self, user_id: str) -> int:
+        """``user.deleted``'s cascade (its tombstone is written by the user store first)."""
+        return int(self.memberships.delete_many({self.map.member_user_id: user_id}).deleted_count)
+
+    # -- bulk (reconcile) ----------------------------------------------------------------------
+
+    def upsert_many(
+        self, kind: Kind, items: Iterable[Any], *, dry_run: bool = False
+    ) -> dict[str, int]:
+        """The bulk form of ``_upsert`` for reconcile: one planning read, then ``insert_many``
+        for what MongoDB lacks and ordered upserts for what it holds older; the rest costs
+        no write, so a rerun writes nothing. Tombstones are read after the inserts, as the
+        receiver does; ``dry_run`` counts what would happen, writing nothing."""
+        from pymongo import UpdateOne
+        from pymongo.errors import BulkWriteError
+
+        batch = list(items)
+        projection = {kind.key: 1, bk.UPDATED_AT: 1, "_id": 0}
+        stored = {
+            d[kind.key]: bk.field(d, bk.UPDATED_AT)
+            for d in find_in(kind.collection, kind.key, [i.id for i in batch], projection)
+        }
+        fresh = [i for i in batch if i.id not in stored]
+        older = [i for i in batch if i.id in stored and is_older(stored[i.id], i.updated_at)]
+        if dry_run:
+            keys = sorted({k for i in fresh for k in kind.tombstone_keys(i)})
+            gone_keys = self._tombstoned(keys) if keys else set()
+            new = [i for i in fresh if not gone_keys.intersection(kind.tombstone_keys(i))]
+            unchanged = len(batch) - len(fresh) - len(older)
+            return {"created": len(new), "updated": len(older), "unchanged": unchanged}
+        now = utcnow()
+        inserted: list[Any] = []
+        if fresh:
+            docs = []
+            for item in fresh:
+                update = self._update(kind, item, now)
+                docs.append(bk.nest({**update["$set"], **update.get("$setOnInsert", {})}))
+            failed: set[int] = set()
+            try:
+                kind.collection.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                failed = duplicates_only(exc)
+            older += [i for n, i in enumerate(fresh) if n in failed]
+            inserted += [i for n, i in enumerate(fresh) if n not in failed]
+        updated = 0
+        if older:
+            ops = [
+                UpdateOne(
+                    {kind.key: i.id, bk.UPDATED_AT: {"$not": {"$gte": i.updated_at}}},
+                    self._update(kind, i, now),
+                    upsert=True,
+                )
+                for i in older
+            ]
+            try:
+                details: Mapping[str, Any] = kind.collection.bulk_write(
+                    ops, ordered=False
+                ).bulk_api_result
+            except BulkWriteError as exc:
+                duplicates_only(exc)
+                details = exc.details
+            updated = int(details.get("nModified", 0))
+            inserted += [older[entry["index"]] for entry in details.get("upserted", [])]
+        keys = sorted({k for i in inserted for k in kind.tombstone_keys(i)})
+        gone_keys = self._tombstoned(keys) if keys else set()
+        gone = [i.id for i in inserted if gone_keys.intersection(kind.tombstone_keys(i))]
+        if gone:
+            kind.collection.delete_many({kind.key: {"$in": gone}})
+        created = len(inserted) - len(gone)
+        return {
+            "created": created,
+            "updated": updated,
+            "unchanged": len(batch) - len(gone) - created - updated,
+        }
+
+    def held_ids(self, kind: Kind) -> Iterator[str]:
+        """Every Clerk id the collection holds (for the orphan pass), flat memory."""
+        cursor = kind.collection.find({}, {kind.key: 1, "_id": 0}).batch_size(1000)
+        return (d[kind.key] for d in cursor if isinstance(d.get(kind.key), str))
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def list_organizations(self, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Organizations, newest first, each with its member count (one aggregation)."""
+        m = self.map
+        cursor = self.organizations.find({}).sort("_id", -1)
+        if limit:
+            cursor = cursor.limit(limit)
+        orgs = list(cursor)
+        ids = [o.get(m.org_clerk_id) for o in orgs if isinstance(o.get(m.org_clerk_id), str)]
+        counts = self.member_counts(ids)
+        return [self.org_view(o, counts.get(str(o.get(m.org_clerk_id)), 0)) for o in orgs]
+
+    def member_counts(self, org_ids: list[str]) -> dict[str, int]:
+        m = self.map
+        counts: dict[str, int] = {}
+        for start in range(0, len(org_ids), IN_CHUNK):
+            chunk = org_ids[start : start + IN_CHUNK]
+            for row in self.memberships.aggregate(
+                [
+                    {"$match": {m.member_org_id: {"$in": chunk}}},
+                    {"$group": {"_id": f"${m.member_org_id}", "n": {"$sum": 1}}},
+                ]
+            ):
+                counts[str(row["_id"])] = int(row["n"])
+        return counts
+
+    def find_organization(self, ident: str) -> Mapping[str, Any]:
+        """An organization by Clerk id, Mongo id or slug; NotFound otherwise."""
+        from bson import ObjectId
+
+        m = self.map
+        ident = ident.strip()
+        doc = None
+        if ObjectId.is_valid(ident):
+            doc = self.organizations.find_one({"_id": ObjectId(ident)})
+        if doc is None:
+            doc = self.organizations.find_one({m.org_clerk_id: ident})
+        if doc is None:
+            doc = self.organizations.find_one({m.org_slug: ident})
+        if doc is None:
+            raise NotFound(
+                f"no organization {ident!r} in this database (give a Clerk id org_…, a Mongo "
+                "id or a slug; `clerksync orgs list` shows them)"
+            )
+        return doc
+
+    def members_of(self, org_id: str) -> list[Mapping[str, Any]]:
+        m = self.map
+        return list(self.memberships.find({m.member_org_id: org_id}).sort(m.member_user_id, 1))
+
+    def memberships_of_user(self, user_id: str) -> list[Mapping[str, Any]]:
+        m = self.map
+        return list(self.memberships.find({m.member_user_id: user_id}).sort(m.member_org_id, 1))
+
+    def org_view(self, doc: Mapping[str, Any], members: int) -> dict[str, Any]:
+        """The documented JSON shape of an organization (``orgs list --json``)."""
+        m = self.map
+        return {
+            "id": str(doc["_id"]),
+            "clerkId": doc.get(m.org_clerk_id),
+            "name": doc.get(m.org_name),
+            "slug": doc.get(m.org_slug),
+            "members": members,
+        }
