@@ -224,6 +224,11 @@ def reconcile(
         summary["mongo_users"] = store.users.estimated_document_count()
     finally:
         seen.close()
+    from clerksync.orgsync import reconcile_organizations
+
+    summary["organizations"], summary["memberships"] = reconcile_organizations(
+        store, gateway, bucket, dry_run=dry_run, prune=prune
+    )
     return summary
 
 

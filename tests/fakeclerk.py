@@ -342,6 +342,8 @@ class FakeClerk:
         self.user_offset_limit: int | None = None
         self.deep_offset_delay = 0.0
         self.deep_offset_refusals = 0
+        #: membership ids the instance-wide list leaves out (Clerk still has them)
+        self.skipped_by_paging: set[str] = set()
         self._positions: tuple[Any, dict[str, int]] = ((), {})
         self._org_sorted: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 
@@ -429,6 +431,8 @@ class FakeClerk:
                     items = self._sorted_objects("orgs", self.orgs, order)
             elif route == "GET /organization_memberships":
                 items = self._sorted_objects("memberships", self.memberships, order)
+                if self.skipped_by_paging:  # as if an earlier deletion shifted the offsets
+                    items = [m for m in items if m["id"] not in self.skipped_by_paging]
             elif route == "GET /organizations/{id}/memberships":
                 if segments[1] not in self.orgs:
                     return 404, _error("resource_not_found", "Organization not found"), {}

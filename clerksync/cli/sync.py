@@ -146,9 +146,11 @@ def reconcile(
     rate: RateOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Find the Clerk users the database missed, and fix them; report orphans.
+    """Find the Clerk users, organizations and memberships the database missed, and fix them;
+    report orphans.
 
-    Pages through every Clerk user (500 a page) and applies the receiver's
+    Pages through every Clerk user (500 a page, by cursor), then the instance's
+    organizations and memberships (500 a page), and applies the receiver's
     mapping and ordering rules in bulk: creates the missing, updates the stale,
     leaves the newer alone.
     """
@@ -163,8 +165,9 @@ def reconcile(
     if prune and not yes and not dry_run:
         # Count first, then ask: nothing is deleted unless the person says so.
         preview = run(store, clerk, rate=rate_for(ctx, rate), dry_run=True)
-        if preview["orphaned"] and not typer.confirm(
-            f"Delete {preview['orphaned']} MongoDB users that Clerk does not know?", err=True
+        orphaned = _orphan_counts(preview)
+        if orphaned and not typer.confirm(
+            f"Delete {orphaned} from MongoDB (Clerk does not know them)?", err=True
         ):
             prune = False
     with progress_bar("reconcile", json) as progress:
@@ -184,3 +187,29 @@ def reconcile(
         say(f"{summary['invalid']} Clerk records could not be mapped (no valid id/updated_at)")
     for clerk_id in summary.get("orphans", []):
         typer.echo(f"orphan: {clerk_id}")
+    for kind in ("organizations", "memberships"):
+        part = summary.get(kind)
+        if not part:
+            continue
+        if part.get("note"):
+            say(f"{kind}: {part['note']}")
+            continue
+        say(
+            f"{kind}: Clerk {part['clerk']}, MongoDB {part['mongo']}: "
+            f"{'would create' if dry_run else 'created'} {part['created']}, "
+            f"{'would update' if dry_run else 'updated'} {part['updated']}, unchanged "
+            f"{part['unchanged']}, orphaned {part['orphaned']}, pruned {part['pruned']}"
+            + (f", {part['invalid']} invalid" if part["invalid"] else "")
+        )
+        for clerk_id in part["orphans"]:
+            typer.echo(f"orphan: {clerk_id}")
+
+
+def _orphan_counts(summary: dict[str, Any]) -> str:
+    """ "3 users, 1 organization and 2 memberships", or "" when there are none."""
+    parts = [(summary["orphaned"], "user", "users")]
+    for kind, one in (("organizations", "organization"), ("memberships", "membership")):
+        part = summary.get(kind) or {}
+        parts.append((part.get("orphaned", 0), one, kind))
+    named = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
+    return ", ".join(named)
