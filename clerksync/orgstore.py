@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
     from pymongo.database import Database
 
+    from clerksync.store import UserStore
+
 TOMBSTONES = "clerksync_tombstones"
 
 
@@ -373,3 +375,48 @@ class OrgStore:
             "slug": doc.get(m.org_slug),
             "members": members,
         }
+
+
+def organization_detail(store: UserStore, ident: str) -> dict[str, Any]:
+    """``orgs show``: the organization and its members (``userId``, ``role``, and the user's
+    email where the users collection has the user)."""
+    orgs = store.orgs
+    m = orgs.map
+    doc = orgs.find_organization(ident)
+    members = orgs.members_of(str(doc.get(m.org_clerk_id)))
+    user_ids = [str(x.get(m.member_user_id)) for x in members]
+    emails = {
+        u.get("clerkId"): u.get("email")
+        for u in find_in(store.users, "clerkId", user_ids, {"clerkId": 1, "email": 1, "_id": 0})
+    }
+    view = orgs.org_view(doc, len(members))
+    view["imageUrl"] = doc.get(m.org_image_url)
+    view["members"] = [
+        {
+            "userId": x.get(m.member_user_id),
+            "role": x.get(m.member_role),
+            "email": emails.get(x.get(m.member_user_id)),
+        }
+        for x in members
+    ]
+    return view
+
+
+def user_organizations(store: UserStore, clerk_id: str) -> list[dict[str, Any]]:
+    """``users show``: the user's organizations and roles (the org's name where stored)."""
+    orgs = store.orgs
+    m = orgs.map
+    memberships = orgs.memberships_of_user(clerk_id)
+    org_ids = [str(x.get(m.member_org_id)) for x in memberships]
+    projection = {m.org_clerk_id: 1, m.org_name: 1, m.org_slug: 1, "_id": 0}
+    found = find_in(orgs.organizations, m.org_clerk_id, org_ids, projection)
+    named = {o.get(m.org_clerk_id): o for o in found}
+    return [
+        {
+            "organizationId": x.get(m.member_org_id),
+            "name": (named.get(x.get(m.member_org_id)) or {}).get(m.org_name),
+            "slug": (named.get(x.get(m.member_org_id)) or {}).get(m.org_slug),
+            "role": x.get(m.member_role),
+        }
+        for x in memberships
+    ]

@@ -77,7 +77,7 @@ def root(
 
 
 def _register() -> None:
-    from clerksync.cli import doctor, events, send, serve, sync, users
+    from clerksync.cli import doctor, events, orgs, send, serve, sync, users
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(users.app, name="users")
@@ -88,6 +88,7 @@ def _register() -> None:
     app.command("serve")(serve.serve)
     app.command("send")(send.send)
     app.add_typer(events.app, name="events")
+    app.add_typer(orgs.app, name="orgs")
 
 
 _register()

@@ -41,12 +41,14 @@ def show_user(
     """Show one user by Clerk id, Mongo id or email."""
     from rich.table import Table
 
+    from clerksync.orgstore import user_organizations
     from clerksync.users import public_view
 
     store = open_store(ctx)
     view = public_view(store.find_user(ident))
+    organizations = user_organizations(store, str(view["clerkId"]))
     if json:
-        print_json(view)
+        print_json({**view, "organizations": organizations})
         return
     table = Table(show_header=False)
     table.add_column("field", style="bold")
@@ -54,3 +56,6 @@ def show_user(
     for key, value in view.items():
         table.add_row(key, "" if value is None else str(value))
     stdout().print(table)
+    if organizations:
+        title = f"{len(organizations)} organizations"
+        print_table(organizations, ("organizationId", "name", "slug", "role"), title)
