@@ -143,6 +143,7 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
 
     from clerksync.mongo import utcnow
     from clerksync.ordering import new_document, upsert_update
+    from clerksync.schema import NEXTJS
     from clerksync.store import UserStore
     from clerksync.users import parse_clerk_user
 
@@ -153,7 +154,7 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
     started = time.perf_counter()
     for offset in range(0, n, 500):
         store.users.insert_many(
-            [new_document(upsert_update(u, now)[0]) for u in users[offset : offset + 500]],
+            [new_document(upsert_update(u, now, NEXTJS)[0]) for u in users[offset : offset + 500]],
             ordered=False,
         )
     elapsed = time.perf_counter() - started

@@ -39,6 +39,7 @@ from pymongo import MongoClient
 from clerksync.mongo import utcnow
 from clerksync.ordering import upsert_update
 from clerksync.payloads import clerk_user, event
+from clerksync.schema import NEXTJS
 from clerksync.store import UserStore
 from clerksync.users import parse_clerk_user
 from clerksync.webhooks import new_secret, sign
@@ -148,7 +149,7 @@ def main() -> None:
                 before = cpu()
                 theirs += timed_pool(
                     lambda u: base.update_one(
-                        {"clerkId": u.id}, upsert_update(u, now)[0], upsert=True
+                        {"clerkId": u.id}, upsert_update(u, now, NEXTJS)[0], upsert=True
                     ),
                     parsed,
                     args.c,

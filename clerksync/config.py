@@ -20,6 +20,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from clerksync.errors import ConfigError
+from clerksync.schema import DEFAULT as DEFAULT_SCHEMA
+from clerksync.schema import Schema, load_schema
 
 DEFAULT_API_URL = "https://api.clerk.com/v1"
 DEFAULT_DB = "clerksync"
@@ -140,6 +142,8 @@ class Settings:
     payload_ttl_days: float = 7.0
     #: how long a MongoDB operation may wait for a server, in ms
     mongo_timeout_ms: int = 3000
+    #: the app's schema (``CLERKSYNC_SCHEMA``): collection and field names, see clerksync.schema
+    schema: Schema = DEFAULT_SCHEMA
     #: env files that were read, in precedence order (for doctor)
     env_files: tuple[Path, ...] = field(default_factory=tuple)
 
@@ -249,5 +253,6 @@ def load_settings(
         state_dir=state_dir,
         payload_ttl_days=number("CLERKSYNC_PAYLOAD_TTL_DAYS", 7.0),
         mongo_timeout_ms=int(number("CLERKSYNC_MONGO_TIMEOUT_MS", 3000)),
+        schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=cwd),
         env_files=tuple(files),
     )

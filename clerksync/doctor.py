@@ -170,23 +170,24 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
                 "check the user in MONGODB_URL has readWrite on the database",
             )
         )
-        if "users" not in store.db.list_collection_names():
+        where = f"{store.users.name}.{store.clerk_id}"
+        if store.users.name not in store.db.list_collection_names():
             checks.append(
                 Check(
-                    "clerkId index",
+                    "Clerk-id index",
                     "warn",
-                    "no users collection yet",
+                    f"no {store.users.name} collection yet",
                     "it is created with its index by `clerksync serve` on start",
                 )
             )
         elif store.has_unique_clerk_index():
-            checks.append(ok("clerkId index", "unique index on users.clerkId"))
+            checks.append(ok("Clerk-id index", f"unique index on {where}"))
         else:
             checks.append(
                 Check(
-                    "clerkId index",
+                    "Clerk-id index",
                     "fail",
-                    "users.clerkId has no unique index: "
+                    f"{where} has no unique index: "
                     "concurrent deliveries can create duplicate users",
                     "start `clerksync serve` once to create it (it fails if duplicates "
                     "already exist: `clerksync users list --search` finds them)",

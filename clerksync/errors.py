@@ -29,6 +29,16 @@ class StoreUnavailable(ClerkSyncError):
     """MongoDB did not answer or refused the operation."""
 
 
+class IndexRefused(StoreUnavailable):
+    """An index that is not clerksync's own refused a write (the app's unique ``username``,
+    say): a failure, never a success. ``index`` names it; the message says what to do."""
+
+    def __init__(self, message: str, *, index: str, collection: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.collection = collection
+
+
 class NotFound(ClerkSyncError):
     """No user matches the id, Mongo id or email given."""
 

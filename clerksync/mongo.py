@@ -7,11 +7,12 @@ texts never include the exception's own message, which can hold the URL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from clerksync.errors import StoreUnavailable
+from clerksync.errors import IndexRefused, StoreUnavailable
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -58,7 +59,7 @@ def connect(settings: Settings, *, announce: Any = None) -> UserStore:
         )
     except ConfigurationError as exc:
         raise StoreUnavailable(f"MONGODB_URL is not usable: {exc}") from None
-    return UserStore(client, database_name(settings, client))
+    return UserStore(client, database_name(settings, client), settings.schema)
 
 
 def describe_mongo_error(exc: Exception) -> str:
@@ -96,10 +97,40 @@ def find_in(
         yield from collection.find({field: {"$in": values[start : start + IN_CHUNK]}}, projection)
 
 
-def duplicates_only(exc: BulkWriteError) -> set[int]:
-    """The indexes of a bulk write's duplicate-key failures; any other failure is raised."""
+def refused_by(details: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(index name, key pattern) of a duplicate-key error, from its ``keyPattern`` and the
+    ``index: NAME dup key`` of its message (servers differ in which they send)."""
+    pattern = dict(details.get("keyPattern") or {})
+    found = re.search(r"index: (\S+) dup key", str(details.get("errmsg") or ""))
+    if found:
+        return found.group(1), pattern
+    return "_".join(f"{k}_{v}" for k, v in pattern.items()) or "(unnamed)", pattern
+
+
+def index_refused(details: Mapping[str, Any], collection: str, what: str) -> IndexRefused:
+    """The failure for a write an index not clerksync's refused; names the index and its
+    fields, never the value (it can be an email)."""
+    name, pattern = refused_by(details)
+    fields = ", ".join(pattern) or "?"
+    return IndexRefused(
+        f"the unique index {name!r} ({collection}: {fields}) refused {what}: it is the app's "
+        f"index, not clerksync's. `clerksync doctor` says how to fix it; then the retry "
+        "(or `clerksync events replay --failed`, or `clerksync reconcile`) stores it",
+        index=name,
+        collection=collection,
+    )
+
+
+def duplicates_only(
+    exc: BulkWriteError, ours: Callable[[Mapping[str, Any]], bool], collection: str
+) -> set[int]:
+    """The indexes of a bulk write's duplicate-key failures on clerksync's own index; a
+    duplicate on any other index is IndexRefused, any other failure StoreUnavailable."""
     errors = exc.details.get("writeErrors", [])
-    other = [e for e in errors if e.get("code") != 11000]
-    if other:
-        raise StoreUnavailable(f"bulk write failed: {other[0].get('errmsg')}") from None
+    for error in errors:
+        if error.get("code") != 11000:
+            raise StoreUnavailable(f"bulk write failed: {error.get('errmsg')}") from None
+    for error in errors:
+        if not ours(error):
+            raise index_refused(error, collection, "a Clerk user's document") from None
     return {int(e["index"]) for e in errors}

@@ -4,7 +4,7 @@ Each document keeps the ``updated_at`` of the Clerk state it holds
 (``clerksync.updatedAt``). An upsert filters on ``{"clerksync.updatedAt": {"$not": {"$gte": t}}}``,
 one predicate that also matches documents without the field (written by the
 app before clerksync) and that the wire servers plan as an index lookup next
-to the ``clerkId`` equality (an ``$or`` would fall to a collection scan on some).
+to the Clerk-id equality (an ``$or`` would fall to a collection scan on some).
 The receiver, reconcile and the benchmarks' baselines all build their writes here.
 """
 
@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from clerksync import bookkeeping as bk
+from clerksync.schema import Schema
 from clerksync.users import ClerkUser, user_fields
 
 
@@ -24,8 +25,8 @@ def is_older(stored: Any, updated_at: int) -> bool:
     return not (isinstance(stored, (int, float)) and stored >= updated_at)
 
 
-def ordering_filter(user: ClerkUser) -> dict[str, Any]:
-    return {"clerkId": user.id, bk.UPDATED_AT: {"$not": {"$gte": user.updated_at}}}
+def ordering_filter(user: ClerkUser, schema: Schema) -> dict[str, Any]:
+    return {schema.users.clerk_id: user.id, bk.UPDATED_AT: {"$not": {"$gte": user.updated_at}}}
 
 
 def new_document(update: Mapping[str, Any]) -> dict[str, Any]:
@@ -33,20 +34,24 @@ def new_document(update: Mapping[str, Any]) -> dict[str, Any]:
     return bk.nest({**update["$set"], **update["$setOnInsert"], **update.get("$inc", {})})
 
 
-def upsert_update(user: ClerkUser, now: datetime) -> tuple[dict[str, Any], bool]:
+def upsert_update(
+    user: ClerkUser, now: datetime, schema: Schema, *, app_id: int | None = None
+) -> tuple[dict[str, Any], bool]:
     """The update for one Clerk state, and whether it queues a write-back.
 
+    Clerk-owned fields go in ``$set``, app-owned ones in ``$setOnInsert`` (the admin flag
+    starts as Clerk's copy says). ``app_id`` is the integer the store allocated for a
+    document this write may create (schemas with an app id only).
     The write-back is queued in the same write when Clerk's copy plainly lacks
     our keys (every new user); the rarer mismatch is caught after the write."""
+    users = schema.users
     metadata = user.public_metadata
-    fields: dict[str, Any] = {**user_fields(user), "updatedAt": now}
-    update: dict[str, Any] = {
-        "$set": fields,
-        "$setOnInsert": {"createdAt": now, "isAdmin": metadata.get("isAdmin") is True},
-    }
-    queued = not (
-        isinstance(metadata.get("userMongoId"), str) and isinstance(metadata.get("isAdmin"), bool)
-    )
+    fields: dict[str, Any] = {**user_fields(user, schema), **users.touched(now)}
+    on_insert = users.insert_values(now, admin=metadata.get("isAdmin") is True)
+    if users.app_id and app_id is not None:
+        on_insert[users.app_id] = app_id
+    update: dict[str, Any] = {"$set": fields, "$setOnInsert": on_insert}
+    queued = not users.metadata_complete(metadata)
     if queued:
         fields[bk.DUE] = now
         update["$inc"] = {bk.SEQ: 1}

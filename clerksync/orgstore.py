@@ -23,6 +23,7 @@ Field names come from the schema's mapping (``OrgMapping``): ``nextjs`` and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,9 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 from clerksync import bookkeeping as bk
 from clerksync.errors import NotFound
-from clerksync.mongo import IN_CHUNK, duplicates_only, find_in, utcnow
+from clerksync.mongo import (
+    IN_CHUNK,
+    duplicates_only,
+    find_in,
+    index_refused,
+    refused_by,
+    utcnow,
+)
 from clerksync.ordering import is_older
 from clerksync.orgs import ClerkMembership, ClerkOrganization
+from clerksync.schema import DEFAULT, MembershipMapping, OrganizationMapping, Schema
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -43,123 +52,90 @@ if TYPE_CHECKING:
 TOMBSTONES = "clerksync_tombstones"
 
 
-@dataclass(frozen=True)
-class OrgMapping:
-    """Field names of the organizations and memberships collections. ``None``: not kept."""
-
-    organizations: str
-    org_clerk_id: str
-    org_name: str
-    org_slug: str
-    org_image_url: str
-    memberships: str
-    member_clerk_id: str
-    member_org_id: str
-    member_user_id: str
-    member_role: str
-    created_at: str | None  # set on insert (the app's timestamps), never overwritten
-    updated_at: str | None  # set on every write
-
-    def org_fields(self, org: ClerkOrganization) -> dict[str, Any]:
-        """What a Clerk organization state sets (``$set``), ordering field included."""
-        fields = {
-            self.org_clerk_id: org.id,
-            self.org_name: org.name,
-            self.org_slug: org.slug,
-            self.org_image_url: org.image_url,
-            bk.UPDATED_AT: org.updated_at,
-        }
-        return fields
-
-    def member_fields(self, member: ClerkMembership) -> dict[str, Any]:
-        return {
-            self.member_clerk_id: member.id,
-            self.member_org_id: member.organization_id,
-            self.member_user_id: member.user_id,
-            self.member_role: member.role,
-            bk.UPDATED_AT: member.updated_at,
-        }
+def organization_fields(o: OrganizationMapping, org: ClerkOrganization) -> dict[str, Any]:
+    """What a Clerk organization state sets (``$set``), ordering field included."""
+    fields = {o.clerk_id: org.id, o.name: org.name, o.slug: org.slug, bk.UPDATED_AT: org.updated_at}
+    if o.image_url:
+        fields[o.image_url] = org.image_url
+    return fields
 
 
-ORG_PRESETS = {
-    "nextjs": OrgMapping(
-        organizations="organizations",
-        org_clerk_id="clerkId",
-        org_name="name",
-        org_slug="slug",
-        org_image_url="imageUrl",
-        memberships="memberships",
-        member_clerk_id="clerkId",
-        member_org_id="organizationId",
-        member_user_id="userId",
-        member_role="role",
-        created_at="createdAt",
-        updated_at="updatedAt",
-    ),
-    "fastapi": OrgMapping(
-        organizations="organizations",
-        org_clerk_id="clerk_org_id",
-        org_name="name",
-        org_slug="slug",
-        org_image_url="image_url",
-        memberships="memberships",
-        member_clerk_id="clerk_membership_id",
-        member_org_id="clerk_org_id",
-        member_user_id="clerk_user_id",
-        member_role="role",
-        created_at=None,
-        updated_at=None,
-    ),
-}
+def membership_fields(m: MembershipMapping, member: ClerkMembership) -> dict[str, Any]:
+    """What a Clerk membership state sets (``$set``), ordering field included."""
+    return {
+        m.clerk_id: member.id,
+        m.organization_id: member.organization_id,
+        m.user_id: member.user_id,
+        m.role: member.role,
+        bk.UPDATED_AT: member.updated_at,
+    }
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One synced object kind: its collection, Clerk-id field and the fields a state sets."""
+    """One synced object kind: its collection, Clerk-id field, the fields a state sets, the
+    app's timestamps, and the Clerk ids whose tombstones refuse it."""
 
     collection: Collection[Any]
     key: str
     fields: Callable[[Any], dict[str, Any]]
     tombstone_keys: Callable[[Any], list[str]]
+    created_at: str | None
+    updated_at: str | None
+
+    def ours(self, details: Mapping[str, Any]) -> bool:
+        """Did the unique Clerk-id index refuse this write (and not an index of the app's)?"""
+        name, pattern = refused_by(details)
+        return pattern == {self.key: 1} if pattern else name == f"{self.key}_1"
 
 
 class OrgStore:
     """Organizations and memberships over pymongo, durable writes, ordered by ``updated_at``."""
 
-    def __init__(self, db: Database[Any], mapping: OrgMapping | None = None) -> None:
+    def __init__(self, db: Database[Any], schema: Schema = DEFAULT) -> None:
         from pymongo import WriteConcern
 
         self.db = db
-        self.map = mapping or ORG_PRESETS["nextjs"]
+        self.orgs_map = o = schema.organizations
+        self.members_map = m = schema.memberships
         durable = WriteConcern(w="majority", j=True)
-        m = self.map
-        self.organizations: Collection[Any] = db.get_collection(
-            m.organizations, write_concern=durable
-        )
-        self.memberships: Collection[Any] = db.get_collection(m.memberships, write_concern=durable)
+        self.organizations: Collection[Any] = db.get_collection(o.collection, write_concern=durable)
+        self.memberships: Collection[Any] = db.get_collection(m.collection, write_concern=durable)
         self.tombstones: Collection[Any] = db.get_collection(TOMBSTONES, write_concern=durable)
-        self.orgs_kind = Kind(self.organizations, m.org_clerk_id, m.org_fields, lambda o: [o.id])
+        self.orgs_kind = Kind(
+            self.organizations,
+            o.clerk_id,
+            functools.partial(organization_fields, o),
+            lambda org: [org.id],
+            o.created_at,
+            o.updated_at,
+        )
         self.members_kind = Kind(
             self.memberships,
-            m.member_clerk_id,
-            m.member_fields,
+            m.clerk_id,
+            functools.partial(membership_fields, m),
             lambda x: [x.id, x.organization_id, x.user_id],
+            m.created_at,
+            m.updated_at,
         )
 
-    def ensure_indexes(self) -> None:
-        """The unique Clerk-id indexes that make concurrent upserts safe, and the cascades'."""
+    def index_specs(self) -> list[tuple[Collection[Any], Any, str, dict[str, Any]]]:
+        """The indexes clerksync needs here: the unique Clerk ids that make concurrent upserts
+        safe, the slug (``orgs show``), and the membership's org and user ids (cascades)."""
         from pymongo import ASCENDING
 
-        m = self.map
-        self.organizations.create_index(
-            [(m.org_clerk_id, ASCENDING)], unique=True, name=f"{m.org_clerk_id}_1"
-        )
-        self.organizations.create_index([(m.org_slug, ASCENDING)], name=f"{m.org_slug}_1")
-        self.memberships.create_index(
-            [(m.member_clerk_id, ASCENDING)], unique=True, name=f"{m.member_clerk_id}_1"
-        )
-        self.memberships.create_index([(m.member_org_id, ASCENDING)], name=f"{m.member_org_id}_1")
-        self.memberships.create_index([(m.member_user_id, ASCENDING)], name=f"{m.member_user_id}_1")
+        o, m = self.orgs_map, self.members_map
+        return [
+            (self.organizations, [(o.clerk_id, ASCENDING)], f"{o.clerk_id}_1", {"unique": True}),
+            (self.organizations, [(o.slug, ASCENDING)], f"{o.slug}_1", {}),
+            (self.memberships, [(m.clerk_id, ASCENDING)], f"{m.clerk_id}_1", {"unique": True}),
+            (self.memberships, [(m.organization_id, ASCENDING)], f"{m.organization_id}_1", {}),
+            (self.memberships, [(m.user_id, ASCENDING)], f"{m.user_id}_1", {}),
+        ]
+
+    def ensure_indexes(self) -> None:
+        for collection, keys, name, options in self.index_specs():
+            collection.create_index(keys, name=name, **options)
 
     # -- one delivery ------------------------------------------------------------------------
 
@@ -174,10 +150,10 @@ class OrgStore:
     def _update(self, kind: Kind, item: Any, now: datetime) -> dict[str, Any]:
         fields = kind.fields(item)
         on_insert: dict[str, Any] = {}
-        if self.map.updated_at:
-            fields[self.map.updated_at] = now
-        if self.map.created_at:
-            on_insert[self.map.created_at] = now
+        if kind.updated_at:
+            fields[kind.updated_at] = now
+        if kind.created_at:
+            on_insert[kind.created_at] = now
         update: dict[str, Any] = {"$set": fields}
         if on_insert:
             update["$setOnInsert"] = on_insert
@@ -191,7 +167,10 @@ class OrgStore:
             result = kind.collection.update_one(
                 newer, self._update(kind, item, utcnow()), upsert=True
             )
-        except DuplicateKeyError:
+        except DuplicateKeyError as exc:
+            details = exc.details or {}
+            if not kind.ours(details):
+                raise index_refused(details, kind.collection.name, "a Clerk state") from None
             # the filter missed a stored document: what is there is as new or newer
             stored = kind.collection.find_one({kind.key: item.id}, {bk.UPDATED_AT: 1})
             same = stored is not None and bk.field(stored, bk.UPDATED_AT) == item.updated_at
@@ -220,19 +199,21 @@ class OrgStore:
     def delete_organization(self, org_id: str) -> str:
         """Tombstone, then remove the organization and its memberships (final)."""
         known = self._tombstone(org_id, "organization")
-        removed = self.organizations.delete_one({self.map.org_clerk_id: org_id}).deleted_count
-        removed += self.memberships.delete_many({self.map.member_org_id: org_id}).deleted_count
+        removed = self.organizations.delete_one({self.orgs_map.clerk_id: org_id}).deleted_count
+        removed += self.memberships.delete_many(
+            {self.members_map.organization_id: org_id}
+        ).deleted_count
         return "applied" if removed or not known else "duplicate"
 
     def delete_membership(self, member_id: str) -> str:
         """Tombstone, then remove the membership (final, whatever its ``updated_at``)."""
         known = self._tombstone(member_id, "membership")
-        removed = self.memberships.delete_one({self.map.member_clerk_id: member_id}).deleted_count
+        removed = self.memberships.delete_one({self.members_map.clerk_id: member_id}).deleted_count
         return "applied" if removed or not known else "duplicate"
 
     def remove_user_memberships(self, user_id: str) -> int:
         """``user.deleted``'s cascade (its tombstone is written by the user store first)."""
-        return int(self.memberships.delete_many({self.map.member_user_id: user_id}).deleted_count)
+        return int(self.memberships.delete_many({self.members_map.user_id: user_id}).deleted_count)
 
     # -- bulk (reconcile) ----------------------------------------------------------------------
 
@@ -271,7 +252,7 @@ class OrgStore:
             try:
                 kind.collection.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                failed = duplicates_only(exc)
+                failed = duplicates_only(exc, kind.ours, kind.collection.name)
             older += [i for n, i in enumerate(fresh) if n in failed]
             inserted += [i for n, i in enumerate(fresh) if n not in failed]
         updated = 0
@@ -289,7 +270,7 @@ class OrgStore:
                     ops, ordered=False
                 ).bulk_api_result
             except BulkWriteError as exc:
-                duplicates_only(exc)
+                duplicates_only(exc, kind.ours, kind.collection.name)
                 details = exc.details
             updated = int(details.get("nModified", 0))
             inserted += [older[entry["index"]] for entry in details.get("upserted", [])]
@@ -314,24 +295,24 @@ class OrgStore:
 
     def list_organizations(self, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Organizations, newest first, each with its member count (one aggregation)."""
-        m = self.map
+        o = self.orgs_map
         cursor = self.organizations.find({}).sort("_id", -1)
         if limit:
             cursor = cursor.limit(limit)
         orgs = list(cursor)
-        ids = [o.get(m.org_clerk_id) for o in orgs if isinstance(o.get(m.org_clerk_id), str)]
+        ids = [d.get(o.clerk_id) for d in orgs if isinstance(d.get(o.clerk_id), str)]
         counts = self.member_counts(ids)
-        return [self.org_view(o, counts.get(str(o.get(m.org_clerk_id)), 0)) for o in orgs]
+        return [self.org_view(d, counts.get(str(d.get(o.clerk_id)), 0)) for d in orgs]
 
     def member_counts(self, org_ids: list[str]) -> dict[str, int]:
-        m = self.map
+        m = self.members_map
         counts: dict[str, int] = {}
         for start in range(0, len(org_ids), IN_CHUNK):
             chunk = org_ids[start : start + IN_CHUNK]
             for row in self.memberships.aggregate(
                 [
-                    {"$match": {m.member_org_id: {"$in": chunk}}},
-                    {"$group": {"_id": f"${m.member_org_id}", "n": {"$sum": 1}}},
+                    {"$match": {m.organization_id: {"$in": chunk}}},
+                    {"$group": {"_id": f"${m.organization_id}", "n": {"$sum": 1}}},
                 ]
             ):
                 counts[str(row["_id"])] = int(row["n"])
@@ -341,15 +322,15 @@ class OrgStore:
         """An organization by Clerk id, Mongo id or slug; NotFound otherwise."""
         from bson import ObjectId
 
-        m = self.map
+        o = self.orgs_map
         ident = ident.strip()
         doc = None
         if ObjectId.is_valid(ident):
             doc = self.organizations.find_one({"_id": ObjectId(ident)})
         if doc is None:
-            doc = self.organizations.find_one({m.org_clerk_id: ident})
+            doc = self.organizations.find_one({o.clerk_id: ident})
         if doc is None:
-            doc = self.organizations.find_one({m.org_slug: ident})
+            doc = self.organizations.find_one({o.slug: ident})
         if doc is None:
             raise NotFound(
                 f"no organization {ident!r} in this database (give a Clerk id org_…, a Mongo "
@@ -358,21 +339,21 @@ class OrgStore:
         return doc
 
     def members_of(self, org_id: str) -> list[Mapping[str, Any]]:
-        m = self.map
-        return list(self.memberships.find({m.member_org_id: org_id}).sort(m.member_user_id, 1))
+        m = self.members_map
+        return list(self.memberships.find({m.organization_id: org_id}).sort(m.user_id, 1))
 
     def memberships_of_user(self, user_id: str) -> list[Mapping[str, Any]]:
-        m = self.map
-        return list(self.memberships.find({m.member_user_id: user_id}).sort(m.member_org_id, 1))
+        m = self.members_map
+        return list(self.memberships.find({m.user_id: user_id}).sort(m.organization_id, 1))
 
     def org_view(self, doc: Mapping[str, Any], members: int) -> dict[str, Any]:
         """The documented JSON shape of an organization (``orgs list --json``)."""
-        m = self.map
+        o = self.orgs_map
         return {
             "id": str(doc["_id"]),
-            "clerkId": doc.get(m.org_clerk_id),
-            "name": doc.get(m.org_name),
-            "slug": doc.get(m.org_slug),
+            "clerkId": doc.get(o.clerk_id),
+            "name": doc.get(o.name),
+            "slug": doc.get(o.slug),
             "members": members,
         }
 
@@ -381,21 +362,24 @@ def organization_detail(store: UserStore, ident: str) -> dict[str, Any]:
     """``orgs show``: the organization and its members (``userId``, ``role``, and the user's
     email where the users collection has the user)."""
     orgs = store.orgs
-    m = orgs.map
+    o, m = orgs.orgs_map, orgs.members_map
     doc = orgs.find_organization(ident)
-    members = orgs.members_of(str(doc.get(m.org_clerk_id)))
-    user_ids = [str(x.get(m.member_user_id)) for x in members]
+    members = orgs.members_of(str(doc.get(o.clerk_id)))
+    user_ids = [str(x.get(m.user_id)) for x in members]
+    users = store.schema.users
+    email = users.email
+    projection = {users.clerk_id: 1, "_id": 0, **({email: 1} if email else {})}
     emails = {
-        u.get("clerkId"): u.get("email")
-        for u in find_in(store.users, "clerkId", user_ids, {"clerkId": 1, "email": 1, "_id": 0})
+        u.get(users.clerk_id): u.get(email) if email else None
+        for u in find_in(store.users, users.clerk_id, user_ids, projection)
     }
     view = orgs.org_view(doc, len(members))
-    view["imageUrl"] = doc.get(m.org_image_url)
+    view["imageUrl"] = doc.get(o.image_url) if o.image_url else None
     view["members"] = [
         {
-            "userId": x.get(m.member_user_id),
-            "role": x.get(m.member_role),
-            "email": emails.get(x.get(m.member_user_id)),
+            "userId": x.get(m.user_id),
+            "role": x.get(m.role),
+            "email": emails.get(x.get(m.user_id)),
         }
         for x in members
     ]
@@ -405,18 +389,18 @@ def organization_detail(store: UserStore, ident: str) -> dict[str, Any]:
 def user_organizations(store: UserStore, clerk_id: str) -> list[dict[str, Any]]:
     """``users show``: the user's organizations and roles (the org's name where stored)."""
     orgs = store.orgs
-    m = orgs.map
+    o, m = orgs.orgs_map, orgs.members_map
     memberships = orgs.memberships_of_user(clerk_id)
-    org_ids = [str(x.get(m.member_org_id)) for x in memberships]
-    projection = {m.org_clerk_id: 1, m.org_name: 1, m.org_slug: 1, "_id": 0}
-    found = find_in(orgs.organizations, m.org_clerk_id, org_ids, projection)
-    named = {o.get(m.org_clerk_id): o for o in found}
+    org_ids = [str(x.get(m.organization_id)) for x in memberships]
+    projection = {o.clerk_id: 1, o.name: 1, o.slug: 1, "_id": 0}
+    found = find_in(orgs.organizations, o.clerk_id, org_ids, projection)
+    named = {d.get(o.clerk_id): d for d in found}
     return [
         {
-            "organizationId": x.get(m.member_org_id),
-            "name": (named.get(x.get(m.member_org_id)) or {}).get(m.org_name),
-            "slug": (named.get(x.get(m.member_org_id)) or {}).get(m.org_slug),
-            "role": x.get(m.member_role),
+            "organizationId": x.get(m.organization_id),
+            "name": (named.get(x.get(m.organization_id)) or {}).get(o.name),
+            "slug": (named.get(x.get(m.organization_id)) or {}).get(o.slug),
+            "role": x.get(m.role),
         }
         for x in memberships
     ]

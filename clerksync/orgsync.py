@@ -106,14 +106,14 @@ def reconcile_organizations(
             return {str(o.get("id")) for o in found} & set(batch)
 
         def confirm_members(batch: list[str]) -> set[str]:
-            m = orgs.map
+            m = orgs.members_map
             docs = orgs.memberships.find(
-                {m.member_clerk_id: {"$in": batch}},
-                {m.member_clerk_id: 1, m.member_org_id: 1, m.member_user_id: 1},
+                {m.clerk_id: {"$in": batch}},
+                {m.clerk_id: 1, m.organization_id: 1, m.user_id: 1},
             )
             by_org: dict[str, list[str]] = defaultdict(list)
             for doc in docs:
-                by_org[str(doc.get(m.member_org_id))].append(str(doc.get(m.member_user_id)))
+                by_org[str(doc.get(m.organization_id))].append(str(doc.get(m.user_id)))
             known: set[str] = set()
             for org_id, users in by_org.items():
                 for start in range(0, len(users), ID_BATCH):

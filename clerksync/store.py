@@ -1,9 +1,12 @@
-"""UserStore: the ``users`` collection and clerksync's own bookkeeping, over pymongo.
+"""UserStore: the app's users collection and clerksync's own bookkeeping, over pymongo.
 
-Every write that precedes a webhook's 2xx uses ``w="majority", j=True`` so it
-survives a failover. The unique ``clerkId`` index is what makes concurrent
-upserts safe: two deliveries for one new user race to insert, one wins, the
-other gets a duplicate-key error, which here means "someone newer got there".
+Every field name comes from the schema (``clerksync.schema``): the app's collection, the
+app's names. Every write that precedes a webhook's 2xx uses ``w="majority", j=True`` so it
+survives a failover. clerksync's unique Clerk-id index is what makes concurrent upserts
+safe: two deliveries for one new user race to insert, one wins, the other gets a
+duplicate-key error, which here means "someone newer got there". A duplicate-key error
+from any *other* index (the app's unique ``username``, say) is a failure
+(``IndexRefused``), never taken for that.
 
 Ordering: the rule and the documents a Clerk state writes live in
 ``clerksync.ordering``; this module applies them.
@@ -23,8 +26,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from clerksync import bookkeeping as bk
 from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
-from clerksync.mongo import describe_mongo_error, duplicates_only, find_in, utcnow
+from clerksync.mongo import (
+    describe_mongo_error,
+    duplicates_only,
+    find_in,
+    index_refused,
+    refused_by,
+    utcnow,
+)
 from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
+from clerksync.schema import CLERK_USER_ID, DEFAULT, Schema
 from clerksync.users import ClerkUser, metadata_differs
 from clerksync.writeback_queue import WriteBackQueue
 
@@ -35,47 +46,84 @@ if TYPE_CHECKING:
 
     from clerksync.orgstore import OrgStore
 
-USERS = "users"
 TOMBSTONES = "clerksync_tombstones"
 DELIVERIES = "clerksync_deliveries"
+COUNTERS = "clerksync_counters"
+DUE_INDEX = "clerksync_dueAt"
+TTL_INDEX = "expiresAt_ttl"
 
 Outcome = Literal["applied", "duplicate", "stale"]
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What applying one Clerk state did, and whether Clerk's metadata now needs a write-back."""
+    """What applying one Clerk state did, and whether Clerk's metadata now needs a write-back.
+    ``adopted``: the state took over a document the app had created (same verified email)."""
 
     outcome: Outcome
     wants_write_back: bool = False
+    adopted: bool = False
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """One index clerksync needs: in place, or why not (``error``)."""
+
+    collection: str
+    name: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What ``ensure_indexes`` made. Each index is made on its own: one failure (the app's
+    data, the app's index of the same name) never keeps the others from being made."""
+
+    results: tuple[IndexResult, ...]
+    clerk_id_enforced: bool
+
+    @property
+    def failures(self) -> tuple[IndexResult, ...]:
+        return tuple(r for r in self.results if r.error)
 
 
 class UserStore(WriteBackQueue):
-    """The users collection plus clerksync's tombstones, delivery log and write-back queue."""
+    """The app's users collection plus clerksync's tombstones, counters, delivery log and
+    write-back queue. ``schema`` names the app's collection and fields."""
 
-    def __init__(self, client: MongoClient[Any], db_name: str) -> None:
+    def __init__(self, client: MongoClient[Any], db_name: str, schema: Schema = DEFAULT) -> None:
         from pymongo import WriteConcern
 
         self.client = client
+        self.schema = schema
         self.db: Database[Any] = client[db_name]
         durable = WriteConcern(w="majority", j=True)
-        self.users: Collection[Any] = self.db.get_collection(USERS, write_concern=durable)
+        self.users: Collection[Any] = self.db.get_collection(
+            schema.users.collection, write_concern=durable
+        )
         self.tombstones: Collection[Any] = self.db.get_collection(TOMBSTONES, write_concern=durable)
+        self.counters: Collection[Any] = self.db.get_collection(COUNTERS, write_concern=durable)
         # The log is diagnostics, not state: an acknowledged w=1 write is enough.
         self.deliveries: Collection[Any] = self.db.get_collection(
             DELIVERIES, write_concern=WriteConcern(w=1)
         )
+        self._counter_seeded = False
 
     @functools.cached_property
     def orgs(self) -> OrgStore:
         """The organizations and memberships collections, in the same database."""
         from clerksync.orgstore import OrgStore
 
-        return OrgStore(self.db)
+        return OrgStore(self.db, self.schema)
 
     @property
     def name(self) -> str:
         return self.db.name
+
+    @property
+    def clerk_id(self) -> str:
+        """The app's field for the Clerk user id."""
+        return self.schema.users.clerk_id
 
     def close(self) -> None:
         self.client.close()
@@ -95,24 +143,81 @@ class UserStore(WriteBackQueue):
             raise StoreUnavailable(describe_mongo_error(exc)) from None
         return str(version), elapsed
 
-    def ensure_indexes(self) -> None:
-        """Create the indexes clerksync relies on; safe to call on every start."""
-        from pymongo import ASCENDING
+    def ensure_indexes(self) -> IndexReport:
+        """Make the indexes clerksync needs, each on its own; safe to call on every start.
 
-        self.users.create_index([("clerkId", ASCENDING)], unique=True, name="clerkId_1")
-        self.users.create_index([("email", ASCENDING)], name="email_1")
-        self.users.create_index([("username", ASCENDING)], name="username_1")
-        self.users.create_index([(bk.DUE, ASCENDING)], sparse=True, name="clerksync_dueAt")
-        self.deliveries.create_index(
-            [("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expiresAt_ttl"
-        )
-        self.orgs.ensure_indexes()
+        clerksync's own collections first (the delivery log's TTL above all: stored payloads
+        must expire whatever happens on the app's collection). On the app's collection only
+        what clerksync cannot work without: the Clerk-id unique index, *partial* (documents
+        without a Clerk id never block it), unless a unique index on that field is there
+        already (the app's model may declare one); and the bookkeeping index. Never a key
+        pattern the app's model declares (email, username: the app's to index).
+        """
+        from pymongo import ASCENDING
+        from pymongo.errors import PyMongoError
+
+        results: list[IndexResult] = []
+
+        def make(collection: Collection[Any], keys: Any, name: str, **options: Any) -> None:
+            try:
+                collection.create_index(keys, name=name, **options)
+            except PyMongoError as exc:
+                results.append(IndexResult(collection.name, name, _index_error(exc)))
+            else:
+                results.append(IndexResult(collection.name, name))
+
+        make(self.deliveries, [("expiresAt", ASCENDING)], TTL_INDEX, expireAfterSeconds=0)
+        clerk_id = self.clerk_id
+        try:
+            enforced = self.has_unique_clerk_index()
+        except StoreUnavailable as exc:
+            results.append(IndexResult(self.users.name, f"{clerk_id}_1", str(exc)))
+            enforced = False
+        else:
+            if not enforced:
+                make(
+                    self.users,
+                    [(clerk_id, ASCENDING)],
+                    f"{clerk_id}_1",
+                    unique=True,
+                    partialFilterExpression={clerk_id: {"$type": "string"}},
+                )
+                enforced = results[-1].error is None
+            else:
+                results.append(IndexResult(self.users.name, self.clerk_index_name() or "?"))
+        make(self.users, [(bk.DUE, ASCENDING)], DUE_INDEX, sparse=True)
+        for collection, keys, name, options in self.orgs.index_specs():
+            make(collection, keys, name, **options)
+        return IndexReport(tuple(results), enforced)
+
+    def app_indexes(self) -> list[Mapping[str, Any]]:
+        """The users collection's indexes (none when it does not exist yet)."""
+        from pymongo.errors import PyMongoError
+
+        try:
+            return list(self.users.list_indexes())
+        except PyMongoError as exc:
+            raise StoreUnavailable(describe_mongo_error(exc)) from None
+
+    def clerk_index_name(self) -> str | None:
+        """The name of a unique index on the Clerk-id field alone (ours or the app's)."""
+        for index in self.app_indexes():
+            if dict(index["key"]) == {self.clerk_id: 1} and index.get("unique"):
+                return str(index["name"])
+        return None
 
     def has_unique_clerk_index(self) -> bool:
-        for index in self.users.list_indexes():
-            if dict(index["key"]) == {"clerkId": 1} and index.get("unique"):
-                return True
-        return False
+        return self.clerk_index_name() is not None
+
+    def _ours(self, details: Mapping[str, Any]) -> bool:
+        """Did clerksync's Clerk-id index refuse this write (and not one of the app's)?"""
+        name, pattern = refused_by(details)
+        if pattern:
+            return pattern == {self.clerk_id: 1}
+        return name == f"{self.clerk_id}_1"
+
+    def _refused(self, exc: Any, what: str) -> Exception:
+        return index_refused(exc.details or {}, self.users.name, what)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -123,24 +228,25 @@ class UserStore(WriteBackQueue):
         """A user by Mongo id, Clerk id or email; NotFound or Ambiguous otherwise."""
         from bson import ObjectId
 
+        users = self.schema.users
         ident = ident.strip()
         if ObjectId.is_valid(ident):
             doc = self.users.find_one({"_id": ObjectId(ident)})
             if doc:
                 return doc
-        if "@" in ident:
+        if "@" in ident and users.email:
             pattern = {"$regex": f"^{re.escape(ident)}$", "$options": "i"}
-            matches = list(self.users.find({"email": pattern}).limit(10))
+            matches = list(self.users.find({users.email: pattern}).limit(10))
             if len(matches) > 1:
-                listed = ", ".join(f"{m['clerkId']} ({m['_id']})" for m in matches)
+                listed = ", ".join(f"{m.get(users.clerk_id)} ({m['_id']})" for m in matches)
                 raise Ambiguous(
                     f"{len(matches)} users have the email {ident}: {listed}. "
                     "Name one by its Clerk id or Mongo id."
                 )
             if matches:
                 return matches[0]
-        else:
-            doc = self.users.find_one({"clerkId": ident})
+        elif "@" not in ident:
+            doc = self.users.find_one({users.clerk_id: ident})
             if doc:
                 return doc
         raise NotFound(
@@ -151,13 +257,14 @@ class UserStore(WriteBackQueue):
     def list_users(
         self, *, admins: bool = False, search: str | None = None, limit: int | None = None
     ) -> Iterator[Mapping[str, Any]]:
+        users = self.schema.users
         query: dict[str, Any] = {}
         if admins:
-            query["isAdmin"] = True
+            query[users.admin.field] = users.admin.value
         if search:
             pattern = {"$regex": re.escape(search), "$options": "i"}
-            query["$or"] = [
-                {field: pattern} for field in ("email", "firstName", "lastName", "username")
+            query["$or"] = [{field: pattern} for field in users.search_fields] or [
+                {users.clerk_id: pattern}
             ]
         cursor = self.users.find(query).sort("_id", -1)
         if limit:
@@ -173,6 +280,45 @@ class UserStore(WriteBackQueue):
         query = {"_id": {"$in": clerk_ids}}
         return {t["_id"] for t in self.tombstones.find(query, {"_id": 1})}
 
+    # -- the app id ----------------------------------------------------------------------------
+
+    def allocate_app_ids(self, count: int = 1) -> list[int]:
+        """``count`` integers for the schema's app id (``user_id``): from one counter document,
+        ``$inc`` is atomic, so concurrent signups never share one, and a number handed out is
+        never handed out again (a failed insert just leaves a gap). The counter starts above
+        the largest id the collection holds (``$max``), so ids the app allocated itself
+        before clerksync are never reused either."""
+        from pymongo import ReturnDocument
+
+        field = self.schema.users.app_id
+        assert field is not None
+        key = f"{self.users.name}.{field}"
+        if not self._counter_seeded:
+            self._seed_counter(key, field)
+        after = self.counters.find_one_and_update(
+            {"_id": key},
+            {"$inc": {"seq": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert after is not None  # an upsert returning the document after
+        last = int(after["seq"])
+        return list(range(last - count + 1, last + 1))
+
+    def _seed_counter(self, key: str, field: str) -> None:
+        from pymongo.errors import DuplicateKeyError
+
+        top = self.users.find_one({field: {"$type": "number"}}, {field: 1}, sort=[(field, -1)])
+        highest = int(top[field]) if top is not None else 0
+        try:
+            self.counters.update_one({"_id": key}, {"$max": {"seq": highest}}, upsert=True)
+        except DuplicateKeyError:  # another process seeded it at the same moment
+            self.counters.update_one({"_id": key}, {"$max": {"seq": highest}})
+        self._counter_seeded = True
+
+    def _app_id(self) -> int | None:
+        return self.allocate_app_ids()[0] if self.schema.users.app_id else None
+
     # -- applying Clerk state ----------------------------------------------------------------
 
     def upsert_user(self, user: ClerkUser, *, likely_new: bool = False) -> WriteResult:
@@ -182,46 +328,136 @@ class UserStore(WriteBackQueue):
         the same state again (a retried delivery, or the same state re-sent).
         ``doc`` is not returned on this hot path: reading it back costs a round trip.
         ``likely_new`` (a ``user.created``) tries a plain insert first: it costs the
-        server less than an upsert, and the unique ``clerkId`` index turns it into
-        the ordered upsert below when the user is already there.
+        server less than an upsert, and the unique Clerk-id index turns it into
+        the ordered upsert below when the user is already there. A user about to be
+        created first takes over an app-created document with its verified email, if
+        exactly one (``adopt``). Any other index refusing the write: ``IndexRefused``.
         """
         from pymongo.errors import DuplicateKeyError
 
         now = utcnow()
-        update, queued = upsert_update(user, now)
+        users = self.schema.users
         inserted = False
+        tried_adoption = False
         if likely_new:
+            adopted = self.adopt(user, now)
+            tried_adoption = True
+            if adopted is not None:
+                return adopted
+            update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
             try:
                 self.users.insert_one(new_document(update))
                 inserted = True
-            except DuplicateKeyError:
-                pass  # stored already: the ordering filter decides
+            except DuplicateKeyError as exc:
+                if not self._ours(exc.details or {}):
+                    raise self._refused(exc, f"Clerk user {user.id}") from None
+                # stored already: the ordering filter decides
         if not inserted:
+            update, queued = upsert_update(user, now, self.schema)
+            if users.app_id or not tried_adoption:
+                # Update first: a document that is there needs no app id, nor adoption.
+                if self.users.update_one(ordering_filter(user, self.schema), update).matched_count:
+                    return self._after_write(user, queued, inserted=False)
+                if not tried_adoption:
+                    adopted = self.adopt(user, now)
+                    if adopted is not None:
+                        return adopted
+                if users.app_id:
+                    update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
             try:
-                result = self.users.update_one(ordering_filter(user), update, upsert=True)
-            except DuplicateKeyError:
+                result = self.users.update_one(
+                    ordering_filter(user, self.schema), update, upsert=True
+                )
+            except DuplicateKeyError as exc:
+                if not self._ours(exc.details or {}):
+                    raise self._refused(exc, f"Clerk user {user.id}") from None
                 # The filter missed an existing document: what is stored is as new or newer.
-                existing = self.users.find_one({"clerkId": user.id}, {bk.UPDATED_AT: 1})
+                existing = self.users.find_one({users.clerk_id: user.id}, {bk.UPDATED_AT: 1})
                 if existing is not None and bk.field(existing, bk.UPDATED_AT) == user.updated_at:
                     return WriteResult("duplicate")
                 return WriteResult("stale")
             inserted = result.upserted_id is not None
+        return self._after_write(user, queued, inserted=inserted)
+
+    def _after_write(self, user: ClerkUser, queued: bool, *, inserted: bool) -> WriteResult:
+        users = self.schema.users
         # Only an insert can resurrect a deleted user: a delete writes its tombstone
         # before removing the document, so if ours inserted, a tombstone written
         # before that is visible now. (If ours updated, the removal comes after it.)
         if inserted and self.is_tombstoned(user.id):
-            self.users.delete_one({"clerkId": user.id, bk.UPDATED_AT: user.updated_at})
+            self.users.delete_one({users.clerk_id: user.id, bk.UPDATED_AT: user.updated_at})
             return WriteResult("stale")
         if queued:
             return WriteResult("applied", wants_write_back=True)
         # Clerk's copy names an id and a role: usually our own write-back echoed back.
         # Check it against the stored document, and queue a write-back if it differs.
-        doc = self.users.find_one({"clerkId": user.id}, {"isAdmin": 1, bk.SEEN: 1, bk.DUE: 1})
-        if doc is not None and metadata_differs(doc):
+        doc = self.users.find_one(
+            {users.clerk_id: user.id}, {**users.projection(), bk.SEEN: 1, bk.DUE: 1}
+        )
+        if doc is not None and metadata_differs(doc, self.schema):
             if not bk.has(doc, bk.DUE):
                 self.mark_write_back(doc["_id"])
             return WriteResult("applied", wants_write_back=True)
         return WriteResult("applied")
+
+    # -- adoption ------------------------------------------------------------------------------
+
+    def adoption_candidates(
+        self, emails: Iterable[str], *, limit: int | None = None
+    ) -> dict[str, list[Any]]:
+        """Documents the app created, by lower-cased email: the email is one of ``emails``
+        and the Clerk-id field is missing, null or not a Clerk user id (``clerk_34``).
+
+        Addresses are matched as given and lower-cased, an equality the app's email index
+        answers (Clerk keeps addresses lower-case; ``doctor`` names app documents whose
+        address has capitals, which this misses)."""
+        users = self.schema.users
+        wanted = sorted({e for email in emails for e in (email, email.lower())})
+        if not users.email or not wanted:
+            return {}
+        query = {
+            users.email: {"$in": wanted},
+            users.clerk_id: {"$not": {"$regex": CLERK_USER_ID.pattern}},
+        }
+        cursor = self.users.find(query, {users.email: 1, users.clerk_id: 1})
+        if limit:
+            cursor = cursor.limit(limit)
+        found: dict[str, list[Any]] = {}
+        for doc in cursor:
+            address = doc.get(users.email)
+            if isinstance(address, str):
+                found.setdefault(address.lower(), []).append(doc)
+        return found
+
+    def adopt(self, user: ClerkUser, now: Any) -> WriteResult | None:
+        """Take over the one app-created document with this user's *verified* primary email:
+        the Clerk id and the Clerk-owned fields are set, the app's fields kept, no second
+        document. None when there is nothing (or more than one thing) to adopt."""
+
+        users = self.schema.users
+        if not (user.email and user.email_verified and users.email):
+            return None
+        found = self.adoption_candidates([user.email], limit=2).get(user.email.lower(), [])
+        if len(found) != 1 or self.is_tombstoned(user.id):
+            return None
+        return self._take_over(user, found[0], now)
+
+    def _take_over(self, user: ClerkUser, found: Mapping[str, Any], now: Any) -> WriteResult | None:
+        from pymongo.errors import DuplicateKeyError
+
+        users = self.schema.users
+        update, _ = upsert_update(user, now, self.schema)
+        fields = {**update["$set"], bk.DUE: now}
+        candidate = {"_id": found["_id"], users.clerk_id: found.get(users.clerk_id)}
+        try:
+            result = self.users.update_one(candidate, {"$set": fields, "$inc": {bk.SEQ: 1}})
+        except DuplicateKeyError as exc:
+            if not self._ours(exc.details or {}):
+                raise self._refused(exc, f"Clerk user {user.id}") from None
+            return None  # the user has a document under its Clerk id after all
+        if not result.modified_count:
+            return None  # adopted or changed by someone else meanwhile
+        return WriteResult("applied", wants_write_back=True, adopted=True)
 
     def delete_user(self, clerk_id: str) -> WriteResult:
         """Tombstone first, then delete: ``duplicate`` when both were already done."""
@@ -233,7 +469,7 @@ class UserStore(WriteBackQueue):
             upsert=True,
             return_document=ReturnDocument.BEFORE,
         )
-        removed = self.users.delete_one({"clerkId": clerk_id}).deleted_count
+        removed = self.users.delete_one({self.clerk_id: clerk_id}).deleted_count
         removed += self.orgs.remove_user_memberships(clerk_id)  # the cascade, after the tombstone
         return WriteResult("applied" if removed or before is None else "duplicate")
 
@@ -252,21 +488,42 @@ class UserStore(WriteBackQueue):
         the run cannot be undone by it. ``assume_new`` skips the read and inserts the
         whole batch (the users that are there already fail on the unique index and go
         the ordered way): cheaper when the previous batch was all new, as it is when a
-        database missed a stretch of signups or starts empty.
+        database missed a stretch of signups or starts empty. Users MongoDB lacks whose
+        verified email names one app-created document adopt it instead (``adopted``).
         """
         from pymongo import UpdateOne
         from pymongo.errors import BulkWriteError
 
+        schema = self.schema
+        clerk_id = schema.users.clerk_id
         batch = list(users)
         stored = {} if assume_new else self._stored_versions([u.id for u in batch])
         now = utcnow()
         fresh = [u for u in batch if u.id not in stored]
         older = [u for u in batch if u.id in stored and is_older(stored[u.id], u.updated_at)]
+        adopted = 0
+        verified = [u for u in fresh if u.email and u.email_verified]
+        if verified:
+            found = self.adoption_candidates(u.email for u in verified if u.email)
+            gone_now = self.tombstoned_among([u.id for u in verified]) if found else set()
+            taken: set[str] = set()
+            for user in verified:
+                docs = found.get((user.email or "").lower(), [])
+                if (
+                    len(docs) == 1
+                    and user.id not in gone_now
+                    and self._take_over(user, docs[0], now) is not None
+                ):
+                    adopted += 1
+                    taken.add(user.id)
+            fresh = [u for u in fresh if u.id not in taken]
         inserted: list[str] = []  # Clerk ids of the documents this call created
         if fresh:
+            ids = self.allocate_app_ids(len(fresh)) if schema.users.app_id else None
             docs = []
-            for user in fresh:
-                doc = new_document(upsert_update(user, now)[0])
+            for n, user in enumerate(fresh):
+                app_id = ids[n] if ids else None
+                doc = new_document(upsert_update(user, now, schema, app_id=app_id)[0])
                 # A new document's id is news to Clerk: its write-back is due either way.
                 doc.setdefault(bk.ROOT, {}).update(dueAt=now, seq=1)
                 docs.append(doc)
@@ -274,20 +531,26 @@ class UserStore(WriteBackQueue):
             try:
                 self.users.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                failed = duplicates_only(exc)
+                failed = duplicates_only(exc, self._ours, self.users.name)
             older += [u for i, u in enumerate(fresh) if i in failed]  # there now: filter decides
             inserted += [u.id for i, u in enumerate(fresh) if i not in failed]
         updated = 0
         if older:
+            ids = self.allocate_app_ids(len(older)) if schema.users.app_id else None
             ops = [
-                UpdateOne(ordering_filter(u), upsert_update(u, now)[0], upsert=True) for u in older
+                UpdateOne(
+                    ordering_filter(u, schema),
+                    upsert_update(u, now, schema, app_id=ids[n] if ids else None)[0],
+                    upsert=True,
+                )
+                for n, u in enumerate(older)
             ]
             try:
                 details: Mapping[str, Any] = self.users.bulk_write(
                     ops, ordered=False
                 ).bulk_api_result
             except BulkWriteError as exc:
-                duplicates_only(exc)  # the filter missed a newer state: nothing to do
+                duplicates_only(exc, self._ours, self.users.name)  # a newer state: nothing to do
                 details = exc.details
             updated = int(details.get("nModified", 0))
             # Gone between the plan and the write, so upserted: created after all, and
@@ -301,12 +564,13 @@ class UserStore(WriteBackQueue):
                 inserted += [older[entry["index"]].id for entry in upserted]
         gone = self.tombstoned_among(inserted) if inserted else set()
         if gone:
-            self.users.delete_many({"clerkId": {"$in": sorted(gone)}})
+            self.users.delete_many({clerk_id: {"$in": sorted(gone)}})
         created = len(inserted) - len(gone)
         return {
             "created": created,
             "updated": updated,
-            "unchanged": len(batch) - len(gone) - created - updated,
+            "adopted": adopted,
+            "unchanged": len(batch) - len(gone) - created - updated - adopted,
         }
 
     def plan_many(self, users: Iterable[ClerkUser]) -> dict[str, int]:
@@ -315,12 +579,18 @@ class UserStore(WriteBackQueue):
         ids = [u.id for u in batch]
         gone = self.tombstoned_among(ids)
         stored = self._stored_versions(ids)
-        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        counts = {"created": 0, "updated": 0, "adopted": 0, "unchanged": 0}
+        found = self.adoption_candidates(
+            u.email for u in batch if u.email and u.email_verified and u.id not in stored
+        )
         for user in batch:
             if user.id in gone:
                 continue
             if user.id not in stored:
-                counts["created"] += 1
+                adoptable = (
+                    user.email_verified and len(found.get((user.email or "").lower(), [])) == 1
+                )
+                counts["adopted" if adoptable else "created"] += 1
             elif is_older(stored[user.id], user.updated_at):
                 counts["updated"] += 1
             else:
@@ -329,25 +599,52 @@ class UserStore(WriteBackQueue):
 
     def _stored_versions(self, clerk_ids: list[str]) -> dict[str, Any]:
         """Clerk id -> the stored ``clerksync.updatedAt`` (None if the app wrote the document)."""
-        projection = {"clerkId": 1, bk.UPDATED_AT: 1, "_id": 0}
-        found = find_in(self.users, "clerkId", clerk_ids, projection)
-        return {d["clerkId"]: bk.field(d, bk.UPDATED_AT) for d in found}
+        clerk_id = self.clerk_id
+        projection = {clerk_id: 1, bk.UPDATED_AT: 1, "_id": 0}
+        found = find_in(self.users, clerk_id, clerk_ids, projection)
+        return {d[clerk_id]: bk.field(d, bk.UPDATED_AT) for d in found}
 
     # -- admin rights ------------------------------------------------------------------------
 
     def set_admin(self, doc_id: Any, value: bool) -> Mapping[str, Any]:
-        """Set ``isAdmin`` and queue the write-back in the same durable write."""
+        """Set the admin flag (``isAdmin``, or the role) and queue the write-back in the same
+        durable write."""
         from pymongo import ReturnDocument
 
+        users = self.schema.users
         now = utcnow()
         doc = self.users.find_one_and_update(
             {"_id": doc_id},
             {
-                "$set": {"isAdmin": value, "updatedAt": now, bk.DUE: now},
+                "$set": {
+                    users.admin.field: users.admin.stored(value),
+                    **users.touched(now),
+                    bk.DUE: now,
+                },
                 "$inc": {bk.SEQ: 1},
             },
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
             raise NotFound(f"user {doc_id} vanished while being updated")
+        linked = doc.get(users.clerk_id)
+        if not (isinstance(linked, str) and CLERK_USER_ID.match(linked)):
+            # The app's own user, not in Clerk: there is nothing to write back.
+            self.users.update_one({"_id": doc_id}, {"$unset": {bk.DUE: ""}})
         return doc
+
+
+def _index_error(exc: Exception) -> str:
+    """Why an index could not be made, and what to do."""
+    code = getattr(exc, "code", None)
+    if code == 11000:
+        return (
+            "documents already hold duplicate values for it "
+            "(`clerksync doctor` lists them; remove or merge the duplicates, then restart)"
+        )
+    if code in (85, 86):
+        return (
+            "an index of that name or on those fields exists with other options "
+            "(drop it, and clerksync makes its own on the next start)"
+        )
+    return describe_mongo_error(exc)

@@ -26,6 +26,7 @@ from clerksync import bookkeeping as bk
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
 from clerksync.ratelimit import TokenBucket, instance_bucket
+from clerksync.schema import CLERK_USER_ID
 from clerksync.store import UserStore
 from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadata
 
@@ -83,16 +84,19 @@ def sync_metadata(
     would_change: list[str] = []
     errors: list[str] = []
     total = store.count() if progress is not None else None  # only the progress bar uses it
-    fields = {"clerkId": 1, "isAdmin": 1, bk.SEQ: 1, bk.SEEN: 1, bk.DUE: 1}
+    schema = store.schema
+    clerk_id = schema.users.clerk_id
+    fields = {**schema.users.projection(), bk.SEQ: 1, bk.SEEN: 1, bk.DUE: 1}
 
     def write(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Clerk's new copy, or None (the error is kept for the report)."""
         try:
             return call_with_retries(
-                lambda: gateway.update_metadata(doc["clerkId"], wanted_metadata(doc)), bucket
+                lambda: gateway.update_metadata(doc[clerk_id], wanted_metadata(doc, schema)),
+                bucket,
             )
         except ClerkApiError as exc:
-            errors.append(f"{doc['clerkId']}: {exc}")
+            errors.append(f"{doc[clerk_id]}: {exc}")
             return None
 
     # Writes to Clerk run while the next batch is read; their bookkeeping in MongoDB
@@ -130,25 +134,27 @@ def sync_metadata(
 
     with ThreadPoolExecutor(concurrency) as pool, ThreadPoolExecutor(1) as books:
         # Natural order: any order will do, and a sort would make the server read all first.
-        cursor = store.users.find({}, fields).batch_size(CURSOR_BATCH)
+        # Documents without a Clerk id are the app's own users: nothing to write back.
+        linked = {clerk_id: {"$type": "string"}}
+        cursor = store.users.find(linked, fields).batch_size(CURSOR_BATCH)
         for batch in _batches(iter(cursor), ID_BATCH):
-            ids = [d["clerkId"] for d in batch]
+            ids = [d[clerk_id] for d in batch]
             found = call_with_retries(functools.partial(gateway.get_many, ids), bucket)
             clerk = {u["id"]: u.get("public_metadata") or {} for u in found}
             to_write = []
             agreed = []
             for doc in batch:
                 summary["total"] += 1
-                if doc["clerkId"] not in clerk:
+                if doc[clerk_id] not in clerk:
                     summary["missing"] += 1
-                elif clerk_copy_differs(clerk[doc["clerkId"]], doc):
+                elif clerk_copy_differs(clerk[doc[clerk_id]], doc, schema):
                     to_write.append(doc)
                 else:
                     summary["unchanged"] += 1
                     if bk.has(doc, bk.DUE):  # Clerk already agrees: just clear the mark
-                        agreed.append((doc, clerk[doc["clerkId"]]))
+                        agreed.append((doc, clerk[doc[clerk_id]]))
             if dry_run:
-                would_change.extend(d["clerkId"] for d in to_write)
+                would_change.extend(d[clerk_id] for d in to_write)
                 summary["updated"] += len(to_write)
             else:
                 if agreed:
@@ -191,6 +197,7 @@ def reconcile(
         "mongo_users": 0,
         "created": 0,
         "updated": 0,
+        "adopted": 0,
         "unchanged": 0,
         "orphaned": 0,
         "pruned": 0,
@@ -308,9 +315,12 @@ def _id_table() -> sqlite3.Connection:
 def _snapshot_ids(store: UserStore) -> sqlite3.Connection:
     """The Clerk ids MongoDB holds now, in an id table (no sort asked of the server)."""
     table = _id_table()
-    cursor = store.users.find({}, {"clerkId": 1, "_id": 0}).batch_size(CURSOR_BATCH)
-    ids = (d.get("clerkId") for d in cursor)
-    for batch in _batches((i for i in ids if isinstance(i, str)), CURSOR_BATCH):
+    clerk_id = store.schema.users.clerk_id
+    cursor = store.users.find({}, {clerk_id: 1, "_id": 0}).batch_size(CURSOR_BATCH)
+    ids = (d.get(clerk_id) for d in cursor)
+    # Only Clerk user ids: an app's own users (no id, or a placeholder) are no orphans.
+    linked = (i for i in ids if isinstance(i, str) and CLERK_USER_ID.match(i))
+    for batch in _batches(linked, CURSOR_BATCH):
         table.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i,) for i in batch])
     return table
 
@@ -336,12 +346,14 @@ def set_admin(
     """
     from clerksync.users import public_view
 
+    schema = store.schema
     doc = store.find_user(ident)
     doc = store.set_admin(doc["_id"], value)
-    result: dict[str, Any] = {"user": public_view(doc), "clerk": "waiting"}
-    if gateway is not None:
+    result: dict[str, Any] = {"user": public_view(doc, schema), "clerk": "waiting"}
+    clerk_id = doc.get(schema.users.clerk_id)
+    if gateway is not None and isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id):
         try:
-            copy = gateway.update_metadata(doc["clerkId"], wanted_metadata(doc))
+            copy = gateway.update_metadata(clerk_id, wanted_metadata(doc, schema))
         except ClerkApiError as exc:
             result["clerk"] = "failed"
             result["error"] = str(exc)

@@ -15,6 +15,7 @@ from typing import Any
 
 from clerksync import bookkeeping as bk
 from clerksync.errors import InvalidEvent
+from clerksync.schema import Schema, same_value
 
 CLERK_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 MAX_TEXT = 2048
@@ -26,6 +27,9 @@ class ClerkUser:
 
     id: str
     email: str | None
+    #: the primary address is verified (adoption of an app's own document needs it)
+    email_verified: bool
+    phone: str | None
     first_name: str | None
     last_name: str | None
     username: str | None
@@ -60,25 +64,37 @@ def parse_clerk_id(value: Any) -> str:
     return value
 
 
+def _primary(data: Mapping[str, Any], list_key: str, id_key: str) -> Mapping[str, Any] | None:
+    """The entry of ``data[list_key]`` whose id is ``data[id_key]``; never just the first."""
+    entries = data.get(list_key) or []
+    if not isinstance(entries, list):
+        raise InvalidEvent(f"field {list_key!r} must be a list")
+    primary_id = data.get(id_key)
+    if primary_id is not None and not isinstance(primary_id, str):
+        raise InvalidEvent(f"field {id_key!r} must be a string or null")
+    found = None
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise InvalidEvent(f"each entry of {list_key!r} must be an object")
+        if primary_id is not None and entry.get("id") == primary_id:
+            found = entry
+    return found
+
+
 def primary_email(data: Mapping[str, Any]) -> str | None:
     """The primary address, by ``primary_email_address_id``; never just the first one.
 
     Clerk sends ``primary_email_address_id: null`` and an empty list for users who
     signed up by phone or username; they have no email, and that is fine.
     """
-    addresses = data.get("email_addresses") or []
-    if not isinstance(addresses, list):
-        raise InvalidEvent("field 'email_addresses' must be a list")
-    primary_id = data.get("primary_email_address_id")
-    if primary_id is not None and not isinstance(primary_id, str):
-        raise InvalidEvent("field 'primary_email_address_id' must be a string or null")
-    for entry in addresses:
-        if not isinstance(entry, Mapping):
-            raise InvalidEvent("each entry of 'email_addresses' must be an object")
-        address = _text(entry, "email_address")
-        if primary_id is not None and entry.get("id") == primary_id:
-            return address.lower() if address else None
-    return None
+    entry = _primary(data, "email_addresses", "primary_email_address_id")
+    address = _text(entry, "email_address") if entry is not None else None
+    return address.lower() if address else None
+
+
+def _verified(entry: Mapping[str, Any] | None) -> bool:
+    verification = entry.get("verification") if entry is not None else None
+    return isinstance(verification, Mapping) and verification.get("status") == "verified"
 
 
 def parse_clerk_user(data: Any) -> ClerkUser:
@@ -91,9 +107,13 @@ def parse_clerk_user(data: Any) -> ClerkUser:
         raise InvalidEvent("field 'public_metadata' must be an object")
     updated_at = _millis(data, "updated_at", required=True)
     assert updated_at is not None
+    email_entry = _primary(data, "email_addresses", "primary_email_address_id")
+    phone_entry = _primary(data, "phone_numbers", "primary_phone_number_id")
     return ClerkUser(
         id=parse_clerk_id(data.get("id")),
         email=primary_email(data),
+        email_verified=_verified(email_entry),
+        phone=_text(phone_entry, "phone_number") if phone_entry is not None else None,
         first_name=_text(data, "first_name"),
         last_name=_text(data, "last_name"),
         username=_text(data, "username"),
@@ -104,64 +124,74 @@ def parse_clerk_user(data: Any) -> ClerkUser:
     )
 
 
-def user_fields(user: ClerkUser) -> dict[str, Any]:
-    """The fields a Clerk user sets on its document (``$set``); ``isAdmin``/``createdAt`` excluded.
+def user_fields(user: ClerkUser, schema: Schema) -> dict[str, Any]:
+    """The fields a Clerk user sets on its document (``$set``): the Clerk-owned ones only.
 
-    ``isAdmin`` belongs to MongoDB (promote/demote) and ``createdAt`` to the
-    first write, so an update never resets either. ``clerksync.updatedAt`` orders
-    deliveries; ``clerksync.metadata`` is Clerk's copy of our keys as last seen,
-    which decides whether a write-back is needed.
+    App-owned fields (the admin flag, the app id, ``createdAt``, insert constants) belong
+    to the first write or to the app, so an update never resets them.
+    ``clerksync.updatedAt`` orders deliveries; ``clerksync.metadata`` is Clerk's copy of
+    our keys as last seen, which decides whether a write-back is needed.
     """
     metadata = user.public_metadata
     return {
-        "clerkId": user.id,
-        "email": user.email,
-        "firstName": user.first_name,
-        "lastName": user.last_name,
-        "username": user.username,
-        "profilePicture": user.image_url,
+        **schema.users.clerk_values(user),
         bk.UPDATED_AT: user.updated_at,
-        bk.SEEN: {
-            "userMongoId": metadata.get("userMongoId"),
-            "isAdmin": metadata.get("isAdmin"),
-        },
+        bk.SEEN: {key: metadata.get(key) for key in schema.users.metadata},
     }
 
 
-def wanted_metadata(doc: Mapping[str, Any]) -> dict[str, Any]:
+def wanted_metadata(doc: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     """What Clerk's ``publicMetadata`` must hold for this document."""
-    return {"userMongoId": str(doc["_id"]), "isAdmin": bool(doc.get("isAdmin", False))}
+    return schema.users.wanted_metadata(doc)
 
 
-def clerk_copy_differs(clerk_metadata: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+def clerk_copy_differs(
+    clerk_metadata: Mapping[str, Any], doc: Mapping[str, Any], schema: Schema
+) -> bool:
     """True when Clerk's ``publicMetadata`` does not hold what it should for ``doc``."""
-    wanted = wanted_metadata(doc)
-    return (
-        clerk_metadata.get("userMongoId") != wanted["userMongoId"]
-        or clerk_metadata.get("isAdmin") is not wanted["isAdmin"]
-    )
+    wanted = wanted_metadata(doc, schema)
+    return any(not same_value(clerk_metadata.get(k), v) for k, v in wanted.items())
 
 
-def metadata_differs(doc: Mapping[str, Any]) -> bool:
+def metadata_differs(doc: Mapping[str, Any], schema: Schema) -> bool:
     """True when Clerk's copy as last seen (``clerksync.metadata``) does not match the document."""
-    return clerk_copy_differs(bk.field(doc, bk.SEEN) or {}, doc)
+    return clerk_copy_differs(bk.field(doc, bk.SEEN) or {}, doc, schema)
 
 
-def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+#: the documented keys of ``users list --json``, whatever the schema (a key it lacks is null)
+PUBLIC_KEYS = (
+    "id",
+    "clerkId",
+    "email",
+    "firstName",
+    "lastName",
+    "username",
+    "profilePicture",
+    "isAdmin",
+    "createdAt",
+    "updatedAt",
+)
+
+
+def public_view(doc: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     """The documented JSON shape of a user (``users list --json``): no internal fields."""
+    users = schema.users
 
-    def iso(value: Any) -> str | None:
-        return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    def iso(value: Any) -> Any:
+        return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else value
+
+    def get(name: str | None) -> Any:
+        return doc.get(name) if name else None
 
     return {
         "id": str(doc["_id"]),
-        "clerkId": doc.get("clerkId"),
-        "email": doc.get("email"),
-        "firstName": doc.get("firstName"),
-        "lastName": doc.get("lastName"),
-        "username": doc.get("username"),
-        "profilePicture": doc.get("profilePicture"),
-        "isAdmin": bool(doc.get("isAdmin", False)),
-        "createdAt": iso(doc.get("createdAt")),
-        "updatedAt": iso(doc.get("updatedAt")),
+        "clerkId": doc.get(users.clerk_id),
+        "email": get(users.email),
+        "firstName": get(users.field_for("first_name")),
+        "lastName": get(users.field_for("last_name")),
+        "username": get(users.username),
+        "profilePicture": get(users.field_for("image_url")),
+        "isAdmin": users.is_admin(doc),
+        "createdAt": iso(get(users.created_at)),
+        "updatedAt": iso(get(users.updated_at)),
     }

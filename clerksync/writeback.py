@@ -48,10 +48,10 @@ def write_back_one(
 ) -> str:
     """Bring one claimed user's Clerk metadata in line. Returns what happened, for logs/tests:
     ``unchanged`` (Clerk already agreed), ``written``, ``deferred`` or ``dropped``."""
-    if not metadata_differs(doc):
+    if not metadata_differs(doc, store.schema):
         store.finish_write_back(doc, bk.field(doc, bk.SEEN) or {})
         return "unchanged"
-    clerk_id = doc["clerkId"]
+    clerk_id = doc[store.schema.users.clerk_id]
     if per_user is not None:
         wait = per_user.delay(clerk_id)
         if wait > 0:
@@ -60,7 +60,7 @@ def write_back_one(
     if bucket is not None:
         bucket.acquire()
     try:
-        copy = gateway.update_metadata(clerk_id, wanted_metadata(doc))
+        copy = gateway.update_metadata(clerk_id, wanted_metadata(doc, store.schema))
     except ClerkApiError as exc:
         if exc.status == 404:
             store.drop_write_back(doc, "user not found in Clerk")
@@ -146,5 +146,7 @@ class WriteBackWorkers:
                 )
             except Exception as exc:  # the lease runs out and another attempt follows
                 log.warning(
-                    "write-back failed user=%s: %s", doc.get("clerkId"), exc.__class__.__name__
+                    "write-back failed user=%s: %s",
+                    doc.get(self.store.schema.users.clerk_id),
+                    exc.__class__.__name__,
                 )

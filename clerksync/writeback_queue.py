@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from clerksync import bookkeeping as bk
 from clerksync.mongo import utcnow
+from clerksync.schema import Schema
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -26,6 +27,7 @@ class WriteBackQueue:
     """Queue operations over ``users``; ``UserStore`` inherits them."""
 
     users: Collection[Any]
+    schema: Schema
 
     def mark_write_back(self, doc_id: Any) -> Mapping[str, Any] | None:
         from pymongo import ReturnDocument
@@ -63,8 +65,10 @@ class WriteBackQueue:
         if not done:
             return
 
+        keys = tuple(self.schema.users.metadata)
+
         def seen(copy: Mapping[str, Any]) -> dict[str, Any]:
-            return {"userMongoId": copy.get("userMongoId"), "isAdmin": copy.get("isAdmin")}
+            return {key: copy.get(key) for key in keys}
 
         result = self.users.bulk_write(
             [

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from clerksync.config import load_settings
 from clerksync.mongo import connect
+from clerksync.schema import Schema, load_schema
 from clerksync.store import UserStore
 from tests.fakeclerk import SECRET_KEY, FakeClerk
 
@@ -37,7 +38,13 @@ OUR_VARS = (
     "CLERKSYNC_PAYLOAD_TTL_DAYS",
     "CLERKSYNC_MONGO_TIMEOUT_MS",
     "CLERKSYNC_TEST_MONGODB_URL",
+    "CLERKSYNC_SCHEMA",
 )
+
+#: CLERKSYNC_SCHEMA values the schema-parametrized suites run under
+SCHEMA_FILE = Path(__file__).with_name("custom_schema.toml")
+SCHEMAS = {"nextjs": "nextjs", "fastapi": "fastapi", "custom": str(SCHEMA_FILE)}
+ALL_SCHEMAS = pytest.mark.parametrize("schema", list(SCHEMAS), indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +86,16 @@ def db_env(monkeypatch: pytest.MonkeyPatch, mongo_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def store(db_env: dict[str, str]) -> Iterator[UserStore]:
+def schema(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Schema:
+    """The app's schema, through ``CLERKSYNC_SCHEMA``: nextjs unless a test is parametrized
+    with ``ALL_SCHEMAS`` (nextjs, fastapi and the custom mapping file)."""
+    value = SCHEMAS[getattr(request, "param", "nextjs")]
+    monkeypatch.setenv("CLERKSYNC_SCHEMA", value)
+    return load_schema(value)
+
+
+@pytest.fixture
+def store(db_env: dict[str, str], schema: Schema) -> Iterator[UserStore]:
     user_store = connect(load_settings())
     user_store.ensure_indexes()
     try:

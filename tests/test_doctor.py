@@ -36,7 +36,7 @@ def test_healthy_setup_exits_0(
     assert report["ok"] is True
     checks = by_name(report)
     assert checks["MongoDB"]["status"] == "pass"
-    assert checks["clerkId index"]["status"] == "pass"
+    assert checks["Clerk-id index"]["status"] == "pass"
     assert (
         checks["Clerk API"]["status"] == "pass" and "1 Clerk users" in checks["Clerk API"]["detail"]
     )

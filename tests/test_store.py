@@ -127,9 +127,9 @@ def test_bulk_apply_follows_the_receivers_rules(store: UserStore, assume_new: bo
         state("user_del", 500),
         state("user_app", 500, first_name="FromClerk"),
     ]
-    assert store.plan_many(batch) == {"created": 1, "updated": 2, "unchanged": 1}
+    assert store.plan_many(batch) == {"created": 1, "updated": 2, "adopted": 0, "unchanged": 1}
     counts = store.upsert_many(batch, assume_new=assume_new)
-    assert counts == {"created": 1, "updated": 2, "unchanged": 1}
+    assert counts == {"created": 1, "updated": 2, "adopted": 0, "unchanged": 1}
     assert store.find_user("user_old")["firstName"] == "Updated"
     assert store.find_user("user_new")["firstName"] == "Kept"
     assert store.find_user("user_app")["isAdmin"] is True
@@ -137,7 +137,7 @@ def test_bulk_apply_follows_the_receivers_rules(store: UserStore, assume_new: bo
     fresh = store.find_user("user_fresh")
     assert "dueAt" in fresh["clerksync"] and fresh["isAdmin"] is False  # its write-back is queued
     again = store.upsert_many(batch, assume_new=assume_new)
-    assert again == {"created": 0, "updated": 0, "unchanged": 4}
+    assert again == {"created": 0, "updated": 0, "adopted": 0, "unchanged": 4}
 
 
 class StalePlan(UserStore):
@@ -167,7 +167,7 @@ def test_bulk_apply_with_a_stale_plan_still_orders_and_never_resurrects(
         state("user_vanished", 500),  # plan: stored older, but gone -> created after all
     ]
     counts = stale.upsert_many(batch)
-    assert counts == {"created": 1, "updated": 1, "unchanged": 1}
+    assert counts == {"created": 1, "updated": 1, "adopted": 0, "unchanged": 1}
     assert store.find_user("user_newer")["firstName"] == "Receiver"
     assert store.find_user("user_older")["firstName"] == "Reconcile"
     assert store.users.count_documents({"clerkId": "user_deleted"}) == 0

@@ -6,6 +6,7 @@ import pytest
 
 from clerksync.errors import InvalidEvent
 from clerksync.payloads import clerk_user
+from clerksync.schema import NEXTJS
 from clerksync.users import parse_clerk_user, user_fields
 
 
@@ -18,14 +19,14 @@ def test_primary_email_is_chosen_by_id_not_position() -> None:
 def test_user_without_email_maps_to_null_email() -> None:
     data = clerk_user(emails=[], username="phoneonly")
     assert data["primary_email_address_id"] is None
-    fields = user_fields(parse_clerk_user(data))
+    fields = user_fields(parse_clerk_user(data), NEXTJS)
     assert fields["email"] is None
     assert fields["username"] == "phoneonly"
 
 
 def test_fields_follow_the_mongoose_schema() -> None:
     data = clerk_user(first_name="Ada", last_name="Lovelace", username="ada")
-    fields = user_fields(parse_clerk_user(data))
+    fields = user_fields(parse_clerk_user(data), NEXTJS)
     assert fields["clerkId"] == data["id"]
     assert fields["profilePicture"] == data["image_url"]
     assert (fields["firstName"], fields["lastName"], fields["username"]) == (

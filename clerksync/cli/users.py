@@ -25,7 +25,8 @@ def list_users(
     from clerksync.users import public_view
 
     store = open_store(ctx)
-    rows = [public_view(doc) for doc in store.list_users(admins=admins, search=search, limit=limit)]
+    found = store.list_users(admins=admins, search=search, limit=limit)
+    rows = [public_view(doc, store.schema) for doc in found]
     if json:
         print_json(rows)
         return
@@ -45,7 +46,7 @@ def show_user(
     from clerksync.users import public_view
 
     store = open_store(ctx)
-    view = public_view(store.find_user(ident))
+    view = public_view(store.find_user(ident), store.schema)
     organizations = user_organizations(store, str(view["clerkId"]))
     if json:
         print_json({**view, "organizations": organizations})

@@ -1,0 +1,196 @@
+"""The schema seam: presets, mapping files, CLERKSYNC_SCHEMA, and the documents each writes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from clerksync.errors import ConfigError
+from clerksync.payloads import clerk_user
+from clerksync.schema import FASTAPI, NEXTJS, load_schema
+from clerksync.store import UserStore
+from clerksync.users import parse_clerk_user, public_view, wanted_metadata
+from tests.conftest import ALL_SCHEMAS, SCHEMA_FILE
+
+GUIDE_FIELDS = {
+    "clerkId",
+    "email",
+    "firstName",
+    "lastName",
+    "username",
+    "profilePicture",
+    "isAdmin",
+    "createdAt",
+    "updatedAt",
+}
+
+
+class User(BaseModel):
+    """The debug report's FastAPI/Beanie model."""
+
+    user_id: int
+    username: str
+    password_hash: str | None
+    role: str | None
+    name: str
+    email: str | None
+    phone: str
+    address: str
+    clerk_user_id: str
+    auth_provider: str
+    is_active: bool
+    status: str
+
+
+def state(**kw: object) -> object:
+    return parse_clerk_user(clerk_user(**kw))
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_a_fastapi_document_validates_against_the_reports_user_model(store: UserStore) -> None:
+    store.upsert_user(state(user_id="user_a", username=None, email="Grace@Example.com"))
+    store.upsert_user(state(user_id="user_b", first_name=None, last_name=None, email=None))
+    a, b = (store.users.find_one({"clerk_user_id": i}) for i in ("user_a", "user_b"))
+    assert a is not None and b is not None
+    user = User.model_validate(a)
+    assert (user.username, user.name, user.email) == ("grace", "Ada Lovelace", "grace@example.com")
+    assert (user.phone, user.address, user.password_hash, user.role) == ("", "", None, None)
+    assert (user.auth_provider, user.is_active, user.status) == ("clerk", True, "active")
+    assert User.model_validate(b).name == "user_b" == b["username"]  # no name, no email
+    assert set(a) == set(User.model_fields) | {"_id", "clerksync"}  # no nextjs field
+    assert {a["user_id"], b["user_id"]} == {1, 2}
+    assert wanted_metadata(a, store.schema) == {
+        "userMongoId": str(a["_id"]),
+        "userId": a["user_id"],
+        "isAdmin": False,
+    }
+
+
+@pytest.mark.parametrize("schema", ["nextjs"], indirect=True)
+def test_a_nextjs_document_reads_back_through_the_guides_fields(store: UserStore) -> None:
+    store.upsert_user(state(user_id="user_a", username="ada"))
+    doc = store.users.find_one({"clerkId": "user_a"})
+    assert doc is not None
+    assert set(doc) == GUIDE_FIELDS | {"_id", "clerksync"}  # no fastapi field
+    assert (doc["firstName"], doc["username"], doc["isAdmin"]) == ("Ada", "ada", False)
+    assert wanted_metadata(doc, store.schema) == {"userMongoId": str(doc["_id"]), "isAdmin": False}
+
+
+@pytest.mark.parametrize("schema", ["custom"], indirect=True)
+def test_a_mapping_file_renames_computes_and_keeps_app_fields(store: UserStore) -> None:
+    user = state(user_id="user_c", username=None, email="c@x.com")
+    store.upsert_user(user)
+    doc = store.users.find_one({"clerk_uid": "user_c"})
+    assert doc is not None and store.users.name == "members"
+    assert doc["display_name"] == "Ada Lovelace" and doc["handle"] == "c"
+    assert (doc["mobile"], doc["plan"], doc["avatar_override"], doc["is_staff"]) == (
+        "none",
+        "free",
+        None,
+        False,
+    )
+    assert not {"address", "password_hash", "name", "phone", "user_id"} & set(doc)
+    store.users.update_one({"_id": doc["_id"]}, {"$set": {"plan": "team", "is_staff": True}})
+    store.upsert_user(state(user_id="user_c", username="cee", updated_at=user.updated_at + 1))
+    again = store.find_user("user_c")
+    assert (again["plan"], again["is_staff"], again["handle"]) == ("team", True, "cee")
+    assert public_view(again, store.schema)["isAdmin"] is True
+    assert set(wanted_metadata(again, store.schema)) == {"userMongoId", "memberNo", "isAdmin"}
+
+
+@ALL_SCHEMAS
+def test_users_list_json_keeps_its_keys_whatever_the_schema(store: UserStore) -> None:
+    store.upsert_user(state(user_id="user_v", username="vee"))
+    view = public_view(store.find_user("user_v"), store.schema)
+    assert list(view) == [
+        "id",
+        "clerkId",
+        "email",
+        "firstName",
+        "lastName",
+        "username",
+        "profilePicture",
+        "isAdmin",
+        "createdAt",
+        "updatedAt",
+    ]
+    assert (view["clerkId"], view["email"], view["username"]) == (
+        "user_v",
+        "ada@example.com",
+        "vee",
+    )
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_app_ids_stay_unique_under_24_concurrent_signups_and_their_retries(
+    store: UserStore,
+) -> None:
+    store.users.insert_one({"username": "seeded", "user_id": 40})  # the app's own, before us
+    users = [state(user_id=f"user_s{n}", email=f"s{n}@x.com") for n in range(24)]
+    barrier = threading.Barrier(24)
+
+    def signup(n: int) -> None:
+        barrier.wait()
+        for _ in range(3):  # the delivery and two retries
+            store.upsert_user(users[n], likely_new=True)
+
+    threads = [threading.Thread(target=signup, args=(n,)) for n in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [d["user_id"] for d in store.users.find({"clerk_user_id": {"$exists": True}})]
+    assert len(ids) == 24 and len(set(ids)) == 24
+    assert min(ids) > 40  # above what the collection already held
+    fresh = UserStore(store.client, store.name, store.schema)  # another process, later
+    assert fresh.allocate_app_ids()[0] > max(ids)
+
+
+def test_unknown_schema_value_is_a_config_error_naming_the_variable(cli: object) -> None:
+    with pytest.raises(ConfigError, match="CLERKSYNC_SCHEMA"):
+        load_schema("django")
+    result = cli("users", "list", "--json")  # type: ignore[operator]
+    assert result.exit_code == 0  # nextjs by default, embedded store
+    import os
+
+    os.environ["CLERKSYNC_SCHEMA"] = "django"
+    try:
+        result = cli("users", "list")  # type: ignore[operator]
+    finally:
+        del os.environ["CLERKSYNC_SCHEMA"]
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "CLERKSYNC_SCHEMA" in result.stderr
+
+
+def test_presets_and_file(tmp_path: Path) -> None:
+    assert load_schema(None) is NEXTJS and load_schema("fastapi") is FASTAPI
+    custom = load_schema(str(SCHEMA_FILE))
+    assert custom.users.clerk_id == "clerk_uid" and custom.users.app_id == "member_no"
+    relative = load_schema(SCHEMA_FILE.name, cwd=SCHEMA_FILE.parent)
+    assert relative.users == custom.users
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("preset = 'rails'", "preset must be one of"),
+        ("[users.fields]\nnick = 'nickname'", "unknown source 'nickname'"),
+        ("[users.fields]\nclerkId = 'email'", "field 'clerkId' is both"),
+        ("[users]\ncolour = 'red'", "unknown key 'colour' in \\[users\\]"),
+        ("[users]\nclerk_id = 'a.b'", "users.clerk_id must be a top-level field name"),
+        ("[users.metadata]\nx = 'name'", "users.metadata.x: must be one of"),
+        ("[users]\nadmin = { field = 'role', value = 3 }", "users.admin.value"),
+        ("[users", "not valid TOML"),
+    ],
+)
+def test_mapping_file_mistakes_are_one_line_config_errors(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "schema.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_schema(str(path))
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
