@@ -313,12 +313,48 @@ def check_webhook(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_organization_counts(settings: Settings) -> Check | None:
+    """Clerk's organization count against MongoDB's; None when either side cannot answer
+    (the MongoDB and Clerk API checks report why). No organizations feature: a note."""
+    if not settings.clerk_secret_key or "CLERK_SECRET_KEY" in dict(settings.problems()):
+        return None
+    from clerksync.clerk import ClerkGateway, OrganizationsDisabled
+    from clerksync.mongo import connect
+
+    gateway = ClerkGateway(
+        settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000
+    )
+    try:
+        clerk_orgs = gateway.count_organizations()
+    except OrganizationsDisabled:
+        return ok("organization counts", "organizations are not enabled on this Clerk instance")
+    except ClerkApiError:
+        return None
+    try:
+        store = connect(settings)
+    except ClerkSyncError:
+        return None
+    try:
+        mongo_orgs = store.orgs.organizations.count_documents({})
+    except Exception:  # pymongo errors: the MongoDB check reports them
+        return None
+    finally:
+        store.close()
+    detail = f"Clerk {clerk_orgs}, MongoDB {mongo_orgs}"
+    if clerk_orgs == mongo_orgs:
+        return ok("organization counts", detail)
+    return Check(
+        "organization counts", "warn", detail, "run `clerksync reconcile` to bring MongoDB in line"
+    )
+
+
 def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
     """All checks, in a stable order. Network groups run in parallel."""
     checks = check_env_files(settings) + check_variables(settings)
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         mongo = pool.submit(check_mongodb, settings)
         clerk = pool.submit(check_clerk, settings)
+        orgs = pool.submit(check_organization_counts, settings)
         hooks = pool.submit(check_webhook, settings) if probes else None
         mongo_checks, mongo_users, pending = mongo.result()
         clerk_checks, clerk_users = clerk.result()
@@ -336,6 +372,9 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
                     "run `clerksync reconcile` to bring MongoDB in line",
                 )
             )
+    org_counts = orgs.result()
+    if org_counts is not None:
+        checks.append(org_counts)
     if pending:
         waiting = "" if settings.clerk_secret_key else " (CLERK_SECRET_KEY is unset)"
         checks.append(

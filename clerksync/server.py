@@ -127,6 +127,7 @@ class Receiver:
             user_id: str | None = None,
             error: str | None = None,
             verified_body: bytes | None = None,
+            object_id: str | None = None,
         ) -> JSONResponse:
             duration = (time.perf_counter() - started) * 1000
             self.log.add(
@@ -134,6 +135,7 @@ class Receiver:
                     svix_id=svix_id,
                     event_type=event_type,
                     user_id=user_id,
+                    object_id=object_id,
                     outcome=outcome,
                     received_at=received,
                     duration_ms=duration,
@@ -143,9 +145,10 @@ class Receiver:
                 )
             )
             log.info(
-                "delivery id=%s type=%s user=%s outcome=%s status=%d ms=%.1f%s",
+                "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s",
                 svix_id,
                 event_type,
+                object_id,
                 user_id,
                 outcome,
                 status,
@@ -155,6 +158,7 @@ class Receiver:
                     "delivery": {
                         "id": svix_id,
                         "type": event_type,
+                        "objectId": object_id,
                         "userId": user_id,
                         "outcome": outcome,
                         "status": status,
@@ -199,13 +203,19 @@ class Receiver:
                 "failed",
                 event_type=event.type,
                 user_id=event.user_id,
+                object_id=event.object_id,
                 error=f"database: {exc.__class__.__name__}",
                 verified_body=bytes(body),
             )
         if wants and self.workers is not None:
             self.workers.wake()
         return finish(
-            200, outcome, event_type=event.type, user_id=event.user_id, verified_body=bytes(body)
+            200,
+            outcome,
+            event_type=event.type,
+            user_id=event.user_id,
+            object_id=event.object_id,
+            verified_body=bytes(body),
         )
 
     async def healthz(self, request: Request) -> JSONResponse:

@@ -11,7 +11,7 @@ from clerksync.cli.common import JsonOption, open_store, print_json, print_table
 
 app = typer.Typer(help="The delivery log: list, show, stats, replay.", no_args_is_help=True)
 
-ROW = ("id", "type", "userId", "outcome", "receivedAt", "durationMs", "error")
+ROW = ("id", "type", "objectId", "userId", "outcome", "receivedAt", "durationMs", "error")
 SinceOption = Annotated[str | None, typer.Option("--since", help="30m, 2h, 7d or ISO 8601.")]
 
 
@@ -21,6 +21,7 @@ def row(entry: Any) -> dict[str, Any]:
     return {
         "id": entry.get("svixId"),
         "type": entry.get("type"),
+        "objectId": entry.get("objectId"),
         "userId": entry.get("userId"),
         "outcome": entry.get("outcome"),
         "receivedAt": received.isoformat().replace("+00:00", "Z") if received else None,
@@ -170,6 +171,7 @@ def replay(
                     svix_id=entry["svixId"],
                     event_type=event.type,
                     user_id=event.user_id,
+                    object_id=event.object_id,
                     outcome=outcome,
                     received_at=utcnow(),
                     source="replay",
