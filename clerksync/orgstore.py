@@ -218,21 +218,29 @@ class OrgStore:
     # -- bulk (reconcile) ----------------------------------------------------------------------
 
     def upsert_many(
-        self, kind: Kind, items: Iterable[Any], *, dry_run: bool = False
+        self, kind: Kind, items: Iterable[Any], *, dry_run: bool = False, assume_new: bool = False
     ) -> dict[str, int]:
         """The bulk form of ``_upsert`` for reconcile: one planning read, then ``insert_many``
         for what MongoDB lacks and ordered upserts for what it holds older; the rest costs
         no write, so a rerun writes nothing. Tombstones are read after the inserts, as the
-        receiver does; ``dry_run`` counts what would happen, writing nothing."""
+        receiver does; ``dry_run`` counts what would happen, writing nothing.
+        ``assume_new`` skips the planning read and inserts the whole batch (what is there
+        already fails on the unique index and takes the ordered upsert): cheaper when the
+        previous batch was all new, as in a backfill."""
         from pymongo import UpdateOne
         from pymongo.errors import BulkWriteError
 
         batch = list(items)
         projection = {kind.key: 1, bk.UPDATED_AT: 1, "_id": 0}
-        stored = {
-            d[kind.key]: bk.field(d, bk.UPDATED_AT)
-            for d in find_in(kind.collection, kind.key, [i.id for i in batch], projection)
-        }
+        ids = [i.id for i in batch]
+        stored = (
+            {}
+            if assume_new and not dry_run
+            else {
+                d[kind.key]: bk.field(d, bk.UPDATED_AT)
+                for d in find_in(kind.collection, kind.key, ids, projection)
+            }
+        )
         fresh = [i for i in batch if i.id not in stored]
         older = [i for i in batch if i.id in stored and is_older(stored[i.id], i.updated_at)]
         if dry_run:

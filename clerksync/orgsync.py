@@ -165,6 +165,7 @@ def _walk(
     dry_run: bool,
 ) -> None:
     """Page through one instance-wide list (offset, +created_at), one page ahead."""
+    all_new = False  # was the last page all new? then insert this one without planning
     with ThreadPoolExecutor(1) as reader:
         offset = 0
         upcoming = reader.submit(fetch, offset)
@@ -182,7 +183,9 @@ def _walk(
             summary["clerk"] += len(page)
             if items:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i.id,) for i in items])
-                for key, value in orgs.upsert_many(kind, items, dry_run=dry_run).items():
+                counts = orgs.upsert_many(kind, items, dry_run=dry_run, assume_new=all_new)
+                all_new = counts["created"] == len(items)
+                for key, value in counts.items():
                     summary[key] += value
             if not more:
                 return

@@ -188,8 +188,9 @@ def reconcile(
     holds (read by a second thread while the pages come in), go to two temporary
     on-disk SQLite tables, and the orphan pass merges them in order. Every
     candidate is then looked up in Clerk (100 ids a request) before it is reported
-    or pruned: a user who signed up during the run, or whom offset paging skipped
-    (it does when an earlier user is deleted mid-run), is no orphan.
+    or pruned: a user who signed up while the snapshot was read is no orphan.
+    Users are paged by cursor; organizations and memberships follow
+    (``clerksync.orgsync``), each with the same counters in its own sub-summary.
     """
     bucket = instance_bucket(rate)
     summary: dict[str, Any] = {
@@ -204,7 +205,15 @@ def reconcile(
         "invalid": 0,
         "orphans": [],
     }
+    from clerksync.orgsync import reconcile_organizations
+
     seen = _id_table()
+    # Organizations and memberships go alongside the users (their own thread, the same
+    # bucket): the database takes their writes while a users page is in flight.
+    orgs_runner = ThreadPoolExecutor(1)
+    orgs = orgs_runner.submit(
+        reconcile_organizations, store, gateway, bucket, dry_run=dry_run, prune=prune
+    )
     try:
         # The snapshot of MongoDB's ids is read while the pages come in.
         with ThreadPoolExecutor(1) as snapshotter:
@@ -214,7 +223,7 @@ def reconcile(
         try:
             candidates = _merge_missing(held, seen)
             for batch in _batches(candidates, ID_BATCH):
-                # Still in Clerk (skipped by offset paging): not an orphan.
+                # Still in Clerk (it signed up after the page that would list it): no orphan.
                 found = call_with_retries(functools.partial(gateway.get_many, batch), bucket)
                 known = {u.get("id") for u in found}
                 for clerk_id in batch:
@@ -229,13 +238,10 @@ def reconcile(
         finally:
             held.close()
         summary["mongo_users"] = store.users.estimated_document_count()
+        summary["organizations"], summary["memberships"] = orgs.result()
     finally:
         seen.close()
-    from clerksync.orgsync import reconcile_organizations
-
-    summary["organizations"], summary["memberships"] = reconcile_organizations(
-        store, gateway, bucket, dry_run=dry_run, prune=prune
-    )
+        orgs_runner.shutdown(wait=True)
     return summary
 
 
