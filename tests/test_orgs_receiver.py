@@ -177,3 +177,16 @@ def test_a_signed_but_malformed_org_body_is_400_and_writes_nothing(
     assert "payload" in response.json()["error"]
     assert store.orgs.organizations.count_documents({}) == 0
     assert store.orgs.memberships.count_documents({}) == 0
+
+
+def test_an_app_index_refusing_an_org_is_a_503_never_a_stale_2xx(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    store.orgs.organizations.create_index("name", unique=True, name="app_unique_name")
+    assert outcome(receiver, org_event("created", "org_first", 1, name="Same")) == "applied"
+    response = post(
+        receiver.url, WEBHOOK_SECRET, org_event("created", "org_second", 1, name="Same")
+    )
+    assert response.status_code == 503  # Svix retries once the app's index is fixed
+    assert response.json()["outcome"] == "failed"
+    assert store.orgs.organizations.count_documents({"clerkId": "org_second"}) == 0
