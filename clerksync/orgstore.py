@@ -17,8 +17,8 @@ something back, so the tombstones are read after an insert: a delete that
 wrote its tombstone earlier is seen then, and one that writes it later removes
 what the insert wrote.
 
-Field names come from the schema's mapping (``OrgMapping``): ``nextjs`` and
-``fastapi`` presets, as DESIGN.md gives them.
+Field names come from the schema (``Schema.organizations``, ``Schema.memberships``):
+the ``nextjs`` and ``fastapi`` presets as DESIGN.md gives them, or a mapping file.
 """
 
 from __future__ import annotations

@@ -88,6 +88,8 @@ def reconcile_organizations(
         except OrganizationsDisabled:
             for summary in (org_summary, member_summary):
                 summary["note"] = DISABLED_NOTE
+            org_summary["mongo"] = orgs.organizations.estimated_document_count()
+            member_summary["mongo"] = orgs.memberships.estimated_document_count()
             return org_summary, member_summary
         _walk(
             orgs,

@@ -205,15 +205,7 @@ def reconcile(
         "invalid": 0,
         "orphans": [],
     }
-    from clerksync.orgsync import reconcile_organizations
-
     seen = _id_table()
-    # Organizations and memberships go alongside the users (their own thread, the same
-    # bucket): the database takes their writes while a users page is in flight.
-    orgs_runner = ThreadPoolExecutor(1)
-    orgs = orgs_runner.submit(
-        reconcile_organizations, store, gateway, bucket, dry_run=dry_run, prune=prune
-    )
     try:
         # The snapshot of MongoDB's ids is read while the pages come in.
         with ThreadPoolExecutor(1) as snapshotter:
@@ -238,10 +230,15 @@ def reconcile(
         finally:
             held.close()
         summary["mongo_users"] = store.users.estimated_document_count()
-        summary["organizations"], summary["memberships"] = orgs.result()
     finally:
         seen.close()
-        orgs_runner.shutdown(wait=True)
+    # Then organizations and memberships, in turn: run alongside the users they gained
+    # nothing on a loaded machine (the database is the bottleneck) and varied far more.
+    from clerksync.orgsync import reconcile_organizations
+
+    summary["organizations"], summary["memberships"] = reconcile_organizations(
+        store, gateway, bucket, dry_run=dry_run, prune=prune
+    )
     return summary
 
 
