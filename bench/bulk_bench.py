@@ -101,7 +101,7 @@ def run_job(job: str, mongo_url: str, db: str, api: str) -> None:
     gateway = ClerkGateway(KEY, api_url=api)
     started = time.perf_counter()
     if job == "reconcile":
-        summary = reconcile(store, gateway, rate=default_rate(KEY))
+        summary = reconcile(store, gateway, rate=default_rate(KEY)).to_json()
     else:
         summary = sync_metadata(store, gateway, rate=default_rate(KEY))
     elapsed = time.perf_counter() - started
@@ -196,7 +196,7 @@ def run_instance_job(mongo_url: str, db: str, api: str) -> None:
     store.ensure_indexes()
     gateway = ClerkGateway(KEY, api_url=api)
     started = time.perf_counter()
-    summary = reconcile(store, gateway, rate=default_rate(KEY))
+    summary = reconcile(store, gateway, rate=default_rate(KEY)).to_json()
     elapsed = time.perf_counter() - started
     counts = ("created", "updated", "unchanged", "orphaned")
     print(

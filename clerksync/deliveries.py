@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from clerksync.mongo import utcnow
+from clerksync.mongo import translated, utcnow
 from clerksync.store import UserStore
 
 log = logging.getLogger("clerksync.deliveries")
@@ -144,6 +144,7 @@ class DeliveryLog:
         self.flush_now()
 
 
+@translated
 def append_records(store: UserStore, records: list[dict[str, Any]]) -> None:
     """Write records as one bucket; it expires with its newest record."""
     if records:
@@ -156,6 +157,7 @@ def append_records(store: UserStore, records: list[dict[str, Any]]) -> None:
         )
 
 
+@translated
 def iter_records(
     store: UserStore,
     *,

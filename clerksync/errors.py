@@ -33,10 +33,13 @@ class IndexRefused(StoreUnavailable):
     """An index that is not clerksync's own refused a write (the app's unique ``username``,
     say): a failure, never a success. ``index`` names it; the message says what to do."""
 
-    def __init__(self, message: str, *, index: str, collection: str) -> None:
+    def __init__(
+        self, message: str, *, index: str, collection: str, keys: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.index = index
         self.collection = collection
+        self.keys = keys
 
 
 class NotFound(ClerkSyncError):

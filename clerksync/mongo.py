@@ -1,16 +1,18 @@
-"""Connecting to MongoDB, and saying what went wrong in words a user can act on.
+"""MongoDB helpers below the store: the database name, what went wrong in words a user can
+act on, chunked ``$in`` reads and duplicate-key details. Nothing here imports the store
+(``clerksync.store.connect`` opens one).
 
-Timeouts are short on purpose: a database that does not answer should cost
-seconds and an actionable message, not pymongo's 30-second default. Error
-texts never include the exception's own message, which can hold the URL.
+Error texts never include the exception's own message, which can hold the URL.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from clerksync.errors import IndexRefused, StoreUnavailable
 
@@ -20,7 +22,6 @@ if TYPE_CHECKING:
     from pymongo.errors import BulkWriteError
 
     from clerksync.config import Settings
-    from clerksync.store import UserStore
 
 
 def utcnow() -> datetime:
@@ -35,31 +36,50 @@ def database_name(settings: Settings, client: MongoClient[Any]) -> str:
         return settings.mongodb_db or "clerksync"
 
 
-def connect(settings: Settings, *, announce: Any = None) -> UserStore:
-    """Open the store the settings name; the embedded one when ``MONGODB_URL`` is unset."""
-    from pymongo import MongoClient
-    from pymongo.errors import ConfigurationError
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
 
-    from clerksync.store import UserStore
 
-    url = settings.mongodb_url
-    if url is None:
-        from clerksync.embedded import ensure_server
+def _translate(exc: Exception) -> None:
+    """Raise StoreUnavailable for a pymongo failure; return for anything else."""
+    from pymongo.errors import PyMongoError
 
-        url = ensure_server(settings.state_dir, announce=announce)
-    timeout = settings.mongo_timeout_ms
-    try:
-        client: MongoClient[Any] = MongoClient(
-            url,
-            serverSelectionTimeoutMS=timeout,
-            connectTimeoutMS=timeout,
-            socketTimeoutMS=max(timeout * 3, 10_000),
-            tz_aware=True,
-            appname="clerksync",
-        )
-    except ConfigurationError as exc:
-        raise StoreUnavailable(f"MONGODB_URL is not usable: {exc}") from None
-    return UserStore(client, database_name(settings, client), settings.schema)
+    if isinstance(exc, PyMongoError):
+        raise StoreUnavailable(describe_mongo_error(exc)) from None
+
+
+def translated(fn: F) -> F:
+    """pymongo failures leave ``fn`` as StoreUnavailable (one line a user can act on), so no
+    caller above the store special-cases pymongo. A generator's failures mid-iteration too."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                _translate(exc)
+                raise
+
+        return generator  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            _translate(exc)
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def translating(cls: C) -> C:
+    """``translated`` on every public method a class defines (not inherited ones)."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(value):
+            setattr(cls, name, translated(value))
+    return cls
 
 
 def describe_mongo_error(exc: Exception) -> str:
@@ -118,6 +138,7 @@ def index_refused(details: Mapping[str, Any], collection: str, what: str) -> Ind
         "(or `clerksync events replay --failed`, or `clerksync reconcile`) stores it",
         index=name,
         collection=collection,
+        keys=tuple(pattern),
     )
 
 

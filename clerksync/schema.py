@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from clerksync.users import ClerkUser
 
 #: a Clerk user id, as opposed to the placeholders an app writes by hand (``clerk_34``)
-CLERK_USER_ID = re.compile(r"^user_[A-Za-z0-9]+$")
+CLERK_USER_ID = re.compile(r"^user_[A-Za-z0-9_]+$")
 
 
 def _username_or_fallback(user: ClerkUser) -> str:

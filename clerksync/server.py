@@ -34,9 +34,9 @@ from starlette.routing import Route
 from clerksync.clerk import ClerkGateway, default_rate
 from clerksync.config import WEBHOOK_PATH, Settings
 from clerksync.deliveries import DeliveryLog, record
-from clerksync.errors import ClerkSyncError, InvalidEvent
-from clerksync.mongo import connect, utcnow
-from clerksync.store import UserStore
+from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent
+from clerksync.mongo import utcnow
+from clerksync.store import UserStore, connect
 from clerksync.webhooks import MAX_BODY, SignatureError, apply_event, parse_event, verify
 from clerksync.writeback import WriteBackWorkers
 
@@ -82,6 +82,12 @@ class Receiver:
         self.payload_ttl = timedelta(days=settings.payload_ttl_days)
         self._started = False
         self._lock = threading.Lock()
+        # Set once clerksync's Clerk-id uniqueness is enforced; until then every delivery is
+        # a 503 (a retry later), never a 2xx that could have made a duplicate user.
+        self.indexes_ready = threading.Event()
+        self.index_problem = "the indexes are being made"
+        self._stopping = threading.Event()
+        self._indexer: threading.Thread | None = None
 
     def start(self) -> None:
         if self._started:  # every delivery calls this; skip the lock once running
@@ -92,12 +98,13 @@ class Receiver:
             self._started = True
         import svix.webhooks  # noqa: F401  (import now, not inside the first delivery)
 
-        try:
-            self.store.ensure_indexes()
-        except (
-            Exception
-        ) as exc:  # the database may come back later; deliveries answer 503 till then
-            log.warning("could not ensure indexes yet: %s", exc.__class__.__name__)
+        # Off the event loop, and again until it works: a database that is away, or a
+        # Clerk-id index that cannot be built yet (duplicates), must not stall requests.
+        self._stopping.clear()
+        self._indexer = threading.Thread(
+            target=self._make_indexes, name="clerksync-indexes", daemon=True
+        )
+        self._indexer.start()
         self.log.start()
         if self.workers is not None:
             self.workers.start()
@@ -107,9 +114,43 @@ class Receiver:
             if not self._started:
                 return
             self._started = False
+        self._stopping.set()
         if self.workers is not None:
             self.workers.stop()
         self.log.stop()
+
+    def _make_indexes(self, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
+        """Make clerksync's indexes; retry until the Clerk-id uniqueness is enforced, saying
+        loudly why deliveries are refused meanwhile."""
+        delay = first_delay
+        while not self._stopping.is_set():
+            try:
+                report = self.store.ensure_indexes()
+            except ClerkSyncError as exc:
+                problem = f"database: {exc}"
+            else:
+                for failure in report.failures:
+                    log.error(
+                        "index %s on %s could not be made: %s",
+                        failure.name,
+                        failure.collection,
+                        failure.error,
+                    )
+                if report.clerk_id_enforced:
+                    self.indexes_ready.set()
+                    return
+                where = f"{self.store.users.name}.{self.store.clerk_id}"
+                reasons = "; ".join(f.error or "" for f in report.failures) or "unknown"
+                problem = f"no unique index on {where} ({reasons})"
+            self.index_problem = problem
+            log.error(
+                "deliveries are answered 503 until the Clerk-id uniqueness is enforced: %s; "
+                "retrying in %.0f s (`clerksync doctor` says more)",
+                problem,
+                delay,
+            )
+            self._stopping.wait(delay)
+            delay = min(delay * 2, max_delay)
 
     # -- handlers ------------------------------------------------------------------------------
 
@@ -191,20 +232,34 @@ class Receiver:
             event = parse_event(bytes(body))
         except InvalidEvent as exc:
             return finish(400, "rejected", error=f"payload: {exc}")
+        if not self.indexes_ready.is_set():
+            # Starting up (mounted apps start on their first request): wait a little.
+            await run_in_threadpool(self.indexes_ready.wait, 2.0)
+            if not self.indexes_ready.is_set():
+                log.error("delivery %s refused: %s", svix_id, self.index_problem)
+                return finish(
+                    503,
+                    "failed",
+                    event_type=event.type,
+                    user_id=event.user_id,
+                    error=f"Clerk-id uniqueness not enforced: {self.index_problem}",
+                    verified_body=bytes(body),
+                )
         try:
             outcome, wants = await run_in_threadpool(apply_event, self.store, event)
-        except Exception as exc:
-            from pymongo.errors import PyMongoError
-
-            if not isinstance(exc, (PyMongoError, ClerkSyncError)):
-                raise
+        except ClerkSyncError as exc:  # the store says what failed: an index, the database
+            if isinstance(exc, IndexRefused):
+                log.error("delivery %s refused by index %s: %s", svix_id, exc.index, exc)
+                error = f"index {exc.index}: {exc}"
+            else:
+                error = f"database: {exc}"
             return finish(
                 503,
                 "failed",
                 event_type=event.type,
                 user_id=event.user_id,
                 object_id=event.object_id,
-                error=f"database: {exc.__class__.__name__}",
+                error=error,
                 verified_body=bytes(body),
             )
         if wants and self.workers is not None:

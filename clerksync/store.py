@@ -25,13 +25,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from clerksync import bookkeeping as bk
-from clerksync.errors import Ambiguous, NotFound, StoreUnavailable
+from clerksync.errors import Ambiguous, IndexRefused, NotFound, StoreUnavailable
 from clerksync.mongo import (
+    database_name,
     describe_mongo_error,
     duplicates_only,
     find_in,
     index_refused,
     refused_by,
+    translating,
     utcnow,
 )
 from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
@@ -44,11 +46,13 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
     from pymongo.database import Database
 
+    from clerksync.config import Settings
     from clerksync.orgstore import OrgStore
 
 TOMBSTONES = "clerksync_tombstones"
 DELIVERIES = "clerksync_deliveries"
 COUNTERS = "clerksync_counters"
+LOOKUP_THREADS = 4  # concurrent equality lookups when reconcile plans a page
 DUE_INDEX = "clerksync_dueAt"
 TTL_INDEX = "expiresAt_ttl"
 
@@ -87,6 +91,7 @@ class IndexReport:
         return tuple(r for r in self.results if r.error)
 
 
+@translating
 class UserStore(WriteBackQueue):
     """The app's users collection plus clerksync's tombstones, counters, delivery log and
     write-back queue. ``schema`` names the app's collection and fields."""
@@ -108,6 +113,8 @@ class UserStore(WriteBackQueue):
             DELIVERIES, write_concern=WriteConcern(w=1)
         )
         self._counter_seeded = False
+        self._email_indexed: tuple[float, bool] | None = None
+        self._clerk_index_partial: bool | None = None  # learnt from the index list
 
     @functools.cached_property
     def orgs(self) -> OrgStore:
@@ -180,7 +187,7 @@ class UserStore(WriteBackQueue):
                     [(clerk_id, ASCENDING)],
                     f"{clerk_id}_1",
                     unique=True,
-                    partialFilterExpression={clerk_id: {"$type": "string"}},
+                    partialFilterExpression=clerk_id_filter(clerk_id),
                 )
                 enforced = results[-1].error is None
             else:
@@ -203,6 +210,7 @@ class UserStore(WriteBackQueue):
         """The name of a unique index on the Clerk-id field alone (ours or the app's)."""
         for index in self.app_indexes():
             if dict(index["key"]) == {self.clerk_id: 1} and index.get("unique"):
+                self._clerk_index_partial = "partialFilterExpression" in index
                 return str(index["name"])
         return None
 
@@ -269,14 +277,24 @@ class UserStore(WriteBackQueue):
         cursor = self.users.find(query).sort("_id", -1)
         if limit:
             cursor = cursor.limit(limit)
-        return iter(cursor)
+        yield from cursor
+
+    def scan(
+        self, query: Mapping[str, Any], projection: Mapping[str, Any], *, batch: int = 1000
+    ) -> Iterator[Mapping[str, Any]]:
+        """The users matching ``query``, in natural order (a sort would make the server read
+        them all first), a fixed cursor batch (memory stays flat)."""
+        yield from self.users.find(query, projection).batch_size(batch)
+
+    def estimated_count(self) -> int:
+        return self.users.estimated_document_count()
 
     def is_tombstoned(self, clerk_id: str) -> bool:
         return self.tombstones.find_one({"_id": clerk_id}, {"_id": 1}) is not None
 
     def tombstoned_among(self, clerk_ids: list[str]) -> set[str]:
         """Which of these Clerk ids were deleted: one query for a whole batch (it matches few,
-        so one ``$in`` of hundreds stays cheap, unlike ``find_in``'s case)."""
+        so one ``$in`` of hundreds stays cheap)."""
         query = {"_id": {"$in": clerk_ids}}
         return {t["_id"] for t in self.tombstones.find(query, {"_id": 1})}
 
@@ -322,6 +340,18 @@ class UserStore(WriteBackQueue):
     # -- applying Clerk state ----------------------------------------------------------------
 
     def upsert_user(self, user: ClerkUser, *, likely_new: bool = False) -> WriteResult:
+        """``apply_user``, once more if the app's own unique index on the app id refused the
+        number: the app allocated ids itself since the counter was seeded, so it is seeded
+        again above them."""
+        try:
+            return self.apply_user(user, likely_new=likely_new)
+        except IndexRefused as exc:
+            if not self.schema.users.app_id or exc.keys != (self.schema.users.app_id,):
+                raise
+            self._counter_seeded = False
+            return self.apply_user(user, likely_new=likely_new)
+
+    def apply_user(self, user: ClerkUser, *, likely_new: bool = False) -> WriteResult:
         """Apply one Clerk state if it is newer than what is stored; one durable write.
 
         Returns ``stale`` for an older state or a deleted user, ``duplicate`` for
@@ -331,19 +361,23 @@ class UserStore(WriteBackQueue):
         server less than an upsert, and the unique Clerk-id index turns it into
         the ordered upsert below when the user is already there. A user about to be
         created first takes over an app-created document with its verified email, if
-        exactly one (``adopt``). Any other index refusing the write: ``IndexRefused``.
+        exactly one (``adopt``), when the app's email field is indexed (the lookup is
+        then one index probe; without the index it would scan the collection on every
+        signup: ``reconcile`` adopts then, and ``doctor`` says so).
+        Any other index refusing the write: ``IndexRefused``.
         """
         from pymongo.errors import DuplicateKeyError
 
         now = utcnow()
         users = self.schema.users
         inserted = False
-        tried_adoption = False
+        adopting = bool(user.email and user.email_verified and self.email_indexed())
         if likely_new:
-            adopted = self.adopt(user, now)
-            tried_adoption = True
-            if adopted is not None:
-                return adopted
+            if adopting:
+                adopted = self.adopt(user, now)
+                if adopted is not None:
+                    return adopted
+                adopting = False
             update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
             try:
                 self.users.insert_one(new_document(update))
@@ -354,11 +388,11 @@ class UserStore(WriteBackQueue):
                 # stored already: the ordering filter decides
         if not inserted:
             update, queued = upsert_update(user, now, self.schema)
-            if users.app_id or not tried_adoption:
+            if users.app_id or adopting:
                 # Update first: a document that is there needs no app id, nor adoption.
                 if self.users.update_one(ordering_filter(user, self.schema), update).matched_count:
                     return self._after_write(user, queued, inserted=False)
-                if not tried_adoption:
+                if adopting:
                     adopted = self.adopt(user, now)
                     if adopted is not None:
                         return adopted
@@ -402,6 +436,17 @@ class UserStore(WriteBackQueue):
 
     # -- adoption ------------------------------------------------------------------------------
 
+    def email_indexed(self) -> bool:
+        """Is the app's email field the first key of an index (checked once a minute)?"""
+        now = time.monotonic()
+        if self._email_indexed is None or now - self._email_indexed[0] > 60:
+            email = self.schema.users.email
+            found = bool(email) and any(
+                next(iter(dict(index["key"])), None) == email for index in self.app_indexes()
+            )
+            self._email_indexed = (now, found)
+        return self._email_indexed[1]
+
     def adoption_candidates(
         self, emails: Iterable[str], *, limit: int | None = None
     ) -> dict[str, list[Any]]:
@@ -428,6 +473,30 @@ class UserStore(WriteBackQueue):
             if isinstance(address, str):
                 found.setdefault(address.lower(), []).append(doc)
         return found
+
+    def adoption_map(self, limit: int = 100_000) -> dict[str, list[Any]]:
+        """Every document the app created (no Clerk user id) with an email, by lower-cased
+        email: one read for a whole reconcile run, instead of one per page (without an index
+        on the email field, each would scan the collection)."""
+        users = self.schema.users
+        if not users.email:
+            return {}
+        query = {
+            users.clerk_id: {"$not": {"$regex": CLERK_USER_ID.pattern}},
+            users.email: {"$type": "string"},
+        }
+        found: dict[str, list[Any]] = {}
+        for doc in self.users.find(query, {users.email: 1, users.clerk_id: 1}).limit(limit):
+            found.setdefault(doc[users.email].lower(), []).append(doc)
+        return found
+
+    def _candidates_for(
+        self, batch: list[ClerkUser], candidates: Mapping[str, list[Any]] | None
+    ) -> Mapping[str, list[Any]]:
+        emails = [u.email for u in batch if u.email]
+        if candidates is None:
+            return self.adoption_candidates(emails)
+        return {e.lower(): candidates[e.lower()] for e in emails if e.lower() in candidates}
 
     def adopt(self, user: ClerkUser, now: Any) -> WriteResult | None:
         """Take over the one app-created document with this user's *verified* primary email:
@@ -474,7 +543,11 @@ class UserStore(WriteBackQueue):
         return WriteResult("applied" if removed or before is None else "duplicate")
 
     def upsert_many(
-        self, users: Iterable[ClerkUser], *, assume_new: bool = False
+        self,
+        users: Iterable[ClerkUser],
+        *,
+        assume_new: bool = False,
+        candidates: Mapping[str, list[Any]] | None = None,
     ) -> dict[str, int]:
         """Bulk form of ``upsert_user`` for reconcile: the same rules, a few round trips a batch.
 
@@ -504,7 +577,7 @@ class UserStore(WriteBackQueue):
         adopted = 0
         verified = [u for u in fresh if u.email and u.email_verified]
         if verified:
-            found = self.adoption_candidates(u.email for u in verified if u.email)
+            found = self._candidates_for(verified, candidates)
             gone_now = self.tombstoned_among([u.id for u in verified]) if found else set()
             taken: set[str] = set()
             for user in verified:
@@ -573,15 +646,17 @@ class UserStore(WriteBackQueue):
             "unchanged": len(batch) - len(gone) - created - updated - adopted,
         }
 
-    def plan_many(self, users: Iterable[ClerkUser]) -> dict[str, int]:
+    def plan_many(
+        self, users: Iterable[ClerkUser], *, candidates: Mapping[str, list[Any]] | None = None
+    ) -> dict[str, int]:
         """What ``upsert_many`` would do, writing nothing (reconcile --dry-run)."""
         batch = list(users)
         ids = [u.id for u in batch]
         gone = self.tombstoned_among(ids)
         stored = self._stored_versions(ids)
         counts = {"created": 0, "updated": 0, "adopted": 0, "unchanged": 0}
-        found = self.adoption_candidates(
-            u.email for u in batch if u.email and u.email_verified and u.id not in stored
+        found = self._candidates_for(
+            [u for u in batch if u.email and u.email_verified and u.id not in stored], candidates
         )
         for user in batch:
             if user.id in gone:
@@ -601,8 +676,27 @@ class UserStore(WriteBackQueue):
         """Clerk id -> the stored ``clerksync.updatedAt`` (None if the app wrote the document)."""
         clerk_id = self.clerk_id
         projection = {clerk_id: 1, bk.UPDATED_AT: 1, "_id": 0}
-        found = find_in(self.users, clerk_id, clerk_ids, projection)
-        return {d[clerk_id]: bk.field(d, bk.UPDATED_AT) for d in found}
+        if self._clerk_index_partial is None:
+            self.clerk_index_name()
+        if self._clerk_index_partial is False:  # a plain unique index answers an ``$in``
+            held = find_in(self.users, clerk_id, clerk_ids, projection)
+            return {d[clerk_id]: bk.field(d, bk.UPDATED_AT) for d in held}
+        # One equality lookup per id: the partial Clerk-id index answers an equality (it
+        # implies the index's filter), while an ``$in`` falls to a collection scan on
+        # servers that cannot prove an ``$in`` inside the filter (SecantusDB).
+        # A few at a time: a round trip each, and the server answers them in parallel.
+        from concurrent.futures import ThreadPoolExecutor
+
+        def lookup(value: str) -> Mapping[str, Any] | None:
+            return self.users.find_one({clerk_id: value}, projection)
+
+        with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
+            found = pool.map(lookup, clerk_ids)
+            return {
+                value: bk.field(doc, bk.UPDATED_AT)
+                for value, doc in zip(clerk_ids, found, strict=True)
+                if doc is not None
+            }
 
     # -- admin rights ------------------------------------------------------------------------
 
@@ -632,6 +726,47 @@ class UserStore(WriteBackQueue):
             # The app's own user, not in Clerk: there is nothing to write back.
             self.users.update_one({"_id": doc_id}, {"$unset": {bk.DUE: ""}})
         return doc
+
+
+def connect(settings: Settings, *, announce: Any = None) -> UserStore:
+    """Open the store the settings name; the embedded one when ``MONGODB_URL`` is unset.
+
+    Timeouts are short on purpose: a database that does not answer should cost seconds
+    and an actionable message, not pymongo's 30-second default."""
+    from pymongo import MongoClient
+    from pymongo.errors import ConfigurationError
+
+    url = settings.mongodb_url
+    if url is None:
+        from clerksync.embedded import ensure_server
+
+        url = ensure_server(settings.state_dir, announce=announce)
+    timeout = settings.mongo_timeout_ms
+    try:
+        client: MongoClient[Any] = MongoClient(
+            url,
+            serverSelectionTimeoutMS=timeout,
+            connectTimeoutMS=timeout,
+            socketTimeoutMS=max(timeout * 3, 10_000),
+            tz_aware=True,
+            appname="clerksync",
+        )
+    except ConfigurationError as exc:
+        raise StoreUnavailable(f"MONGODB_URL is not usable: {exc}") from None
+    return UserStore(client, database_name(settings, client), settings.schema)
+
+
+def clerk_id_filter(clerk_id: str) -> dict[str, Any]:
+    """The Clerk-id index's partial filter: documents whose Clerk id is a Clerk user id (a
+    string ``user_…``).
+
+    Documents without one (the app's own users: missing, null, or a placeholder such as
+    ``clerk_34``) are not in the index, so any number of them never block it. A string
+    range, not ``$type: "string"``: a planner proves that an equality
+    ``{clerkId: "user_…"}`` falls inside a range, and so uses the index for every lookup
+    and ordered upsert; it cannot prove it implies a ``$type`` filter (measured on the test
+    server: a collection scan per delivery)."""
+    return {clerk_id: {"$gte": "user_", "$lt": "user`"}}  # "`" follows "_" in byte order
 
 
 def _index_error(exc: Exception) -> str:

@@ -1,4 +1,5 @@
-"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns a summary dict.
+"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns its summary
+(``reconcile`` a typed ``ReconcileResult``).
 
 They meet Clerk's limits head-on, so: reads are batched (``user_id`` filters of
 100, or pages of 500 in a stable order), never one request per user; every
@@ -20,6 +21,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any, TypeVar
 
 from clerksync import bookkeeping as bk
@@ -27,7 +30,7 @@ from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
 from clerksync.ratelimit import TokenBucket, instance_bucket
 from clerksync.schema import CLERK_USER_ID
-from clerksync.store import UserStore
+from clerksync.store import UserStore, clerk_id_filter
 from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadata
 
 T = TypeVar("T")
@@ -134,10 +137,10 @@ def sync_metadata(
 
     with ThreadPoolExecutor(concurrency) as pool, ThreadPoolExecutor(1) as books:
         # Natural order: any order will do, and a sort would make the server read all first.
-        # Documents without a Clerk id are the app's own users: nothing to write back.
-        linked = {clerk_id: {"$type": "string"}}
-        cursor = store.users.find(linked, fields).batch_size(CURSOR_BATCH)
-        for batch in _batches(iter(cursor), ID_BATCH):
+        # Documents without a Clerk user id are the app's own users: nothing to write back.
+        linked = clerk_id_filter(clerk_id)
+        cursor = store.scan(linked, fields, batch=CURSOR_BATCH)
+        for batch in _batches(cursor, ID_BATCH):
             ids = [d[clerk_id] for d in batch]
             found = call_with_retries(functools.partial(gateway.get_many, ids), bucket)
             clerk = {u["id"]: u.get("public_metadata") or {} for u in found}
@@ -173,6 +176,35 @@ def sync_metadata(
     return summary
 
 
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What ``reconcile`` did (or, with ``dry_run``, would do); the CLI renders it.
+    ``adopted``: app-created documents taken over by Clerk users with their verified email."""
+
+    clerk_users: int
+    mongo_users: int
+    created: int
+    updated: int
+    adopted: int
+    unchanged: int
+    orphaned: int
+    pruned: int
+    invalid: int
+    orphans: tuple[str, ...]
+    dry_run: bool = False
+    #: the same counters for organizations and memberships (``clerksync.orgsync``): ``clerk``,
+    #: ``mongo``, ``created``…, and a ``note`` when the instance has no organizations
+    organizations: dict[str, Any] = field(default_factory=dict)
+    memberships: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented ``reconcile --json`` keys."""
+        data = asdict(self)
+        data.pop("dry_run")
+        data["orphans"] = list(self.orphans)
+        return data
+
+
 def reconcile(
     store: UserStore,
     gateway: ClerkGateway,
@@ -181,7 +213,7 @@ def reconcile(
     dry_run: bool = False,
     prune: bool = False,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> ReconcileResult:
     """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
 
     Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
@@ -229,7 +261,7 @@ def reconcile(
                         summary["pruned"] += 1
         finally:
             held.close()
-        summary["mongo_users"] = store.users.estimated_document_count()
+        summary["mongo_users"] = store.estimated_count()
     finally:
         seen.close()
     # Then organizations and memberships, in turn: run alongside the users they gained
@@ -239,7 +271,9 @@ def reconcile(
     summary["organizations"], summary["memberships"] = reconcile_organizations(
         store, gateway, bucket, dry_run=dry_run, prune=prune
     )
-    return summary
+    fields = {f.name for f in dataclass_fields(ReconcileResult)}
+    counts = {k: v for k, v in summary.items() if k in fields and k != "orphans"}
+    return ReconcileResult(**counts, orphans=tuple(summary["orphans"]), dry_run=dry_run)
 
 
 def _reconcile_pages(
@@ -252,6 +286,8 @@ def _reconcile_pages(
     progress: Progress | None,
 ) -> None:
     """Page through Clerk's users (created_at order, by cursor) and apply each page in bulk."""
+    # The app's own documents to adopt, read once for the run (usually none).
+    candidates = store.adoption_map()
     total = None
     if progress is not None:  # the count only feeds the progress bar
         with contextlib.suppress(ClerkApiError):
@@ -295,9 +331,9 @@ def _reconcile_pages(
             if users:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(u.id,) for u in users])
                 if dry_run:
-                    counts = store.plan_many(users)
+                    counts = store.plan_many(users, candidates=candidates)
                 else:
-                    counts = store.upsert_many(users, assume_new=all_new)
+                    counts = store.upsert_many(users, assume_new=all_new, candidates=candidates)
                     all_new = counts["created"] == len(users)
                 for key, value in counts.items():
                     summary[key] += value
@@ -319,8 +355,7 @@ def _snapshot_ids(store: UserStore) -> sqlite3.Connection:
     """The Clerk ids MongoDB holds now, in an id table (no sort asked of the server)."""
     table = _id_table()
     clerk_id = store.schema.users.clerk_id
-    cursor = store.users.find({}, {clerk_id: 1, "_id": 0}).batch_size(CURSOR_BATCH)
-    ids = (d.get(clerk_id) for d in cursor)
+    ids = (d.get(clerk_id) for d in store.scan({}, {clerk_id: 1, "_id": 0}, batch=CURSOR_BATCH))
     # Only Clerk user ids: an app's own users (no id, or a placeholder) are no orphans.
     linked = (i for i in ids if isinstance(i, str) and CLERK_USER_ID.match(i))
     for batch in _batches(linked, CURSOR_BATCH):
@@ -344,8 +379,9 @@ def set_admin(
 ) -> dict[str, Any]:
     """Set ``isAdmin`` in MongoDB (durably, with the write-back queued), then merge it into Clerk.
 
-    Returns ``clerk``: ``updated``, ``waiting`` (no key) or the error; MongoDB
-    keeps the change either way and ``sync-metadata`` finishes it.
+    Returns ``clerk``: ``updated``, ``waiting`` (no key), ``not linked`` (the app's own
+    user, no Clerk id) or ``failed`` with the error; MongoDB keeps the change either way
+    and ``sync-metadata`` finishes it.
     """
     from clerksync.users import public_view
 
@@ -354,7 +390,10 @@ def set_admin(
     doc = store.set_admin(doc["_id"], value)
     result: dict[str, Any] = {"user": public_view(doc, schema), "clerk": "waiting"}
     clerk_id = doc.get(schema.users.clerk_id)
-    if gateway is not None and isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id):
+    if not (isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id)):
+        result["clerk"] = "not linked"  # the app's own user: nothing in Clerk to update
+        return result
+    if gateway is not None:
         try:
             copy = gateway.update_metadata(clerk_id, wanted_metadata(doc, schema))
         except ClerkApiError as exc:

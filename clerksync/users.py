@@ -17,7 +17,7 @@ from clerksync import bookkeeping as bk
 from clerksync.errors import InvalidEvent
 from clerksync.schema import Schema, same_value
 
-CLERK_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
+CLERK_ID = re.compile(r"^user_[A-Za-z0-9_]{1,95}$")
 MAX_TEXT = 2048
 
 

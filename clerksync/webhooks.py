@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -24,12 +25,15 @@ from clerksync.orgs import (
     parse_membership,
     parse_organization,
 )
-from clerksync.users import CLERK_ID, ClerkUser, parse_clerk_id, parse_clerk_user
+from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user
 
 if TYPE_CHECKING:
     from clerksync.store import UserStore
 
 MAX_BODY = 1024 * 1024
+#: any Clerk object id (``sess_…``, ``ema_…``, ``role_…``): what the log names for a type
+#: clerksync does not sync
+OBJECT_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 USER_EVENTS = ("user.created", "user.updated", "user.deleted")
 ORG_EVENTS = (
     "organization.created",
@@ -117,7 +121,7 @@ def parse_org_event(event_type: str, data: Any) -> Event:
 def _loggable_id(data: Any) -> str | None:
     """The id of an event type clerksync ignores, for the log, if it looks like an id."""
     value = data.get("id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and CLERK_ID.match(value) else None
+    return value if isinstance(value, str) and OBJECT_ID.match(value) else None
 
 
 def sign(

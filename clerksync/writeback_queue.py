@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from clerksync import bookkeeping as bk
-from clerksync.mongo import utcnow
+from clerksync.mongo import translating, utcnow
 from clerksync.schema import Schema
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 
+@translating
 class WriteBackQueue:
     """Queue operations over ``users``; ``UserStore`` inherits them."""
 

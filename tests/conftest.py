@@ -16,9 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clerksync.config import load_settings
-from clerksync.mongo import connect
 from clerksync.schema import Schema, load_schema
-from clerksync.store import UserStore
+from clerksync.store import UserStore, connect
 from tests.fakeclerk import SECRET_KEY, FakeClerk
 
 EXTERNAL_MONGO = os.environ.get("CLERKSYNC_TEST_MONGODB_URL")

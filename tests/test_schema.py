@@ -152,8 +152,6 @@ def test_app_ids_stay_unique_under_24_concurrent_signups_and_their_retries(
 def test_unknown_schema_value_is_a_config_error_naming_the_variable(cli: object) -> None:
     with pytest.raises(ConfigError, match="CLERKSYNC_SCHEMA"):
         load_schema("django")
-    result = cli("users", "list", "--json")  # type: ignore[operator]
-    assert result.exit_code == 0  # nextjs by default, embedded store
     import os
 
     os.environ["CLERKSYNC_SCHEMA"] = "django"
@@ -194,3 +192,31 @@ def test_mapping_file_mistakes_are_one_line_config_errors(
     with pytest.raises(ConfigError, match=message) as caught:
         load_schema(str(path))
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_an_app_id_the_app_took_meanwhile_is_skipped(store: UserStore) -> None:
+    store.users.create_index("user_id", unique=True, name="user_id_1")  # the app's
+    store.upsert_user(state(user_id="user_a", email="a@x.com"), likely_new=True)
+    store.users.insert_one({"username": "by-script", "user_id": 2})  # the app's max + 1
+    store.upsert_user(state(user_id="user_b", email="b@x.com"), likely_new=True)
+    ids = sorted(d["user_id"] for d in store.users.find({}, {"user_id": 1}))
+    assert ids == [1, 2, 3]
+
+
+def test_doctor_compares_the_mapping_with_sampled_documents(store: UserStore) -> None:
+    from clerksync.doctor import check_schema_sample
+
+    assert check_schema_sample(store).status == "pass"  # nothing to compare yet
+    fastapi = UserStore(store.client, store.name, FASTAPI)
+    fastapi.upsert_user(state(user_id="user_f"))
+    wrong_schema = check_schema_sample(store)  # nextjs reading fastapi documents
+    assert wrong_schema.status == "fail" and "CLERKSYNC_SCHEMA=fastapi" in wrong_schema.hint
+    store.users.delete_many({})
+    store.upsert_user(state(user_id="user_n"))
+    store.users.update_one(
+        {"clerkId": "user_n"}, {"$set": {"isAdmin": "yes"}, "$unset": {"lastName": ""}}
+    )
+    drifted = check_schema_sample(store)
+    assert drifted.status == "warn"
+    assert "missing lastName (1)" in drifted.detail and "isAdmin (str)" in drifted.detail

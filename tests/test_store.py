@@ -113,8 +113,15 @@ def test_indexes_are_idempotent_and_clerk_id_is_unique(store: UserStore) -> None
     assert store.has_unique_clerk_index()
 
 
+@pytest.mark.parametrize("index", ["partial", "plain"])
 @pytest.mark.parametrize("assume_new", [False, True], ids=["planned", "insert-first"])
-def test_bulk_apply_follows_the_receivers_rules(store: UserStore, assume_new: bool) -> None:
+def test_bulk_apply_follows_the_receivers_rules(
+    store: UserStore, assume_new: bool, index: str
+) -> None:
+    if index == "plain":  # the app's model built a plain unique index first (reads use $in)
+        store.users.drop_indexes()
+        store.users.create_index("clerkId", unique=True, name="clerkId_1")
+        store = UserStore(store.client, store.name, store.schema)
     store.upsert_user(state("user_old", 100))
     store.upsert_user(state("user_new", 900, first_name="Kept"))
     store.upsert_user(state("user_del", 100))

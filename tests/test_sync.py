@@ -6,7 +6,8 @@ import json
 
 from clerksync.payloads import clerk_user
 from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.users import parse_clerk_user, wanted_metadata
+from tests.conftest import ALL_SCHEMAS
 from tests.fakeclerk import FakeClerk
 
 FAST = ("--rate", "1000")  # the fake has no limit unless a test sets one
@@ -25,10 +26,10 @@ def seed_both(fake: FakeClerk, store: UserStore, n: int) -> list[str]:
 
 def settle(fake: FakeClerk, store: UserStore, ids: list[str]) -> None:
     """Give Clerk the right metadata (plus a key of the app's own) for these users."""
-    for doc in store.users.find({"clerkId": {"$in": ids}}):
-        fake.users[doc["clerkId"]]["public_metadata"] = {
-            "userMongoId": str(doc["_id"]),
-            "isAdmin": False,
+    clerk_id = store.schema.users.clerk_id
+    for doc in store.users.find({clerk_id: {"$in": ids}}):
+        fake.users[doc[clerk_id]]["public_metadata"] = {
+            **wanted_metadata(doc, store.schema),
             "plan": "pro",
         }
 
@@ -65,6 +66,7 @@ def test_sync_metadata_batches_reads_and_writes_only_the_drifted(
     assert fake_clerk.counts["PATCH /users/{id}/metadata"] == 250
 
 
+@ALL_SCHEMAS
 def test_dry_run_writes_nothing_and_missing_users_are_reported(
     cli, store: UserStore, fake_clerk: FakeClerk
 ) -> None:
@@ -92,20 +94,23 @@ def test_sync_metadata_finishes_through_rate_limits_and_5xx(
     assert all("userMongoId" in fake_clerk.users[i]["public_metadata"] for i in ids)
 
 
+@ALL_SCHEMAS
 def test_promote_and_demote_by_every_id_form(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
     [clerk_id] = seed_both(fake_clerk, store, 1)
     mongo_id = str(store.find_user(clerk_id)["_id"])
+    users = store.schema.users
     for ident, value in ((clerk_id, True), (mongo_id, False), ("S0@x.com", True)):
         result = cli("promote" if value else "demote", ident, "--json")
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["clerk"] == "updated"
-        assert store.find_user(clerk_id)["isAdmin"] is value
-        assert fake_clerk.users[clerk_id]["public_metadata"] == {
-            "userMongoId": mongo_id,
-            "isAdmin": value,
-        }
+        doc = store.find_user(clerk_id)
+        assert users.is_admin(doc) is value
+        assert doc[users.admin.field] == users.admin.stored(value)  # True/False, "admin"/None
+        assert fake_clerk.users[clerk_id]["public_metadata"] == wanted_metadata(doc, store.schema)
+        assert fake_clerk.users[clerk_id]["public_metadata"]["userMongoId"] == mongo_id
 
 
+@ALL_SCHEMAS
 def test_promote_when_clerk_fails_keeps_mongo_and_exits_1(
     cli, store: UserStore, fake_clerk: FakeClerk
 ) -> None:
@@ -114,7 +119,7 @@ def test_promote_when_clerk_fails_keeps_mongo_and_exits_1(
     result = cli("promote", clerk_id)
     assert result.exit_code == 1
     assert "sync-metadata" in result.stderr
-    assert store.find_user(clerk_id)["isAdmin"] is True
+    assert store.schema.users.is_admin(store.find_user(clerk_id)) is True
     assert store.pending_write_backs() == 1
     assert cli("sync-metadata", "--json", *FAST).exit_code == 0
     assert fake_clerk.users[clerk_id]["public_metadata"]["isAdmin"] is True
@@ -213,6 +218,7 @@ def test_reconcile_never_prunes_a_user_deleted_mid_run(
     assert store.count() == 999
 
 
+@ALL_SCHEMAS
 def test_reconcile_dry_run_changes_nothing(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
     for i in range(20):
         fake_clerk.add_user(user_id=f"user_d{i}")
@@ -233,6 +239,7 @@ def test_reconcile_prune_asks_first(cli, store: UserStore, fake_clerk: FakeClerk
     assert store.count() == 1
 
 
+@ALL_SCHEMAS
 def test_reconcile_queues_the_write_back_of_a_user_whose_clerk_copy_names_an_old_id(
     cli, store: UserStore, fake_clerk: FakeClerk
 ) -> None:

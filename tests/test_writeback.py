@@ -11,9 +11,8 @@ import httpx
 import pytest
 
 from clerksync.config import load_settings
-from clerksync.mongo import connect
 from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
+from clerksync.store import UserStore, connect
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post

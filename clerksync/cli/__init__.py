@@ -27,17 +27,6 @@ class ClerkSyncGroup(TyperGroup):
         except ClerkSyncError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
-        except Exception as exc:
-            try:
-                from pymongo.errors import PyMongoError
-            except ImportError:  # pragma: no cover
-                raise exc from None
-            if isinstance(exc, PyMongoError):
-                from clerksync.mongo import describe_mongo_error
-
-                typer.echo(f"Error: {describe_mongo_error(exc)}", err=True)
-                raise typer.Exit(1) from None
-            raise
 
 
 app = typer.Typer(

@@ -62,14 +62,23 @@ def say(message: str) -> None:
 
 
 def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
-    from clerksync.mongo import connect
+    from clerksync.store import connect
 
     settings = state(ctx).settings
     settings.require()
     store = connect(settings, announce=say)
     store.ping()  # fail fast with a clear message instead of on the first query
     if indexes:
-        store.ensure_indexes()
+        report = store.ensure_indexes()
+        for failure in report.failures:
+            say(f"Index {failure.name} on {failure.collection} could not be made: {failure.error}")
+        if not report.clerk_id_enforced:
+            from clerksync.errors import StoreUnavailable
+
+            raise StoreUnavailable(
+                f"{store.users.name}.{store.clerk_id} has no unique index, so this command "
+                "could write duplicate users; `clerksync doctor` says why"
+            )
     return store
 
 

@@ -25,9 +25,9 @@ def serve(
     stored; their metadata write-backs wait until a key is set.
     """
     from clerksync.config import mask
-    from clerksync.mongo import connect
     from clerksync.send import DEV_SECRET_FILE, write_dev_secret
     from clerksync.server import run
+    from clerksync.store import connect
     from clerksync.webhooks import new_secret
 
     settings = state(ctx).settings

@@ -11,6 +11,7 @@ from clerksync.cli.common import JsonOption, open_store, print_json, say, state
 
 if TYPE_CHECKING:
     from clerksync.clerk import ClerkGateway
+    from clerksync.sync import ReconcileResult
 
 RateOption = Annotated[
     float | None,
@@ -115,11 +116,10 @@ def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
         )
         raise typer.Exit(1)
     if not json:
-        where = (
-            "MongoDB and Clerk"
-            if result["clerk"] == "updated"
-            else "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)"
-        )
+        where = {
+            "updated": "MongoDB and Clerk",
+            "not linked": "MongoDB (the app's own user: no Clerk id)",
+        }.get(result["clerk"], "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)")
         say(f"{user['clerkId']} ({user['email'] or 'no email'}) is now {role} in {where}.")
 
 
@@ -171,24 +171,28 @@ def reconcile(
         ):
             prune = False
     with progress_bar("reconcile", json) as progress:
-        summary = run(
+        result = run(
             store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, prune=prune, progress=progress
         )
     if json:
-        print_json(summary)
+        print_json(result.to_json())
         return
+    would = "would " if dry_run else ""
     say(
-        f"Clerk {summary['clerk_users']} users, MongoDB {summary['mongo_users']}: "
-        f"{'would create' if dry_run else 'created'} {summary['created']}, "
-        f"{'would update' if dry_run else 'updated'} {summary['updated']}, unchanged "
-        f"{summary['unchanged']}, orphaned {summary['orphaned']}, pruned {summary['pruned']}"
+        f"Clerk {result.clerk_users} users, MongoDB {result.mongo_users}: "
+        f"{would}{'create' if dry_run else 'created'} {result.created}, "
+        f"{would}{'update' if dry_run else 'updated'} {result.updated}, "
+        f"{would}{'adopt' if dry_run else 'adopted'} {result.adopted}, unchanged "
+        f"{result.unchanged}, orphaned {result.orphaned}, pruned {result.pruned}"
     )
-    if summary["invalid"]:
-        say(f"{summary['invalid']} Clerk records could not be mapped (no valid id/updated_at)")
-    for clerk_id in summary.get("orphans", []):
+    if result.invalid:
+        say(f"{result.invalid} Clerk records could not be mapped (no valid id/updated_at)")
+    for clerk_id in result.orphans:
         typer.echo(f"orphan: {clerk_id}")
-    for kind in ("organizations", "memberships"):
-        part = summary.get(kind)
+    for kind, part in (
+        ("organizations", result.organizations),
+        ("memberships", result.memberships),
+    ):
         if not part:
             continue
         if part.get("note"):
@@ -205,11 +209,12 @@ def reconcile(
             typer.echo(f"orphan: {clerk_id}")
 
 
-def _orphan_counts(summary: dict[str, Any]) -> str:
-    """ "3 users, 1 organization and 2 memberships", or "" when there are none."""
-    parts = [(summary["orphaned"], "user", "users")]
-    for kind, one in (("organizations", "organization"), ("memberships", "membership")):
-        part = summary.get(kind) or {}
-        parts.append((part.get("orphaned", 0), one, kind))
+def _orphan_counts(result: "ReconcileResult") -> str:
+    """ "3 users, 1 organization, 2 memberships", or "" when there are none."""
+    parts = [
+        (result.orphaned, "user", "users"),
+        (result.organizations.get("orphaned", 0), "organization", "organizations"),
+        (result.memberships.get("orphaned", 0), "membership", "memberships"),
+    ]
     named = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
     return ", ".join(named)

@@ -1,0 +1,117 @@
+"""Adoption: a Clerk user takes over the one document the app created for its verified email."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from clerksync import bookkeeping as bk
+from clerksync.doctor import check_app_collection
+from clerksync.payloads import clerk_user, event
+from clerksync.store import UserStore
+from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
+from tests.fakeclerk import FakeClerk
+from tests.receiver import RunningReceiver, post
+
+FAST = ("--rate", "1000")
+
+
+def app_user(store: UserStore, email: str, **extra: Any) -> Any:
+    """A document the app wrote by hand, as the report's admin did: a placeholder Clerk id,
+    an admin flag, a field clerksync does not know."""
+    users = store.schema.users
+    doc = {
+        users.email: email,
+        users.clerk_id: "clerk_34",
+        users.admin.field: users.admin.stored(True),
+        "notes": "created by hand",
+        **extra,
+    }
+    if users.app_id:
+        doc[users.app_id] = 34
+    return store.users.insert_one(doc).inserted_id
+
+
+def unverified(data: dict[str, Any]) -> dict[str, Any]:
+    data["email_addresses"][0]["verification"]["status"] = "unverified"
+    return data
+
+
+@ALL_SCHEMAS
+def test_the_receiver_adopts_the_app_created_document(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    users = store.schema.users
+    assert users.email is not None
+    store.users.create_index(users.email, name="app_email")  # the app's model indexes it
+    mongo_id = app_user(store, "grace@example.com")
+    response = post(
+        receiver.url,
+        WEBHOOK_SECRET,
+        event("user.created", clerk_user(user_id="user_grace", email="grace@example.com")),
+    )
+    assert response.status_code == 200 and response.json()["outcome"] == "applied"
+    assert store.count() == 1  # no second document
+    doc = store.find_user("user_grace")
+    assert doc["_id"] == mongo_id and doc["notes"] == "created by hand"
+    assert users.is_admin(doc) is True  # the app's fields kept
+    if users.app_id:
+        assert doc[users.app_id] == 34
+    assert bk.has(doc, bk.DUE)  # Clerk learns the document's id
+
+
+@pytest.mark.parametrize("case", ["unverified", "two candidates"])
+def test_no_adoption_without_a_verified_email_or_with_several_candidates(
+    receiver: RunningReceiver, store: UserStore, case: str
+) -> None:
+    store.users.create_index("email", name="app_email")
+    first = app_user(store, "ada@example.com")
+    data = clerk_user(user_id="user_ada", email="ada@example.com")
+    if case == "unverified":
+        data = unverified(data)
+    else:
+        second = app_user(store, "Ada@example.com".lower(), notes="a second one")
+    assert post(receiver.url, WEBHOOK_SECRET, event("user.created", data)).status_code == 200
+    assert store.find_user("user_ada")["_id"] != first  # a document of its own
+    assert store.users.count_documents({"clerkId": "clerk_34"}) == (
+        1 if case == "unverified" else 2
+    )
+    if case == "two candidates":
+        [conflict] = [c for c in check_app_collection(store) if c.name == "adoption"]
+        assert str(first) in conflict.detail and str(second) in conflict.detail
+
+
+@ALL_SCHEMAS
+def test_reconcile_adopts_and_dry_run_counts_it(
+    cli: Any, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    users = store.schema.users
+    mongo_id = app_user(store, "lin@example.com")  # no email index: reconcile adopts anyway
+    app_user(store, "kim@example.com")
+    fake_clerk.add_user(user_id="user_lin", email="lin@example.com")
+    fake_clerk.add_raw(unverified(clerk_user(user_id="user_kim", email="kim@example.com")))
+    fake_clerk.add_user(user_id="user_new", email="new@example.com")
+    planned = json.loads(cli("reconcile", "--dry-run", "--json", *FAST).stdout)
+    assert (planned["adopted"], planned["created"]) == (1, 2)
+    assert store.users.count_documents({users.clerk_id: "user_lin"}) == 0
+    done = json.loads(cli("reconcile", "--json", *FAST).stdout)
+    assert (done["adopted"], done["created"]) == (1, 2)
+    assert store.find_user("user_lin")["_id"] == mongo_id
+    assert store.count() == 4  # lin adopted; kim (unverified) and new created; kim's app doc
+    again = json.loads(cli("reconcile", "--json", *FAST).stdout)
+    assert (again["adopted"], again["created"], again["unchanged"]) == (0, 0, 3)
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_promoting_an_app_user_not_in_clerk_changes_mongo_only(
+    cli: Any, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    mongo_id = store.users.insert_one({"email": "ops@app.com", "role": None}).inserted_id
+    result = cli("promote", str(mongo_id), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["clerk"] == "not linked"
+    doc = store.users.find_one({"_id": mongo_id})
+    assert doc is not None and doc["role"] == "admin" and not bk.has(doc, bk.DUE)
+    assert fake_clerk.metadata_writes == []
