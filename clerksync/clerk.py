@@ -95,6 +95,13 @@ class ClerkGateway:
         result = self._call(self.sdk.users.count)
         return int(result.total_count)
 
+    def get_instance(self) -> dict[str, Any]:
+        """``GET /instance``: ``{id: "ins_…", environment_type}``, which instance the key is for."""
+        instance = self._send("GET", "/instance")
+        if not isinstance(instance, dict) or not isinstance(instance.get("id"), str):
+            raise ClerkApiError("Clerk answered GET /instance without an instance id")
+        return instance
+
     def list_page(
         self, *, offset: int = 0, limit: int = PAGE_SIZE, order_by: str = "+created_at"
     ) -> list[dict[str, Any]]:

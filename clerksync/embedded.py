@@ -7,6 +7,13 @@ the first clerksync command that needs the store starts one small daemon
 connects to that daemon over loopback. The daemon exits on its own after
 ``IDLE_SECONDS`` without a client, so nothing lingers for long.
 
+Only its owner can reach it: the daemon requires SCRAM-SHA-256 authentication
+(SecantusDB has no unix sockets, so a loopback port is guarded by credentials),
+with a user and a random password made at each start and kept, with the port,
+in ``embedded.json``. The state folder is 0700 and every file in it 0600 (the
+daemon runs under umask 077 and tightens files an older version left open), so
+another local account can neither connect nor read the data files.
+
 SecantusDB is GPL-2.0-only and an optional extra (``clerksync[embedded]``).
 """
 
@@ -15,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,14 +30,47 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
 
 from clerksync.errors import ConfigError, StoreUnavailable
 
 IDLE_SECONDS = float(os.environ.get("CLERKSYNC_EMBEDDED_IDLE_SECONDS", "900"))
 STATE_FILE = "embedded.json"
+USER = "clerksync"
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700), made if missing."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def private_open(path: Path, flags: int) -> int:
+    """``os.open`` that creates the file 0600, and makes an existing one 0600."""
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def tighten(state_dir: Path) -> None:
+    """Folders 0700 and files 0600 under ``state_dir`` (an older version left them 0755/0644)."""
+    for root, dirs, files in os.walk(state_dir):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, name), 0o700)
+        for name in files:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, name), 0o600)
+    with contextlib.suppress(OSError):
+        os.chmod(state_dir, 0o700)
 
 
 def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # our own child (the command that started it): reap it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -47,16 +88,24 @@ def _answers(port: int) -> bool:
         return False
 
 
-def running_server(state_dir: Path) -> dict[str, int] | None:
-    """The daemon recorded in ``state_dir``, if it is alive and listening."""
+def running_server(state_dir: Path) -> dict[str, Any] | None:
+    """The daemon recorded in ``state_dir``, if it is alive and listening: pid, port and,
+    from a daemon that requires them, its credentials (``password``)."""
     try:
         info = json.loads((state_dir / STATE_FILE).read_text())
         pid, port = int(info["pid"]), int(info["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if _alive(pid) and _answers(port):
-        return {"pid": pid, "port": port}
+        return {"pid": pid, "port": port, "password": info.get("password")}
     return None
+
+
+def server_uri(info: dict[str, Any]) -> str:
+    return (
+        f"mongodb://{USER}:{quote_plus(str(info['password']))}@127.0.0.1:{info['port']}/"
+        "?authSource=admin&authMechanism=SCRAM-SHA-256&directConnection=true"
+    )
 
 
 @contextlib.contextmanager
@@ -64,7 +113,7 @@ def _locked(state_dir: Path) -> Iterator[None]:
     """Serialise daemon start-up between processes (two commands started at once)."""
     import fcntl
 
-    with open(state_dir / "embedded.lock", "w") as handle:
+    with os.fdopen(private_open(state_dir / "embedded.lock", os.O_WRONLY), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -83,9 +132,12 @@ def ensure_server(
             "MONGODB_URL is not set and the embedded store is not installed: "
             "set MONGODB_URL, or `pip install 'clerksync[embedded]'`."
         ) from None
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     with _locked(state_dir):
         info = running_server(state_dir)
+        if info is not None and not info.get("password"):
+            stop_server(state_dir)  # a daemon of an older version, open to every local user
+            info = None
         started = False
         if info is None:
             info = _start_daemon(state_dir, timeout)
@@ -96,12 +148,13 @@ def ensure_server(
             f"MONGODB_URL is unset: {verb} the embedded store in {state_dir}/ "
             f"(127.0.0.1:{info['port']}, pid {info['pid']})"
         )
-    return f"mongodb://127.0.0.1:{info['port']}/?directConnection=true"
+    return server_uri(info)
 
 
-def _start_daemon(state_dir: Path, timeout: float) -> dict[str, int]:
+def _start_daemon(state_dir: Path, timeout: float) -> dict[str, Any]:
     (state_dir / STATE_FILE).unlink(missing_ok=True)
-    with open(state_dir / "embedded.log", "ab") as log:
+    log_fd = private_open(state_dir / "embedded.log", os.O_WRONLY | os.O_APPEND)
+    with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "clerksync.embedded", str(state_dir)],
             stdin=subprocess.DEVNULL,
@@ -113,7 +166,7 @@ def _start_daemon(state_dir: Path, timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = running_server(state_dir)
-        if info is not None:
+        if info is not None and info.get("password"):
             return info
         if proc.poll() is not None:
             break
@@ -140,12 +193,19 @@ def stop_server(state_dir: Path) -> bool:
 
 
 def run_daemon(state_dir: Path) -> None:
-    """Serve ``state_dir/db`` until SIGTERM or ``IDLE_SECONDS`` with no client."""
+    """Serve ``state_dir/db`` to its owner until SIGTERM or ``IDLE_SECONDS`` with no client."""
     from secantus import SecantusDBServer
 
+    os.umask(0o077)  # WiredTiger's files, the log, the state file: the owner's only
+    tighten(state_dir)
     server = SecantusDBServer(
-        host="127.0.0.1", port=0, storage_path=str(state_dir / "db"), enable_test_commands=False
+        host="127.0.0.1",
+        port=0,
+        storage_path=str(state_dir / "db"),
+        enable_test_commands=False,
+        require_auth=True,
     )
+    password = _provision(server)
     server.start()
     stopping = False
 
@@ -156,7 +216,9 @@ def run_daemon(state_dir: Path) -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     tmp = state_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "port": server.port}))
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(private_open(tmp, os.O_WRONLY | os.O_EXCL), "w") as handle:
+        handle.write(json.dumps({"pid": os.getpid(), "port": server.port, "password": password}))
     tmp.replace(state_dir / STATE_FILE)
     idle_since = time.monotonic()
     try:
@@ -172,6 +234,29 @@ def run_daemon(state_dir: Path) -> None:
             if info.get("pid") == os.getpid():
                 (state_dir / STATE_FILE).unlink()
         server.stop()
+
+
+def _provision(server: Any) -> str:
+    """A fresh password for the one user, written straight into the server's user table
+    before it listens: no moment when the port answers without credentials."""
+    from secantus.auth import SCRAM_SHA_256, derive_credentials
+
+    password = secrets.token_urlsafe(24)
+    credentials = derive_credentials(password, mechanism=SCRAM_SHA_256, username=USER)
+    server.storage.add_user(
+        "admin",
+        USER,
+        {
+            "_id": f"admin.{USER}",
+            "user": USER,
+            "db": "admin",
+            "credentials": credentials.to_doc(),
+            "roles": [{"role": "root", "db": "admin"}],
+            "mechanisms": [SCRAM_SHA_256],
+        },
+        replace=True,
+    )
+    return password
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ the ``nextjs`` and ``fastapi`` presets as DESIGN.md gives them, or a mapping fil
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,6 +103,8 @@ class OrgStore:
         self.organizations: Collection[Any] = db.get_collection(o.collection, write_concern=durable)
         self.memberships: Collection[Any] = db.get_collection(m.collection, write_concern=durable)
         self.tombstones: Collection[Any] = db.get_collection(TOMBSTONES, write_concern=durable)
+        self._indexed = False
+        self._index_lock = threading.Lock()
         self.orgs_kind = Kind(
             self.organizations,
             o.clerk_id,
@@ -134,8 +137,19 @@ class OrgStore:
         ]
 
     def ensure_indexes(self) -> None:
+        """Make the indexes (idempotent). Done before the first write of each process, not at
+        start-up: an app without organizations never gets the collections, and the test
+        server's journaled writes slowed down with every collection the database holds
+        (24 concurrent signups timed out once these were made at the receiver's start)."""
         for collection, keys, name, options in self.index_specs():
             collection.create_index(keys, name=name, **options)
+        self._indexed = True
+
+    def _ready(self) -> None:
+        if not self._indexed:
+            with self._index_lock:
+                if not self._indexed:
+                    self.ensure_indexes()
 
     # -- one delivery ------------------------------------------------------------------------
 
@@ -161,6 +175,8 @@ class OrgStore:
 
     def _upsert(self, kind: Kind, item: Any) -> str:
         from pymongo.errors import DuplicateKeyError
+
+        self._ready()
 
         newer = {kind.key: item.id, bk.UPDATED_AT: {"$not": {"$gte": item.updated_at}}}
         try:
@@ -198,6 +214,7 @@ class OrgStore:
 
     def delete_organization(self, org_id: str) -> str:
         """Tombstone, then remove the organization and its memberships (final)."""
+        self._ready()
         known = self._tombstone(org_id, "organization")
         removed = self.organizations.delete_one({self.orgs_map.clerk_id: org_id}).deleted_count
         removed += self.memberships.delete_many(
@@ -207,6 +224,7 @@ class OrgStore:
 
     def delete_membership(self, member_id: str) -> str:
         """Tombstone, then remove the membership (final, whatever its ``updated_at``)."""
+        self._ready()
         known = self._tombstone(member_id, "membership")
         removed = self.memberships.delete_one({self.members_map.clerk_id: member_id}).deleted_count
         return "applied" if removed or not known else "duplicate"
@@ -231,6 +249,8 @@ class OrgStore:
         from pymongo.errors import BulkWriteError
 
         batch = list(items)
+        if not dry_run:
+            self._ready()
         projection = {kind.key: 1, bk.UPDATED_AT: 1, "_id": 0}
         ids = [i.id for i in batch]
         stored = (

@@ -65,8 +65,11 @@ def reconcile_organizations(
     *,
     dry_run: bool = False,
     prune: bool = False,
+    allow_mass_prune: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Bring MongoDB's organizations and memberships in line with Clerk's: two summaries."""
+    """Bring MongoDB's organizations and memberships in line with Clerk's: two summaries.
+    Pruned organizations and memberships are tombstoned and deleted, each confirmed absent
+    from Clerk first; unlike users' prunes they are not journaled for ``undo``."""
     from clerksync.sync import _id_table, call_with_retries
 
     orgs = store.orgs
@@ -138,6 +141,8 @@ def reconcile_organizations(
             member_summary,
             dry_run,
             prune,
+            allow_mass_prune,
+            "memberships",
         )
         _orphans(
             orgs,
@@ -148,6 +153,8 @@ def reconcile_organizations(
             org_summary,
             dry_run,
             prune,
+            allow_mass_prune,
+            "organizations",
         )
     finally:
         seen_orgs.close()
@@ -203,14 +210,19 @@ def _orphans(
     summary: dict[str, Any],
     dry_run: bool,
     prune: bool,
+    allow_mass_prune: bool,
+    name: str,
 ) -> None:
-    """Held in MongoDB, not listed by Clerk, and not found when asked: report (and prune)."""
+    """Held in MongoDB, not listed by Clerk, and not found when asked: report, and prune
+    under the users' guard (``clerksync.prune``: never when Clerk lists none, nor more than
+    a small share, unless ``allow_mass_prune``)."""
     from clerksync.sync import _batches, _id_table, _merge_missing
 
-    held = _id_table()
+    held, found = _id_table(), _id_table()
     try:
         for batch in _batches(orgs.held_ids(kind), 1000):
             held.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i,) for i in batch])
+        (held_count,) = held.execute("SELECT count(*) FROM ids").fetchone()
         for batch in _batches(_merge_missing(held, seen), ID_BATCH):
             still_there = confirm(batch)
             for clerk_id in batch:
@@ -219,8 +231,35 @@ def _orphans(
                 summary["orphaned"] += 1
                 if len(summary["orphans"]) < MAX_ORPHANS_LISTED:
                     summary["orphans"].append(clerk_id)
-                if prune and not dry_run:
-                    delete(clerk_id)
-                    summary["pruned"] += 1
+                found.execute("INSERT OR IGNORE INTO ids VALUES (?)", (clerk_id,))
+        if not (prune and summary["orphaned"]):
+            return
+        refusal = prune_refusal(name, summary["orphaned"], held_count, summary["clerk"])
+        if refusal and not allow_mass_prune:
+            summary["prune_refused"] = refusal
+        elif not dry_run:
+            for (clerk_id,) in found.execute("SELECT id FROM ids ORDER BY id"):
+                delete(clerk_id)
+                summary["pruned"] += 1
     finally:
         held.close()
+        found.close()
+
+
+def prune_refusal(name: str, orphans: int, held: int, listed: int) -> str | None:
+    """The users' prune guard (``clerksync.prune``) for organizations or memberships."""
+    from clerksync.prune import MASS_MIN, MASS_SHARE
+
+    if listed == 0:
+        return (
+            f"Clerk lists no {name} at all, so pruning would delete all {orphans}; is "
+            "CLERK_SECRET_KEY/CLERK_API_URL the right instance? Nothing was deleted. Rerun "
+            "with --allow-mass-prune if this is really meant."
+        )
+    if orphans > MASS_MIN and orphans > held * MASS_SHARE:
+        return (
+            f"pruning would delete {orphans} of {held} {name} (over {MASS_SHARE:.0%}); is "
+            "CLERK_SECRET_KEY/CLERK_API_URL the right instance? Nothing was deleted. Rerun "
+            "with --allow-mass-prune if this is really meant."
+        )
+    return None

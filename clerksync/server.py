@@ -12,35 +12,114 @@ done by background workers (``clerksync.writeback``), well clear of Svix's
 
 Mounted inside a FastAPI/Starlette app, the background threads start with the
 first request (a mounted app's lifespan does not run).
+
+Hostile traffic is bounded before it costs anything (``serve`` runs it all;
+a mounted app gets the request-level ones):
+- the HTTP layer (``GuardedHttpToolsProtocol``): request line and headers at
+  most ``MAX_HEADER_BYTES`` (431), and within ``HEADER_TIMEOUT`` of the
+  connection or the previous response (a silent or dribbling socket is
+  closed); ``LIMIT_CONCURRENCY`` connections and requests (uvicorn's own 503
+  past it), idle keep-alive ``KEEP_ALIVE`` seconds;
+- the request: ``svix-id`` a plain message id of at most 128 characters,
+  ``svix-signature`` at most 4 KiB, the body within ``BODY_TIMEOUT`` (408) and
+  under ``BODY_BYTES_IN_FLIGHT`` for all requests together (503: Svix retries);
+- unauthenticated rejections are sampled into the log (``RejectionSampler``);
+- the database gets ``DB_TIMEOUT`` per delivery, and once it is known to be
+  away (the driver says so, or deliveries in a row could not reach it), one
+  delivery at a time waits to see whether it is back while the others answer
+  503 at once; ``/healthz`` has a thread of its own, never
+  queued behind deliveries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from clerksync.clerk import ClerkGateway, default_rate
 from clerksync.config import WEBHOOK_PATH, Settings
 from clerksync.deliveries import DeliveryLog, record
-from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent
+from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUnavailable
 from clerksync.mongo import utcnow
 from clerksync.store import UserStore, connect
 from clerksync.webhooks import MAX_BODY, SignatureError, apply_event, parse_event, verify
 from clerksync.writeback import WriteBackWorkers
 
+if TYPE_CHECKING:
+    import uvicorn
+
 log = logging.getLogger("clerksync.server")
+
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers (Node's and h11's default)
+HEADER_TIMEOUT = 10.0  # seconds for a request line and headers to arrive
+BODY_TIMEOUT = 10.0  # seconds for the body, once the headers are in
+KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
+LIMIT_CONCURRENCY = 1000  # connections + requests; capped below the file-descriptor limit
+BODY_BYTES_IN_FLIGHT = 64 * 1024 * 1024  # large bodies being read, all requests together
+SMALL_BODY = 64 * 1024  # bodies up to this size are outside that budget
+TIMESTAMP_TOLERANCE = 5 * 60  # svix's own: a signature older or newer than this is refused
+DB_TIMEOUT = 1.0  # seconds a delivery may wait for the database, selection included
+AWAY_AFTER = 3  # timeouts in a row, with no success between, that mean "away"
+HEALTH_TIMEOUT = 0.6  # seconds /healthz waits for the database
+MAX_SIGNATURE_HEADER = 4096  # a few v1,<base64> signatures (key rotation) fit many times
+SVIX_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.:\-]")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Was the database unreachable or too slow (not refusing a write)? The store turns
+    pymongo errors into StoreUnavailable; the original stays as ``__context__``."""
+    from pymongo.errors import ConnectionFailure
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ConnectionFailure, DatabaseAway)) or getattr(seen, "timeout", False):
+            return True
+        seen = seen.__context__
+    return False
+
+
+def signature_headers_problem(headers: Any) -> str | None:
+    """Why the svix headers alone fail verification, or None: missing, a timestamp outside
+    svix's 5 minutes, a signature header too long or without a ``v1,`` signature. The
+    same answers ``verify`` gives, but without reading (up to 1 MiB of) body first."""
+    wanted = {k: headers.get(k, "") for k in ("svix-id", "svix-timestamp", "svix-signature")}
+    if not all(wanted.values()):
+        return "missing header(s): " + ", ".join(k for k, v in wanted.items() if not v)
+    signature = wanted["svix-signature"]
+    if len(signature) > MAX_SIGNATURE_HEADER:
+        return "svix-signature header over 4 KiB"
+    if "v1," not in signature:
+        return "no v1 signature in svix-signature"
+    stamp = wanted["svix-timestamp"]
+    if not stamp.isdigit() or len(stamp) > 12:
+        return "invalid svix-timestamp"
+    if abs(time.time() - int(stamp)) > TIMESTAMP_TOLERANCE:
+        return "message timestamp too old or too new"
+    return None
+
+
+def shown_id(raw: str | None) -> str | None:
+    """A sender-controlled ``svix-id`` as it may appear in logs and records: short, plain."""
+    if raw is None or SVIX_ID.fullmatch(raw):
+        return raw
+    cut = UNSAFE_ID_CHARS.sub("?", raw[:40])
+    return cut + "…" if len(raw) > 40 else cut
 
 
 class Receiver:
@@ -55,6 +134,8 @@ class Receiver:
         writeback_threads: int = 4,
         writeback_base_delay: float = 1.0,
         writeback_poll: float = 1.0,
+        db_timeout: float = DB_TIMEOUT,
+        log: DeliveryLog | None = None,
     ) -> None:
         if not settings.webhook_secret:
             from clerksync.errors import ConfigError
@@ -66,7 +147,14 @@ class Receiver:
         if gateway is None and settings.clerk_secret_key:
             gateway = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url)
         self.gateway = gateway
-        self.log = DeliveryLog(self.store)
+        self.log = log or DeliveryLog(self.store)
+        self.db_timeout = db_timeout
+        self._body_bytes = 0  # bodies being read now (one event loop: no lock)
+        self._health: Future[float | None] | None = None
+        self._health_pool = ThreadPoolExecutor(1, thread_name_prefix="clerksync-health")
+        self._instance_checked = False
+        self._probing = False  # one delivery is finding out whether the database is back
+        self._db_failures = 0  # deliveries in a row that could not reach the database in time
         self.workers = (
             WriteBackWorkers(
                 self.store,
@@ -158,7 +246,8 @@ class Receiver:
         self.start()
         started = time.perf_counter()
         received = utcnow()
-        svix_id = request.headers.get("svix-id")
+        raw_id = request.headers.get("svix-id")
+        svix_id = shown_id(raw_id)
 
         def finish(
             status: int,
@@ -168,70 +257,97 @@ class Receiver:
             user_id: str | None = None,
             error: str | None = None,
             verified_body: bytes | None = None,
+            verified: bool = True,
             object_id: str | None = None,
         ) -> JSONResponse:
             duration = (time.perf_counter() - started) * 1000
-            self.log.add(
-                record(
-                    svix_id=svix_id,
-                    event_type=event_type,
-                    user_id=user_id,
-                    object_id=object_id,
-                    outcome=outcome,
-                    received_at=received,
-                    duration_ms=duration,
-                    error=error,
-                    body=verified_body,
-                    payload_ttl=self.payload_ttl,
+            # Unauthenticated rejections are sampled: anyone can send them by the thousand.
+            if verified or self.log.admit_rejection(error):
+                self.log.add(
+                    record(
+                        svix_id=svix_id,
+                        event_type=event_type,
+                        user_id=user_id,
+                        object_id=object_id,
+                        outcome=outcome,
+                        received_at=received,
+                        duration_ms=duration,
+                        error=error,
+                        body=verified_body,
+                        payload_ttl=self.payload_ttl,
+                    )
                 )
-            )
-            log.info(
-                "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s",
-                svix_id,
-                event_type,
-                object_id,
-                user_id,
-                outcome,
-                status,
-                duration,
-                f" error={error!r}" if error else "",
-                extra={
-                    "delivery": {
-                        "id": svix_id,
-                        "type": event_type,
-                        "objectId": object_id,
-                        "userId": user_id,
-                        "outcome": outcome,
-                        "status": status,
-                        "durationMs": round(duration, 2),
-                        "error": error,
-                    }
-                },
-            )
+                log.info(
+                    "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s",
+                    svix_id,
+                    event_type,
+                    object_id,
+                    user_id,
+                    outcome,
+                    status,
+                    duration,
+                    f" error={error!r}" if error else "",
+                    extra={
+                        "delivery": {
+                            "id": svix_id,
+                            "type": event_type,
+                            "objectId": object_id,
+                            "userId": user_id,
+                            "outcome": outcome,
+                            "status": status,
+                            "durationMs": round(duration, 2),
+                            "error": error,
+                        }
+                    },
+                )
             body: dict[str, Any] = {"outcome": outcome}
             if error:
                 body["error"] = error
             return JSONResponse(body, status_code=status)
 
+        def reject(status: int, error: str) -> JSONResponse:
+            return finish(status, "rejected", error=error, verified=False)
+
+        if raw_id is not None and svix_id != raw_id:
+            return reject(400, "svix-id: not a message id (up to 128 of A-Z a-z 0-9 _ . : -)")
+        # What can be refused from the headers alone is, before a byte of the body is read.
+        problem = signature_headers_problem(request.headers)
+        if problem:
+            return reject(400, f"signature: {problem}")
         declared = request.headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
-                return finish(400, "rejected", error="bad content-length")
+            if not declared.isdigit() or len(declared) > 12:
+                return reject(400, "bad content-length")
             if int(declared) > MAX_BODY:
-                return finish(413, "rejected", error="body over 1 MiB")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return finish(413, "rejected", error="body over 1 MiB")
+                return reject(413, "body over 1 MiB")
+        # Memory for large bodies is shared: past the budget, answer at once (Svix
+        # retries). A Clerk event is a few KiB: bodies up to SMALL_BODY never wait on it.
+        reserved = int(declared) if declared is not None else 0
+        if reserved <= SMALL_BODY:
+            reserved = 0
+        elif self._body_bytes + reserved > BODY_BYTES_IN_FLIGHT:
+            return reject(503, "busy: too many large request bodies in flight")
+        self._body_bytes += reserved
         try:
-            verify(self.secret, bytes(body), request.headers)
+            body = await self._read_body(request, reserved)
+        except _BodyTooLarge:
+            return reject(413, "body over 1 MiB")
+        except _Busy:
+            return reject(503, "busy: too many request bodies in flight")
+        except TimeoutError:
+            return reject(408, f"body not received within {BODY_TIMEOUT:.0f} s")
+        except ClientDisconnect:
+            return reject(400, "client disconnected before the body was complete")
+        finally:
+            self._body_bytes -= reserved
+        try:
+            verify(self.secret, body, request.headers)
         except SignatureError as exc:
-            return finish(400, "rejected", error=f"signature: {exc}")
+            return reject(400, f"signature: {exc}")
         try:
-            event = parse_event(bytes(body))
+            event = parse_event(body)
         except InvalidEvent as exc:
-            return finish(400, "rejected", error=f"payload: {exc}")
+            return finish(400, "rejected", error=f"payload: {exc}", verified_body=body)
         if not self.indexes_ready.is_set():
             # Starting up (mounted apps start on their first request): wait a little.
             await run_in_threadpool(self.indexes_ready.wait, 2.0)
@@ -243,16 +359,30 @@ class Receiver:
                     event_type=event.type,
                     user_id=event.user_id,
                     error=f"Clerk-id uniqueness not enforced: {self.index_problem}",
-                    verified_body=bytes(body),
+                    verified_body=body,
                 )
         try:
-            outcome, wants = await run_in_threadpool(apply_event, self.store, event)
+            if self._database_away():
+                # One delivery at a time finds out whether it is back (and wakes the
+                # driver's monitor); the rest are answered at once instead of queueing for
+                # threads and timing out in turn.
+                if self._probing:
+                    raise DatabaseAway("the database is unavailable (another delivery probes)")
+                self._probing = True
+                try:
+                    outcome, wants = await run_in_threadpool(self._apply, event)
+                finally:
+                    self._probing = False
+            else:
+                outcome, wants = await run_in_threadpool(self._apply, event)
         except ClerkSyncError as exc:  # the store says what failed: an index, the database
             if isinstance(exc, IndexRefused):
                 log.error("delivery %s refused by index %s: %s", svix_id, exc.index, exc)
                 error = f"index {exc.index}: {exc}"
             else:
                 error = f"database: {exc}"
+            if unreachable(exc):
+                self._db_failures += 1  # unreachable or too slow, not a refused write
             return finish(
                 503,
                 "failed",
@@ -260,25 +390,124 @@ class Receiver:
                 user_id=event.user_id,
                 object_id=event.object_id,
                 error=error,
-                verified_body=bytes(body),
+                verified_body=body,
             )
+        self._db_failures = 0
         if wants and self.workers is not None:
             self.workers.wake()
+        if not self._instance_checked and event.instance_id:
+            self._instance_checked = True
+            await run_in_threadpool(self._learn_instance, event.instance_id)
         return finish(
             200,
             outcome,
             event_type=event.type,
             user_id=event.user_id,
             object_id=event.object_id,
-            verified_body=bytes(body),
+            verified_body=body,
         )
 
-    async def healthz(self, request: Request) -> JSONResponse:
+    async def _read_body(self, request: Request, reserved: int) -> bytes:
+        """The body, within ``BODY_TIMEOUT`` and ``MAX_BODY``; bytes past ``reserved`` (no
+        content-length, or a lying one) are taken from the in-flight budget as they come."""
+        import anyio
+
+        body = bytearray()
+        extra = 0
         try:
-            version, ms = await run_in_threadpool(self.store.ping)
+            with anyio.fail_after(BODY_TIMEOUT):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        raise _BodyTooLarge
+                    if len(body) > max(reserved, SMALL_BODY) + extra:
+                        grow = len(body) - max(reserved, SMALL_BODY) - extra
+                        if self._body_bytes + grow > BODY_BYTES_IN_FLIGHT:
+                            raise _Busy
+                        self._body_bytes += grow
+                        extra += grow
+        finally:
+            self._body_bytes -= extra
+        return bytes(body)
+
+    def _database_away(self) -> bool:
+        """The driver knows no server it can write to, or the last ``AWAY_AFTER`` deliveries
+        could not reach the database in time (a paused server looks healthy to the driver
+        for seconds; one slow write on a loaded machine is not an outage)."""
+        return self._db_failures >= AWAY_AFTER or not self._writable()
+
+    def _writable(self) -> bool:
+        """Does the driver know a server it can write to? (No I/O: its current view.)"""
+        try:
+            return bool(self.store.client.topology_description.has_writable_server())
+        except Exception:  # pragma: no cover (a client without a topology view)
+            return True
+
+    def _apply(self, event: Any) -> tuple[str, bool]:
+        """``apply_event`` within ``db_timeout`` (server selection included): an outage is a
+        503 in about a second, not after the driver's 30 s, nor the client's 3 s."""
+        import pymongo
+
+        with pymongo.timeout(self.db_timeout):
+            return apply_event(self.store, event)
+
+    def _learn_instance(self, instance_id: str) -> None:
+        """Bind an unbound database to the deliveries' Clerk instance; warn on a mismatch."""
+        from clerksync.instance import learn_from_delivery
+
+        try:
+            import pymongo
+
+            with pymongo.timeout(self.db_timeout):
+                bound = learn_from_delivery(self.store, instance_id)
+        except Exception as exc:  # diagnostics only: retried by the next process
+            log.warning("could not record the Clerk instance: %s", exc.__class__.__name__)
+            return
+        if bound != instance_id:
+            log.warning(
+                "deliveries come from Clerk instance %s, but the database is synced with %s: "
+                "is WEBHOOK_SECRET from the right endpoint?",
+                instance_id,
+                bound,
+            )
+
+    def _ping(self) -> float | None:
+        """Round trip in ms, or None when the database does not answer in time."""
+        import pymongo
+
+        try:
+            with pymongo.timeout(HEALTH_TIMEOUT):
+                return self.store.ping()[1]
         except ClerkSyncError:
+            return None
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        """On its own thread, never behind deliveries; concurrent checks share one ping."""
+        future = self._health
+        if future is None or future.done():
+            future = self._health = self._health_pool.submit(self._ping)
+        # The driver knows the database is away: the ping (which also wakes the driver's
+        # monitor) gets a moment, not the full timeout.
+        wait = 0.1 if self._database_away() else HEALTH_TIMEOUT + 0.1
+        try:
+            ms = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
+        except asyncio.TimeoutError:
+            ms = None
+        if ms is None:
             return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
         return JSONResponse({"ok": True, "database": self.store.name, "roundTripMs": round(ms, 1)})
+
+
+class DatabaseAway(StoreUnavailable):
+    """Answered at once: the database is known to be away and another delivery is probing."""
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Busy(Exception):
+    pass
 
 
 def create_app(settings: Settings, **options: Any) -> Starlette:
@@ -305,7 +534,8 @@ def create_app(settings: Settings, **options: Any) -> Starlette:
 
 
 class JsonLines(logging.Formatter):
-    """One JSON object per line; a delivery's fields at the top level."""
+    """One JSON object per line, whoever logs (clerksync, uvicorn, asyncio); a delivery's
+    fields at the top level, a traceback as one string field, never as lines of its own."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -318,20 +548,206 @@ class JsonLines(logging.Formatter):
             entry.update(delivery)
         else:
             entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
+class RepeatLimit(logging.Filter):
+    """At most ``burst`` lines per message template per ``window`` seconds; then one line
+    saying how many were left out. Hostile traffic makes uvicorn warn once per request
+    ("Invalid HTTP request received.", "Exceeded concurrency limit."): that must not
+    become an unbounded log."""
+
+    def __init__(self, *, burst: int = 20, window: float = 60.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self._seen: dict[str, list[float]] = {}  # template -> [window start, count]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "delivery", None):
+            return True  # deliveries are sampled where they are made
+        key = f"{record.name}:{record.msg}"[:200]
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is None or now - seen[0] >= self.window:
+                left_out = int(seen[1]) - self.burst if seen else 0
+                if len(self._seen) > 1000:
+                    self._seen.clear()
+                self._seen[key] = [now, 1]
+                if left_out > 0:
+                    record.msg = f"{record.msg} ({left_out} more like this were not logged)"
+                return True
+            seen[1] += 1
+            return seen[1] <= self.burst
+
+
+LOGGERS = ("clerksync", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "py.warnings")
+
+
 def configure_logging(*, json_lines: bool) -> None:
+    """One handler for clerksync's, uvicorn's and asyncio's loggers (and warnings), so
+    ``--log-json`` output is JSON on every line."""
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonLines()
         if json_lines
         else logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     )
-    root = logging.getLogger("clerksync")
+    handler.addFilter(RepeatLimit())
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+    logging.getLogger("clerksync").setLevel(logging.INFO)
+    for name in LOGGERS[1:]:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
+    logging.captureWarnings(True)
+
+
+def guarded_protocol(
+    *, max_header_bytes: int = MAX_HEADER_BYTES, header_timeout: float = HEADER_TIMEOUT
+) -> type:
+    """uvicorn's httptools protocol with what uvicorn lacks: a header size limit (httptools
+    takes headers of any size: an 8 MB ``svix-id`` went through) and a deadline for the
+    request line and headers (uvicorn times out only idle keep-alive connections, so a
+    socket that never sends a byte stayed open for good)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    header_log = logging.getLogger("uvicorn.error")
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _header_bytes: int | None = 0  # bytes of the request line and headers so far
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._header_bytes = 0
+            self._arm_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_header_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self.transport.is_closing():
+                return  # refused or timed out: the rest of what was sent is not read
+            if self._header_bytes is None:
+                return super().data_received(data)
+            # The parser gets at most max_header_bytes of a request before its headers
+            # are complete: a request line and headers that do not end by then are refused.
+            budget = max_header_bytes - self._header_bytes
+            head, rest = data[:budget], data[budget:]
+            self._header_bytes += len(head)
+            super().data_received(head)
+            if self._header_bytes is not None and self._header_bytes >= max_header_bytes:
+                return self._refuse_headers()
+            if rest and not self.transport.is_closing():
+                self.data_received(rest)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._header_bytes = None
+            self._disarm_header_timer()
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._header_bytes = 0  # what follows is the next request's
+
+        def _refuse_headers(self) -> None:
+            header_log.warning(
+                "Refused a request: line and headers over %d bytes (431)", max_header_bytes
+            )
+            self._header_bytes = None
+            if not self.transport.is_closing():
+                body = b'{"outcome":"rejected","error":"headers too large"}'
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-type: application/json\r\n"
+                    b"content-length: " + str(len(body)).encode() + b"\r\n"
+                    b"connection: close\r\n\r\n" + body
+                )
+                self.transport.close()
+
+        def _arm_header_timer(self) -> None:
+            self._disarm_header_timer()
+            self._header_timer = self.loop.call_later(header_timeout, self._header_timeout)
+
+        def _disarm_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timeout(self) -> None:
+            self._header_timer = None
+            if self._header_bytes is not None and not self.transport.is_closing():
+                header_log.warning(
+                    "Closed a connection: no complete request within %.0f s", header_timeout
+                )
+                self.transport.close()
+
+    return GuardedHttpToolsProtocol
+
+
+def concurrency_limit(wanted: int = LIMIT_CONCURRENCY) -> int:
+    """``wanted``, raising the soft file-descriptor limit toward the hard one first, and kept
+    below it: past the limit uvicorn answers 503 (Svix retries), where running out of file
+    descriptors would fail real deliveries with "Server disconnected"."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover (Windows)
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 65536
+    target = min(target, 65536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    # Each request may hold a socket and a database connection; keep room for the rest.
+    return max(16, min(wanted, (soft - 64) // 2))
+
+
+def server_config(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limit_concurrency: int = LIMIT_CONCURRENCY,
+    header_timeout: float = HEADER_TIMEOUT,
+    keep_alive: int = KEEP_ALIVE,
+    log_config: Any = None,
+) -> uvicorn.Config:
+    """uvicorn's settings for the receiver: the guarded protocol, keep-alive and concurrency
+    limits, no access log, and logging left to ``configure_logging`` (``log_config=None``)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=guarded_protocol(header_timeout=header_timeout),
+        log_level="warning",
+        log_config=log_config,
+        access_log=False,
+        lifespan="on",
+        limit_concurrency=concurrency_limit(limit_concurrency),
+        timeout_keep_alive=keep_alive,
+        timeout_graceful_shutdown=10,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        server_header=False,
+    )
 
 
 def run(
@@ -341,17 +757,12 @@ def run(
     port: int = 8000,
     log_json: bool = False,
     store: UserStore | None = None,
+    limit_concurrency: int = LIMIT_CONCURRENCY,
 ) -> None:
     """Serve the receiver with uvicorn until interrupted."""
     import uvicorn
 
     configure_logging(json_lines=log_json)
     app = create_app(settings, store=store)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    config = server_config(app, host=host, port=port, limit_concurrency=limit_concurrency)
+    uvicorn.Server(config).run()

@@ -193,8 +193,6 @@ class UserStore(WriteBackQueue):
             else:
                 results.append(IndexResult(self.users.name, self.clerk_index_name() or "?"))
         make(self.users, [(bk.DUE, ASCENDING)], DUE_INDEX, sparse=True)
-        for collection, keys, name, options in self.orgs.index_specs():
-            make(collection, keys, name, **options)
         return IndexReport(tuple(results), enforced)
 
     def app_indexes(self) -> list[Mapping[str, Any]]:
@@ -609,14 +607,11 @@ class UserStore(WriteBackQueue):
             inserted += [u.id for i, u in enumerate(fresh) if i not in failed]
         updated = 0
         if older:
-            ids = self.allocate_app_ids(len(older)) if schema.users.app_id else None
+            # No app id here: these documents are there (the plan, or a failed insert, said
+            # so); the rare one gone meanwhile gets its id below, once it is upserted.
             ops = [
-                UpdateOne(
-                    ordering_filter(u, schema),
-                    upsert_update(u, now, schema, app_id=ids[n] if ids else None)[0],
-                    upsert=True,
-                )
-                for n, u in enumerate(older)
+                UpdateOne(ordering_filter(u, schema), upsert_update(u, now, schema)[0], upsert=True)
+                for u in older
             ]
             try:
                 details: Mapping[str, Any] = self.users.bulk_write(
@@ -634,6 +629,15 @@ class UserStore(WriteBackQueue):
                     {"_id": {"$in": [entry["_id"] for entry in upserted]}},
                     {"$set": {bk.DUE: now}, "$inc": {bk.SEQ: 1}},
                 )
+                if schema.users.app_id:
+                    field = schema.users.app_id
+                    for entry, app_id in zip(
+                        upserted, self.allocate_app_ids(len(upserted)), strict=True
+                    ):
+                        self.users.update_one(
+                            {"_id": entry["_id"], field: {"$exists": False}},
+                            {"$set": {field: app_id}},
+                        )
                 inserted += [older[entry["index"]].id for entry in upserted]
         gone = self.tombstoned_among(inserted) if inserted else set()
         if gone:

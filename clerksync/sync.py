@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 from clerksync import bookkeeping as bk
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
+from clerksync.instance import ensure_same_instance
+from clerksync.prune import PruneRun, prune_refusal
 from clerksync.ratelimit import TokenBucket, instance_bucket
 from clerksync.schema import CLERK_USER_ID
 from clerksync.store import UserStore, clerk_id_filter
@@ -192,6 +194,12 @@ class ReconcileResult:
     invalid: int
     orphans: tuple[str, ...]
     dry_run: bool = False
+    #: the Clerk instance, and ``new``/``same``/``rebound``/``not yet`` (``clerksync.instance``)
+    instance: str | None = None
+    bound: str | None = None
+    #: why ``--prune`` deleted nothing (``clerksync.prune``), or the run that can be undone
+    prune_refused: str | None = None
+    prune_run: str | None = None
     #: the same counters for organizations and memberships (``clerksync.orgsync``): ``clerk``,
     #: ``mongo``, ``created``…, and a ``note`` when the instance has no organizations
     organizations: dict[str, Any] = field(default_factory=dict)
@@ -212,9 +220,18 @@ def reconcile(
     rate: float,
     dry_run: bool = False,
     prune: bool = False,
+    allow_mass_prune: bool = False,
+    rebind: bool = False,
     progress: Progress | None = None,
 ) -> ReconcileResult:
     """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
+
+    First the database's Clerk instance is checked (``clerksync.instance``):
+    against another instance nothing runs until ``rebind``. A prune is held to
+    ``clerksync.prune``'s guard (no prune when Clerk lists nobody, nor of more
+    than a small share unless ``allow_mass_prune``; the reason goes to
+    ``prune_refused`` and nothing is deleted) and journaled, so
+    ``prune_run`` can be undone with ``undo_prune``.
 
     Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
     holds (read by a second thread while the pages come in), go to two temporary
@@ -237,7 +254,14 @@ def reconcile(
         "invalid": 0,
         "orphans": [],
     }
+    summary.update(
+        call_with_retries(
+            functools.partial(ensure_same_instance, store, gateway, rebind=rebind, dry_run=dry_run),
+            bucket,
+        )
+    )
     seen = _id_table()
+    orphans = _id_table()
     try:
         # The snapshot of MongoDB's ids is read while the pages come in.
         with ThreadPoolExecutor(1) as snapshotter:
@@ -256,20 +280,30 @@ def reconcile(
                     summary["orphaned"] += 1
                     if len(summary["orphans"]) < 50:
                         summary["orphans"].append(clerk_id)
-                    if prune and not dry_run:
-                        store.delete_user(clerk_id)
-                        summary["pruned"] += 1
+                    orphans.execute("INSERT OR IGNORE INTO ids VALUES (?)", (clerk_id,))
+            (held_count,) = held.execute("SELECT count(*) FROM ids").fetchone()
         finally:
             held.close()
+        if prune and summary["orphaned"]:
+            refusal = prune_refusal(summary["orphaned"], held_count, summary["clerk_users"])
+            if refusal and not allow_mass_prune:
+                summary["prune_refused"] = refusal
+            elif not dry_run:
+                run = PruneRun(store)
+                rows = (row[0] for row in orphans.execute("SELECT id FROM ids ORDER BY id"))
+                for batch in _batches(rows, ID_BATCH):
+                    summary["pruned"] += run.prune(batch)
+                summary["prune_run"] = run.run_id
         summary["mongo_users"] = store.estimated_count()
     finally:
         seen.close()
+        orphans.close()
     # Then organizations and memberships, in turn: run alongside the users they gained
     # nothing on a loaded machine (the database is the bottleneck) and varied far more.
     from clerksync.orgsync import reconcile_organizations
 
     summary["organizations"], summary["memberships"] = reconcile_organizations(
-        store, gateway, bucket, dry_run=dry_run, prune=prune
+        store, gateway, bucket, dry_run=dry_run, prune=prune, allow_mass_prune=allow_mass_prune
     )
     fields = {f.name for f in dataclass_fields(ReconcileResult)}
     counts = {k: v for k, v in summary.items() if k in fields and k != "orphans"}

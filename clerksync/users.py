@@ -52,7 +52,7 @@ def _millis(data: Mapping[str, Any], key: str, *, required: bool) -> int | None:
     value = data.get(key)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise InvalidEvent(f"field {key!r} must be a timestamp in milliseconds")
     return value
 

@@ -34,6 +34,7 @@ MAX_BODY = 1024 * 1024
 #: any Clerk object id (``sess_…``, ``ema_…``, ``role_…``): what the log names for a type
 #: clerksync does not sync
 OBJECT_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
+INSTANCE_ID = re.compile(r"^ins_[A-Za-z0-9_]{1,64}$")
 USER_EVENTS = ("user.created", "user.updated", "user.deleted")
 ORG_EVENTS = (
     "organization.created",
@@ -58,6 +59,8 @@ class Event:
     type: str
     user_id: str | None
     user: ClerkUser | None
+    #: the Clerk instance that sent it (``instance_id``), when it names one plainly
+    instance_id: str | None = None
     org: ClerkOrganization | None = None
     membership: ClerkMembership | None = None
     object_id: str | None = None
@@ -85,43 +88,79 @@ def parse_event(body: bytes) -> Event:
         payload = json.loads(body)
     except ValueError:
         raise InvalidEvent("body is not JSON") from None
+    except RecursionError:
+        raise InvalidEvent("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise InvalidEvent("body is not a JSON object")
+    _check_storable(payload)
     event_type = payload.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise InvalidEvent("field 'type' must be a string")
     data = payload.get("data")
+    instance = payload.get("instance_id")
+    instance = instance if isinstance(instance, str) and INSTANCE_ID.match(instance) else None
     if event_type in ORG_EVENTS:
-        return parse_org_event(event_type, data)
+        return parse_org_event(event_type, data, instance)
     if event_type not in USER_EVENTS:
-        return Event(event_type, None, None, object_id=_loggable_id(data))
+        return Event(event_type, None, None, instance, object_id=_loggable_id(data))
     if not isinstance(data, dict):
         raise InvalidEvent("field 'data' must be an object")
     if event_type == "user.deleted":
         user_id = parse_clerk_id(data.get("id"))
-        return Event(event_type, user_id, None, object_id=user_id)
+        return Event(event_type, user_id, None, instance, object_id=user_id)
     user = parse_clerk_user(data)
-    return Event(event_type, user.id, user, object_id=user.id)
+    return Event(event_type, user.id, user, instance, object_id=user.id)
 
 
-def parse_org_event(event_type: str, data: Any) -> Event:
+def parse_org_event(event_type: str, data: Any, instance: str | None = None) -> Event:
     """``organization.*`` and ``organizationMembership.*``, validated field by field."""
     if not isinstance(data, dict):
         raise InvalidEvent("field 'data' must be an object")
     if event_type == "organization.deleted":
         deleted = parse_deleted_organization(data)
-        return Event(event_type, None, None, object_id=deleted.id)
+        return Event(event_type, None, None, instance, object_id=deleted.id)
     if event_type.startswith("organization."):
         org = parse_organization(data)
-        return Event(event_type, None, None, org=org, object_id=org.id)
+        return Event(event_type, None, None, instance, org=org, object_id=org.id)
     member = parse_membership(data)
-    return Event(event_type, member.user_id, None, membership=member, object_id=member.id)
+    return Event(event_type, member.user_id, None, instance, membership=member, object_id=member.id)
 
 
 def _loggable_id(data: Any) -> str | None:
     """The id of an event type clerksync ignores, for the log, if it looks like an id."""
     value = data.get("id") if isinstance(data, dict) else None
     return value if isinstance(value, str) and OBJECT_ID.match(value) else None
+
+
+#: deeper than any Clerk event; MongoDB refuses documents nested past 100 levels
+MAX_DEPTH = 32
+
+
+def _check_storable(payload: dict[str, Any]) -> None:
+    """InvalidEvent unless MongoDB can store every value: a signed body that cannot be stored
+    is a 400 (a retry cannot fix it), never a 500 that Svix retries for days.
+
+    JSON allows what BSON does not: integers past 64 bits (OverflowError), unpaired
+    surrogates (``"\\ud800"``, UnicodeEncodeError), and nesting deeper than the server
+    takes. ``bson.encode`` finds the first two in C, in microseconds.
+    """
+    import bson
+
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidEvent(f"body is nested deeper than {MAX_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    try:
+        bson.encode(payload)
+    except OverflowError:
+        raise InvalidEvent("body holds an integer MongoDB cannot store (over 64 bits)") from None
+    except UnicodeError:
+        raise InvalidEvent("body holds text that is not valid Unicode (a lone surrogate)") from None
+    except (bson.errors.InvalidDocument, ValueError, TypeError) as exc:
+        raise InvalidEvent(f"body cannot be stored: {exc.__class__.__name__}") from None
 
 
 def sign(

@@ -4,10 +4,11 @@ The official SDK talks to it exactly as it talks to api.clerk.com: bearer auth
 (401 with Clerk's error JSON), users list with limit/offset/order_by/user_id/
 email_address filters (a limit over 500 silently returns 10, as Clerk does) and
 ``starting_after`` cursor paging (created_at orderings only, never with an
-offset: 422 otherwise, as Clerk does), count, get, metadata deep merge (null
-deletes a key), delete. Organizations: ``GET /organizations`` and the
-instance-wide ``GET /organization_memberships`` (``{data, total_count}``, limit
-1-500, offset), ``GET /organizations/{id}/memberships``; an instance without
+offset: 422 otherwise, as Clerk does), count, get, ``GET /instance`` (its id and
+environment type), metadata deep merge (null deletes a key), delete.
+Organizations: ``GET /organizations`` and the instance-wide
+``GET /organization_memberships`` (``{data, total_count}``, limit 1-500,
+offset), ``GET /organizations/{id}/memberships``; an instance without
 organizations answers Clerk's 403 ``organization_not_enabled_in_instance``.
 ``user_offset_limit`` makes a users page past that offset fail with a 504, as
 a deep offset on the real API "eventually times out". It enforces an
@@ -58,8 +59,12 @@ class FakeClerk:
         instance_limit: int | None = None,
         window: float = 10.0,
         per_user_metadata_limit: int = 10,
+        instance_id: str = "ins_clerksync_local",  # what clerksync.payloads.event sends
+        environment_type: str = "development",
     ) -> None:
         self.secret_key = secret_key
+        self.instance_id = instance_id
+        self.environment_type = environment_type
         self.users: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.version = 0  # bumped by every change that can reorder users
@@ -171,14 +176,19 @@ class FakeClerk:
         segments = path.strip("/").split("/")
         if segments[0] in ORG_ROOTS:
             return self._handle_orgs(method, segments, query, auth)
-        route = f"{method} /users" + (
-            "/count"
-            if segments[1:] == ["count"]
-            else "/{id}/metadata"
-            if segments[2:] == ["metadata"]
-            else "/{id}"
-            if len(segments) > 1
-            else ""
+        route = (
+            f"{method} /instance"
+            if segments[0] == "instance"
+            else f"{method} /users"
+            + (
+                "/count"
+                if segments[1:] == ["count"]
+                else "/{id}/metadata"
+                if segments[2:] == ["metadata"]
+                else "/{id}"
+                if len(segments) > 1
+                else ""
+            )
         )
         with self.lock:
             self.counts[route] += 1
@@ -197,6 +207,16 @@ class FakeClerk:
             if self.fail_queue:
                 status = self.fail_queue.pop(0)
                 return status, _error("internal_error", "injected failure"), {}
+            if route == "GET /instance":
+                return (
+                    200,
+                    {
+                        "object": "instance",
+                        "id": self.instance_id,
+                        "environment_type": self.environment_type,
+                    },
+                    {},
+                )
             if segments[0] != "users":
                 return 404, _error("resource_not_found", "not found"), {}
             if route == "GET /users":

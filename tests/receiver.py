@@ -1,4 +1,7 @@
-"""Run the real receiver app on uvicorn over loopback HTTP, and post svix-signed deliveries."""
+"""Run the real receiver app on uvicorn over loopback HTTP, and post svix-signed deliveries.
+
+uvicorn gets the settings ``serve`` gives it (``clerksync.server.server_config``).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,14 @@ import httpx
 import uvicorn
 
 from clerksync.config import Settings
-from clerksync.server import Receiver, create_app
+from clerksync.server import Receiver, create_app, server_config
 from clerksync.webhooks import sign
 
 
 class RunningReceiver:
-    def __init__(self, settings: Settings, **options: Any) -> None:
+    def __init__(
+        self, settings: Settings, *, limits: dict[str, Any] | None = None, **options: Any
+    ) -> None:
         self.app = create_app(settings, **options)
         self.receiver: Receiver = self.app.state.receiver
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -26,7 +31,7 @@ class RunningReceiver:
         port = self.sock.getsockname()[1]
         self.base = f"http://127.0.0.1:{port}"
         self.url = self.base + "/api/webhooks/clerk"
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        config = server_config(self.app, **(limits or {}))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

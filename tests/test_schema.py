@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -124,31 +123,6 @@ def test_users_list_json_keeps_its_keys_whatever_the_schema(store: UserStore) ->
     )
 
 
-@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
-def test_app_ids_stay_unique_under_24_concurrent_signups_and_their_retries(
-    store: UserStore,
-) -> None:
-    store.users.insert_one({"username": "seeded", "user_id": 40})  # the app's own, before us
-    users = [state(user_id=f"user_s{n}", email=f"s{n}@x.com") for n in range(24)]
-    barrier = threading.Barrier(24)
-
-    def signup(n: int) -> None:
-        barrier.wait()
-        for _ in range(3):  # the delivery and two retries
-            store.upsert_user(users[n], likely_new=True)
-
-    threads = [threading.Thread(target=signup, args=(n,)) for n in range(24)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ids = [d["user_id"] for d in store.users.find({"clerk_user_id": {"$exists": True}})]
-    assert len(ids) == 24 and len(set(ids)) == 24
-    assert min(ids) > 40  # above what the collection already held
-    fresh = UserStore(store.client, store.name, store.schema)  # another process, later
-    assert fresh.allocate_app_ids()[0] > max(ids)
-
-
 def test_unknown_schema_value_is_a_config_error_naming_the_variable(cli: object) -> None:
     with pytest.raises(ConfigError, match="CLERKSYNC_SCHEMA"):
         load_schema("django")
@@ -192,16 +166,6 @@ def test_mapping_file_mistakes_are_one_line_config_errors(
     with pytest.raises(ConfigError, match=message) as caught:
         load_schema(str(path))
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
-
-
-@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
-def test_an_app_id_the_app_took_meanwhile_is_skipped(store: UserStore) -> None:
-    store.users.create_index("user_id", unique=True, name="user_id_1")  # the app's
-    store.upsert_user(state(user_id="user_a", email="a@x.com"), likely_new=True)
-    store.users.insert_one({"username": "by-script", "user_id": 2})  # the app's max + 1
-    store.upsert_user(state(user_id="user_b", email="b@x.com"), likely_new=True)
-    ids = sorted(d["user_id"] for d in store.users.find({}, {"user_id": 1}))
-    assert ids == [1, 2, 3]
 
 
 def test_doctor_compares_the_mapping_with_sampled_documents(store: UserStore) -> None:

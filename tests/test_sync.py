@@ -233,10 +233,11 @@ def test_reconcile_prune_with_json_needs_yes(cli, store: UserStore, fake_clerk: 
 
 
 def test_reconcile_prune_asks_first(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+    fake_clerk.add_user(user_id="user_kept")  # Clerk listing nobody is refused outright
     store.upsert_user(parse_clerk_user(clerk_user(user_id="user_orphan")))
     result = cli("reconcile", "--prune", input="n\n")
     assert result.exit_code == 0
-    assert store.count() == 1
+    assert store.count() == 2
 
 
 @ALL_SCHEMAS

@@ -23,6 +23,13 @@ RateOption = Annotated[
     ),
 ]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Change nothing; report.")]
+RebindOption = Annotated[
+    bool,
+    typer.Option(
+        "--rebind",
+        help="The database moves to the key's Clerk instance: accept it, and remember it.",
+    ),
+]
 
 
 def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | None":
@@ -69,18 +76,29 @@ def sync_metadata(
     ctx: typer.Context,
     dry_run: DryRunOption = False,
     rate: RateOption = None,
+    rebind: RebindOption = False,
     json: JsonOption = False,
 ) -> None:
     """Write userMongoId/isAdmin into Clerk for every user whose Clerk copy differs.
 
     Reads Clerk in batches of 100 ids, writes only the drifted users (merged, so
     other metadata keys survive). Exits 1 if any write failed; rerun to finish.
+    Refuses (exit 2) when the key is for another Clerk instance than the
+    database's, until --rebind.
     """
+    from clerksync.instance import ensure_same_instance
     from clerksync.sync import sync_metadata as run
 
     store = open_store(ctx, indexes=True)
     clerk = gateway(ctx)
     assert clerk is not None
+    from clerksync.ratelimit import instance_bucket
+    from clerksync.sync import call_with_retries
+
+    call_with_retries(
+        lambda: ensure_same_instance(store, clerk, rebind=rebind, dry_run=dry_run),
+        instance_bucket(rate_for(ctx, rate)),
+    )
     with progress_bar("sync-metadata", json) as progress:
         summary = run(store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, progress=progress)
     if json:
@@ -143,6 +161,22 @@ def reconcile(
         bool, typer.Option("--prune", help="Delete orphans (in MongoDB, not in Clerk).")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before pruning.")] = False,
+    allow_mass_prune: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-prune",
+            help="Prune even when Clerk lists no users, or over 10% of the users would go.",
+        ),
+    ] = False,
+    undo_prune: Annotated[
+        str | None,
+        typer.Option(
+            "--undo-prune",
+            metavar="RUN",
+            help="Put back the users a prune run deleted (its id is printed by --prune).",
+        ),
+    ] = None,
+    rebind: RebindOption = False,
     rate: RateOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -152,30 +186,45 @@ def reconcile(
     Pages through every Clerk user (500 a page, by cursor), then the instance's
     organizations and memberships (500 a page), and applies the receiver's
     mapping and ordering rules in bulk: creates the missing, updates the stale,
-    leaves the newer alone.
+    leaves the newer alone. Refuses (exit 2) when the key is for another Clerk
+    instance than the database's, until --rebind. --prune refuses (exit 1,
+    nothing deleted) when Clerk lists no users or over 10% would go, unless
+    --allow-mass-prune; every prune can be undone with --undo-prune RUN.
     """
     from clerksync.errors import UsageError
     from clerksync.sync import reconcile as run
 
+    if undo_prune is not None:
+        _undo_prune(ctx, undo_prune, json)
+        return
     if prune and json and not yes and not dry_run:
         raise UsageError("--prune with --json needs --yes (there is no one to ask)")
     store = open_store(ctx, indexes=True)
     clerk = gateway(ctx)
     assert clerk is not None
+    options: dict[str, Any] = {
+        "rate": rate_for(ctx, rate),
+        "allow_mass_prune": allow_mass_prune,
+        "rebind": rebind,
+    }
     if prune and not yes and not dry_run:
         # Count first, then ask: nothing is deleted unless the person says so.
-        preview = run(store, clerk, rate=rate_for(ctx, rate), dry_run=True)
+        preview = run(store, clerk, dry_run=True, prune=True, **options)
+        refused = _prune_refusals(preview)
+        if refused:
+            say(f"Refusing to prune: {refused}")
+            raise typer.Exit(1)
         orphaned = _orphan_counts(preview)
         if orphaned and not typer.confirm(
             f"Delete {orphaned} from MongoDB (Clerk does not know them)?", err=True
         ):
             prune = False
     with progress_bar("reconcile", json) as progress:
-        result = run(
-            store, clerk, rate=rate_for(ctx, rate), dry_run=dry_run, prune=prune, progress=progress
-        )
+        result = run(store, clerk, dry_run=dry_run, prune=prune, progress=progress, **options)
     if json:
         print_json(result.to_json())
+        if _prune_refusals(result):
+            raise typer.Exit(1)
         return
     would = "would " if dry_run else ""
     say(
@@ -208,6 +257,29 @@ def reconcile(
         for clerk_id in part["orphans"]:
             typer.echo(f"orphan: {clerk_id}")
 
+    if result.prune_run:
+        say(
+            f"Prune run {result.prune_run}: undo it with "
+            f"`clerksync reconcile --undo-prune {result.prune_run}` (kept 30 days)"
+        )
+    refused = _prune_refusals(result)
+    if refused:
+        say(f"Refusing to prune: {refused}")
+        raise typer.Exit(1)
+
+
+def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
+    from clerksync.prune import undo_prune
+
+    result = undo_prune(open_store(ctx, indexes=True), run_id)
+    if json:
+        print_json(result)
+        return
+    say(
+        f"Prune run {run_id} undone: {result['restored']} users restored, {result['present']} "
+        f"were back already, {result['tombstones_removed']} tombstones removed"
+    )
+
 
 def _orphan_counts(result: "ReconcileResult") -> str:
     """ "3 users, 1 organization, 2 memberships", or "" when there are none."""
@@ -218,3 +290,11 @@ def _orphan_counts(result: "ReconcileResult") -> str:
     ]
     named = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
     return ", ".join(named)
+
+
+def _prune_refusals(result: "ReconcileResult") -> str:
+    """Why a prune was refused, for users, organizations or memberships ("" when it was not)."""
+    reasons = [result.prune_refused] + [
+        part.get("prune_refused") for part in (result.organizations, result.memberships)
+    ]
+    return " ".join(r for r in reasons if r)

@@ -1,0 +1,183 @@
+"""A database outage: fast 503s, a /healthz that answers, and failed records that survive.
+
+The outage is real: a SecantusDB server of the test's own, stopped and then
+started again on the same port and storage.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from clerksync.config import load_settings
+from clerksync.deliveries import DeliveryLog, record
+from clerksync.mongo import utcnow
+from clerksync.payloads import clerk_user, event
+from clerksync.store import UserStore, connect
+from clerksync.webhooks import sign
+from tests.conftest import WEBHOOK_SECRET
+from tests.receiver import RunningReceiver, post
+from tests.test_hardening import port_of
+
+
+def signed_request(i: int) -> bytes:
+    body = json.dumps(event("user.created", clerk_user(user_id=f"user_o{i:03d}"))).encode()
+    headers = sign(WEBHOOK_SECRET, body, msg_id=f"msg_out{i:03d}")
+    head = "POST /api/webhooks/clerk HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+    head += f"content-length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return head.encode() + b"\r\n" + body
+
+
+class Database:
+    """A SecantusDB server on a fixed port that a test can stop and start again."""
+
+    def __init__(self, path: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.path = path
+        self.server = None
+        self.url = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self) -> None:
+        from secantus import SecantusDBServer
+
+        self.server = SecantusDBServer(port=self.port, storage_path=str(self.path))
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    db = Database(tmp_path / "db")
+    db.start()
+    monkeypatch.setenv("MONGODB_URL", db.url)
+    monkeypatch.setenv("MONGODB_DB", "outage")
+    monkeypatch.setenv("CLERKSYNC_MONGO_TIMEOUT_MS", "2000")
+    monkeypatch.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
+    try:
+        yield db
+    finally:
+        db.stop()
+
+
+def test_an_outage_answers_503_fast_and_every_503_is_in_the_log_afterwards(
+    database: Database, cli
+) -> None:
+    running = RunningReceiver(load_settings()).start()
+    try:
+        ok = post(running.url, WEBHOOK_SECRET, event("user.created", clerk_user(user_id="user_a")))
+        assert ok.status_code == 200
+        database.stop()
+
+        # Signed beforehand, sent on raw sockets at once: the time measured is the server's,
+        # not that of 80 client threads signing in this same process.
+        requests = [signed_request(i) for i in range(80)]
+        socks = [socket.create_connection(("127.0.0.1", port_of(running))) for _ in requests]
+        barrier = threading.Barrier(len(socks) + 1)
+
+        def deliver(i: int) -> tuple[int, float]:
+            barrier.wait()
+            started = time.perf_counter()
+            socks[i].sendall(requests[i])
+            answer = b""
+            while chunk := socks[i].recv(65536):
+                answer += chunk
+            return int(answer[9:12]), time.perf_counter() - started
+
+        with ThreadPoolExecutor(len(socks)) as pool:
+            answers = pool.map(deliver, range(len(socks)))
+            barrier.wait()
+            time.sleep(0.2)  # the deliveries are in
+            started = time.perf_counter()
+            health = httpx.get(running.base + "/healthz", timeout=10)
+            health_seconds = time.perf_counter() - started
+            results = list(answers)
+        for sock in socks:
+            sock.close()
+        assert [status for status, _ in results] == [503] * 80
+        slowest = max(seconds for _, seconds in results)
+        assert slowest < 5, slowest
+        assert health.status_code == 503 and health_seconds < 1, health_seconds
+
+        database.start()
+        deadline = time.monotonic() + 20
+        while running.receiver.log.pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running.receiver.log.pending == 0
+    finally:
+        running.stop()
+    listed = cli("events", "list", "--outcome", "failed", "--limit", "1000", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    failed = json.loads(listed.stdout)
+    assert sorted(r["id"] for r in failed) == [f"msg_out{i:03d}" for i in range(80)]
+
+
+def test_the_log_keeps_failed_records_before_others_when_memory_runs_out(
+    database: Database,
+) -> None:
+    store: UserStore = connect(load_settings())
+    try:
+        log = DeliveryLog(store, max_bytes=100_000, write_timeout=0.5)
+
+        def entry(outcome: str, n: int) -> dict:
+            return record(
+                svix_id=f"msg_{outcome}{n}",
+                event_type="user.created",
+                user_id=None,
+                outcome=outcome,
+                received_at=utcnow(),
+                duration_ms=1.0,
+                body=bytes(range(256)) * 8,  # ~2 KB that zlib cannot shrink much
+            )
+
+        database.stop()
+        for n in range(100):
+            log.add(entry("applied", n))
+            log.add(entry("failed", n))
+        assert log.pending_bytes <= 100_000
+        assert not log.flush_now()  # the database is away: kept, not dropped
+        kept = log.pending
+        assert log.dropped["applied"] > 0 and log.dropped["failed"] < 100
+        database.start()
+        assert log.flush_now()
+        records = [r for b in store.deliveries.find({}) for r in b["records"]]
+        assert len(records) == kept
+        failed = [r for r in records if r["outcome"] == "failed"]
+        assert len(failed) == 100 - log.dropped["failed"] and len(failed) > len(records) / 2
+    finally:
+        store.close()
+
+
+def test_buckets_stay_under_the_database_document_limit(store: UserStore) -> None:
+    log = DeliveryLog(store)
+    import os
+
+    for n in range(10):  # ten near-1-MiB payloads zlib cannot shrink: 10 MB in one flush
+        log.add(
+            record(
+                svix_id=f"msg_big{n}",
+                event_type="user.created",
+                user_id=None,
+                outcome="applied",
+                received_at=utcnow(),
+                duration_ms=1.0,
+                body=os.urandom(1000 * 1024),
+            )
+        )
+    assert log.flush_now()
+    records = [r for b in store.deliveries.find({}) for r in b["records"]]
+    assert sorted(r["svixId"] for r in records) == [f"msg_big{n}" for n in range(10)]
