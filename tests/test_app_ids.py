@@ -4,6 +4,7 @@ never reused, unique under concurrent signups and their retries."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -81,10 +82,15 @@ def test_24_concurrent_signups_through_the_receiver_get_distinct_ids(
     def signup(n: int) -> None:
         body = event("user.created", clerk_user(user_id=f"user_h{n}", email=f"h{n}@x.com"))
         barrier.wait()
-        for _ in range(2):  # the delivery and Svix's retry
-            statuses.append(
-                post(receiver.url, WEBHOOK_SECRET, body, msg_id=f"msg_h{n}").status_code
-            )
+        for _ in range(2):  # the delivery and a duplicate of it
+            # A 503 (the receiver's 1 s database deadline, on a loaded machine) is retried
+            # as Svix would; what counts is the answer the delivery ends with.
+            for _attempt in range(20):
+                status = post(receiver.url, WEBHOOK_SECRET, body, msg_id=f"msg_h{n}").status_code
+                if status != 503:
+                    break
+                time.sleep(0.2)
+            statuses.append(status)
 
     threads = [threading.Thread(target=signup, args=(n,)) for n in range(24)]
     for t in threads:
