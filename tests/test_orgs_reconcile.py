@@ -135,3 +135,29 @@ def test_an_instance_without_organizations_is_a_note_not_a_failure(
     assert "not enabled" in summary["memberships"]["note"]
     human = cli("reconcile", *FAST)
     assert human.exit_code == 0 and "organizations are not enabled" in human.stderr
+
+
+def test_pruning_every_organization_is_refused_like_users(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    fake_clerk.add_user(user_id="user_keep")
+    for i in range(3):  # MongoDB holds organizations; Clerk lists none (another instance?)
+        org = clerk_organization(org_id=f"org_only_mongo{i}", updated_at=5)
+        store.orgs.upsert_organization(parse_organization(org))
+    result = cli("reconcile", "--prune", "--yes", "--json", *FAST)
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert "no organizations at all" in summary["organizations"]["prune_refused"]
+    assert summary["organizations"]["pruned"] == 0
+    assert store.orgs.organizations.count_documents({}) == 3
+    allowed = cli("reconcile", "--prune", "--yes", "--allow-mass-prune", "--json", *FAST)
+    assert json.loads(allowed.stdout)["organizations"]["pruned"] == 3
+
+
+def test_an_app_without_organizations_gets_no_org_collections(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    fake_clerk.add_user(user_id="user_plain")
+    assert cli("reconcile", "--json", *FAST).exit_code == 0
+    names = set(store.db.list_collection_names())
+    assert "organizations" not in names and "memberships" not in names
