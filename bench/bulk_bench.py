@@ -124,7 +124,7 @@ def run_job(job: str, mongo_url: str, db: str, api: str) -> None:
 # users offset past DEEP_OFFSET, as a deep offset on Clerk times out), organizations and
 # memberships by the instance-wide lists. Minimum requests: the user pages (and the empty page
 # that ends them when the count is a multiple of 500), then ceil(orgs / 500) and
-# ceil(memberships / 500), no more (the lists say their total_count).
+# ceil(memberships / 500), no more (the lists say their total_count); and GET /instance.
 
 DEEP_OFFSET = 5_000
 
@@ -276,7 +276,8 @@ def bench_instance(mongo_url: str, specs: str, procs: list[Any]) -> None:
         again = json.loads(again_out.strip().splitlines()[-1])
         proc.kill()
         user_pages = users // 500 + 1  # the last page is short, or empty when users % 500 == 0
-        minimum = user_pages + math.ceil(orgs / 500) + math.ceil(members / 500)
+        # + 1: GET /instance, the check that the database is synced with this instance
+        minimum = 1 + user_pages + math.ceil(orgs / 500) + math.ceil(members / 500)
         floor_db = instance_floor(mongo_url, f"instance_floor_{users}", users, orgs, members)
         floor = max(minimum / rate_s, floor_db)
         why = "database" if floor_db >= minimum / rate_s else "rate limit"
@@ -425,8 +426,9 @@ def main() -> None:
             again = job("reconcile", mongo_url, db, api)  # nothing left to do
             fake.kill()
             # pages, and the final short/empty page; then one page each of organizations and
-            # memberships (empty here), which is how reconcile learns there are none
-            minimum = math.ceil(n / 500) + 1 + 2
+            # memberships (empty here), which is how reconcile learns there are none; and
+            # GET /instance, the check that the database is synced with this instance
+            minimum = math.ceil(n / 500) + 1 + 2 + 1
             floor_db = bulk_floor(mongo_url, f"floor_{n}", n, prefix)
             floor = max(minimum / rate_s, floor_db)
             why = "database" if floor_db >= minimum / rate_s else "rate limit"
