@@ -138,9 +138,7 @@ class OrgStore:
 
     def ensure_indexes(self) -> None:
         """Make the indexes (idempotent). Done before the first write of each process, not at
-        start-up: an app without organizations never gets the collections, and the test
-        server's journaled writes slowed down with every collection the database holds
-        (24 concurrent signups timed out once these were made at the receiver's start)."""
+        start-up: an app without organizations never gets the collections."""
         for collection, keys, name, options in self.index_specs():
             collection.create_index(keys, name=name, **options)
         self._indexed = True
