@@ -13,7 +13,7 @@ $(BIN)/.installed-dev: pyproject.toml
 
 setup: $(BIN)/.installed-dev
 
-demo: setup  ## the embedded store + a local receiver with a fresh dev secret
+demo: setup  ## the embedded store + a local receiver with this machine's kept dev secret
 	$(BIN)/clerksync serve --dev
 
 test: setup

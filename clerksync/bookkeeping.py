@@ -11,6 +11,13 @@ needs to order deliveries and to drive the Clerk write-back lives under it:
 ``clerksync.seq``        counts changes, so finishing an older write-back never clears a newer one
 ``clerksync.attempts``   failed write-back attempts, for the backoff
 ``clerksync.error``      the last write-back failure, for ``doctor``
+``clerksync.leaseOwner`` the process (a random id) writing this user back right now
+``clerksync.leaseUntil`` until when that claim holds unless renewed (kept short and renewed
+                         while the write runs, so a killed process holds nobody for long)
+``clerksync.writes``     the times (epoch s) of the last metadata writes: Clerk's per-user
+                         limit, seen by every process
+``clerksync.parkedAt``   set when a write-back failed in a way retrying cannot fix; the
+                         next change of the user queues it again
 
 Filters and updates use the dotted paths; ``field`` reads one from a document.
 """
@@ -27,6 +34,10 @@ DUE = f"{ROOT}.dueAt"
 SEQ = f"{ROOT}.seq"
 ATTEMPTS = f"{ROOT}.attempts"
 ERROR = f"{ROOT}.error"
+LEASE_OWNER = f"{ROOT}.leaseOwner"
+LEASE_UNTIL = f"{ROOT}.leaseUntil"
+WRITES = f"{ROOT}.writes"
+PARKED = f"{ROOT}.parkedAt"
 
 _MISSING = object()
 

@@ -36,8 +36,8 @@ DEFAULT_SHARE = 0.95
 def default_rate(secret_key: str | None) -> float:
     """Requests per second that stay under the key's instance limit (``DEFAULT_SHARE`` of it).
 
-    With ``ratelimit.instance_bucket`` the most sent in any 10 s is 10.1 s of
-    this rate: 96% of the limit.
+    ``ratelimit.instance_pacer`` sends at most 10 s of this rate in any trailing 10 s:
+    95% of the limit.
     """
     per_10s = INSTANCE_LIMITS.get(instance_kind(secret_key) or "test", 100)
     return per_10s / 10 * DEFAULT_SHARE

@@ -30,8 +30,52 @@ WEBHOOK_PATH = "/api/webhooks/clerk"
 #: variable -> aliases, in the order they are looked up.
 ALIASES: dict[str, tuple[str, ...]] = {
     "MONGODB_URL": ("MONGODB_URL", "MONGODB_URI"),
-    "WEBHOOK_SECRET": ("WEBHOOK_SECRET", "CLERK_WEBHOOK_SECRET"),
+    "WEBHOOK_SECRET": ("WEBHOOK_SECRET", "CLERK_WEBHOOK_SECRET", "CLERK_WEBHOOK_SIGNING_SECRET"),
 }
+
+#: every name clerksync reads (aliases included): anything else close to one is a likely typo
+KNOWN_NAMES = (
+    "MONGODB_URL",
+    "MONGODB_URI",
+    "MONGODB_DB",
+    "CLERK_SECRET_KEY",
+    "CLERK_API_URL",
+    "WEBHOOK_SECRET",
+    "CLERK_WEBHOOK_SECRET",
+    "CLERK_WEBHOOK_SIGNING_SECRET",
+    "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
+    "CLERKSYNC_HOME",
+    "CLERKSYNC_PAYLOAD_TTL_DAYS",
+    "CLERKSYNC_MONGO_TIMEOUT_MS",
+    "CLERKSYNC_SCHEMA",
+    "CLERKSYNC_EMBEDDED_IDLE_SECONDS",
+)
+
+#: names people reach for that clerksync does not read -> the one it reads
+LIKELY_MEANT = {
+    "MONGO_URL": "MONGODB_URL",
+    "MONGO_URI": "MONGODB_URL",
+    "MONGODB_CONNECTION_STRING": "MONGODB_URL",
+    "MONGODB_DATABASE": "MONGODB_DB",
+    "MONGO_DB": "MONGODB_DB",
+    "CLERK_API_KEY": "CLERK_SECRET_KEY",
+    "CLERK_SECRET": "CLERK_SECRET_KEY",
+    "CLERK_KEY": "CLERK_SECRET_KEY",
+    "CLERK_BACKEND_API_KEY": "CLERK_SECRET_KEY",
+    "SVIX_SECRET": "WEBHOOK_SECRET",
+    "WEBHOOK_SIGNING_SECRET": "WEBHOOK_SECRET",
+    "SIGNING_SECRET": "WEBHOOK_SECRET",
+    "CLERK_PUBLISHABLE_KEY": "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
+    "PUBLIC_URL": "NEXT_PUBLIC_URL",
+    "APP_URL": "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_APP_URL": "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_SITE_URL": "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_BASE_URL": "NEXT_PUBLIC_URL",
+}
+
+#: prefixes worth a typo check; the rest of a process environment (PATH, HOME…) is not ours
+_TYPO_PREFIXES = ("MONGO", "CLERK", "WEBHO", "NEXT_PUBLIC_", "SVIX")
 
 WHERE = {
     "MONGODB_URL": "your MongoDB connection string (Atlas: Connect → Drivers)",
@@ -40,6 +84,7 @@ WHERE = {
     "NEXT_PUBLIC_URL": "the public base URL of your app, e.g. https://example.com",
     "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": "Clerk Dashboard → Configure → API keys",
     "CLERK_API_URL": "leave unset for https://api.clerk.com/v1",
+    "MONGODB_DB": "the database name, when MONGODB_URL names none",
 }
 
 
@@ -68,14 +113,35 @@ def mask_url(url: str) -> str:
 def check_mongodb_url(value: str) -> str | None:
     if not value.startswith(("mongodb://", "mongodb+srv://")):
         return "must start with mongodb:// or mongodb+srv://"
-    if not urlsplit(value).hostname:
+    hosts = value.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    if not hosts:
         return "has no host"
+    for host in hosts.split(","):  # a replica set lists several host:port pairs
+        name, port = host, ""
+        if ":" in host and not host.endswith("]"):  # [::1] alone is an IPv6 host
+            name, _, port = host.rpartition(":")
+            if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+                return f"has a port that is not a number from 1 to 65535 ({port[:10]!r})"
+        if not name:
+            return "has no host"
+    return None
+
+
+def check_database_name(value: str) -> str | None:
+    if len(value) > 63 or any(c in value for c in '/\\. "$*<>:|?\0'):
+        return (
+            "is not a valid MongoDB database name "
+            "(no spaces, dots, slashes or $; 63 characters at most)"
+        )
     return None
 
 
 def check_secret_key(value: str) -> str | None:
-    if not value.startswith(("sk_test_", "sk_live_")) or len(value) < 16:
+    if not value.startswith(("sk_test_", "sk_live_")):
         return "must be a Clerk secret key starting with sk_test_ or sk_live_"
+    body = value[len("sk_test_") :]
+    if len(body) < 20 or not body.isascii() or not body.isalnum():
+        return "is not a whole Clerk secret key (too short, or odd characters: was it cut?)"
     return None
 
 
@@ -99,7 +165,11 @@ def check_webhook_secret(value: str) -> str | None:
 
 
 def check_http_url(value: str) -> str | None:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a port out of range)
+    except ValueError:
+        return "is not a valid URL (check the host and port)"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http:// or https:// URL"
     return None
@@ -112,6 +182,7 @@ VALIDATORS: dict[str, Callable[[str], str | None]] = {
     "NEXT_PUBLIC_URL": check_http_url,
     "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": check_publishable_key,
     "CLERK_API_URL": check_http_url,
+    "MONGODB_DB": check_database_name,
 }
 
 
@@ -146,6 +217,8 @@ class Settings:
     schema: Schema = DEFAULT_SCHEMA
     #: env files that were read, in precedence order (for doctor)
     env_files: tuple[Path, ...] = field(default_factory=tuple)
+    #: (name set, name clerksync reads): likely typos, reported as "did you mean"
+    misnamed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def webhook_url(self) -> str | None:
@@ -166,12 +239,15 @@ class Settings:
             "NEXT_PUBLIC_URL": self.public_url,
             "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": self.publishable_key,
             "CLERK_API_URL": self.clerk_api_url,
+            "MONGODB_DB": self.mongodb_db,
         }[name]
 
-    def problems(self) -> list[tuple[str, str]]:
-        """Every set variable that is malformed, as (name, problem)."""
+    def problems(self, *names: str) -> list[tuple[str, str]]:
+        """The set variables among ``names`` (default: all) that are malformed: (name, problem)."""
         found = []
         for name, check in VALIDATORS.items():
+            if names and name not in names:
+                continue
             value = self.value(name)
             if value:
                 problem = check(value)
@@ -179,13 +255,24 @@ class Settings:
                     found.append((name, problem))
         return found
 
-    def require(self, *names: str) -> None:
-        """ConfigError (exit 2) for any set value malformed, or the first of ``names`` unset."""
-        for name, problem in self.problems():
+    def check(self, *names: str) -> None:
+        """ConfigError (exit 2) if one of ``names`` is set but malformed.
+
+        Each command checks only the variables it reads, so a broken
+        ``WEBHOOK_SECRET`` does not stop ``users list``.
+        """
+        for name, problem in self.problems(*names):
             raise ConfigError(f"{name} {problem}. Fix it in .env.local ({WHERE[name]}).")
+
+    def require(self, *names: str, hint: str = "") -> None:
+        """``check(*names)``, then ConfigError (exit 2) for the first of ``names`` unset.
+
+        Without names, every variable is checked (what ``doctor`` reports as failures).
+        """
+        self.check(*names)
         for name in names:
             if not self.value(name):
-                raise ConfigError(f"{name} is not set. Set it in .env.local — {WHERE[name]}.")
+                raise ConfigError(f"{name} is not set. Set it in .env.local — {WHERE[name]}{hint}.")
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -221,6 +308,7 @@ def load_settings(
     for path in reversed(files):  # lowest precedence first
         merged.update(_read_env_file(path))
     merged.update({k: v for k, v in environ.items()})
+    misnamed = likely_typos(merged)
 
     def get(name: str) -> str | None:
         for alias in ALIASES.get(name, (name,)):
@@ -229,19 +317,24 @@ def load_settings(
                 return value
         return None
 
-    def number(name: str, default: float) -> float:
+    def number(name: str, default: float, largest: float) -> float:
         raw = get(name)
         if raw is None:
             return default
         try:
             value = float(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-        if value <= 0:
-            raise ConfigError(f"{name} must be positive, got {raw!r}")
+            raise ConfigError(f"{name} must be a number, got {raw[:40]!r}") from None
+        if not 0 < value <= largest:  # also refuses nan and inf
+            raise ConfigError(f"{name} must be a number above 0 and at most {largest:g}")
         return value
 
+    # read by the embedded store's daemon from its environment; checked here so a bad value
+    # is one line and exit 2, not an error inside the store's start-up
+    number("CLERKSYNC_EMBEDDED_IDLE_SECONDS", 900, 7 * 86400)
     state_dir = Path(get("CLERKSYNC_HOME") or cwd / ".clerksync")
+    if state_dir.exists() and not state_dir.is_dir():
+        raise ConfigError(f"CLERKSYNC_HOME {state_dir} is a file: it must name a folder")
     return Settings(
         mongodb_url=get("MONGODB_URL"),
         mongodb_db=get("MONGODB_DB"),
@@ -251,8 +344,35 @@ def load_settings(
         public_url=get("NEXT_PUBLIC_URL"),
         publishable_key=get("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY"),
         state_dir=state_dir,
-        payload_ttl_days=number("CLERKSYNC_PAYLOAD_TTL_DAYS", 7.0),
-        mongo_timeout_ms=int(number("CLERKSYNC_MONGO_TIMEOUT_MS", 3000)),
+        payload_ttl_days=number("CLERKSYNC_PAYLOAD_TTL_DAYS", 7.0, 3650),
+        mongo_timeout_ms=int(number("CLERKSYNC_MONGO_TIMEOUT_MS", 3000, 600_000)),
         schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=cwd),
         env_files=tuple(files),
+        misnamed=misnamed,
     )
+
+
+def likely_typos(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Set names that clerksync does not read but probably should: ``MONGO_URL`` → ``MONGODB_URL``.
+
+    Only reported while the name meant is unset (with its aliases): a stray
+    variable beside a correct one is none of our business.
+    """
+    import difflib
+
+    def is_set(name: str) -> bool:
+        return any(values.get(alias, "").strip() for alias in ALIASES.get(name, (name,)))
+
+    found: list[tuple[str, str]] = []
+    for key in sorted(values):
+        if key in KNOWN_NAMES or not values[key].strip():
+            continue
+        meant = LIKELY_MEANT.get(key)
+        if meant is None and key.startswith(_TYPO_PREFIXES):
+            close = difflib.get_close_matches(key, KNOWN_NAMES, n=1, cutoff=0.85)
+            meant = close[0] if close else None
+        if meant is not None:
+            canonical = next((n for n, a in ALIASES.items() if meant in a), meant)
+            if not is_set(canonical):
+                found.append((key, canonical))
+    return tuple(found)

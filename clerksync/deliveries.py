@@ -283,6 +283,11 @@ class DeliveryLog:
                     self._indexed = True
                 append_records(self.store, entries)
         except Exception as exc:
+            if not database_unreachable(exc):
+                # The database answered and refused: retrying the bucket cannot help, and
+                # one record it will never take must not hold up all the others.
+                self._write_one_by_one(entries, exc)
+                return True
             # Back to the front, in order: the next try writes them first.
             with self._count:
                 for entry in reversed(entries):
@@ -305,6 +310,26 @@ class DeliveryLog:
         self._backoff = 0.0
         return True
 
+    def _write_one_by_one(self, entries: list[dict[str, Any]], exc: Exception) -> None:
+        import pymongo
+
+        refused = 0
+        for entry in entries:
+            try:
+                with pymongo.timeout(self.write_timeout):
+                    append_records(self.store, [entry])
+            except Exception:
+                refused += 1
+                self.dropped[f"refused {entry.get('outcome')}"] += 1
+        with self._count:
+            self._bytes -= sum(entry_bytes(e) for e in entries)
+        if refused:
+            log.warning(
+                "the database refused %d delivery records (%s); they were dropped",
+                refused,
+                exc.__class__.__name__,
+            )
+
     def _report_drops(self) -> None:
         total = sum(self.dropped.values())
         if total > self._dropped_reported:
@@ -324,6 +349,19 @@ class DeliveryLog:
                 continue
             self.flush_now()
         self.flush_now()
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Could the database not be reached, or not in time (rather than refusing)? The store
+    turns pymongo errors into StoreUnavailable; the original stays as ``__context__``."""
+    from pymongo.errors import ConnectionFailure
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionFailure) or getattr(seen, "timeout", False):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def ensure_log_indexes(store: UserStore) -> None:
@@ -392,8 +430,12 @@ def find_deliveries(
 
 
 def find_delivery(store: UserStore, svix_id: str) -> Mapping[str, Any] | None:
-    """The newest record for a svix id (a retried delivery has several)."""
-    return next(iter_records(store, svix_id=svix_id, payload=True), None)
+    """The newest record of a delivery as it arrived (a retried delivery has several).
+
+    Replays are logged beside it (``source: "replay"``) and never stand in for it.
+    """
+    records = iter_records(store, svix_id=svix_id, payload=True)
+    return next((r for r in records if r.get("source") != "replay"), None)
 
 
 def stored_body(entry: Mapping[str, Any]) -> bytes | None:
@@ -408,19 +450,7 @@ def stored_payload(entry: Mapping[str, Any]) -> Any:
 
 
 def since_ago(text: str) -> datetime:
-    """``30m``, ``2h``, ``7d`` or an ISO 8601 time -> a UTC datetime."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = text.strip()
-    if text[:-1].isdigit() and text[-1:] in units:
-        return utcnow() - timedelta(seconds=int(text[:-1]) * units[text[-1]])
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        from clerksync.errors import UsageError
+    """``30m``, ``2h``, ``7d`` or an ISO 8601 time -> a UTC datetime (``events.parse_since``)."""
+    from clerksync.events import parse_since
 
-        raise UsageError(f"--since {text!r}: give 30m, 2h, 7d or an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        from datetime import timezone
-
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
+    return parse_since(text)

@@ -15,14 +15,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from clerksync.config import WHERE, Settings, instance_kind, mask
+from clerksync.config import DEFAULT_API_URL, WHERE, Settings, instance_kind, mask
 from clerksync.errors import ClerkApiError, ClerkSyncError
 
 if TYPE_CHECKING:
     from clerksync.store import UserStore
 
-Status = Literal["pass", "warn", "fail"]
+Status = Literal["pass", "info", "warn", "fail"]
 LOCAL_RECEIVER = "http://127.0.0.1:8000"
+FORWARD_HINT = (
+    "Clerk cannot post to this machine: run `clerk webhooks listen --forward-to "
+    "http://127.0.0.1:8000/api/webhooks/clerk` (Clerk's CLI), add the URL it prints as an "
+    "endpoint in Dashboard → Webhooks, and set WEBHOOK_SECRET to that endpoint's secret; "
+    "or set NEXT_PUBLIC_URL to your deployed app"
+)
 
 
 @dataclass(frozen=True)
@@ -40,22 +46,78 @@ def ok(name: str, detail: str) -> Check:
     return Check(name, "pass", detail)
 
 
+def info(name: str, detail: str, hint: str = "") -> Check:
+    """Worth knowing, not a problem: a local demo without Clerk keys is a working setup."""
+    return Check(name, "info", detail, hint)
+
+
+def unreachable_from_clerk(url: str) -> str | None:
+    """Why Clerk's servers cannot post to ``url`` (loopback, private, link-local), or None."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal", ".lan")):
+        return f"{host} is this machine or a local network name"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_loopback:
+        return f"{host} is this machine (loopback)"
+    if address.is_private or address.is_link_local or address.is_unspecified:
+        return f"{host} is a private address"
+    return None
+
+
+def dev_receiver(settings: Settings) -> dict[str, Any] | None:
+    """The ``serve`` running on this state dir (``serve.json``), with its dev secret if any."""
+    from clerksync.send import running_server
+
+    return running_server(settings.state_dir)
+
+
+def effective_secret(settings: Settings) -> str | None:
+    """WEBHOOK_SECRET, else the secret of a running ``serve --dev`` (as ``send`` uses it)."""
+    if settings.webhook_secret:
+        return settings.webhook_secret
+    running = dev_receiver(settings)
+    return running["secret"] if running and running["dev"] else None
+
+
 def check_env_files(settings: Settings) -> list[Check]:
+    checks = []
     if settings.env_files:
-        return [ok("env files", "read " + ", ".join(str(p) for p in settings.env_files))]
-    return [
-        Check(
-            "env files",
-            "warn",
-            f"no .env.local or .env in {Path.cwd()}; using the process environment only",
-            "put your settings in .env.local (see .env.example), or pass --env-file",
+        checks.append(ok("env files", "read " + ", ".join(str(p) for p in settings.env_files)))
+    else:
+        checks.append(
+            Check(
+                "env files",
+                "info" if settings.uses_embedded_store else "warn",
+                f"no .env.local or .env in {Path.cwd()}; using the process environment only",
+                "put your settings in .env.local (see .env.example), or pass --env-file",
+            )
         )
-    ]
+    for found, meant in settings.misnamed:
+        checks.append(
+            Check(
+                found,
+                "warn",
+                f"is set, but clerksync does not read it (and {meant} is unset)",
+                f"did you mean {meant}? Rename it in your env file",
+            )
+        )
+    return checks
 
 
 def check_variables(settings: Settings) -> list[Check]:
     problems = dict(settings.problems())
     checks: list[Check] = []
+    local = settings.uses_embedded_store  # a local demo: unset keys are expected there
+    running = dev_receiver(settings)
+    from clerksync.send import read_dev_secret
+
+    kept_secret = read_dev_secret(settings.state_dir)
 
     def var(name: str, shown: str, unset: Check | None) -> None:
         value = settings.value(name)
@@ -77,9 +139,8 @@ def check_variables(settings: Settings) -> list[Check]:
     var(
         "MONGODB_URL",
         "set",
-        Check(
+        info(
             "MONGODB_URL",
-            "warn",
             f"unset: using the embedded store in {settings.state_dir}/ (local use only)",
             "set MONGODB_URL in .env.local to your app's database",
         ),
@@ -89,7 +150,7 @@ def check_variables(settings: Settings) -> list[Check]:
         mask(settings.clerk_secret_key),
         Check(
             "CLERK_SECRET_KEY",
-            "warn",
+            "info" if local else "warn",
             "unset: users are stored, write-backs wait",
             f"set CLERK_SECRET_KEY in .env.local — {WHERE['CLERK_SECRET_KEY']}",
         ),
@@ -97,11 +158,28 @@ def check_variables(settings: Settings) -> list[Check]:
     var(
         "WEBHOOK_SECRET",
         mask(settings.webhook_secret),
-        Check(
-            "WEBHOOK_SECRET",
-            "fail",
-            "unset: no delivery can be verified",
-            f"set WEBHOOK_SECRET in .env.local — copy it from {WHERE['WEBHOOK_SECRET']}",
+        (
+            ok(
+                "WEBHOOK_SECRET",
+                f"unset; the running `serve --dev` at {running['url']} uses its local secret "
+                f"{mask(running['secret'])}",
+            )
+            if running and running["dev"] and running["secret"]
+            else info(
+                "WEBHOOK_SECRET",
+                f"unset; `clerksync serve --dev` uses this machine's local secret "
+                f"{mask(kept_secret)} (not running now)",
+                "start the demo with `clerksync serve --dev`; for Clerk's own deliveries, set "
+                f"WEBHOOK_SECRET — {WHERE['WEBHOOK_SECRET']}",
+            )
+            if local and kept_secret
+            else Check(
+                "WEBHOOK_SECRET",
+                "fail",
+                "unset: no delivery can be verified",
+                f"set WEBHOOK_SECRET in .env.local — copy it from {WHERE['WEBHOOK_SECRET']} "
+                "(or run `clerksync serve --dev` for a local secret)",
+            )
         ),
     )
     var(
@@ -109,12 +187,22 @@ def check_variables(settings: Settings) -> list[Check]:
         settings.public_url or "",
         Check(
             "NEXT_PUBLIC_URL",
-            "warn",
-            "unset: cannot derive the webhook endpoint",
-            "set NEXT_PUBLIC_URL to your app's public base URL",
+            "info" if local else "warn",
+            "unset: cannot derive the webhook endpoint Clerk must post to",
+            "set NEXT_PUBLIC_URL to your app's public base URL; to receive Clerk's deliveries "
+            "on this machine, see `clerk webhooks listen` in the README",
         ),
     )
+    if settings.public_url and "NEXT_PUBLIC_URL" not in problems:
+        why = unreachable_from_clerk(settings.public_url)
+        if why:
+            checks[-1] = Check(
+                "NEXT_PUBLIC_URL", "warn", f"{settings.public_url}: {why}", FORWARD_HINT
+            )
     var("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", mask(settings.publishable_key), None)
+    var("MONGODB_DB", settings.mongodb_db or "", None)
+    if settings.clerk_api_url != DEFAULT_API_URL:
+        var("CLERK_API_URL", settings.clerk_api_url, None)
     if settings.publishable_key and "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY" not in problems:
         pk = instance_kind(settings.publishable_key)
         sk = instance_kind(settings.clerk_secret_key)
@@ -139,10 +227,20 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
     from clerksync.mongo import describe_mongo_error
     from clerksync.store import connect
 
+    malformed = settings.problems("MONGODB_URL", "MONGODB_DB")
+    if malformed:
+        name, problem = malformed[0]
+        return (
+            [Check("MongoDB", "fail", f"not tried: {name} {problem}", f"fix {name} first")],
+            None,
+            None,
+        )
     try:
         store = connect(settings)
         version, ms = store.ping()
-    except ClerkSyncError as exc:
+    except Exception as exc:
+        if not isinstance(exc, ClerkSyncError):
+            exc = ClerkSyncError(describe_mongo_error(exc))
         return (
             [
                 Check(
@@ -386,7 +484,7 @@ def check_schema_sample(store: UserStore, sample: int = 200) -> Check:
 
 
 def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
-    if not settings.clerk_secret_key or "CLERK_SECRET_KEY" in dict(settings.problems()):
+    if not settings.clerk_secret_key or settings.problems("CLERK_SECRET_KEY", "CLERK_API_URL"):
         return [], None
     from clerksync.clerk import ClerkGateway
 
@@ -395,7 +493,9 @@ def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
     )
     try:
         total = gateway.count_users()
-    except ClerkApiError as exc:
+    except ClerkSyncError as exc:
+        if not isinstance(exc, ClerkApiError):
+            exc = ClerkApiError(str(exc))
         hint = (
             "copy a current secret key from Dashboard → Configure → API keys"
             if exc.status in (401, 403)
@@ -409,17 +509,27 @@ def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
     ], total
 
 
-def probe_receiver(settings: Settings, url: str) -> Check | None:
-    """Unsigned must be refused (400), signed-and-harmless accepted (2xx). None: nobody answers."""
+def probe_receiver(settings: Settings, url: str, secret: str | None = None) -> Check | None:
+    """Unsigned must be refused (400), signed-and-harmless accepted (2xx). None: nobody answers.
+
+    Both requests carry a svix-id starting with ``PROBE_PREFIX``: the delivery
+    log keeps them apart, so a doctor run never counts as a delivery.
+    """
+    import secrets as random
+
     import httpx
 
+    from clerksync.config import check_webhook_secret
+    from clerksync.events import PROBE_PREFIX
     from clerksync.webhooks import sign
 
     body = json.dumps({"type": "clerksync.doctor", "object": "event", "data": {}}).encode()
     name = f"receiver {url}"
+    probe_id = PROBE_PREFIX + random.token_hex(8)
+    unsigned_headers = {"content-type": "application/json", "svix-id": probe_id + "_unsigned"}
     try:
         with httpx.Client(timeout=3.0) as http:
-            unsigned = http.post(url, content=body, headers={"content-type": "application/json"})
+            unsigned = http.post(url, content=body, headers=unsigned_headers)
             if unsigned.status_code == 404:
                 return Check(
                     name,
@@ -442,10 +552,11 @@ def probe_receiver(settings: Settings, url: str) -> Check | None:
                     "accepted an unsigned request",
                     "verify the svix signature before acting on a delivery",
                 )
-            if not settings.webhook_secret:
+            if not secret or check_webhook_secret(secret):
+                # no usable secret to sign with: the WEBHOOK_SECRET check says why
                 return ok(name, f"refused an unsigned request ({unsigned.status_code})")
-            signed = http.post(url, content=body, headers=sign(settings.webhook_secret, body))
-    except httpx.HTTPError:
+            signed = http.post(url, content=body, headers=sign(secret, body, msg_id=probe_id))
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError):
         return None
     if signed.is_success:
         return ok(name, "refuses unsigned requests, accepts signed ones")
@@ -461,7 +572,11 @@ def probe_receiver(settings: Settings, url: str) -> Check | None:
 def check_webhook(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     targets = []
-    if settings.webhook_url:
+    running = dev_receiver(settings)
+    secret = effective_secret(settings)
+    if settings.problems("NEXT_PUBLIC_URL"):
+        settings = _without_public_url(settings)
+    if settings.webhook_url and not unreachable_from_clerk(settings.webhook_url):
         checks.append(
             ok(
                 "webhook endpoint",
@@ -469,11 +584,19 @@ def check_webhook(settings: Settings) -> list[Check]:
                 "(Dashboard → Webhooks; events user.created, user.updated, user.deleted)",
             )
         )
+    if settings.webhook_url:
         targets.append(settings.webhook_url)
-    targets.append(LOCAL_RECEIVER + "/api/webhooks/clerk")
+    if running:  # where the local receiver is, rather than a guess at the default port
+        targets.append(running["url"])
+    else:
+        targets.append(LOCAL_RECEIVER + "/api/webhooks/clerk")
     answered = False
     for url in dict.fromkeys(targets):
-        result = probe_receiver(settings, url)
+        # a running `serve --dev` verifies with its own secret, whatever WEBHOOK_SECRET says
+        signing = (
+            running["secret"] if running and running["dev"] and url == running["url"] else secret
+        )
+        result = probe_receiver(settings, url, signing)
         if result is not None:
             answered = True
             checks.append(result)
@@ -491,7 +614,17 @@ def check_webhook(settings: Settings) -> list[Check]:
 
 def check_organization_counts(settings: Settings) -> Check | None:
     """Clerk's organization count against MongoDB's; None when either side cannot answer
-    (the MongoDB and Clerk API checks report why). No organizations feature: a note."""
+    (the MongoDB and Clerk API checks report why). No organizations feature: a note. An
+    error nobody foresaw is a failing check, never a traceback."""
+    try:
+        return _organization_counts(settings)
+    except Exception as exc:
+        return Check(
+            "organization counts", "fail", f"could not check: {exc.__class__.__name__}", ""
+        )
+
+
+def _organization_counts(settings: Settings) -> Check | None:
     if not settings.clerk_secret_key or "CLERK_SECRET_KEY" in dict(settings.problems()):
         return None
     from clerksync.clerk import ClerkGateway, OrganizationsDisabled
@@ -524,14 +657,33 @@ def check_organization_counts(settings: Settings) -> Check | None:
     )
 
 
+def _without_public_url(settings: Settings) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, public_url=None)
+
+
+def _guarded(group: str, run: Any, settings: Settings) -> Any:
+    """Run a group of checks; an error nobody foresaw becomes a failing check, never a traceback."""
+    try:
+        return run(settings)
+    except Exception as exc:
+        failed = [Check(group, "fail", f"could not check: {exc.__class__.__name__}", "")]
+        return (
+            (failed, None, None)
+            if group == "MongoDB"
+            else ((failed, None) if group == "Clerk API" else failed)
+        )
+
+
 def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
     """All checks, in a stable order. Network groups run in parallel."""
     checks = check_env_files(settings) + check_variables(settings)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        mongo = pool.submit(check_mongodb, settings)
-        clerk = pool.submit(check_clerk, settings)
+        mongo = pool.submit(_guarded, "MongoDB", check_mongodb, settings)
+        clerk = pool.submit(_guarded, "Clerk API", check_clerk, settings)
         orgs = pool.submit(check_organization_counts, settings)
-        hooks = pool.submit(check_webhook, settings) if probes else None
+        hooks = pool.submit(_guarded, "receiver", check_webhook, settings) if probes else None
         mongo_checks, mongo_users, pending = mongo.result()
         clerk_checks, clerk_users = clerk.result()
         webhook_checks = hooks.result() if hooks else []
@@ -556,8 +708,10 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
         checks.append(
             Check(
                 "write-backs",
-                "warn",
-                f"{pending} metadata write-backs pending{waiting}",
+                "info"
+                if settings.uses_embedded_store and not settings.clerk_secret_key
+                else "warn",
+                f"{pending} metadata write-back{'' if pending == 1 else 's'} pending{waiting}",
                 "they run while `clerksync serve` runs with CLERK_SECRET_KEY set; "
                 "`clerksync sync-metadata` finishes them now",
             )

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway, OrganizationsDisabled
 from clerksync.errors import InvalidEvent
 from clerksync.orgs import parse_membership, parse_organization
-from clerksync.ratelimit import TokenBucket
+from clerksync.ratelimit import SlidingWindowPacer
 
 if TYPE_CHECKING:
     from clerksync.orgstore import Kind, OrgStore
@@ -61,7 +61,7 @@ def counters() -> dict[str, Any]:
 def reconcile_organizations(
     store: UserStore,
     gateway: ClerkGateway,
-    bucket: TokenBucket,
+    bucket: SlidingWindowPacer,
     *,
     dry_run: bool = False,
     prune: bool = False,

@@ -4,17 +4,30 @@ A delivery signed ``v1,test_signature`` proves nothing; this one verifies
 exactly as Clerk's would, so a non-2xx answer says something about the
 receiver. ``diagnose`` turns that answer into the likely cause.
 
-``serve --dev`` leaves its fresh secret and URL in ``<state dir>/dev-secret.json``
-(mode 0600) for as long as it runs; ``send`` finds them there.
+Local state, in the state dir (``CLERKSYNC_HOME``, default ``./.clerksync``), all mode 0600:
+
+* ``dev-secret.json``: the signing secret of ``serve --dev``. It is made once
+  and kept across restarts (an app's ``.env`` can hold it), until
+  ``serve --dev --rotate-secret`` makes a new one.
+* ``serve.json``: the URL and pid of the running ``serve``, written once it
+  can bind, removed when it stops by the process that wrote it (never by a
+  second ``serve`` that could not start).
+* ``send-state.json``: the users ``send`` created, as last sent, so
+  ``send user.updated`` changes the last one (or the one named) and keeps
+  every field it was not told to change.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import shlex
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +35,202 @@ from clerksync.config import WEBHOOK_PATH, Settings
 from clerksync.errors import UsageError
 from clerksync.payloads import clerk_user, deleted_user, event
 
-EVENT_TYPES = ("user.created", "user.updated", "user.deleted")
+USER_EVENTS = ("user.created", "user.updated", "user.deleted")
 LOCAL_URL = "http://127.0.0.1:8000" + WEBHOOK_PATH
 DEV_SECRET_FILE = "dev-secret.json"
+SERVER_FILE = "serve.json"
+SEND_STATE_FILE = "send-state.json"
+MAX_DATA = 1024 * 1024  # the receiver refuses more (413)
+MAX_REMEMBERED = 100
 
 
-def write_dev_secret(state_dir: Path, secret: str, url: str) -> Path:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / DEV_SECRET_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+# -- small 0600 JSON files in the state dir -------------------------------------------------------
+
+
+def _write_private(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON, readable by this user only, replacing the file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"secret": secret, "url": url, "pid": os.getpid()}, handle)
+        json.dump(data, handle)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def dev_secret(state_dir: Path, *, rotate: bool = False) -> tuple[str, bool]:
+    """(the dev signing secret, made now?): kept across restarts until ``rotate``."""
+    from clerksync.config import check_webhook_secret
+    from clerksync.webhooks import new_secret
+
+    path = state_dir / DEV_SECRET_FILE
+    stored = _read_json(path) or {}
+    secret = stored.get("secret")
+    if not rotate and isinstance(secret, str) and check_webhook_secret(secret) is None:
+        return secret, False
+    secret = new_secret()
+    _write_private(path, {"secret": secret})
+    return secret, True
+
+
+def read_dev_secret(state_dir: Path) -> str | None:
+    """The kept dev secret, if ``serve --dev`` ever made one."""
+    secret = (_read_json(state_dir / DEV_SECRET_FILE) or {}).get("secret")
+    return secret if isinstance(secret, str) else None
+
+
+def write_running_server(state_dir: Path, url: str, *, dev: bool) -> Path:
+    path = state_dir / SERVER_FILE
+    _write_private(path, {"url": url, "pid": os.getpid(), "dev": dev})
     return path
 
 
-def read_dev_secret(state_dir: Path) -> dict[str, str] | None:
-    """The running ``serve --dev``'s secret and URL; None if none runs."""
-    try:
-        info = json.loads((state_dir / DEV_SECRET_FILE).read_text())
-        os.kill(int(info["pid"]), 0)
-        return {"secret": str(info["secret"]), "url": str(info["url"])}
-    except (OSError, ValueError, KeyError, TypeError):
+def forget_running_server(state_dir: Path) -> None:
+    """Remove ``serve.json`` if this process wrote it (a newer ``serve`` may own it now)."""
+    path = state_dir / SERVER_FILE
+    info = _read_json(path) or {}
+    if info.get("pid") == os.getpid():
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def running_server(state_dir: Path) -> dict[str, Any] | None:
+    """``{"url", "dev", "secret"}`` of the ``serve`` running on this state dir; None if none."""
+    info = _read_json(state_dir / SERVER_FILE)
+    if not info or not isinstance(info.get("url"), str):
         return None
+    try:
+        pid = int(info["pid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not _alive(pid):
+        return None
+    dev = bool(info.get("dev"))
+    return {"url": info["url"], "dev": dev, "secret": read_dev_secret(state_dir) if dev else None}
+
+
+# -- what send remembers of the users it made ------------------------------------------------------
+
+
+@dataclass
+class SendState:
+    """The users ``send`` created, as last sent (ids only leave the machine in events)."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last: str | None = None
+
+    @classmethod
+    def load(cls, state_dir: Path) -> SendState:
+        data = _read_json(state_dir / SEND_STATE_FILE) or {}
+        users = data.get("users")
+        last = data.get("last")
+        return cls(
+            users=users if isinstance(users, dict) else {},
+            last=last if isinstance(last, str) else None,
+        )
+
+    def save(self, state_dir: Path) -> None:
+        keep = dict(list(self.users.items())[-MAX_REMEMBERED:])
+        _write_private(state_dir / SEND_STATE_FILE, {"users": keep, "last": self.last})
+
+    def sent(self, body: Mapping[str, Any]) -> None:
+        """Remember what a 2xx delivery said about a user."""
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        assert isinstance(data, dict)
+        user_id = data.get("id")
+        if not isinstance(user_id, str) or not user_id.startswith("user_"):
+            return
+        if body.get("type") == "user.deleted":
+            self.users.pop(user_id, None)
+            if self.last == user_id:
+                self.last = next(reversed(self.users), None) if self.users else None
+        elif body.get("type") in ("user.created", "user.updated"):
+            self.users.pop(user_id, None)
+            self.users[user_id] = dict(data)
+            self.last = user_id
+
+
+# -- building events ---------------------------------------------------------------------------
+
+
+@cache
+def examples() -> dict[str, dict[str, Any]]:
+    """Clerk's documented example of each webhook event type (clerk/openapi-specs, MIT)."""
+    path = Path(__file__).with_name("clerk_webhook_examples.json")
+    events: dict[str, dict[str, Any]] = json.loads(path.read_text())["events"]
+    return events
+
+
+def session(event_type: str, user_id: str | None) -> dict[str, Any]:
+    """A Clerk session object (session.* events are not in the examples file)."""
+    import secrets
+
+    now = int(time.time() * 1000)
+    status = {"session.ended": "ended", "session.removed": "removed", "session.revoked": "revoked"}
+    return {
+        "id": "sess_" + secrets.token_hex(13),
+        "object": "session",
+        "client_id": "client_" + secrets.token_hex(13),
+        "user_id": user_id or "user_" + secrets.token_hex(13),
+        "status": status.get(event_type, "active"),
+        "last_active_at": now,
+        "last_active_organization_id": None,
+        "actor": None,
+        "expire_at": now + 7 * 86_400_000,
+        "abandon_at": now + 30 * 86_400_000,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+SESSION_EVENTS = (
+    "session.created",
+    "session.ended",
+    "session.pending",
+    "session.removed",
+    "session.revoked",
+)
+
+
+def event_types() -> tuple[str, ...]:
+    """Every type ``send`` can build: the user events, sessions, and Clerk's documented examples."""
+    return tuple(sorted({*USER_EVENTS, *SESSION_EVENTS, *examples()}))
+
+
+def read_data_file(path: Path) -> dict[str, Any]:
+    """A captured event or user object; at most 1 MiB, read without trusting its size."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_DATA + 1)
+    except OSError as exc:
+        raise UsageError(f"--data {path}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > MAX_DATA:
+        raise UsageError(f"--data {path}: over 1 MiB (the receiver would answer 413)")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise UsageError(f"--data {path}: not a JSON file") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--data {path}: expected a JSON object")
+    return data
 
 
 def build_event(
@@ -55,46 +242,104 @@ def build_event(
     last_name: str | None = None,
     username: str | None = None,
     data_file: Path | None = None,
+    state: SendState | None = None,
 ) -> dict[str, Any]:
-    """A webhook body for ``event_type``; ``data_file`` holds a captured event or user object."""
-    if event_type not in EVENT_TYPES:
-        raise UsageError(f"unknown event type {event_type!r}: use one of {', '.join(EVENT_TYPES)}")
+    """A webhook body for ``event_type``. No field is invented: only what is given, or kept.
+
+    ``user.updated`` and ``user.deleted`` without ``user_id`` act on the last
+    user ``send`` created (``state``); ``user.updated`` starts from that user as
+    last sent, so only the fields given change.
+    """
+    state = state or SendState()
+    types = event_types()
+    if event_type not in types:
+        raise UsageError(
+            f"unknown event type {event_type[:60]!r}: use user.created, user.updated, "
+            "user.deleted, session.created, … (`clerksync send --help` lists them all)"
+        )
     if data_file is not None:
-        try:
-            data = json.loads(data_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--data {data_file}: not a readable JSON file ({exc})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"--data {data_file}: expected a JSON object")
+        data = read_data_file(data_file)
         if isinstance(data.get("data"), dict):  # a captured event: keep it whole
             return {**data, "type": event_type}
         return event(event_type, data)
-    if event_type == "user.deleted":
-        if not user_id:
-            raise UsageError("user.deleted needs --user-id (the Clerk id to delete)")
-        return event(event_type, deleted_user(user_id))
-    user = clerk_user(
-        user_id=user_id,
-        email=email or "ada@example.com",
-        first_name=first_name or "Ada",
-        last_name=last_name or "Lovelace",
-        username=username,
+    given = {
+        "email": email,
+        "first_name": first_name,
+        "last_name": last_name,
+        "username": username,
+    }
+    if event_type == "user.created":
+        fields = {k: v for k, v in given.items() if v is not None}
+        return event(
+            event_type,
+            clerk_user(
+                user_id=user_id,
+                email=fields.get("email"),
+                first_name=fields.get("first_name"),
+                last_name=fields.get("last_name"),
+                username=fields.get("username"),
+            ),
+        )
+    if event_type in ("user.updated", "user.deleted"):
+        target = user_id or state.last
+        if target is None:
+            raise UsageError(
+                f"{event_type} needs --user-id: `send` has created no user yet here "
+                "(run `clerksync send user.created` first, or name one)"
+            )
+        if event_type == "user.deleted":
+            return event(event_type, deleted_user(target))
+        return event(event_type, updated_user(target, state.users.get(target), given))
+    if event_type in SESSION_EVENTS:
+        return event(event_type, session(event_type, user_id or state.last))
+    return example_event(event_type)
+
+
+def updated_user(
+    user_id: str, before: dict[str, Any] | None, given: Mapping[str, str | None]
+) -> dict[str, Any]:
+    """The user as last sent with the given fields changed and ``updated_at`` moved on."""
+    user = (
+        copy.deepcopy(before)
+        if before
+        else clerk_user(user_id=user_id, email=None, first_name=None, last_name=None)
     )
-    return event(event_type, user)
+    now = int(time.time() * 1000)
+    previous = user.get("updated_at")
+    user["updated_at"] = max(now, previous + 1) if isinstance(previous, int) else now
+    for key in ("first_name", "last_name", "username"):
+        if given.get(key) is not None:
+            user[key] = given[key]
+    if given.get("email") is not None:
+        fresh = clerk_user(user_id=user_id, email=given["email"])
+        user["email_addresses"] = fresh["email_addresses"]
+        user["primary_email_address_id"] = fresh["primary_email_address_id"]
+    return user
+
+
+def example_event(event_type: str) -> dict[str, Any]:
+    """Clerk's documented example of ``event_type``, stamped now (so ordering sees it as new)."""
+    body = copy.deepcopy(examples()[event_type])
+    now = int(time.time() * 1000)
+    body["timestamp"] = now
+    data = body.get("data")
+    if isinstance(data, dict) and "updated_at" in data:
+        data["updated_at"] = now
+    return body
 
 
 def resolve_target(settings: Settings, url: str | None, secret: str | None) -> tuple[str, str]:
-    """(url, secret): flags first, then a running ``serve --dev``, then the configured ones."""
-    dev = read_dev_secret(settings.state_dir)
+    """(url, secret): flags first, then the running ``serve``, then the configured ones."""
+    running = running_server(settings.state_dir)
     if url is None:
-        url = dev["url"] if dev else (settings.webhook_url or LOCAL_URL)
+        url = running["url"] if running else (settings.webhook_url or LOCAL_URL)
     if secret is None:
-        if dev and dev["url"] == url:
-            secret = dev["secret"]
+        if running and running["dev"] and running["url"] == url and running["secret"]:
+            secret = running["secret"]
         elif settings.webhook_secret:
             secret = settings.webhook_secret
-        elif dev:
-            secret = dev["secret"]
+        else:
+            secret = read_dev_secret(settings.state_dir)
     if not secret:
         from clerksync.errors import ConfigError
 
@@ -116,12 +361,20 @@ class SendResult:
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
 
+    @property
+    def answer(self) -> Any:
+        """The receiver's answer: its JSON when it is JSON, else the text."""
+        try:
+            return json.loads(self.response)
+        except ValueError:
+            return self.response
+
     def to_json(self) -> dict[str, Any]:
         return {
             "url": self.url,
             "status": self.status,
             "latencyMs": round(self.latency_ms, 1),
-            "response": self.response,
+            "response": self.answer,
             "diagnosis": self.diagnosis,
         }
 
@@ -153,14 +406,14 @@ def post_event(url: str, secret: str, body: bytes, *, timeout: float = 15.0) -> 
     from clerksync.webhooks import sign
 
     headers = sign(secret, body)  # before the clock starts: the latency is the endpoint's
-    with httpx.Client(timeout=timeout) as client:
-        started = time.perf_counter()
-        try:
+    started = time.perf_counter()
+    try:
+        with httpx.Client(timeout=timeout) as client:
             response = client.post(url, content=body, headers=headers)
-        except httpx.HTTPError:
-            elapsed = (time.perf_counter() - started) * 1000
-            return SendResult(url, None, elapsed, "", diagnose(None))
-        latency = (time.perf_counter() - started) * 1000
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError):
+        elapsed = (time.perf_counter() - started) * 1000
+        return SendResult(url, None, elapsed, "", diagnose(None))
+    latency = (time.perf_counter() - started) * 1000
     status = response.status_code
     return SendResult(url, status, latency, response.text[:500], diagnose(status))
 

@@ -53,12 +53,12 @@ from starlette.routing import Route
 
 from clerksync.clerk import ClerkGateway, default_rate
 from clerksync.config import WEBHOOK_PATH, Settings
-from clerksync.deliveries import DeliveryLog, record
+from clerksync.deliveries import DeliveryLog, database_unreachable, record
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUnavailable
 from clerksync.mongo import utcnow
 from clerksync.store import UserStore, connect
 from clerksync.webhooks import MAX_BODY, SignatureError, apply_event, parse_event, verify
-from clerksync.writeback import WriteBackWorkers
+from clerksync.writeback import Limits, WriteBackWorkers
 
 if TYPE_CHECKING:
     import uvicorn
@@ -73,7 +73,10 @@ LIMIT_CONCURRENCY = 1000  # connections + requests; capped below the file-descri
 BODY_BYTES_IN_FLIGHT = 64 * 1024 * 1024  # large bodies being read, all requests together
 SMALL_BODY = 64 * 1024  # bodies up to this size are outside that budget
 TIMESTAMP_TOLERANCE = 5 * 60  # svix's own: a signature older or newer than this is refused
-DB_TIMEOUT = 1.0  # seconds a delivery may wait for the database, selection included
+# Seconds a delivery may wait for the database, selection included: an outage answers 503
+# fast (and, once known, at once), while a loaded database's slow write is not a spurious
+# 503 (1 s was: 24 concurrent signups on a busy two-core machine took 1.0-1.5 s).
+DB_TIMEOUT = 2.0
 AWAY_AFTER = 3  # timeouts in a row, with no success between, that mean "away"
 HEALTH_TIMEOUT = 0.6  # seconds /healthz waits for the database
 MAX_SIGNATURE_HEADER = 4096  # a few v1,<base64> signatures (key rotation) fit many times
@@ -82,16 +85,8 @@ UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.:\-]")
 
 
 def unreachable(exc: BaseException) -> bool:
-    """Was the database unreachable or too slow (not refusing a write)? The store turns
-    pymongo errors into StoreUnavailable; the original stays as ``__context__``."""
-    from pymongo.errors import ConnectionFailure
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (ConnectionFailure, DatabaseAway)) or getattr(seen, "timeout", False):
-            return True
-        seen = seen.__context__
-    return False
+    """Was the database unreachable or too slow (not refusing a write)?"""
+    return isinstance(exc, DatabaseAway) or database_unreachable(exc)
 
 
 def signature_headers_problem(headers: Any) -> str | None:
@@ -133,7 +128,8 @@ class Receiver:
         gateway: ClerkGateway | None = None,
         writeback_threads: int = 4,
         writeback_base_delay: float = 1.0,
-        writeback_poll: float = 1.0,
+        writeback_poll: float = 5.0,
+        writeback_limits: Limits | None = None,
         db_timeout: float = DB_TIMEOUT,
         log: DeliveryLog | None = None,
     ) -> None:
@@ -141,6 +137,15 @@ class Receiver:
             from clerksync.errors import ConfigError
 
             raise ConfigError("WEBHOOK_SECRET is not set: the receiver cannot verify deliveries")
+        if store is None and settings.uses_embedded_store:
+            from clerksync.errors import ConfigError
+
+            # Mounted in an app, the embedded store would be a private database nobody
+            # looks at: users would "sync" into it silently. Only `clerksync serve` uses it.
+            raise ConfigError(
+                "MONGODB_URL is not set: a mounted receiver needs your app's database "
+                "(the embedded store is for `clerksync serve` demos only)"
+            )
         self.settings = settings
         self.secret = settings.webhook_secret
         self.store = store or connect(settings)
@@ -163,6 +168,7 @@ class Receiver:
                 rate=default_rate(settings.clerk_secret_key),
                 base_delay=writeback_base_delay,
                 poll=writeback_poll,
+                limits=writeback_limits,
             )
             if gateway is not None
             else None
@@ -370,11 +376,11 @@ class Receiver:
                     raise DatabaseAway("the database is unavailable (another delivery probes)")
                 self._probing = True
                 try:
-                    outcome, wants = await run_in_threadpool(self._apply, event)
+                    outcome, wants = await run_in_threadpool(self._apply, event, True)
                 finally:
                     self._probing = False
             else:
-                outcome, wants = await run_in_threadpool(self._apply, event)
+                outcome, wants = await run_in_threadpool(self._apply, event, False)
         except ClerkSyncError as exc:  # the store says what failed: an index, the database
             if isinstance(exc, IndexRefused):
                 log.error("delivery %s refused by index %s: %s", svix_id, exc.index, exc)
@@ -393,8 +399,9 @@ class Receiver:
                 verified_body=body,
             )
         self._db_failures = 0
-        if wants and self.workers is not None:
-            self.workers.wake()
+        if wants and self.workers is not None and event.user_id is not None:
+            # The hand-off: the workers claim this user by key, no database polling.
+            self.workers.submit(self.store.clerk_key(event.user_id))
         if not self._instance_checked and event.instance_id:
             self._instance_checked = True
             await run_in_threadpool(self._learn_instance, event.instance_id)
@@ -443,11 +450,14 @@ class Receiver:
         except Exception:  # pragma: no cover (a client without a topology view)
             return True
 
-    def _apply(self, event: Any) -> tuple[str, bool]:
+    def _apply(self, event: Any, probe: bool) -> tuple[str, bool]:
         """``apply_event`` within ``db_timeout`` (server selection included): an outage is a
-        503 in about a second, not after the driver's 30 s, nor the client's 3 s."""
+        503 in seconds, not after the driver's 30 s. A delivery that waited for a thread
+        while the database was found away is answered at once (unless it is the probe)."""
         import pymongo
 
+        if not probe and self._database_away():
+            raise DatabaseAway("the database is unavailable (another delivery probes)")
         with pymongo.timeout(self.db_timeout):
             return apply_event(self.store, event)
 
@@ -662,6 +672,13 @@ def guarded_protocol(
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._header_bytes = 0  # what follows is the next request's
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # uvicorn's keep-alive timer stops at the next byte, even a blank line that
+            # starts no request: the next request's headers are due within the deadline.
+            if not self.transport.is_closing() and self._header_bytes is not None:
+                self._arm_header_timer()
 
         def _refuse_headers(self) -> None:
             header_log.warning(

@@ -38,7 +38,7 @@ from clerksync.mongo import (
 )
 from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
 from clerksync.schema import CLERK_USER_ID, DEFAULT, Schema
-from clerksync.users import ClerkUser, metadata_differs
+from clerksync.users import ClerkUser, agreeing_filter
 from clerksync.writeback_queue import WriteBackQueue
 
 if TYPE_CHECKING:
@@ -91,10 +91,19 @@ class IndexReport:
         return tuple(r for r in self.results if r.error)
 
 
+def with_mark(update: Mapping[str, Any], now: Any) -> dict[str, Any]:
+    """``update`` that also marks the write-back due (``clerksync.dueAt``, ``seq`` + 1)."""
+    marked = {op: dict(fields) for op, fields in update.items()}
+    marked["$set"][bk.DUE] = now
+    marked["$inc"] = {**marked.get("$inc", {}), bk.SEQ: 1}
+    return marked
+
+
 @translating
-class UserStore(WriteBackQueue):
+class UserStore:
     """The app's users collection plus clerksync's tombstones, counters, delivery log and
-    write-back queue. ``schema`` names the app's collection and fields."""
+    write-back queue (``queue``: a ``WriteBackQueue`` on the same collection). ``schema``
+    names the app's collection and fields."""
 
     def __init__(self, client: MongoClient[Any], db_name: str, schema: Schema = DEFAULT) -> None:
         from pymongo import WriteConcern
@@ -115,6 +124,14 @@ class UserStore(WriteBackQueue):
         self._counter_seeded = False
         self._email_indexed: tuple[float, bool] | None = None
         self._clerk_index_partial: bool | None = None  # learnt from the index list
+        self.queue = WriteBackQueue(self.users, schema)
+
+    def pending_write_backs(self) -> int:
+        return self.queue.pending()
+
+    def clerk_key(self, clerk_id: str) -> dict[str, Any]:
+        """The filter naming one user by Clerk id (what the write-back hand-off claims by)."""
+        return {self.schema.users.clerk_id: clerk_id}
 
     @functools.cached_property
     def orgs(self) -> OrgStore:
@@ -378,7 +395,8 @@ class UserStore(WriteBackQueue):
                 adopting = False
             update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
             try:
-                self.users.insert_one(new_document(update))
+                # A new document's id is news to Clerk: its write-back is due either way.
+                self.users.insert_one(new_document(update if queued else with_mark(update, now)))
                 inserted = True
             except DuplicateKeyError as exc:
                 if not self._ours(exc.details or {}):
@@ -386,20 +404,32 @@ class UserStore(WriteBackQueue):
                 # stored already: the ordering filter decides
         if not inserted:
             update, queued = upsert_update(user, now, self.schema)
+            # Clerk's copy names every key (usually our own write-back echoed back): the
+            # write is tried first with a filter that also requires the document to agree
+            # with that copy. If it matches, no write-back is due; if not, every write below
+            # carries the mark. Either way one write stores the state and the mark together:
+            # no read in between, no second write a crash could lose.
+            agrees = None if queued else agreeing_filter(user.public_metadata, self.schema)
+            ordered = ordering_filter(user, self.schema)
+            if (
+                agrees is not None
+                and self.users.update_one({**ordered, **agrees}, update).matched_count
+            ):
+                return WriteResult("applied")
+            marked = update if queued else with_mark(update, now)
             if users.app_id or adopting:
                 # Update first: a document that is there needs no app id, nor adoption.
-                if self.users.update_one(ordering_filter(user, self.schema), update).matched_count:
-                    return self._after_write(user, queued, inserted=False)
+                if self.users.update_one(ordered, marked).matched_count:
+                    return self._after_write(user, inserted=False)
                 if adopting:
                     adopted = self.adopt(user, now)
                     if adopted is not None:
                         return adopted
                 if users.app_id:
                     update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
+                    marked = update if queued else with_mark(update, now)
             try:
-                result = self.users.update_one(
-                    ordering_filter(user, self.schema), update, upsert=True
-                )
+                result = self.users.update_one(ordered, marked, upsert=True)
             except DuplicateKeyError as exc:
                 if not self._ours(exc.details or {}):
                     raise self._refused(exc, f"Clerk user {user.id}") from None
@@ -409,9 +439,10 @@ class UserStore(WriteBackQueue):
                     return WriteResult("duplicate")
                 return WriteResult("stale")
             inserted = result.upserted_id is not None
-        return self._after_write(user, queued, inserted=inserted)
+        return self._after_write(user, inserted=inserted)
 
-    def _after_write(self, user: ClerkUser, queued: bool, *, inserted: bool) -> WriteResult:
+    def _after_write(self, user: ClerkUser, *, inserted: bool) -> WriteResult:
+        """A write that carried the write-back mark went in."""
         users = self.schema.users
         # Only an insert can resurrect a deleted user: a delete writes its tombstone
         # before removing the document, so if ours inserted, a tombstone written
@@ -419,18 +450,7 @@ class UserStore(WriteBackQueue):
         if inserted and self.is_tombstoned(user.id):
             self.users.delete_one({users.clerk_id: user.id, bk.UPDATED_AT: user.updated_at})
             return WriteResult("stale")
-        if queued:
-            return WriteResult("applied", wants_write_back=True)
-        # Clerk's copy names an id and a role: usually our own write-back echoed back.
-        # Check it against the stored document, and queue a write-back if it differs.
-        doc = self.users.find_one(
-            {users.clerk_id: user.id}, {**users.projection(), bk.SEEN: 1, bk.DUE: 1}
-        )
-        if doc is not None and metadata_differs(doc, self.schema):
-            if not bk.has(doc, bk.DUE):
-                self.mark_write_back(doc["_id"])
-            return WriteResult("applied", wants_write_back=True)
-        return WriteResult("applied")
+        return WriteResult("applied", wants_write_back=True)
 
     # -- adoption ------------------------------------------------------------------------------
 
@@ -705,24 +725,18 @@ class UserStore(WriteBackQueue):
     # -- admin rights ------------------------------------------------------------------------
 
     def set_admin(self, doc_id: Any, value: bool) -> Mapping[str, Any]:
-        """Set the admin flag (``isAdmin``, or the role) and queue the write-back in the same
-        durable write."""
-        from pymongo import ReturnDocument
-
+        """Set the admin flag (``isAdmin``, or the role) and mark the write-back in the same
+        durable write. The mark leaves any claim alone, so a write-back in flight finishes,
+        sees ``seq`` moved and keeps the mark for the newest state. (``update_one`` then a
+        read: ``findAndModify`` is a collection scan on the wire server.)"""
         users = self.schema.users
         now = utcnow()
-        doc = self.users.find_one_and_update(
-            {"_id": doc_id},
-            {
-                "$set": {
-                    users.admin.field: users.admin.stored(value),
-                    **users.touched(now),
-                    bk.DUE: now,
-                },
-                "$inc": {bk.SEQ: 1},
-            },
-            return_document=ReturnDocument.AFTER,
+        change = with_mark(
+            {"$set": {users.admin.field: users.admin.stored(value), **users.touched(now)}}, now
         )
+        if not self.users.update_one({"_id": doc_id}, change).matched_count:
+            raise NotFound(f"user {doc_id} vanished while being updated")
+        doc = self.users.find_one({"_id": doc_id})
         if doc is None:
             raise NotFound(f"user {doc_id} vanished while being updated")
         linked = doc.get(users.clerk_id)

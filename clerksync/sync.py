@@ -3,8 +3,8 @@
 
 They meet Clerk's limits head-on, so: reads are batched (``user_id`` filters of
 100, or pages of 500 in a stable order), never one request per user; every
-request passes one token bucket set under the instance limit; a 429 pauses
-the bucket for its ``Retry-After`` and the request is retried; writes happen
+request passes one sliding-window pacer set under the instance limit; a 429 pauses
+the pacer for its (capped) ``Retry-After`` and the request is retried; writes happen
 only where Clerk's copy differs, so an interrupted run, rerun, repeats no
 finished write. Users go through the same mapping and ordering rules as the
 receiver (``UserStore.upsert_many``), and a page the SDK's models reject is
@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,36 +29,53 @@ from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
 from clerksync.errors import ClerkApiError, InvalidEvent
 from clerksync.instance import ensure_same_instance
 from clerksync.prune import PruneRun, prune_refusal
-from clerksync.ratelimit import TokenBucket, instance_bucket
+from clerksync.ratelimit import (
+    PerUserWindow,
+    RetryPolicy,
+    SlidingWindowPacer,
+    instance_bucket,
+    instance_pacer,
+)
 from clerksync.schema import CLERK_USER_ID
 from clerksync.store import UserStore, clerk_id_filter
-from clerksync.users import clerk_copy_differs, parse_clerk_user, wanted_metadata
+from clerksync.users import clerk_copy_differs, parse_clerk_user
+from clerksync.writeback import (
+    LeaseKeeper,
+    Limits,
+    WriteBack,
+    default_limits,
+    write_back,
+    write_claimed,
+)
+from clerksync.writeback_queue import LEASE
 
 T = TypeVar("T")
 MAX_BACKLOG = 500  # queued metadata writes before reading pauses (bounds memory)
 # Documents per cursor batch: pymongo's default grows to 16 MB a batch, which makes
 # memory grow with the collection; a fixed batch keeps it flat.
 CURSOR_BATCH = 1000
-MAX_BOOKS = 4  # bulk bookkeeping writes queued before the job waits for the database
 MAX_CURSOR_TRIES = 20  # users of a page tried as the next cursor when the last ones are gone
 Progress = Callable[[int, int | None], None]
 
 
 def call_with_retries(
-    fn: Callable[[], T], bucket: TokenBucket, *, attempts: int = 6, base: float = 0.5
+    fn: Callable[[], T], pacer: SlidingWindowPacer, *, policy: RetryPolicy | None = None
 ) -> T:
-    """One Clerk request under the bucket: 429 waits its Retry-After, 5xx backs off."""
-    for attempt in range(attempts):
-        bucket.acquire()
+    """One Clerk request under the pacer, retried by the one retry policy: a 429 pauses the
+    pacer for its (capped) Retry-After, a 5xx or a network failure backs off with jitter."""
+    policy = policy or RetryPolicy()
+    for attempt in range(policy.attempts):
+        pacer.acquire()
         try:
             return fn()
         except ClerkApiError as exc:
-            if not exc.retryable or attempt == attempts - 1:
+            delay = policy.delay(attempt, exc)
+            if delay is None or attempt == policy.attempts - 1:
                 raise
             if exc.status == 429:
-                bucket.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+                pacer.pause(delay)
             else:
-                time.sleep(random.uniform(base, base * 2**attempt))
+                policy.sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -82,9 +98,17 @@ def sync_metadata(
     dry_run: bool = False,
     concurrency: int = 8,
     progress: Progress | None = None,
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
-    """Make every MongoDB user's Clerk ``publicMetadata`` hold its ``userMongoId``/``isAdmin``."""
-    bucket = instance_bucket(rate)
+    """Make every MongoDB user's Clerk ``publicMetadata`` hold its ``userMongoId``/``isAdmin``.
+
+    Clerk is read 100 ids a request; the drifted users of each batch are claimed at once
+    (the receiver's lease, so a worker and this job never write one user at once), written
+    through ``write_claimed`` like the workers' write-backs, and finished in one bulk write
+    per batch: a change made meanwhile keeps its mark and is written last. A user another
+    process is writing right now is counted as ``busy`` (that process finishes it)."""
+    limits = limits or default_limits(rate, base_delay=0.5)
+    keeper = LeaseKeeper(store.queue)
     summary: dict[str, Any] = {"total": 0, "updated": 0, "unchanged": 0, "failed": 0, "missing": 0}
     would_change: list[str] = []
     errors: list[str] = []
@@ -93,84 +117,97 @@ def sync_metadata(
     clerk_id = schema.users.clerk_id
     fields = {**schema.users.projection(), bk.SEQ: 1, bk.SEEN: 1, bk.DUE: 1}
 
-    def write(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Clerk's new copy, or None (the error is kept for the report)."""
-        try:
-            return call_with_retries(
-                lambda: gateway.update_metadata(doc[clerk_id], wanted_metadata(doc, schema)),
-                bucket,
-            )
-        except ClerkApiError as exc:
-            errors.append(f"{doc[clerk_id]}: {exc}")
-            return None
+    def write(doc: Mapping[str, Any], copy: Mapping[str, Any]) -> WriteBack:
+        # Finished in bulk by the reaper below, which keeps the lease until then.
+        return write_claimed(
+            store.queue,
+            gateway,
+            doc,
+            limits,
+            clerk_copy=copy,
+            inline=True,
+            finish=lambda done: 0,
+        )
 
-    # Writes to Clerk run while the next batch is read; their bookkeeping in MongoDB
-    # is done in bulk by one more thread, so the database sees a few large writes,
-    # not one per user, and neither blocks reading.
-    pending: collections.deque[tuple[Mapping[str, Any], Future[Mapping[str, Any] | None]]]
+    finished: list[tuple[Mapping[str, Any], Mapping[str, Any], bool]] = []
+
+    def finish_books() -> None:
+        store.queue.finish(finished)
+        for doc, _, _ in finished:
+            keeper.let_go(doc["_id"])
+        finished.clear()
+
+    def count(doc: Mapping[str, Any], result: WriteBack) -> None:
+        outcome = result.outcome
+        if outcome in ("written", "unchanged"):
+            summary["updated" if outcome == "written" else "unchanged"] += 1
+            finished.append((doc, result.copy or {}, outcome == "written"))
+            if len(finished) >= ID_BATCH:
+                finish_books()
+            return
+        keeper.let_go(doc["_id"])  # deferred, parked or dropped: the claim is let go already
+        if outcome == "dropped":  # deleted from Clerk since we read it
+            summary["missing"] += 1
+        else:
+            summary["failed"] += 1
+            errors.append(f"{doc[clerk_id]}: {result.error}")
+
+    # Writes to Clerk run in a pool while the next batch is read; a bounded backlog keeps
+    # memory flat.
+    pending: collections.deque[tuple[Mapping[str, Any], Future[WriteBack]]]
     pending = collections.deque()
-    finished: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
-    bookkeeping: collections.deque[Future[None]] = collections.deque()
-
-    def keep_books(done: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
-        """Queue one bulk bookkeeping write; if the database falls behind, wait for it
-        (backpressure: queued work, and so memory, stays bounded)."""
-        bookkeeping.append(books.submit(store.finish_write_backs, done))
-        while bookkeeping and (bookkeeping[0].done() or len(bookkeeping) > MAX_BOOKS):
-            bookkeeping.popleft().result()  # also surfaces a database error
 
     def reap(block: bool) -> None:
         while pending and (block or pending[0][1].done() or len(pending) > MAX_BACKLOG):
             doc, future = pending.popleft()
-            copy = future.result()
-            if copy is None:
-                summary["failed"] += 1
-            else:
-                summary["updated"] += 1
-                finished.append((doc, copy))
-            # Books go out every batch, even while draining at the end, so the last
-            # bookkeeping write is small and overlaps the last Clerk writes.
-            if len(finished) >= ID_BATCH:
-                keep_books(list(finished))
-                finished.clear()
-        if finished and block:
-            keep_books(list(finished))
-            finished.clear()
+            count(doc, future.result())  # also surfaces a database error
+        if block and finished:
+            finish_books()
 
-    with ThreadPoolExecutor(concurrency) as pool, ThreadPoolExecutor(1) as books:
-        # Natural order: any order will do, and a sort would make the server read all first.
-        # Documents without a Clerk user id are the app's own users: nothing to write back.
-        linked = clerk_id_filter(clerk_id)
-        cursor = store.scan(linked, fields, batch=CURSOR_BATCH)
-        for batch in _batches(cursor, ID_BATCH):
-            ids = [d[clerk_id] for d in batch]
-            found = call_with_retries(functools.partial(gateway.get_many, ids), bucket)
-            clerk = {u["id"]: u.get("public_metadata") or {} for u in found}
-            to_write = []
-            agreed = []
-            for doc in batch:
-                summary["total"] += 1
-                if doc[clerk_id] not in clerk:
-                    summary["missing"] += 1
-                elif clerk_copy_differs(clerk[doc[clerk_id]], doc, schema):
-                    to_write.append(doc)
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            # Natural order: any order will do, and a sort would make the server read all first.
+            # Documents without a Clerk user id are the app's own users: nothing to write back.
+            linked = clerk_id_filter(clerk_id)
+            cursor = store.scan(linked, fields, batch=CURSOR_BATCH)
+            for batch in _batches(cursor, ID_BATCH):
+                ids = [d[clerk_id] for d in batch]
+                found = call_with_retries(
+                    functools.partial(gateway.get_many, ids), limits.pacer, policy=limits.policy
+                )
+                clerk = {u["id"]: u.get("public_metadata") or {} for u in found}
+                to_write = []
+                agreed = []
+                for doc in batch:
+                    summary["total"] += 1
+                    if doc[clerk_id] not in clerk:
+                        summary["missing"] += 1
+                    elif clerk_copy_differs(clerk[doc[clerk_id]], doc, schema):
+                        to_write.append(doc)
+                    else:
+                        summary["unchanged"] += 1
+                        if bk.has(doc, bk.DUE):  # Clerk already agrees: just clear the mark
+                            agreed.append((doc, clerk[doc[clerk_id]]))
+                if dry_run:
+                    would_change.extend(d[clerk_id] for d in to_write)
+                    summary["updated"] += len(to_write)
                 else:
-                    summary["unchanged"] += 1
-                    if bk.has(doc, bk.DUE):  # Clerk already agrees: just clear the mark
-                        agreed.append((doc, clerk[doc[clerk_id]]))
-            if dry_run:
-                would_change.extend(d[clerk_id] for d in to_write)
-                summary["updated"] += len(to_write)
-            else:
-                if agreed:
-                    keep_books(agreed)
-                pending.extend((doc, pool.submit(write, doc)) for doc in to_write)
-                reap(block=False)
-            if progress:
-                progress(summary["total"], total)
-        reap(block=True)
-        for future in bookkeeping:
-            future.result()  # surface a database error rather than lose it
+                    store.queue.settle(agreed)
+                    claimed = (
+                        store.queue.claim_many([d["_id"] for d in to_write]) if to_write else []
+                    )
+                    if len(claimed) < len(to_write):
+                        summary["busy"] = summary.get("busy", 0) + len(to_write) - len(claimed)
+                    for doc in claimed:
+                        keeper.hold(doc["_id"])
+                        copy = clerk[doc[clerk_id]]
+                        pending.append((doc, pool.submit(write, doc, copy)))
+                    reap(block=False)
+                if progress:
+                    progress(summary["total"], total)
+            reap(block=True)
+    finally:
+        keeper.stop()
     if dry_run:
         summary["would_change"] = would_change
     if errors:
@@ -313,7 +350,7 @@ def reconcile(
 def _reconcile_pages(
     store: UserStore,
     gateway: ClerkGateway,
-    bucket: TokenBucket,
+    bucket: SlidingWindowPacer,
     seen: sqlite3.Connection,
     summary: dict[str, Any],
     dry_run: bool,
@@ -408,15 +445,28 @@ def _merge_missing(held: sqlite3.Connection, seen: sqlite3.Connection) -> Iterat
             yield clerk_id
 
 
+#: promote/demote wait this long for a write-back another process is running on the user
+#: (a lease and a bit): it finishes, sees the change and lets go, then ours goes
+INLINE_WAIT = LEASE.total_seconds() * 1.5
+
+
 def set_admin(
-    store: UserStore, gateway: ClerkGateway | None, ident: str, value: bool
+    store: UserStore,
+    gateway: ClerkGateway | None,
+    ident: str,
+    value: bool,
+    *,
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
-    """Set ``isAdmin`` in MongoDB (durably, with the write-back queued), then merge it into Clerk.
+    """Set the admin flag in MongoDB (durably, with the write-back marked), then write it into
+    Clerk through the same claim as the workers: if one is writing this user, this waits
+    for it, so the last write Clerk sees is the newest state.
 
     Returns ``clerk``: ``updated``, ``waiting`` (no key), ``not linked`` (the app's own
     user, no Clerk id) or ``failed`` with the error; MongoDB keeps the change either way
-    and ``sync-metadata`` finishes it.
+    and the receiver or ``sync-metadata`` finishes it.
     """
+    from clerksync.clerk import default_rate
     from clerksync.users import public_view
 
     schema = store.schema
@@ -427,13 +477,38 @@ def set_admin(
     if not (isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id)):
         result["clerk"] = "not linked"  # the app's own user: nothing in Clerk to update
         return result
-    if gateway is not None:
-        try:
-            copy = gateway.update_metadata(clerk_id, wanted_metadata(doc, schema))
-        except ClerkApiError as exc:
-            result["clerk"] = "failed"
-            result["error"] = str(exc)
-            return result
-        store.finish_write_back(doc, copy)
+    if gateway is None:
+        return result
+    # A person is waiting: a few quick retries, then the mark stays for the workers.
+    limits = limits or Limits(
+        pacer=instance_pacer(default_rate(gateway.secret_key)),
+        policy=RetryPolicy(base=0.25, cap=2.0, attempts=3),
+        per_user=PerUserWindow(),
+    )
+    keeper = LeaseKeeper(store.queue)
+    key = {"_id": doc["_id"]}
+    deadline = time.monotonic() + INLINE_WAIT
+    try:
+        while True:
+            outcome = write_back(
+                store.queue, gateway, key, limits, keeper, due_only=False, inline=True
+            )
+            if outcome.outcome != "busy":
+                break
+            if store.queue.next_try(key) is None:
+                # The worker that held it finished after our change: it wrote our state.
+                result["clerk"] = "updated"
+                return result
+            if time.monotonic() > deadline:
+                result["clerk"] = "failed"
+                result["error"] = "another process kept this user busy; its write-back is queued"
+                return result
+            limits.policy.sleep(0.1)
+    finally:
+        keeper.stop()
+    if outcome.outcome in ("written", "unchanged"):
         result["clerk"] = "updated"
+    else:
+        result["clerk"] = "failed"
+        result["error"] = outcome.error or outcome.outcome
     return result

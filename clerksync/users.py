@@ -16,6 +16,7 @@ from typing import Any
 from clerksync import bookkeeping as bk
 from clerksync.errors import InvalidEvent
 from clerksync.schema import Schema, same_value
+from clerksync.writeback_queue import seen_copy
 
 CLERK_ID = re.compile(r"^user_[A-Za-z0-9_]{1,95}$")
 MAX_TEXT = 2048
@@ -132,17 +133,42 @@ def user_fields(user: ClerkUser, schema: Schema) -> dict[str, Any]:
     ``clerksync.updatedAt`` orders deliveries; ``clerksync.metadata`` is Clerk's copy of
     our keys as last seen, which decides whether a write-back is needed.
     """
-    metadata = user.public_metadata
     return {
         **schema.users.clerk_values(user),
         bk.UPDATED_AT: user.updated_at,
-        bk.SEEN: {key: metadata.get(key) for key in schema.users.metadata},
+        bk.SEEN: seen_copy(user.public_metadata, schema),
     }
 
 
 def wanted_metadata(doc: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     """What Clerk's ``publicMetadata`` must hold for this document."""
     return schema.users.wanted_metadata(doc)
+
+
+def agreeing_filter(clerk_metadata: Mapping[str, Any], schema: Schema) -> dict[str, Any] | None:
+    """A filter matching the document whose ``wanted_metadata`` is this Clerk copy, or None
+    when no document can match (a key missing or of the wrong type): lets a write that stores
+    Clerk's copy decide in its own filter whether a write-back is due
+    (``UserStore.upsert_user``). It agrees with ``clerk_copy_differs``: the admin flag
+    compares as ``AdminFlag.of`` does (the flag's value, or anything else)."""
+    from bson import ObjectId
+
+    users = schema.users
+    if not users.metadata_complete(clerk_metadata):
+        return None
+    query: dict[str, Any] = {}
+    for key, what in users.metadata.items():
+        value = clerk_metadata.get(key)
+        if what == "mongo_id":
+            if not ObjectId.is_valid(value) or str(ObjectId(value)) != value:
+                return None
+            query["_id"] = ObjectId(value)
+        elif what == "admin":
+            flag = users.admin
+            query[flag.field] = flag.value if value else {"$ne": flag.value}
+        elif users.app_id:
+            query[users.app_id] = value
+    return query
 
 
 def clerk_copy_differs(

@@ -45,3 +45,34 @@ def test_help_lists_every_command(cli) -> None:
     assert result.exit_code == 0
     for name in {p.split()[0] for p in command_paths()}:
         assert name in result.stdout
+
+
+def test_top_level_help_shows_exit_codes_settings_order_and_completion(cli) -> None:
+    text = cli("--help").stdout
+    for line in (
+        "Exit codes:",
+        "0  done",
+        "1  the job or a check failed",
+        "2  usage or configuration error",
+        "1. the process environment",
+        "2. .env.local, then .env",
+        "--install-completion",
+    ):
+        assert line in text, line
+
+
+def test_help_has_placeholders_not_types_and_whole_summaries(cli, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    groups = [(), *{(p.split()[0],) for p in command_paths() if " " in p}]
+    for path in [*groups, *(tuple(p.split()) for p in command_paths())]:
+        text = cli(*path, "--help").stdout
+        assert not re.search(r"<(str|int|float|path|int range|float range)>", text), (path, text)
+        summaries = text.split("Commands:", 1)[1] if "Commands:" in text else ""
+        assert "..." not in summaries, (path, summaries)  # a summary cut mid-sentence
+
+
+def test_readme_documents_what_help_says_about_exit_codes() -> None:
+    section = README.read_text().split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    for code in ("| 0 |", "| 1 |", "| 2 |"):
+        assert code in section
+    assert "port" in section and "already in use" in section

@@ -107,3 +107,49 @@ def test_human_output_marks_and_fixes(cli, store: UserStore) -> None:
     assert result.exit_code == 1
     assert "✗ WEBHOOK_SECRET" in result.stdout
     assert "fix: set WEBHOOK_SECRET" in result.stdout
+
+
+def test_malformed_secret_with_a_receiver_answering_is_a_check_not_a_crash(
+    cli, receiver, monkeypatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", "whsec_replace_me")  # .env.example's placeholder
+    monkeypatch.setenv("NEXT_PUBLIC_URL", receiver.base)
+    code, report, text = run(cli)
+    assert code == 1 and "Traceback" not in text
+    checks = by_name(report)
+    assert checks["WEBHOOK_SECRET"]["status"] == "fail"
+    assert checks[f"receiver {receiver.url}"]["detail"].startswith("refused an unsigned request")
+    human = cli("doctor")
+    assert human.exit_code == 1 and "Traceback" not in human.stdout + human.stderr
+    assert "✗ WEBHOOK_SECRET" in human.stdout
+
+
+def test_loopback_public_url_points_to_clerk_webhooks_listen(cli, store, monkeypatch) -> None:
+    for url in ("http://127.0.0.1:8000", "http://localhost:3000", "http://192.168.1.20"):
+        monkeypatch.setenv("NEXT_PUBLIC_URL", url)
+        _, report, _ = run(cli)
+        check = by_name(report)["NEXT_PUBLIC_URL"]
+        assert check["status"] == "warn", url
+        assert "clerk webhooks listen --forward-to" in check["hint"]
+        assert "webhook endpoint" not in by_name(report)  # no "Clerk must post to" a loopback
+    monkeypatch.setenv("NEXT_PUBLIC_URL", "https://app.example.com")
+    assert by_name(run(cli)[1])["NEXT_PUBLIC_URL"]["status"] == "pass"
+
+
+def test_doctor_uses_the_secret_of_a_running_serve_dev(
+    cli, receiver, monkeypatch, tmp_path
+) -> None:
+    from clerksync.send import DEV_SECRET_FILE, write_running_server
+
+    monkeypatch.delenv("WEBHOOK_SECRET")
+    home = tmp_path / "home"
+    monkeypatch.setenv("CLERKSYNC_HOME", str(home))
+    home.mkdir()
+    (home / DEV_SECRET_FILE).write_text(json.dumps({"secret": WEBHOOK_SECRET}))
+    write_running_server(home, receiver.url, dev=True)
+    code, report, _ = run(cli)
+    checks = by_name(report)
+    assert checks["WEBHOOK_SECRET"]["status"] == "pass"
+    assert checks[f"receiver {receiver.url}"]["status"] == "pass"
+    assert "receiver http://127.0.0.1:8000/api/webhooks/clerk" not in checks  # no guessing
+    assert code == 0, report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 
@@ -43,6 +44,7 @@ def test_list_shows_each_delivery_with_its_outcome_and_no_personal_data(cli, rec
         "receivedAt",
         "durationMs",
         "error",
+        "replay",
     }
     assert "private@x.com" not in result.stdout
     only = json.loads(cli("events", "list", "--outcome", "applied", "--json").stdout)
@@ -92,3 +94,107 @@ def test_replay_failed_replays_exactly_the_failed_ones(cli, store: UserStore) ->
     assert sorted(r["id"] for r in json.loads(result.stdout)) == ["msg_f0", "msg_f1"]
     assert store.users.count_documents({}) == 2
     assert cli("events", "replay").exit_code == 2
+
+
+def test_a_replay_is_marked_and_leaves_the_original_readable(cli, receiver, store) -> None:
+    deliver(receiver)
+    for _ in range(2):  # a second replay finds the original's payload again
+        replayed = cli("events", "replay", "msg_ev1", "--json")
+        assert replayed.exit_code == 0, replayed.stderr
+        assert json.loads(replayed.stdout)[0]["originalOutcome"] == "applied"
+    shown = json.loads(cli("events", "show", "msg_ev1", "--payload", "--json").stdout)
+    assert shown["outcome"] == "applied" and shown["payload"]["data"]["id"] == "user_ev"
+    assert shown["attempts"] == 1
+    assert [r["outcome"] for r in shown["replays"]] == ["duplicate", "duplicate"]
+    rows = json.loads(cli("events", "list", "--json").stdout)
+    assert [r["replay"] for r in rows if r["id"] == "msg_ev1"] == [True, True, False]
+    assert "(replay)" in cli("events", "list").stdout
+    stats = json.loads(cli("events", "stats", "--json").stdout)
+    assert stats["total"] == 3 and stats["replays"] == 2
+
+
+def test_doctor_probes_are_not_deliveries(cli, receiver, monkeypatch) -> None:
+    from clerksync.config import load_settings
+    from clerksync.doctor import probe_receiver
+
+    check = probe_receiver(load_settings(), receiver.url, WEBHOOK_SECRET)
+    assert check is not None and check.status == "pass"
+    deliver(receiver)
+    stats = json.loads(cli("events", "stats", "--json").stdout)
+    assert stats["total"] == 3 and "rejected" in stats["outcomes"]
+    assert stats["outcomes"]["rejected"]["count"] == 1  # the delivery, not doctor's probe
+    rows = json.loads(cli("events", "list", "--json").stdout)
+    assert not [r for r in rows if r["id"].startswith("msg_clerksync_probe_")]
+
+
+def test_replay_failed_skips_what_a_later_attempt_fixed(cli, store: UserStore) -> None:
+    payload = json.dumps(event("user.created", clerk_user(user_id="user_fixed"))).encode()
+    now = utcnow()
+    for outcome in ("failed", "applied"):  # Svix retried, and the retry went through
+        append_records(
+            store,
+            [
+                record(
+                    svix_id="msg_fixed",
+                    event_type="user.created",
+                    user_id="user_fixed",
+                    outcome=outcome,
+                    received_at=now,
+                    duration_ms=1,
+                    body=payload,
+                )
+            ],
+        )
+    result = cli("events", "replay", "--failed", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_replay_of_a_rejected_delivery_says_why(cli, receiver) -> None:
+    deliver(receiver)
+    result = cli("events", "replay", "msg_ev3")
+    assert result.exit_code == 1 and "rejected (never verified)" in result.stderr
+
+
+def test_tail_follow_prints_deliveries_as_they_arrive(receiver, db_env, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    env = {**os.environ}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clerksync", "events", "tail", "--follow", "--json",
+         "--interval", "0.1", "--type", "user.created"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))
+    reader.start()
+    try:
+        assert proc.stderr is not None
+        assert "Waiting for deliveries" in proc.stderr.readline()
+        deliver(receiver)  # one user.created among three deliveries
+        post(receiver.url, WEBHOOK_SECRET, event("user.created", clerk_user()), msg_id="msg_t2")
+        receiver.receiver.log.flush_now()
+        deadline = time.monotonic() + 20
+        while len(lines) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        reader.join(10)
+    shown = [json.loads(line) for line in lines]
+    assert [d["id"] for d in shown] == ["msg_ev1", "msg_t2"]
+    assert shown[0]["outcome"] == "applied" and shown[0]["type"] == "user.created"
+
+
+def test_tail_without_follow_shows_the_last_ones_oldest_first(cli, receiver) -> None:
+    deliver(receiver)
+    result = cli("events", "tail", "--lines", "2")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert "session.created" in lines[0] and "[msg_ev2]" in lines[0] and "ignored" in lines[0]
+    assert "rejected" in lines[1] and "error: signature" in lines[1]
+    only = cli("events", "tail", "--outcome", "applied", "--json")
+    assert [json.loads(x)["id"] for x in only.stdout.splitlines()] == ["msg_ev1"]

@@ -248,3 +248,29 @@ def test_junk_is_refused_before_its_body_is_read(receiver: RunningReceiver) -> N
     )
     answer = raw_request(port_of(receiver), head.encode(), timeout=5)  # and no body at all
     assert answer.startswith(b"HTTP/1.1 400") and b"too old" in answer
+
+
+def test_a_kept_alive_connection_that_dribbles_is_closed(store: UserStore, webhook_secret) -> None:
+    running = RunningReceiver(load_settings(), limits={"header_timeout": 1.0}).start()
+    try:
+        with socket.create_connection(("127.0.0.1", port_of(running)), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            # Blank lines are not a request: they stop uvicorn's keep-alive timer, not ours.
+            started = time.monotonic()
+            closed = False
+            while time.monotonic() - started < 4 and not closed:
+                try:
+                    sock.sendall(b"\r\n")
+                    sock.settimeout(0.3)
+                    closed = sock.recv(1) == b""
+                except TimeoutError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+            assert closed
+    finally:
+        running.stop()

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from clerksync.send import write_dev_secret
+from clerksync.send import DEV_SECRET_FILE, write_running_server
 from clerksync.store import UserStore
 from tests.conftest import WEBHOOK_SECRET
 
@@ -26,7 +26,7 @@ def test_send_creates_updates_and_deletes(cli, receiver, store: UserStore) -> No
     updated = cli(
         "send", "user.updated", "--user-id", "user_sent", "--first-name", "Grace", *target
     )
-    assert updated.exit_code == 0 and ": 200 in" in updated.stderr
+    assert updated.exit_code == 0 and ": 200 applied in" in updated.stderr
     assert store.find_user("user_sent")["firstName"] == "Grace"
 
     assert cli("send", "user.deleted", "--user-id", "user_sent", *target).exit_code == 0
@@ -36,7 +36,7 @@ def test_send_creates_updates_and_deletes(cli, receiver, store: UserStore) -> No
 def test_wrong_secret_shows_the_400_and_its_cause(cli, receiver, store: UserStore) -> None:
     result = cli("send", "user.created", "--url", receiver.url, "--secret", "whsec_" + "QUJDRA" * 6)
     assert result.exit_code == 1
-    assert ": 400 in" in result.stderr
+    assert ": 400 rejected in" in result.stderr
     assert "secret differs" in result.stderr
     assert store.count() == 0
 
@@ -77,7 +77,68 @@ def test_uses_the_secret_of_a_running_serve_dev(
 ) -> None:
     monkeypatch.delenv("WEBHOOK_SECRET")
     monkeypatch.setenv("CLERKSYNC_HOME", str(tmp_path / "state"))
-    write_dev_secret(tmp_path / "state", WEBHOOK_SECRET, receiver.url)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / DEV_SECRET_FILE).write_text(json.dumps({"secret": WEBHOOK_SECRET}))
+    write_running_server(tmp_path / "state", receiver.url, dev=True)
     result = cli("send", "user.created", "--user-id", "user_devsecret")
     assert result.exit_code == 0, result.stderr
     assert store.find_user("user_devsecret")
+
+
+def test_session_created_is_acknowledged_and_ignored(cli, receiver) -> None:
+    result = cli("send", "session.created", "--url", receiver.url, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["response"] == {"outcome": "ignored"}  # an object
+
+
+def test_every_documented_event_type_is_accepted(cli, receiver) -> None:
+    from clerksync.send import event_types, examples
+
+    assert set(examples()) <= set(event_types()) and "session.created" in event_types()
+    for event_type in event_types():
+        if event_type in ("user.updated", "user.deleted"):
+            continue  # they need a user: covered below
+        result = cli("send", event_type, "--url", receiver.url, "--json")
+        assert result.exit_code == 0, (event_type, result.stdout, result.stderr)
+        assert json.loads(result.stdout)["status"] == 200
+
+
+def test_user_updated_changes_the_last_user_send_created(cli, receiver, store: UserStore) -> None:
+    target = ("--url", receiver.url)
+    assert cli("send", "user.created", "--email", "grace@example.com", *target).exit_code == 0
+    assert cli("send", "user.created", "--email", "ada@example.com", *target).exit_code == 0
+    updated = cli("send", "user.updated", "--first-name", "Ada", *target)
+    assert updated.exit_code == 0, updated.stderr
+    assert store.count() == 2  # no third user
+    ada = store.find_user("ada@example.com")
+    assert ada["firstName"] == "Ada" and ada["email"] == "ada@example.com"  # email kept
+    grace = store.find_user("grace@example.com")  # unambiguous: one Grace
+    assert grace["firstName"] is None and grace["lastName"] is None  # nothing invented
+    assert cli("send", "user.deleted", *target).exit_code == 0
+    assert store.count() == 1
+
+
+def test_user_updated_without_any_user_says_what_to_do(cli, webhook_secret) -> None:
+    result = cli("send", "user.updated")
+    assert (
+        result.exit_code == 2 and "--user-id" in result.stderr and "user.created" in result.stderr
+    )
+
+
+def test_data_is_read_with_a_limit(cli, webhook_secret, tmp_path) -> None:
+    import os
+
+    if os.path.exists("/dev/zero"):
+        result = cli("send", "user.created", "--data", "/dev/zero")
+        assert result.exit_code == 2 and "over 1 MiB" in result.stderr
+    big = tmp_path / "big.json"
+    big.write_text('{"a": "' + "x" * (1024 * 1024) + '"}')
+    assert cli("send", "user.created", "--data", str(big)).exit_code == 2
+    missing = cli("send", "user.created", "--data", str(tmp_path / "missing.json"))
+    assert missing.exit_code == 2 and missing.stderr.count("\n") == 1
+
+
+def test_bad_url_is_one_line(cli, webhook_secret) -> None:
+    for url in ("localhost:8000", "http://127.0.0.1:99999/x"):
+        result = cli("send", "user.created", "--url", url)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr

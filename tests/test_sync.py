@@ -115,7 +115,7 @@ def test_promote_when_clerk_fails_keeps_mongo_and_exits_1(
     cli, store: UserStore, fake_clerk: FakeClerk
 ) -> None:
     [clerk_id] = seed_both(fake_clerk, store, 1)
-    fake_clerk.fail_next(1, status=500)
+    fake_clerk.fail_next(3, status=500)  # promote retries twice, then leaves it queued
     result = cli("promote", clerk_id)
     assert result.exit_code == 1
     assert "sync-metadata" in result.stderr

@@ -7,7 +7,8 @@ configuration). Tracebacks never show locals: they would hold keys and URLs.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import os
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -15,27 +16,93 @@ from typer.core import TyperGroup
 from clerksync import __version__
 from clerksync.cli.common import State
 
+HELP = """Keep your app's MongoDB users in step with Clerk.
+
+\b
+Settings, the first found wins:
+  1. the process environment
+  2. .env.local, then .env, in the working folder
+     (--env-file FILE reads that file instead; it may come anywhere on the line)
+Run `clerksync doctor` to see what is set, and what to fix.
+
+\b
+Exit codes:
+  0  done (doctor: nothing failed; warnings allowed)
+  1  the job or a check failed (database down, Clerk refused, a non-2xx,
+     a port already in use)
+  2  usage or configuration error (a bad option, a missing or malformed setting)
+"""
+
+
+def hoist_env_file(args: list[str]) -> list[str]:
+    """Move ``--env-file X`` to the front, so it works after the subcommand too.
+
+    ``clerksync users list --env-file .env.prod`` is how people type it; click
+    only knows the option on the root group. Nothing after ``--`` is touched.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            rest += args[i:]
+            break
+        if token == "--env-file" and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 2
+            continue
+        if token.startswith("--env-file="):
+            front.append(token)
+        else:
+            rest.append(token)
+        i += 1
+    return front + rest
+
 
 class ClerkSyncGroup(TyperGroup):
     """Root group: turns library errors into one line on stderr and the documented exit code."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_env_file(list(args)))
+
     def invoke(self, ctx: Any) -> Any:
+        import click
+
         from clerksync.errors import ClerkSyncError
 
         try:
             return super().invoke(ctx)
         except ClerkSyncError as exc:
-            typer.echo(f"Error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+            fail(f"Error: {exc}", exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("CLERKSYNC_DEBUG"):
+                raise
+            # Last resort: a bug, not the user's doing. One line, never locals (keys, URLs).
+            fail(
+                f"Error: unexpected {exc.__class__.__name__} (a bug in clerksync; "
+                "run again with CLERKSYNC_DEBUG=1 for the traceback, and report it)",
+                1,
+            )
+
+
+def fail(message: str, code: int) -> NoReturn:
+    from clerksync.cli.common import one_line
+
+    typer.echo(one_line(message), err=True)
+    raise typer.Exit(code) from None
 
 
 app = typer.Typer(
     cls=ClerkSyncGroup,
     name="clerksync",
-    help="Keep your app's MongoDB users in step with Clerk.",
+    help=HELP,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    pretty_exceptions_enable=False,
+    add_completion=True,
     rich_markup_mode=None,
 )
 
@@ -51,33 +118,54 @@ def root(
     ctx: typer.Context,
     env_file: Annotated[
         str | None,
-        typer.Option("--env-file", help="Read settings from this file instead of .env.local/.env."),
+        typer.Option(
+            "--env-file",
+            metavar="FILE",
+            help="Read settings from FILE instead of .env.local/.env (anywhere on the line).",
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    """Keep your app's MongoDB users in step with Clerk.
-
-    Settings come from the environment, then .env.local, then .env (see .env.example).
-    Exit codes: 0 done, 1 the job or a check failed, 2 usage or configuration error.
-    """
     ctx.obj = State(env_file)
 
 
 def _register() -> None:
     from clerksync.cli import doctor, events, orgs, send, serve, sync, users
 
-    app.command("doctor")(doctor.doctor)
+    # short_help: the one line `clerksync --help` shows, whole at 80 columns
+    app.command("doctor", short_help="Check the whole chain and say what to fix.")(doctor.doctor)
     app.add_typer(users.app, name="users")
-    app.command("sync-metadata")(sync.sync_metadata)
-    app.command("promote")(sync.promote)
-    app.command("demote")(sync.demote)
-    app.command("reconcile")(sync.reconcile)
-    app.command("serve")(serve.serve)
-    app.command("send")(send.send)
+    app.command("sync-metadata", short_help="Write the Mongo id and admin flag into Clerk.")(
+        sync.sync_metadata
+    )
+    app.command("promote", short_help="Give a user admin rights (MongoDB and Clerk).")(sync.promote)
+    app.command("demote", short_help="Take admin rights away (MongoDB and Clerk).")(sync.demote)
+    app.command("reconcile", short_help="Fix the Clerk users the database missed.")(sync.reconcile)
+    app.command("serve", short_help="Run the webhook receiver.")(serve.serve)
+    app.command("send", short_help="Post a signed test event to a receiver.")(send.send)
     app.add_typer(events.app, name="events")
     app.add_typer(orgs.app, name="orgs")
+
+
+def _argument_help_without_type() -> None:
+    """Show an argument as its metavar (``ID``), not ``ID <str>``: the type is noise there.
+
+    Typer prints an option's metavar instead of its type, but always appends the
+    type to an argument; this makes arguments do what options do.
+    """
+    from typer.core import TyperArgument
+
+    typed = TyperArgument.display_type_rich
+
+    def display_type_rich(self: TyperArgument, ctx: Any) -> str | None:
+        return None if self.metavar is not None else typed(self, ctx)
+
+    TyperArgument.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
+
+
+_argument_help_without_type()
 
 
 _register()

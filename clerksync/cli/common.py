@@ -1,21 +1,33 @@
-"""What every command shares: settings, the store, output to stdout/stderr, ``--json``."""
+"""What every command shares: settings, the store, output to stdout/stderr, ``--json``.
+
+Data from the database or from Clerk is printed as plain text, never as Rich
+markup: a user named ``[/]`` or a forged ``svix-id`` of ``[red]x`` must print as
+itself, and control characters (ESC, OSC) are shown escaped, so nothing a
+delivery carries can reach the terminal as a command.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from clerksync.config import Settings
     from clerksync.store import UserStore
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout; messages go to stderr.")
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", metavar="WHEN", help="30m, 2h, 7d, or an ISO 8601 time."),
 ]
 
 
@@ -34,6 +46,8 @@ class State:
             from clerksync.config import load_settings
 
             self._settings = load_settings(env_file=Path(self.env_file) if self.env_file else None)
+            for found, meant in self._settings.misnamed:
+                say(f"Note: {found} is set, but clerksync reads {meant}: did you mean {meant}?")
         return self._settings
 
 
@@ -47,25 +61,64 @@ def state(ctx: typer.Context) -> State:
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def stdout() -> Console:
+def stdout(width: int | None = None) -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=width)
+
+
+def one_line(message: str) -> str:
+    """A message as exactly one line: newlines folded, control characters escaped."""
+    return safe(" ".join(message.split("\n")))
 
 
 def say(message: str) -> None:
-    """A message for the person: always stderr, so stdout stays data."""
-    stderr().print(message, markup=False)
+    """A message for the person: always stderr, one logical line, never hard-wrapped."""
+    sys.stderr.write(safe(message) + "\n")
+    sys.stderr.flush()
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F)}
+_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
+_CONTROL.pop(0x0A)  # a newline in a message is its own; data never reaches here unescaped
+
+
+def safe(value: Any) -> str:
+    """Text for a terminal: C0/C1 control characters (ESC, BEL, CR…) shown as ``\\x1b``."""
+    return str(value).translate(_CONTROL)
+
+
+def cell(value: Any) -> str:
+    """A table cell: blank for None, ✓ for True, escaped text otherwise (newlines too)."""
+    if value is None:
+        return ""
+    if value is True:
+        return "✓"
+    if value is False:
+        return ""
+    return safe(value).replace("\n", "\\n")
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 user``, ``2 users``; ``words`` for irregular plurals (delivery → deliveries)."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def text(value: Any, style: str = "") -> Text:
+    """Data as a Rich ``Text``: printed literally, never parsed as markup."""
+    from rich.text import Text
+
+    return Text(cell(value), style=style)
 
 
 def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
     from clerksync.store import connect
 
     settings = state(ctx).settings
-    settings.require()
+    settings.check("MONGODB_URL", "MONGODB_DB")
     store = connect(settings, announce=say)
     store.ping()  # fail fast with a clear message instead of on the first query
     if indexes:
@@ -82,16 +135,70 @@ def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
     return store
 
 
-def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...], title: str) -> None:
-    """Rows of plain values as a Rich table on stdout; None shows as blank."""
-    from rich.table import Table
+def print_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    title: str,
+    *,
+    keep: Sequence[str] = (),
+    drop: Sequence[str] = (),
+) -> None:
+    """Rows as one line each on stdout, whatever the width (a pipe counts as 80 columns).
 
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    stdout().print(table)
+    ``columns`` is (key, heading). Columns in ``keep`` (ids a person copies) are
+    never cut; when the line would not fit, the columns in ``drop`` go first, in
+    that order (``--json`` and ``show`` still have them), then the others shrink
+    and end in "…". Cells are plain text: see the module docstring.
+    """
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    console = stdout()
+    cells = {key: [cell(row.get(key)) for row in rows] for key, _ in columns}
+
+    def natural(key: str, heading: str) -> int:
+        return max([len(heading), *(len(c) for c in cells[key])])
+
+    def least(key: str, heading: str) -> int:
+        widest = natural(key, heading)
+        return widest if key in keep else min(widest, max(len(heading), 10))
+
+    # a droppable column with nothing in it (no errors, say) is dropped first
+    shown = [(k, h) for k, h in columns if k not in drop or any(cells[k])]
+    for key in drop:
+        needed = sum(least(k, h) for k, h in shown) + 3 * (len(shown) - 1)
+        if needed <= console.width:
+            break
+        shown = [(k, h) for k, h in shown if k != key]
+    # Widths are set here rather than left to Rich, which would cut the last column
+    # instead of shortening the long ones: the widest shrinkable column gives way first.
+    widths = {k: natural(k, h) for k, h in shown}
+    excess = sum(widths.values()) + 3 * (len(shown) - 1) - console.width
+    while excess > 0:
+        shrinkable = [k for k, h in shown if k not in keep and widths[k] > least(k, h)]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda k: widths[k])
+        widths[widest] -= 1
+        excess -= 1
+    table = Table(
+        title=Text(safe(title)),
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        title_justify="left",
+    )
+    for key, heading in shown:
+        table.add_column(
+            heading,
+            no_wrap=True,
+            overflow="fold" if key in keep else "ellipsis",
+            width=widths[key],
+        )
+    for i in range(len(rows)):
+        table.add_row(*(Text(cells[key][i]) for key, _ in shown))
+    console.print(table)
 
 
 def print_json(data: Any) -> None:

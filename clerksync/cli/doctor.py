@@ -2,15 +2,21 @@
 
 import typer
 
-from clerksync.cli.common import JsonOption, print_json, state, stdout
+from clerksync.cli.common import JsonOption, print_json, safe, state, stdout
 
-MARKS = {"pass": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+MARKS = {
+    "pass": ("✓", "green"),
+    "info": ("·", "blue"),
+    "warn": ("!", "yellow"),
+    "fail": ("✗", "red"),
+}
 
 
 def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
-    """Check the whole chain (config, MongoDB, Clerk key, webhook secret and endpoint).
+    """Check the whole chain and say what to fix.
 
-    Exits 0 when nothing fails (warnings allowed), 1 otherwise.
+    Config, MongoDB, the Clerk key, the webhook secret, endpoint and receiver.
+    Exits 0 when nothing fails (warnings and notes allowed), 1 otherwise.
     """
     from rich.text import Text
 
@@ -21,15 +27,23 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
     if json:
         print_json({"ok": healthy, "checks": [c.to_json() for c in checks]})
     else:
+        from rich.table import Table
+
         console = stdout()
+        # a grid, so a long detail or fix wraps under its own text, not under the mark
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
         for check in checks:
             mark, color = MARKS[check.status]
-            line = Text(f"{mark} ", style=color)
-            line.append(f"{check.name}: ", style="bold")
-            line.append(check.detail)
-            console.print(line)
+            line = Text()
+            line.append(f"{safe(check.name)}: ", style="bold")
+            line.append(safe(check.detail))
+            grid.add_row(Text(mark, style=color), line)
             if check.hint:
-                console.print(Text(f"    fix: {check.hint}", style="dim"))
+                label = "note" if check.status == "info" else "fix"
+                grid.add_row("", Text(f"{label}: {safe(check.hint)}", style="dim"))
+        console.print(grid)
         console.print("All checks passed." if healthy else "Some checks failed.")
     if not healthy:
         raise typer.Exit(1)

@@ -1,65 +1,89 @@
-"""``clerksync events list|show|stats|replay``: the receiver's delivery log."""
+"""``clerksync events list|show|stats|tail|replay``: the receiver's delivery log."""
 
 import json as jsonlib
+import sys
 import time
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, print_table, say, state
+from clerksync.cli.common import (
+    JsonOption,
+    SinceOption,
+    cell,
+    open_store,
+    plural,
+    print_json,
+    print_table,
+    say,
+    state,
+)
 
-app = typer.Typer(help="The delivery log: list, show, stats, replay.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from clerksync.events import Delivery
 
-ROW = ("id", "type", "objectId", "userId", "outcome", "receivedAt", "durationMs", "error")
-SinceOption = Annotated[str | None, typer.Option("--since", help="30m, 2h, 7d or ISO 8601.")]
+app = typer.Typer(help="The delivery log: list, show, stats, tail, replay.", no_args_is_help=True)
+
+#: (key, heading) of the list table; --json has every field
+COLUMNS = (
+    ("id", "svix id"),
+    ("type", "type"),
+    ("objectId", "object"),
+    ("userId", "user"),
+    ("outcome", "outcome"),
+    ("received", "received (UTC)"),
+    ("ms", "ms"),
+    ("error", "error"),
+)
+OUTCOME_HELP = "applied, duplicate, stale, ignored, rejected or failed."
+TypeOption = Annotated[
+    str | None, typer.Option("--type", metavar="TYPE", help="Only this event type.")
+]
+OutcomeOption = Annotated[
+    str | None,
+    typer.Option("--outcome", metavar="OUTCOME", help=f"Only this outcome: {OUTCOME_HELP}"),
+]
 
 
-def row(entry: Any) -> dict[str, Any]:
-    """A log record as documented: ids and outcome, no emails or names."""
-    received = entry.get("receivedAt")
+def table_row(delivery: "Delivery") -> dict[str, object]:
+    view = delivery.to_json()
+    received = view["receivedAt"]
     return {
-        "id": entry.get("svixId"),
-        "type": entry.get("type"),
-        "objectId": entry.get("objectId"),
-        "userId": entry.get("userId"),
-        "outcome": entry.get("outcome"),
-        "receivedAt": received.isoformat().replace("+00:00", "Z") if received else None,
-        "durationMs": entry.get("durationMs"),
-        "error": entry.get("error"),
+        **view,
+        "outcome": f"{delivery.outcome} (replay)" if delivery.replay else delivery.outcome,
+        "received": received[5:19].replace("T", " ") if received else None,
+        "ms": None if delivery.duration_ms is None else f"{delivery.duration_ms:.1f}",
     }
 
 
 @app.command("list")
 def list_events(
     ctx: typer.Context,
-    event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
-    outcome: Annotated[
-        str | None,
-        typer.Option("--outcome", help="applied, duplicate, stale, ignored, rejected or failed."),
-    ] = None,
+    event_type: TypeOption = None,
+    outcome: OutcomeOption = None,
     since: SinceOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N rows.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="At most N rows.")] = 50,
     json: JsonOption = False,
 ) -> None:
-    """List deliveries, newest first."""
-    from clerksync.deliveries import find_deliveries, since_ago
+    """List deliveries, newest first (replays marked)."""
+    from clerksync.events import list_deliveries, parse_outcome, parse_since
 
-    store = open_store(ctx)
-    rows = [
-        row(e)
-        for e in find_deliveries(
-            store,
-            event_type=event_type,
-            outcome=outcome,
-            since=since_ago(since) if since else None,
-            limit=limit,
-        )
-    ]
+    wanted = parse_outcome(outcome)
+    after = parse_since(since) if since else None
+    found = list_deliveries(
+        open_store(ctx), event_type=event_type, outcome=wanted, since=after, limit=limit
+    )
     if json:
-        print_json(rows)
+        print_json([d.to_json() for d in found])
         return
-    print_table(rows, ROW, f"{len(rows)} deliveries")
+    print_table(
+        [table_row(d) for d in found],
+        COLUMNS,
+        plural(len(found), "delivery", "deliveries"),
+        keep=("id", "outcome"),
+        drop=("ms", "objectId", "userId", "received", "error"),
+    )
 
 
 @app.command("show")
@@ -69,46 +93,108 @@ def show_event(
     payload: Annotated[bool, typer.Option("--payload", help="Include the stored payload.")] = False,
     json: JsonOption = False,
 ) -> None:
-    """Show one delivery by its svix-id."""
-    from clerksync.deliveries import find_delivery, stored_payload
-    from clerksync.errors import NotFound
+    """Show one delivery by its svix-id, with its replays."""
+    from clerksync.events import show_delivery
 
-    entry = find_delivery(open_store(ctx), svix_id)
-    if entry is None:
-        raise NotFound(f"no delivery {svix_id!r} in the log")
-    view = row(entry)
-    if payload:
-        view["payload"] = stored_payload(entry)
+    detail = show_delivery(open_store(ctx), svix_id)
+    view = detail.to_json(payload=payload)
     if json:
         print_json(view)
-    else:
-        for key, value in view.items():
-            typer.echo(f"{key}: {jsonlib.dumps(value) if key == 'payload' else value}")
+        return
+    for key, value in view.items():
+        if value is None or key == "replays":
+            continue  # no "error: None": an absent field is not printed
+        shown = jsonlib.dumps(value, indent=2) if key == "payload" else value
+        typer.echo(f"{key}: {cell(shown) if key != 'payload' else shown}")
+    for replayed in detail.replays:
+        typer.echo(
+            f"replayed: {cell(table_row(replayed)['receivedAt'])} -> {cell(replayed.outcome)}"
+        )
+    if payload and detail.payload is None:
+        say("No payload: the delivery was rejected (never verified), or its payload expired.")
 
 
 @app.command("stats")
 def stats(ctx: typer.Context, since: SinceOption = None, json: JsonOption = False) -> None:
     """Counts and rates per outcome and per event type."""
-    from clerksync.deliveries import iter_records, since_ago
+    from clerksync.events import delivery_stats, parse_since
 
-    store = open_store(ctx)
-    by_outcome: dict[str, int] = {}
-    by_type: dict[str, int] = {}
-    for entry in iter_records(store, since=since_ago(since) if since else None):
-        by_outcome[entry["outcome"]] = by_outcome.get(entry["outcome"], 0) + 1
-        key = entry.get("type") or "(unparsed)"
-        by_type[key] = by_type.get(key, 0) + 1
-    total = sum(by_outcome.values())
-    outcomes = {k: {"count": v, "rate": round(v / total, 4)} for k, v in by_outcome.items()}
-    result = {"total": total, "outcomes": outcomes, "types": by_type}
+    result = delivery_stats(open_store(ctx), since=parse_since(since) if since else None)
     if json:
-        print_json(result)
+        print_json(result.to_json())
         return
-    typer.echo(f"{total} deliveries")
-    for name, data in sorted(outcomes.items()):
-        typer.echo(f"  {name:<10} {data['count']:>7}  {data['rate']:.1%}")
-    for name, count in sorted(by_type.items()):
-        typer.echo(f"  {name:<24} {count:>7}")
+    typer.echo(plural(result.total, "delivery", "deliveries"))
+    for name, count in sorted(result.outcomes.items()):
+        typer.echo(f"  {cell(name):<10} {count:>7}  {result.rate(name):6.1%}")
+    for name, count in sorted(result.types.items()):
+        typer.echo(f"  {cell(name):<32} {count:>7}")
+    if result.replays:
+        typer.echo(f"  (and {plural(result.replays, 'replay')}, not counted above)")
+
+
+def tail_line(delivery: "Delivery") -> str:
+    """One line per delivery, as `stripe listen` prints them."""
+    received = delivery.received_at.strftime("%H:%M:%S") if delivery.received_at else "--:--:--"
+    ms = "" if delivery.duration_ms is None else f" {delivery.duration_ms:.1f} ms"
+    parts = [
+        received,
+        "<-- replay" if delivery.replay else "-->",
+        cell(delivery.type or "(unparsed)"),
+        f"[{cell(delivery.id or 'no svix-id')}]",
+        cell(delivery.outcome) + ms,
+    ]
+    if delivery.user_id:
+        parts.append(cell(delivery.user_id))
+    if delivery.error:
+        parts.append(f"error: {cell(delivery.error)}")
+    return "  ".join(parts)
+
+
+@app.command("tail", short_help="Print deliveries as they arrive (with --follow).")
+def tail(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing deliveries as they arrive.")
+    ] = False,
+    event_type: TypeOption = None,
+    outcome: OutcomeOption = None,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", metavar="N", min=0, help="Show the last N first.")
+    ] = 10,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", metavar="SECONDS", min=0.05, help="How often to look (--follow)."
+        ),
+    ] = 0.5,
+    json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line on stdout.")
+    ] = False,
+) -> None:
+    """Print the last deliveries, and with --follow each one as it arrives.
+
+    The live view to keep open beside the app. Ctrl-C stops.
+    """
+    from clerksync.events import Tail, parse_outcome
+
+    watcher = Tail(open_store(ctx), event_type=event_type, outcome=parse_outcome(outcome))
+
+    def emit(found: list["Delivery"]) -> None:
+        for delivery in found:
+            line = jsonlib.dumps(delivery.to_json()) if json else tail_line(delivery)
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    emit(watcher.recent(lines))
+    if not follow:
+        return
+    say("Waiting for deliveries (Ctrl-C stops)…")
+    try:
+        while True:
+            time.sleep(interval)
+            emit(watcher.poll())
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command("replay")
@@ -117,75 +203,34 @@ def replay(
     svix_id: Annotated[
         str | None, typer.Argument(metavar="[ID]", help="The delivery's svix-id.")
     ] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Replay every failed delivery.")] = False,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Replay every delivery that is still failed.")
+    ] = False,
     since: SinceOption = None,
     json: JsonOption = False,
 ) -> None:
     """Re-apply stored payloads through the receiver's own code path.
 
     Payloads were verified when they arrived; a replay obeys the same ordering
-    and tombstone rules, so replaying is always safe.
+    and tombstone rules, so replaying is always safe. Each replay is logged as
+    a replay, beside the delivery it repeats.
     """
-    from clerksync.deliveries import (
-        append_records,
-        find_delivery,
-        iter_records,
-        record,
-        since_ago,
-        stored_body,
-    )
-    from clerksync.errors import NotFound, UsageError
-    from clerksync.mongo import utcnow
-    from clerksync.webhooks import apply_event, parse_event
+    from clerksync.errors import UsageError
+    from clerksync.events import parse_since
+    from clerksync.events import replay as run
 
     if (svix_id is None) == (not failed):
         raise UsageError("give one delivery ID, or --failed")
+    after = parse_since(since) if since else None
     store = open_store(ctx, indexes=True)
     ttl = timedelta(days=state(ctx).settings.payload_ttl_days)
-    if failed:
-        newest: dict[str, Any] = {}  # one replay per delivery, from its newest failure
-        for entry in iter_records(
-            store, outcome="failed", since=since_ago(since) if since else None, payload=True
-        ):
-            if entry.get("payload") and entry["svixId"] not in newest:
-                newest[entry["svixId"]] = entry
-        entries = list(reversed(newest.values()))  # oldest first, as they arrived
-    else:
-        found = find_delivery(store, svix_id or "")
-        if found is None:
-            raise NotFound(f"no delivery {svix_id!r} in the log")
-        if not found.get("payload"):
-            raise NotFound(f"delivery {svix_id!r} has no stored payload (rejected, or expired)")
-        entries = [found]
-    results = []
-    for entry in entries:
-        started = time.perf_counter()
-        body = stored_body(entry)
-        assert body is not None  # selected for having one
-        event = parse_event(body)
-        outcome, _ = apply_event(store, event)
-        append_records(
-            store,
-            [
-                record(
-                    svix_id=entry["svixId"],
-                    event_type=event.type,
-                    user_id=event.user_id,
-                    object_id=event.object_id,
-                    outcome=outcome,
-                    received_at=utcnow(),
-                    source="replay",
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                    payload_ttl=ttl,
-                )
-            ],
-        )
-        results.append(
-            {"id": entry["svixId"], "type": event.type, "userId": event.user_id, "outcome": outcome}
-        )
+    results = run(store, svix_id=svix_id, failed=failed, since=after, payload_ttl=ttl)
     if json:
-        print_json(results)
-    else:
-        for r in results:
-            typer.echo(f"{r['id']} {r['type']} {r['userId']}: {r['outcome']}")
-        say(f"replayed {len(results)} deliveries")
+        print_json([r.to_json() for r in results])
+        return
+    for r in results:
+        typer.echo(
+            f"{cell(r.id)} {cell(r.type)} {cell(r.user_id or '')}: {r.outcome} "
+            f"(was {cell(r.original_outcome)})"
+        )
+    say(f"replayed {plural(len(results), 'delivery', 'deliveries')}")

@@ -8,22 +8,30 @@ from clerksync.cli.common import JsonOption, open_store, print_json, print_table
 
 app = typer.Typer(help="The organizations the database holds.", no_args_is_help=True)
 
-COLUMNS = ("id", "clerkId", "name", "slug", "members")
+COLUMNS = (
+    ("id", "id"),
+    ("clerkId", "clerk id"),
+    ("name", "name"),
+    ("slug", "slug"),
+    ("members", "members"),
+)
 
 
 @app.command("list")
 def list_orgs(
     ctx: typer.Context,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", min=1, help="At most N.")
+    ] = None,
     json: JsonOption = False,
 ) -> None:
-    """List the organizations in MongoDB, newest first, with their member counts."""
+    """List organizations, newest first, with member counts."""
     store = open_store(ctx)
     rows = store.orgs.list_organizations(limit=limit)
     if json:
         print_json(rows)
         return
-    print_table(rows, COLUMNS, f"{len(rows)} organizations in {store.name!r}")
+    print_table(rows, COLUMNS, f"{len(rows)} organizations in {store.name!r}", keep=("clerkId",))
 
 
 @app.command("show")
@@ -34,7 +42,10 @@ def show_org(
     ],
     json: JsonOption = False,
 ) -> None:
-    """Show one organization and its members (user id, role, email where known)."""
+    """Show one organization and its members.
+
+    Each member with user id, role, and the user's email where the database has it.
+    """
     from rich.table import Table
 
     from clerksync.orgstore import organization_detail
@@ -52,4 +63,9 @@ def show_org(
             table.add_row(key, "" if value is None else str(value))
     stdout().print(table)
     members = view["members"]
-    print_table(members, ("userId", "role", "email"), f"{len(members)} members")
+    print_table(
+        members,
+        (("userId", "user"), ("role", "role"), ("email", "email")),
+        f"{len(members)} members",
+        keep=("userId",),
+    )

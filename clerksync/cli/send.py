@@ -12,25 +12,49 @@ from clerksync.cli.common import JsonOption, print_json, say, state
 def send(
     ctx: typer.Context,
     event_type: Annotated[
-        str, typer.Argument(metavar="EVENT", help="user.created, user.updated or user.deleted.")
+        str,
+        typer.Argument(
+            metavar="EVENT",
+            help="user.created, user.updated, user.deleted, session.created, or any "
+            "other Clerk event type (organization.created, email.created, role.created…).",
+        ),
     ],
-    user_id: Annotated[str | None, typer.Option("--user-id", help="Clerk user id.")] = None,
-    email: Annotated[str | None, typer.Option("--email", help="Primary email.")] = None,
-    first_name: Annotated[str | None, typer.Option("--first-name", help="First name.")] = None,
-    last_name: Annotated[str | None, typer.Option("--last-name", help="Last name.")] = None,
-    username: Annotated[str | None, typer.Option("--username", help="Username.")] = None,
+    user_id: Annotated[
+        str | None,
+        typer.Option(
+            "--user-id",
+            metavar="ID",
+            help="Clerk user id (default for user.updated/deleted: the last user `send` created).",
+        ),
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", metavar="EMAIL", help="Primary email.")
+    ] = None,
+    first_name: Annotated[
+        str | None, typer.Option("--first-name", metavar="NAME", help="First name.")
+    ] = None,
+    last_name: Annotated[
+        str | None, typer.Option("--last-name", metavar="NAME", help="Last name.")
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option("--username", metavar="NAME", help="Username.")
+    ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="A captured event or user object (JSON file).")
+        Path | None,
+        typer.Option(
+            "--data", metavar="FILE", help="A captured event or user object (JSON, at most 1 MiB)."
+        ),
     ] = None,
     secret: Annotated[
-        str | None, typer.Option("--secret", help="Sign with this whsec_ secret.")
+        str | None, typer.Option("--secret", metavar="WHSEC", help="Sign with this whsec_ secret.")
     ] = None,
     url: Annotated[
         str | None,
         typer.Option(
             "--url",
-            help="Receiver URL (default: a running `serve --dev`, else "
-            "NEXT_PUBLIC_URL/api/webhooks/clerk, else the local receiver).",
+            metavar="URL",
+            help="Receiver URL (default: the running `serve`, else "
+            "NEXT_PUBLIC_URL/api/webhooks/clerk, else http://127.0.0.1:8000).",
         ),
     ] = None,
     print_curl: Annotated[
@@ -38,41 +62,64 @@ def send(
     ] = False,
     json: JsonOption = False,
 ) -> None:
-    """Send a signed test event (signed with the svix library, exactly as Clerk's are).
+    """Send a signed test event, exactly as Clerk signs them (svix).
 
-    Prints the status and latency; on a non-2xx, the answer and its likely cause.
-    Exits 1 on any non-2xx or no answer.
+    Only the fields given are set: nothing is made up. `user.updated` changes
+    the last user `send` created (or --user-id) and keeps its other fields.
+    Prints the status and latency; on a non-2xx, the answer and its likely
+    cause. Exits 1 on any non-2xx or no answer.
     """
-    from clerksync.config import check_webhook_secret
+    from clerksync.config import check_http_url, check_webhook_secret
     from clerksync.errors import UsageError
-    from clerksync.send import build_event, curl_command, post_event, resolve_target
+    from clerksync.send import SendState, build_event, curl_command, post_event, resolve_target
 
-    body = jsonlib.dumps(
-        build_event(
-            event_type,
-            user_id=user_id,
-            email=email,
-            first_name=first_name,
-            last_name=last_name,
-            username=username,
-            data_file=data,
-        )
-    ).encode()
-    target, key = resolve_target(state(ctx).settings, url, secret)
+    settings = state(ctx).settings
+    if url is not None and check_http_url(url):
+        raise UsageError(f"--url {url[:60]!r} {check_http_url(url)}")
+    sent_state = SendState.load(settings.state_dir)
+    body = build_event(
+        event_type,
+        user_id=user_id,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        username=username,
+        data_file=data,
+        state=sent_state,
+    )
+    raw = jsonlib.dumps(body).encode()
+    target, key = resolve_target(settings, url, secret)
+    # only what is used is checked: a running `serve --dev` needs neither variable
+    if url is None and target == settings.webhook_url:
+        settings.check("NEXT_PUBLIC_URL")
+    if secret is None and key == settings.webhook_secret:
+        settings.check("WEBHOOK_SECRET")
     problem = check_webhook_secret(key)
     if problem:
         raise UsageError(f"the signing secret {problem}")
     if print_curl:
-        typer.echo(curl_command(target, key, body))
+        typer.echo(curl_command(target, key, raw))
         say("The signature expires in 5 minutes.")
         return
-    result = post_event(target, key, body)
+    result = post_event(target, key, raw)
+    if result.ok:
+        sent_state.sent(body)
+        try:
+            sent_state.save(settings.state_dir)
+        except OSError:
+            say("Note: could not remember this user for the next `send` (state dir not writable).")
     if json:
         print_json(result.to_json())
     elif result.status is None:
         say(f"POST {target}: no answer after {result.latency_ms:.0f} ms")
     else:
-        say(f"POST {target}: {result.status} in {result.latency_ms:.0f} ms")
+        answer = result.answer
+        outcome = answer.get("outcome") if isinstance(answer, dict) else None
+        what = f"{event_type} {body['data'].get('id', '')}".strip()
+        say(
+            f"POST {target}: {result.status}{' ' + str(outcome) if outcome else ''} "
+            f"in {result.latency_ms:.0f} ms ({what})"
+        )
         if not result.ok:
             say(f"  answer: {result.response[:300]}")
     if not result.ok:

@@ -1,6 +1,5 @@
 """``clerksync serve``: the local webhook receiver."""
 
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Annotated
@@ -8,12 +7,63 @@ from typing import Annotated
 import typer
 
 from clerksync.cli.common import say, state
+from clerksync.errors import ClerkSyncError, UsageError
+
+
+class PortInUse(ClerkSyncError):
+    """Another process listens on the address: exit 1 (the job could not be done)."""
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Bind the address once, and let go: fail now, in one line, rather than in uvicorn.
+
+    A second ``serve`` must stop here, before it says "Receiving on" and before
+    it touches the running one's files. (uvicorn binds with SO_REUSEADDR, so the
+    test does the same: a socket left in TIME_WAIT does not count as in use.)
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, ValueError):
+        raise UsageError(f"--host {host[:60]!r} is not an address this machine has") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"{host}:{port} is already in use (another `clerksync serve`?): "
+                    f"stop it, or pick another port with --port"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise UsageError(
+                    f"{host}:{port}: not allowed to bind (ports below 1024 need root)"
+                ) from None
+            raise UsageError(
+                f"--host {host[:60]!r} is not an address this machine has ({exc.strerror})"
+            ) from None
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL a local ``send`` posts to: a wildcard bind answers on loopback."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/api/webhooks/clerk"
 
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to bind.")] = 8000,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to bind.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to bind.")
+    ] = 8000,
     log_json: Annotated[
         bool,
         typer.Option("--log-json", help="Log JSON lines (every line, uvicorn's included)."),
@@ -22,6 +72,7 @@ def serve(
         int,
         typer.Option(
             "--limit-concurrency",
+            metavar="N",
             min=16,
             help="Connections and requests at once; past it, 503 (Svix retries). Kept below "
             "the open-file limit.",
@@ -29,21 +80,42 @@ def serve(
     ] = 1000,
     dev: Annotated[
         bool,
-        typer.Option("--dev", help="Use a fresh whsec_ secret, print it, and leave it for `send`."),
+        typer.Option(
+            "--dev",
+            help="Use this machine's local signing secret (made once, kept across restarts), "
+            "print it, and leave it for `send`.",
+        ),
+    ] = False,
+    rotate_secret: Annotated[
+        bool, typer.Option("--rotate-secret", help="With --dev: make a new local secret.")
     ] = False,
 ) -> None:
     """Run the webhook receiver: POST /api/webhooks/clerk, GET /healthz.
 
-    Needs WEBHOOK_SECRET (or --dev). Without CLERK_SECRET_KEY users are still
-    stored; their metadata write-backs wait until a key is set.
+    Needs WEBHOOK_SECRET, or --dev for a local one. Without CLERK_SECRET_KEY
+    users are still stored; their metadata write-backs wait until a key is set.
+    Exits 1 at once if the port is in use.
     """
     from clerksync.config import mask
-    from clerksync.send import DEV_SECRET_FILE, write_dev_secret
+    from clerksync.send import (
+        DEV_SECRET_FILE,
+        dev_secret,
+        forget_running_server,
+        write_running_server,
+    )
     from clerksync.server import run
     from clerksync.store import connect
-    from clerksync.webhooks import new_secret
 
     settings = state(ctx).settings
+    if rotate_secret and not dev:
+        raise UsageError("--rotate-secret goes with --dev (it renews the local secret)")
+    settings.check("MONGODB_URL", "MONGODB_DB", "CLERK_SECRET_KEY", "CLERK_API_URL")
+    if not dev:
+        settings.require(
+            "WEBHOOK_SECRET", hint=", or run `clerksync serve --dev` for a local secret"
+        )
+    check_bindable(host, port)  # before anything is announced or written
+    url = local_url(host, port)
     tell: Callable[[str], None] = say
     if log_json:  # every line JSON, these messages too
         import logging
@@ -53,16 +125,15 @@ def serve(
         configure_logging(json_lines=True)
         tell = logging.getLogger("clerksync.serve").info
     if dev:
-        secret = new_secret()
+        secret, made = dev_secret(settings.state_dir, rotate=rotate_secret)
         settings = dataclasses.replace(settings, webhook_secret=secret)
-        path = write_dev_secret(
-            settings.state_dir, secret, f"http://{host}:{port}/api/webhooks/clerk"
-        )
+        kept = "new" if made else "kept"
+        shown = mask(secret) if log_json else secret  # a log line is no place for a secret
         tell(
-            f"Dev mode: your webhook signing secret is {secret} (saved in {path}; "
-            "`clerksync send` uses it)"
+            f"Dev mode: the webhook signing secret is {shown} ({kept}; in "
+            f"{settings.state_dir / DEV_SECRET_FILE}, reused until --rotate-secret). "
+            "`clerksync send` finds it."
         )
-    settings.require("WEBHOOK_SECRET")
     store = connect(settings, announce=tell)
     store.ping()  # refuse to start against a database that does not answer
     writeback = (
@@ -70,9 +141,10 @@ def serve(
         if settings.clerk_secret_key
         else "waiting (CLERK_SECRET_KEY is unset; users are still stored)"
     )
+    write_running_server(settings.state_dir, url, dev=dev)
     tell(
-        f"Receiving on http://{host}:{port}/api/webhooks/clerk "
-        f"(secret {mask(settings.webhook_secret)}; write-backs {writeback}). Ctrl-C stops."
+        f"Receiving on {url} (secret {mask(settings.webhook_secret)}; "
+        f"write-backs {writeback}). Ctrl-C stops."
     )
     try:
         run(
@@ -84,6 +156,11 @@ def serve(
             limit_concurrency=limit_concurrency,
         )
     finally:
-        if dev:
-            with contextlib.suppress(OSError):
-                (settings.state_dir / DEV_SECRET_FILE).unlink()
+        forget_running_server(settings.state_dir)
+        if settings.uses_embedded_store:
+            from clerksync.embedded import IDLE_SECONDS
+
+            tell(
+                f"Stopped. The embedded store stops by itself after {IDLE_SECONDS / 60:.0f} "
+                "minutes without a client (CLERKSYNC_EMBEDDED_IDLE_SECONDS)."
+            )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, say, state
+from clerksync.cli.common import JsonOption, open_store, print_json, safe, say, state
 
 if TYPE_CHECKING:
     from clerksync.clerk import ClerkGateway
@@ -17,6 +17,7 @@ RateOption = Annotated[
     float | None,
     typer.Option(
         "--rate",
+        metavar="N",
         min=0.1,
         help="Clerk requests per second (default: 95% of the instance limit told by the "
         "key, 9.5/s development, 95/s production; lower it to leave your app more room).",
@@ -36,6 +37,7 @@ def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | Non
     from clerksync.clerk import ClerkGateway
 
     settings = state(ctx).settings
+    settings.check("CLERK_SECRET_KEY", "CLERK_API_URL")
     if required:
         settings.require("CLERK_SECRET_KEY")
     if not settings.clerk_secret_key:
@@ -111,7 +113,7 @@ def sync_metadata(
             f"{summary['missing']}"
         )
         for clerk_id in summary.get("would_change", []):
-            typer.echo(clerk_id)
+            typer.echo(safe(clerk_id))
         for error in summary.get("errors", []):
             say(f"  failed: {error}")
     if summary["failed"]:
@@ -237,7 +239,7 @@ def reconcile(
     if result.invalid:
         say(f"{result.invalid} Clerk records could not be mapped (no valid id/updated_at)")
     for clerk_id in result.orphans:
-        typer.echo(f"orphan: {clerk_id}")
+        typer.echo(f"orphan: {safe(clerk_id)}")
     for kind, part in (
         ("organizations", result.organizations),
         ("memberships", result.memberships),
@@ -255,7 +257,7 @@ def reconcile(
             + (f", {part['invalid']} invalid" if part["invalid"] else "")
         )
         for clerk_id in part["orphans"]:
-            typer.echo(f"orphan: {clerk_id}")
+            typer.echo(f"orphan: {safe(clerk_id)}")
 
     if result.prune_run:
         say(

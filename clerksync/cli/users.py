@@ -1,14 +1,37 @@
 """``clerksync users list|show``: what the database holds."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, print_table, stdout
+from clerksync.cli.common import (
+    JsonOption,
+    open_store,
+    plural,
+    print_json,
+    print_table,
+    stdout,
+    text,
+)
 
-app = typer.Typer(help="What the database holds.", no_args_is_help=True)
+app = typer.Typer(help="What the database holds: list and show users.", no_args_is_help=True)
 
-COLUMNS = ("id", "clerkId", "email", "firstName", "lastName", "username", "isAdmin", "createdAt")
+#: (key, heading); the Mongo id and picture are in `users show` and --json
+COLUMNS = (
+    ("clerkId", "clerk id"),
+    ("email", "email"),
+    ("name", "name"),
+    ("username", "username"),
+    ("isAdmin", "admin"),
+    ("created", "created"),
+)
+
+
+def table_row(view: dict[str, Any]) -> dict[str, Any]:
+    name = " ".join(part for part in (view["firstName"], view["lastName"]) if part)
+    created = view["createdAt"]  # an ISO string, or whatever odd value the app wrote there
+    day = created[:10] if isinstance(created, str) and created[:4].isdigit() else created
+    return {**view, "name": name or None, "created": day}
 
 
 @app.command("list")
@@ -16,9 +39,12 @@ def list_users(
     ctx: typer.Context,
     admins: Annotated[bool, typer.Option("--admins", help="Only admins.")] = False,
     search: Annotated[
-        str | None, typer.Option("--search", help="Match email, names or username (any case).")
+        str | None,
+        typer.Option("--search", metavar="TEXT", help="Match email, names or username (any case)."),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N users.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", min=1, help="At most N users.")
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """List the users in MongoDB, newest first."""
@@ -30,7 +56,13 @@ def list_users(
     if json:
         print_json(rows)
         return
-    print_table(rows, COLUMNS, f"{len(rows)} users in {store.name!r}")
+    print_table(
+        [table_row(r) for r in rows],
+        COLUMNS,
+        f"{plural(len(rows), 'user')} in {store.name!r}",
+        keep=("clerkId",),
+        drop=("username", "created", "name"),
+    )
 
 
 @app.command("show")
@@ -40,6 +72,7 @@ def show_user(
     json: JsonOption = False,
 ) -> None:
     """Show one user by Clerk id, Mongo id or email."""
+    from rich import box
     from rich.table import Table
 
     from clerksync.orgstore import user_organizations
@@ -51,12 +84,21 @@ def show_user(
     if json:
         print_json({**view, "organizations": organizations})
         return
-    table = Table(show_header=False)
-    table.add_column("field", style="bold")
+    table = Table(show_header=False, box=box.SIMPLE, pad_edge=False)
+    table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for key, value in view.items():
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(key, text(value))
     stdout().print(table)
     if organizations:
         title = f"{len(organizations)} organizations"
-        print_table(organizations, ("organizationId", "name", "slug", "role"), title)
+        print_table(
+            organizations,
+            (
+                ("organizationId", "organization"),
+                ("name", "name"),
+                ("slug", "slug"),
+                ("role", "role"),
+            ),
+            title,
+        )

@@ -1,0 +1,187 @@
+"""Crashes lose no write-back: the mark is in the same write as the state, a claim is a short
+lease, and a `serve` killed with write-backs in flight has them finished soon after a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from pymongo import MongoClient, monitoring
+
+from clerksync import bookkeeping as bk
+from clerksync.payloads import clerk_user, event
+from clerksync.store import UserStore
+from clerksync.users import parse_clerk_user, wanted_metadata
+from clerksync.writeback_queue import WriteBackQueue
+from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
+from tests.fakeclerk import FakeClerk
+from tests.receiver import post
+
+
+class Commands(monitoring.CommandListener):
+    """Every command a client sends, by name (the real wire protocol, nothing patched)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@ALL_SCHEMAS
+def test_the_echo_of_our_write_back_agrees_in_one_write_under_every_schema(
+    store: UserStore,
+) -> None:
+    user = clerk_user(user_id="user_echo")
+    assert store.upsert_user(parse_clerk_user(user), likely_new=True).wants_write_back
+    claimed = store.queue.claim(store.clerk_key("user_echo"))
+    assert claimed is not None
+    wanted = wanted_metadata(claimed, store.schema)
+    assert store.queue.finish([(claimed, wanted, True)]) == 0
+    # Clerk's user.updated answering our write: it names exactly what we wrote.
+    echo = {**user, "updated_at": user["updated_at"] + 1, "public_metadata": wanted}
+    result = store.upsert_user(parse_clerk_user(echo))
+    assert result.outcome == "applied" and not result.wants_write_back
+    assert store.pending_write_backs() == 0
+    # An admin change on our side makes the same copy differ: marked in that one write.
+    store.set_admin(claimed["_id"], True)
+    again = {**echo, "updated_at": echo["updated_at"] + 1}
+    assert store.upsert_user(parse_clerk_user(again)).wants_write_back
+    assert store.pending_write_backs() == 1
+
+
+def test_a_differing_clerk_copy_is_stored_and_marked_in_one_write(
+    store: UserStore, mongo_url: str
+) -> None:
+    user = clerk_user(user_id="user_drift")
+    store.upsert_user(parse_clerk_user(user), likely_new=True)
+    doc = store.find_user("user_drift")
+    store.queue.finish([(doc, {"userMongoId": str(doc["_id"]), "isAdmin": False}, True)])
+    listener = Commands()
+    watched = UserStore(
+        MongoClient(mongo_url, tz_aware=True, event_listeners=[listener]), store.name
+    )
+    # Clerk's copy now names another id (a restored database): a write-back is due.
+    drifted = {**user, "updated_at": user["updated_at"] + 1}
+    drifted["public_metadata"] = {"userMongoId": "0123456789abcdef01234567", "isAdmin": False}
+    result = watched.upsert_user(parse_clerk_user(drifted))
+    assert result.outcome == "applied" and result.wants_write_back
+    changed = [cmd for name, cmd in listener.sent if name in ("update", "insert", "delete")]
+    writes = [u for cmd in changed for u in cmd.get("updates", []) if "$inc" in u["u"]]
+    # The only write that changed the document carried the mark with the state: a crash
+    # cannot fall between storing Clerk's copy and marking the write-back.
+    assert len(writes) == 1 and bk.DUE in writes[0]["u"]["$set"]
+    assert [name for name, _ in listener.sent if name == "find"] == []  # no read in between
+    after = store.find_user("user_drift")
+    assert bk.has(after, bk.DUE) and bk.field(after, bk.SEEN)["userMongoId"].startswith("0123")
+    watched.close()
+
+
+def test_a_crash_between_clerk_write_and_finish_is_redone_after_the_lease(
+    store: UserStore,
+) -> None:
+    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_lease")), likely_new=True)
+    key = store.clerk_key("user_lease")
+    dead = WriteBackQueue(store.users, store.schema, lease=timedelta(seconds=1))
+    alive = WriteBackQueue(store.users, store.schema, lease=timedelta(seconds=1))
+    claimed = dead.claim(key)
+    assert claimed is not None  # ...and the process dies after writing to Clerk, before finish
+    assert alive.claim(key) is None  # the lease keeps a second writer out
+    retry_at = alive.next_try(key)
+    assert retry_at is not None and retry_at <= claimed["clerksync"]["leaseUntil"]
+    time.sleep(1.1)
+    again = alive.claim(key)
+    assert again is not None and bk.field(again, bk.SEQ) == bk.field(claimed, bk.SEQ)
+    assert alive.finish([(again, {"userMongoId": str(again["_id"]), "isAdmin": False}, True)]) == 0
+    assert store.pending_write_backs() == 0
+    # the dead process's late finish changes nothing: it no longer owns the claim
+    dead.finish([(claimed, {}, True)])
+    assert bk.field(store.find_user("user_lease"), bk.SEEN)["userMongoId"] == str(again["_id"])
+
+
+def serve(env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "clerksync", "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_until(condition, timeout: float) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_killed_with_write_backs_claimed_finishes_them_soon_after_restart(
+    store: UserStore, fake_clerk: FakeClerk, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        **db_env,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "CLERK_SECRET_KEY": fake_clerk.secret_key,
+        "CLERK_API_URL": fake_clerk.url,
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api/webhooks/clerk"
+    fake_clerk.latency = 5.0  # Clerk is slow: the claimed writes are in flight at the kill
+    proc = serve(env, port, tmp_path)
+    try:
+        wait_until(lambda: _listening(port), 30)
+        users = [fake_clerk.add_user(user_id=f"user_kill{n}") for n in range(8)]
+        for user in users:
+            assert post(url, WEBHOOK_SECRET, event("user.created", user)).status_code == 200
+        claimed = {bk.LEASE_OWNER: {"$exists": True}}
+        wait_until(lambda: store.users.count_documents(claimed) >= 2, 10)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        held = store.users.count_documents(claimed)
+        assert held >= 2 and store.pending_write_backs() == 8
+        fake_clerk.latency = 0.0
+        proc = serve(env, port, tmp_path)
+        restarted = time.monotonic()
+        wait_until(lambda: store.pending_write_backs() == 0, 30)
+        took = time.monotonic() - restarted
+    finally:
+        proc.kill()
+        proc.wait(10)
+    print(f"held {held}, resumed in {took:.1f} s")
+    assert took < 15, f"write-backs resumed {took:.1f} s after the restart"
+    for user in users:
+        doc = store.find_user(user["id"])
+        assert fake_clerk.users[user["id"]]["public_metadata"]["userMongoId"] == str(doc["_id"])
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
