@@ -82,6 +82,9 @@ class Delivery:
     duration_ms: float | None
     error: str | None
     source: str
+    #: deliveries this record stands for: a sampled summary of rejections counts the many
+    #: it left out (``deliveries.RejectionSampler``); every other record is one
+    count: int = 1
 
     @classmethod
     def from_record(cls, entry: Mapping[str, Any]) -> Delivery:
@@ -95,6 +98,7 @@ class Delivery:
             duration_ms=entry.get("durationMs"),
             error=entry.get("error"),
             source=str(entry.get("source") or "webhook"),
+            count=record_count(entry),
         )
 
     @property
@@ -111,7 +115,14 @@ class Delivery:
             "durationMs": self.duration_ms,
             "error": self.error,
             "replay": self.replay,
+            "count": self.count,
         }
+
+
+def record_count(entry: Mapping[str, Any]) -> int:
+    """How many deliveries a log record stands for (a rejection summary: its ``count``)."""
+    count = entry.get("count", 1)
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
 
 
 def _deliveries(store: UserStore, **filters: Any) -> Iterator[Mapping[str, Any]]:
@@ -209,9 +220,10 @@ def delivery_stats(store: UserStore, *, since: datetime | None = None) -> Stats:
         if entry.get("source") == "replay":
             replays += 1
             continue
-        outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + 1
+        count = record_count(entry)
+        outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + count
         key = entry.get("type") or "(unparsed)"
-        types[key] = types.get(key, 0) + 1
+        types[key] = types.get(key, 0) + count
     return Stats(sum(outcomes.values()), outcomes, types, replays)
 
 
