@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from clerksync.deliveries import OUTCOMES, append_records, iter_records, record, stored_body
-from clerksync.errors import NotFound, UsageError
+from clerksync.errors import ClerkSyncError, NotFound, UsageError
 from clerksync.mongo import utcnow
 from clerksync.store import UserStore
 
@@ -289,6 +289,8 @@ class ReplayResult:
     user_id: str | None
     outcome: str
     original_outcome: str
+    #: why the replay failed (outcome ``failed``): the delivery stays failed, the others go on
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -298,6 +300,7 @@ class ReplayResult:
             "userId": data["user_id"],
             "outcome": data["outcome"],
             "originalOutcome": data["original_outcome"],
+            "error": data["error"],
         }
 
 
@@ -330,6 +333,10 @@ def replay(
 
     Payloads were verified when they arrived; a replay obeys the same ordering
     and tombstone rules, so replaying is always safe, and can be repeated.
+
+    A delivery whose replay fails (an app index refuses the user, say) is logged
+    as a failed replay with its error and the others still run: oldest first, one
+    that stays failed must not block every later one on each rerun.
     """
     from clerksync.webhooks import apply_event, parse_event
 
@@ -356,24 +363,37 @@ def replay(
         started = time.perf_counter()
         body = entry.get("payload_body") or stored_body(entry)
         assert body is not None  # selected for having one
-        event = parse_event(body)
-        outcome, _ = apply_event(store, event)
+        event_type, user_id, error = entry.get("type"), entry.get("userId"), None
+        try:
+            event = parse_event(body)
+            event_type, user_id = event.type, event.user_id
+            outcome, _ = apply_event(store, event)
+        except ClerkSyncError as exc:
+            outcome, error = "failed", str(exc)
         append_records(
             store,
             [
                 record(
                     svix_id=entry["svixId"],
-                    event_type=event.type,
-                    user_id=event.user_id,
+                    event_type=event_type,
+                    user_id=user_id,
                     outcome=outcome,
                     received_at=utcnow(),
                     source="replay",
                     duration_ms=(time.perf_counter() - started) * 1000,
                     payload_ttl=payload_ttl,
+                    error=error,
                 )
             ],
         )
         results.append(
-            ReplayResult(entry["svixId"], event.type, event.user_id, outcome, entry["outcome"])
+            ReplayResult(
+                entry["svixId"],
+                str(event_type),
+                user_id,
+                outcome,
+                entry["outcome"],
+                error,
+            )
         )
     return results

@@ -225,3 +225,42 @@ def test_stats_count_every_rejection_of_a_flood_even_the_sampled_ones(
     assert re.search(r"rejected\s+40\s", cli("events", "stats").stdout)
     rows = json.loads(cli("events", "list", "--json").stdout)
     assert sorted(r["count"] for r in rows) == [1] * 5 + [35]
+
+
+def failed_delivery(store: UserStore, svix_id: str, user: dict) -> None:
+    """A delivery the receiver logged as failed (as it does when the database refused it)."""
+    body = json.dumps(event("user.created", user)).encode()
+    entry = record(
+        svix_id=svix_id,
+        event_type="user.created",
+        user_id=user["id"],
+        outcome="failed",
+        received_at=utcnow(),
+        duration_ms=1,
+        body=body,
+    )
+    append_records(store, [entry])
+
+
+def test_one_delivery_that_stays_failed_does_not_block_the_others(cli, store: UserStore) -> None:
+    store.users.create_index("username", unique=True, name="username_1")  # the app's own
+    store.users.insert_one({"email": "app@x.com", "username": "taken"})
+    failed_delivery(store, "msg_old", clerk_user(user_id="user_old", username="taken"))
+    failed_delivery(store, "msg_new", clerk_user(user_id="user_new", username="fresh"))
+    for attempt in range(2):
+        result = cli("events", "replay", "--failed", "--json")
+        assert result.exit_code == 1, result.stderr
+        rows = {r["id"]: r for r in json.loads(result.stdout)}
+        assert rows["msg_old"]["outcome"] == "failed"
+        assert "username_1" in rows["msg_old"]["error"]
+        if attempt == 0:  # the newer one went through, and is not replayed again
+            assert rows["msg_new"]["outcome"] == "applied" and rows["msg_new"]["error"] is None
+        else:
+            assert set(rows) == {"msg_old"}
+    clerk_id = store.schema.users.clerk_id
+    assert store.users.count_documents({clerk_id: "user_new"}) == 1
+    assert store.users.count_documents({clerk_id: "user_old"}) == 0
+    shown = json.loads(cli("events", "show", "msg_old", "--json").stdout)
+    assert [r["outcome"] for r in shown["replays"]] == ["failed", "failed"]
+    text = cli("events", "replay", "--failed")
+    assert text.exit_code == 1 and "1 still failed" in text.stderr and "username_1" in text.stdout
