@@ -297,6 +297,7 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
             )
         checks += check_app_collection(store)
         users, pending = store.count(), store.pending_write_backs()
+        checks += check_stopped_write_backs(store)
     except Exception as exc:  # database errors mid-check: report, never trace
         checks.append(
             Check(
@@ -310,6 +311,30 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
     finally:
         store.close()
     return checks, users, pending
+
+
+def check_stopped_write_backs(store: UserStore) -> list[Check]:
+    """Write-backs that stopped (parked, or dropped because Clerk did not know the user): no
+    longer pending, yet Clerk does not hold what MongoDB says."""
+    queue = store.queue
+    parked, dropped = queue.parked(), queue.dropped()
+    if not parked and not dropped:
+        return []
+    parts = [f"{parked} parked"] if parked else []
+    if dropped:
+        parts.append(f"{dropped} dropped (not found in Clerk)")
+    examples = "; ".join(f"{cid}: {error[:80]}" for cid, error in queue.stopped_examples(3))
+    return [
+        Check(
+            "stopped write-backs",
+            "warn",
+            f"{', '.join(parts)} metadata write-back{'' if parked + dropped == 1 else 's'}, "
+            f"e.g. {examples}",
+            "`clerksync sync-metadata` writes every user whose Clerk copy differs, these "
+            "included (users Clerk does not have are counted missing; `clerksync reconcile` "
+            "lists them as orphans); the next change of a user also queues it again",
+        )
+    ]
 
 
 def check_app_collection(store: UserStore) -> list[Check]:
