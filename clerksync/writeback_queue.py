@@ -109,9 +109,7 @@ class WriteBackQueue:
             if len(found) >= limit:
                 break
             docs = self.users.find(query, {clerk_id: 1, bk.ERROR: 1}).limit(limit - len(found))
-            found += [
-                (str(bk.field(d, clerk_id)), str(bk.field(d, bk.ERROR) or "")) for d in docs
-            ]
+            found += [(str(bk.field(d, clerk_id)), str(bk.field(d, bk.ERROR) or "")) for d in docs]
         return found
 
     def sweep(self, limit: int) -> list[tuple[Any, datetime]]:
