@@ -320,6 +320,7 @@ def updated_user(
 def example_event(event_type: str) -> dict[str, Any]:
     """Clerk's documented example of ``event_type``, stamped now (so ordering sees it as new)."""
     body = copy.deepcopy(examples()[event_type])
+    body.pop("instance_id", None)  # the docs' instance, not the receiver's: it would bind to it
     now = int(time.time() * 1000)
     body["timestamp"] = now
     data = body.get("data")

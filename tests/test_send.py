@@ -142,3 +142,26 @@ def test_bad_url_is_one_line(cli, webhook_secret) -> None:
     for url in ("localhost:8000", "http://127.0.0.1:99999/x"):
         result = cli("send", "user.created", "--url", url)
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_sends_never_bind_the_database_to_a_made_up_instance(
+    cli, receiver, store: UserStore, fake_clerk, caplog: pytest.LogCaptureFixture
+) -> None:
+    from clerksync.instance import bind, bound_instance
+    from clerksync.payloads import clerk_user, event
+    from tests.receiver import post
+
+    target = ("--url", receiver.url)
+    for event_type in ("user.created", "organization.created"):  # built, and from Clerk's docs
+        assert cli("send", event_type, *target).exit_code == 0
+    assert bound_instance(store) is None
+    result = cli("reconcile", "--json", "--rate", "1000")  # the real key binds it
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["bound"] == "new"
+    # a body still naming the docs' instance (an older send, a pasted example): no false alarm
+    bind(store, fake_clerk.instance_id, environment="development", source="GET /instance")
+    docs = event("user.created", clerk_user(), instance_id="ins_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
+    assert post(receiver.url, WEBHOOK_SECRET, docs).status_code == 200
+    assert cli("send", "user.created", *target).exit_code == 0
+    assert "WEBHOOK_SECRET from the right endpoint" not in caplog.text
+    assert bound_instance(store)["instanceId"] == fake_clerk.instance_id  # type: ignore[index]
