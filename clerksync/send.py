@@ -380,11 +380,18 @@ class SendResult:
         }
 
 
-def diagnose(status: int | None) -> str | None:
+def diagnose(status: int | None, error: str | None = None) -> str | None:
+    """The likely cause of an answer; ``error`` is the receiver's own word, when it gave one."""
     if status is None:
         return "connection refused or timed out: is `clerksync serve` running at that URL?"
     if 200 <= status < 300:
         return None
+    if status == 400 and error and error.startswith("payload:"):
+        # the signature was good: the secret and the raw body are fine, the event is not
+        return (
+            f"the signature verified, but the receiver refused the event ({error[:200]}): "
+            "fix the event body (--data)"
+        )
     if status == 400:
         return (
             "the receiver rejected the signature or payload: the secret differs from the "
@@ -416,7 +423,13 @@ def post_event(url: str, secret: str, body: bytes, *, timeout: float = 15.0) -> 
         return SendResult(url, None, elapsed, "", diagnose(None))
     latency = (time.perf_counter() - started) * 1000
     status = response.status_code
-    return SendResult(url, status, latency, response.text[:500], diagnose(status))
+    try:
+        said = response.json()
+    except ValueError:
+        said = None
+    error = said.get("error") if isinstance(said, dict) else None
+    diagnosis = diagnose(status, error if isinstance(error, str) else None)
+    return SendResult(url, status, latency, response.text[:500], diagnosis)
 
 
 def curl_command(url: str, secret: str, body: bytes) -> str:

@@ -165,3 +165,13 @@ def test_sends_never_bind_the_database_to_a_made_up_instance(
     assert cli("send", "user.created", *target).exit_code == 0
     assert "WEBHOOK_SECRET from the right endpoint" not in caplog.text
     assert bound_instance(store)["instanceId"] == fake_clerk.instance_id  # type: ignore[index]
+
+
+def test_a_refused_payload_is_not_blamed_on_the_secret(cli, receiver, tmp_path) -> None:
+    broken = tmp_path / "user.json"
+    broken.write_text(json.dumps({"id": 12345, "object": "user"}))  # the id is no string
+    result = cli("send", "user.created", "--data", str(broken), "--url", receiver.url)
+    assert result.exit_code == 1
+    assert ": 400 rejected in" in result.stderr
+    assert "the signature verified, but the receiver refused the event (payload:" in result.stderr
+    assert "secret differs" not in result.stderr
