@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from clerksync.store import UserStore
 
 Status = Literal["pass", "info", "warn", "fail"]
-LOCAL_RECEIVER = "http://127.0.0.1:8000"
 FORWARD_HINT = (
     "Clerk cannot post to this machine: run `clerk webhooks listen --forward-to "
     "http://127.0.0.1:8000/api/webhooks/clerk` (Clerk's CLI), add the URL it prints as an "
@@ -611,10 +610,18 @@ def check_webhook(settings: Settings) -> list[Check]:
         )
     if settings.webhook_url:
         targets.append(settings.webhook_url)
-    if running:  # where the local receiver is, rather than a guess at the default port
+    if running:  # where the local receiver is; never a guess at a port (another app's, maybe)
         targets.append(running["url"])
-    else:
-        targets.append(LOCAL_RECEIVER + "/api/webhooks/clerk")
+    if not targets:
+        return checks + [
+            Check(
+                "receiver",
+                "warn",
+                "no receiver to probe: no `clerksync serve` is running here "
+                "(none recorded in serve.json) and NEXT_PUBLIC_URL is unset",
+                "start one with `clerksync serve`, or set NEXT_PUBLIC_URL to your app",
+            )
+        ]
     answered = False
     for url in dict.fromkeys(targets):
         # a running `serve --dev` verifies with its own secret, whatever WEBHOOK_SECRET says

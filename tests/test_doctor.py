@@ -180,3 +180,11 @@ def test_parked_and_dropped_write_backs_are_named_with_the_fix(
     # sync-metadata writes them, and the warning goes
     assert cli("sync-metadata", "--rate", "1000").exit_code == 0
     assert "stopped write-backs" not in by_name(run(cli)[1])
+
+
+def test_doctor_probes_no_guessed_port(cli, store: UserStore, webhook_secret: str) -> None:
+    _, report, everything = run(cli)
+    check = by_name(report)["receiver"]
+    assert check["status"] == "warn" and "no receiver to probe" in check["detail"]
+    assert ":8000" not in everything
+    assert not [name for name in by_name(report) if name.startswith("receiver http")]
