@@ -175,3 +175,27 @@ def test_a_refused_payload_is_not_blamed_on_the_secret(cli, receiver, tmp_path) 
     assert ": 400 rejected in" in result.stderr
     assert "the signature verified, but the receiver refused the event (payload:" in result.stderr
     assert "secret differs" not in result.stderr
+
+
+def test_send_keeps_its_state_in_a_folder_only_its_owner_can_read(
+    cli, receiver, monkeypatch, tmp_path
+) -> None:
+    import stat
+
+    home = tmp_path / "fresh-home"
+    monkeypatch.setenv("CLERKSYNC_HOME", str(home))
+    assert cli("send", "user.created", "--url", receiver.url).exit_code == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in home.iterdir()} == {0o600}
+
+
+@pytest.mark.parametrize("pid", [0, -1, 2**40])
+def test_a_recorded_pid_that_names_no_process_is_no_running_serve(
+    receiver, tmp_path, pid: object
+) -> None:
+    from clerksync.send import SERVER_FILE, running_server
+
+    (tmp_path / SERVER_FILE).write_text(json.dumps({"url": receiver.url, "pid": pid}))
+    assert running_server(tmp_path) is None  # kill(0, 0) would say "alive": a process group
+    write_running_server(tmp_path, receiver.url, dev=False)
+    assert running_server(tmp_path) is not None  # this process
