@@ -82,6 +82,8 @@ class Delivery:
     duration_ms: float | None
     error: str | None
     source: str
+    #: what the event is about (user, organization, membership or other object id)
+    object_id: str | None = None
     #: deliveries this record stands for: a sampled summary of rejections counts the many
     #: it left out (``deliveries.RejectionSampler``); every other record is one
     count: int = 1
@@ -98,6 +100,7 @@ class Delivery:
             duration_ms=entry.get("durationMs"),
             error=entry.get("error"),
             source=str(entry.get("source") or "webhook"),
+            object_id=entry.get("objectId"),
             count=record_count(entry),
         )
 
@@ -109,6 +112,7 @@ class Delivery:
         return {
             "id": self.id,
             "type": self.type,
+            "objectId": self.object_id,
             "userId": self.user_id,
             "outcome": self.outcome,
             "receivedAt": _iso(self.received_at),
@@ -364,9 +368,10 @@ def replay(
         body = entry.get("payload_body") or stored_body(entry)
         assert body is not None  # selected for having one
         event_type, user_id, error = entry.get("type"), entry.get("userId"), None
+        object_id = entry.get("objectId")
         try:
             event = parse_event(body)
-            event_type, user_id = event.type, event.user_id
+            event_type, user_id, object_id = event.type, event.user_id, event.object_id
             outcome, _ = apply_event(store, event)
         except ClerkSyncError as exc:
             outcome, error = "failed", str(exc)
@@ -377,6 +382,7 @@ def replay(
                     svix_id=entry["svixId"],
                     event_type=event_type,
                     user_id=user_id,
+                    object_id=object_id,
                     outcome=outcome,
                     received_at=utcnow(),
                     source="replay",
