@@ -112,6 +112,7 @@ def sync_metadata(
             f"{result.total} users: {verb} {result.updated}, unchanged "
             f"{result.unchanged}, failed {result.failed}, missing in Clerk "
             f"{result.missing}"
+            + (f", busy {result.busy} (a receiver is writing them back now)" if result.busy else "")
         )
         for clerk_id in result.would_change:
             typer.echo(safe(clerk_id))
