@@ -165,7 +165,9 @@ def test_parked_and_dropped_write_backs_are_named_with_the_fix(
         fake_clerk.add_user(user_id=user_id)
         store.upsert_user(parse_clerk_user(clerk_user(user_id=user_id)))
     queue = store.queue
-    queue.park(store.clerk_key("user_parked"), "the payload cannot be written")
+    parked = queue.claim(store.clerk_key("user_parked"), due_only=False)
+    assert parked is not None  # a park ends a claim, like a drop
+    queue.park(parked, "the payload cannot be written")
     claimed = queue.claim(store.clerk_key("user_gone"), due_only=False)
     assert claimed is not None
     queue.drop(claimed, "not found in Clerk (404)")
