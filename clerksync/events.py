@@ -344,7 +344,7 @@ def replay(
         started = time.perf_counter()
         body = entry.get("payload_body") or stored_body(entry)
         assert body is not None  # selected for having one
-        event = parse_event(body)
+        event = parse_event(body, store.schema)
         outcome, _ = apply_event(store, event)
         append_records(
             store,
