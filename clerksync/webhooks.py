@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import InvalidEvent
-from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user, user_fields
+from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user
 
 if TYPE_CHECKING:
     from clerksync.schema import Schema
@@ -111,6 +111,8 @@ def _check_storable(event: Event, schema: Schema) -> None:
     surrogates (``"\\ud800"``, UnicodeEncodeError); ``bson.encode`` finds both in C.
     """
     import bson
+
+    from clerksync.users import user_fields
 
     stored: dict[str, Any] = {}
     if event.user is not None:
