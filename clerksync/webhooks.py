@@ -81,6 +81,7 @@ def _parse(body: bytes) -> Event:
         raise InvalidEvent("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise InvalidEvent("body is not a JSON object")
+    _check_depth(payload)
     event_type = payload.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise InvalidEvent("field 'type' must be a string")
@@ -97,6 +98,25 @@ def _parse(body: bytes) -> Event:
     return Event(event_type, user.id, user, instance)
 
 
+#: nesting every reader of the stored body can parse again (``events show``, ``replay``):
+#: Python's JSON parser stops at its recursion limit (1000) minus the caller's stack, so
+#: what the receiver's thread could take, a deeper CLI stack could not. Far past any Clerk
+#: event (a handful of levels); ``unsafe_metadata`` 40 or 500 levels deep is taken.
+MAX_DEPTH = 512
+
+
+def _check_depth(payload: dict[str, Any]) -> None:
+    """InvalidEvent when the body nests deeper than ``MAX_DEPTH``: a bound that does not
+    depend on the stack of whoever parses it."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidEvent(f"body is nested deeper than {MAX_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+
+
 def _check_storable(event: Event, schema: Schema) -> None:
     """InvalidEvent unless MongoDB can store what clerksync stores of this event: a signed
     body that cannot be stored is a 400 (a retry cannot fix it), never a 500 that Svix
@@ -106,7 +126,8 @@ def _check_storable(event: Event, schema: Schema) -> None:
     membership) and the type-checked copy of our metadata keys (``user_fields``). The rest
     of the body (``unsafe_metadata``, which end users set from the frontend,
     ``private_metadata``, unmapped keys) is never written as fields, only as the log's
-    compressed bytes: a 1e20 or 40 levels of nesting there must never refuse a signup.
+    compressed bytes: a 1e20 or 40 levels of nesting there must never refuse a signup
+    (only nesting past ``MAX_DEPTH``, which no reader could parse again, does).
     JSON allows what BSON does not: integers past 64 bits (OverflowError) and unpaired
     surrogates (``"\\ud800"``, UnicodeEncodeError); ``bson.encode`` finds both in C.
     """

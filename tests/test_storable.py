@@ -15,6 +15,7 @@ import pytest
 from clerksync.deliveries import iter_records, stored_body
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
+from clerksync.webhooks import MAX_DEPTH
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 
@@ -24,6 +25,18 @@ def nested(depth: int) -> Any:
     for _ in range(depth - 1):
         value = {"deeper": value}
     return value
+
+
+#: far deeper than any Clerk event: unsafe_metadata's list as deep as the bound allows
+#: (the body, data and unsafe_metadata hold it: 3 levels)
+DEEP = MAX_DEPTH - 3
+
+
+def deep_body(user_id: str, depth: int) -> bytes:
+    """A signed-to-be user.created whose unsafe_metadata holds a list ``depth`` levels deep."""
+    user = {**clerk_user(user_id=user_id), "unsafe_metadata": {"a": "DEEP"}}
+    body = json.dumps(event("user.created", user)).encode()
+    return body.replace(b'"DEEP"', b"[" * depth + b"]" * depth)
 
 
 UNSTORED = {
@@ -81,11 +94,12 @@ def test_a_kept_metadata_value_that_overflows_is_still_400(
     "raw",
     [
         b"[" * 100_000,  # the JSON parser cannot take it
+        deep_body("user_d", DEEP + 1),  # past the bound every reader can parse again
         json.dumps(
             event("user.created", {**clerk_user(user_id="user_s"), "first_name": "\ud800"})
         ).encode(),  # a stored field that cannot be encoded
     ],
-    ids=["too-deep-to-parse", "stored-surrogate"],
+    ids=["too-deep-to-parse", "past-max-depth", "stored-surrogate"],
 )
 def test_what_cannot_be_parsed_or_stored_is_still_400(
     receiver: RunningReceiver, store: UserStore, raw: bytes
@@ -94,3 +108,19 @@ def test_what_cannot_be_parsed_or_stored_is_still_400(
     assert response.status_code == 400, response.text
     assert response.json()["error"].startswith("payload: ")
     assert store.count() == 0
+
+
+def test_a_deep_unsafe_metadata_delivery_shows_and_replays(
+    receiver: RunningReceiver, store: UserStore, cli: Any
+) -> None:
+    body = deep_body("user_deep", DEEP)
+    response = post(receiver.url, WEBHOOK_SECRET, None, raw=body, msg_id="msg_deep")
+    assert response.status_code == 200, response.text
+    receiver.receiver.log.flush_now()
+    for args in (("--json",), ()):
+        shown = cli("events", "show", "msg_deep", "--payload", *args)
+        assert shown.exit_code == 0, shown.stderr
+        assert "user_deep" in shown.stdout
+    replayed = cli("events", "replay", "msg_deep", "--json")
+    assert replayed.exit_code == 0, replayed.stderr
+    assert json.loads(replayed.stdout)[0]["outcome"] == "duplicate"
