@@ -13,11 +13,16 @@ Prints, for ``reconcile`` of N Clerk users (10,000 and 100,000 by default) and f
 - and ``sync-metadata`` of 1,000 users (250 drifted) on a development key (100 / 10 s):
   wall time over the sliding window's floor, ((ceil(requests / 95) - 1) x 10 s)
   (goal <= 1.1): a small job should not pay a smooth rate's spread.
+- the same for ``reconcile`` of a whole instance (``--instance``, default 10,000 users, 200
+  organizations, 4,000 memberships and 100,000 / 2,000 / 40,000): users by cursor (the fake
+  times out users offsets past 5,000), organizations and memberships by the instance-wide
+  lists; the floor is ``insert_many`` of the same users, organizations and memberships.
 
 Each job runs in a fresh child process, the fake Clerk in another, the
 database (secantusd-py) in a third, so none shares a GIL or a heap.
 
     python bench/bulk_bench.py [--sizes 10000,100000] [--sync 10000] [--sync-dev 1000]
+                               [--instance 10000:200:4000,100000:2000:40000]
 """
 
 from __future__ import annotations
@@ -117,6 +122,195 @@ def run_job(job: str, mongo_url: str, db: str, api: str, key: str = KEY) -> None
             }
         )
     )
+
+
+# -- a whole instance: users, organizations and memberships -------------------------------------
+#
+# reconcile of an instance with organizations: users by cursor (the fake answers 504 to any
+# users offset past DEEP_OFFSET, as a deep offset on Clerk times out), organizations and
+# memberships by the instance-wide lists. Minimum requests: the user pages (and the empty page
+# that ends them when the count is a multiple of 500), then ceil(orgs / 500) and
+# ceil(memberships / 500), no more (the lists say their total_count); and GET /instance.
+
+DEEP_OFFSET = 5_000
+
+
+def instance_objects(
+    users: int, orgs: int, members: int, prefix: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The same Clerk objects for the fake and for the floor: memberships spread evenly over
+    the organizations, each naming one of the users."""
+    from tests.fakeclerk import clerk_membership, clerk_organization
+
+    user_list = clerk_users(users, prefix)
+    org_list = [
+        clerk_organization(
+            org_id=f"org_{prefix}{i:06d}", name=f"Org {i}", created_at=1_000 + i, updated_at=2_000
+        )
+        for i in range(orgs)
+    ]
+    member_list = [
+        clerk_membership(
+            org=org_list[i % orgs],
+            user_id=user_list[(i * 7919) % users]["id"],
+            membership_id=f"orgmem_{prefix}{i:07d}",
+            created_at=10_000 + i,
+            updated_at=20_000,
+        )
+        for i in range(members)
+    ]
+    return user_list, org_list, member_list
+
+
+def serve_instance_fake(users: int, orgs: int, members: int, prefix: str) -> None:
+    """Child: a fake Clerk instance with users, organizations and memberships."""
+    from tests.fakeclerk import FakeClerk
+
+    fake = FakeClerk(secret_key=KEY, instance_limit=LIMIT, window=WINDOW)
+    fake.user_offset_limit = DEEP_OFFSET
+    user_list, org_list, member_list = instance_objects(users, orgs, members, prefix)
+    fake.users = {u["id"]: u for u in user_list}
+    fake.orgs = {o["id"]: o for o in org_list}
+    fake.memberships = {m["id"]: m for m in member_list}
+    print(fake.start(), flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def app_clerk_index(store: Any) -> None:
+    """The app's own indexes, as the guide's Mongoose model declares them and Mongoose builds
+    them: a plain unique ``clerkId`` (clerksync keeps it instead of making its partial one:
+    the test server never plans a query with a partial index, so every Clerk-id lookup would
+    scan the collection) and ``email`` (adoption looks app users up by email; unique in the
+    model, plain here as the bench's users need no more)."""
+    users = store.schema.users
+    store.users.create_index([(users.clerk_id, 1)], unique=True, name=f"{users.clerk_id}_1")
+    if users.email:
+        store.users.create_index([(users.email, 1)], name=f"{users.email}_1")
+
+
+def run_instance_job(mongo_url: str, db: str, api: str) -> None:
+    """Child: reconcile of the whole instance, as the CLI runs it; figures as JSON."""
+    from pymongo import MongoClient
+
+    from clerksync.clerk import ClerkGateway, default_rate
+    from clerksync.store import UserStore
+    from clerksync.sync import reconcile
+
+    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    app_clerk_index(store)
+    store.ensure_indexes()
+    gateway = ClerkGateway(KEY, api_url=api)
+    started = time.perf_counter()
+    summary = reconcile(store, gateway, rate=default_rate(KEY)).to_json()
+    elapsed = time.perf_counter() - started
+    counts = ("created", "updated", "unchanged", "orphaned")
+    print(
+        json.dumps(
+            {
+                "elapsed": elapsed,
+                "requests": gateway.requests,
+                "peak_mib": peak_rss_kib() / 1024,
+                "summary": {
+                    "users": {k: summary[k] for k in counts},
+                    "organizations": {k: summary["organizations"][k] for k in counts},
+                    "memberships": {k: summary["memberships"][k] for k in counts},
+                },
+            }
+        )
+    )
+
+
+def instance_floor(mongo_url: str, db: str, users: int, orgs: int, members: int) -> float:
+    """Seconds for the same documents written as plain ``insert_many`` batches of 500 into
+    collections with the same indexes and write concern: users, organizations, memberships
+    (no reads, no ordering rule, no tombstones, no Clerk)."""
+    from pymongo import MongoClient
+
+    from clerksync import bookkeeping as bk
+    from clerksync.mongo import utcnow
+    from clerksync.ordering import new_document, upsert_update
+    from clerksync.orgs import parse_membership, parse_organization
+    from clerksync.store import UserStore
+    from clerksync.users import parse_clerk_user
+
+    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    app_clerk_index(store)
+    store.ensure_indexes()
+    user_list, org_list, member_list = instance_objects(users, orgs, members, "floor_")
+    parsed_users = [parse_clerk_user(u) for u in user_list]
+    parsed_orgs = [parse_organization(o) for o in org_list]
+    parsed_members = [parse_membership(m) for m in member_list]
+    now = utcnow()
+    orgstore = store.orgs
+
+    def org_doc(kind: Any, item: Any) -> dict[str, Any]:
+        update = orgstore._update(kind, item, now)
+        return bk.nest({**update["$set"], **update.get("$setOnInsert", {})})
+
+    started = time.perf_counter()
+    for offset in range(0, users, 500):
+        docs = [
+            new_document(upsert_update(u, now, store.schema)[0])
+            for u in parsed_users[offset : offset + 500]
+        ]
+        store.users.insert_many(docs, ordered=False)
+    for kind, items in ((orgstore.orgs_kind, parsed_orgs), (orgstore.members_kind, parsed_members)):
+        for offset in range(0, len(items), 500):
+            batch = [org_doc(kind, i) for i in items[offset : offset + 500]]
+            kind.collection.insert_many(batch, ordered=False)
+    elapsed = time.perf_counter() - started
+    store.client.drop_database(db)
+    return elapsed
+
+
+def bench_instance(mongo_url: str, specs: str, procs: list[Any]) -> None:
+    """Driver: each USERS:ORGS:MEMBERSHIPS spec, then peak memory across them."""
+    rate_s = LIMIT / WINDOW
+    peaks = {}
+    for spec in (s for s in specs.split(",") if s):
+        users, orgs, members = (int(x) for x in spec.split(":"))
+        prefix = f"i{users}_"
+        proc = child("--serve-instance", str(users), str(orgs), str(members), prefix)
+        assert proc.stdout is not None
+        api = proc.stdout.readline().strip()
+        procs.append(proc)
+        db = f"instance_{users}"
+        out, _ = child("--instance-job", mongo_url, db, api).communicate()
+        result = json.loads(out.strip().splitlines()[-1])
+        again_out, _ = child("--instance-job", mongo_url, db, api).communicate()
+        again = json.loads(again_out.strip().splitlines()[-1])
+        proc.kill()
+        user_pages = users // 500 + 1  # the last page is short, or empty when users % 500 == 0
+        # + 1: GET /instance, the check that the database is synced with this instance
+        minimum = 1 + user_pages + math.ceil(orgs / 500) + math.ceil(members / 500)
+        floor_db = instance_floor(mongo_url, f"instance_floor_{users}", users, orgs, members)
+        floor = max(minimum / rate_s, floor_db)
+        why = "database" if floor_db >= minimum / rate_s else "rate limit"
+        report(
+            f"reconcile of an instance: {users:,} users, {orgs:,} organizations, "
+            f"{members:,} memberships (users offsets past {DEEP_OFFSET:,} time out)",
+            result,
+            minimum,
+            floor,
+            why,
+        )
+        print(
+            f"  run again: {again['elapsed']:.1f} s, {again['requests']} requests, "
+            f"created/updated: "
+            + ", ".join(
+                f"{kind} {part['created']}/{part['updated']}"
+                for kind, part in again["summary"].items()
+            )
+        )
+        peaks[users] = result["peak_mib"]
+    if len(peaks) > 1:
+        sizes = sorted(peaks)
+        print(
+            f"instance peak memory {sizes[0]:,} -> {sizes[-1]:,} users: "
+            f"{peaks[sizes[0]]:.0f} -> {peaks[sizes[-1]]:.0f} MiB "
+            f"(x{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}; goal: flat)"
+        )
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -297,6 +491,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--sync", type=int, default=10_000)
     parser.add_argument("--sync-dev", type=int, default=1_000)
+    parser.add_argument(
+        "--instance",
+        default="10000:200:4000,100000:2000:40000",
+        help="USERS:ORGS:MEMBERSHIPS,... for the whole-instance reconcile ('' to skip)",
+    )
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="clerksync-bulk-")
     db_proc, mongo_url = start_database(f"{tmp}/db")
@@ -312,7 +511,10 @@ def main() -> None:
             result = job("reconcile", mongo_url, db, api)
             again = job("reconcile", mongo_url, db, api)  # nothing left to do
             fake.kill()
-            minimum = math.ceil(n / 500) + 1  # pages, and the final short/empty page
+            # pages, and the final short/empty page; then one page each of organizations and
+            # memberships (empty here), which is how reconcile learns there are none; and
+            # GET /instance, the check that the database is synced with this instance
+            minimum = math.ceil(n / 500) + 1 + 2 + 1
             floor_db = bulk_floor(mongo_url, f"floor_{n}", n, prefix)
             floor = max(minimum / rate_s, floor_db)
             why = "database" if floor_db >= minimum / rate_s else "rate limit"
@@ -332,6 +534,8 @@ def main() -> None:
                 f"(x{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}; goal: flat)"
             )
 
+        bench_instance(mongo_url, args.instance, procs)
+
         sync_dev(mongo_url, tmp, procs, args.sync_dev)
         sync_live(mongo_url, tmp, procs, args.sync)
     finally:
@@ -347,6 +551,10 @@ if __name__ == "__main__":
         serve_fake(
             int(sys.argv[2]), sys.argv[3], sys.argv[4] or None, sys.argv[5], int(sys.argv[6])
         )
+    elif len(sys.argv) > 1 and sys.argv[1] == "--serve-instance":
+        serve_instance_fake(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--instance-job":
+        run_instance_job(sys.argv[2], sys.argv[3], sys.argv[4])
     elif len(sys.argv) > 1 and sys.argv[1] == "--job":
         run_job(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
     else:

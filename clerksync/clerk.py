@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -71,11 +72,17 @@ class ClerkGateway:
             timeout_ms=timeout_ms,
         )
         self.requests = 0
+        self._requests_lock = threading.Lock()
+
+    def _count(self) -> None:
+        """Requests made (the benchmarks' figure); reconcile calls from two threads."""
+        with self._requests_lock:
+            self.requests += 1
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
         from clerk_backend_api import models
 
-        self.requests += 1
+        self._count()
         try:
             with _transport_errors():
                 return fn(**kwargs)
@@ -100,6 +107,78 @@ class ClerkGateway:
     ) -> list[dict[str, Any]]:
         """One page of users in a stable order, as plain dicts."""
         return self._list({"limit": limit, "offset": offset, "order_by": order_by})
+
+    def users_after(self, cursor: str | None, *, limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
+        """The page of users that follows ``cursor`` (a user id; None: the first page), oldest
+        first, as plain dicts.
+
+        Cursor paging (``starting_after``) costs Clerk the same at any depth, where a
+        large ``offset`` "gets progressively slower and eventually times out"; it needs
+        the ``created_at`` ordering and no offset. Ascending, so a user who signs up
+        during the walk lands after the cursor and is still seen.
+        """
+        params: dict[str, Any] = {"limit": limit, "order_by": "+created_at"}
+        if cursor is not None:
+            params["starting_after"] = cursor
+        return self._list(params)
+
+    def list_organizations(
+        self, *, offset: int = 0, limit: int = PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the instance's organizations (oldest first) and Clerk's total count.
+
+        ``OrganizationsDisabled`` when the instance has no organizations feature."""
+        return self._data_page(
+            "/organizations", {"limit": limit, "offset": offset, "order_by": "+created_at"}
+        )
+
+    def list_memberships(
+        self, *, offset: int = 0, limit: int = PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of every organization membership of the instance (oldest first), and the
+        total: the instance-wide list, so a backfill costs pages, not a request per org."""
+        return self._data_page(
+            "/organization_memberships",
+            {"limit": limit, "offset": offset, "order_by": "+created_at"},
+        )
+
+    def get_organizations(self, org_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Organizations by id, at most ``ID_BATCH`` a request; unknown ids are absent."""
+        if len(org_ids) > ID_BATCH:
+            raise ValueError(f"at most {ID_BATCH} ids per request")
+        return self._data_page(
+            "/organizations", {"organization_id": list(org_ids), "limit": ID_BATCH}
+        )[0]
+
+    def memberships_of(self, org_id: str, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The memberships of these users (at most ``ID_BATCH``) in one organization; an
+        organization Clerk no longer has answers an empty list."""
+        from urllib.parse import quote
+
+        if len(user_ids) > ID_BATCH:
+            raise ValueError(f"at most {ID_BATCH} ids per request")
+        try:
+            return self._data_page(
+                f"/organizations/{quote(org_id, safe='')}/memberships",
+                {"user_id": list(user_ids), "limit": ID_BATCH},
+            )[0]
+        except ClerkApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
+
+    def count_organizations(self) -> int:
+        """Clerk's organization count (one request); ``OrganizationsDisabled`` if none."""
+        return self._data_page("/organizations", {"limit": 1})[1]
+
+    def _data_page(self, path: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """A ``{data, total_count}`` list as raw JSON (see ``_send``)."""
+        page = self._send("GET", path, params=params)
+        data = page.get("data") if isinstance(page, dict) else None
+        total = page.get("total_count") if isinstance(page, dict) else None
+        if not isinstance(data, list) or isinstance(total, bool) or not isinstance(total, int):
+            raise ClerkApiError(f"Clerk answered GET {path} with something not a list page")
+        return [item for item in data if isinstance(item, dict)], total
 
     def get_many(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Users by id, at most ``ID_BATCH`` per request; ids Clerk does not know are absent."""
@@ -147,7 +226,7 @@ class ClerkGateway:
         """
         client = self.sdk.sdk_configuration.client
         assert client is not None
-        self.requests += 1
+        self._count()
         with _transport_errors():
             request = client.build_request(
                 method,
@@ -166,6 +245,14 @@ class ClerkGateway:
             raise ClerkApiError(
                 f"Clerk answered {method} {path} with a body that is not JSON"
             ) from None
+
+
+class OrganizationsDisabled(ClerkApiError):
+    """The instance has no organizations feature (Clerk's 403
+    ``organization_not_enabled_in_instance``): a note for reconcile and doctor, not a failure."""
+
+
+ORGS_DISABLED_CODE = "organization_not_enabled_in_instance"
 
 
 @contextlib.contextmanager
@@ -195,12 +282,20 @@ def _api_error(status: int, headers: Mapping[str, str], body: str) -> ClerkApiEr
         except ValueError:
             retry_after = None
     detail = ""
+    code = None
     try:
         errors = json.loads(body).get("errors") or []
         if errors:
             detail = f": {errors[0].get('long_message') or errors[0].get('message')}"
+            code = errors[0].get("code")
     except (ValueError, AttributeError):
         pass
+    if status == 403 and code == ORGS_DISABLED_CODE:
+        return OrganizationsDisabled(
+            "organizations are not enabled on this Clerk instance (Dashboard → Configure → "
+            "Organizations)",
+            status=status,
+        )
     if status == 401:
         message = (
             "Clerk rejected CLERK_SECRET_KEY (401). Copy a current key from Clerk Dashboard → "

@@ -57,10 +57,12 @@ def record(
     body: bytes | None = None,
     payload_ttl: timedelta = timedelta(days=7),
     source: str = "webhook",
+    object_id: str | None = None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "svixId": svix_id,
         "type": event_type,
+        "objectId": object_id,  # what the event is about, whatever its type
         "userId": user_id,
         "outcome": outcome,
         "receivedAt": received_at,

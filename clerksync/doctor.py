@@ -612,6 +612,51 @@ def check_webhook(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_organization_counts(settings: Settings) -> Check | None:
+    """Clerk's organization count against MongoDB's; None when either side cannot answer
+    (the MongoDB and Clerk API checks report why). No organizations feature: a note. An
+    error nobody foresaw is a failing check, never a traceback."""
+    try:
+        return _organization_counts(settings)
+    except Exception as exc:
+        return Check(
+            "organization counts", "fail", f"could not check: {exc.__class__.__name__}", ""
+        )
+
+
+def _organization_counts(settings: Settings) -> Check | None:
+    if not settings.clerk_secret_key or "CLERK_SECRET_KEY" in dict(settings.problems()):
+        return None
+    from clerksync.clerk import ClerkGateway, OrganizationsDisabled
+    from clerksync.store import connect
+
+    gateway = ClerkGateway(
+        settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000
+    )
+    try:
+        clerk_orgs = gateway.count_organizations()
+    except OrganizationsDisabled:
+        return ok("organization counts", "organizations are not enabled on this Clerk instance")
+    except ClerkApiError:
+        return None
+    try:
+        store = connect(settings)
+    except ClerkSyncError:
+        return None
+    try:
+        mongo_orgs = store.orgs.organizations.count_documents({})
+    except Exception:  # pymongo errors: the MongoDB check reports them
+        return None
+    finally:
+        store.close()
+    detail = f"Clerk {clerk_orgs}, MongoDB {mongo_orgs}"
+    if clerk_orgs == mongo_orgs:
+        return ok("organization counts", detail)
+    return Check(
+        "organization counts", "warn", detail, "run `clerksync reconcile` to bring MongoDB in line"
+    )
+
+
 def _without_public_url(settings: Settings) -> Settings:
     import dataclasses
 
@@ -634,9 +679,10 @@ def _guarded(group: str, run: Any, settings: Settings) -> Any:
 def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
     """All checks, in a stable order. Network groups run in parallel."""
     checks = check_env_files(settings) + check_variables(settings)
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         mongo = pool.submit(_guarded, "MongoDB", check_mongodb, settings)
         clerk = pool.submit(_guarded, "Clerk API", check_clerk, settings)
+        orgs = pool.submit(check_organization_counts, settings)
         hooks = pool.submit(_guarded, "receiver", check_webhook, settings) if probes else None
         mongo_checks, mongo_users, pending = mongo.result()
         clerk_checks, clerk_users = clerk.result()
@@ -654,6 +700,9 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
                     "run `clerksync reconcile` to bring MongoDB in line",
                 )
             )
+    org_counts = orgs.result()
+    if org_counts is not None:
+        checks.append(org_counts)
     if pending:
         waiting = "" if settings.clerk_secret_key else " (CLERK_SECRET_KEY is unset)"
         checks.append(

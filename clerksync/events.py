@@ -82,6 +82,8 @@ class Delivery:
     duration_ms: float | None
     error: str | None
     source: str
+    #: what the event is about (user, organization, membership or other object id)
+    object_id: str | None = None
 
     @classmethod
     def from_record(cls, entry: Mapping[str, Any]) -> Delivery:
@@ -95,6 +97,7 @@ class Delivery:
             duration_ms=entry.get("durationMs"),
             error=entry.get("error"),
             source=str(entry.get("source") or "webhook"),
+            object_id=entry.get("objectId"),
         )
 
     @property
@@ -105,6 +108,7 @@ class Delivery:
         return {
             "id": self.id,
             "type": self.type,
+            "objectId": self.object_id,
             "userId": self.user_id,
             "outcome": self.outcome,
             "receivedAt": _iso(self.received_at),
@@ -353,6 +357,7 @@ def replay(
                     svix_id=entry["svixId"],
                     event_type=event.type,
                     user_id=event.user_id,
+                    object_id=event.object_id,
                     outcome=outcome,
                     received_at=utcnow(),
                     source="replay",

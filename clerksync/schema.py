@@ -215,13 +215,58 @@ def same_value(a: Any, b: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class OrganizationMapping:
+    """The organizations collection: the Clerk id (unique) and the Clerk-owned fields, all set
+    on every write; ``created_at``/``updated_at`` (None: not kept) are the app's timestamps."""
+
+    collection: str = "organizations"
+    clerk_id: str = "clerkId"
+    name: str = "name"
+    slug: str = "slug"
+    image_url: str | None = "imageUrl"
+    created_at: str | None = "createdAt"
+    updated_at: str | None = "updatedAt"
+
+
+@dataclass(frozen=True)
+class MembershipMapping:
+    """The memberships collection: the membership's Clerk id (unique), the organization's and
+    the user's Clerk ids, and the role (``org:admin``…)."""
+
+    collection: str = "memberships"
+    clerk_id: str = "clerkId"
+    organization_id: str = "organizationId"
+    user_id: str = "userId"
+    role: str = "role"
+    created_at: str | None = "createdAt"
+    updated_at: str | None = "updatedAt"
+
+
+#: what a mapping file may override in ``[organizations]`` and ``[memberships]``
+ORG_KEYS = ("collection", "clerk_id", "name", "slug", "image_url", "created_at", "updated_at")
+MEMBERSHIP_KEYS = (
+    "collection",
+    "clerk_id",
+    "organization_id",
+    "user_id",
+    "role",
+    "created_at",
+    "updated_at",
+)
+#: the keys that may be "" (the app does not keep that field)
+OPTIONAL_KEYS = ("image_url", "created_at", "updated_at")
+
+
+@dataclass(frozen=True)
 class Schema:
     """The mapping every reader and writer of app documents goes through: one mapping per
-    collection clerksync writes (``users``; organizations and memberships sit beside it, each
-    preset giving its own, each with its ``[section]`` in a mapping file)."""
+    collection clerksync writes (``users``, ``organizations``, ``memberships``), each preset
+    giving its own, each with its ``[section]`` in a mapping file."""
 
     name: str
     users: UserMapping
+    organizations: OrganizationMapping = field(default_factory=OrganizationMapping)
+    memberships: MembershipMapping = field(default_factory=MembershipMapping)
 
     def describe(self) -> str:
         users = self.users
@@ -269,13 +314,23 @@ FASTAPI = Schema(
         app_id="user_id",
         metadata={"userMongoId": "mongo_id", "userId": "app_id", "isAdmin": "admin"},
     ),
+    organizations=OrganizationMapping(
+        clerk_id="clerk_org_id", image_url="image_url", created_at=None, updated_at=None
+    ),
+    memberships=MembershipMapping(
+        clerk_id="clerk_membership_id",
+        organization_id="clerk_org_id",
+        user_id="clerk_user_id",
+        created_at=None,
+        updated_at=None,
+    ),
 )
 
 PRESETS: dict[str, Schema] = {"nextjs": NEXTJS, "fastapi": FASTAPI}
 DEFAULT = NEXTJS
 
 #: what a mapping file's top level may hold: the preset it starts from, a table per mapping
-SECTIONS = {"preset", "users"}
+SECTIONS = {"preset", "users", "organizations", "memberships"}
 
 #: the one configuration variable this module reads, for messages
 VARIABLE = "CLERKSYNC_SCHEMA"
@@ -332,7 +387,29 @@ def schema_from_dict(data: Mapping[str, Any], *, name: str) -> Schema:
     if "users" in data:
         users = _users_over(base.users, _table(data["users"], "[users]"))
     _check_users(users)
-    return Schema(name=name, users=users)
+    organizations = _names_over(base.organizations, data.get("organizations"), "organizations")
+    memberships = _names_over(base.memberships, data.get("memberships"), "memberships")
+    return Schema(name=name, users=users, organizations=organizations, memberships=memberships)
+
+
+def _names_over(base: Any, table: Any, section: str) -> Any:
+    """``[organizations]``/``[memberships]``: field names over the preset's; "" drops an
+    optional field. Each name is a top-level field, used once."""
+    if table is None:
+        return base
+    table = _table(table, f"[{section}]")
+    keys = ORG_KEYS if section == "organizations" else MEMBERSHIP_KEYS
+    _only(table, set(keys), f"[{section}]")
+    changes = {
+        key: _name(value, f"{section}.{key}", optional=key in OPTIONAL_KEYS)
+        for key, value in table.items()
+    }
+    mapping = replace(base, **changes)
+    names = [getattr(mapping, key) for key in keys if key != "collection"]
+    used = [n for n in names if n is not None]
+    if len(set(used)) != len(used) or "_id" in used:
+        raise ValueError(f"[{section}] maps two things to one field, or something to _id")
+    return mapping
 
 
 def _table(value: Any, where: str) -> Mapping[str, Any]:

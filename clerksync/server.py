@@ -264,6 +264,7 @@ class Receiver:
             error: str | None = None,
             verified_body: bytes | None = None,
             verified: bool = True,
+            object_id: str | None = None,
         ) -> JSONResponse:
             duration = (time.perf_counter() - started) * 1000
             # Unauthenticated rejections are sampled: anyone can send them by the thousand.
@@ -273,6 +274,7 @@ class Receiver:
                         svix_id=svix_id,
                         event_type=event_type,
                         user_id=user_id,
+                        object_id=object_id,
                         outcome=outcome,
                         received_at=received,
                         duration_ms=duration,
@@ -282,9 +284,10 @@ class Receiver:
                     )
                 )
                 log.info(
-                    "delivery id=%s type=%s user=%s outcome=%s status=%d ms=%.1f%s",
+                    "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s",
                     svix_id,
                     event_type,
+                    object_id,
                     user_id,
                     outcome,
                     status,
@@ -294,6 +297,7 @@ class Receiver:
                         "delivery": {
                             "id": svix_id,
                             "type": event_type,
+                            "objectId": object_id,
                             "userId": user_id,
                             "outcome": outcome,
                             "status": status,
@@ -390,6 +394,7 @@ class Receiver:
                 "failed",
                 event_type=event.type,
                 user_id=event.user_id,
+                object_id=event.object_id,
                 error=error,
                 verified_body=body,
             )
@@ -401,7 +406,12 @@ class Receiver:
             self._instance_checked = True
             await run_in_threadpool(self._learn_instance, event.instance_id)
         return finish(
-            200, outcome, event_type=event.type, user_id=event.user_id, verified_body=body
+            200,
+            outcome,
+            event_type=event.type,
+            user_id=event.user_id,
+            object_id=event.object_id,
+            verified_body=body,
         )
 
     async def _read_body(self, request: Request, reserved: int) -> bytes:

@@ -17,6 +17,7 @@ never reused by Clerk), so a late ``user.updated`` cannot bring them back.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from clerksync.config import Settings
+    from clerksync.orgstore import OrgStore
 
 TOMBSTONES = "clerksync_tombstones"
 COUNTERS = "clerksync_counters"
@@ -127,6 +129,13 @@ class UserStore:
     def clerk_key(self, clerk_id: str) -> dict[str, Any]:
         """The filter naming one user by Clerk id (what the write-back hand-off claims by)."""
         return {self.schema.users.clerk_id: clerk_id}
+
+    @functools.cached_property
+    def orgs(self) -> OrgStore:
+        """The organizations and memberships collections, in the same database."""
+        from clerksync.orgstore import OrgStore
+
+        return OrgStore(self.db, self.schema)
 
     @property
     def name(self) -> str:
@@ -552,6 +561,7 @@ class UserStore:
             return_document=ReturnDocument.BEFORE,
         )
         removed = self.users.delete_one({self.clerk_id: clerk_id}).deleted_count
+        removed += self.orgs.remove_user_memberships(clerk_id)  # the cascade, after the tombstone
         return WriteResult("applied" if removed or before is None else "duplicate")
 
     def upsert_many(

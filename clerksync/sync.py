@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any, TypeVar
 
@@ -54,6 +54,7 @@ MAX_BACKLOG = 500  # queued metadata writes before reading pauses (bounds memory
 # Documents per cursor batch: pymongo's default grows to 16 MB a batch, which makes
 # memory grow with the collection; a fixed batch keeps it flat.
 CURSOR_BATCH = 1000
+MAX_CURSOR_TRIES = 20  # users of a page tried as the next cursor when the last ones are gone
 Progress = Callable[[int, int | None], None]
 
 
@@ -236,6 +237,10 @@ class ReconcileResult:
     #: why ``--prune`` deleted nothing (``clerksync.prune``), or the run that can be undone
     prune_refused: str | None = None
     prune_run: str | None = None
+    #: the same counters for organizations and memberships (``clerksync.orgsync``): ``clerk``,
+    #: ``mongo``, ``created``…, and a ``note`` when the instance has no organizations
+    organizations: dict[str, Any] = field(default_factory=dict)
+    memberships: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The documented ``reconcile --json`` keys."""
@@ -269,8 +274,9 @@ def reconcile(
     holds (read by a second thread while the pages come in), go to two temporary
     on-disk SQLite tables, and the orphan pass merges them in order. Every
     candidate is then looked up in Clerk (100 ids a request) before it is reported
-    or pruned: a user who signed up during the run, or whom offset paging skipped
-    (it does when an earlier user is deleted mid-run), is no orphan.
+    or pruned: a user who signed up while the snapshot was read is no orphan.
+    Users are paged by cursor; organizations and memberships follow
+    (``clerksync.orgsync``), each with the same counters in its own sub-summary.
     """
     bucket = instance_bucket(rate)
     summary: dict[str, Any] = {
@@ -302,7 +308,7 @@ def reconcile(
         try:
             candidates = _merge_missing(held, seen)
             for batch in _batches(candidates, ID_BATCH):
-                # Still in Clerk (skipped by offset paging): not an orphan.
+                # Still in Clerk (it signed up after the page that would list it): no orphan.
                 found = call_with_retries(functools.partial(gateway.get_many, batch), bucket)
                 known = {u.get("id") for u in found}
                 for clerk_id in batch:
@@ -329,6 +335,13 @@ def reconcile(
     finally:
         seen.close()
         orphans.close()
+    # Then organizations and memberships, in turn: run alongside the users they gained
+    # nothing on a loaded machine (the database is the bottleneck) and varied far more.
+    from clerksync.orgsync import reconcile_organizations
+
+    summary["organizations"], summary["memberships"] = reconcile_organizations(
+        store, gateway, bucket, dry_run=dry_run, prune=prune, allow_mass_prune=allow_mass_prune
+    )
     fields = {f.name for f in dataclass_fields(ReconcileResult)}
     counts = {k: v for k, v in summary.items() if k in fields and k != "orphans"}
     return ReconcileResult(**counts, orphans=tuple(summary["orphans"]), dry_run=dry_run)
@@ -343,7 +356,7 @@ def _reconcile_pages(
     dry_run: bool,
     progress: Progress | None,
 ) -> None:
-    """Page through Clerk's users (created_at order) and apply each page in bulk."""
+    """Page through Clerk's users (created_at order, by cursor) and apply each page in bulk."""
     # The app's own documents to adopt, read once for the run (usually none).
     candidates = store.adoption_map()
     total = None
@@ -351,22 +364,34 @@ def _reconcile_pages(
         with contextlib.suppress(ClerkApiError):
             total = call_with_retries(gateway.count_users, bucket)
 
-    def fetch(offset: int) -> list[dict[str, Any]]:
-        return call_with_retries(
-            functools.partial(gateway.list_page, offset=offset, limit=PAGE_SIZE), bucket
-        )
+    def fetch(cursors: list[str]) -> list[dict[str, Any]]:
+        """The page after the first cursor Clerk still knows: the last user of the previous
+        page, else (deleted meanwhile: a 422) the one before it, and so on."""
+        options: list[str | None] = [*cursors] or [None]
+        for attempt, cursor in enumerate(options):
+            try:
+                return call_with_retries(functools.partial(gateway.users_after, cursor), bucket)
+            except ClerkApiError as exc:
+                if exc.status != 422 or attempt + 1 >= min(len(cursors), MAX_CURSOR_TRIES):
+                    raise
+        raise AssertionError("unreachable")
 
-    # One page ahead: the next request is in flight while this page is written.
+    # One page ahead: the next request is in flight while this page is written. Paging is
+    # by cursor (starting_after), so a page deep in a large instance costs what the first
+    # one does; a deep offset "gets progressively slower and eventually times out".
     all_new = False  # was the last page all new users? then insert this one outright
     with ThreadPoolExecutor(1) as reader:
-        offset = 0
-        upcoming = reader.submit(fetch, offset)
+        upcoming = reader.submit(fetch, [])
+        previous: set[str] = set()  # ids of the last page: a fallback cursor re-serves some
         while True:
             page = upcoming.result()
-            if len(page) == PAGE_SIZE:
-                upcoming = reader.submit(fetch, offset + PAGE_SIZE)
-            if not page:
-                break
+            full = len(page) == PAGE_SIZE
+            ids = [u.get("id") for u in page]
+            if full:
+                cursors = [i for i in reversed(ids) if isinstance(i, str) and i]
+                upcoming = reader.submit(fetch, cursors)
+            page = [raw for raw, i in zip(page, ids, strict=True) if i not in previous]
+            previous = {i for i in ids if isinstance(i, str)}
             users = []
             for raw in page:
                 try:
@@ -385,9 +410,8 @@ def _reconcile_pages(
                     summary[key] += value
             if progress:
                 progress(summary["clerk_users"], total)
-            if len(page) < PAGE_SIZE:
+            if not full:
                 break
-            offset += PAGE_SIZE
 
 
 def _id_table() -> sqlite3.Connection:

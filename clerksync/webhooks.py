@@ -18,6 +18,13 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import InvalidEvent
+from clerksync.orgs import (
+    ClerkMembership,
+    ClerkOrganization,
+    parse_deleted_organization,
+    parse_membership,
+    parse_organization,
+)
 from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user
 
 if TYPE_CHECKING:
@@ -25,8 +32,19 @@ if TYPE_CHECKING:
     from clerksync.store import UserStore
 
 MAX_BODY = 1024 * 1024
+#: any Clerk object id (``sess_…``, ``ema_…``, ``role_…``): what the log names for a type
+#: clerksync does not sync
+OBJECT_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 INSTANCE_ID = re.compile(r"^ins_[A-Za-z0-9_]{1,64}$")
 USER_EVENTS = ("user.created", "user.updated", "user.deleted")
+ORG_EVENTS = (
+    "organization.created",
+    "organization.updated",
+    "organization.deleted",
+    "organizationMembership.created",
+    "organizationMembership.updated",
+    "organizationMembership.deleted",
+)
 
 
 class SignatureError(Exception):
@@ -35,13 +53,18 @@ class SignatureError(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    """A verified, validated delivery; ``user`` is set for created/updated events."""
+    """A verified, validated delivery; ``user`` is set for created/updated events, ``org``
+    for ``organization.created|updated``, ``membership`` for every ``organizationMembership.*``.
+    ``object_id`` names what the event is about, whatever its type (for the log)."""
 
     type: str
     user_id: str | None
     user: ClerkUser | None
     #: the Clerk instance that sent it (``instance_id``), when it names one plainly
     instance_id: str | None = None
+    org: ClerkOrganization | None = None
+    membership: ClerkMembership | None = None
+    object_id: str | None = None
 
 
 def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
@@ -88,14 +111,37 @@ def _parse(body: bytes) -> Event:
     data = payload.get("data")
     instance = payload.get("instance_id")
     instance = instance if isinstance(instance, str) and INSTANCE_ID.match(instance) else None
+    if event_type in ORG_EVENTS:
+        return parse_org_event(event_type, data, instance)
     if event_type not in USER_EVENTS:
-        return Event(event_type, None, None, instance)
+        return Event(event_type, None, None, instance, object_id=_loggable_id(data))
     if not isinstance(data, dict):
         raise InvalidEvent("field 'data' must be an object")
     if event_type == "user.deleted":
-        return Event(event_type, parse_clerk_id(data.get("id")), None, instance)
+        user_id = parse_clerk_id(data.get("id"))
+        return Event(event_type, user_id, None, instance, object_id=user_id)
     user = parse_clerk_user(data)
-    return Event(event_type, user.id, user, instance)
+    return Event(event_type, user.id, user, instance, object_id=user.id)
+
+
+def parse_org_event(event_type: str, data: Any, instance: str | None = None) -> Event:
+    """``organization.*`` and ``organizationMembership.*``, validated field by field."""
+    if not isinstance(data, dict):
+        raise InvalidEvent("field 'data' must be an object")
+    if event_type == "organization.deleted":
+        deleted = parse_deleted_organization(data)
+        return Event(event_type, None, None, instance, object_id=deleted.id)
+    if event_type.startswith("organization."):
+        org = parse_organization(data)
+        return Event(event_type, None, None, instance, org=org, object_id=org.id)
+    member = parse_membership(data)
+    return Event(event_type, member.user_id, None, instance, membership=member, object_id=member.id)
+
+
+def _loggable_id(data: Any) -> str | None:
+    """The id of an event type clerksync ignores, for the log, if it looks like an id."""
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and OBJECT_ID.match(value) else None
 
 
 #: nesting every reader of the stored body can parse again (``events show``, ``replay``):
@@ -191,4 +237,12 @@ def apply_event(store: UserStore, event: Event) -> tuple[str, bool]:
         return result.outcome, result.wants_write_back
     if event.type == "user.deleted" and event.user_id is not None:
         return store.delete_user(event.user_id).outcome, False
+    if event.org is not None:
+        return store.orgs.upsert_organization(event.org), False
+    if event.type == "organization.deleted" and event.object_id is not None:
+        return store.orgs.delete_organization(event.object_id), False
+    if event.membership is not None:
+        if event.type == "organizationMembership.deleted":
+            return store.orgs.delete_membership(event.membership.id), False
+        return store.orgs.upsert_membership(event.membership), False
     return "ignored", False

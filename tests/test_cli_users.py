@@ -76,7 +76,7 @@ def test_show_by_every_id_form(cli, store: UserStore) -> None:
         result = cli("users", "show", ident, "--json")
         assert result.exit_code == 0, result.stderr
         view = json.loads(result.stdout)
-        assert set(view) == FIELDS
+        assert set(view) == FIELDS | {"organizations"}  # show adds the user's orgs
         assert view["id"] == mongo_id
 
 

@@ -38,6 +38,7 @@ def test_list_shows_each_delivery_with_its_outcome_and_no_personal_data(cli, rec
     assert set(rows["msg_ev1"]) == {
         "id",
         "type",
+        "objectId",
         "userId",
         "outcome",
         "receivedAt",

@@ -190,7 +190,7 @@ def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
     assert store.users.count_documents({"clerkId": {"$regex": "^user_gone"}}) == 0
 
 
-def test_reconcile_never_prunes_a_user_that_offset_paging_skipped(
+def test_reconcile_never_prunes_a_user_deleted_mid_run(
     cli, store: UserStore, fake_clerk: FakeClerk
 ) -> None:
     for i in range(1000):
@@ -205,8 +205,9 @@ def test_reconcile_never_prunes_a_user_that_offset_paging_skipped(
     fake_clerk.after_page = delete_one_after_the_first_page
     result = cli("reconcile", "--prune", "--yes", "--json", *FAST)
     summary = json.loads(result.stdout)
-    # Page 2 now starts one user later: user_p0500 is never listed, yet Clerk has it.
-    assert summary["clerk_users"] == 500 + 499
+    # Cursor paging: page 2 starts after the first page's last user whatever went before it
+    # (offset paging would have skipped user_p0500).
+    assert summary["clerk_users"] == 1000
     assert summary["orphaned"] == 0 and summary["pruned"] == 0, summary
     assert store.find_user("user_p0500")["clerkId"] == "user_p0500"
     # user_p0010 was listed before it went: this run leaves it to its webhook (or the next).

@@ -132,7 +132,7 @@ def root(
 
 
 def _register() -> None:
-    from clerksync.cli import doctor, events, send, serve, sync, users
+    from clerksync.cli import doctor, events, orgs, send, serve, sync, users
 
     # short_help: the one line `clerksync --help` shows, whole at 80 columns
     app.command("doctor", short_help="Check the whole chain and say what to fix.")(doctor.doctor)
@@ -146,6 +146,7 @@ def _register() -> None:
     app.command("serve", short_help="Run the webhook receiver.")(serve.serve)
     app.command("send", short_help="Post a signed test event to a receiver.")(send.send)
     app.add_typer(events.app, name="events")
+    app.add_typer(orgs.app, name="orgs")
 
 
 def _argument_help_without_type() -> None:

@@ -29,6 +29,7 @@ app = typer.Typer(help="The delivery log: list, show, stats, tail, replay.", no_
 COLUMNS = (
     ("id", "svix id"),
     ("type", "type"),
+    ("objectId", "object"),
     ("userId", "user"),
     ("outcome", "outcome"),
     ("received", "received (UTC)"),
@@ -81,7 +82,7 @@ def list_events(
         COLUMNS,
         plural(len(found), "delivery", "deliveries"),
         keep=("id", "outcome"),
-        drop=("ms", "userId", "received", "error"),
+        drop=("ms", "objectId", "userId", "received", "error"),
     )
 
 

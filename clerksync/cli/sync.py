@@ -11,6 +11,7 @@ from clerksync.cli.common import JsonOption, open_store, print_json, safe, say, 
 
 if TYPE_CHECKING:
     from clerksync.clerk import ClerkGateway
+    from clerksync.sync import ReconcileResult
 
 RateOption = Annotated[
     float | None,
@@ -181,9 +182,11 @@ def reconcile(
     rate: RateOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Find the Clerk users the database missed, and fix them; report orphans.
+    """Find the Clerk users, organizations and memberships the database missed, and fix them;
+    report orphans.
 
-    Pages through every Clerk user (500 a page) and applies the receiver's
+    Pages through every Clerk user (500 a page, by cursor), then the instance's
+    organizations and memberships (500 a page), and applies the receiver's
     mapping and ordering rules in bulk: creates the missing, updates the stale,
     leaves the newer alone. Refuses (exit 2) when the key is for another Clerk
     instance than the database's, until --rebind. --prune refuses (exit 1,
@@ -209,18 +212,20 @@ def reconcile(
     if prune and not yes and not dry_run:
         # Count first, then ask: nothing is deleted unless the person says so.
         preview = run(store, clerk, dry_run=True, prune=True, **options)
-        if preview.prune_refused:
-            say(f"Refusing to prune: {preview.prune_refused}")
+        refused = _prune_refusals(preview)
+        if refused:
+            say(f"Refusing to prune: {refused}")
             raise typer.Exit(1)
-        if preview.orphaned and not typer.confirm(
-            f"Delete {preview.orphaned} MongoDB users that Clerk does not know?", err=True
+        orphaned = _orphan_counts(preview)
+        if orphaned and not typer.confirm(
+            f"Delete {orphaned} from MongoDB (Clerk does not know them)?", err=True
         ):
             prune = False
     with progress_bar("reconcile", json) as progress:
         result = run(store, clerk, dry_run=dry_run, prune=prune, progress=progress, **options)
     if json:
         print_json(result.to_json())
-        if result.prune_refused:
+        if _prune_refusals(result):
             raise typer.Exit(1)
         return
     would = "would " if dry_run else ""
@@ -235,13 +240,33 @@ def reconcile(
         say(f"{result.invalid} Clerk records could not be mapped (no valid id/updated_at)")
     for clerk_id in result.orphans:
         typer.echo(f"orphan: {safe(clerk_id)}")
+    for kind, part in (
+        ("organizations", result.organizations),
+        ("memberships", result.memberships),
+    ):
+        if not part:
+            continue
+        if part.get("note"):
+            say(f"{kind}: {part['note']}")
+            continue
+        say(
+            f"{kind}: Clerk {part['clerk']}, MongoDB {part['mongo']}: "
+            f"{'would create' if dry_run else 'created'} {part['created']}, "
+            f"{'would update' if dry_run else 'updated'} {part['updated']}, unchanged "
+            f"{part['unchanged']}, orphaned {part['orphaned']}, pruned {part['pruned']}"
+            + (f", {part['invalid']} invalid" if part["invalid"] else "")
+        )
+        for clerk_id in part["orphans"]:
+            typer.echo(f"orphan: {safe(clerk_id)}")
+
     if result.prune_run:
         say(
             f"Prune run {result.prune_run}: undo it with "
             f"`clerksync reconcile --undo-prune {result.prune_run}` (kept 30 days)"
         )
-    if result.prune_refused:
-        say(f"Refusing to prune: {result.prune_refused}")
+    refused = _prune_refusals(result)
+    if refused:
+        say(f"Refusing to prune: {refused}")
         raise typer.Exit(1)
 
 
@@ -256,3 +281,22 @@ def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
         f"Prune run {run_id} undone: {result['restored']} users restored, {result['present']} "
         f"were back already, {result['tombstones_removed']} tombstones removed"
     )
+
+
+def _orphan_counts(result: "ReconcileResult") -> str:
+    """ "3 users, 1 organization, 2 memberships", or "" when there are none."""
+    parts = [
+        (result.orphaned, "user", "users"),
+        (result.organizations.get("orphaned", 0), "organization", "organizations"),
+        (result.memberships.get("orphaned", 0), "membership", "memberships"),
+    ]
+    named = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
+    return ", ".join(named)
+
+
+def _prune_refusals(result: "ReconcileResult") -> str:
+    """Why a prune was refused, for users, organizations or memberships ("" when it was not)."""
+    reasons = [result.prune_refused] + [
+        part.get("prune_refused") for part in (result.organizations, result.memberships)
+    ]
+    return " ".join(r for r in reasons if r)

@@ -75,12 +75,14 @@ def show_user(
     from rich import box
     from rich.table import Table
 
+    from clerksync.orgstore import user_organizations
     from clerksync.users import public_view
 
     store = open_store(ctx)
     view = public_view(store.find_user(ident), store.schema)
+    organizations = user_organizations(store, str(view["clerkId"]))
     if json:
-        print_json(view)
+        print_json({**view, "organizations": organizations})
         return
     table = Table(show_header=False, box=box.SIMPLE, pad_edge=False)
     table.add_column("field", style="bold", no_wrap=True)
@@ -88,3 +90,15 @@ def show_user(
     for key, value in view.items():
         table.add_row(key, text(value))
     stdout().print(table)
+    if organizations:
+        title = f"{len(organizations)} organizations"
+        print_table(
+            organizations,
+            (
+                ("organizationId", "organization"),
+                ("name", "name"),
+                ("slug", "slug"),
+                ("role", "role"),
+            ),
+            title,
+        )

@@ -1,0 +1,265 @@
+"""Reconcile of organizations and memberships: the instance-wide lists, in bulk.
+
+``GET /organizations`` and ``GET /organization_memberships`` list the whole
+instance, 500 a page, with a ``total_count``: a backfill costs
+``ceil(orgs / 500) + ceil(memberships / 500)`` requests, never one per
+organization, and the walk stops on the page that reaches the total (no empty
+page to learn it). Each page goes through the receiver's parsing and ordering
+rules in bulk (``OrgStore.upsert_many``: one planning read, ``insert_many`` for
+the new, ordered upserts for the older, nothing for the rest). The next page is
+in flight while one is written.
+
+Orphans (in MongoDB, not in Clerk) are confirmed in Clerk before they are
+reported or pruned, as users' are: organizations 100 ids a request, memberships
+per organization that has candidates (100 users a request). Offset paging can
+skip an item when an earlier one is deleted mid-run; the confirmation keeps
+such an item from being called an orphan, and the next run picks it up.
+
+An instance without the organizations feature answers 403
+``organization_not_enabled_in_instance``: that is a note, not a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway, OrganizationsDisabled
+from clerksync.errors import InvalidEvent
+from clerksync.orgs import parse_membership, parse_organization
+from clerksync.ratelimit import SlidingWindowPacer
+
+if TYPE_CHECKING:
+    from clerksync.orgstore import Kind, OrgStore
+    from clerksync.store import UserStore
+
+DISABLED_NOTE = "organizations are not enabled on this Clerk instance: nothing to sync"
+MAX_ORPHANS_LISTED = 50
+
+Page = tuple[list[dict[str, Any]], int]
+
+
+def counters() -> dict[str, Any]:
+    """The users' counters, for one more kind."""
+    return {
+        "clerk": 0,
+        "mongo": 0,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "orphaned": 0,
+        "pruned": 0,
+        "invalid": 0,
+        "orphans": [],
+    }
+
+
+def reconcile_organizations(
+    store: UserStore,
+    gateway: ClerkGateway,
+    bucket: SlidingWindowPacer,
+    *,
+    dry_run: bool = False,
+    prune: bool = False,
+    allow_mass_prune: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Bring MongoDB's organizations and memberships in line with Clerk's: two summaries.
+    Pruned organizations and memberships are tombstoned and deleted, each confirmed absent
+    from Clerk first; unlike users' prunes they are not journaled for ``undo``."""
+    from clerksync.sync import _id_table, call_with_retries
+
+    orgs = store.orgs
+    org_summary, member_summary = counters(), counters()
+    seen_orgs, seen_members = _id_table(), _id_table()
+    try:
+        try:
+            _walk(
+                orgs,
+                orgs.orgs_kind,
+                lambda offset: call_with_retries(
+                    functools.partial(gateway.list_organizations, offset=offset), bucket
+                ),
+                parse_organization,
+                seen_orgs,
+                org_summary,
+                dry_run,
+            )
+        except OrganizationsDisabled:
+            for summary in (org_summary, member_summary):
+                summary["note"] = DISABLED_NOTE
+            org_summary["mongo"] = orgs.organizations.estimated_document_count()
+            member_summary["mongo"] = orgs.memberships.estimated_document_count()
+            return org_summary, member_summary
+        _walk(
+            orgs,
+            orgs.members_kind,
+            lambda offset: call_with_retries(
+                functools.partial(gateway.list_memberships, offset=offset), bucket
+            ),
+            parse_membership,
+            seen_members,
+            member_summary,
+            dry_run,
+        )
+
+        def confirm_orgs(batch: list[str]) -> set[str]:
+            found = call_with_retries(functools.partial(gateway.get_organizations, batch), bucket)
+            return {str(o.get("id")) for o in found} & set(batch)
+
+        def confirm_members(batch: list[str]) -> set[str]:
+            m = orgs.members_map
+            docs = orgs.memberships.find(
+                {m.clerk_id: {"$in": batch}},
+                {m.clerk_id: 1, m.organization_id: 1, m.user_id: 1},
+            )
+            by_org: dict[str, list[str]] = defaultdict(list)
+            for doc in docs:
+                by_org[str(doc.get(m.organization_id))].append(str(doc.get(m.user_id)))
+            known: set[str] = set()
+            for org_id, users in by_org.items():
+                for start in range(0, len(users), ID_BATCH):
+                    found = call_with_retries(
+                        functools.partial(
+                            gateway.memberships_of, org_id, users[start : start + ID_BATCH]
+                        ),
+                        bucket,
+                    )
+                    known |= {str(f.get("id")) for f in found}
+            return known & set(batch)
+
+        # Memberships first: pruning an organization takes its memberships with it.
+        _orphans(
+            orgs,
+            orgs.members_kind,
+            seen_members,
+            confirm_members,
+            orgs.delete_membership,
+            member_summary,
+            dry_run,
+            prune,
+            allow_mass_prune,
+            "memberships",
+        )
+        _orphans(
+            orgs,
+            orgs.orgs_kind,
+            seen_orgs,
+            confirm_orgs,
+            orgs.delete_organization,
+            org_summary,
+            dry_run,
+            prune,
+            allow_mass_prune,
+            "organizations",
+        )
+    finally:
+        seen_orgs.close()
+        seen_members.close()
+    org_summary["mongo"] = orgs.organizations.estimated_document_count()
+    member_summary["mongo"] = orgs.memberships.estimated_document_count()
+    return org_summary, member_summary
+
+
+def _walk(
+    orgs: OrgStore,
+    kind: Kind,
+    fetch: Callable[[int], Page],
+    parse: Callable[[Any], Any],
+    seen: sqlite3.Connection,
+    summary: dict[str, Any],
+    dry_run: bool,
+) -> None:
+    """Page through one instance-wide list (offset, +created_at), one page ahead."""
+    all_new = False  # was the last page all new? then insert this one without planning
+    with ThreadPoolExecutor(1) as reader:
+        offset = 0
+        upcoming = reader.submit(fetch, offset)
+        while True:
+            page, total = upcoming.result()
+            more = len(page) == PAGE_SIZE and offset + PAGE_SIZE < total
+            if more:
+                upcoming = reader.submit(fetch, offset + PAGE_SIZE)
+            items = []
+            for raw in page:
+                try:
+                    items.append(parse(raw))
+                except InvalidEvent:
+                    summary["invalid"] += 1
+            summary["clerk"] += len(page)
+            if items:
+                seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i.id,) for i in items])
+                counts = orgs.upsert_many(kind, items, dry_run=dry_run, assume_new=all_new)
+                all_new = counts["created"] == len(items)
+                for key, value in counts.items():
+                    summary[key] += value
+            if not more:
+                return
+            offset += PAGE_SIZE
+
+
+def _orphans(
+    orgs: OrgStore,
+    kind: Kind,
+    seen: sqlite3.Connection,
+    confirm: Callable[[list[str]], set[str]],
+    delete: Callable[[str], str],
+    summary: dict[str, Any],
+    dry_run: bool,
+    prune: bool,
+    allow_mass_prune: bool,
+    name: str,
+) -> None:
+    """Held in MongoDB, not listed by Clerk, and not found when asked: report, and prune
+    under the users' guard (``clerksync.prune``: never when Clerk lists none, nor more than
+    a small share, unless ``allow_mass_prune``)."""
+    from clerksync.sync import _batches, _id_table, _merge_missing
+
+    held, found = _id_table(), _id_table()
+    try:
+        for batch in _batches(orgs.held_ids(kind), 1000):
+            held.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i,) for i in batch])
+        (held_count,) = held.execute("SELECT count(*) FROM ids").fetchone()
+        for batch in _batches(_merge_missing(held, seen), ID_BATCH):
+            still_there = confirm(batch)
+            for clerk_id in batch:
+                if clerk_id in still_there:
+                    continue
+                summary["orphaned"] += 1
+                if len(summary["orphans"]) < MAX_ORPHANS_LISTED:
+                    summary["orphans"].append(clerk_id)
+                found.execute("INSERT OR IGNORE INTO ids VALUES (?)", (clerk_id,))
+        if not (prune and summary["orphaned"]):
+            return
+        refusal = prune_refusal(name, summary["orphaned"], held_count, summary["clerk"])
+        if refusal and not allow_mass_prune:
+            summary["prune_refused"] = refusal
+        elif not dry_run:
+            for (clerk_id,) in found.execute("SELECT id FROM ids ORDER BY id"):
+                delete(clerk_id)
+                summary["pruned"] += 1
+    finally:
+        held.close()
+        found.close()
+
+
+def prune_refusal(name: str, orphans: int, held: int, listed: int) -> str | None:
+    """The users' prune guard (``clerksync.prune``) for organizations or memberships."""
+    from clerksync.prune import MASS_MIN, MASS_SHARE
+
+    if listed == 0:
+        return (
+            f"Clerk lists no {name} at all, so pruning would delete all {orphans}; is "
+            "CLERK_SECRET_KEY/CLERK_API_URL the right instance? Nothing was deleted. Rerun "
+            "with --allow-mass-prune if this is really meant."
+        )
+    if orphans > MASS_MIN and orphans > held * MASS_SHARE:
+        return (
+            f"pruning would delete {orphans} of {held} {name} (over {MASS_SHARE:.0%}); is "
+            "CLERK_SECRET_KEY/CLERK_API_URL the right instance? Nothing was deleted. Rerun "
+            "with --allow-mass-prune if this is really meant."
+        )
+    return None

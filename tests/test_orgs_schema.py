@@ -1,0 +1,92 @@
+"""Organizations and memberships under every schema (nextjs, fastapi, a mapping file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clerksync.errors import ConfigError
+from clerksync.schema import load_schema, schema_from_dict
+from clerksync.store import UserStore
+from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
+from tests.receiver import RunningReceiver, post
+
+EXAMPLES = json.loads(Path(__file__).with_name("clerk-webhook-examples.json").read_text())["events"]
+ORG = EXAMPLES["organization.updated"]["data"]
+MEMBER = EXAMPLES["organizationMembership.updated"]["data"]
+
+
+def test_presets_name_the_fields_design_md_gives() -> None:
+    nextjs, fastapi = load_schema("nextjs"), load_schema("fastapi")
+    assert (nextjs.organizations.clerk_id, nextjs.organizations.image_url) == (
+        "clerkId",
+        "imageUrl",
+    )
+    assert (nextjs.memberships.organization_id, nextjs.memberships.user_id) == (
+        "organizationId",
+        "userId",
+    )
+    assert (fastapi.organizations.clerk_id, fastapi.organizations.image_url) == (
+        "clerk_org_id",
+        "image_url",
+    )
+    assert (
+        fastapi.memberships.clerk_id,
+        fastapi.memberships.organization_id,
+        fastapi.memberships.user_id,
+    ) == ("clerk_membership_id", "clerk_org_id", "clerk_user_id")
+
+
+@ALL_SCHEMAS
+def test_examples_are_stored_with_the_schemas_field_names(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    for name in ("organization.updated", "organizationMembership.updated"):
+        assert post(receiver.url, WEBHOOK_SECRET, EXAMPLES[name]).status_code == 200
+    o, m = store.schema.organizations, store.schema.memberships
+    org = store.db[o.collection].find_one({o.clerk_id: ORG["id"]})
+    member = store.db[m.collection].find_one({m.clerk_id: MEMBER["id"]})
+    assert org is not None and member is not None
+    expected_org = {"_id", "clerksync", o.clerk_id, o.name, o.slug}
+    expected_org |= {n for n in (o.image_url, o.created_at, o.updated_at) if n}
+    assert set(org) == expected_org
+    assert (org[o.name], org[o.slug]) == (ORG["name"], ORG["slug"])
+    expected_member = {"_id", "clerksync", m.clerk_id, m.organization_id, m.user_id, m.role}
+    expected_member |= {n for n in (m.created_at, m.updated_at) if n}
+    assert set(member) == expected_member
+    assert (member[m.organization_id], member[m.user_id], member[m.role]) == (
+        ORG["id"],
+        MEMBER["public_user_data"]["user_id"],
+        "org:admin",
+    )
+    # the cascade follows the mapping too
+    assert post(receiver.url, WEBHOOK_SECRET, EXAMPLES["organization.deleted"]).status_code == 200
+    assert store.db[m.collection].count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"organizations": {"collection": "teams", "nickname": "x"}},
+        {"organizations": {"clerk_id": "$where"}},
+        {"organizations": {"name": ""}},
+        {"memberships": {"user_id": "role"}},
+        {"memberships": "teams"},
+    ],
+)
+def test_a_bad_org_mapping_is_a_clear_error(data: dict, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        schema_from_dict(data, name="test")
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        "\n".join(
+            f"[{section}]\n" + "\n".join(f'{k} = "{v}"' for k, v in table.items())
+            if isinstance(table, dict)
+            else f'{section} = "{table}"'
+            for section, table in data.items()
+        )
+    )
+    with pytest.raises(ConfigError, match="CLERKSYNC_SCHEMA"):
+        load_schema(str(path))

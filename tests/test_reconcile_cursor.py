@@ -1,0 +1,126 @@
+"""Users by cursor (starting_after); the fake's Clerk answers to offsets, cursors and orgs."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from clerksync.clerk import ClerkGateway, OrganizationsDisabled
+from clerksync.errors import ClerkApiError
+from clerksync.store import UserStore
+from tests.fakeclerk import SECRET_KEY, FakeClerk
+
+FAST = ("--rate", "1000")
+
+
+def get(fake: FakeClerk, path: str, **params: object) -> httpx.Response:
+    return httpx.get(
+        fake.url + path, params=params, headers={"authorization": f"Bearer {SECRET_KEY}"}
+    )
+
+
+def seed(fake: FakeClerk, n: int) -> None:
+    for i in range(n):
+        fake.add_user(user_id=f"user_c{i:05d}", email=f"c{i}@x.com", created_at=1000 + i)
+
+
+def test_reconcile_pages_by_cursor_past_the_depth_where_offsets_time_out(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 1600)
+    fake_clerk.user_offset_limit = 500  # any deeper offset answers 504, as Clerk's times out
+    gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
+    with pytest.raises(ClerkApiError) as failed:
+        gateway.list_page(offset=1000)
+    assert failed.value.status == 504
+    fake_clerk.counts.clear()
+
+    summary = json.loads(cli("reconcile", "--json", *FAST).stdout)
+    assert summary["clerk_users"] == 1600 and summary["created"] == 1600
+    assert fake_clerk.counts["GET /users"] == 4  # 500 + 500 + 500 + 100: the minimum
+    assert fake_clerk.deep_offset_refusals == 1  # only the probe above
+    assert store.count() == 1600
+
+
+def test_a_user_who_signs_up_mid_walk_is_seen_and_a_deleted_cursor_is_stepped_over(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 1000)
+
+    def change_clerk(start: int) -> None:
+        if start == 0:  # after page 1: its last two users go, a newcomer signs up
+            for gone in ("user_c00499", "user_c00498"):
+                del fake_clerk.users[gone]
+            fake_clerk.users["user_late"] = {
+                **fake_clerk.users["user_c00000"],
+                "id": "user_late",
+                "created_at": 10**12,
+                "email_addresses": [],
+                "primary_email_address_id": None,
+            }
+            fake_clerk.version += 1
+
+    fake_clerk.after_page = change_clerk
+    fake_clerk.counts.clear()
+    summary = json.loads(cli("reconcile", "--json", *FAST).stdout)
+    fake_clerk.after_page = None
+    assert summary["clerk_users"] == 1001  # 500, then 500 + the newcomer: nobody twice
+    assert summary["created"] == 1001
+    # page 1, two cursors Clerk no longer knows (422), the page after user_c00497, the rest
+    assert fake_clerk.counts["GET /users"] == 1 + 2 + 1 + 1
+    assert store.find_user("user_late")["clerkId"] == "user_late"
+
+
+def test_starting_after_needs_created_at_order_and_no_offset_as_on_clerk(
+    fake_clerk: FakeClerk,
+) -> None:
+    seed(fake_clerk, 5)
+    ok = get(fake_clerk, "/users", starting_after="user_c00001", order_by="+created_at")
+    assert [u["id"] for u in ok.json()] == ["user_c00002", "user_c00003", "user_c00004"]
+    newest_first = get(fake_clerk, "/users", starting_after="user_c00003")  # -created_at
+    assert [u["id"] for u in newest_first.json()] == ["user_c00002", "user_c00001", "user_c00000"]
+    for params in (
+        {"starting_after": "user_c00001", "offset": 2},
+        {"starting_after": "user_c00001", "order_by": "-updated_at"},
+        {"starting_after": "user_nobody"},
+    ):
+        refused = get(fake_clerk, "/users", **params)
+        assert refused.status_code == 422, params
+        assert refused.json()["errors"][0]["code"]
+
+
+def test_gateway_pages_organizations_and_memberships_instance_wide(
+    fake_clerk: FakeClerk,
+) -> None:
+    for i in range(7):
+        org = fake_clerk.add_org(org_id=f"org_g{i}", name=f"G{i}", created_at=100 + i)
+        for j in range(3):
+            fake_clerk.add_membership(org["id"], f"user_m{j}", created_at=1000 + 10 * i + j)
+    gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
+    orgs, total = gateway.list_organizations(offset=5, limit=5)
+    assert total == 7 and [o["id"] for o in orgs] == ["org_g5", "org_g6"]
+    members, total = gateway.list_memberships(offset=0, limit=500)
+    assert total == 21 and members[0]["organization"]["id"] == "org_g0"
+    assert members[-1]["public_user_data"]["user_id"] == "user_m2"
+    assert {o["id"] for o in gateway.get_organizations(["org_g1", "org_nope"])} == {"org_g1"}
+    assert [
+        m["public_user_data"]["user_id"] for m in gateway.memberships_of("org_g2", ["user_m1"])
+    ] == ["user_m1"]
+    assert gateway.memberships_of("org_gone", ["user_m1"]) == []
+    assert gateway.count_organizations() == 7
+    assert get(fake_clerk, "/organizations", limit=501).status_code == 422
+    assert get(fake_clerk, "/organization_memberships", limit=0).status_code == 422
+
+
+def test_an_instance_without_organizations_answers_as_clerk_does(fake_clerk: FakeClerk) -> None:
+    fake_clerk.orgs_enabled = False
+    answer = get(fake_clerk, "/organizations")
+    assert answer.status_code == 403
+    assert answer.json()["errors"][0]["code"] == "organization_not_enabled_in_instance"
+    gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
+    with pytest.raises(OrganizationsDisabled):
+        gateway.list_memberships()
+    with pytest.raises(OrganizationsDisabled):
+        gateway.count_organizations()
