@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import InvalidEvent
@@ -168,8 +168,8 @@ def _check_storable(event: Event, schema: Schema) -> None:
     body that cannot be stored is a 400 (a retry cannot fix it), never a 500 that Svix
     retries for days.
 
-    Only what is written is checked: the parsed fields of the user (organization,
-    membership) and the type-checked copy of our metadata keys (``user_fields``). The rest
+    Only what is written is checked: the parsed fields of the user, organization or
+    membership, and the type-checked copy of our metadata keys (``user_fields``). The rest
     of the body (``unsafe_metadata``, which end users set from the frontend,
     ``private_metadata``, unmapped keys) is never written as fields, only as the log's
     compressed bytes: a 1e20 or 40 levels of nesting there must never refuse a signup
@@ -188,10 +188,10 @@ def _check_storable(event: Event, schema: Schema) -> None:
             f.name: getattr(user, f.name) for f in fields(user) if f.name != "public_metadata"
         }
         stored["user"] = {"parsed": parsed, "set": user_fields(event.user, schema)}
-    for name in ("org", "membership"):  # organizations and memberships, when parsed
-        value = getattr(event, name, None)
-        if value is not None and is_dataclass(value) and not isinstance(value, type):
-            stored[name] = asdict(value)
+    if event.org is not None:  # every field of these is written (organization_fields)
+        stored["org"] = asdict(event.org)
+    if event.membership is not None:
+        stored["membership"] = asdict(event.membership)
     try:
         bson.encode(stored)
     except OverflowError:

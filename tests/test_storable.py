@@ -17,6 +17,7 @@ from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
 from clerksync.webhooks import MAX_DEPTH
 from tests.conftest import WEBHOOK_SECRET
+from tests.fakeclerk import clerk_membership, clerk_organization
 from tests.receiver import RunningReceiver, post
 
 
@@ -124,3 +125,30 @@ def test_a_deep_unsafe_metadata_delivery_shows_and_replays(
     replayed = cli("events", "replay", "msg_deep", "--json")
     assert replayed.exit_code == 0, replayed.stderr
     assert json.loads(replayed.stdout)[0]["outcome"] == "duplicate"
+
+
+def test_what_an_organization_or_membership_does_not_store_never_refuses_it(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    junk = {"n": 10**20, "deep": nested(40), "nick": "\ud800"}
+    org = {**clerk_organization(org_id="org_junk"), "public_metadata": junk}
+    org["private_metadata"] = junk
+    response = post(receiver.url, WEBHOOK_SECRET, event("organization.created", org))
+    assert response.status_code == 200, response.text
+    member = clerk_membership(org=org, user_id="user_m", membership_id="orgmem_junk")
+    member["public_metadata"] = member["private_metadata"] = junk
+    member["public_user_data"]["identifier"] = "\ud800"  # not stored
+    response = post(receiver.url, WEBHOOK_SECRET, event("organizationMembership.created", member))
+    assert response.status_code == 200, response.text
+    orgs = store.orgs
+    assert orgs.organizations.count_documents({orgs.orgs_map.clerk_id: "org_junk"}) == 1
+    assert orgs.memberships.count_documents({orgs.members_map.clerk_id: "orgmem_junk"}) == 1
+
+
+def test_an_organization_field_that_is_stored_and_cannot_be_is_400(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    org = clerk_organization(org_id="org_bad", name="Acme \ud800")
+    response = post(receiver.url, WEBHOOK_SECRET, event("organization.created", org))
+    assert response.status_code == 400, response.text
+    assert "lone surrogate" in response.json()["error"]
