@@ -20,8 +20,6 @@ killed. Readers go through ``iter_records``, newest first.
 from __future__ import annotations
 
 import collections
-import itertools
-import json
 import logging
 import threading
 import time
@@ -432,40 +430,7 @@ def iter_records(
                 yield entry
 
 
-def find_deliveries(
-    store: UserStore,
-    *,
-    event_type: str | None = None,
-    outcome: str | None = None,
-    since: datetime | None = None,
-    limit: int | None = None,
-) -> Iterator[Mapping[str, Any]]:
-    records = iter_records(store, event_type=event_type, outcome=outcome, since=since)
-    return itertools.islice(records, limit) if limit else records
-
-
-def find_delivery(store: UserStore, svix_id: str) -> Mapping[str, Any] | None:
-    """The newest record of a delivery as it arrived (a retried delivery has several).
-
-    Replays are logged beside it (``source: "replay"``) and never stand in for it.
-    """
-    records = iter_records(store, svix_id=svix_id, payload=True)
-    return next((r for r in records if r.get("source") != "replay"), None)
-
-
 def stored_body(entry: Mapping[str, Any]) -> bytes | None:
     """The delivery's body as received, or None (rejected, or expired)."""
     payload = entry.get("payload")
     return zlib.decompress(payload) if payload else None
-
-
-def stored_payload(entry: Mapping[str, Any]) -> Any:
-    body = stored_body(entry)
-    return json.loads(body) if body is not None else None
-
-
-def since_ago(text: str) -> datetime:
-    """``30m``, ``2h``, ``7d`` or an ISO 8601 time -> a UTC datetime (``events.parse_since``)."""
-    from clerksync.events import parse_since
-
-    return parse_since(text)

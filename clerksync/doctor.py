@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from clerksync.store import UserStore
 
 Status = Literal["pass", "info", "warn", "fail"]
-LOCAL_RECEIVER = "http://127.0.0.1:8000"
 FORWARD_HINT = (
     "Clerk cannot post to this machine: run `clerk webhooks listen --forward-to "
     "http://127.0.0.1:8000/api/webhooks/clerk` (Clerk's CLI), add the URL it prints as an "
@@ -297,6 +296,7 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
             )
         checks += check_app_collection(store)
         users, pending = store.count(), store.pending_write_backs()
+        checks += check_stopped_write_backs(store)
     except Exception as exc:  # database errors mid-check: report, never trace
         checks.append(
             Check(
@@ -310,6 +310,30 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
     finally:
         store.close()
     return checks, users, pending
+
+
+def check_stopped_write_backs(store: UserStore) -> list[Check]:
+    """Write-backs that stopped (parked, or dropped because Clerk did not know the user): no
+    longer pending, yet Clerk does not hold what MongoDB says."""
+    queue = store.queue
+    parked, dropped = queue.parked(), queue.dropped()
+    if not parked and not dropped:
+        return []
+    parts = [f"{parked} parked"] if parked else []
+    if dropped:
+        parts.append(f"{dropped} dropped (not found in Clerk)")
+    examples = "; ".join(f"{cid}: {error[:80]}" for cid, error in queue.stopped_examples(3))
+    return [
+        Check(
+            "stopped write-backs",
+            "warn",
+            f"{', '.join(parts)} metadata write-back{'' if parked + dropped == 1 else 's'}, "
+            f"e.g. {examples}",
+            "`clerksync sync-metadata` writes every user whose Clerk copy differs, these "
+            "included (users Clerk does not have are counted missing; `clerksync reconcile` "
+            "lists them as orphans); the next change of a user also queues it again",
+        )
+    ]
 
 
 def check_app_collection(store: UserStore) -> list[Check]:
@@ -586,10 +610,18 @@ def check_webhook(settings: Settings) -> list[Check]:
         )
     if settings.webhook_url:
         targets.append(settings.webhook_url)
-    if running:  # where the local receiver is, rather than a guess at the default port
+    if running:  # where the local receiver is; never a guess at a port (another app's, maybe)
         targets.append(running["url"])
-    else:
-        targets.append(LOCAL_RECEIVER + "/api/webhooks/clerk")
+    if not targets:
+        return checks + [
+            Check(
+                "receiver",
+                "warn",
+                "no receiver to probe: no `clerksync serve` is running here "
+                "(none recorded in serve.json) and NEXT_PUBLIC_URL is unset",
+                "start one with `clerksync serve`, or set NEXT_PUBLIC_URL to your app",
+            )
+        ]
     answered = False
     for url in dict.fromkeys(targets):
         # a running `serve --dev` verifies with its own secret, whatever WEBHOOK_SECRET says

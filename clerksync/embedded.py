@@ -34,50 +34,11 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from clerksync.errors import ConfigError, StoreUnavailable
+from clerksync.statedir import pid_alive, private_dir, private_open, tighten, write_private_json
 
 IDLE_SECONDS = float(os.environ.get("CLERKSYNC_EMBEDDED_IDLE_SECONDS", "900"))
 STATE_FILE = "embedded.json"
 USER = "clerksync"
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` as a folder only its owner can enter (0700), made if missing."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path
-
-
-def private_open(path: Path, flags: int) -> int:
-    """``os.open`` that creates the file 0600, and makes an existing one 0600."""
-    fd = os.open(path, flags | os.O_CREAT, 0o600)
-    os.fchmod(fd, 0o600)
-    return fd
-
-
-def tighten(state_dir: Path) -> None:
-    """Folders 0700 and files 0600 under ``state_dir`` (an older version left them 0755/0644)."""
-    for root, dirs, files in os.walk(state_dir):
-        for name in dirs:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(root, name), 0o700)
-        for name in files:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(root, name), 0o600)
-    with contextlib.suppress(OSError):
-        os.chmod(state_dir, 0o700)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # our own child (the command that started it): reap it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _answers(port: int) -> bool:
@@ -88,7 +49,7 @@ def _answers(port: int) -> bool:
         return False
 
 
-def running_server(state_dir: Path) -> dict[str, Any] | None:
+def running_daemon(state_dir: Path) -> dict[str, Any] | None:
     """The daemon recorded in ``state_dir``, if it is alive and listening: pid, port and,
     from a daemon that requires them, its credentials (``password``)."""
     try:
@@ -96,7 +57,7 @@ def running_server(state_dir: Path) -> dict[str, Any] | None:
         pid, port = int(info["pid"]), int(info["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if _alive(pid) and _answers(port):
+    if pid_alive(pid) and _answers(port):
         return {"pid": pid, "port": port, "password": info.get("password")}
     return None
 
@@ -134,7 +95,7 @@ def ensure_server(
         ) from None
     private_dir(state_dir)
     with _locked(state_dir):
-        info = running_server(state_dir)
+        info = running_daemon(state_dir)
         if info is not None and not info.get("password"):
             stop_server(state_dir)  # a daemon of an older version, open to every local user
             info = None
@@ -165,7 +126,7 @@ def _start_daemon(state_dir: Path, timeout: float) -> dict[str, Any]:
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        info = running_server(state_dir)
+        info = running_daemon(state_dir)
         if info is not None and info.get("password"):
             return info
         if proc.poll() is not None:
@@ -181,12 +142,12 @@ def _start_daemon(state_dir: Path, timeout: float) -> dict[str, Any]:
 
 def stop_server(state_dir: Path) -> bool:
     """Stop the daemon for ``state_dir``; True if one was running."""
-    info = running_server(state_dir)
+    info = running_daemon(state_dir)
     if info is None:
         return False
     os.kill(info["pid"], signal.SIGTERM)
     for _ in range(100):
-        if not _alive(info["pid"]):
+        if not pid_alive(info["pid"]):
             break
         time.sleep(0.05)
     return True
@@ -215,11 +176,9 @@ def run_daemon(state_dir: Path) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    tmp = state_dir / (STATE_FILE + ".tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(private_open(tmp, os.O_WRONLY | os.O_EXCL), "w") as handle:
-        handle.write(json.dumps({"pid": os.getpid(), "port": server.port, "password": password}))
-    tmp.replace(state_dir / STATE_FILE)
+    write_private_json(
+        state_dir / STATE_FILE, {"pid": os.getpid(), "port": server.port, "password": password}
+    )
     idle_since = time.monotonic()
     try:
         while not stopping:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from clerksync.deliveries import OUTCOMES, append_records, iter_records, record, stored_body
-from clerksync.errors import NotFound, UsageError
+from clerksync.errors import ClerkSyncError, NotFound, UsageError
 from clerksync.mongo import utcnow
 from clerksync.store import UserStore
 
@@ -84,6 +84,9 @@ class Delivery:
     source: str
     #: what the event is about (user, organization, membership or other object id)
     object_id: str | None = None
+    #: deliveries this record stands for: a sampled summary of rejections counts the many
+    #: it left out (``deliveries.RejectionSampler``); every other record is one
+    count: int = 1
 
     @classmethod
     def from_record(cls, entry: Mapping[str, Any]) -> Delivery:
@@ -98,6 +101,7 @@ class Delivery:
             error=entry.get("error"),
             source=str(entry.get("source") or "webhook"),
             object_id=entry.get("objectId"),
+            count=record_count(entry),
         )
 
     @property
@@ -115,7 +119,14 @@ class Delivery:
             "durationMs": self.duration_ms,
             "error": self.error,
             "replay": self.replay,
+            "count": self.count,
         }
+
+
+def record_count(entry: Mapping[str, Any]) -> int:
+    """How many deliveries a log record stands for (a rejection summary: its ``count``)."""
+    count = entry.get("count", 1)
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
 
 
 def _deliveries(store: UserStore, **filters: Any) -> Iterator[Mapping[str, Any]]:
@@ -213,9 +224,10 @@ def delivery_stats(store: UserStore, *, since: datetime | None = None) -> Stats:
         if entry.get("source") == "replay":
             replays += 1
             continue
-        outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + 1
+        count = record_count(entry)
+        outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + count
         key = entry.get("type") or "(unparsed)"
-        types[key] = types.get(key, 0) + 1
+        types[key] = types.get(key, 0) + count
     return Stats(sum(outcomes.values()), outcomes, types, replays)
 
 
@@ -281,6 +293,8 @@ class ReplayResult:
     user_id: str | None
     outcome: str
     original_outcome: str
+    #: why the replay failed (outcome ``failed``): the delivery stays failed, the others go on
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -290,6 +304,7 @@ class ReplayResult:
             "userId": data["user_id"],
             "outcome": data["outcome"],
             "originalOutcome": data["original_outcome"],
+            "error": data["error"],
         }
 
 
@@ -322,6 +337,10 @@ def replay(
 
     Payloads were verified when they arrived; a replay obeys the same ordering
     and tombstone rules, so replaying is always safe, and can be repeated.
+
+    A delivery whose replay fails (an app index refuses the user, say) is logged
+    as a failed replay with its error and the others still run: oldest first, one
+    that stays failed must not block every later one on each rerun.
     """
     from clerksync.webhooks import apply_event, parse_event
 
@@ -348,25 +367,39 @@ def replay(
         started = time.perf_counter()
         body = entry.get("payload_body") or stored_body(entry)
         assert body is not None  # selected for having one
-        event = parse_event(body, store.schema)
-        outcome, _ = apply_event(store, event)
+        event_type, user_id, error = entry.get("type"), entry.get("userId"), None
+        object_id = entry.get("objectId")
+        try:
+            event = parse_event(body, store.schema)
+            event_type, user_id, object_id = event.type, event.user_id, event.object_id
+            outcome, _ = apply_event(store, event)
+        except ClerkSyncError as exc:
+            outcome, error = "failed", str(exc)
         append_records(
             store,
             [
                 record(
                     svix_id=entry["svixId"],
-                    event_type=event.type,
-                    user_id=event.user_id,
-                    object_id=event.object_id,
+                    event_type=event_type,
+                    user_id=user_id,
+                    object_id=object_id,
                     outcome=outcome,
                     received_at=utcnow(),
                     source="replay",
                     duration_ms=(time.perf_counter() - started) * 1000,
                     payload_ttl=payload_ttl,
+                    error=error,
                 )
             ],
         )
         results.append(
-            ReplayResult(entry["svixId"], event.type, event.user_id, outcome, entry["outcome"])
+            ReplayResult(
+                entry["svixId"],
+                str(event_type),
+                user_id,
+                outcome,
+                entry["outcome"],
+                error,
+            )
         )
     return results

@@ -32,6 +32,20 @@ class InstanceMismatch(ConfigError):
     """The key belongs to another Clerk instance than the one this database is synced with."""
 
 
+#: instance ids no real Clerk instance has: what ``send`` and the tests used to put in every
+#: event, and the ids of Clerk's documentation examples. A delivery carrying one must not bind
+#: a database (every later bulk job would stop, "synced with ins_clerksync_local"), nor be
+#: compared with the binding (a false "wrong WEBHOOK_SECRET?" on every ``send``).
+NOT_REAL_INSTANCES = frozenset(
+    {"ins_clerksync_local", "ins_2g7np7Hrk0SN6kj5EDMLDaKNL0S", "ins_123"}
+)
+
+
+def is_real_instance(instance_id: str) -> bool:
+    """False for the placeholder ids of local tools and Clerk's documentation examples."""
+    return instance_id not in NOT_REAL_INSTANCES
+
+
 def meta_collection(store: UserStore) -> Collection[Any]:
     from pymongo import WriteConcern
 

@@ -91,16 +91,24 @@ def clerk_user(
     }
 
 
-def event(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A webhook body: ``{"data", "object": "event", "type", "timestamp", ...}``."""
-    return {
+def event(
+    event_type: str, data: dict[str, Any], *, instance_id: str | None = None
+) -> dict[str, Any]:
+    """A webhook body: ``{"data", "object": "event", "type", "timestamp", ...}``.
+
+    No ``instance_id`` unless given: the receiver binds an unbound database to the
+    instance of the first delivery that names one, and a made-up id would tie it to an
+    instance that does not exist (``clerksync.instance``)."""
+    body: dict[str, Any] = {
         "data": data,
         "event_attributes": {"http_request": {"client_ip": "127.0.0.1", "user_agent": "clerksync"}},
-        "instance_id": "ins_clerksync_local",
         "object": "event",
         "timestamp": int(time.time() * 1000),
         "type": event_type,
     }
+    if instance_id is not None:
+        body["instance_id"] = instance_id
+    return body
 
 
 def deleted_user(user_id: str) -> dict[str, Any]:

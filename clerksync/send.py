@@ -34,6 +34,7 @@ from typing import Any
 from clerksync.config import WEBHOOK_PATH, Settings
 from clerksync.errors import UsageError
 from clerksync.payloads import clerk_user, deleted_user, event
+from clerksync.statedir import pid_alive, read_json, write_private_json
 
 USER_EVENTS = ("user.created", "user.updated", "user.deleted")
 LOCAL_URL = "http://127.0.0.1:8000" + WEBHOOK_PATH
@@ -44,69 +45,37 @@ MAX_DATA = 1024 * 1024  # the receiver refuses more (413)
 MAX_REMEMBERED = 100
 
 
-# -- small 0600 JSON files in the state dir -------------------------------------------------------
-
-
-def _write_private(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON, readable by this user only, replacing the file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return pid > 0
-    return True
-
-
 def dev_secret(state_dir: Path, *, rotate: bool = False) -> tuple[str, bool]:
     """(the dev signing secret, made now?): kept across restarts until ``rotate``."""
     from clerksync.config import check_webhook_secret
     from clerksync.webhooks import new_secret
 
     path = state_dir / DEV_SECRET_FILE
-    stored = _read_json(path) or {}
+    stored = read_json(path) or {}
     secret = stored.get("secret")
     if not rotate and isinstance(secret, str) and check_webhook_secret(secret) is None:
         return secret, False
     secret = new_secret()
-    _write_private(path, {"secret": secret})
+    write_private_json(path, {"secret": secret})
     return secret, True
 
 
 def read_dev_secret(state_dir: Path) -> str | None:
     """The kept dev secret, if ``serve --dev`` ever made one."""
-    secret = (_read_json(state_dir / DEV_SECRET_FILE) or {}).get("secret")
+    secret = (read_json(state_dir / DEV_SECRET_FILE) or {}).get("secret")
     return secret if isinstance(secret, str) else None
 
 
 def write_running_server(state_dir: Path, url: str, *, dev: bool) -> Path:
     path = state_dir / SERVER_FILE
-    _write_private(path, {"url": url, "pid": os.getpid(), "dev": dev})
+    write_private_json(path, {"url": url, "pid": os.getpid(), "dev": dev})
     return path
 
 
 def forget_running_server(state_dir: Path) -> None:
     """Remove ``serve.json`` if this process wrote it (a newer ``serve`` may own it now)."""
     path = state_dir / SERVER_FILE
-    info = _read_json(path) or {}
+    info = read_json(path) or {}
     if info.get("pid") == os.getpid():
         with contextlib.suppress(OSError):
             path.unlink()
@@ -114,14 +83,14 @@ def forget_running_server(state_dir: Path) -> None:
 
 def running_server(state_dir: Path) -> dict[str, Any] | None:
     """``{"url", "dev", "secret"}`` of the ``serve`` running on this state dir; None if none."""
-    info = _read_json(state_dir / SERVER_FILE)
+    info = read_json(state_dir / SERVER_FILE)
     if not info or not isinstance(info.get("url"), str):
         return None
     try:
         pid = int(info["pid"])
     except (KeyError, TypeError, ValueError):
         return None
-    if not _alive(pid):
+    if not pid_alive(pid):
         return None
     dev = bool(info.get("dev"))
     return {"url": info["url"], "dev": dev, "secret": read_dev_secret(state_dir) if dev else None}
@@ -139,7 +108,7 @@ class SendState:
 
     @classmethod
     def load(cls, state_dir: Path) -> SendState:
-        data = _read_json(state_dir / SEND_STATE_FILE) or {}
+        data = read_json(state_dir / SEND_STATE_FILE) or {}
         users = data.get("users")
         last = data.get("last")
         return cls(
@@ -149,7 +118,7 @@ class SendState:
 
     def save(self, state_dir: Path) -> None:
         keep = dict(list(self.users.items())[-MAX_REMEMBERED:])
-        _write_private(state_dir / SEND_STATE_FILE, {"users": keep, "last": self.last})
+        write_private_json(state_dir / SEND_STATE_FILE, {"users": keep, "last": self.last})
 
     def sent(self, body: Mapping[str, Any]) -> None:
         """Remember what a 2xx delivery said about a user."""
@@ -320,6 +289,7 @@ def updated_user(
 def example_event(event_type: str) -> dict[str, Any]:
     """Clerk's documented example of ``event_type``, stamped now (so ordering sees it as new)."""
     body = copy.deepcopy(examples()[event_type])
+    body.pop("instance_id", None)  # the docs' instance, not the receiver's: it would bind to it
     now = int(time.time() * 1000)
     body["timestamp"] = now
     data = body.get("data")
@@ -379,11 +349,18 @@ class SendResult:
         }
 
 
-def diagnose(status: int | None) -> str | None:
+def diagnose(status: int | None, error: str | None = None) -> str | None:
+    """The likely cause of an answer; ``error`` is the receiver's own word, when it gave one."""
     if status is None:
         return "connection refused or timed out: is `clerksync serve` running at that URL?"
     if 200 <= status < 300:
         return None
+    if status == 400 and error and error.startswith("payload:"):
+        # the signature was good: the secret and the raw body are fine, the event is not
+        return (
+            f"the signature verified, but the receiver refused the event ({error[:200]}): "
+            "fix the event body (--data)"
+        )
     if status == 400:
         return (
             "the receiver rejected the signature or payload: the secret differs from the "
@@ -415,7 +392,13 @@ def post_event(url: str, secret: str, body: bytes, *, timeout: float = 15.0) -> 
         return SendResult(url, None, elapsed, "", diagnose(None))
     latency = (time.perf_counter() - started) * 1000
     status = response.status_code
-    return SendResult(url, status, latency, response.text[:500], diagnose(status))
+    try:
+        said = response.json()
+    except ValueError:
+        said = None
+    error = said.get("error") if isinstance(said, dict) else None
+    diagnosis = diagnose(status, error if isinstance(error, str) else None)
+    return SendResult(url, status, latency, response.text[:500], diagnosis)
 
 
 def curl_command(url: str, secret: str, body: bytes) -> str:

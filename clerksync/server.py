@@ -55,6 +55,7 @@ from clerksync.clerk import ClerkGateway, default_rate
 from clerksync.config import WEBHOOK_PATH, Settings
 from clerksync.deliveries import DeliveryLog, database_unreachable, record
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUnavailable
+from clerksync.instance import is_real_instance
 from clerksync.mongo import utcnow
 from clerksync.store import UserStore, connect
 from clerksync.webhooks import MAX_BODY, SignatureError, apply_event, parse_event, verify
@@ -402,7 +403,7 @@ class Receiver:
         if wants and self.workers is not None and event.user_id is not None:
             # The hand-off: the workers claim this user by key, no database polling.
             self.workers.submit(self.store.clerk_key(event.user_id))
-        if not self._instance_checked and event.instance_id:
+        if not self._instance_checked and event.instance_id and is_real_instance(event.instance_id):
             self._instance_checked = True
             await run_in_threadpool(self._learn_instance, event.instance_id)
         return finish(

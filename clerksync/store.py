@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from clerksync import bookkeeping as bk
-from clerksync.errors import Ambiguous, IndexRefused, NotFound, StoreUnavailable
+from clerksync.errors import Ambiguous, ConfigError, IndexRefused, NotFound, StoreUnavailable
 from clerksync.mongo import (
     database_name,
     describe_mongo_error,
@@ -773,8 +773,13 @@ def connect(settings: Settings, *, announce: Any = None) -> UserStore:
             tz_aware=True,
             appname="clerksync",
         )
-    except ConfigurationError as exc:
-        raise StoreUnavailable(f"MONGODB_URL is not usable: {exc}") from None
+    except (ConfigurationError, ValueError):
+        # pymongo's own message may quote the URL (and its password): a fixed text instead.
+        # A malformed URL is the user's to fix, like any malformed variable: exit 2.
+        raise ConfigError(
+            "MONGODB_URL is not a usable connection string (check its host list, port, "
+            "brackets around IPv6 addresses, and options; for mongodb+srv:// the DNS name)"
+        ) from None
     return UserStore(client, database_name(settings, client), settings.schema)
 
 

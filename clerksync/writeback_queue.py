@@ -80,6 +80,38 @@ class WriteBackQueue:
     def pending(self) -> int:
         return self.users.count_documents({bk.DUE: {"$exists": True}})
 
+    # Write-backs that stopped: no mark (``dueAt``), so ``pending`` cannot see them, but Clerk
+    # does not hold what MongoDB says. These read fields with no index (a collection scan):
+    # for ``doctor``, never for the hot path.
+
+    #: a parked user: retrying could not fix its write-back (``park``)
+    _PARKED = {bk.PARKED: {"$exists": True}, bk.DUE: {"$exists": False}}
+    #: a dropped one: Clerk did not have the user (``drop``), the error kept
+    _DROPPED = {
+        bk.ERROR: {"$exists": True},
+        bk.DUE: {"$exists": False},
+        bk.PARKED: {"$exists": False},
+    }
+
+    def parked(self) -> int:
+        """Users whose write-back was parked and not marked again since."""
+        return self.users.count_documents(self._PARKED)
+
+    def dropped(self) -> int:
+        """Users whose write-back was dropped because Clerk did not know them."""
+        return self.users.count_documents(self._DROPPED)
+
+    def stopped_examples(self, limit: int = 3) -> list[tuple[str, str]]:
+        """A few stopped write-backs as (Clerk id, last error), parked ones first."""
+        clerk_id = self.schema.users.clerk_id
+        found: list[tuple[str, str]] = []
+        for query in (self._PARKED, self._DROPPED):
+            if len(found) >= limit:
+                break
+            docs = self.users.find(query, {clerk_id: 1, bk.ERROR: 1}).limit(limit - len(found))
+            found += [(str(bk.field(d, clerk_id)), str(bk.field(d, bk.ERROR) or "")) for d in docs]
+        return found
+
     def sweep(self, limit: int) -> list[tuple[Any, datetime]]:
         """The most overdue marks, as (``_id``, when it can be claimed): a plain indexed find
         (never findAndModify). Its cost grows with what is due, so the workers call it only

@@ -7,6 +7,7 @@ the in-process SecantusDB server. Each test gets its own database.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from clerksync.config import load_settings
+from clerksync.config import KNOWN_NAMES, load_settings
 from clerksync.schema import Schema, load_schema
 from clerksync.store import UserStore, connect
 from tests.fakeclerk import SECRET_KEY, FakeClerk
@@ -23,23 +24,8 @@ from tests.fakeclerk import SECRET_KEY, FakeClerk
 EXTERNAL_MONGO = os.environ.get("CLERKSYNC_TEST_MONGODB_URL")
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-OUR_VARS = (
-    "MONGODB_URL",
-    "MONGODB_URI",
-    "MONGODB_DB",
-    "CLERK_SECRET_KEY",
-    "CLERK_API_URL",
-    "WEBHOOK_SECRET",
-    "CLERK_WEBHOOK_SECRET",
-    "NEXT_PUBLIC_URL",
-    "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
-    "CLERKSYNC_HOME",
-    "CLERKSYNC_EMBEDDED_IDLE_SECONDS",
-    "CLERKSYNC_PAYLOAD_TTL_DAYS",
-    "CLERKSYNC_MONGO_TIMEOUT_MS",
-    "CLERKSYNC_TEST_MONGODB_URL",
-    "CLERKSYNC_SCHEMA",
-)
+#: every variable clerksync reads (aliases included), plus the suite's own
+OUR_VARS = (*KNOWN_NAMES, "CLERKSYNC_TEST_MONGODB_URL")
 
 #: CLERKSYNC_SCHEMA values the schema-parametrized suites run under
 SCHEMA_FILE = Path(__file__).with_name("custom_schema.toml")
@@ -150,3 +136,12 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port something already listens on (for commands that must fail to bind it)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])

@@ -59,7 +59,7 @@ class FakeClerk:
         instance_limit: int | None = None,
         window: float = 10.0,
         per_user_metadata_limit: int = 10,
-        instance_id: str = "ins_clerksync_local",  # what clerksync.payloads.event sends
+        instance_id: str = "ins_2fakeclerk0000000000000",
         environment_type: str = "development",
     ) -> None:
         self.secret_key = secret_key

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from clerksync.config import load_settings
-from clerksync.deliveries import find_delivery
 from clerksync.doctor import check_app_collection
+from clerksync.events import show_delivery
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
 from clerksync.users import parse_clerk_user
@@ -62,8 +62,8 @@ def test_a_unique_username_index_fails_the_delivery_until_it_is_fixed(
     assert refused.status_code == 503  # both have no username: null twice
     assert refused.json()["outcome"] == "failed" and "username_1" in refused.json()["error"]
     receiver.receiver.log.flush_now()
-    entry = find_delivery(store, "msg_p2")
-    assert entry is not None and entry["outcome"] == "failed" and "username_1" in entry["error"]
+    entry = show_delivery(store, "msg_p2").delivery
+    assert entry.outcome == "failed" and "username_1" in (entry.error or "")
     assert store.users.count_documents({"clerkId": "user_p2"}) == 0
     flagged = {c.name: c for c in check_app_collection(store)}
     assert flagged["unique index username_1"].status == "warn"

@@ -8,8 +8,6 @@ traceback. Also: "did you mean", `--env-file` after the subcommand.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,14 +56,6 @@ COMMANDS: dict[tuple[str, ...], set[str]] = {
     ("events", "tail"): STORE,
     ("events", "replay", "msg_none"): STORE,
 }
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        yield int(listener.getsockname()[1])
 
 
 @pytest.fixture
@@ -199,3 +189,25 @@ def test_env_example_copied_as_is_changes_nothing(cli, db_env) -> None:
     result = cli("users", "list")
     assert result.exit_code == 0 and result.stderr == ""
     assert all(f"# {name}=" in example.read_text() for name in MALFORMED)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mongodb://u:hunter2@[::1:8078/db",  # pymongo: plain ValueError
+        "mongodb+srv://u:hunter2@one.example,two.example/db",  # ConfigurationError
+    ],
+)
+def test_a_url_pymongo_cannot_parse_is_a_config_error(
+    cli, good_env, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("MONGODB_URL", url)
+    result = cli("users", "list")
+    assert result.exit_code == 2, result.stderr
+    said = result.stderr.strip()
+    assert said.count("\n") == 0 and "MONGODB_URL" in said and "unexpected" not in said
+    assert "hunter2" not in said
+    checks = {c["name"]: c for c in json.loads(cli("doctor", "--json").stdout)["checks"]}
+    assert checks["MongoDB"]["status"] == "fail"
+    assert "not a usable connection string" in checks["MongoDB"]["detail"]
+    assert "hunter2" not in json.dumps(checks)

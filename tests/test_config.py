@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from clerksync.config import load_settings, mask, mask_url
+from clerksync.config import KNOWN_NAMES, load_settings, mask, mask_url
 from clerksync.errors import ConfigError
 from tests.conftest import WEBHOOK_SECRET
 
@@ -93,3 +94,27 @@ def test_database_named_in_the_url_path_wins(tmp_path: Path) -> None:
     assert database_name(settings, with_path) == "appdb"
     assert database_name(settings, without) == "fallback"
     assert database_name(load_settings(environ={}, cwd=tmp_path), without) == "clerksync"
+
+
+@pytest.fixture(scope="module")
+def developer_env() -> Iterator[None]:
+    """A developer's shell that sets every variable clerksync reads, set before the autouse
+    (function-scoped) isolation runs: what the isolation must clear."""
+    import os
+
+    saved = {name: os.environ.get(name) for name in KNOWN_NAMES}
+    os.environ.update({name: "from-the-developer-shell" for name in KNOWN_NAMES})
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def test_the_suite_isolates_every_variable_clerksync_reads(developer_env: None) -> None:
+    import os
+
+    leaked = [name for name in KNOWN_NAMES if name in os.environ]
+    assert leaked == []
+    assert load_settings().webhook_secret is None

@@ -76,3 +76,15 @@ def test_readme_documents_what_help_says_about_exit_codes() -> None:
     for code in ("| 0 |", "| 1 |", "| 2 |"):
         assert code in section
     assert "port" in section and "already in use" in section
+
+
+def test_readme_lists_every_key_of_reconcile_json() -> None:
+    import dataclasses
+
+    from clerksync.sync import ReconcileResult
+
+    text = " ".join(README.read_text().split())
+    listed = text.split("`reconcile --json` prints", 1)[1].split("A progress bar", 1)[0]
+    keys = {f.name for f in dataclasses.fields(ReconcileResult)} - {"dry_run"}
+    missing = [k for k in sorted(keys) if f'"{k}"' not in listed and f"`{k}`" not in listed]
+    assert missing == []

@@ -153,3 +153,38 @@ def test_doctor_uses_the_secret_of_a_running_serve_dev(
     assert checks[f"receiver {receiver.url}"]["status"] == "pass"
     assert "receiver http://127.0.0.1:8000/api/webhooks/clerk" not in checks  # no guessing
     assert code == 0, report
+
+
+def test_parked_and_dropped_write_backs_are_named_with_the_fix(
+    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str
+) -> None:
+    from clerksync.payloads import clerk_user
+    from clerksync.users import parse_clerk_user
+
+    for user_id in ("user_parked", "user_gone", "user_fine"):
+        fake_clerk.add_user(user_id=user_id)
+        store.upsert_user(parse_clerk_user(clerk_user(user_id=user_id)))
+    queue = store.queue
+    queue.park(store.clerk_key("user_parked"), "the payload cannot be written")
+    claimed = queue.claim(store.clerk_key("user_gone"), due_only=False)
+    assert claimed is not None
+    queue.drop(claimed, "not found in Clerk (404)")
+    code, report, _ = run(cli)
+    check = by_name(report)["stopped write-backs"]
+    assert check["status"] == "warn" and code == 0
+    assert "1 parked, 1 dropped" in check["detail"]
+    assert "user_parked" in check["detail"] and "user_gone" in check["detail"]
+    assert "user_fine" not in check["detail"]
+    assert "clerksync sync-metadata" in check["hint"]
+    assert "1 metadata write-back pending" in by_name(report)["write-backs"]["detail"]
+    # sync-metadata writes them, and the warning goes
+    assert cli("sync-metadata", "--rate", "1000").exit_code == 0
+    assert "stopped write-backs" not in by_name(run(cli)[1])
+
+
+def test_doctor_probes_no_guessed_port(cli, store: UserStore, webhook_secret: str) -> None:
+    _, report, everything = run(cli)
+    check = by_name(report)["receiver"]
+    assert check["status"] == "warn" and "no receiver to probe" in check["detail"]
+    assert ":8000" not in everything
+    assert not [name for name in by_name(report) if name.startswith("receiver http")]

@@ -11,7 +11,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from clerksync.embedded import ensure_server, running_server, stop_server
+from clerksync.embedded import ensure_server, running_daemon, stop_server
 
 
 def modes(root: Path) -> dict[str, int]:
@@ -42,7 +42,7 @@ def test_the_embedded_store_is_its_owners_alone(state_dir: Path, cli) -> None:
     with MongoClient(uri, serverSelectionTimeoutMS=5000) as owner:
         owner.clerksync.users.insert_one({"clerkId": "user_x", "email": "x@example.com"})
     # Another local account knows the port, not the password: refused.
-    port = running_server(state_dir)["port"]  # type: ignore[index]
+    port = running_daemon(state_dir)["port"]  # type: ignore[index]
     with MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true") as stranger:
         with pytest.raises(OperationFailure) as refused:
             stranger.clerksync.users.find_one()

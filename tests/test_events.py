@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import httpx
 
-from clerksync.deliveries import append_records, record
+from clerksync.config import load_settings
+from clerksync.deliveries import DeliveryLog, RejectionSampler, append_records, record
 from clerksync.mongo import utcnow
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
+from clerksync.webhooks import sign
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 
@@ -45,6 +48,7 @@ def test_list_shows_each_delivery_with_its_outcome_and_no_personal_data(cli, rec
         "durationMs",
         "error",
         "replay",
+        "count",
     }
     assert "private@x.com" not in result.stdout
     only = json.loads(cli("events", "list", "--outcome", "applied", "--json").stdout)
@@ -198,3 +202,66 @@ def test_tail_without_follow_shows_the_last_ones_oldest_first(cli, receiver) -> 
     assert "rejected" in lines[1] and "error: signature" in lines[1]
     only = cli("events", "tail", "--outcome", "applied", "--json")
     assert [json.loads(x)["id"] for x in only.stdout.splitlines()] == ["msg_ev1"]
+
+
+def test_stats_count_every_rejection_of_a_flood_even_the_sampled_ones(
+    cli, store: UserStore, webhook_secret: str
+) -> None:
+    sampler = RejectionSampler(sample=5, window=60)
+    running = RunningReceiver(load_settings(), log=DeliveryLog(store, sampler=sampler)).start()
+    try:
+        body = json.dumps(event("user.created", clerk_user(user_id="user_flood"))).encode()
+        forged = sign("whsec_" + "QUJD" * 8, body)
+        with httpx.Client() as client:
+            for _ in range(40):
+                assert client.post(running.url, content=body, headers=forged).status_code == 400
+        summary = sampler.close_window(time.monotonic() + 61)  # as 60 s later
+        assert summary is not None
+        running.receiver.log.add(summary)
+        running.receiver.log.flush_now()
+    finally:
+        running.stop()
+    stats = json.loads(cli("events", "stats", "--json").stdout)
+    assert stats["total"] == 40 and stats["outcomes"]["rejected"]["count"] == 40
+    assert re.search(r"rejected\s+40\s", cli("events", "stats").stdout)
+    rows = json.loads(cli("events", "list", "--json").stdout)
+    assert sorted(r["count"] for r in rows) == [1] * 5 + [35]
+
+
+def failed_delivery(store: UserStore, svix_id: str, user: dict) -> None:
+    """A delivery the receiver logged as failed (as it does when the database refused it)."""
+    body = json.dumps(event("user.created", user)).encode()
+    entry = record(
+        svix_id=svix_id,
+        event_type="user.created",
+        user_id=user["id"],
+        outcome="failed",
+        received_at=utcnow(),
+        duration_ms=1,
+        body=body,
+    )
+    append_records(store, [entry])
+
+
+def test_one_delivery_that_stays_failed_does_not_block_the_others(cli, store: UserStore) -> None:
+    store.users.create_index("username", unique=True, name="username_1")  # the app's own
+    store.users.insert_one({"email": "app@x.com", "username": "taken"})
+    failed_delivery(store, "msg_old", clerk_user(user_id="user_old", username="taken"))
+    failed_delivery(store, "msg_new", clerk_user(user_id="user_new", username="fresh"))
+    for attempt in range(2):
+        result = cli("events", "replay", "--failed", "--json")
+        assert result.exit_code == 1, result.stderr
+        rows = {r["id"]: r for r in json.loads(result.stdout)}
+        assert rows["msg_old"]["outcome"] == "failed"
+        assert "username_1" in rows["msg_old"]["error"]
+        if attempt == 0:  # the newer one went through, and is not replayed again
+            assert rows["msg_new"]["outcome"] == "applied" and rows["msg_new"]["error"] is None
+        else:
+            assert set(rows) == {"msg_old"}
+    clerk_id = store.schema.users.clerk_id
+    assert store.users.count_documents({clerk_id: "user_new"}) == 1
+    assert store.users.count_documents({clerk_id: "user_old"}) == 0
+    shown = json.loads(cli("events", "show", "msg_old", "--json").stdout)
+    assert [r["outcome"] for r in shown["replays"]] == ["failed", "failed"]
+    text = cli("events", "replay", "--failed")
+    assert text.exit_code == 1 and "1 still failed" in text.stderr and "username_1" in text.stdout

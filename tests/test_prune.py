@@ -149,7 +149,9 @@ def test_a_wrong_prune_is_undone(cli, store: UserStore, fake_clerk: FakeClerk) -
 def test_the_first_delivery_binds_an_unbound_database(
     receiver, store: UserStore, other_clerk: FakeClerk, cli, monkeypatch
 ) -> None:
-    payload = event("user.created", clerk_user(user_id="user_d"))
+    payload = event(
+        "user.created", clerk_user(user_id="user_d"), instance_id="ins_2fromadelivery00000000"
+    )
     assert post(receiver.url, WEBHOOK_SECRET, payload).status_code == 200
     bound = bound_instance(store)
     assert bound is not None and bound["instanceId"] == payload["instance_id"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from clerksync.config import mask
 from clerksync.embedded import stop_server
 from tests.conftest import OUR_VARS
 
@@ -152,6 +153,7 @@ def test_dev_secret_is_kept_across_restarts_until_rotated(demo: Demo) -> None:
     assert oct((demo.home / "dev-secret.json").stat().st_mode & 0o777) == "0o600"
     assert oct((demo.home / "serve.json").stat().st_mode & 0o777) == "0o600"
     said = demo.stop()
+    assert secret in said  # made on this start: shown in full, once
     assert not (demo.home / "serve.json").exists()  # removed on a clean stop by its writer
     assert "embedded store stops by itself" in said
     stopped = json.loads(demo.run("doctor", "--json").stdout)["checks"]
@@ -161,7 +163,9 @@ def test_dev_secret_is_kept_across_restarts_until_rotated(demo: Demo) -> None:
     demo.start()
     assert json.loads((demo.home / "dev-secret.json").read_text())["secret"] == secret
     assert demo.run("send", "user.created").returncode == 0
-    demo.stop()
+    again = demo.stop()
+    assert secret not in again  # kept: masked, with where it is kept
+    assert mask(secret) in again and "dev-secret.json" in again
 
     demo.proc = subprocess.Popen(
         [*CLI, "serve", "--dev", "--rotate-secret", "--port", str(demo.port)],
@@ -174,4 +178,6 @@ def test_dev_secret_is_kept_across_restarts_until_rotated(demo: Demo) -> None:
     deadline = time.monotonic() + 60
     while not (demo.home / "serve.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert json.loads((demo.home / "dev-secret.json").read_text())["secret"] != secret
+    rotated = json.loads((demo.home / "dev-secret.json").read_text())["secret"]
+    assert rotated != secret
+    assert rotated in demo.stop()  # renewed: shown in full

@@ -142,3 +142,60 @@ def test_bad_url_is_one_line(cli, webhook_secret) -> None:
     for url in ("localhost:8000", "http://127.0.0.1:99999/x"):
         result = cli("send", "user.created", "--url", url)
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_sends_never_bind_the_database_to_a_made_up_instance(
+    cli, receiver, store: UserStore, fake_clerk, caplog: pytest.LogCaptureFixture
+) -> None:
+    from clerksync.instance import bind, bound_instance
+    from clerksync.payloads import clerk_user, event
+    from tests.receiver import post
+
+    target = ("--url", receiver.url)
+    for event_type in ("user.created", "organization.created"):  # built, and from Clerk's docs
+        assert cli("send", event_type, *target).exit_code == 0
+    assert bound_instance(store) is None
+    result = cli("reconcile", "--json", "--rate", "1000")  # the real key binds it
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["bound"] == "new"
+    # a body still naming the docs' instance (an older send, a pasted example): no false alarm
+    bind(store, fake_clerk.instance_id, environment="development", source="GET /instance")
+    docs = event("user.created", clerk_user(), instance_id="ins_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
+    assert post(receiver.url, WEBHOOK_SECRET, docs).status_code == 200
+    assert cli("send", "user.created", *target).exit_code == 0
+    assert "WEBHOOK_SECRET from the right endpoint" not in caplog.text
+    assert bound_instance(store)["instanceId"] == fake_clerk.instance_id  # type: ignore[index]
+
+
+def test_a_refused_payload_is_not_blamed_on_the_secret(cli, receiver, tmp_path) -> None:
+    broken = tmp_path / "user.json"
+    broken.write_text(json.dumps({"id": 12345, "object": "user"}))  # the id is no string
+    result = cli("send", "user.created", "--data", str(broken), "--url", receiver.url)
+    assert result.exit_code == 1
+    assert ": 400 rejected in" in result.stderr
+    assert "the signature verified, but the receiver refused the event (payload:" in result.stderr
+    assert "secret differs" not in result.stderr
+
+
+def test_send_keeps_its_state_in_a_folder_only_its_owner_can_read(
+    cli, receiver, monkeypatch, tmp_path
+) -> None:
+    import stat
+
+    home = tmp_path / "fresh-home"
+    monkeypatch.setenv("CLERKSYNC_HOME", str(home))
+    assert cli("send", "user.created", "--url", receiver.url).exit_code == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in home.iterdir()} == {0o600}
+
+
+@pytest.mark.parametrize("pid", [0, -1, 2**40])
+def test_a_recorded_pid_that_names_no_process_is_no_running_serve(
+    receiver, tmp_path, pid: object
+) -> None:
+    from clerksync.send import SERVER_FILE, running_server
+
+    (tmp_path / SERVER_FILE).write_text(json.dumps({"url": receiver.url, "pid": pid}))
+    assert running_server(tmp_path) is None  # kill(0, 0) would say "alive": a process group
+    write_running_server(tmp_path, receiver.url, dev=False)
+    assert running_server(tmp_path) is not None  # this process

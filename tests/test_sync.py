@@ -255,3 +255,21 @@ def test_reconcile_queues_the_write_back_of_a_user_whose_clerk_copy_names_an_old
     assert fake_clerk.users["user_restored"]["public_metadata"]["userMongoId"] == str(
         restored["_id"]
     )
+
+
+def test_sync_metadata_says_how_many_a_receiver_was_writing_back(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    from datetime import timedelta
+
+    from clerksync import bookkeeping as bk
+    from clerksync.mongo import utcnow
+
+    ids = seed_both(fake_clerk, store, 3)  # none has its metadata in Clerk yet
+    held = {bk.LEASE_OWNER: "a-receiver", bk.LEASE_UNTIL: utcnow() + timedelta(minutes=5)}
+    store.users.update_one({store.schema.users.clerk_id: ids[0]}, {"$set": held})
+    result = cli("sync-metadata", *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert "updated 2" in result.stderr + result.stdout
+    assert "busy 1 (a receiver is writing them back now)" in result.stderr + result.stdout
+    assert json.loads(cli("sync-metadata", "--json", *FAST).stdout)["busy"] == 1

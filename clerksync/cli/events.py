@@ -225,12 +225,18 @@ def replay(
     store = open_store(ctx, indexes=True)
     ttl = timedelta(days=state(ctx).settings.payload_ttl_days)
     results = run(store, svix_id=svix_id, failed=failed, since=after, payload_ttl=ttl)
+    failures = sum(r.outcome == "failed" for r in results)
     if json:
         print_json([r.to_json() for r in results])
-        return
-    for r in results:
-        typer.echo(
-            f"{cell(r.id)} {cell(r.type)} {cell(r.user_id or '')}: {r.outcome} "
-            f"(was {cell(r.original_outcome)})"
+    else:
+        for r in results:
+            typer.echo(
+                f"{cell(r.id)} {cell(r.type)} {cell(r.user_id or '')}: {r.outcome} "
+                f"(was {cell(r.original_outcome)})" + (f": {cell(r.error)}" if r.error else "")
+            )
+        say(
+            f"replayed {plural(len(results), 'delivery', 'deliveries')}"
+            + (f", {failures} still failed (rerun once fixed)" if failures else "")
         )
-    say(f"replayed {plural(len(results), 'delivery', 'deliveries')}")
+    if failures:
+        raise typer.Exit(1)

@@ -128,7 +128,9 @@ def serve(
         secret, made = dev_secret(settings.state_dir, rotate=rotate_secret)
         settings = dataclasses.replace(settings, webhook_secret=secret)
         kept = "new" if made else "kept"
-        shown = mask(secret) if log_json else secret  # a log line is no place for a secret
+        # In full only when new (made or rotated): it is to be copied once; `send` and
+        # `doctor` find it in the file anyway. A log line is no place for it at all.
+        shown = secret if made and not log_json else mask(secret)
         tell(
             f"Dev mode: the webhook signing secret is {shown} ({kept}; in "
             f"{settings.state_dir / DEV_SECRET_FILE}, reused until --rotate-secret). "

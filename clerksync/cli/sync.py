@@ -111,6 +111,11 @@ def sync_metadata(
             f"{summary['total']} users: {verb} {summary['updated']}, unchanged "
             f"{summary['unchanged']}, failed {summary['failed']}, missing in Clerk "
             f"{summary['missing']}"
+            + (
+                f", busy {summary['busy']} (a receiver is writing them back now)"
+                if summary.get("busy")
+                else ""
+            )
         )
         for clerk_id in summary.get("would_change", []):
             typer.echo(safe(clerk_id))
