@@ -33,10 +33,8 @@ import http.client
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,9 +45,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import bson
-from harness import free_port, start_database, wait_port
+from harness import free_port, latency_ms, start_database, teardown, wait_port
 from pymongo import MongoClient
 
+from clerksync.deliveries import COLLECTION
 from clerksync.payloads import clerk_user, event
 from clerksync.webhooks import new_secret, sign
 
@@ -208,7 +207,7 @@ def main() -> None:
             )
         receiver = procs[-1]
         wait_port(port)
-        deliveries: Any = MongoClient(url)[db]["clerksync_deliveries"]
+        deliveries: Any = MongoClient(url)[db][COLLECTION]
         local = threading.local()
         failures: dict[str, int] = {}  # status and error -> count, this phase
         failures_lock = threading.Lock()
@@ -290,8 +289,7 @@ def main() -> None:
             # Paused database: every answer counts (503s are the point: how fast they come).
             ok = sorted(t for t, status in answers if status == 200 or name == "db-paused")
             failed = sum(status != 200 for _, status in answers)
-            p50 = statistics.median(ok) * 1000 if ok else float("nan")
-            p99 = ok[max(0, int(len(ok) * 0.99) - 1)] * 1000 if ok else float("nan")
+            p50, p99 = latency_ms(ok)
             quiet_p99 = quiet_p99 or p99
             print(
                 f"{name:<15}{p50:>9.1f}{p99:>9.1f}{p99 / quiet_p99:>10.2f}{failed:>8}"
@@ -304,10 +302,7 @@ def main() -> None:
                 )
             )
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
+        teardown(procs, tmp)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ import argparse
 import http.client
 import json
 import os
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from harness import free_port, start_database, wait_port
+from harness import free_port, latency_ms, start_database, stop, teardown, wait_port
 from pymongo import MongoClient
 
 from clerksync.mongo import utcnow
@@ -120,8 +118,7 @@ def main() -> None:
                 )
             finally:
                 if db_proc is not None:
-                    db_proc.terminate()
-                    db_proc.wait(10)
+                    stop([db_proc])
         print(
             f"{args.n} deliveries per phase at concurrency {args.c}, interleaved in chunks of "
             f"{args.chunk} with the baseline (raw pymongo single-document upserts of the same "
@@ -150,10 +147,7 @@ def main() -> None:
                     f"{ratio_key / ratio_nokey:.2f} of the no-key figure (goal >= 0.9)"
                 )
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
+        teardown(procs, tmp)
 
 
 def report(label: str, r: dict[str, Any], n: int) -> None:
@@ -275,12 +269,12 @@ def run_config(
                     args.c,
                 )
                 spent(before, cpu_theirs)
-            latencies.sort()
+            p50, p99 = latency_ms(latencies)
             return {
                 "rate": args.n / ours,
                 "base": args.n / theirs,
-                "p50": statistics.median(latencies) * 1000,
-                "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+                "p50": p50,
+                "p99": p99,
                 "cpu_ours": cpu_ours,
                 "cpu_theirs": cpu_theirs,
             }
@@ -304,9 +298,7 @@ def run_config(
         base_store.client.close()
         return created, updated, written
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
+        stop(procs)
 
 
 if __name__ == "__main__":

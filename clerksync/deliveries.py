@@ -26,14 +26,21 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clerksync.mongo import translated, utcnow
 from clerksync.store import UserStore
 
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+    from pymongo.database import Database
+
 log = logging.getLogger("clerksync.deliveries")
 
 OUTCOMES = ("applied", "duplicate", "stale", "ignored", "rejected", "failed")
+#: the log's collection and its one index: this module owns both
+COLLECTION = "clerksync_deliveries"
+TTL_INDEX = "expiresAt_ttl"
 
 
 def record(
@@ -362,13 +369,21 @@ def database_unreachable(exc: BaseException) -> bool:
     return False
 
 
+def log_collection(db: Database[Any]) -> Collection[Any]:
+    """The log's collection (``UserStore.deliveries``). The log is diagnostics, not state:
+    an acknowledged w=1 write is enough."""
+    from pymongo import WriteConcern
+
+    return db.get_collection(COLLECTION, write_concern=WriteConcern(w=1))
+
+
 def ensure_log_indexes(store: UserStore) -> None:
-    """The log's one index: TTL on ``expiresAt`` (records, payloads included, expire)."""
+    """The log's one index: TTL on ``expiresAt`` (records, payloads included, expire).
+    The log's writer makes it before its first bucket; ``UserStore.ensure_indexes`` calls
+    this too, so there is one definition of it."""
     from pymongo import ASCENDING
 
-    store.deliveries.create_index(
-        [("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expiresAt_ttl"
-    )
+    store.deliveries.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0, name=TTL_INDEX)
 
 
 @translated

@@ -370,7 +370,7 @@ def replay(
         event_type, user_id, error = entry.get("type"), entry.get("userId"), None
         object_id = entry.get("objectId")
         try:
-            event = parse_event(body)
+            event = parse_event(body, store.schema)
             event_type, user_id, object_id = event.type, event.user_id, event.object_id
             outcome, _ = apply_event(store, event)
         except ClerkSyncError as exc:

@@ -352,7 +352,7 @@ class Receiver:
         except SignatureError as exc:
             return reject(400, f"signature: {exc}")
         try:
-            event = parse_event(body)
+            event = parse_event(body, self.store.schema)
         except InvalidEvent as exc:
             return finish(400, "rejected", error=f"payload: {exc}", verified_body=body)
         if not self.indexes_ready.is_set():

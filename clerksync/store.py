@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,11 +50,9 @@ if TYPE_CHECKING:
     from clerksync.orgstore import OrgStore
 
 TOMBSTONES = "clerksync_tombstones"
-DELIVERIES = "clerksync_deliveries"
 COUNTERS = "clerksync_counters"
 LOOKUP_THREADS = 4  # concurrent equality lookups when reconcile plans a page
 DUE_INDEX = "clerksync_dueAt"
-TTL_INDEX = "expiresAt_ttl"
 
 Outcome = Literal["applied", "duplicate", "stale"]
 
@@ -108,6 +106,8 @@ class UserStore:
     def __init__(self, client: MongoClient[Any], db_name: str, schema: Schema = DEFAULT) -> None:
         from pymongo import WriteConcern
 
+        from clerksync.deliveries import log_collection
+
         self.client = client
         self.schema = schema
         self.db: Database[Any] = client[db_name]
@@ -117,10 +117,7 @@ class UserStore:
         )
         self.tombstones: Collection[Any] = self.db.get_collection(TOMBSTONES, write_concern=durable)
         self.counters: Collection[Any] = self.db.get_collection(COUNTERS, write_concern=durable)
-        # The log is diagnostics, not state: an acknowledged w=1 write is enough.
-        self.deliveries: Collection[Any] = self.db.get_collection(
-            DELIVERIES, write_concern=WriteConcern(w=1)
-        )
+        self.deliveries: Collection[Any] = log_collection(self.db)  # the log's own
         self._counter_seeded = False
         self._email_indexed: tuple[float, bool] | None = None
         self._clerk_index_partial: bool | None = None  # learnt from the index list
@@ -180,17 +177,24 @@ class UserStore:
         from pymongo import ASCENDING
         from pymongo.errors import PyMongoError
 
+        from clerksync.deliveries import TTL_INDEX, ensure_log_indexes
+
         results: list[IndexResult] = []
 
-        def make(collection: Collection[Any], keys: Any, name: str, **options: Any) -> None:
+        def attempt(collection: str, name: str, create: Callable[[], object]) -> None:
             try:
-                collection.create_index(keys, name=name, **options)
+                create()
             except PyMongoError as exc:
-                results.append(IndexResult(collection.name, name, _index_error(exc)))
+                results.append(IndexResult(collection, name, _index_error(exc)))
             else:
-                results.append(IndexResult(collection.name, name))
+                results.append(IndexResult(collection, name))
 
-        make(self.deliveries, [("expiresAt", ASCENDING)], TTL_INDEX, expireAfterSeconds=0)
+        def make(collection: Collection[Any], keys: Any, name: str, **options: Any) -> None:
+            attempt(
+                collection.name, name, lambda: collection.create_index(keys, name=name, **options)
+            )
+
+        attempt(self.deliveries.name, TTL_INDEX, lambda: ensure_log_indexes(self))
         clerk_id = self.clerk_id
         try:
             enforced = self.has_unique_clerk_index()

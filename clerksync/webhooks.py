@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import InvalidEvent
@@ -28,6 +28,7 @@ from clerksync.orgs import (
 from clerksync.users import ClerkUser, parse_clerk_id, parse_clerk_user
 
 if TYPE_CHECKING:
+    from clerksync.schema import Schema
     from clerksync.store import UserStore
 
 MAX_BODY = 1024 * 1024
@@ -82,8 +83,19 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
         raise SignatureError("malformed signature header or body") from None
 
 
-def parse_event(body: bytes) -> Event:
-    """A verified body -> Event, or InvalidEvent (a 400: retrying cannot fix it)."""
+def parse_event(body: bytes, schema: Schema | None = None) -> Event:
+    """A verified body -> Event, or InvalidEvent (a 400: retrying cannot fix it).
+
+    ``schema`` is the mapping the store writes with: its metadata keys decide what of
+    Clerk's ``public_metadata`` is kept (the default mapping when not given)."""
+    from clerksync.schema import DEFAULT
+
+    event = _parse(body)
+    _check_storable(event, schema or DEFAULT)
+    return event
+
+
+def _parse(body: bytes) -> Event:
     try:
         payload = json.loads(body)
     except ValueError:
@@ -92,7 +104,7 @@ def parse_event(body: bytes) -> Event:
         raise InvalidEvent("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise InvalidEvent("body is not a JSON object")
-    _check_storable(payload)
+    _check_depth(payload)
     event_type = payload.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise InvalidEvent("field 'type' must be a string")
@@ -132,20 +144,16 @@ def _loggable_id(data: Any) -> str | None:
     return value if isinstance(value, str) and OBJECT_ID.match(value) else None
 
 
-#: deeper than any Clerk event; MongoDB refuses documents nested past 100 levels
-MAX_DEPTH = 32
+#: nesting every reader of the stored body can parse again (``events show``, ``replay``):
+#: Python's JSON parser stops at its recursion limit (1000) minus the caller's stack, so
+#: what the receiver's thread could take, a deeper CLI stack could not. Far past any Clerk
+#: event (a handful of levels); ``unsafe_metadata`` 40 or 500 levels deep is taken.
+MAX_DEPTH = 512
 
 
-def _check_storable(payload: dict[str, Any]) -> None:
-    """InvalidEvent unless MongoDB can store every value: a signed body that cannot be stored
-    is a 400 (a retry cannot fix it), never a 500 that Svix retries for days.
-
-    JSON allows what BSON does not: integers past 64 bits (OverflowError), unpaired
-    surrogates (``"\\ud800"``, UnicodeEncodeError), and nesting deeper than the server
-    takes. ``bson.encode`` finds the first two in C, in microseconds.
-    """
-    import bson
-
+def _check_depth(payload: dict[str, Any]) -> None:
+    """InvalidEvent when the body nests deeper than ``MAX_DEPTH``: a bound that does not
+    depend on the stack of whoever parses it."""
     stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
     while stack:
         value, depth = stack.pop()
@@ -153,8 +161,39 @@ def _check_storable(payload: dict[str, Any]) -> None:
             raise InvalidEvent(f"body is nested deeper than {MAX_DEPTH} levels")
         children = value.values() if isinstance(value, dict) else value
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+
+
+def _check_storable(event: Event, schema: Schema) -> None:
+    """InvalidEvent unless MongoDB can store what clerksync stores of this event: a signed
+    body that cannot be stored is a 400 (a retry cannot fix it), never a 500 that Svix
+    retries for days.
+
+    Only what is written is checked: the parsed fields of the user, organization or
+    membership, and the type-checked copy of our metadata keys (``user_fields``). The rest
+    of the body (``unsafe_metadata``, which end users set from the frontend,
+    ``private_metadata``, unmapped keys) is never written as fields, only as the log's
+    compressed bytes: a 1e20 or 40 levels of nesting there must never refuse a signup
+    (only nesting past ``MAX_DEPTH``, which no reader could parse again, does).
+    JSON allows what BSON does not: integers past 64 bits (OverflowError) and unpaired
+    surrogates (``"\\ud800"``, UnicodeEncodeError); ``bson.encode`` finds both in C.
+    """
+    import bson
+
+    from clerksync.users import user_fields
+
+    stored: dict[str, Any] = {}
+    if event.user is not None:
+        user = event.user  # public_metadata is stored only as the typed copy, never whole
+        parsed = {
+            f.name: getattr(user, f.name) for f in fields(user) if f.name != "public_metadata"
+        }
+        stored["user"] = {"parsed": parsed, "set": user_fields(event.user, schema)}
+    if event.org is not None:  # every field of these is written (organization_fields)
+        stored["org"] = asdict(event.org)
+    if event.membership is not None:
+        stored["membership"] = asdict(event.membership)
     try:
-        bson.encode(payload)
+        bson.encode(stored)
     except OverflowError:
         raise InvalidEvent("body holds an integer MongoDB cannot store (over 64 bits)") from None
     except UnicodeError:

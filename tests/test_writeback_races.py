@@ -36,7 +36,6 @@ def test_a_poisoned_payload_is_stored_type_checked_and_written_back(
     running = RunningReceiver(load_settings(), **FAST).start()
     receivers.append(running)
     poisoned = fake_clerk.add_user(user_id="user_poison")
-    # (The receiver refuses bodies nested deeper than 32 levels; this one passes.)
     poisoned["public_metadata"] = {"userMongoId": nested(20), "isAdmin": "yes"}
     fake_clerk.users["user_poison"]["public_metadata"] = dict(poisoned["public_metadata"])
     assert post(running.url, WEBHOOK_SECRET, event("user.created", poisoned)).status_code == 200

@@ -1,0 +1,60 @@
+"""The delivery log owns its collection and its TTL index: the store's start-up index pass
+and the log's writer make the same one, in either order, on the real wire server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clerksync import deliveries
+from clerksync.deliveries import DeliveryLog, iter_records, record
+from clerksync.mongo import utcnow
+from clerksync.store import UserStore
+
+
+def ttl_indexes(store: UserStore) -> list[dict[str, Any]]:
+    return [dict(i) for i in store.deliveries.list_indexes() if "expireAfterSeconds" in i]
+
+
+def write_one(store: UserStore, svix_id: str) -> None:
+    """One record through the log's writer (which makes its index before its first bucket)."""
+    log = DeliveryLog(store)
+    log.add(
+        record(
+            svix_id=svix_id,
+            event_type="user.created",
+            user_id="user_x",
+            outcome="applied",
+            received_at=utcnow(),
+            duration_ms=1.0,
+        )
+    )
+    assert log.flush_now()
+
+
+@pytest.mark.parametrize("first", ["store", "log"])
+def test_the_store_and_the_log_make_one_and_the_same_ttl_index(
+    store: UserStore, first: str
+) -> None:
+    assert store.deliveries.name == deliveries.COLLECTION
+    store.deliveries.drop()
+    if first == "store":
+        report = store.ensure_indexes()
+        write_one(store, "msg_after")
+    else:
+        write_one(store, "msg_before")
+        report = store.ensure_indexes()
+    ours = [r for r in report.results if r.collection == deliveries.COLLECTION]
+    assert [(r.name, r.error) for r in ours] == [(deliveries.TTL_INDEX, None)]
+    ttl = ttl_indexes(store)
+    assert len(ttl) == 1
+    assert ttl[0]["name"] == deliveries.TTL_INDEX and ttl[0]["expireAfterSeconds"] == 0
+    assert dict(ttl[0]["key"]) == {"expiresAt": 1}
+    assert next(iter_records(store))["outcome"] == "applied"
+
+
+def test_the_logs_collection_takes_acknowledged_unjournaled_writes(store: UserStore) -> None:
+    # diagnostics, not state: w=1, unlike the users collection's w=majority, j=true
+    assert store.deliveries.write_concern.document == {"w": 1}
+    assert store.users.write_concern.document["w"] == "majority"
