@@ -89,8 +89,15 @@ def main() -> None:
     try:
         shared_url = os.environ.get("MONGODB_URL")
         configs = [c for c in ("nokey", "key") if args.only in (None, c)]
-        users = {c: [clerk_user(email=f"u{i}@x.com") for i in range(args.n)] for c in configs}
-        warm = {c: [clerk_user() for _ in range(30)] for c in configs}
+        # Distinct emails and usernames: the app's unique indexes (below) are in place.
+        users = {
+            c: [clerk_user(email=f"{c}{i}@x.com", username=f"{c}{i}") for i in range(args.n)]
+            for c in configs
+        }
+        warm = {
+            c: [clerk_user(email=f"w{c}{i}@x.com", username=f"w{c}{i}") for i in range(30)]
+            for c in configs
+        }
         users_file = Path(tmp) / "users.json"
         users_file.write_text(json.dumps([u for c in configs for u in users[c] + warm[c]]))
         fake = subprocess.Popen(
@@ -173,6 +180,13 @@ def report(label: str, r: dict[str, Any], n: int) -> None:
         print(f"    {name}: CPU ms per event: {per_event}; database ops per event: {ops}")
 
 
+def app_indexes(users: Any) -> None:
+    """The indexes the app's own model builds (the Next.js guide's Mongoose model declares
+    ``email`` and ``username`` unique): users run clerksync beside them, so the bench does."""
+    users.create_index("email", unique=True, name="email_1")
+    users.create_index("username", unique=True, name="username_1")
+
+
 def run_config(
     args: Any,
     url: str,
@@ -195,6 +209,7 @@ def run_config(
         if keyed:
             env.update({"CLERK_SECRET_KEY": FAKE_KEY, "CLERK_API_URL": api})
             watched["fake clerk"] = fake_pid
+        app_indexes(MongoClient(url)[db]["users"])
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "clerksync", "serve", "--port", str(port)],
@@ -211,6 +226,7 @@ def run_config(
         base_store = UserStore(MongoClient(url, tz_aware=True), db + "_baseline")
         base_store.ensure_indexes()
         base = base_store.users
+        app_indexes(base)
         # One keep-alive connection per sending thread, on the standard library's client:
         # Svix sends from elsewhere, so the sender should take as little of this
         # machine's two cores from the receiver and the database as it can (httpx took
