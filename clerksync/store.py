@@ -119,7 +119,7 @@ class UserStore:
         self.counters: Collection[Any] = self.db.get_collection(COUNTERS, write_concern=durable)
         self.deliveries: Collection[Any] = log_collection(self.db)  # the log's own
         self._counter_seeded = False
-        self._email_indexed: tuple[float, bool] | None = None
+        self._email_index: tuple[float, str | None] | None = None
         self._clerk_index_partial: bool | None = None  # learnt from the index list
         self.queue = WriteBackQueue(self.users, schema)
 
@@ -382,7 +382,9 @@ class UserStore:
         created first takes over an app-created document with its verified email, if
         exactly one (``adopt``), when the app's email field is indexed (the lookup is
         then one index probe; without the index it would scan the collection on every
-        signup: ``reconcile`` adopts then, and ``doctor`` says so).
+        signup: ``reconcile`` adopts then, and ``doctor`` says so). When that index is
+        unique (the guide's model), the insert goes first and the lookup is made only if
+        the email index refuses it: a signup then costs no read for adoption.
         Any other index refusing the write: ``IndexRefused``.
         """
         from pymongo.errors import DuplicateKeyError
@@ -392,20 +394,28 @@ class UserStore:
         inserted = False
         adopting = bool(user.email and user.email_verified and self.email_indexed())
         if likely_new:
-            if adopting:
+            # With a unique email index, an app-created document to adopt refuses the
+            # insert: look it up then, not before every signup.
+            adopt_if_refused = adopting and self.email_unique()
+            if adopting and not adopt_if_refused:
                 adopted = self.adopt(user, now)
                 if adopted is not None:
                     return adopted
-                adopting = False
             update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
             try:
                 # A new document's id is news to Clerk: its write-back is due either way.
                 self.users.insert_one(new_document(update if queued else with_mark(update, now)))
                 inserted = True
             except DuplicateKeyError as exc:
-                if not self._ours(exc.details or {}):
+                details = exc.details or {}
+                if adopt_if_refused and self._refused_on_email(details):
+                    adopted = self.adopt(user, now)
+                    if adopted is not None:
+                        return adopted
+                if not self._ours(details):
                     raise self._refused(exc, f"Clerk user {user.id}") from None
-                # stored already: the ordering filter decides
+                # stored already under its Clerk id (nothing to adopt): the filter decides
+            adopting = False
         if not inserted:
             update, queued = upsert_update(user, now, self.schema)
             # Clerk's copy names every key (usually our own write-back echoed back): the
@@ -460,14 +470,42 @@ class UserStore:
 
     def email_indexed(self) -> bool:
         """Is the app's email field the first key of an index (checked once a minute)?"""
+        return self._email_index_kind() is not None
+
+    def email_unique(self) -> bool:
+        """Is there a unique index on the app's email field alone, covering every document
+        with the same comparison as equality (no partial filter, no collation)? Then an
+        app-created document with a new user's email refuses the user's insert, and the
+        receiver can insert first and adopt only when refused: no lookup per signup."""
+        return self._email_index_kind() == "unique"
+
+    def _email_index_kind(self) -> str | None:
+        """``unique``, ``plain`` or None for the app's email field (checked once a minute)."""
         now = time.monotonic()
-        if self._email_indexed is None or now - self._email_indexed[0] > 60:
+        if self._email_index is None or now - self._email_index[0] > 60:
             email = self.schema.users.email
-            found = bool(email) and any(
-                next(iter(dict(index["key"])), None) == email for index in self.app_indexes()
-            )
-            self._email_indexed = (now, found)
-        return self._email_indexed[1]
+            kind = None
+            for index in self.app_indexes() if email else []:
+                key = dict(index["key"])
+                if next(iter(key), None) != email:
+                    continue
+                whole = (
+                    len(key) == 1
+                    and index.get("unique")
+                    and "partialFilterExpression" not in index
+                    and "collation" not in index
+                )
+                kind = "unique" if whole else kind or "plain"
+            self._email_index = (now, kind)
+        return self._email_index[1]
+
+    def _refused_on_email(self, details: Mapping[str, Any]) -> bool:
+        """Did the app's unique email index refuse this write?"""
+        name, pattern = refused_by(details)
+        email = self.schema.users.email
+        if pattern:
+            return list(pattern) == [email]
+        return bool(email) and name in (f"{email}_1", f"{email}_-1")
 
     def adoption_candidates(
         self, emails: Iterable[str], *, limit: int | None = None

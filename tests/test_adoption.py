@@ -39,13 +39,25 @@ def unverified(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def email_index(store: UserStore, kind: str) -> None:
+    """The app's index on its email field: ``plain``, ``unique`` (the guide's model: the
+    receiver inserts first and adopts when it refuses) or ``partial unique`` (it may not
+    refuse: the receiver looks up first)."""
+    email = store.schema.users.email
+    assert email is not None
+    options: dict[str, Any] = {"unique": kind != "plain"}
+    if kind == "partial unique":
+        options["partialFilterExpression"] = {email: {"$type": "string"}}
+    store.users.create_index(email, name="app_email", **options)
+
+
 @ALL_SCHEMAS
+@pytest.mark.parametrize("index", ["plain", "unique", "partial unique"])
 def test_the_receiver_adopts_the_app_created_document(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: UserStore, index: str
 ) -> None:
     users = store.schema.users
-    assert users.email is not None
-    store.users.create_index(users.email, name="app_email")  # the app's model indexes it
+    email_index(store, index)  # the app's model indexes it
     mongo_id = app_user(store, "grace@example.com")
     response = post(
         receiver.url,
@@ -60,6 +72,41 @@ def test_the_receiver_adopts_the_app_created_document(
     if users.app_id:
         assert doc[users.app_id] == 34
     assert bk.has(doc, bk.DUE)  # Clerk learns the document's id
+
+
+@pytest.mark.parametrize("index", ["plain", "unique"])
+def test_a_signup_reads_for_adoption_only_when_the_email_index_may_not_refuse(
+    store: UserStore, index: str
+) -> None:
+    """Beside a unique email index a new user costs one read (the tombstone check after the
+    insert); beside a plain one, a second (the adoption lookup before it)."""
+    from clerksync.users import parse_clerk_user
+
+    email_index(store, index)
+    app_user(store, "someone@example.com")
+    assert store.email_indexed()  # the index list is read once a minute, not per signup
+
+    def queries() -> int:
+        return int(store.client.admin.command("serverStatus")["opcounters"]["query"])
+
+    before = queries()
+    user = parse_clerk_user(clerk_user(user_id="user_new", email="new@example.com"))
+    assert store.apply_user(user, likely_new=True).outcome == "applied"
+    assert queries() - before == (1 if index == "unique" else 2)
+    assert store.count() == 2
+
+
+def test_an_unverified_email_an_app_document_holds_is_refused_not_adopted(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    email_index(store, "unique")
+    mongo_id = app_user(store, "eve@example.com")
+    data = unverified(clerk_user(user_id="user_eve", email="eve@example.com"))
+    response = post(receiver.url, WEBHOOK_SECRET, event("user.created", data))
+    assert response.status_code == 503 and "app_email" in response.text
+    doc = store.users.find_one({"_id": mongo_id})
+    assert doc is not None and doc["clerkId"] == "clerk_34"  # untouched
+    assert store.count() == 1
 
 
 @pytest.mark.parametrize("case", ["unverified", "two candidates"])
