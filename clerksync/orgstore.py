@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 TOMBSTONES = "clerksync_tombstones"
 
+#: handed the documents a cascade is about to remove (a prune journals them: ``clerksync.prune``)
+Keep = Callable[[list[Mapping[str, Any]]], None]
+
 
 def organization_fields(o: OrganizationMapping, org: ClerkOrganization) -> dict[str, Any]:
     """What a Clerk organization state sets (``$set``), ordering field included."""
@@ -210,14 +213,13 @@ class OrgStore:
         )
         return before is not None
 
-    def delete_organization(self, org_id: str) -> str:
-        """Tombstone, then remove the organization and its memberships (final)."""
+    def delete_organization(self, org_id: str, keep: Keep | None = None) -> str:
+        """Tombstone, then remove the organization and its memberships (final). ``keep``
+        (a prune's journal) is handed the memberships the cascade removes, before it does."""
         self._ready()
         known = self._tombstone(org_id, "organization")
         removed = self.organizations.delete_one({self.orgs_map.clerk_id: org_id}).deleted_count
-        removed += self.memberships.delete_many(
-            {self.members_map.organization_id: org_id}
-        ).deleted_count
+        removed += self._remove_memberships({self.members_map.organization_id: org_id}, keep)
         return "applied" if removed or not known else "duplicate"
 
     def delete_membership(self, member_id: str) -> str:
@@ -227,9 +229,26 @@ class OrgStore:
         removed = self.memberships.delete_one({self.members_map.clerk_id: member_id}).deleted_count
         return "applied" if removed or not known else "duplicate"
 
-    def remove_user_memberships(self, user_id: str) -> int:
-        """``user.deleted``'s cascade (its tombstone is written by the user store first)."""
-        return int(self.memberships.delete_many({self.members_map.user_id: user_id}).deleted_count)
+    def remove_user_memberships(self, user_id: str, keep: Keep | None = None) -> int:
+        """``user.deleted``'s cascade (its tombstone is written by the user store first);
+        ``keep`` as for ``delete_organization``."""
+        return self._remove_memberships({self.members_map.user_id: user_id}, keep)
+
+    def _remove_memberships(self, query: Mapping[str, Any], keep: Keep | None) -> int:
+        """A cascade. Without ``keep``, one ``delete_many``. With it, a few documents at a
+        time: each lot is handed to ``keep`` and then deleted by ``_id``, so nothing goes
+        that ``keep`` did not see first (a membership stored meanwhile is found by the next
+        read, and one stored after the tombstone removes itself, as the receiver's do)."""
+        if keep is None:
+            return int(self.memberships.delete_many(query).deleted_count)
+        removed = 0
+        while True:
+            docs = list(self.memberships.find(query).limit(IN_CHUNK))
+            if not docs:
+                return removed
+            keep(docs)
+            ids = [d["_id"] for d in docs]
+            removed += int(self.memberships.delete_many({"_id": {"$in": ids}}).deleted_count)
 
     # -- bulk (reconcile) ----------------------------------------------------------------------
 

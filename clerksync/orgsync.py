@@ -35,6 +35,7 @@ from clerksync.ratelimit import SlidingWindowPacer
 
 if TYPE_CHECKING:
     from clerksync.orgstore import Kind, OrgStore
+    from clerksync.prune import PruneRun
     from clerksync.store import UserStore
 
 DISABLED_NOTE = "organizations are not enabled on this Clerk instance: nothing to sync"
@@ -66,12 +67,18 @@ def reconcile_organizations(
     dry_run: bool = False,
     prune: bool = False,
     allow_mass_prune: bool = False,
+    run: PruneRun | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bring MongoDB's organizations and memberships in line with Clerk's: two summaries.
-    Pruned organizations and memberships are tombstoned and deleted, each confirmed absent
-    from Clerk first; unlike users' prunes they are not journaled for ``undo``."""
+    Pruned organizations and memberships are confirmed absent from Clerk first, then go
+    through ``run`` (the reconcile's ``PruneRun``; one is made when none is given): each,
+    and the memberships an organization takes with it, journaled for ``undo_prune`` before
+    it is tombstoned and deleted."""
+    from clerksync.prune import PruneRun
     from clerksync.sync import _id_table, call_with_retries
 
+    if prune and not dry_run and run is None:
+        run = PruneRun(store)
     orgs = store.orgs
     org_summary, member_summary = counters(), counters()
     seen_orgs, seen_members = _id_table(), _id_table()
@@ -137,7 +144,7 @@ def reconcile_organizations(
             orgs.members_kind,
             seen_members,
             confirm_members,
-            orgs.delete_membership,
+            run.prune_memberships if run else None,
             member_summary,
             dry_run,
             prune,
@@ -149,7 +156,7 @@ def reconcile_organizations(
             orgs.orgs_kind,
             seen_orgs,
             confirm_orgs,
-            orgs.delete_organization,
+            run.prune_organizations if run else None,
             org_summary,
             dry_run,
             prune,
@@ -206,7 +213,7 @@ def _orphans(
     kind: Kind,
     seen: sqlite3.Connection,
     confirm: Callable[[list[str]], set[str]],
-    delete: Callable[[str], str],
+    prune_batch: Callable[[list[str]], int] | None,
     summary: dict[str, Any],
     dry_run: bool,
     prune: bool,
@@ -215,7 +222,8 @@ def _orphans(
 ) -> None:
     """Held in MongoDB, not listed by Clerk, and not found when asked: report, and prune
     under the users' guard (``clerksync.prune``: never when Clerk lists none, nor more than
-    a small share, unless ``allow_mass_prune``)."""
+    a small share, unless ``allow_mass_prune``) through ``prune_batch`` (the run's, which
+    journals before it deletes; None on a dry run)."""
     from clerksync.sync import _batches, _id_table, _merge_missing
 
     held, found = _id_table(), _id_table()
@@ -237,10 +245,10 @@ def _orphans(
         refusal = prune_refusal(name, summary["orphaned"], held_count, summary["clerk"])
         if refusal and not allow_mass_prune:
             summary["prune_refused"] = refusal
-        elif not dry_run:
-            for (clerk_id,) in found.execute("SELECT id FROM ids ORDER BY id"):
-                delete(clerk_id)
-                summary["pruned"] += 1
+        elif not dry_run and prune_batch is not None:
+            rows = (row[0] for row in found.execute("SELECT id FROM ids ORDER BY id"))
+            for batch in _batches(rows, ID_BATCH):
+                summary["pruned"] += prune_batch(batch)
     finally:
         held.close()
         found.close()

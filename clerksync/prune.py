@@ -1,39 +1,49 @@
 """Prune safety: the guard that refuses a mass prune, and the journal that undoes a prune.
 
-A prune deletes users Clerk does not list, and every delete writes a
-tombstone, so without these a prune against the wrong (or an empty) instance
-would be final: the right reconcile afterwards restores nothing and live
-``user.updated`` deliveries answer ``stale``. Hence:
+A prune deletes users, organizations and memberships Clerk does not list, and
+every delete writes a tombstone, so without these a prune against the wrong
+(or an empty) instance would be final: the right reconcile afterwards restores
+nothing and live deliveries answer ``stale``. Hence:
 
 - ``prune_refusal``: no prune when Clerk lists no users at all, nor one that
   would remove more than ``MASS_SHARE`` of the database's users (and more than
   ``MASS_MIN``), unless the caller says ``--allow-mass-prune``;
-- ``PruneRun``: before a user is deleted, its whole document, and whether it
-  had a tombstone already, go to ``clerksync_pruned`` under the run's id;
-  ``undo_prune(run_id)`` puts the documents back (same ``_id``, so Clerk's
-  ``userMongoId`` stays right) and removes the tombstones the run wrote.
-  Journal entries expire after ``KEEP_DAYS`` (they hold personal data).
+- ``PruneRun``: one per reconcile. Before anything is deleted, each pruned
+  user, organization or membership goes to ``clerksync_pruned`` under the
+  run's id: its whole document, its ``kind``, and whether it had a tombstone
+  already; so does every membership a cascade removes with it (a user's, an
+  organization's), marked ``via`` the pruned object's Clerk id (the run writes
+  no tombstone for those). Journal first, then delete: a crash between the
+  two leaves only entries for documents still there.
+  ``undo_prune(run_id)`` puts the documents back into their own collections
+  (same ``_id``, so Clerk's ``userMongoId`` stays right) and removes only the
+  tombstones the run wrote. Entries written before kinds were journaled have
+  no ``kind``: they are users. Journal entries expire after ``KEEP_DAYS``
+  (they hold personal data).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from clerksync.errors import NotFound
-from clerksync.mongo import IN_CHUNK, duplicates_only, refused_by, utcnow
+from clerksync.errors import IndexRefused, NotFound, StoreUnavailable
+from clerksync.mongo import IN_CHUNK, index_refused, refused_by, utcnow
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
+    from clerksync.orgstore import Keep
     from clerksync.store import UserStore
 
 PRUNED = "clerksync_pruned"
 MASS_SHARE = 0.10
 MASS_MIN = 10
 KEEP_DAYS = 30
+#: the journal's kinds, and the undo report's key for each
+PLURALS = {"user": "users", "organization": "organizations", "membership": "memberships"}
 
 
 def prune_refusal(orphans: int, held: int, clerk_users: int) -> str | None:
@@ -70,81 +80,224 @@ def ensure_journal_indexes(store: UserStore) -> None:
 
 
 class PruneRun:
-    """Deletes users as a prune does, keeping each one (and its tombstone state) for undo."""
+    """One reconcile's prune: deletes as the receiver's deletes do (tombstone, then the
+    object, then its cascade), journaling first everything each delete removes.
+
+    Made before anything is pruned and cheap until it journals: ``journaled`` counts the
+    entries written (the run can be undone once it is above zero), ``pruned`` the objects
+    deleted (cascaded memberships not counted)."""
 
     def __init__(self, store: UserStore) -> None:
         self.store = store
         self.run_id = "prune-" + utcnow().strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
         self.pruned = 0
-        ensure_journal_indexes(store)
+        self.journaled = 0
+        self._indexed = False
 
     def prune(self, clerk_ids: list[str]) -> int:
-        """Journal, then tombstone and delete, these users; returns how many were deleted."""
-        now = utcnow()
+        """Users: journal them (and, as the cascade reaches them, their memberships), then
+        tombstone and delete each; returns how many were deleted."""
+        store = self.store
+        return self._prune(
+            "user",
+            store.users,
+            store.clerk_id,
+            clerk_ids,
+            lambda i: store.delete_user(i, self._cascade(i)).outcome == "applied",
+        )
+
+    def prune_organizations(self, clerk_ids: list[str]) -> int:
+        """Organizations, with their memberships: as ``prune``."""
+        orgs = self.store.orgs
+        return self._prune(
+            "organization",
+            orgs.organizations,
+            orgs.orgs_map.clerk_id,
+            clerk_ids,
+            lambda i: orgs.delete_organization(i, self._cascade(i)) == "applied",
+        )
+
+    def prune_memberships(self, clerk_ids: list[str]) -> int:
+        """Memberships: as ``prune`` (a membership has no cascade)."""
+        orgs = self.store.orgs
+        return self._prune(
+            "membership",
+            orgs.memberships,
+            orgs.members_map.clerk_id,
+            clerk_ids,
+            lambda i: orgs.delete_membership(i) == "applied",
+        )
+
+    def _prune(
+        self,
+        kind: str,
+        collection: Collection[Any],
+        key: str,
+        clerk_ids: list[str],
+        delete: Callable[[str], bool],
+    ) -> int:
         docs: dict[str, Mapping[str, Any]] = {}
         for start in range(0, len(clerk_ids), IN_CHUNK):
             chunk = clerk_ids[start : start + IN_CHUNK]
-            for doc in self.store.users.find({self.store.clerk_id: {"$in": chunk}}):
-                docs[doc[self.store.clerk_id]] = doc
+            for doc in collection.find({key: {"$in": chunk}}):
+                docs[doc[key]] = doc
         had_tombstone = self.store.tombstoned_among(clerk_ids)
-        entries = [
-            {
-                "runId": self.run_id,
-                "clerkId": clerk_id,
-                "document": docs.get(clerk_id),
-                "hadTombstone": clerk_id in had_tombstone,
-                "prunedAt": now,
-                "expiresAt": now + timedelta(days=KEEP_DAYS),
-            }
-            for clerk_id in clerk_ids
-        ]
-        if entries:
-            journal(self.store).insert_many(entries)  # before any delete: undo sees all
-        deleted = 0
-        for clerk_id in clerk_ids:
-            if self.store.delete_user(clerk_id).outcome == "applied":
-                deleted += 1
+        # Before any delete: undo sees all of them.
+        self._journal([self._entry(kind, i, docs.get(i), i in had_tombstone) for i in clerk_ids])
+        deleted = sum(1 for clerk_id in clerk_ids if delete(clerk_id))
         self.pruned += deleted
         return deleted
 
+    def _cascade(self, via: str) -> Keep:
+        """What the cascade of deleting ``via`` hands its memberships to, before it removes
+        them: the journal (the run writes no tombstone for these)."""
+
+        def keep(docs: list[Mapping[str, Any]]) -> None:
+            key = self.store.orgs.members_map.clerk_id
+            ids = [d.get(key) for d in docs]
+            had = self.store.tombstoned_among([i for i in ids if isinstance(i, str)])
+            self._journal(
+                [
+                    self._entry("membership", i, d, i in had, via=via)
+                    for i, d in zip(ids, docs, strict=True)
+                ]
+            )
+
+        return keep
+
+    def _entry(
+        self,
+        kind: str,
+        clerk_id: Any,
+        document: Mapping[str, Any] | None,
+        had_tombstone: bool,
+        via: str | None = None,
+    ) -> dict[str, Any]:
+        now = utcnow()
+        entry = {
+            "runId": self.run_id,
+            "kind": kind,
+            "clerkId": clerk_id,
+            "document": document,
+            "hadTombstone": had_tombstone,
+            "prunedAt": now,
+            "expiresAt": now + timedelta(days=KEEP_DAYS),
+        }
+        if via is not None:
+            entry["via"] = via
+        return entry
+
+    def _journal(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        if not self._indexed:  # only a run that prunes makes the journal
+            ensure_journal_indexes(self.store)
+            self._indexed = True
+        journal(self.store).insert_many(entries)
+        self.journaled += len(entries)
+
 
 def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
-    """Restore a prune run's users and remove the tombstones it wrote.
+    """Restore what a prune run removed, each kind into its own collection, and remove the
+    tombstones the run wrote.
 
-    ``restored``: documents put back; ``present``: users already there again
-    (a delivery or an earlier undo brought them back). Safe to rerun.
+    Returns the totals, as before organizations were journaled: ``restored`` (documents
+    put back), ``present`` (already there again: a delivery, a reconcile or an earlier
+    undo brought them back) and ``tombstones_removed`` (by this call); and the same three
+    for each kind under ``users``, ``organizations`` and ``memberships`` (cascaded
+    memberships count as memberships). Safe to rerun. A duplicate on one of the app's
+    own unique indexes is ``IndexRefused``, raised once every kind was tried (the rest is
+    restored, that document's tombstone kept; rerun after the fix).
     """
-    from pymongo.errors import BulkWriteError
-
     pruned = journal(store)
     entries = list(pruned.find({"runId": run_id}))
     if not entries:
         runs = sorted(pruned.distinct("runId"), reverse=True)[:5]
         known = ", ".join(runs) if runs else "none kept"
         raise NotFound(f"no prune run {run_id!r} (recent runs: {known})")
-    ours = [e["clerkId"] for e in entries if not e.get("hadTombstone")]
-    for start in range(0, len(ours), IN_CHUNK):
-        store.tombstones.delete_many({"_id": {"$in": ours[start : start + IN_CHUNK]}})
-    documents = [e["document"] for e in entries if e.get("document")]
-    present: set[int] = set()
-    if documents:
-        try:
-            store.users.insert_many(documents, ordered=False)
-        except BulkWriteError as exc:
-            # Already there (its own _id, or its Clerk id on a new document): present.
-            # A duplicate on one of the app's indexes is IndexRefused, said as such.
-            def already(details: Mapping[str, Any]) -> bool:
-                name, pattern = refused_by(details)
-                return pattern in ({"_id": 1}, {store.clerk_id: 1}) or name in (
-                    "_id_",
-                    f"{store.clerk_id}_1",
-                )
-
-            present = duplicates_only(exc, already, store.users.name)
+    by_kind: dict[str, list[Mapping[str, Any]]] = {kind: [] for kind in PLURALS}
+    for entry in entries:
+        kind = entry.get("kind") or "user"  # entries from before kinds were journaled
+        if kind not in by_kind:
+            raise StoreUnavailable(
+                f"prune run {run_id!r} holds an entry of unknown kind {kind!r} (written by a "
+                "newer clerksync?); nothing was undone"
+            )
+        by_kind[kind].append(entry)
+    report: dict[str, Any] = {"run": run_id, "restored": 0, "present": 0, "tombstones_removed": 0}
+    refusal: IndexRefused | None = None
+    for kind, kind_entries in by_kind.items():
+        part = {"restored": 0, "present": 0, "tombstones_removed": 0}
+        report[PLURALS[kind]] = part
+        if not kind_entries:
+            continue
+        restorable = [e for e in kind_entries if e.get("document")]
+        documents = [e["document"] for e in restorable]
+        present, refused, first = _restore(store, kind, documents)
+        refusal = refusal or first
+        # Only the tombstones this run wrote, and not one whose document could not go back.
+        not_back = {restorable[n].get("clerkId") for n in refused}
+        ours = [
+            e["clerkId"]
+            for e in kind_entries
+            if not e.get("hadTombstone")
+            and not e.get("via")
+            and isinstance(e.get("clerkId"), str)
+            and e["clerkId"] not in not_back
+        ]
+        for start in range(0, len(ours), IN_CHUNK):
+            chunk = ours[start : start + IN_CHUNK]
+            part["tombstones_removed"] += store.tombstones.delete_many(
+                {"_id": {"$in": chunk}}
+            ).deleted_count
+        part["restored"] = len(documents) - present - len(refused)
+        part["present"] = present
+        for key in ("restored", "present", "tombstones_removed"):
+            report[key] += part[key]
+    if refusal is not None:
+        raise refusal
     pruned.update_many({"runId": run_id}, {"$set": {"undoneAt": utcnow()}})
-    return {
-        "run": run_id,
-        "restored": len(documents) - len(present),
-        "present": len(present),
-        "tombstones_removed": len(ours),
-    }
+    return report
+
+
+def _restore(
+    store: UserStore, kind: str, documents: list[Mapping[str, Any]]
+) -> tuple[int, set[int], IndexRefused | None]:
+    """Insert ``documents`` into ``kind``'s collection with their own ``_id``: (how many
+    were there already, the positions an index of the app's refused, the first refusal)."""
+    from pymongo.errors import BulkWriteError
+
+    if not documents:
+        return 0, set(), None
+    if kind == "user":
+        collection, key = store.users, store.clerk_id
+    else:
+        orgs = store.orgs
+        orgs.ensure_indexes()  # the unique Clerk ids tell "already there" from a refusal
+        kind_of = orgs.orgs_kind if kind == "organization" else orgs.members_kind
+        collection, key = kind_of.collection, kind_of.key
+
+    def already(details: Mapping[str, Any]) -> bool:
+        """Its own ``_id``, or its Clerk id on a newer document: there again."""
+        name, pattern = refused_by(details)
+        if pattern:
+            return pattern in ({"_id": 1}, {key: 1})
+        return name in ("_id_", f"{key}_1")
+
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        present, refused = 0, set()
+        refusal: IndexRefused | None = None
+        for error in exc.details.get("writeErrors", []):
+            if error.get("code") != 11000:
+                raise StoreUnavailable(f"undo failed: {error.get('errmsg')}") from None
+            if already(error):
+                present += 1
+            else:
+                refused.add(int(error["index"]))
+                refusal = refusal or index_refused(
+                    error, collection.name, f"a pruned {kind} put back"
+                )
+        return present, refused, refusal
+    return 0, set(), None

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from clerksync.config import Settings
-    from clerksync.orgstore import OrgStore
+    from clerksync.orgstore import Keep, OrgStore
 
 TOMBSTONES = "clerksync_tombstones"
 COUNTERS = "clerksync_counters"
@@ -588,8 +588,9 @@ class UserStore:
             return None  # adopted or changed by someone else meanwhile
         return WriteResult("applied", wants_write_back=True, adopted=True)
 
-    def delete_user(self, clerk_id: str) -> WriteResult:
-        """Tombstone first, then delete: ``duplicate`` when both were already done."""
+    def delete_user(self, clerk_id: str, keep: Keep | None = None) -> WriteResult:
+        """Tombstone first, then delete: ``duplicate`` when both were already done. ``keep``
+        (a prune's journal) sees the memberships the cascade removes before they go."""
         from pymongo import ReturnDocument
 
         before = self.tombstones.find_one_and_update(
@@ -599,7 +600,7 @@ class UserStore:
             return_document=ReturnDocument.BEFORE,
         )
         removed = self.users.delete_one({self.clerk_id: clerk_id}).deleted_count
-        removed += self.orgs.remove_user_memberships(clerk_id)  # the cascade, after the tombstone
+        removed += self.orgs.remove_user_memberships(clerk_id, keep)  # after the tombstone
         return WriteResult("applied" if removed or before is None else "duplicate")
 
     def upsert_many(

@@ -323,8 +323,9 @@ def reconcile(
     against another instance nothing runs until ``rebind``. A prune is held to
     ``clerksync.prune``'s guard (no prune when Clerk lists nobody, nor of more
     than a small share unless ``allow_mass_prune``; the reason goes to
-    ``prune_refused`` and nothing is deleted) and journaled, so
-    ``prune_run`` can be undone with ``undo_prune``.
+    ``prune_refused`` and nothing is deleted) and journaled: users, organizations
+    and memberships, cascades included, under one ``prune_run`` (set whenever
+    anything was pruned) that ``undo_prune`` undoes.
 
     Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
     holds (read by a second thread while the pages come in), go to two temporary
@@ -353,6 +354,8 @@ def reconcile(
             bucket,
         )
     )
+    # One prune run for the whole reconcile (it writes nothing until something is pruned).
+    run = PruneRun(store) if prune and not dry_run else None
     seen = _id_table()
     orphans = _id_table()
     try:
@@ -381,12 +384,10 @@ def reconcile(
             refusal = prune_refusal(summary["orphaned"], held_count, summary["clerk_users"])
             if refusal and not allow_mass_prune:
                 summary["prune_refused"] = refusal
-            elif not dry_run:
-                run = PruneRun(store)
+            elif run is not None:
                 rows = (row[0] for row in orphans.execute("SELECT id FROM ids ORDER BY id"))
                 for batch in _batches(rows, ID_BATCH):
                     summary["pruned"] += run.prune(batch)
-                summary["prune_run"] = run.run_id
         summary["mongo_users"] = store.estimated_count()
     finally:
         seen.close()
@@ -396,8 +397,16 @@ def reconcile(
     from clerksync.orgsync import reconcile_organizations
 
     summary["organizations"], summary["memberships"] = reconcile_organizations(
-        store, gateway, bucket, dry_run=dry_run, prune=prune, allow_mass_prune=allow_mass_prune
+        store,
+        gateway,
+        bucket,
+        dry_run=dry_run,
+        prune=prune,
+        allow_mass_prune=allow_mass_prune,
+        run=run,
     )
+    if run is not None and run.journaled:
+        summary["prune_run"] = run.run_id  # one run: users, organizations and memberships
     fields = {f.name for f in dataclass_fields(ReconcileResult)}
     counts = {k: v for k, v in summary.items() if k in fields and k != "orphans"}
     return ReconcileResult(**counts, orphans=tuple(summary["orphans"]), dry_run=dry_run)

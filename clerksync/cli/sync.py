@@ -177,7 +177,8 @@ def reconcile(
         typer.Option(
             "--undo-prune",
             metavar="RUN",
-            help="Put back the users a prune run deleted (its id is printed by --prune).",
+            help="Put back the users, organizations and memberships a prune run deleted "
+            "(its id is printed by --prune).",
         ),
     ] = None,
     rebind: RebindOption = False,
@@ -279,9 +280,17 @@ def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
     if json:
         print_json(result)
         return
+    restored = ", ".join(
+        f"{result[key]['restored']} {one if result[key]['restored'] == 1 else key}"
+        for key, one in (
+            ("users", "user"),
+            ("organizations", "organization"),
+            ("memberships", "membership"),
+        )
+    )
     say(
-        f"Prune run {run_id} undone: {result['restored']} users restored, {result['present']} "
-        f"were back already, {result['tombstones_removed']} tombstones removed"
+        f"Prune run {run_id} undone: restored {restored}; {result['present']} were back "
+        f"already, {result['tombstones_removed']} tombstones removed"
     )
 
 

@@ -1,0 +1,257 @@
+"""One prune run journals users, organizations, memberships and their cascades; undo puts
+them all back. Real wire server, the fake Clerk over HTTP, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from clerksync.mongo import utcnow
+from clerksync.orgs import parse_membership, parse_organization
+from clerksync.prune import PruneRun, journal, undo_prune
+from clerksync.store import UserStore
+from tests.conftest import ALL_SCHEMAS
+from tests.fakeclerk import FakeClerk, clerk_membership, clerk_organization
+
+FAST = ("--rate", "1000")
+NOTHING = {"restored": 0, "present": 0, "tombstones_removed": 0}
+
+
+def seed(fake: FakeClerk, users: int, orgs: int, members: list[int]) -> None:
+    """``users`` users; ``orgs`` organizations, each with the users in ``members``."""
+    for u in range(users):
+        fake.add_user(user_id=f"user_m{u:04d}", created_at=1000 + u)
+    for o in range(orgs):
+        fake.add_org(org_id=f"org_p{o:04d}", name=f"Org {o}", created_at=100 + o, updated_at=500)
+        for u in members:
+            fake.add_membership(
+                f"org_p{o:04d}",
+                f"user_m{u:04d}",
+                membership_id=f"orgmem_p{o:04d}_{u:03d}",
+                created_at=2000 + o * 10 + u,
+                updated_at=500,
+            )
+
+
+def drop_user(fake: FakeClerk, user_id: str) -> None:
+    """Delete a user in Clerk: its memberships go with it, as Clerk does."""
+    with fake.lock:
+        del fake.users[user_id]
+        for mem_id, member in list(fake.memberships.items()):
+            if member["public_user_data"]["user_id"] == user_id:
+                del fake.memberships[mem_id]
+        fake.version += 1
+
+
+def snapshot(store: UserStore) -> dict[str, Any]:
+    """Every document of the three collections by ``_id``, and the tombstones' ids."""
+    orgs = store.orgs
+    return {
+        "users": {d["_id"]: d for d in store.users.find({})},
+        "organizations": {d["_id"]: d for d in orgs.organizations.find({})},
+        "memberships": {d["_id"]: d for d in orgs.memberships.find({})},
+        "tombstones": sorted(t["_id"] for t in store.tombstones.find({})),
+    }
+
+
+def reconciled(cli) -> dict[str, Any]:
+    result = cli("reconcile", "--json", *FAST)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_pruned_organization_and_its_memberships_come_back(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 3, 12, [0, 1])
+    reconciled(cli)
+    before = snapshot(store)
+    fake_clerk.remove_org("org_p0003")  # and, as Clerk does, its two memberships
+
+    pruned = cli("reconcile", "--prune", "--yes", *FAST)
+    assert pruned.exit_code == 0, pruned.stderr
+    found = re.search(r"--undo-prune (prune-\S+)`", pruned.stderr)
+    assert found, pruned.stderr  # only organizations were pruned: the undo is still offered
+    run = found.group(1)
+    assert store.orgs.organizations.count_documents({}) == 11
+    assert store.orgs.memberships.count_documents({}) == 22
+    assert store.tombstones.count_documents({}) == 3
+
+    undone = cli("reconcile", "--undo-prune", run, "--json")
+    assert undone.exit_code == 0, undone.stderr
+    assert json.loads(undone.stdout) == {
+        "run": run,
+        "restored": 3,
+        "present": 0,
+        "tombstones_removed": 3,
+        "users": NOTHING,
+        "organizations": {"restored": 1, "present": 0, "tombstones_removed": 1},
+        "memberships": {"restored": 2, "present": 0, "tombstones_removed": 2},
+    }
+    assert snapshot(store) == before  # same _ids, same fields, no tombstone left
+
+    # Undo twice: nothing more happens, and it says so.
+    twice = cli("reconcile", "--undo-prune", run, "--json")
+    assert twice.exit_code == 0, twice.stderr
+    again = json.loads(twice.stdout)
+    assert (again["restored"], again["present"], again["tombstones_removed"]) == (0, 3, 0)
+    assert again["organizations"]["present"] == 1 and again["memberships"]["present"] == 2
+    human = cli("reconcile", "--undo-prune", run)
+    assert "restored 0 users, 0 organizations, 0 memberships; 3 were back" in human.stderr
+    assert snapshot(store) == before
+
+
+@ALL_SCHEMAS
+def test_a_pruned_user_brings_its_memberships_back(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 20, 3, [1, 2])
+    reconciled(cli)
+    before = snapshot(store)
+    drop_user(fake_clerk, "user_m0001")
+
+    summary = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)
+    assert summary["pruned"] == 1
+    # the user's cascade took its memberships before the membership pass looked
+    assert summary["memberships"]["orphaned"] == 0 and summary["memberships"]["pruned"] == 0
+    assert store.orgs.memberships.count_documents({}) == 3
+    entries = list(journal(store).find({"runId": summary["prune_run"]}))
+    assert sorted((e["kind"], e.get("via")) for e in entries) == [
+        ("membership", "user_m0001"),
+        ("membership", "user_m0001"),
+        ("membership", "user_m0001"),
+        ("user", None),
+    ]
+
+    undone = json.loads(cli("reconcile", "--undo-prune", summary["prune_run"], "--json").stdout)
+    assert undone["users"] == {"restored": 1, "present": 0, "tombstones_removed": 1}
+    assert undone["memberships"] == {"restored": 3, "present": 0, "tombstones_removed": 0}
+    assert (undone["restored"], undone["tombstones_removed"]) == (4, 1)
+    assert snapshot(store) == before
+
+
+def test_a_dry_run_journals_nothing_and_one_run_covers_every_kind(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 20, 12, [0])
+    for org in ("org_p0005", "org_p0007"):
+        fake_clerk.add_membership(org, "user_m0001", membership_id=f"orgmem_{org}_one")
+    reconciled(cli)
+    before = snapshot(store)
+    drop_user(fake_clerk, "user_m0001")  # a user with two memberships, and…
+    fake_clerk.remove_org("org_p0005")  # …an organization with one more go
+
+    dry = cli("reconcile", "--prune", "--dry-run", "--json", *FAST)
+    assert dry.exit_code == 0, dry.stderr
+    preview = json.loads(dry.stdout)
+    assert preview["orphaned"] == 1 and preview["organizations"]["orphaned"] == 1
+    assert preview["prune_run"] is None
+    assert journal(store).count_documents({}) == 0
+    assert snapshot(store) == before
+
+    real = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)
+    run = real["prune_run"]
+    assert journal(store).distinct("runId") == [run]  # one run for the whole reconcile
+    kinds = Counter((e["kind"], bool(e.get("via"))) for e in journal(store).find({}))
+    # the user, its 2 memberships (cascade, org 5's included), org 5's other membership
+    # (an orphan of its own), and org 5 itself
+    assert kinds == {
+        ("user", False): 1,
+        ("membership", True): 2,
+        ("membership", False): 1,
+        ("organization", False): 1,
+    }
+    undone = json.loads(cli("reconcile", "--undo-prune", run, "--json").stdout)
+    assert undone["restored"] == 5 and undone["present"] == 0
+    assert snapshot(store) == before
+
+
+def test_an_organization_cascade_is_journaled_beyond_one_lot(store: UserStore) -> None:
+    orgs = store.orgs
+    big = clerk_organization(org_id="org_big", updated_at=100)
+    other = clerk_organization(org_id="org_other", updated_at=100)
+    for org in (big, other):
+        orgs.upsert_organization(parse_organization(org))
+    for n in range(60):  # more than one lot of the cascade (IN_CHUNK)
+        member = clerk_membership(org=big, user_id=f"user_b{n:03d}", membership_id=f"orgmem_b{n}")
+        orgs.upsert_membership(parse_membership(member))
+    orgs.upsert_membership(
+        parse_membership(clerk_membership(org=other, user_id="user_b000", membership_id="orgmem_o"))
+    )
+    # A tombstone the run does not write (an earlier delete that did not finish): kept.
+    store.tombstones.insert_one({"_id": "org_big", "deletedAt": utcnow(), "kind": "organization"})
+    before = snapshot(store)
+
+    run = PruneRun(store)
+    assert run.prune_organizations(["org_big"]) == 1
+    assert orgs.memberships.count_documents({}) == 1
+    entries = list(journal(store).find({"runId": run.run_id}))
+    assert Counter(e["kind"] for e in entries) == {"organization": 1, "membership": 60}
+    assert all(e["via"] == "org_big" for e in entries if e["kind"] == "membership")
+    assert [e["hadTombstone"] for e in entries if e["kind"] == "organization"] == [True]
+
+    report = undo_prune(store, run.run_id)
+    assert report["organizations"] == {"restored": 1, "present": 0, "tombstones_removed": 0}
+    assert report["memberships"] == {"restored": 60, "present": 0, "tombstones_removed": 0}
+    assert snapshot(store) == before  # the tombstone the run found is still there
+
+
+def test_an_entry_from_before_kinds_undoes_as_a_user(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    fake_clerk.add_user(user_id="user_old")
+    reconciled(cli)
+    doc = store.users.find_one({"clerkId": "user_old"})
+    # What the journal held before organizations were journaled: no kind, no via.
+    now = utcnow()
+    journal(store).insert_one(
+        {
+            "runId": "prune-20261101T000000Z-0a0a",
+            "clerkId": "user_old",
+            "document": doc,
+            "hadTombstone": False,
+            "prunedAt": now,
+            "expiresAt": now + timedelta(days=30),
+        }
+    )
+    store.delete_user("user_old")
+    assert store.count() == 0
+
+    undone = cli("reconcile", "--undo-prune", "prune-20261101T000000Z-0a0a", "--json")
+    assert undone.exit_code == 0, undone.stderr
+    report = json.loads(undone.stdout)
+    assert report["users"] == {"restored": 1, "present": 0, "tombstones_removed": 1}
+    assert report["organizations"] == NOTHING and report["memberships"] == NOTHING
+    assert store.users.find_one({"clerkId": "user_old"}) == doc
+    assert store.tombstones.count_documents({}) == 0
+
+
+def test_an_app_index_refusing_a_restored_organization_is_a_failure(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 20, 12, [])
+    reconciled(cli)
+    store.orgs.organizations.create_index("name", unique=True, name="app_org_name")
+    drop_user(fake_clerk, "user_m0004")
+    fake_clerk.remove_org("org_p0003")
+    run = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)["prune_run"]
+    # Meanwhile the app made another organization with the pruned one's name.
+    newcomer = clerk_organization(org_id="org_newcomer", name="Org 3")
+    store.orgs.upsert_organization(parse_organization(newcomer))
+
+    refused = cli("reconcile", "--undo-prune", run, "--json")
+    assert refused.exit_code == 1
+    assert "app_org_name" in refused.stderr and "Traceback" not in refused.stderr
+    # The rest is back; the refused organization stays gone, its tombstone kept.
+    assert store.users.count_documents({"clerkId": "user_m0004"}) == 1
+    assert store.orgs.organizations.count_documents({"clerkId": "org_p0003"}) == 0
+    assert store.tombstones.distinct("_id") == ["org_p0003"]
+
+    store.orgs.organizations.delete_one({"clerkId": "org_newcomer"})  # the operator's fix
+    fixed = json.loads(cli("reconcile", "--undo-prune", run, "--json").stdout)
+    assert fixed["organizations"] == {"restored": 1, "present": 0, "tombstones_removed": 1}
+    assert fixed["users"]["present"] == 1
+    assert store.tombstones.count_documents({}) == 0
