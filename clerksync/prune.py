@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import IndexRefused, NotFound, StoreUnavailable
-from clerksync.mongo import IN_CHUNK, index_refused, refused_by, utcnow
+from clerksync.mongo import IN_CHUNK, refused_by, utcnow
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -296,8 +296,22 @@ def _restore(
                 present += 1
             else:
                 refused.add(int(error["index"]))
-                refusal = refusal or index_refused(
-                    error, collection.name, f"a pruned {kind} put back"
-                )
+                refusal = refusal or _refused(error, collection.name, kind)
         return present, refused, refusal
     return 0, set(), None
+
+
+def _refused(details: Mapping[str, Any], collection: str, kind: str) -> IndexRefused:
+    """An undo one of the app's unique indexes refused: names the index and its fields
+    (never the value: it can be an email) and what finishes the job."""
+    name, pattern = refused_by(details)
+    fields = ", ".join(pattern) or "?"
+    return IndexRefused(
+        f"the unique index {name!r} ({collection}: {fields}) refused putting back a pruned "
+        f"{kind}: another document holds its value now. Everything else was put back, and "
+        "this one's tombstone kept; resolve the clash in that collection, then rerun the "
+        "same --undo-prune to finish",
+        index=name,
+        collection=collection,
+        keys=tuple(pattern),
+    )

@@ -245,6 +245,8 @@ def test_an_app_index_refusing_a_restored_organization_is_a_failure(
     refused = cli("reconcile", "--undo-prune", run, "--json")
     assert refused.exit_code == 1
     assert "app_org_name" in refused.stderr and "Traceback" not in refused.stderr
+    assert "rerun the same --undo-prune" in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1  # one line
     # The rest is back; the refused organization stays gone, its tombstone kept.
     assert store.users.count_documents({"clerkId": "user_m0004"}) == 1
     assert store.orgs.organizations.count_documents({"clerkId": "org_p0003"}) == 0
