@@ -68,12 +68,14 @@ def reconcile_organizations(
     prune: bool = False,
     allow_mass_prune: bool = False,
     run: PruneRun | None = None,
+    pruned_users: Callable[[str], bool] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bring MongoDB's organizations and memberships in line with Clerk's: two summaries.
     Pruned organizations and memberships are confirmed absent from Clerk first, then go
     through ``run`` (the reconcile's ``PruneRun``; one is made when none is given): each,
     and the memberships an organization takes with it, journaled for ``undo_prune`` before
-    it is tombstoned and deleted."""
+    it is tombstoned and deleted. ``pruned_users`` (a dry run's preview) names the users the
+    real run would prune: their memberships go with them, so they are no orphans here."""
     from clerksync.prune import PruneRun
     from clerksync.sync import _id_table, call_with_retries
 
@@ -124,9 +126,13 @@ def reconcile_organizations(
                 {m.clerk_id: 1, m.organization_id: 1, m.user_id: 1},
             )
             by_org: dict[str, list[str]] = defaultdict(list)
-            for doc in docs:
-                by_org[str(doc.get(m.organization_id))].append(str(doc.get(m.user_id)))
             known: set[str] = set()
+            for doc in docs:
+                user_id = str(doc.get(m.user_id))
+                if pruned_users is not None and pruned_users(user_id):
+                    known.add(str(doc.get(m.clerk_id)))  # the user's cascade takes it
+                    continue
+                by_org[str(doc.get(m.organization_id))].append(user_id)
             for org_id, users in by_org.items():
                 for start in range(0, len(users), ID_BATCH):
                     found = call_with_retries(

@@ -389,22 +389,32 @@ def reconcile(
                 for batch in _batches(rows, ID_BATCH):
                     summary["pruned"] += run.prune(batch)
         summary["mongo_users"] = store.estimated_count()
+        # Then organizations and memberships, in turn: run alongside the users they gained
+        # nothing on a loaded machine (the database is the bottleneck) and varied far more.
+        from clerksync.orgsync import reconcile_organizations
+
+        def user_would_go(user_id: str) -> bool:
+            return (
+                orphans.execute("SELECT 1 FROM ids WHERE id = ?", (user_id,)).fetchone() is not None
+            )
+
+        # A dry run prunes no user, so its memberships are still there when the memberships'
+        # orphans are counted; the real run's cascade takes them first. The preview (what
+        # --prune asks about, and its guard) leaves them out as the real run does.
+        previewed = prune and dry_run and summary["orphaned"] and "prune_refused" not in summary
+        summary["organizations"], summary["memberships"] = reconcile_organizations(
+            store,
+            gateway,
+            bucket,
+            dry_run=dry_run,
+            prune=prune,
+            allow_mass_prune=allow_mass_prune,
+            run=run,
+            pruned_users=user_would_go if previewed else None,
+        )
     finally:
         seen.close()
         orphans.close()
-    # Then organizations and memberships, in turn: run alongside the users they gained
-    # nothing on a loaded machine (the database is the bottleneck) and varied far more.
-    from clerksync.orgsync import reconcile_organizations
-
-    summary["organizations"], summary["memberships"] = reconcile_organizations(
-        store,
-        gateway,
-        bucket,
-        dry_run=dry_run,
-        prune=prune,
-        allow_mass_prune=allow_mass_prune,
-        run=run,
-    )
     if run is not None and run.journaled:
         summary["prune_run"] = run.run_id  # one run: users, organizations and memberships
     fields = {f.name for f in dataclass_fields(ReconcileResult)}

@@ -257,3 +257,22 @@ def test_an_app_index_refusing_a_restored_organization_is_a_failure(
     assert fixed["organizations"] == {"restored": 1, "present": 0, "tombstones_removed": 1}
     assert fixed["users"]["present"] == 1
     assert store.tombstones.count_documents({}) == 0
+
+
+def test_the_preview_leaves_out_memberships_the_user_cascade_takes(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 20, 12, [0, 1])
+    reconciled(cli)
+    drop_user(fake_clerk, "user_m0001")  # 12 of the 24 memberships go with the user
+
+    dry = json.loads(cli("reconcile", "--prune", "--dry-run", "--json", *FAST).stdout)
+    assert dry["orphaned"] == 1
+    assert dry["memberships"]["orphaned"] == 0 and "prune_refused" not in dry["memberships"]
+    # asked interactively (a dry run first), it asks about the user only, then prunes
+    asked = cli("reconcile", "--prune", *FAST, input="y\n")
+    assert asked.exit_code == 0, asked.stderr
+    assert "Delete 1 user from MongoDB" in asked.stderr
+    assert store.orgs.memberships.count_documents({}) == 12
+    entries = journal(store).find({"kind": "membership"})
+    assert sorted(e["via"] for e in entries) == ["user_m0001"] * 12
