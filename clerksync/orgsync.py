@@ -174,22 +174,30 @@ def _walk(
     dry_run: bool,
 ) -> None:
     """Page through one instance-wide list (offset, +created_at), one page ahead."""
+
+    def parsed(raw: Any) -> Any:
+        try:
+            return parse(raw)
+        except InvalidEvent:
+            return None
+
+    def fetch_parsed(offset: int) -> tuple[list[Any], int, int]:
+        """A page, parsed in the reader's thread while the page before is written."""
+        page, total = fetch(offset)
+        return [parsed(raw) for raw in page], len(page), total
+
     all_new = False  # was the last page all new? then insert this one without planning
     with ThreadPoolExecutor(1) as reader:
         offset = 0
-        upcoming = reader.submit(fetch, offset)
+        upcoming = reader.submit(fetch_parsed, offset)
         while True:
-            page, total = upcoming.result()
-            more = len(page) == PAGE_SIZE and offset + PAGE_SIZE < total
+            parsed_page, listed, total = upcoming.result()
+            more = listed == PAGE_SIZE and offset + PAGE_SIZE < total
             if more:
-                upcoming = reader.submit(fetch, offset + PAGE_SIZE)
-            items = []
-            for raw in page:
-                try:
-                    items.append(parse(raw))
-                except InvalidEvent:
-                    summary["invalid"] += 1
-            summary["clerk"] += len(page)
+                upcoming = reader.submit(fetch_parsed, offset + PAGE_SIZE)
+            items = [item for item in parsed_page if item is not None]
+            summary["invalid"] += listed - len(items)
+            summary["clerk"] += listed
             if items:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i.id,) for i in items])
                 counts = orgs.upsert_many(kind, items, dry_run=dry_run, assume_new=all_new)

@@ -37,7 +37,7 @@ from clerksync.ratelimit import (
 )
 from clerksync.schema import CLERK_USER_ID
 from clerksync.store import UserStore, clerk_id_filter
-from clerksync.users import clerk_copy_differs, parse_clerk_user
+from clerksync.users import ClerkUser, clerk_copy_differs, parse_clerk_user
 from clerksync.writeback import (
     InstanceGuard,
     LeaseKeeper,
@@ -420,16 +420,20 @@ def _reconcile_pages(
         with contextlib.suppress(ClerkApiError):
             total = call_with_retries(gateway.count_users, bucket)
 
-    def fetch(cursors: list[str]) -> list[dict[str, Any]]:
+    def fetch(cursors: list[str]) -> list[tuple[Any, ClerkUser | None]]:
         """The page after the first cursor Clerk still knows: the last user of the previous
-        page, else (deleted meanwhile: a 422) the one before it, and so on."""
+        page, else (deleted meanwhile: a 422) the one before it, and so on. Each user comes
+        with its id and parsed (None: invalid) here, in the reader's thread, while the main
+        thread waits on the database for the page before."""
         options: list[str | None] = [*cursors] or [None]
         for attempt, cursor in enumerate(options):
             try:
-                return call_with_retries(functools.partial(gateway.users_after, cursor), bucket)
+                page = call_with_retries(functools.partial(gateway.users_after, cursor), bucket)
             except ClerkApiError as exc:
                 if exc.status != 422 or attempt + 1 >= min(len(cursors), MAX_CURSOR_TRIES):
                     raise
+            else:
+                return [(raw.get("id"), _parsed(raw)) for raw in page]
         raise AssertionError("unreachable")
 
     # One page ahead: the next request is in flight while this page is written. Paging is
@@ -442,18 +446,14 @@ def _reconcile_pages(
         while True:
             page = upcoming.result()
             full = len(page) == PAGE_SIZE
-            ids = [u.get("id") for u in page]
+            ids = [i for i, _ in page]
             if full:
                 cursors = [i for i in reversed(ids) if isinstance(i, str) and i]
                 upcoming = reader.submit(fetch, cursors)
-            page = [raw for raw, i in zip(page, ids, strict=True) if i not in previous]
+            page = [(i, user) for i, user in page if i not in previous]
             previous = {i for i in ids if isinstance(i, str)}
-            users = []
-            for raw in page:
-                try:
-                    users.append(parse_clerk_user(raw))
-                except InvalidEvent:
-                    summary["invalid"] += 1
+            users = [user for _, user in page if user is not None]
+            summary["invalid"] += len(page) - len(users)
             summary["clerk_users"] += len(page)
             if users:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(u.id,) for u in users])
@@ -468,6 +468,14 @@ def _reconcile_pages(
                 progress(summary["clerk_users"], total)
             if not full:
                 break
+
+
+def _parsed(raw: Any) -> ClerkUser | None:
+    """One listed user as the receiver reads it; None when it is not a valid user."""
+    try:
+        return parse_clerk_user(raw)
+    except InvalidEvent:
+        return None
 
 
 def _id_table() -> sqlite3.Connection:
