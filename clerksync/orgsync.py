@@ -181,26 +181,31 @@ def _walk(
         except InvalidEvent:
             return None
 
-    def fetch_parsed(offset: int) -> tuple[list[Any], int, int]:
-        """A page, parsed in the reader's thread while the page before is written."""
+    def fetch_parsed(offset: int, prepare: bool) -> tuple[list[Any], int, int, dict[str, Any]]:
+        """A page, parsed (and with ``prepare``, the pages before being all new, its new
+        documents made) in the reader's thread while the page before is written."""
         page, total = fetch(offset)
-        return [parsed(raw) for raw in page], len(page), total
+        items = [parsed(raw) for raw in page]
+        prepared = orgs.new_documents(kind, (i for i in items if i)) if prepare else {}
+        return items, len(page), total, prepared
 
     all_new = False  # was the last page all new? then insert this one without planning
     with ThreadPoolExecutor(1) as reader:
         offset = 0
-        upcoming = reader.submit(fetch_parsed, offset)
+        upcoming = reader.submit(fetch_parsed, offset, False)
         while True:
-            parsed_page, listed, total = upcoming.result()
+            parsed_page, listed, total, prepared = upcoming.result()
             more = listed == PAGE_SIZE and offset + PAGE_SIZE < total
             if more:
-                upcoming = reader.submit(fetch_parsed, offset + PAGE_SIZE)
+                upcoming = reader.submit(fetch_parsed, offset + PAGE_SIZE, all_new and not dry_run)
             items = [item for item in parsed_page if item is not None]
             summary["invalid"] += listed - len(items)
             summary["clerk"] += listed
             if items:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i.id,) for i in items])
-                counts = orgs.upsert_many(kind, items, dry_run=dry_run, assume_new=all_new)
+                counts = orgs.upsert_many(
+                    kind, items, dry_run=dry_run, assume_new=all_new, prepared=prepared
+                )
                 all_new = counts["created"] == len(items)
                 for key, value in counts.items():
                     summary[key] += value

@@ -420,11 +420,14 @@ def _reconcile_pages(
         with contextlib.suppress(ClerkApiError):
             total = call_with_retries(gateway.count_users, bucket)
 
-    def fetch(cursors: list[str]) -> list[tuple[Any, ClerkUser | None]]:
+    def fetch(
+        cursors: list[str], prepare: bool
+    ) -> tuple[list[tuple[Any, ClerkUser | None]], dict[str, dict[str, Any]]]:
         """The page after the first cursor Clerk still knows: the last user of the previous
         page, else (deleted meanwhile: a 422) the one before it, and so on. Each user comes
-        with its id and parsed (None: invalid) here, in the reader's thread, while the main
-        thread waits on the database for the page before."""
+        with its id and parsed (None: invalid), and with ``prepare`` (the pages before were
+        all new) its new document made: here, in the reader's thread, while the main thread
+        waits on the database for the page before."""
         options: list[str | None] = [*cursors] or [None]
         for attempt, cursor in enumerate(options):
             try:
@@ -433,7 +436,9 @@ def _reconcile_pages(
                 if exc.status != 422 or attempt + 1 >= min(len(cursors), MAX_CURSOR_TRIES):
                     raise
             else:
-                return [(raw.get("id"), _parsed(raw)) for raw in page]
+                parsed = [(raw.get("id"), _parsed(raw)) for raw in page]
+                valid = (user for _, user in parsed if user is not None)
+                return parsed, store.new_documents(valid) if prepare else {}
         raise AssertionError("unreachable")
 
     # One page ahead: the next request is in flight while this page is written. Paging is
@@ -441,15 +446,15 @@ def _reconcile_pages(
     # one does; a deep offset "gets progressively slower and eventually times out".
     all_new = False  # was the last page all new users? then insert this one outright
     with ThreadPoolExecutor(1) as reader:
-        upcoming = reader.submit(fetch, [])
+        upcoming = reader.submit(fetch, [], False)
         previous: set[str] = set()  # ids of the last page: a fallback cursor re-serves some
         while True:
-            page = upcoming.result()
+            page, prepared = upcoming.result()
             full = len(page) == PAGE_SIZE
             ids = [i for i, _ in page]
             if full:
                 cursors = [i for i in reversed(ids) if isinstance(i, str) and i]
-                upcoming = reader.submit(fetch, cursors)
+                upcoming = reader.submit(fetch, cursors, all_new and not dry_run)
             page = [(i, user) for i, user in page if i not in previous]
             previous = {i for i in ids if isinstance(i, str)}
             users = [user for _, user in page if user is not None]
@@ -460,7 +465,9 @@ def _reconcile_pages(
                 if dry_run:
                     counts = store.plan_many(users, candidates=candidates)
                 else:
-                    counts = store.upsert_many(users, assume_new=all_new, candidates=candidates)
+                    counts = store.upsert_many(
+                        users, assume_new=all_new, candidates=candidates, prepared=prepared
+                    )
                     all_new = counts["created"] == len(users)
                 for key, value in counts.items():
                     summary[key] += value
