@@ -252,8 +252,24 @@ class OrgStore:
 
     # -- bulk (reconcile) ----------------------------------------------------------------------
 
+    def new_documents(self, kind: Kind, items: Iterable[Any]) -> dict[str, dict[str, Any]]:
+        """The documents ``upsert_many`` would insert for these items, by Clerk id, made
+        ahead of the write (reconcile makes them in its reader thread)."""
+        now = utcnow()
+        return {item.id: self._new_document(kind, item, now) for item in items}
+
+    def _new_document(self, kind: Kind, item: Any, now: Any) -> dict[str, Any]:
+        update = self._update(kind, item, now)
+        return bk.nest({**update["$set"], **update.get("$setOnInsert", {})})
+
     def upsert_many(
-        self, kind: Kind, items: Iterable[Any], *, dry_run: bool = False, assume_new: bool = False
+        self,
+        kind: Kind,
+        items: Iterable[Any],
+        *,
+        dry_run: bool = False,
+        assume_new: bool = False,
+        prepared: Mapping[str, dict[str, Any]] | None = None,
     ) -> dict[str, int]:
         """The bulk form of ``_upsert`` for reconcile: one planning read, then ``insert_many``
         for what MongoDB lacks and ordered upserts for what it holds older; the rest costs
@@ -261,7 +277,8 @@ class OrgStore:
         receiver does; ``dry_run`` counts what would happen, writing nothing.
         ``assume_new`` skips the planning read and inserts the whole batch (what is there
         already fails on the unique index and takes the ordered upsert): cheaper when the
-        previous batch was all new, as in a backfill."""
+        previous batch was all new, as in a backfill. ``prepared``: documents
+        ``new_documents`` made beforehand for some of the items."""
         from pymongo import UpdateOne
         from pymongo.errors import BulkWriteError
 
@@ -289,10 +306,10 @@ class OrgStore:
         now = utcnow()
         inserted: list[Any] = []
         if fresh:
-            docs = []
-            for item in fresh:
-                update = self._update(kind, item, now)
-                docs.append(bk.nest({**update["$set"], **update.get("$setOnInsert", {})}))
+            docs = [
+                (prepared or {}).get(item.id) or self._new_document(kind, item, now)
+                for item in fresh
+            ]
             failed: set[int] = set()
             try:
                 kind.collection.insert_many(docs, ordered=False)

@@ -187,25 +187,38 @@ def _walk(
     dry_run: bool,
 ) -> None:
     """Page through one instance-wide list (offset, +created_at), one page ahead."""
+
+    def parsed(raw: Any) -> Any:
+        try:
+            return parse(raw)
+        except InvalidEvent:
+            return None
+
+    def fetch_parsed(offset: int, prepare: bool) -> tuple[list[Any], int, int, dict[str, Any]]:
+        """A page, parsed (and with ``prepare``, the pages before being all new, its new
+        documents made) in the reader's thread while the page before is written."""
+        page, total = fetch(offset)
+        items = [parsed(raw) for raw in page]
+        prepared = orgs.new_documents(kind, (i for i in items if i)) if prepare else {}
+        return items, len(page), total, prepared
+
     all_new = False  # was the last page all new? then insert this one without planning
     with ThreadPoolExecutor(1) as reader:
         offset = 0
-        upcoming = reader.submit(fetch, offset)
+        upcoming = reader.submit(fetch_parsed, offset, False)
         while True:
-            page, total = upcoming.result()
-            more = len(page) == PAGE_SIZE and offset + PAGE_SIZE < total
+            parsed_page, listed, total, prepared = upcoming.result()
+            more = listed == PAGE_SIZE and offset + PAGE_SIZE < total
             if more:
-                upcoming = reader.submit(fetch, offset + PAGE_SIZE)
-            items = []
-            for raw in page:
-                try:
-                    items.append(parse(raw))
-                except InvalidEvent:
-                    summary["invalid"] += 1
-            summary["clerk"] += len(page)
+                upcoming = reader.submit(fetch_parsed, offset + PAGE_SIZE, all_new and not dry_run)
+            items = [item for item in parsed_page if item is not None]
+            summary["invalid"] += listed - len(items)
+            summary["clerk"] += listed
             if items:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i.id,) for i in items])
-                counts = orgs.upsert_many(kind, items, dry_run=dry_run, assume_new=all_new)
+                counts = orgs.upsert_many(
+                    kind, items, dry_run=dry_run, assume_new=all_new, prepared=prepared
+                )
                 all_new = counts["created"] == len(items)
                 for key, value in counts.items():
                     summary[key] += value

@@ -609,6 +609,7 @@ class UserStore:
         *,
         assume_new: bool = False,
         candidates: Mapping[str, list[Any]] | None = None,
+        prepared: Mapping[str, dict[str, Any]] | None = None,
     ) -> dict[str, int]:
         """Bulk form of ``upsert_user`` for reconcile: the same rules, a few round trips a batch.
 
@@ -624,6 +625,8 @@ class UserStore:
         the ordered way): cheaper when the previous batch was all new, as it is when a
         database missed a stretch of signups or starts empty. Users MongoDB lacks whose
         verified email names one app-created document adopt it instead (``adopted``).
+        ``prepared``: the new documents ``new_documents`` made for some of these users
+        beforehand (reconcile makes them in its reader thread); the rest are made here.
         """
         from pymongo import UpdateOne
         from pymongo.errors import BulkWriteError
@@ -661,8 +664,10 @@ class UserStore:
             ids = self.allocate_app_ids(len(fresh)) if schema.users.app_id else None
             docs = []
             for n, user in enumerate(fresh):
-                app_id = ids[n] if ids else None
-                doc = new_document(upsert_update(user, now, schema, app_id=app_id)[0])
+                doc = None if ids or prepared is None else prepared.get(user.id)
+                if doc is None:
+                    app_id = ids[n] if ids else None
+                    doc = new_document(upsert_update(user, now, schema, app_id=app_id)[0])
                 # A new document's id is news to Clerk: its write-back is due either way.
                 doc.setdefault(bk.ROOT, {}).update(dueAt=now, seq=1)
                 docs.append(doc)
@@ -722,6 +727,15 @@ class UserStore:
             "adopted": adopted,
             "unchanged": len(batch) - len(gone) - created - updated - adopted,
         }
+
+    def new_documents(self, users: Iterable[ClerkUser]) -> dict[str, dict[str, Any]]:
+        """The documents ``upsert_many`` would insert for these users, by Clerk id, made
+        ahead of the write (none when the schema has an app id: it is allocated at the
+        insert)."""
+        if self.schema.users.app_id:
+            return {}
+        now = utcnow()
+        return {u.id: new_document(upsert_update(u, now, self.schema)[0]) for u in users}
 
     def _bulk_update(
         self, user: ClerkUser, now: Any, docs_held: Mapping[str, Mapping[str, Any]]

@@ -37,7 +37,7 @@ from clerksync.ratelimit import (
 )
 from clerksync.schema import CLERK_USER_ID
 from clerksync.store import UserStore, clerk_id_filter
-from clerksync.users import clerk_copy_differs, parse_clerk_user
+from clerksync.users import ClerkUser, clerk_copy_differs, parse_clerk_user
 from clerksync.writeback import (
     InstanceGuard,
     LeaseKeeper,
@@ -439,16 +439,25 @@ def _reconcile_pages(
         with contextlib.suppress(ClerkApiError):
             total = call_with_retries(gateway.count_users, bucket)
 
-    def fetch(cursors: list[str]) -> list[dict[str, Any]]:
+    def fetch(
+        cursors: list[str], prepare: bool
+    ) -> tuple[list[tuple[Any, ClerkUser | None]], dict[str, dict[str, Any]]]:
         """The page after the first cursor Clerk still knows: the last user of the previous
-        page, else (deleted meanwhile: a 422) the one before it, and so on."""
+        page, else (deleted meanwhile: a 422) the one before it, and so on. Each user comes
+        with its id and parsed (None: invalid), and with ``prepare`` (the pages before were
+        all new) its new document made: here, in the reader's thread, while the main thread
+        waits on the database for the page before."""
         options: list[str | None] = [*cursors] or [None]
         for attempt, cursor in enumerate(options):
             try:
-                return call_with_retries(functools.partial(gateway.users_after, cursor), bucket)
+                page = call_with_retries(functools.partial(gateway.users_after, cursor), bucket)
             except ClerkApiError as exc:
                 if exc.status != 422 or attempt + 1 >= min(len(cursors), MAX_CURSOR_TRIES):
                     raise
+            else:
+                parsed = [(raw.get("id"), _parsed(raw)) for raw in page]
+                valid = (user for _, user in parsed if user is not None)
+                return parsed, store.new_documents(valid) if prepare else {}
         raise AssertionError("unreachable")
 
     # One page ahead: the next request is in flight while this page is written. Paging is
@@ -456,30 +465,28 @@ def _reconcile_pages(
     # one does; a deep offset "gets progressively slower and eventually times out".
     all_new = False  # was the last page all new users? then insert this one outright
     with ThreadPoolExecutor(1) as reader:
-        upcoming = reader.submit(fetch, [])
+        upcoming = reader.submit(fetch, [], False)
         previous: set[str] = set()  # ids of the last page: a fallback cursor re-serves some
         while True:
-            page = upcoming.result()
+            page, prepared = upcoming.result()
             full = len(page) == PAGE_SIZE
-            ids = [u.get("id") for u in page]
+            ids = [i for i, _ in page]
             if full:
                 cursors = [i for i in reversed(ids) if isinstance(i, str) and i]
-                upcoming = reader.submit(fetch, cursors)
-            page = [raw for raw, i in zip(page, ids, strict=True) if i not in previous]
+                upcoming = reader.submit(fetch, cursors, all_new and not dry_run)
+            page = [(i, user) for i, user in page if i not in previous]
             previous = {i for i in ids if isinstance(i, str)}
-            users = []
-            for raw in page:
-                try:
-                    users.append(parse_clerk_user(raw))
-                except InvalidEvent:
-                    summary["invalid"] += 1
+            users = [user for _, user in page if user is not None]
+            summary["invalid"] += len(page) - len(users)
             summary["clerk_users"] += len(page)
             if users:
                 seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(u.id,) for u in users])
                 if dry_run:
                     counts = store.plan_many(users, candidates=candidates)
                 else:
-                    counts = store.upsert_many(users, assume_new=all_new, candidates=candidates)
+                    counts = store.upsert_many(
+                        users, assume_new=all_new, candidates=candidates, prepared=prepared
+                    )
                     all_new = counts["created"] == len(users)
                 for key, value in counts.items():
                     summary[key] += value
@@ -487,6 +494,14 @@ def _reconcile_pages(
                 progress(summary["clerk_users"], total)
             if not full:
                 break
+
+
+def _parsed(raw: Any) -> ClerkUser | None:
+    """One listed user as the receiver reads it; None when it is not a valid user."""
+    try:
+        return parse_clerk_user(raw)
+    except InvalidEvent:
+        return None
 
 
 def _id_table() -> sqlite3.Connection:

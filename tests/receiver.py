@@ -1,6 +1,6 @@
 """Run the real receiver app on uvicorn over loopback HTTP, and post svix-signed deliveries.
 
-uvicorn gets the settings ``serve`` gives it (``clerksync.server.server_config``).
+uvicorn gets the settings ``serve`` gives it (``clerksync.httpserver.server_config``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import httpx
 import uvicorn
 
 from clerksync.config import Settings
-from clerksync.server import Receiver, create_app, server_config
+from clerksync.httpserver import server_config
+from clerksync.server import Receiver, create_app
 from clerksync.webhooks import sign
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from clerksync import bookkeeping as bk
-from clerksync.doctor import check_app_collection
+from clerksync.doctor.database import check_app_collection
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from clerksync.config import load_settings
-from clerksync.doctor import check_app_collection
+from clerksync.doctor.database import check_app_collection
 from clerksync.events import show_delivery
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore

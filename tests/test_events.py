@@ -119,7 +119,7 @@ def test_a_replay_is_marked_and_leaves_the_original_readable(cli, receiver, stor
 
 def test_doctor_probes_are_not_deliveries(cli, receiver, monkeypatch) -> None:
     from clerksync.config import load_settings
-    from clerksync.doctor import probe_receiver
+    from clerksync.doctor.receiver import probe_receiver
 
     check = probe_receiver(load_settings(), receiver.url, WEBHOOK_SECRET)
     assert check is not None and check.status == "pass"

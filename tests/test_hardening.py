@@ -17,7 +17,7 @@ import pytest
 from clerksync.config import load_settings
 from clerksync.deliveries import DeliveryLog, RejectionSampler, iter_records
 from clerksync.payloads import clerk_user, event
-from clerksync.server import JsonLines, RepeatLimit
+from clerksync.serverlog import JsonLines, RepeatLimit
 from clerksync.store import UserStore
 from clerksync.webhooks import sign
 from tests.conftest import WEBHOOK_SECRET

@@ -51,6 +51,11 @@ def test_backfill_pages_instance_wide_then_a_rerun_writes_nothing(
         "user_s0003",
         "org:member",
     )
+    # The third page's documents were made in the reader's thread (two all-new pages
+    # before it): the same fields as the first page's.
+    late = store.orgs.memberships.find_one({"clerkId": "orgmem_s0115_003"})
+    assert late is not None and late["organizationId"] == "org_s0115"
+    assert {k: type(v) for k, v in late.items()} == {k: type(v) for k, v in doc.items()}
 
     again = json.loads(cli("reconcile", "--json", *FAST).stdout)
     for kind in ("organizations", "memberships"):

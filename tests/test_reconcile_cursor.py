@@ -42,6 +42,21 @@ def test_reconcile_pages_by_cursor_past_the_depth_where_offsets_time_out(
     assert fake_clerk.counts["GET /users"] == 4  # 500 + 500 + 500 + 100: the minimum
     assert fake_clerk.deep_offset_refusals == 1  # only the probe above
     assert store.count() == 1600
+    # Pages after two all-new ones have their documents made in the reader's thread: the
+    # same documents, write-back due, as the first page's.
+    first, prepared = (store.find_user(f"user_c{i:05d}") for i in (0, 1200))
+    assert shape(first) == shape(prepared)
+    assert prepared["email"] == "c1200@x.com" and prepared["clerksync"]["seq"] == 1
+
+
+def shape(doc: dict[str, object], prefix: str = "") -> set[str]:
+    """A document's dotted key paths."""
+    keys = set()
+    for key, value in doc.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= shape(value, f"{prefix}{key}.")
+    return keys
 
 
 def test_a_user_who_signs_up_mid_walk_is_seen_and_a_deleted_cursor_is_stepped_over(

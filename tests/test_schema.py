@@ -169,7 +169,7 @@ def test_mapping_file_mistakes_are_one_line_config_errors(
 
 
 def test_doctor_compares_the_mapping_with_sampled_documents(store: UserStore) -> None:
-    from clerksync.doctor import check_schema_sample
+    from clerksync.doctor.database import check_schema_sample
 
     assert check_schema_sample(store).status == "pass"  # nothing to compare yet
     fastapi = UserStore(store.client, store.name, FASTAPI)

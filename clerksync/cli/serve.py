@@ -120,7 +120,7 @@ def serve(
     if log_json:  # every line JSON, these messages too
         import logging
 
-        from clerksync.server import configure_logging
+        from clerksync.serverlog import configure_logging
 
         configure_logging(json_lines=True)
         tell = logging.getLogger("clerksync.serve").info
