@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from clerksync import bookkeeping as bk
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
-from clerksync.errors import ClerkApiError, InvalidEvent
+from clerksync.errors import ClerkApiError, ClerkSyncError, InvalidEvent
 from clerksync.instance import ensure_same_instance
 from clerksync.prune import PruneRun, prune_refusal
 from clerksync.ratelimit import (
@@ -412,6 +412,15 @@ def reconcile(
             run=run,
             pruned_users=user_would_go if previewed else None,
         )
+    except ClerkSyncError as exc:
+        if run is not None and run.journaled and exc.args:
+            # Stopped after deleting some: the run that puts them back is in the one line.
+            exc.args = (
+                f"{exc.args[0]} (prune run {run.run_id} had deleted some already: "
+                f"`clerksync reconcile --undo-prune {run.run_id}` puts them back)",
+                *exc.args[1:],
+            )
+        raise
     finally:
         seen.close()
         orphans.close()

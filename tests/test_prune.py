@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -164,3 +165,24 @@ def test_the_first_delivery_binds_an_unbound_database(
     result = cli("reconcile", "--json", *FAST)
     assert result.exit_code == 2 and payload["instance_id"] in result.stderr
     assert store.count() == 1
+
+
+def test_a_reconcile_that_fails_after_pruning_names_the_run(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    synced(cli, fake_clerk, store, 20)
+    del fake_clerk.users["user_k0002"]
+    fake_clerk.version += 1
+    # Clerk refuses the organizations list, after the users were pruned.
+    answer = fake_clerk._handle_orgs
+    fake_clerk._handle_orgs = lambda method, segments, query, auth: (  # type: ignore[method-assign]
+        (422, {"errors": [{"code": "refused", "message": "refused"}]}, {})
+        if segments == ["organizations"]
+        else answer(method, segments, query, auth)
+    )
+    failed = cli("reconcile", "--prune", "--yes", *FAST)
+    assert failed.exit_code == 1 and store.count() == 19
+    found = re.search(r"--undo-prune (prune-\S+)`", failed.stderr)
+    assert found, failed.stderr
+    undone = json.loads(cli("reconcile", "--undo-prune", found.group(1), "--json").stdout)
+    assert undone["users"]["restored"] == 1 and store.count() == 20
