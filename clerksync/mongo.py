@@ -143,15 +143,26 @@ def index_refused(details: Mapping[str, Any], collection: str, what: str) -> Ind
 
 
 def duplicates_only(
-    exc: BulkWriteError, ours: Callable[[Mapping[str, Any]], bool], collection: str
+    exc: BulkWriteError,
+    ours: Callable[[Mapping[str, Any]], bool],
+    collection: str,
+    *,
+    stored: Callable[[list[int]], set[int]] | None = None,
 ) -> set[int]:
     """The indexes of a bulk write's duplicate-key failures on clerksync's own index; a
-    duplicate on any other index is IndexRefused, any other failure StoreUnavailable."""
+    duplicate on any other index is IndexRefused, any other failure StoreUnavailable.
+
+    A second copy of a stored item collides with clerksync's index *and* the app's unique
+    ones, and the server names just one (mongod, the first it checks): ``stored`` says which
+    of the batch positions refused by another index are stored under their Clerk id
+    already; those are duplicates like the rest."""
     errors = exc.details.get("writeErrors", [])
     for error in errors:
         if error.get("code") != 11000:
             raise StoreUnavailable(f"bulk write failed: {error.get('errmsg')}") from None
-    for error in errors:
-        if not ours(error):
+    others = [e for e in errors if not ours(e)]
+    held = stored([int(e["index"]) for e in others]) if others and stored else set()
+    for error in others:
+        if int(error["index"]) not in held:
             raise index_refused(error, collection, "a Clerk user's document") from None
     return {int(e["index"]) for e in errors}

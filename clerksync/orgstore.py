@@ -186,10 +186,11 @@ class OrgStore:
             )
         except DuplicateKeyError as exc:
             details = exc.details or {}
-            if not kind.ours(details):
-                raise index_refused(details, kind.collection.name, "a Clerk state") from None
-            # the filter missed a stored document: what is there is as new or newer
+            # the filter missed a stored document: what is there is as new or newer (refused
+            # by another of the app's unique indexes, it is still that, if it is stored)
             stored = kind.collection.find_one({kind.key: item.id}, {bk.UPDATED_AT: 1})
+            if stored is None and not kind.ours(details):
+                raise index_refused(details, kind.collection.name, "a Clerk state") from None
             same = stored is not None and bk.field(stored, bk.UPDATED_AT) == item.updated_at
             return "duplicate" if same else "stale"
         if result.upserted_id is not None and self._tombstoned(kind.tombstone_keys(item)):
@@ -314,7 +315,9 @@ class OrgStore:
             try:
                 kind.collection.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                failed = duplicates_only(exc, kind.ours, kind.collection.name)
+                failed = duplicates_only(
+                    exc, kind.ours, kind.collection.name, stored=self._held_among(kind, fresh)
+                )
             older += [i for n, i in enumerate(fresh) if n in failed]
             inserted += [i for n, i in enumerate(fresh) if n not in failed]
         updated = 0
@@ -332,7 +335,9 @@ class OrgStore:
                     ops, ordered=False
                 ).bulk_api_result
             except BulkWriteError as exc:
-                duplicates_only(exc, kind.ours, kind.collection.name)
+                duplicates_only(
+                    exc, kind.ours, kind.collection.name, stored=self._held_among(kind, older)
+                )
                 details = exc.details
             updated = int(details.get("nModified", 0))
             inserted += [older[entry["index"]] for entry in details.get("upserted", [])]
@@ -347,6 +352,16 @@ class OrgStore:
             "updated": updated,
             "unchanged": len(batch) - len(gone) - created - updated,
         }
+
+    def _held_among(self, kind: Kind, batch: list[Any]) -> Callable[[list[int]], set[int]]:
+        """For ``duplicates_only``: which positions of ``batch`` are stored already."""
+
+        def stored(positions: list[int]) -> set[int]:
+            ids = [batch[i].id for i in positions]
+            held = {d[kind.key] for d in find_in(kind.collection, kind.key, ids, {kind.key: 1})}
+            return {i for i in positions if batch[i].id in held}
+
+        return stored
 
     def held_ids(self, kind: Kind) -> Iterator[str]:
         """Every Clerk id the collection holds (for the orphan pass), flat memory."""

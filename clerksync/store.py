@@ -412,7 +412,7 @@ class UserStore:
                     adopted = self.adopt(user, now)
                     if adopted is not None:
                         return adopted
-                if not self._ours(details):
+                if not self._ours(details) and not self._held(user.id):
                     raise self._refused(exc, f"Clerk user {user.id}") from None
                 # stored already under its Clerk id (nothing to adopt): the filter decides
             adopting = False
@@ -445,10 +445,11 @@ class UserStore:
             try:
                 result = self.users.update_one(ordered, marked, upsert=True)
             except DuplicateKeyError as exc:
-                if not self._ours(exc.details or {}):
-                    raise self._refused(exc, f"Clerk user {user.id}") from None
                 # The filter missed an existing document: what is stored is as new or newer.
+                # (Refused by another index, it is still that, if the user is stored.)
                 existing = self.users.find_one({users.clerk_id: user.id}, {bk.UPDATED_AT: 1})
+                if existing is None and not self._ours(exc.details or {}):
+                    raise self._refused(exc, f"Clerk user {user.id}") from None
                 if existing is not None and bk.field(existing, bk.UPDATED_AT) == user.updated_at:
                     return WriteResult("duplicate")
                 return WriteResult("stale")
@@ -675,7 +676,9 @@ class UserStore:
             try:
                 self.users.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                failed = duplicates_only(exc, self._ours, self.users.name)
+                failed = duplicates_only(
+                    exc, self._ours, self.users.name, stored=self._held_among(fresh)
+                )
             there = [u for i, u in enumerate(fresh) if i in failed]  # there now: filter decides
             if there:
                 docs_held.update(self._stored_docs([u.id for u in there], compare))
@@ -696,7 +699,8 @@ class UserStore:
                     ops, ordered=False
                 ).bulk_api_result
             except BulkWriteError as exc:
-                duplicates_only(exc, self._ours, self.users.name)  # a newer state: nothing to do
+                # a newer state: nothing to do
+                duplicates_only(exc, self._ours, self.users.name, stored=self._held_among(older))
                 details = exc.details
             updated = int(details.get("nModified", 0))
             # Gone between the plan and the write, so upserted: created after all, and
@@ -777,6 +781,19 @@ class UserStore:
             else:
                 counts["unchanged"] += 1
         return counts
+
+    def _held(self, clerk_id: str) -> bool:
+        """Is a document stored under this Clerk id?"""
+        return self.users.find_one({self.clerk_id: clerk_id}, {"_id": 1}) is not None
+
+    def _held_among(self, batch: list[ClerkUser]) -> Callable[[list[int]], set[int]]:
+        """For ``duplicates_only``: which positions of ``batch`` are stored already."""
+
+        def stored(positions: list[int]) -> set[int]:
+            held = self._stored_docs([batch[i].id for i in positions], {})
+            return {i for i in positions if batch[i].id in held}
+
+        return stored
 
     def _stored_versions(self, clerk_ids: list[str]) -> dict[str, Any]:
         """Clerk id -> the stored ``clerksync.updatedAt`` (None if the app wrote the document)."""

@@ -1,0 +1,106 @@
+"""A user already stored is a duplicate whichever unique index the server names first.
+
+A second copy of a stored user collides with clerksync's Clerk-id index *and* with the app's
+unique email/username indexes; the server reports one of them (mongod: the first it checks).
+When it names the app's, that is still a duplicate or a stale state, never ``IndexRefused``
+(a 503 that Svix would retry for days). This server reports indexes in name order, so the
+app's indexes here are named to come first.
+"""
+
+from __future__ import annotations
+
+import json
+
+from clerksync.payloads import clerk_user, event
+from clerksync.store import UserStore
+from clerksync.users import parse_clerk_user
+from tests.conftest import WEBHOOK_SECRET
+from tests.fakeclerk import FakeClerk
+from tests.receiver import RunningReceiver, post
+
+FAST = ("--rate", "1000")
+
+
+def app_indexes_named_first(store: UserStore) -> None:
+    for field in ("email", "username"):
+        store.users.create_index(field, unique=True, name=f"aaa_{field}")
+    # the server names the app's index, not clerksync's, for a second copy of a user
+    doc = {"clerkId": "user_probe", "email": "probe@x.com", "username": "probe"}
+    store.users.insert_one(dict(doc))
+    try:
+        store.users.insert_one(dict(doc))
+    except Exception as exc:
+        assert "aaa_" in str(exc)
+    else:
+        raise AssertionError("the second copy went in")
+    store.users.delete_many({"clerkId": "user_probe"})
+
+
+def test_redelivered_and_older_states_are_duplicate_and_stale_not_refused(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    app_indexes_named_first(store)
+    data = clerk_user(user_id="user_twice", email="twice@x.com", username="twice", updated_at=2000)
+    created = event("user.created", data)
+    answers = [post(receiver.url, WEBHOOK_SECRET, created) for _ in range(2)]
+    assert [(a.status_code, a.json()["outcome"]) for a in answers] == [
+        (200, "applied"),
+        (200, "duplicate"),
+    ]
+    older = event("user.updated", {**data, "updated_at": 1000, "first_name": "Old"})
+    answer = post(receiver.url, WEBHOOK_SECRET, older)
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "stale")
+    assert store.find_user("user_twice")["firstName"] != "Old"
+    assert store.count() == 1
+
+
+def test_a_stored_user_refused_by_another_field_of_a_new_one_is_still_refused(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    """The other side: a *different* Clerk user with a stored user's email is the app's
+    index refusing a write, and says so."""
+    app_indexes_named_first(store)
+    first = clerk_user(user_id="user_one", email="same@x.com", username="one")
+    assert post(receiver.url, WEBHOOK_SECRET, event("user.created", first)).status_code == 200
+    second = clerk_user(user_id="user_two", email="same@x.com", username="two")
+    answer = post(receiver.url, WEBHOOK_SECRET, event("user.created", second))
+    assert answer.status_code == 503 and "aaa_email" in answer.text
+
+
+def test_a_backfill_page_of_users_already_stored_goes_the_ordered_way(
+    cli: object, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    """After an all-new page reconcile inserts the next page outright; users on it that are
+    stored already are refused by the app's index first, and are unchanged, not a failure."""
+    app_indexes_named_first(store)
+    for i in range(1000):
+        fake_clerk.add_user(
+            user_id=f"user_b{i:04d}", email=f"b{i}@x.com", username=f"b{i}", created_at=1000 + i
+        )
+    held = [parse_clerk_user(fake_clerk.users[f"user_b{i:04d}"]) for i in range(600, 610)]
+    store.upsert_many(held)
+    result = cli("reconcile", "--json", *FAST)  # type: ignore[operator]
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["created"], summary["unchanged"]) == (990, 10)
+    assert store.count() == 1000
+
+
+def test_a_redelivered_organization_beside_the_apps_unique_slug_index_is_a_duplicate(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    from tests.fakeclerk import clerk_organization
+
+    store.orgs.ensure_indexes()
+    store.orgs.organizations.create_index("slug", unique=True, name="aaa_slug")
+    org = clerk_organization(org_id="org_twice", name="Twice", updated_at=2000)
+    created = event("organization.created", org)
+    answers = [post(receiver.url, WEBHOOK_SECRET, created) for _ in range(2)]
+    assert [(a.status_code, a.json()["outcome"]) for a in answers] == [
+        (200, "applied"),
+        (200, "duplicate"),
+    ]
+    other = clerk_organization(org_id="org_other", name="Other", updated_at=2000)
+    other["slug"] = org["slug"]  # a different organization with a taken slug: refused
+    answer = post(receiver.url, WEBHOOK_SECRET, event("organization.created", other))
+    assert answer.status_code == 503 and "aaa_slug" in answer.text
