@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import IndexRefused, NotFound, StoreUnavailable
-from clerksync.mongo import IN_CHUNK, refused_by, utcnow
+from clerksync.mongo import IN_CHUNK, find_in, refused_by, utcnow
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -287,18 +287,41 @@ def _restore(
     try:
         collection.insert_many(documents, ordered=False)
     except BulkWriteError as exc:
-        present, refused = 0, set()
-        refusal: IndexRefused | None = None
-        for error in exc.details.get("writeErrors", []):
+        errors = exc.details.get("writeErrors", [])
+        for error in errors:
             if error.get("code") != 11000:
                 raise StoreUnavailable(f"undo failed: {error.get('errmsg')}") from None
-            if already(error):
-                present += 1
-            else:
-                refused.add(int(error["index"]))
-                refusal = refusal or _refused(error, collection.name, kind)
-        return present, refused, refusal
+        # The server names one index of those a write collides with (mongod: the first it
+        # checks), so one of the app's may be named for a document that is there again.
+        others = [e for e in errors if not already(e)]
+        held = _stored(collection, key, documents, [int(e["index"]) for e in others])
+        refused_errors = [e for e in others if int(e["index"]) not in held]
+        refused = {int(e["index"]) for e in refused_errors}
+        refusal = _refused(refused_errors[0], collection.name, kind) if refused_errors else None
+        return len(errors) - len(refused), refused, refusal
     return 0, set(), None
+
+
+def _stored(
+    collection: Collection[Any],
+    key: str,
+    documents: list[Mapping[str, Any]],
+    positions: list[int],
+) -> set[int]:
+    """Which of these positions are in the collection already, by ``_id`` or Clerk id."""
+    if not positions:
+        return set()
+    ids = [documents[n]["_id"] for n in positions]
+    clerk_ids = [documents[n].get(key) for n in positions]
+    found_ids = {d["_id"] for d in find_in(collection, "_id", ids, {"_id": 1})}
+    found_clerk = {
+        d.get(key) for d in find_in(collection, key, [c for c in clerk_ids if c], {key: 1})
+    }
+    return {
+        n
+        for n, i, c in zip(positions, ids, clerk_ids, strict=True)
+        if i in found_ids or (c and c in found_clerk)
+    }
 
 
 def _refused(details: Mapping[str, Any], collection: str, kind: str) -> IndexRefused:

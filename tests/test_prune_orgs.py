@@ -23,7 +23,7 @@ NOTHING = {"restored": 0, "present": 0, "tombstones_removed": 0}
 def seed(fake: FakeClerk, users: int, orgs: int, members: list[int]) -> None:
     """``users`` users; ``orgs`` organizations, each with the users in ``members``."""
     for u in range(users):
-        fake.add_user(user_id=f"user_m{u:04d}", created_at=1000 + u)
+        fake.add_user(user_id=f"user_m{u:04d}", email=f"m{u}@example.com", created_at=1000 + u)
     for o in range(orgs):
         fake.add_org(org_id=f"org_p{o:04d}", name=f"Org {o}", created_at=100 + o, updated_at=500)
         for u in members:
@@ -276,3 +276,23 @@ def test_the_preview_leaves_out_memberships_the_user_cascade_takes(
     assert store.orgs.memberships.count_documents({}) == 12
     entries = journal(store).find({"kind": "membership"})
     assert sorted(e["via"] for e in entries) == ["user_m0001"] * 12
+
+
+def test_a_user_back_under_a_new_id_is_present_whichever_index_is_named(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 20, 1, [])
+    reconciled(cli)
+    # the app's unique index, named so that this server reports it before clerksync's
+    store.users.create_index("email", unique=True, name="aaa_email")
+    drop_user(fake_clerk, "user_m0004")
+    run = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)["prune_run"]
+    # a copy of the user comes back meanwhile, as a new document (its own new _id)
+    doc = dict(journal(store).find_one({"runId": run, "kind": "user"})["document"])
+    doc.pop("_id")
+    store.users.insert_one(doc)
+
+    undone = cli("reconcile", "--undo-prune", run, "--json")
+    assert undone.exit_code == 0, undone.stderr
+    report = json.loads(undone.stdout)
+    assert report["users"] == {"restored": 0, "present": 1, "tombstones_removed": 1}
