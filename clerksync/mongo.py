@@ -154,8 +154,9 @@ def duplicates_only(
 
     A second copy of a stored item collides with clerksync's index *and* the app's unique
     ones, and the server names just one (mongod, the first it checks): ``stored`` says which
-    of the batch positions refused by another index are stored under their Clerk id
-    already; those are duplicates like the rest."""
+    of the batch positions refused by another index are such copies (stored under their
+    Clerk id already, in a state the write could not have replaced); those are duplicates
+    like the rest. Any other refusal by the app's index is the index refusing that state."""
     errors = exc.details.get("writeErrors", [])
     for error in errors:
         if error.get("code") != 11000:

@@ -189,9 +189,11 @@ class OrgStore:
             # the filter missed a stored document: what is there is as new or newer (refused
             # by another of the app's unique indexes, it is still that, if it is stored)
             stored = kind.collection.find_one({kind.key: item.id}, {bk.UPDATED_AT: 1})
-            if stored is None and not kind.ours(details):
+            version = bk.field(stored, bk.UPDATED_AT) if stored is not None else None
+            if not kind.ours(details) and (stored is None or is_older(version, item.updated_at)):
+                # the app's index refused this state itself: a failure, the retry stores it
                 raise index_refused(details, kind.collection.name, "a Clerk state") from None
-            same = stored is not None and bk.field(stored, bk.UPDATED_AT) == item.updated_at
+            same = stored is not None and version == item.updated_at
             return "duplicate" if same else "stale"
         if result.upserted_id is not None and self._tombstoned(kind.tombstone_keys(item)):
             kind.collection.delete_one({"_id": result.upserted_id})
@@ -316,7 +318,10 @@ class OrgStore:
                 kind.collection.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
                 failed = duplicates_only(
-                    exc, kind.ours, kind.collection.name, stored=self._held_among(kind, fresh)
+                    exc,
+                    kind.ours,
+                    kind.collection.name,
+                    stored=self._held_among(kind, fresh, any_state=True),
                 )
             older += [i for n, i in enumerate(fresh) if n in failed]
             inserted += [i for n, i in enumerate(fresh) if n not in failed]
@@ -353,13 +358,26 @@ class OrgStore:
             "unchanged": len(batch) - len(gone) - created - updated,
         }
 
-    def _held_among(self, kind: Kind, batch: list[Any]) -> Callable[[list[int]], set[int]]:
-        """For ``duplicates_only``: which positions of ``batch`` are stored already."""
+    def _held_among(
+        self, kind: Kind, batch: list[Any], *, any_state: bool = False
+    ) -> Callable[[list[int]], set[int]]:
+        """For ``duplicates_only``: which positions of ``batch`` are stored already in a
+        state as new as theirs or newer (``any_state``: in any state; an insert refused so
+        goes the ordered way next, where the state decides)."""
 
         def stored(positions: list[int]) -> set[int]:
             ids = [batch[i].id for i in positions]
-            held = {d[kind.key] for d in find_in(kind.collection, kind.key, ids, {kind.key: 1})}
-            return {i for i in positions if batch[i].id in held}
+            projection = {kind.key: 1, bk.UPDATED_AT: 1}
+            held = {
+                d[kind.key]: bk.field(d, bk.UPDATED_AT)
+                for d in find_in(kind.collection, kind.key, ids, projection)
+            }
+            return {
+                i
+                for i in positions
+                if batch[i].id in held
+                and (any_state or not is_older(held[batch[i].id], batch[i].updated_at))
+            }
 
         return stored
 

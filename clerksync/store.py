@@ -407,13 +407,18 @@ class UserStore:
                 self.users.insert_one(new_document(update if queued else with_mark(update, now)))
                 inserted = True
             except DuplicateKeyError as exc:
-                details = exc.details or {}
-                if adopt_if_refused and self._refused_on_email(details):
-                    adopted = self.adopt(user, now)
-                    if adopted is not None:
-                        return adopted
-                if not self._ours(details) and not self._held(user.id):
-                    raise self._refused(exc, f"Clerk user {user.id}") from None
+                if not self._ours(exc.details or {}):
+                    # One of the app's indexes: the email one if there is a document to
+                    # adopt (the server may name another index the copy also collides with),
+                    # or a second copy of a stored user, or a real conflict.
+                    if adopt_if_refused:
+                        adopted = self.adopt(user, now)
+                        if adopted is not None:
+                            return adopted
+                    if not self._held(user.id):
+                        if self.is_tombstoned(user.id):
+                            return WriteResult("stale")  # deleted: nothing to store
+                        raise self._refused(exc, f"Clerk user {user.id}") from None
                 # stored already under its Clerk id (nothing to adopt): the filter decides
             adopting = False
         if not inserted:
@@ -446,11 +451,16 @@ class UserStore:
                 result = self.users.update_one(ordered, marked, upsert=True)
             except DuplicateKeyError as exc:
                 # The filter missed an existing document: what is stored is as new or newer.
-                # (Refused by another index, it is still that, if the user is stored.)
+                # Refused by one of the app's indexes, that holds only if the stored state is
+                # as new or newer; otherwise the app's index refused this state (a username
+                # another user still has, say): a failure, so the retry stores it.
                 existing = self.users.find_one({users.clerk_id: user.id}, {bk.UPDATED_AT: 1})
-                if existing is None and not self._ours(exc.details or {}):
+                stored = bk.field(existing, bk.UPDATED_AT) if existing is not None else None
+                if not self._ours(exc.details or {}) and (
+                    existing is None or is_older(stored, user.updated_at)
+                ):
                     raise self._refused(exc, f"Clerk user {user.id}") from None
-                if existing is not None and bk.field(existing, bk.UPDATED_AT) == user.updated_at:
+                if existing is not None and stored == user.updated_at:
                     return WriteResult("duplicate")
                 return WriteResult("stale")
             inserted = result.upserted_id is not None
@@ -499,14 +509,6 @@ class UserStore:
                 kind = "unique" if whole else kind or "plain"
             self._email_index = (now, kind)
         return self._email_index[1]
-
-    def _refused_on_email(self, details: Mapping[str, Any]) -> bool:
-        """Did the app's unique email index refuse this write?"""
-        name, pattern = refused_by(details)
-        email = self.schema.users.email
-        if pattern:
-            return list(pattern) == [email]
-        return bool(email) and name in (f"{email}_1", f"{email}_-1")
 
     def adoption_candidates(
         self, emails: Iterable[str], *, limit: int | None = None
@@ -587,6 +589,11 @@ class UserStore:
             return None  # the user has a document under its Clerk id after all
         if not result.modified_count:
             return None  # adopted or changed by someone else meanwhile
+        # A delete that ran before the take-over found no document under the Clerk id; its
+        # tombstone, written before that, is visible now (the receiver's insert rule).
+        if self.is_tombstoned(user.id):
+            self.users.delete_one({"_id": found["_id"], users.clerk_id: user.id})
+            return WriteResult("stale")
         return WriteResult("applied", wants_write_back=True, adopted=True)
 
     def delete_user(self, clerk_id: str, keep: Keep | None = None) -> WriteResult:
@@ -652,12 +659,12 @@ class UserStore:
             taken: set[str] = set()
             for user in verified:
                 docs = found.get((user.email or "").lower(), [])
-                if (
-                    len(docs) == 1
-                    and user.id not in gone_now
-                    and self._take_over(user, docs[0], now) is not None
-                ):
-                    adopted += 1
+                if len(docs) != 1 or user.id in gone_now:
+                    continue
+                took = self._take_over(user, docs[0], now)
+                if took is not None:  # adopted, or adopted and deleted again (stale)
+                    if took.outcome == "applied":
+                        adopted += 1
                     taken.add(user.id)
             fresh = [u for u in fresh if u.id not in taken]
         inserted: list[str] = []  # Clerk ids of the documents this call created
@@ -677,7 +684,7 @@ class UserStore:
                 self.users.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
                 failed = duplicates_only(
-                    exc, self._ours, self.users.name, stored=self._held_among(fresh)
+                    exc, self._ours, self.users.name, stored=self._held_among(fresh, any_state=True)
                 )
             there = [u for i, u in enumerate(fresh) if i in failed]  # there now: filter decides
             if there:
@@ -699,7 +706,7 @@ class UserStore:
                     ops, ordered=False
                 ).bulk_api_result
             except BulkWriteError as exc:
-                # a newer state: nothing to do
+                # a newer state stored meanwhile: nothing to do
                 duplicates_only(exc, self._ours, self.users.name, stored=self._held_among(older))
                 details = exc.details
             updated = int(details.get("nModified", 0))
@@ -786,12 +793,21 @@ class UserStore:
         """Is a document stored under this Clerk id?"""
         return self.users.find_one({self.clerk_id: clerk_id}, {"_id": 1}) is not None
 
-    def _held_among(self, batch: list[ClerkUser]) -> Callable[[list[int]], set[int]]:
-        """For ``duplicates_only``: which positions of ``batch`` are stored already."""
+    def _held_among(
+        self, batch: list[ClerkUser], *, any_state: bool = False
+    ) -> Callable[[list[int]], set[int]]:
+        """For ``duplicates_only``: which positions of ``batch`` are stored already in a
+        state as new as theirs or newer (``any_state``: in any state; an insert refused so
+        goes the ordered way next, where the state decides)."""
 
         def stored(positions: list[int]) -> set[int]:
-            held = self._stored_docs([batch[i].id for i in positions], {})
-            return {i for i in positions if batch[i].id in held}
+            held = self._stored_versions([batch[i].id for i in positions])
+            return {
+                i
+                for i in positions
+                if batch[i].id in held
+                and (any_state or not is_older(held[batch[i].id], batch[i].updated_at))
+            }
 
         return stored
 

@@ -74,25 +74,82 @@ def test_the_receiver_adopts_the_app_created_document(
     assert bk.has(doc, bk.DUE)  # Clerk learns the document's id
 
 
+def test_adoption_when_the_server_names_the_username_index_first(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    """The guide's model: email and username unique. The app's document and the new user
+    share both, and this server names indexes in name order: the username one is reported;
+    the document is adopted all the same."""
+    store.users.create_index("username", unique=True, name="app_username")
+    store.users.create_index("email", unique=True, name="app_zemail")
+    mongo_id = app_user(store, "grace@example.com", username="grace")
+    data = clerk_user(user_id="user_grace", email="grace@example.com", username="grace")
+    response = post(receiver.url, WEBHOOK_SECRET, event("user.created", data))
+    assert (response.status_code, response.json()["outcome"]) == (200, "applied")
+    assert store.count() == 1 and store.find_user("user_grace")["_id"] == mongo_id
+
+
+def test_a_user_deleted_while_its_document_is_adopted_is_not_brought_back(
+    store: UserStore,
+) -> None:
+    """``user.deleted`` ran between the adoption's tombstone check and its take-over: its
+    delete found no document under the Clerk id. The take-over sees the tombstone after
+    and undoes itself (the app's document goes, as the delete would have taken it)."""
+    from clerksync.mongo import utcnow
+    from clerksync.users import parse_clerk_user
+
+    email_index(store, "unique")
+    app_user(store, "gone@example.com")
+    user = parse_clerk_user(clerk_user(user_id="user_gone", email="gone@example.com"))
+    [found] = store.adoption_candidates(["gone@example.com"])["gone@example.com"]
+    assert store.delete_user("user_gone").outcome == "applied"  # tombstone; nothing to delete
+    taken = store._take_over(user, found, utcnow())
+    assert taken is not None and taken.outcome == "stale"
+    assert store.users.count_documents({"clerkId": "user_gone"}) == 0
+
+
 @pytest.mark.parametrize("index", ["plain", "unique"])
 def test_a_signup_reads_for_adoption_only_when_the_email_index_may_not_refuse(
     store: UserStore, index: str
 ) -> None:
     """Beside a unique email index a new user costs one read (the tombstone check after the
     insert); beside a plain one, a second (the adoption lookup before it)."""
+    from pymongo import MongoClient, monitoring
+
     from clerksync.users import parse_clerk_user
+
+    class Commands(monitoring.CommandListener):
+        """The commands this client sends (whatever else the server is serving)."""
+
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            self.names.append(event.command_name)
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
 
     email_index(store, index)
     app_user(store, "someone@example.com")
-    assert store.email_indexed()  # the index list is read once a minute, not per signup
+    sent = Commands()
+    from clerksync.config import load_settings
 
-    def queries() -> int:
-        return int(store.client.admin.command("serverStatus")["opcounters"]["query"])
-
-    before = queries()
-    user = parse_clerk_user(clerk_user(user_id="user_new", email="new@example.com"))
-    assert store.apply_user(user, likely_new=True).outcome == "applied"
-    assert queries() - before == (1 if index == "unique" else 2)
+    url = load_settings().mongodb_url  # the fixture's database, on a client of its own
+    client: MongoClient[Any] = MongoClient(url, tz_aware=True, event_listeners=[sent])
+    watched = UserStore(client, store.name, store.schema)
+    try:
+        assert watched.email_indexed()  # the index list is read once a minute, not per signup
+        sent.names.clear()
+        user = parse_clerk_user(clerk_user(user_id="user_new", email="new@example.com"))
+        assert watched.apply_user(user, likely_new=True).outcome == "applied"
+        assert sent.names.count("find") == (1 if index == "unique" else 2)
+        assert sent.names.count("insert") == 1
+    finally:
+        client.close()
     assert store.count() == 2
 
 

@@ -104,3 +104,68 @@ def test_a_redelivered_organization_beside_the_apps_unique_slug_index_is_a_dupli
     other["slug"] = org["slug"]  # a different organization with a taken slug: refused
     answer = post(receiver.url, WEBHOOK_SECRET, event("organization.created", other))
     assert answer.status_code == 503 and "aaa_slug" in answer.text
+
+
+def test_an_update_the_apps_index_refuses_fails_until_the_conflict_clears(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    """user_b renames "bob" -> "bobby", then user_a takes "bob"; user_a's update arrives
+    first. The app's unique username index refuses it: a 503 (Svix retries), never a 2xx
+    that drops it; once user_b's rename is in, the retry stores it."""
+    store.users.create_index("username", unique=True, name="app_username")
+    a = clerk_user(user_id="user_a", email="a@x.com", username="alice", updated_at=1000)
+    b = clerk_user(user_id="user_b", email="b@x.com", username="bob", updated_at=1000)
+    for data in (a, b):
+        assert post(receiver.url, WEBHOOK_SECRET, event("user.created", data)).status_code == 200
+    takes_bob = event("user.updated", {**a, "username": "bob", "updated_at": 3000})
+    answer = post(receiver.url, WEBHOOK_SECRET, takes_bob)
+    assert answer.status_code == 503 and "app_username" in answer.text
+    assert store.find_user("user_a")["username"] == "alice"
+    renamed = event("user.updated", {**b, "username": "bobby", "updated_at": 2000})
+    assert post(receiver.url, WEBHOOK_SECRET, renamed).status_code == 200
+    retried = post(receiver.url, WEBHOOK_SECRET, takes_bob)  # Svix's retry
+    assert (retried.status_code, retried.json()["outcome"]) == (200, "applied")
+    assert store.find_user("user_a")["username"] == "bob"
+
+
+def test_a_backfill_update_the_apps_index_refuses_is_index_refused(store: UserStore) -> None:
+    from clerksync.errors import IndexRefused
+
+    store.users.create_index("username", unique=True, name="app_username")
+    a = clerk_user(user_id="user_a", email="a@x.com", username="alice", updated_at=1000)
+    b = clerk_user(user_id="user_b", email="b@x.com", username="bob", updated_at=1000)
+    store.upsert_many([parse_clerk_user(a), parse_clerk_user(b)])
+    newer = parse_clerk_user({**a, "username": "bob", "updated_at": 2000})
+    try:
+        store.upsert_many([newer])
+    except IndexRefused as exc:
+        assert exc.index == "app_username"
+    else:
+        raise AssertionError("a refused update counted as done")
+    assert store.find_user("user_a")["username"] == "alice"
+
+
+def test_an_organization_update_the_apps_slug_index_refuses_fails(
+    receiver: RunningReceiver, store: UserStore
+) -> None:
+    from clerksync.errors import IndexRefused
+    from clerksync.orgs import parse_organization
+    from tests.fakeclerk import clerk_organization
+
+    store.orgs.ensure_indexes()
+    store.orgs.organizations.create_index("slug", unique=True, name="app_slug")
+    one = clerk_organization(org_id="org_one", slug="one", updated_at=1000)
+    two = clerk_organization(org_id="org_two", slug="two", updated_at=1000)
+    for org in (one, two):
+        assert post(receiver.url, WEBHOOK_SECRET, event("organization.created", org)).status_code
+    takes_two = {**one, "slug": "two", "updated_at": 2000}
+    answer = post(receiver.url, WEBHOOK_SECRET, event("organization.updated", takes_two))
+    assert answer.status_code == 503 and "app_slug" in answer.text
+    orgs = store.orgs
+    try:
+        orgs.upsert_many(orgs.orgs_kind, [parse_organization(takes_two)])
+    except IndexRefused as exc:
+        assert exc.index == "app_slug"
+    else:
+        raise AssertionError("a refused update counted as done")
+    assert orgs.organizations.find_one({"clerkId": "org_one"})["slug"] == "one"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from clerksync.orgs import parse_membership, parse_organization
+from clerksync.orgstore import OrgStore
 from clerksync.store import UserStore
 from tests.fakeclerk import FakeClerk, clerk_membership, clerk_organization
 
@@ -25,9 +29,18 @@ def seed(fake: FakeClerk, orgs: int, per_org: int) -> None:
 
 
 def test_backfill_pages_instance_wide_then_a_rerun_writes_nothing(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: UserStore, fake_clerk: FakeClerk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed(fake_clerk, 120, 10)  # 120 orgs, 1,200 memberships
+    made: list[str] = []  # the ids whose documents the reader thread made ahead
+    real = OrgStore.new_documents
+
+    def spy(self: OrgStore, kind: Any, items: Any) -> dict[str, dict[str, Any]]:
+        docs = real(self, kind, items)
+        made.extend(docs)
+        return docs
+
+    monkeypatch.setattr(OrgStore, "new_documents", spy)
     fake_clerk.counts.clear()
     result = cli("reconcile", "--json", *FAST)
     assert result.exit_code == 0, result.stderr
@@ -53,6 +66,7 @@ def test_backfill_pages_instance_wide_then_a_rerun_writes_nothing(
     )
     # The third page's documents were made in the reader's thread (two all-new pages
     # before it): the same fields as the first page's.
+    assert len(made) == 200 and "orgmem_s0115_003" in made  # the third page's, as inserted
     late = store.orgs.memberships.find_one({"clerkId": "orgmem_s0115_003"})
     assert late is not None and late["organizationId"] == "org_s0115"
     assert {k: type(v) for k, v in late.items()} == {k: type(v) for k, v in doc.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -27,9 +28,18 @@ def seed(fake: FakeClerk, n: int) -> None:
 
 
 def test_reconcile_pages_by_cursor_past_the_depth_where_offsets_time_out(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: UserStore, fake_clerk: FakeClerk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed(fake_clerk, 1600)
+    made: list[str] = []  # the ids whose documents the reader thread made ahead
+    real = UserStore.new_documents
+
+    def spy(self: UserStore, users: Any) -> dict[str, dict[str, Any]]:
+        docs = real(self, users)
+        made.extend(docs)
+        return docs
+
+    monkeypatch.setattr(UserStore, "new_documents", spy)
     fake_clerk.user_offset_limit = 500  # any deeper offset answers 504, as Clerk's times out
     gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
     with pytest.raises(ClerkApiError) as failed:
@@ -44,6 +54,8 @@ def test_reconcile_pages_by_cursor_past_the_depth_where_offsets_time_out(
     assert store.count() == 1600
     # Pages after two all-new ones have their documents made in the reader's thread: the
     # same documents, write-back due, as the first page's.
+    # (pages 3 and 4: made while pages 2 and 3 were written, and inserted as made)
+    assert made == [f"user_c{i:05d}" for i in range(1000, 1600)]
     first, prepared = (store.find_user(f"user_c{i:05d}") for i in (0, 1200))
     assert shape(first) == shape(prepared)
     assert prepared["email"] == "c1200@x.com" and prepared["clerksync"]["seq"] == 1
