@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from clerksync.mongo import translated, utcnow
 from clerksync.store import UserStore
+from clerksync.storebase import StoreBase
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -377,7 +378,7 @@ def log_collection(db: Database[Any]) -> Collection[Any]:
     return db.get_collection(COLLECTION, write_concern=WriteConcern(w=1))
 
 
-def ensure_log_indexes(store: UserStore) -> None:
+def ensure_log_indexes(store: StoreBase) -> None:
     """The log's one index: TTL on ``expiresAt`` (records, payloads included, expire).
     The log's writer makes it before its first bucket; ``UserStore.ensure_indexes`` calls
     this too, so there is one definition of it."""

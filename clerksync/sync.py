@@ -36,7 +36,8 @@ from clerksync.ratelimit import (
     instance_pacer,
 )
 from clerksync.schema import CLERK_USER_ID
-from clerksync.store import UserStore, clerk_id_filter
+from clerksync.store import UserStore
+from clerksync.storebase import clerk_id_filter
 from clerksync.users import ClerkUser, clerk_copy_differs, parse_clerk_user
 from clerksync.writeback import (
     InstanceGuard,

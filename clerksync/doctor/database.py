@@ -134,7 +134,7 @@ def check_app_collection(store: UserStore) -> list[Check]:
     """The app's collection under the schema: clerksync's indexes, the app's unique indexes
     that can refuse Clerk users, the mapping against sampled documents, adoption conflicts."""
     from clerksync.schema import CLERK_USER_ID
-    from clerksync.store import DUE_INDEX
+    from clerksync.storebase import DUE_INDEX
 
     users = store.schema.users
     name = store.users.name
