@@ -67,16 +67,14 @@ class ClerkSyncGroup(TyperGroup):
         return super().parse_args(ctx, hoist_env_file(list(args)))
 
     def invoke(self, ctx: Any) -> Any:
-        import click
-
         from clerksync.errors import ClerkSyncError
 
         try:
             return super().invoke(ctx)
         except ClerkSyncError as exc:
             fail(f"Error: {exc}", exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, typer.Exit, typer.Abort):
-            raise
+        except click_exceptions():
+            raise  # usage errors (exit 2 with click's message), exits, aborts: click's to show
         except Exception as exc:
             if os.environ.get("CLERKSYNC_DEBUG"):
                 raise
@@ -86,6 +84,30 @@ class ClerkSyncGroup(TyperGroup):
                 "run again with CLERKSYNC_DEBUG=1 for the traceback, and report it)",
                 1,
             )
+
+
+def click_exceptions() -> tuple[type[BaseException], ...]:
+    """The exceptions click shows itself (usage errors, exits, aborts): click's, and those of
+    the copy of click newer typer releases bundle (``typer._click``), which a subcommand's
+    bad option raises there."""
+    import importlib
+
+    import click
+
+    found: list[type[BaseException]] = [
+        click.exceptions.Exit,
+        click.ClickException,
+        click.Abort,
+        typer.Exit,
+        typer.Abort,
+    ]
+    try:
+        bundled = importlib.import_module("typer._click.exceptions")
+    except ImportError:  # typer without its own click
+        pass
+    else:
+        found.append(bundled.ClickException)  # UsageError, NoSuchOption, BadParameter, ...
+    return tuple(found)
 
 
 def fail(message: str, code: int) -> NoReturn:
