@@ -38,6 +38,7 @@ from clerksync.mongo import (
     find_in,
     index_refused,
     refused_by,
+    translating,
     utcnow,
 )
 from clerksync.ordering import is_older
@@ -93,6 +94,7 @@ class Kind:
         return pattern == {self.key: 1} if pattern else name == f"{self.key}_1"
 
 
+@translating
 class OrgStore:
     """Organizations and memberships over pymongo, durable writes, ordered by ``updated_at``."""
 
@@ -204,31 +206,36 @@ class OrgStore:
         found = self.tombstones.find({"_id": {"$in": clerk_ids}}, {"_id": 1})
         return {t["_id"] for t in found}
 
-    def _tombstone(self, clerk_id: str, kind: str) -> bool:
-        """Write the tombstone; True when it was already there."""
+    def _tombstone(self, clerk_id: str, kind: str, pruned_by: str | None = None) -> bool:
+        """Write the tombstone (a prune's marked as its run's); True when it was there."""
         from pymongo import ReturnDocument
+
+        from clerksync.storebase import tombstone_update
 
         before = self.tombstones.find_one_and_update(
             {"_id": clerk_id},
-            {"$setOnInsert": {"deletedAt": utcnow(), "kind": kind}},
+            tombstone_update(utcnow(), kind=kind, pruned_by=pruned_by),
             upsert=True,
             return_document=ReturnDocument.BEFORE,
         )
         return before is not None
 
-    def delete_organization(self, org_id: str, keep: Keep | None = None) -> str:
+    def delete_organization(
+        self, org_id: str, keep: Keep | None = None, *, pruned_by: str | None = None
+    ) -> str:
         """Tombstone, then remove the organization and its memberships (final). ``keep``
-        (a prune's journal) is handed the memberships the cascade removes, before it does."""
+        (a prune's journal) is handed the memberships the cascade removes, before it does;
+        ``pruned_by`` marks the tombstone as that prune run's."""
         self._ready()
-        known = self._tombstone(org_id, "organization")
+        known = self._tombstone(org_id, "organization", pruned_by)
         removed = self.organizations.delete_one({self.orgs_map.clerk_id: org_id}).deleted_count
         removed += self._remove_memberships({self.members_map.organization_id: org_id}, keep)
         return "applied" if removed or not known else "duplicate"
 
-    def delete_membership(self, member_id: str) -> str:
+    def delete_membership(self, member_id: str, *, pruned_by: str | None = None) -> str:
         """Tombstone, then remove the membership (final, whatever its ``updated_at``)."""
         self._ready()
-        known = self._tombstone(member_id, "membership")
+        known = self._tombstone(member_id, "membership", pruned_by)
         removed = self.memberships.delete_one({self.members_map.clerk_id: member_id}).deleted_count
         return "applied" if removed or not known else "duplicate"
 

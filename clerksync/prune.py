@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import IndexRefused, NotFound, StoreUnavailable
 from clerksync.mongo import IN_CHUNK, find_in, refused_by, utcnow
+from clerksync.storebase import PRUNE_RUN
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -103,7 +104,9 @@ class PruneRun:
             store.users,
             store.clerk_id,
             clerk_ids,
-            lambda i: store.delete_user(i, self._cascade(i)).outcome == "applied",
+            lambda i: (
+                store.delete_user(i, self._cascade(i), pruned_by=self.run_id).outcome == "applied"
+            ),
         )
 
     def prune_organizations(self, clerk_ids: list[str]) -> int:
@@ -114,7 +117,9 @@ class PruneRun:
             orgs.organizations,
             orgs.orgs_map.clerk_id,
             clerk_ids,
-            lambda i: orgs.delete_organization(i, self._cascade(i)) == "applied",
+            lambda i: (
+                orgs.delete_organization(i, self._cascade(i), pruned_by=self.run_id) == "applied"
+            ),
         )
 
     def prune_memberships(self, clerk_ids: list[str]) -> int:
@@ -125,7 +130,7 @@ class PruneRun:
             orgs.memberships,
             orgs.members_map.clerk_id,
             clerk_ids,
-            lambda i: orgs.delete_membership(i) == "applied",
+            lambda i: orgs.delete_membership(i, pruned_by=self.run_id) == "applied",
         )
 
     def _prune(
@@ -141,9 +146,11 @@ class PruneRun:
             chunk = clerk_ids[start : start + IN_CHUNK]
             for doc in collection.find({key: {"$in": chunk}}):
                 docs[doc[key]] = doc
+        # Gone already (a cascade of this run, or a delivery, took it): nothing to prune.
+        clerk_ids = [i for i in clerk_ids if i in docs]
         had_tombstone = self.store.tombstoned_among(clerk_ids)
         # Before any delete: undo sees all of them.
-        self._journal([self._entry(kind, i, docs.get(i), i in had_tombstone) for i in clerk_ids])
+        self._journal([self._entry(kind, i, docs[i], i in had_tombstone) for i in clerk_ids])
         deleted = sum(1 for clerk_id in clerk_ids if delete(clerk_id))
         self.pruned += deleted
         return deleted
@@ -201,13 +208,23 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
     """Restore what a prune run removed, each kind into its own collection, and remove the
     tombstones the run wrote.
 
-    Returns the totals, as before organizations were journaled: ``restored`` (documents
-    put back), ``present`` (already there again: a delivery, a reconcile or an earlier
-    undo brought them back) and ``tombstones_removed`` (by this call); and the same three
-    for each kind under ``users``, ``organizations`` and ``memberships`` (cascaded
-    memberships count as memberships). Safe to rerun. A duplicate on one of the app's
-    own unique indexes is ``IndexRefused``, raised once every kind was tried (the rest is
-    restored, that document's tombstone kept; rerun after the fix).
+    The run's tombstones carry its id (``PRUNE_RUN``) and any real delete since removes
+    it, so an object deleted for real after the prune (a ``user.deleted``, an
+    ``organization.deleted``) stays deleted: it is not put back, its tombstone stays, and
+    it counts as ``deleted_since``. A membership a cascade took comes back only with what
+    took it (its user or organization back or there), and no membership comes back under
+    a tombstone that is not the run's (itself, its organization, its user). Each entry is
+    marked undone once settled, so a rerun retries only what failed, never a later prune's
+    or a later delete's work. Entries from before kinds were journaled are users, undone
+    as then (put back, the tombstone removed unless it was there before).
+
+    Returns the totals ``restored`` (put back), ``present`` (there again already: a
+    delivery or a reconcile), ``tombstones_removed`` (by this call), ``deleted_since`` and
+    ``already_undone`` (settled by an earlier call); and the same for each kind under
+    ``users``, ``organizations`` and ``memberships`` (cascaded memberships count as
+    memberships). A duplicate on one of the
+    app's own unique indexes is ``IndexRefused``, raised once every kind was tried (the
+    rest is restored, that document's tombstone kept; rerun after the fix).
     """
     pruned = journal(store)
     entries = list(pruned.find({"runId": run_id}))
@@ -215,49 +232,142 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
         runs = sorted(pruned.distinct("runId"), reverse=True)[:5]
         known = ", ".join(runs) if runs else "none kept"
         raise NotFound(f"no prune run {run_id!r} (recent runs: {known})")
-    by_kind: dict[str, list[Mapping[str, Any]]] = {kind: [] for kind in PLURALS}
     for entry in entries:
-        kind = entry.get("kind") or "user"  # entries from before kinds were journaled
-        if kind not in by_kind:
+        if entry.get("kind", "user") not in PLURALS:
             raise StoreUnavailable(
-                f"prune run {run_id!r} holds an entry of unknown kind {kind!r} (written by a "
-                "newer clerksync?); nothing was undone"
+                f"prune run {run_id!r} holds an entry of unknown kind {entry.get('kind')!r} "
+                "(written by a newer clerksync?); nothing was undone"
             )
-        by_kind[kind].append(entry)
-    report: dict[str, Any] = {"run": run_id, "restored": 0, "present": 0, "tombstones_removed": 0}
+    counts = ("restored", "present", "tombstones_removed", "deleted_since", "already_undone")
+    report: dict[str, Any] = {"run": run_id, **dict.fromkeys(counts, 0)}
+    parts = {kind: dict.fromkeys(counts, 0) for kind in PLURALS}
+    pending = [e for e in entries if not e.get("undoneAt")]
+    for entry in entries:
+        if entry.get("undoneAt"):
+            parts[entry.get("kind") or "user"]["already_undone"] += 1
+    tombstones = _tombstones(store, pending)
+    back: set[str] = set()  # Clerk ids of the users and organizations there now
     refusal: IndexRefused | None = None
-    for kind, kind_entries in by_kind.items():
-        part = {"restored": 0, "present": 0, "tombstones_removed": 0}
-        report[PLURALS[kind]] = part
-        if not kind_entries:
-            continue
-        restorable = [e for e in kind_entries if e.get("document")]
-        documents = [e["document"] for e in restorable]
+    settled: list[Any] = []  # journal entry ids done with (restored, present, deleted since)
+    for kind in PLURALS:  # users, organizations, then memberships: parents before cascades
+        if kind == "membership":
+            back = _parents_there(store, [e for e in pending if e.get("kind") == kind])
+        chosen: list[Mapping[str, Any]] = []
+        for entry in (e for e in pending if e.get("kind", "user") == kind):
+            verdict = _verdict(store, run_id, entry, tombstones, back)
+            if verdict == "restore":
+                chosen.append(entry)
+            elif verdict == "deleted since":
+                parts[kind]["deleted_since"] += 1
+                settled.append(entry["_id"])
+            # "wait": its user or organization is not back (refused): left for the rerun
+        documents = [e["document"] for e in chosen]
         present, refused, first = _restore(store, kind, documents)
         refusal = refusal or first
-        # Only the tombstones this run wrote, and not one whose document could not go back.
-        not_back = {restorable[n].get("clerkId") for n in refused}
-        ours = [
-            e["clerkId"]
-            for e in kind_entries
-            if not e.get("hadTombstone")
-            and not e.get("via")
-            and isinstance(e.get("clerkId"), str)
-            and e["clerkId"] not in not_back
-        ]
-        for start in range(0, len(ours), IN_CHUNK):
-            chunk = ours[start : start + IN_CHUNK]
-            part["tombstones_removed"] += store.tombstones.delete_many(
-                {"_id": {"$in": chunk}}
-            ).deleted_count
-        part["restored"] = len(documents) - present - len(refused)
-        part["present"] = present
-        for key in ("restored", "present", "tombstones_removed"):
+        done = [e for n, e in enumerate(chosen) if n not in refused]
+        settled += [e["_id"] for e in done]
+        parts[kind]["restored"] = len(documents) - present - len(refused)
+        parts[kind]["present"] = present
+        # The run's own tombstones of what is back now (a legacy entry's: as then, unmarked).
+        for legacy in (False, True):
+            ours = [
+                str(e["clerkId"])
+                for e in done
+                if not e.get("via")
+                and not e.get("hadTombstone")
+                and bool(e.get("kind")) != legacy
+                and isinstance(e.get("clerkId"), str)
+            ]
+            for start in range(0, len(ours), IN_CHUNK):
+                query: dict[str, Any] = {"_id": {"$in": ours[start : start + IN_CHUNK]}}
+                if not legacy:
+                    query[PRUNE_RUN] = run_id
+                removed = store.tombstones.delete_many(query).deleted_count
+                parts[kind]["tombstones_removed"] += removed
+    for start in range(0, len(settled), IN_CHUNK):
+        pruned.update_many(
+            {"_id": {"$in": settled[start : start + IN_CHUNK]}}, {"$set": {"undoneAt": utcnow()}}
+        )
+    for kind, part in parts.items():
+        report[PLURALS[kind]] = part
+        for key in counts:
             report[key] += part[key]
     if refusal is not None:
         raise refusal
-    pruned.update_many({"runId": run_id}, {"$set": {"undoneAt": utcnow()}})
     return report
+
+
+def _tombstones(store: UserStore, entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The tombstones that bear on these entries (their objects, and a membership's
+    organization and user): Clerk id -> the prune run that wrote it (None: a real delete)."""
+    m = store.orgs.members_map
+    ids: set[str] = set()
+    for entry in entries:
+        ids.add(str(entry.get("clerkId")))
+        doc = entry.get("document") or {}
+        if entry.get("kind") == "membership":
+            ids |= {str(doc.get(m.organization_id)), str(doc.get(m.user_id))}
+    found: dict[str, Any] = {}
+    listed = sorted(ids)
+    for start in range(0, len(listed), IN_CHUNK):
+        chunk = listed[start : start + IN_CHUNK]
+        for stone in store.tombstones.find({"_id": {"$in": chunk}}, {PRUNE_RUN: 1}):
+            found[stone["_id"]] = stone.get(PRUNE_RUN)
+    return found
+
+
+def _parents_there(store: UserStore, memberships: list[Mapping[str, Any]]) -> set[str]:
+    """Of the users and organizations these membership entries belong to (and were taken
+    by), the Clerk ids MongoDB holds now."""
+    m = store.orgs.members_map
+    users: set[str] = set()
+    orgs: set[str] = set()
+    for entry in memberships:
+        doc = entry.get("document") or {}
+        users.add(str(doc.get(m.user_id)))
+        orgs.add(str(doc.get(m.organization_id)))
+    there: set[str] = set()
+    for collection, key, ids in (
+        (store.users, store.clerk_id, users),
+        (store.orgs.organizations, store.orgs.orgs_map.clerk_id, orgs),
+    ):
+        found = find_in(collection, key, sorted(ids), {key: 1, "_id": 0})
+        there |= {str(d.get(key)) for d in found}
+    return there
+
+
+def _verdict(
+    store: UserStore,
+    run_id: str,
+    entry: Mapping[str, Any],
+    tombstones: Mapping[str, Any],
+    back: set[str],
+) -> str:
+    """``restore``, ``deleted since`` (a real delete came after the prune) or ``wait``."""
+    if not entry.get("document"):
+        return "deleted since"  # nothing was journaled to put back
+    clerk_id = str(entry.get("clerkId"))
+    if not entry.get("kind"):
+        return "restore"  # from before kinds (and the runs' marks): undone as then
+
+    def deleted_for_real(object_id: str) -> bool:
+        return object_id in tombstones and tombstones[object_id] != run_id
+
+    if deleted_for_real(clerk_id) and not entry.get("hadTombstone"):
+        return "deleted since"  # its tombstone is a real delete's now
+    if entry.get("kind") == "membership":
+        m = store.orgs.members_map
+        doc = entry["document"]
+        for parent in (str(doc.get(m.organization_id)), str(doc.get(m.user_id))):
+            if parent in back:
+                continue  # its user or organization is there (put back, or there again)
+            if deleted_for_real(parent):
+                return "deleted since"
+            if tombstones.get(parent) == run_id:
+                return "wait"  # its user or organization, pruned by this run, is not back
+        if entry.get("via") and str(entry["via"]) not in back:
+            return "wait"  # comes back with what took it, not before
+    return "restore"
 
 
 def _restore(

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from clerksync.config import Settings
     from clerksync.orgstore import Keep
 from clerksync.bulkwrite import BulkStore
-from clerksync.storebase import WriteResult, with_mark
+from clerksync.storebase import WriteResult, tombstone_update, with_mark
 
 
 @translating
@@ -166,14 +166,17 @@ class UserStore(BulkStore):
             return WriteResult("stale")
         return WriteResult("applied", wants_write_back=True)
 
-    def delete_user(self, clerk_id: str, keep: Keep | None = None) -> WriteResult:
+    def delete_user(
+        self, clerk_id: str, keep: Keep | None = None, *, pruned_by: str | None = None
+    ) -> WriteResult:
         """Tombstone first, then delete: ``duplicate`` when both were already done. ``keep``
-        (a prune's journal) sees the memberships the cascade removes before they go."""
+        (a prune's journal) sees the memberships the cascade removes before they go;
+        ``pruned_by`` (the prune run) marks the tombstone as that run's (``tombstone_update``)."""
         from pymongo import ReturnDocument
 
         before = self.tombstones.find_one_and_update(
             {"_id": clerk_id},
-            {"$setOnInsert": {"deletedAt": utcnow()}},
+            tombstone_update(utcnow(), pruned_by=pruned_by),
             upsert=True,
             return_document=ReturnDocument.BEFORE,
         )

@@ -72,6 +72,24 @@ class IndexReport:
         return tuple(r for r in self.results if r.error)
 
 
+#: on a tombstone a prune wrote, the prune run's id; any other delete of the object removes
+#: it, so ``undo_prune`` can tell the run's tombstones from those of real deletes since
+PRUNE_RUN = "pruneRun"
+
+
+def tombstone_update(
+    now: Any, *, kind: str | None = None, pruned_by: str | None = None
+) -> dict[str, Any]:
+    """The upsert that writes a tombstone: ``pruned_by`` (a prune run) marks a new one as
+    that run's; a real delete (no ``pruned_by``) claims the tombstone whoever wrote it."""
+    on_insert: dict[str, Any] = {"deletedAt": now}
+    if kind:
+        on_insert["kind"] = kind
+    if pruned_by:
+        return {"$setOnInsert": {**on_insert, PRUNE_RUN: pruned_by}}
+    return {"$setOnInsert": on_insert, "$unset": {PRUNE_RUN: ""}}
+
+
 def with_mark(update: Mapping[str, Any], now: Any) -> dict[str, Any]:
     """``update`` that also marks the write-back due (``clerksync.dueAt``, ``seq`` + 1)."""
     marked = {op: dict(fields) for op, fields in update.items()}

@@ -131,7 +131,13 @@ def test_a_wrong_prune_is_undone(cli, store: UserStore, fake_clerk: FakeClerk) -
         "present": 0,
         "tombstones_removed": 40,
     }
-    assert report["users"] == {"restored": 40, "present": 0, "tombstones_removed": 40}
+    assert report["users"] == {
+        "restored": 40,
+        "present": 0,
+        "tombstones_removed": 40,
+        "deleted_since": 0,
+        "already_undone": 0,
+    }
     after = {d["clerkId"]: d for d in store.users.find({})}
     assert after == before  # same _id (Clerk's userMongoId stays right), admin flag kept
     assert store.tombstones.count_documents({}) == 0
@@ -144,7 +150,7 @@ def test_a_wrong_prune_is_undone(cli, store: UserStore, fake_clerk: FakeClerk) -
     assert again["created"] == 0 and again["orphaned"] == 0
     # undoing twice restores nothing more; an unknown run is a clear failure
     twice = json.loads(cli("reconcile", "--undo-prune", run, "--json").stdout)
-    assert twice["restored"] == 0 and twice["present"] == 40
+    assert twice["restored"] == 0 and twice["present"] == 0 and twice["already_undone"] == 40
     unknown = cli("reconcile", "--undo-prune", "prune-nope")
     assert unknown.exit_code == 1 and run in unknown.stderr
 

@@ -17,7 +17,13 @@ from tests.conftest import ALL_SCHEMAS
 from tests.fakeclerk import FakeClerk, clerk_membership, clerk_organization
 
 FAST = ("--rate", "1000")
-NOTHING = {"restored": 0, "present": 0, "tombstones_removed": 0}
+NOTHING = {
+    "restored": 0,
+    "present": 0,
+    "tombstones_removed": 0,
+    "deleted_since": 0,
+    "already_undone": 0,
+}
 
 
 def seed(fake: FakeClerk, users: int, orgs: int, members: list[int]) -> None:
@@ -87,9 +93,23 @@ def test_a_pruned_organization_and_its_memberships_come_back(
         "restored": 3,
         "present": 0,
         "tombstones_removed": 3,
+        "deleted_since": 0,
+        "already_undone": 0,
         "users": NOTHING,
-        "organizations": {"restored": 1, "present": 0, "tombstones_removed": 1},
-        "memberships": {"restored": 2, "present": 0, "tombstones_removed": 2},
+        "organizations": {
+            "restored": 1,
+            "present": 0,
+            "tombstones_removed": 1,
+            "deleted_since": 0,
+            "already_undone": 0,
+        },
+        "memberships": {
+            "restored": 2,
+            "present": 0,
+            "tombstones_removed": 2,
+            "deleted_since": 0,
+            "already_undone": 0,
+        },
     }
     assert snapshot(store) == before  # same _ids, same fields, no tombstone left
 
@@ -97,10 +117,14 @@ def test_a_pruned_organization_and_its_memberships_come_back(
     twice = cli("reconcile", "--undo-prune", run, "--json")
     assert twice.exit_code == 0, twice.stderr
     again = json.loads(twice.stdout)
-    assert (again["restored"], again["present"], again["tombstones_removed"]) == (0, 3, 0)
-    assert again["organizations"]["present"] == 1 and again["memberships"]["present"] == 2
+    # settled by the first: nothing is put back or removed again
+    assert (again["restored"], again["present"], again["tombstones_removed"]) == (0, 0, 0)
+    assert again["already_undone"] == 3
+    assert again["organizations"]["already_undone"] == 1
+    assert again["memberships"]["already_undone"] == 2
     human = cli("reconcile", "--undo-prune", run)
-    assert "restored 0 users, 0 organizations, 0 memberships; 3 were back" in human.stderr
+    assert "restored 0 users, 0 organizations, 0 memberships; 0 were back" in human.stderr
+    assert "3 undone by an earlier --undo-prune" in human.stderr
     assert snapshot(store) == before
 
 
@@ -127,8 +151,20 @@ def test_a_pruned_user_brings_its_memberships_back(
     ]
 
     undone = json.loads(cli("reconcile", "--undo-prune", summary["prune_run"], "--json").stdout)
-    assert undone["users"] == {"restored": 1, "present": 0, "tombstones_removed": 1}
-    assert undone["memberships"] == {"restored": 3, "present": 0, "tombstones_removed": 0}
+    assert undone["users"] == {
+        "restored": 1,
+        "present": 0,
+        "tombstones_removed": 1,
+        "deleted_since": 0,
+        "already_undone": 0,
+    }
+    assert undone["memberships"] == {
+        "restored": 3,
+        "present": 0,
+        "tombstones_removed": 0,
+        "deleted_since": 0,
+        "already_undone": 0,
+    }
     assert (undone["restored"], undone["tombstones_removed"]) == (4, 1)
     assert snapshot(store) == before
 
@@ -194,8 +230,20 @@ def test_an_organization_cascade_is_journaled_beyond_one_lot(store: UserStore) -
     assert [e["hadTombstone"] for e in entries if e["kind"] == "organization"] == [True]
 
     report = undo_prune(store, run.run_id)
-    assert report["organizations"] == {"restored": 1, "present": 0, "tombstones_removed": 0}
-    assert report["memberships"] == {"restored": 60, "present": 0, "tombstones_removed": 0}
+    assert report["organizations"] == {
+        "restored": 1,
+        "present": 0,
+        "tombstones_removed": 0,
+        "deleted_since": 0,
+        "already_undone": 0,
+    }
+    assert report["memberships"] == {
+        "restored": 60,
+        "present": 0,
+        "tombstones_removed": 0,
+        "deleted_since": 0,
+        "already_undone": 0,
+    }
     assert snapshot(store) == before  # the tombstone the run found is still there
 
 
@@ -223,7 +271,13 @@ def test_an_entry_from_before_kinds_undoes_as_a_user(
     undone = cli("reconcile", "--undo-prune", "prune-20261101T000000Z-0a0a", "--json")
     assert undone.exit_code == 0, undone.stderr
     report = json.loads(undone.stdout)
-    assert report["users"] == {"restored": 1, "present": 0, "tombstones_removed": 1}
+    assert report["users"] == {
+        "restored": 1,
+        "present": 0,
+        "tombstones_removed": 1,
+        "deleted_since": 0,
+        "already_undone": 0,
+    }
     assert report["organizations"] == NOTHING and report["memberships"] == NOTHING
     assert store.users.find_one({"clerkId": "user_old"}) == doc
     assert store.tombstones.count_documents({}) == 0
@@ -254,8 +308,14 @@ def test_an_app_index_refusing_a_restored_organization_is_a_failure(
 
     store.orgs.organizations.delete_one({"clerkId": "org_newcomer"})  # the operator's fix
     fixed = json.loads(cli("reconcile", "--undo-prune", run, "--json").stdout)
-    assert fixed["organizations"] == {"restored": 1, "present": 0, "tombstones_removed": 1}
-    assert fixed["users"]["present"] == 1
+    assert fixed["organizations"] == {
+        "restored": 1,
+        "present": 0,
+        "tombstones_removed": 1,
+        "deleted_since": 0,
+        "already_undone": 0,
+    }
+    assert fixed["users"]["already_undone"] == 1  # settled by the first call
     assert store.tombstones.count_documents({}) == 0
 
 
@@ -295,4 +355,10 @@ def test_a_user_back_under_a_new_id_is_present_whichever_index_is_named(
     undone = cli("reconcile", "--undo-prune", run, "--json")
     assert undone.exit_code == 0, undone.stderr
     report = json.loads(undone.stdout)
-    assert report["users"] == {"restored": 0, "present": 1, "tombstones_removed": 1}
+    assert report["users"] == {
+        "restored": 0,
+        "present": 1,
+        "tombstones_removed": 1,
+        "deleted_since": 0,
+        "already_undone": 0,
+    }

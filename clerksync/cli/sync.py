@@ -288,10 +288,15 @@ def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
             ("memberships", "membership"),
         )
     )
-    say(
-        f"Prune run {run_id} undone: restored {restored}; {result['present']} were back "
-        f"already, {result['tombstones_removed']} tombstones removed"
-    )
+    extra = [
+        f"{result['present']} were back already",
+        f"{result['tombstones_removed']} tombstones removed",
+    ]
+    if result["deleted_since"]:
+        extra.append(f"{result['deleted_since']} left deleted (deleted for real since the prune)")
+    if result["already_undone"]:
+        extra.append(f"{result['already_undone']} undone by an earlier --undo-prune")
+    say(f"Prune run {run_id} undone: restored {restored}; " + ", ".join(extra))
 
 
 def _orphan_counts(result: "ReconcileResult") -> str:
