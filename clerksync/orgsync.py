@@ -26,6 +26,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway, OrganizationsDisabled
@@ -59,6 +60,49 @@ def counters() -> dict[str, Any]:
     }
 
 
+@dataclass
+class PendingPrune:
+    """One kind's confirmed orphans, waiting until every kind's guard has been asked: a
+    prune deletes nothing unless no guard refuses (an organization's or user's cascade
+    would otherwise take memberships the memberships' guard refused)."""
+
+    name: str  # users, organizations, memberships
+    summary: dict[str, Any]
+    orphans: sqlite3.Connection  # an id table (``sync._id_table``): closed by ``settle``
+    prune_batch: Callable[[list[str]], int] | None  # None: a dry run
+    refusal: str | None
+
+
+def settle(pending: list[PendingPrune], *, allow_mass_prune: bool) -> None:
+    """Prune every kind, or none: when a guard refuses (and ``allow_mass_prune`` is not
+    given), each kind's summary says why nothing was deleted. Users first (their cascade
+    journals their memberships), then memberships, then organizations; each counts its
+    deletes in its summary's ``pruned``."""
+    from clerksync.sync import _batches
+
+    try:
+        refused = [p for p in pending if p.refusal]
+        if refused and not allow_mass_prune:
+            names = " and ".join(p.name for p in refused)
+            for p in pending:
+                p.summary["prune_refused"] = p.refusal or (
+                    f"nothing was pruned: the {names} prune was refused (a prune deletes "
+                    "every kind or none). Nothing was deleted."
+                )
+            return
+        for name in ("users", "memberships", "organizations"):
+            for p in (p for p in pending if p.name == name):
+                prune_batch = p.prune_batch
+                if prune_batch is None:
+                    continue  # a dry run
+                rows = (row[0] for row in p.orphans.execute("SELECT id FROM ids ORDER BY id"))
+                for batch in _batches(rows, ID_BATCH):
+                    p.summary["pruned"] += prune_batch(batch)
+    finally:
+        for p in pending:
+            p.orphans.close()
+
+
 def reconcile_organizations(
     store: UserStore,
     gateway: ClerkGateway,
@@ -68,19 +112,22 @@ def reconcile_organizations(
     prune: bool = False,
     allow_mass_prune: bool = False,
     run: PruneRun | None = None,
-    pruned_users: Callable[[str], bool] | None = None,
+    pending: list[PendingPrune] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bring MongoDB's organizations and memberships in line with Clerk's: two summaries.
     Pruned organizations and memberships are confirmed absent from Clerk first, then go
     through ``run`` (the reconcile's ``PruneRun``; one is made when none is given): each,
     and the memberships an organization takes with it, journaled for ``undo_prune`` before
-    it is tombstoned and deleted. ``pruned_users`` (a dry run's preview) names the users the
-    real run would prune: their memberships go with them, so they are no orphans here."""
+    it is tombstoned and deleted. With ``pending`` (reconcile's, holding the users'), the
+    prunes are added to it for the caller to ``settle`` once every kind was walked;
+    without, they are settled here (both kinds, or neither)."""
     from clerksync.prune import PruneRun
     from clerksync.sync import _id_table, call_with_retries
 
     if prune and not dry_run and run is None:
         run = PruneRun(store)
+    own = pending is None
+    waiting: list[PendingPrune] = [] if pending is None else pending
     orgs = store.orgs
     org_summary, member_summary = counters(), counters()
     seen_orgs, seen_members = _id_table(), _id_table()
@@ -128,11 +175,7 @@ def reconcile_organizations(
             by_org: dict[str, list[str]] = defaultdict(list)
             known: set[str] = set()
             for doc in docs:
-                user_id = str(doc.get(m.user_id))
-                if pruned_users is not None and pruned_users(user_id):
-                    known.add(str(doc.get(m.clerk_id)))  # the user's cascade takes it
-                    continue
-                by_org[str(doc.get(m.organization_id))].append(user_id)
+                by_org[str(doc.get(m.organization_id))].append(str(doc.get(m.user_id)))
             for org_id, users in by_org.items():
                 for start in range(0, len(users), ID_BATCH):
                     found = call_with_retries(
@@ -144,31 +187,30 @@ def reconcile_organizations(
                     known |= {str(f.get("id")) for f in found}
             return known & set(batch)
 
-        # Memberships first: pruning an organization takes its memberships with it.
-        _orphans(
-            orgs,
-            orgs.members_kind,
-            seen_members,
-            confirm_members,
-            run.prune_memberships if run else None,
-            member_summary,
-            dry_run,
-            prune,
-            allow_mass_prune,
-            "memberships",
-        )
-        _orphans(
-            orgs,
-            orgs.orgs_kind,
-            seen_orgs,
-            confirm_orgs,
-            run.prune_organizations if run else None,
-            org_summary,
-            dry_run,
-            prune,
-            allow_mass_prune,
-            "organizations",
-        )
+        for kind, seen, confirm, prune_batch, summary, name in (
+            (
+                orgs.members_kind,
+                seen_members,
+                confirm_members,
+                run.prune_memberships if run else None,
+                member_summary,
+                "memberships",
+            ),
+            (
+                orgs.orgs_kind,
+                seen_orgs,
+                confirm_orgs,
+                run.prune_organizations if run else None,
+                org_summary,
+                "organizations",
+            ),
+        ):
+            found = _orphans(orgs, kind, seen, confirm, summary, prune, name)
+            if found is not None:
+                orphans, refusal = found
+                waiting.append(PendingPrune(name, summary, orphans, prune_batch, refusal))
+        if own:
+            settle(waiting, allow_mass_prune=allow_mass_prune)
     finally:
         seen_orgs.close()
         seen_members.close()
@@ -232,17 +274,13 @@ def _orphans(
     kind: Kind,
     seen: sqlite3.Connection,
     confirm: Callable[[list[str]], set[str]],
-    prune_batch: Callable[[list[str]], int] | None,
     summary: dict[str, Any],
-    dry_run: bool,
     prune: bool,
-    allow_mass_prune: bool,
     name: str,
-) -> None:
-    """Held in MongoDB, not listed by Clerk, and not found when asked: report, and prune
-    under the users' guard (``clerksync.prune``: never when Clerk lists none, nor more than
-    a small share, unless ``allow_mass_prune``) through ``prune_batch`` (the run's, which
-    journals before it deletes; None on a dry run)."""
+) -> tuple[sqlite3.Connection, str | None] | None:
+    """Held in MongoDB, not listed by Clerk, and not found when asked: reported. With
+    ``prune``, the orphans' id table and the guard's answer (``clerksync.prune``: never
+    when Clerk lists none, nor more than a small share); the caller settles them."""
     from clerksync.sync import _batches, _id_table, _merge_missing
 
     held, found = _id_table(), _id_table()
@@ -259,18 +297,15 @@ def _orphans(
                 if len(summary["orphans"]) < MAX_ORPHANS_LISTED:
                     summary["orphans"].append(clerk_id)
                 found.execute("INSERT OR IGNORE INTO ids VALUES (?)", (clerk_id,))
-        if not (prune and summary["orphaned"]):
-            return
-        refusal = prune_refusal(name, summary["orphaned"], held_count, summary["clerk"])
-        if refusal and not allow_mass_prune:
-            summary["prune_refused"] = refusal
-        elif not dry_run and prune_batch is not None:
-            rows = (row[0] for row in found.execute("SELECT id FROM ids ORDER BY id"))
-            for batch in _batches(rows, ID_BATCH):
-                summary["pruned"] += prune_batch(batch)
+    except BaseException:
+        found.close()
+        raise
     finally:
         held.close()
+    if not (prune and summary["orphaned"]):
         found.close()
+        return None
+    return found, prune_refusal(name, summary["orphaned"], held_count, summary["clerk"])
 
 
 def prune_refusal(name: str, orphans: int, held: int, listed: int) -> str | None:

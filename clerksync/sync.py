@@ -381,38 +381,38 @@ def reconcile(
             (held_count,) = held.execute("SELECT count(*) FROM ids").fetchone()
         finally:
             held.close()
+        # Every kind's orphans and guard first, then the deletes, if no guard refused:
+        # an organization's or user's cascade must not take what another guard kept.
+        from clerksync.orgsync import PendingPrune, reconcile_organizations, settle
+
+        pending: list[PendingPrune] = []
         if prune and summary["orphaned"]:
             refusal = prune_refusal(summary["orphaned"], held_count, summary["clerk_users"])
-            if refusal and not allow_mass_prune:
-                summary["prune_refused"] = refusal
-            elif run is not None:
-                rows = (row[0] for row in orphans.execute("SELECT id FROM ids ORDER BY id"))
-                for batch in _batches(rows, ID_BATCH):
-                    summary["pruned"] += run.prune(batch)
-        summary["mongo_users"] = store.estimated_count()
-        # Then organizations and memberships, in turn: run alongside the users they gained
-        # nothing on a loaded machine (the database is the bottleneck) and varied far more.
-        from clerksync.orgsync import reconcile_organizations
-
-        def user_would_go(user_id: str) -> bool:
-            return (
-                orphans.execute("SELECT 1 FROM ids WHERE id = ?", (user_id,)).fetchone() is not None
+            pending.append(
+                PendingPrune("users", summary, orphans, run.prune if run else None, refusal)
             )
-
-        # A dry run prunes no user, so its memberships are still there when the memberships'
-        # orphans are counted; the real run's cascade takes them first. The preview (what
-        # --prune asks about, and its guard) leaves them out as the real run does.
-        previewed = prune and dry_run and summary["orphaned"] and "prune_refused" not in summary
-        summary["organizations"], summary["memberships"] = reconcile_organizations(
-            store,
-            gateway,
-            bucket,
-            dry_run=dry_run,
-            prune=prune,
-            allow_mass_prune=allow_mass_prune,
-            run=run,
-            pruned_users=user_would_go if previewed else None,
-        )
+            orphans = _id_table()  # the pending prune owns (and closes) the table now
+        try:
+            # Then organizations and memberships, in turn: run alongside the users they
+            # gained nothing on a loaded machine (the database is the bottleneck).
+            summary["organizations"], summary["memberships"] = reconcile_organizations(
+                store,
+                gateway,
+                bucket,
+                dry_run=dry_run,
+                prune=prune,
+                allow_mass_prune=allow_mass_prune,
+                run=run,
+                pending=pending,
+            )
+        except BaseException:
+            for waiting in pending:  # stopped before any delete: nothing is pruned
+                waiting.orphans.close()
+            raise
+        settle(pending, allow_mass_prune=allow_mass_prune)
+        summary["mongo_users"] = store.estimated_count()
+        summary["organizations"]["mongo"] = store.orgs.organizations.estimated_document_count()
+        summary["memberships"]["mongo"] = store.orgs.memberships.estimated_document_count()
     except ClerkSyncError as exc:
         if run is not None and run.journaled and exc.args:
             # Stopped after deleting some: the run that puts them back is in the one line.

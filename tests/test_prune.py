@@ -173,13 +173,13 @@ def test_the_first_delivery_binds_an_unbound_database(
     assert store.count() == 1
 
 
-def test_a_reconcile_that_fails_after_pruning_names_the_run(
+def test_a_reconcile_that_fails_before_its_deletes_prunes_nothing(
     cli, store: UserStore, fake_clerk: FakeClerk
 ) -> None:
     synced(cli, fake_clerk, store, 20)
     del fake_clerk.users["user_k0002"]
     fake_clerk.version += 1
-    # Clerk refuses the organizations list, after the users were pruned.
+    # Clerk refuses the organizations list: every kind is walked before anything is deleted.
     answer = fake_clerk._handle_orgs
     fake_clerk._handle_orgs = lambda method, segments, query, auth: (  # type: ignore[method-assign]
         (422, {"errors": [{"code": "refused", "message": "refused"}]}, {})
@@ -187,7 +187,32 @@ def test_a_reconcile_that_fails_after_pruning_names_the_run(
         else answer(method, segments, query, auth)
     )
     failed = cli("reconcile", "--prune", "--yes", *FAST)
-    assert failed.exit_code == 1 and store.count() == 19
+    assert failed.exit_code == 1 and store.count() == 20
+    assert "--undo-prune" not in failed.stderr
+
+
+def test_a_reconcile_that_fails_after_pruning_names_the_run(
+    cli, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    from clerksync.errors import StoreUnavailable
+
+    synced(cli, fake_clerk, store, 20)
+    for gone in ("user_k0002", "user_k0003"):
+        del fake_clerk.users[gone]
+    fake_clerk.version += 1
+    real = UserStore.delete_user
+    calls: list[str] = []
+
+    def lost_after_one(self: UserStore, clerk_id: str, *args: object, **kwargs: object) -> object:
+        calls.append(clerk_id)
+        if len(calls) > 1:
+            raise StoreUnavailable("the database went away")  # the fault, injected
+        return real(self, clerk_id, *args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as fault:
+        fault.setattr(UserStore, "delete_user", lost_after_one)
+        failed = cli("reconcile", "--prune", "--yes", *FAST)
+    assert failed.exit_code == 1 and store.count() == 19  # one went before the fault
     found = re.search(r"--undo-prune (prune-\S+)`", failed.stderr)
     assert found, failed.stderr
     undone = json.loads(cli("reconcile", "--undo-prune", found.group(1), "--json").stdout)

@@ -193,8 +193,10 @@ def reconcile(
     mapping and ordering rules in bulk: creates the missing, updates the stale,
     leaves the newer alone. Refuses (exit 2) when the key is for another Clerk
     instance than the database's, until --rebind. --prune refuses (exit 1,
-    nothing deleted) when Clerk lists no users or over 10% would go, unless
-    --allow-mass-prune; every prune can be undone with --undo-prune RUN.
+    nothing deleted, of any kind) when Clerk lists no users, organizations or
+    memberships, or over 10% of one kind would go, unless --allow-mass-prune;
+    every prune can be undone with --undo-prune RUN (what was deleted for real
+    since stays deleted).
     """
     from clerksync.errors import UsageError
     from clerksync.sync import reconcile as run
