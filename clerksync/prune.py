@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import IndexRefused, NotFound, StoreUnavailable
-from clerksync.mongo import IN_CHUNK, find_in, refused_by, utcnow
+from clerksync.mongo import IN_CHUNK, find_in, refused_by, translated, translating, utcnow
 from clerksync.storebase import PRUNE_RUN
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ def ensure_journal_indexes(store: UserStore) -> None:
     pruned.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expiresAt_ttl")
 
 
+@translating
 class PruneRun:
     """One reconcile's prune: deletes as the receiver's deletes do (tombstone, then the
     object, then its cascade), journaling first everything each delete removes.
@@ -204,6 +205,7 @@ class PruneRun:
         self.journaled += len(entries)
 
 
+@translated
 def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
     """Restore what a prune run removed, each kind into its own collection, and remove the
     tombstones the run wrote.
