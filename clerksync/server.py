@@ -39,7 +39,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -553,4 +553,27 @@ def run(
     configure_logging(json_lines=log_json)
     app = create_app(settings, store=store)
     config = server_config(app, host=host, port=port, limit_concurrency=limit_concurrency)
-    uvicorn.Server(config).run()
+    with terminated_as_exit():
+        uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def terminated_as_exit() -> Iterator[None]:
+    """SIGTERM (``kill``, systemd, ``docker stop``) ends the process as an exit (status 143),
+    so the caller's cleanup runs. uvicorn shuts down gracefully on it, then raises it again
+    against the handler it found: the default one would kill the process before any
+    ``finally`` (``serve`` left its ``serve.json`` behind)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are the main thread's
+        return
+
+    def exit_now(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

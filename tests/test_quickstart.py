@@ -73,9 +73,9 @@ class Demo:
             time.sleep(0.2)
         raise AssertionError("the demo did not start")
 
-    def stop(self) -> str:
-        """Ctrl-C, as a person stops it; returns what it said on stderr."""
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, sig: int = signal.SIGINT) -> str:
+        """Ctrl-C, as a person stops it (or ``sig``); returns what it said on stderr."""
+        self.proc.send_signal(sig)
         try:
             _, err = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
@@ -181,3 +181,14 @@ def test_dev_secret_is_kept_across_restarts_until_rotated(demo: Demo) -> None:
     rotated = json.loads((demo.home / "dev-secret.json").read_text())["secret"]
     assert rotated != secret
     assert rotated in demo.stop()  # renewed: shown in full
+
+
+def test_a_terminated_demo_cleans_up_as_a_stopped_one(demo: Demo) -> None:
+    """``kill``, systemd and ``docker stop`` send SIGTERM: the same clean stop as Ctrl-C."""
+    if demo.proc.poll() is not None:
+        demo.start()
+    assert (demo.home / "serve.json").exists()
+    said = demo.stop(signal.SIGTERM)
+    assert demo.proc.returncode == 128 + signal.SIGTERM, said
+    assert not (demo.home / "serve.json").exists()
+    assert "Stopped." in said
