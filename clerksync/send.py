@@ -261,7 +261,26 @@ def build_event(
         return event(event_type, updated_user(target, state.users.get(target), given))
     if event_type in SESSION_EVENTS:
         return event(event_type, session(event_type, user_id or state.last))
-    return example_event(event_type)
+    body = example_event(event_type)
+    if event_type.startswith("organizationMembership.") and user_id is not None:
+        # The membership of that user (a user `send` created, say) in the example's org.
+        public = body["data"].setdefault("public_user_data", {})
+        public["user_id"] = user_id
+        known = state.users.get(user_id) or {}
+        addresses = known.get("email_addresses") or []
+        if addresses and isinstance(addresses[0], dict):
+            public["identifier"] = addresses[0].get("email_address")
+        user_id = None
+    unused = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+    if user_id is not None:
+        unused.insert(0, "--user-id")
+    if unused:
+        raise UsageError(
+            f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to "
+            f"{event_type}: it is sent as Clerk's "
+            "documented example (--user-id names a membership's user; --data sends your own)"
+        )
+    return body
 
 
 def updated_user(

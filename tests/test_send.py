@@ -199,3 +199,19 @@ def test_a_recorded_pid_that_names_no_process_is_no_running_serve(
     assert running_server(tmp_path) is None  # kill(0, 0) would say "alive": a process group
     write_running_server(tmp_path, receiver.url, dev=False)
     assert running_server(tmp_path) is not None  # this process
+
+
+def test_a_membership_is_sent_for_the_user_named_and_unused_options_are_refused(
+    cli, receiver, store: UserStore
+) -> None:
+    target = ("--url", receiver.url)
+    assert cli("send", "user.created", "--email", "mem@example.com", *target).exit_code == 0
+    user_id = store.find_user("mem@example.com")["clerkId"]
+    sent = cli("send", "organizationMembership.created", "--user-id", user_id, *target)
+    assert sent.exit_code == 0, sent.stderr
+    [member] = store.orgs.memberships.find({"userId": user_id})
+    assert member["role"]  # stored as the example's membership, for this user
+    refused = cli("send", "organization.created", "--email", "x@example.com", *target)
+    assert refused.exit_code == 2
+    assert "--email does not apply to organization.created" in refused.stderr
+    assert store.orgs.organizations.count_documents({}) == 0  # nothing sent
