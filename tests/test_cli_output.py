@@ -49,6 +49,16 @@ def test_users_list_fits_80_columns_one_line_per_user(cli, store: UserStore, mon
         assert f"user_2g7np7Hrk0SN6kj5EDMLDaK{i:03d}" in result.stdout
 
 
+def test_users_list_into_a_pipe_keeps_whole_cells(cli, store: UserStore, monkeypatch) -> None:
+    """No terminal and no COLUMNS (``| grep``): nothing is cut to 80 columns."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    email = "someone.with.a.very.long.address.indeed@example-company.com"
+    add_user(store, "user_piped", email=email, first_name="Alexandrina Victoria")
+    result = cli("users", "list")
+    assert result.exit_code == 0, result.stderr
+    assert email in result.stdout and "Alexandrina Victoria" in result.stdout
+
+
 def test_events_list_fits_80_columns(cli, receiver, monkeypatch) -> None:
     from tests.conftest import WEBHOOK_SECRET
     from tests.receiver import post

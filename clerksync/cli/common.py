@@ -9,6 +9,7 @@ delivery carries can reach the terminal as a command.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -64,9 +65,18 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+#: the width of tables written to a pipe or a file (no terminal to fit): wide enough that
+#: `| grep` sees whole cells; a table is only as wide as its cells need
+PIPED_WIDTH = 1000
+
+
 def stdout(width: int | None = None) -> Console:
+    """The console for results. On a terminal (or with COLUMNS set), its width; into a pipe
+    or a file, wide: rich would otherwise assume 80 columns and cut cells short."""
     from rich.console import Console
 
+    if width is None and "COLUMNS" not in os.environ and not sys.stdout.isatty():
+        width = PIPED_WIDTH
     return Console(highlight=False, width=width)
 
 
