@@ -153,6 +153,12 @@ def check_publishable_key(value: str) -> str | None:
 
 def check_webhook_secret(value: str) -> str | None:
     if not value.startswith("whsec_"):
+        try:
+            bare = len(base64.b64decode(value + "==", validate=True)) >= 24
+        except (binascii.Error, ValueError):
+            bare = False
+        if bare:  # the secret without its prefix
+            return "must start with whsec_ (put whsec_ in front of it: the Signing Secret has it)"
         return "must start with whsec_ (copy the Signing Secret, not the endpoint id)"
     body = value[len("whsec_") :]
     try:

@@ -234,6 +234,7 @@ def connect(settings: Settings, *, announce: Any = None) -> UserStore:
         # A malformed URL is the user's to fix, like any malformed variable: exit 2.
         raise ConfigError(
             "MONGODB_URL is not a usable connection string (check its host list, port, "
-            "brackets around IPv6 addresses, and options; for mongodb+srv:// the DNS name)"
+            "brackets around IPv6 addresses, and options; for mongodb+srv:// the DNS name; "
+            "an @, : or / in the user name or password must be percent-encoded, @ as %40)"
         ) from None
     return UserStore(client, database_name(settings, client), settings.schema)

@@ -118,3 +118,14 @@ def test_the_suite_isolates_every_variable_clerksync_reads(developer_env: None) 
     leaked = [name for name in KNOWN_NAMES if name in os.environ]
     assert leaked == []
     assert load_settings().webhook_secret is None
+
+
+def test_a_webhook_secret_without_its_prefix_is_told_to_add_it() -> None:
+    import base64
+
+    from clerksync.config import check_webhook_secret
+
+    bare = base64.b64encode(b"k" * 24).decode()
+    assert check_webhook_secret("whsec_" + bare) is None
+    assert "put whsec_ in front" in (check_webhook_secret(bare) or "")
+    assert "not the endpoint id" in (check_webhook_secret("ep_2abc") or "")

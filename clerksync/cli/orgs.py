@@ -4,7 +4,14 @@ from typing import Annotated
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, print_table, stdout
+from clerksync.cli.common import (
+    JsonOption,
+    open_store,
+    plural,
+    print_json,
+    print_table,
+    stdout,
+)
 
 app = typer.Typer(help="The organizations the database holds.", no_args_is_help=True)
 
@@ -31,7 +38,9 @@ def list_orgs(
     if json:
         print_json(rows)
         return
-    print_table(rows, COLUMNS, f"{len(rows)} organizations in {store.name!r}", keep=("clerkId",))
+    print_table(
+        rows, COLUMNS, f"{plural(len(rows), 'organization')} in {store.name!r}", keep=("clerkId",)
+    )
 
 
 @app.command("show")
@@ -66,6 +75,6 @@ def show_org(
     print_table(
         members,
         (("userId", "user"), ("role", "role"), ("email", "email")),
-        f"{len(members)} members",
+        plural(len(members), "member"),
         keep=("userId",),
     )

@@ -91,7 +91,7 @@ def show_user(
         table.add_row(key, text(value))
     stdout().print(table)
     if organizations:
-        title = f"{len(organizations)} organizations"
+        title = plural(len(organizations), "organization")
         print_table(
             organizations,
             (

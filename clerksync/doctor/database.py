@@ -286,7 +286,11 @@ def check_schema_sample(store: UserStore, sample: int = 200) -> Check:
             ):
                 wrong.setdefault(field, type(doc[field]).__name__)
     if not missing and not wrong:
-        return ok("schema", f"{schema}: {len(docs)} sampled documents match the mapping")
+        return ok(
+            "schema",
+            f"{schema}: {len(docs)} sampled "
+            f"{'document matches' if len(docs) == 1 else 'documents match'} the mapping",
+        )
     parts = []
     if missing:
         parts.append("missing " + ", ".join(f"{f} ({n})" for f, n in sorted(missing.items())))
