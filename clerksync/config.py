@@ -151,6 +151,23 @@ def check_publishable_key(value: str) -> str | None:
     return None
 
 
+#: files that mark a project's root folder: the search for its ``.clerksync`` stops there
+PROJECT_MARKERS = (".git", "pyproject.toml", "package.json")
+
+
+def default_state_dir(cwd: Path) -> Path:
+    """``./.clerksync``, or the one of a parent folder within the same project, as git
+    finds ``.git``: a command run from a subfolder uses the project's embedded store and
+    dev secret, not a new empty store. The search stops at the project's root (a folder
+    with ``.git``, ``pyproject.toml`` or ``package.json``), never reaching a home folder's."""
+    for folder in (cwd, *cwd.parents):
+        if (folder / ".clerksync").is_dir():
+            return folder / ".clerksync"
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            break
+    return cwd / ".clerksync"
+
+
 def check_webhook_secret(value: str) -> str | None:
     if not value.startswith("whsec_"):
         try:
@@ -338,7 +355,8 @@ def load_settings(
     # read by the embedded store's daemon from its environment; checked here so a bad value
     # is one line and exit 2, not an error inside the store's start-up
     number("CLERKSYNC_EMBEDDED_IDLE_SECONDS", 900, 7 * 86400)
-    state_dir = Path(get("CLERKSYNC_HOME") or cwd / ".clerksync")
+    home = get("CLERKSYNC_HOME")
+    state_dir = Path(home) if home else default_state_dir(cwd)
     if state_dir.exists() and not state_dir.is_dir():
         raise ConfigError(f"CLERKSYNC_HOME {state_dir} is a file: it must name a folder")
     return Settings(

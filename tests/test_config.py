@@ -129,3 +129,22 @@ def test_a_webhook_secret_without_its_prefix_is_told_to_add_it() -> None:
     assert check_webhook_secret("whsec_" + bare) is None
     assert "put whsec_ in front" in (check_webhook_secret(bare) or "")
     assert "not the endpoint id" in (check_webhook_secret("ep_2abc") or "")
+
+
+def test_a_subfolder_of_the_project_uses_the_projects_state(tmp_path: Path) -> None:
+    """Like git's .git: from a subfolder, the project's .clerksync (its embedded store and dev
+    secret), not a new empty one; never past the project's root."""
+    from clerksync.config import load_settings
+
+    project = tmp_path / "app"
+    (project / "src" / "deep").mkdir(parents=True)
+    (project / "package.json").write_text("{}")
+    (project / ".clerksync").mkdir()
+    settings = load_settings(environ={}, cwd=project / "src" / "deep")
+    assert settings.state_dir == project / ".clerksync"
+    (tmp_path / ".clerksync").mkdir()  # one above the project's root: not reached
+    other = tmp_path / "other"
+    (other / "sub").mkdir(parents=True)
+    (other / "pyproject.toml").write_text("")
+    assert load_settings(environ={}, cwd=other / "sub").state_dir == other / "sub" / ".clerksync"
+    assert load_settings(environ={"CLERKSYNC_HOME": str(other)}, cwd=project).state_dir == other
