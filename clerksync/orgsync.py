@@ -175,7 +175,13 @@ def reconcile_organizations(
             by_org: dict[str, list[str]] = defaultdict(list)
             known: set[str] = set()
             for doc in docs:
-                by_org[str(doc.get(m.organization_id))].append(str(doc.get(m.user_id)))
+                org_id, user_id = str(doc.get(m.organization_id)), str(doc.get(m.user_id))
+                if user_going(user_id):
+                    # A pruned user's cascade takes it: it counts under the users' guard, the
+                    # same in the preview and the run, not as a memberships' orphan.
+                    known.add(str(doc.get(m.clerk_id)))
+                    continue
+                by_org[org_id].append(user_id)
             for org_id, users in by_org.items():
                 for start in range(0, len(users), ID_BATCH):
                     found = call_with_retries(
@@ -187,6 +193,15 @@ def reconcile_organizations(
                     known |= {str(f.get("id")) for f in found}
             return known & set(batch)
 
+        def user_going(user_id: str) -> bool:
+            """Will the users' pending prune take this user (and its memberships)?"""
+            return any(
+                p.name == "users"
+                and p.orphans.execute("SELECT 1 FROM ids WHERE id = ?", (user_id,)).fetchone()
+                for p in waiting
+            )
+
+        # Memberships first, as they are pruned: an organization's own go as its orphans.
         for kind, seen, confirm, prune_batch, summary, name in (
             (
                 orgs.members_kind,

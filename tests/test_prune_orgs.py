@@ -139,8 +139,8 @@ def test_a_pruned_user_brings_its_memberships_back(
 
     summary = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)
     assert summary["pruned"] == 1
-    # orphans in Clerk's eyes too, but the user's cascade took them (journaled with it)
-    assert summary["memberships"]["orphaned"] == 3 and summary["memberships"]["pruned"] == 0
+    # the user's cascade takes them (journaled with it): no memberships' orphans
+    assert summary["memberships"]["orphaned"] == 0 and summary["memberships"]["pruned"] == 0
     assert store.orgs.memberships.count_documents({}) == 3
     entries = list(journal(store).find({"runId": summary["prune_run"]}))
     assert sorted((e["kind"], e.get("via")) for e in entries) == [
@@ -319,29 +319,23 @@ def test_an_app_index_refusing_a_restored_organization_is_a_failure(
     assert store.tombstones.count_documents({}) == 0
 
 
-def test_the_preview_and_the_run_both_count_the_memberships_a_user_cascade_takes(
+def test_the_preview_and_the_run_leave_the_user_cascades_memberships_to_the_users_guard(
     cli, store: UserStore, fake_clerk: FakeClerk
 ) -> None:
-    """Every kind's guard is asked before anything is deleted, with the same counts in the
-    preview and the run: a user's cascade taking half the memberships is a mass prune."""
-    seed(fake_clerk, 20, 12, [0, 1])
+    """A pruned user's memberships go with it and count under the users' guard, the same in
+    the preview, the question and the run: one user among many is no mass prune, even when it
+    held every membership (Clerk then lists none)."""
+    seed(fake_clerk, 20, 12, [1])
     reconciled(cli)
-    drop_user(fake_clerk, "user_m0001")  # 12 of the 24 memberships go with the user
-    before = snapshot(store)
+    drop_user(fake_clerk, "user_m0001")  # all 12 memberships go with the user
 
     dry = json.loads(cli("reconcile", "--prune", "--dry-run", "--json", *FAST).stdout)
-    assert dry["orphaned"] == 1 and dry["memberships"]["orphaned"] == 12
-    assert "12 of 24 memberships" in dry["memberships"]["prune_refused"]
-    assert "nothing was pruned" in dry["prune_refused"]  # the users' guard passed, but
-    asked = cli("reconcile", "--prune", *FAST, input="y\n")  # asked: the same answer
-    assert asked.exit_code == 1 and "12 of 24 memberships" in asked.stderr
-    forced = cli("reconcile", "--prune", "--yes", "--json", *FAST)
-    assert forced.exit_code == 1 and "12 of 24 memberships" in forced.stdout
-    assert snapshot(store) == before and journal(store).count_documents({}) == 0
-
-    allowed = cli("reconcile", "--prune", "--yes", "--allow-mass-prune", "--json", *FAST)
-    assert allowed.exit_code == 0, allowed.stderr
-    assert store.orgs.memberships.count_documents({}) == 12
+    assert dry["orphaned"] == 1 and dry["memberships"]["orphaned"] == 0
+    assert dry["prune_refused"] is None and "prune_refused" not in dry["memberships"]
+    asked = cli("reconcile", "--prune", *FAST, input="y\n")
+    assert asked.exit_code == 0, asked.stderr
+    assert "Delete 1 user from MongoDB" in asked.stderr
+    assert store.orgs.memberships.count_documents({}) == 0
     entries = journal(store).find({"kind": "membership"})
     assert sorted(e["via"] for e in entries) == ["user_m0001"] * 12
 
