@@ -188,6 +188,7 @@ class PruneRun:
             "clerkId": clerk_id,
             "document": document,
             "hadTombstone": had_tombstone,
+            "marks": 1,  # its tombstone carries the run id (entries without: undone as before)
             "prunedAt": now,
             "expiresAt": now + timedelta(days=KEEP_DAYS),
         }
@@ -240,7 +241,14 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
                 f"prune run {run_id!r} holds an entry of unknown kind {entry.get('kind')!r} "
                 "(written by a newer clerksync?); nothing was undone"
             )
-    counts = ("restored", "present", "tombstones_removed", "deleted_since", "already_undone")
+    counts = (
+        "restored",
+        "present",
+        "tombstones_removed",
+        "deleted_since",
+        "already_undone",
+        "waiting",
+    )
     report: dict[str, Any] = {"run": run_id, **dict.fromkeys(counts, 0)}
     parts = {kind: dict.fromkeys(counts, 0) for kind in PLURALS}
     pending = [e for e in entries if not e.get("undoneAt")]
@@ -262,7 +270,8 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
             elif verdict == "deleted since":
                 parts[kind]["deleted_since"] += 1
                 settled.append(entry["_id"])
-            # "wait": its user or organization is not back (refused): left for the rerun
+            else:  # its user or organization is not back (refused, or pruned again later)
+                parts[kind]["waiting"] += 1  # left for a rerun
         documents = [e["document"] for e in chosen]
         present, refused, first = _restore(store, kind, documents)
         refusal = refusal or first
@@ -277,7 +286,7 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
                 for e in done
                 if not e.get("via")
                 and not e.get("hadTombstone")
-                and bool(e.get("kind")) != legacy
+                and bool(e.get("marks")) != legacy
                 and isinstance(e.get("clerkId"), str)
             ]
             for start in range(0, len(ours), IN_CHUNK):
@@ -349,11 +358,18 @@ def _verdict(
     if not entry.get("document"):
         return "deleted since"  # nothing was journaled to put back
     clerk_id = str(entry.get("clerkId"))
-    if not entry.get("kind"):
-        return "restore"  # from before kinds (and the runs' marks): undone as then
+    if not entry.get("marks"):
+        return "restore"  # from before runs marked their tombstones: undone as then
 
     def deleted_for_real(object_id: str) -> bool:
-        return object_id in tombstones and tombstones[object_id] != run_id
+        # A real delete leaves no run id; another run's id is a later prune: undo it first.
+        return object_id in tombstones and tombstones[object_id] is None
+
+    def later_prune(object_id: str) -> bool:
+        return tombstones.get(object_id) not in (None, run_id)
+
+    if not entry.get("hadTombstone") and later_prune(clerk_id):
+        return "wait"
 
     if deleted_for_real(clerk_id) and not entry.get("hadTombstone"):
         return "deleted since"  # its tombstone is a real delete's now
@@ -365,8 +381,9 @@ def _verdict(
                 continue  # its user or organization is there (put back, or there again)
             if deleted_for_real(parent):
                 return "deleted since"
-            if tombstones.get(parent) == run_id:
-                return "wait"  # its user or organization, pruned by this run, is not back
+            if tombstones.get(parent) is not None:
+                return "wait"  # its user or organization, pruned (by this run or a later
+                # one), is not back
         if entry.get("via") and str(entry["via"]) not in back:
             return "wait"  # comes back with what took it, not before
     return "restore"

@@ -268,8 +268,12 @@ def build_event(
         public["user_id"] = user_id
         known = state.users.get(user_id) or {}
         addresses = known.get("email_addresses") or []
-        if addresses and isinstance(addresses[0], dict):
-            public["identifier"] = addresses[0].get("email_address")
+        first = addresses[0] if addresses and isinstance(addresses[0], dict) else {}
+        # Nothing of the example's user stays: that user's or nothing (no field invented).
+        public["identifier"] = first.get("email_address")
+        for key in ("first_name", "last_name", "image_url", "profile_image_url"):
+            if key in public:
+                public[key] = known.get(key)
         user_id = None
     unused = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
     if user_id is not None:

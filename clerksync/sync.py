@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from clerksync import bookkeeping as bk
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway
-from clerksync.errors import ClerkApiError, ClerkSyncError, InvalidEvent
+from clerksync.errors import ClerkApiError, ClerkSyncError, InvalidEvent, StoreUnavailable
 from clerksync.instance import ensure_same_instance
 from clerksync.prune import PruneRun, prune_refusal
 from clerksync.ratelimit import (
@@ -413,15 +413,25 @@ def reconcile(
         summary["mongo_users"] = store.estimated_count()
         summary["organizations"]["mongo"] = store.orgs.organizations.estimated_document_count()
         summary["memberships"]["mongo"] = store.orgs.memberships.estimated_document_count()
-    except ClerkSyncError as exc:
-        if run is not None and run.journaled and exc.args:
+    except Exception as exc:
+        from pymongo.errors import PyMongoError
+
+        from clerksync.mongo import describe_mongo_error
+
+        failure = exc
+        if isinstance(exc, PyMongoError):  # a raw collection's call: one line all the same
+            failure = StoreUnavailable(describe_mongo_error(exc))
+        if run is not None and run.journaled and isinstance(failure, ClerkSyncError):
             # Stopped after deleting some: the run that puts them back is in the one line.
-            exc.args = (
-                f"{exc.args[0]} (prune run {run.run_id} had deleted some already: "
-                f"`clerksync reconcile --undo-prune {run.run_id}` puts them back)",
-                *exc.args[1:],
+            failure.args = (
+                f"{failure.args[0] if failure.args else failure} (prune run {run.run_id} had "
+                f"deleted some already: `clerksync reconcile --undo-prune {run.run_id}` puts "
+                "them back)",
+                *failure.args[1:],
             )
-        raise
+        if failure is exc:
+            raise
+        raise failure from exc
     finally:
         seen.close()
         orphans.close()

@@ -137,6 +137,7 @@ def test_a_wrong_prune_is_undone(cli, store: UserStore, fake_clerk: FakeClerk) -
         "tombstones_removed": 40,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
     }
     after = {d["clerkId"]: d for d in store.users.find({})}
     assert after == before  # same _id (Clerk's userMongoId stays right), admin flag kept

@@ -23,6 +23,7 @@ NOTHING = {
     "tombstones_removed": 0,
     "deleted_since": 0,
     "already_undone": 0,
+    "waiting": 0,
 }
 
 
@@ -95,6 +96,7 @@ def test_a_pruned_organization_and_its_memberships_come_back(
         "tombstones_removed": 3,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
         "users": NOTHING,
         "organizations": {
             "restored": 1,
@@ -102,6 +104,7 @@ def test_a_pruned_organization_and_its_memberships_come_back(
             "tombstones_removed": 1,
             "deleted_since": 0,
             "already_undone": 0,
+            "waiting": 0,
         },
         "memberships": {
             "restored": 2,
@@ -109,6 +112,7 @@ def test_a_pruned_organization_and_its_memberships_come_back(
             "tombstones_removed": 2,
             "deleted_since": 0,
             "already_undone": 0,
+            "waiting": 0,
         },
     }
     assert snapshot(store) == before  # same _ids, same fields, no tombstone left
@@ -157,6 +161,7 @@ def test_a_pruned_user_brings_its_memberships_back(
         "tombstones_removed": 1,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
     }
     assert undone["memberships"] == {
         "restored": 3,
@@ -164,6 +169,7 @@ def test_a_pruned_user_brings_its_memberships_back(
         "tombstones_removed": 0,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
     }
     assert (undone["restored"], undone["tombstones_removed"]) == (4, 1)
     assert snapshot(store) == before
@@ -236,6 +242,7 @@ def test_an_organization_cascade_is_journaled_beyond_one_lot(store: UserStore) -
         "tombstones_removed": 0,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
     }
     assert report["memberships"] == {
         "restored": 60,
@@ -243,6 +250,7 @@ def test_an_organization_cascade_is_journaled_beyond_one_lot(store: UserStore) -
         "tombstones_removed": 0,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
     }
     assert snapshot(store) == before  # the tombstone the run found is still there
 
@@ -277,6 +285,7 @@ def test_an_entry_from_before_kinds_undoes_as_a_user(
         "tombstones_removed": 1,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
     }
     assert report["organizations"] == NOTHING and report["memberships"] == NOTHING
     assert store.users.find_one({"clerkId": "user_old"}) == doc
@@ -314,6 +323,7 @@ def test_an_app_index_refusing_a_restored_organization_is_a_failure(
         "tombstones_removed": 1,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
     }
     assert fixed["users"]["already_undone"] == 1  # settled by the first call
     assert store.tombstones.count_documents({}) == 0
@@ -363,4 +373,5 @@ def test_a_user_back_under_a_new_id_is_present_whichever_index_is_named(
         "tombstones_removed": 1,
         "deleted_since": 0,
         "already_undone": 0,
+        "waiting": 0,
     }

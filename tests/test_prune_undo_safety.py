@@ -93,3 +93,26 @@ def test_a_membership_waits_for_its_organization_whose_restore_was_refused(
     assert members.count_documents({"organizationId": "org_p0003"}) == 1
     assert store.orgs.organizations.count_documents({"clerkId": "org_p0003"}) == 1
     assert not store.is_tombstoned("org_p0003")
+
+
+def test_undoing_an_older_run_waits_for_a_later_prune_of_the_membership_s_user(
+    cli: object, store: UserStore, fake_clerk: FakeClerk
+) -> None:
+    seed(fake_clerk, 20, 3, [1])
+    reconciled(cli)
+    with fake_clerk.lock:  # run 1 prunes one membership of user 1…
+        del fake_clerk.memberships["orgmem_p0000_001"]
+        fake_clerk.version += 1
+    first = pruned_run(cli)
+    drop_user(fake_clerk, "user_m0001")  # …run 2 prunes user 1 (and its two others)
+    second = pruned_run(cli)
+    members = store.orgs.memberships
+    report = undo(cli, first)
+    assert report["memberships"]["waiting"] == 1  # type: ignore[index]
+    assert members.count_documents({"clerkId": "orgmem_p0000_001"}) == 0  # not under run 2's
+    undo(cli, second)
+    assert store.users.count_documents({"clerkId": "user_m0001"}) == 1
+    again = undo(cli, first)  # the rerun finishes it
+    assert again["memberships"]["restored"] == 1  # type: ignore[index]
+    assert members.count_documents({"userId": "user_m0001"}) == 3
+    assert store.tombstones.count_documents({}) == 0

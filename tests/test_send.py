@@ -211,6 +211,11 @@ def test_a_membership_is_sent_for_the_user_named_and_unused_options_are_refused(
     assert sent.exit_code == 0, sent.stderr
     [member] = store.orgs.memberships.find({"userId": user_id})
     assert member["role"]  # stored as the example's membership, for this user
+    stranger = cli(
+        "send", "organizationMembership.updated", "--user-id", "user_nobody", *target, "--json"
+    )
+    assert stranger.exit_code == 0, stranger.stderr  # nothing of the example's user kept
+    assert json.loads(stranger.stdout)["status"] == 200
     refused = cli("send", "organization.created", "--email", "x@example.com", *target)
     assert refused.exit_code == 2
     assert "--email does not apply to organization.created" in refused.stderr

@@ -298,6 +298,11 @@ def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
         extra.append(f"{result['deleted_since']} left deleted (deleted for real since the prune)")
     if result["already_undone"]:
         extra.append(f"{result['already_undone']} undone by an earlier --undo-prune")
+    if result["waiting"]:
+        extra.append(
+            f"{result['waiting']} waiting for their user or organization (refused above, or "
+            "pruned again by a later run: undo that one first, then rerun this)"
+        )
     say(f"Prune run {run_id} undone: restored {restored}; " + ", ".join(extra))
 
 
