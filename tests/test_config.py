@@ -147,4 +147,7 @@ def test_a_subfolder_of_the_project_uses_the_projects_state(tmp_path: Path) -> N
     (other / "sub").mkdir(parents=True)
     (other / "pyproject.toml").write_text("")
     assert load_settings(environ={}, cwd=other / "sub").state_dir == other / "sub" / ".clerksync"
+    loose = tmp_path / "loose" / "sub"  # no project root at all: nothing is searched
+    loose.mkdir(parents=True)
+    assert load_settings(environ={}, cwd=loose).state_dir == loose / ".clerksync"
     assert load_settings(environ={"CLERKSYNC_HOME": str(other)}, cwd=project).state_dir == other
