@@ -4,7 +4,7 @@ index rules."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from clerksync import bookkeeping as bk
@@ -13,7 +13,13 @@ from clerksync.mongo import (
     translating,
     utcnow,
 )
-from clerksync.ordering import is_older, new_document, ordering_filter, upsert_update
+from clerksync.ordering import (
+    held_positions,
+    is_older,
+    new_document,
+    ordering_filter,
+    upsert_update,
+)
 from clerksync.users import ClerkUser, clerk_copy_differs
 
 if TYPE_CHECKING:
@@ -99,7 +105,10 @@ class BulkStore(AdoptingStore):
                 self.users.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
                 failed = duplicates_only(
-                    exc, self._ours, self.users.name, stored=self._held_among(fresh, any_state=True)
+                    exc,
+                    self._ours,
+                    self.users.name,
+                    stored=held_positions(fresh, self._stored_versions, any_state=True),
                 )
             there = [u for i, u in enumerate(fresh) if i in failed]  # there now: filter decides
             if there:
@@ -122,7 +131,12 @@ class BulkStore(AdoptingStore):
                 ).bulk_api_result
             except BulkWriteError as exc:
                 # a newer state stored meanwhile: nothing to do
-                duplicates_only(exc, self._ours, self.users.name, stored=self._held_among(older))
+                duplicates_only(
+                    exc,
+                    self._ours,
+                    self.users.name,
+                    stored=held_positions(older, self._stored_versions),
+                )
                 details = exc.details
             updated = int(details.get("nModified", 0))
             # Gone between the plan and the write, so upserted: created after all, and
@@ -203,21 +217,3 @@ class BulkStore(AdoptingStore):
             else:
                 counts["unchanged"] += 1
         return counts
-
-    def _held_among(
-        self, batch: list[ClerkUser], *, any_state: bool = False
-    ) -> Callable[[list[int]], set[int]]:
-        """For ``duplicates_only``: which positions of ``batch`` are stored already in a
-        state as new as theirs or newer (``any_state``: in any state; an insert refused so
-        goes the ordered way next, where the state decides)."""
-
-        def stored(positions: list[int]) -> set[int]:
-            held = self._stored_versions([batch[i].id for i in positions])
-            return {
-                i
-                for i in positions
-                if batch[i].id in held
-                and (any_state or not is_older(held[batch[i].id], batch[i].updated_at))
-            }
-
-        return stored

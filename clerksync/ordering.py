@@ -10,7 +10,7 @@ The receiver, reconcile and the benchmarks' baselines all build their writes her
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,3 +59,26 @@ def upsert_update(
         fields[bk.DUE] = now
         update["$inc"] = {bk.SEQ: 1}
     return update, queued
+
+
+def held_positions(
+    batch: Sequence[Any],
+    versions: Callable[[list[str]], Mapping[str, Any]],
+    *,
+    any_state: bool = False,
+) -> Callable[[list[int]], set[int]]:
+    """For ``duplicates_only``: which positions of ``batch`` (Clerk states) are stored
+    already (``versions``: Clerk id -> stored version) in a state as new as theirs or newer
+    (``any_state``: in any state; an insert refused so goes the ordered way next, where the
+    state decides)."""
+
+    def stored(positions: list[int]) -> set[int]:
+        held = versions([batch[i].id for i in positions])
+        return {
+            i
+            for i in positions
+            if batch[i].id in held
+            and (any_state or not is_older(held[batch[i].id], batch[i].updated_at))
+        }
+
+    return stored

@@ -41,7 +41,7 @@ from clerksync.mongo import (
     translating,
     utcnow,
 )
-from clerksync.ordering import is_older
+from clerksync.ordering import held_positions, is_older
 from clerksync.orgs import ClerkMembership, ClerkOrganization
 from clerksync.schema import DEFAULT, MembershipMapping, OrganizationMapping, Schema
 
@@ -324,12 +324,10 @@ class OrgStore:
             try:
                 kind.collection.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                failed = duplicates_only(
-                    exc,
-                    kind.ours,
-                    kind.collection.name,
-                    stored=self._held_among(kind, fresh, any_state=True),
+                held = held_positions(
+                    fresh, functools.partial(self._versions, kind), any_state=True
                 )
+                failed = duplicates_only(exc, kind.ours, kind.collection.name, stored=held)
             older += [i for n, i in enumerate(fresh) if n in failed]
             inserted += [i for n, i in enumerate(fresh) if n not in failed]
         updated = 0
@@ -348,7 +346,10 @@ class OrgStore:
                 ).bulk_api_result
             except BulkWriteError as exc:
                 duplicates_only(
-                    exc, kind.ours, kind.collection.name, stored=self._held_among(kind, older)
+                    exc,
+                    kind.ours,
+                    kind.collection.name,
+                    stored=held_positions(older, functools.partial(self._versions, kind)),
                 )
                 details = exc.details
             updated = int(details.get("nModified", 0))
@@ -365,28 +366,11 @@ class OrgStore:
             "unchanged": len(batch) - len(gone) - created - updated,
         }
 
-    def _held_among(
-        self, kind: Kind, batch: list[Any], *, any_state: bool = False
-    ) -> Callable[[list[int]], set[int]]:
-        """For ``duplicates_only``: which positions of ``batch`` are stored already in a
-        state as new as theirs or newer (``any_state``: in any state; an insert refused so
-        goes the ordered way next, where the state decides)."""
-
-        def stored(positions: list[int]) -> set[int]:
-            ids = [batch[i].id for i in positions]
-            projection = {kind.key: 1, bk.UPDATED_AT: 1}
-            held = {
-                d[kind.key]: bk.field(d, bk.UPDATED_AT)
-                for d in find_in(kind.collection, kind.key, ids, projection)
-            }
-            return {
-                i
-                for i in positions
-                if batch[i].id in held
-                and (any_state or not is_older(held[batch[i].id], batch[i].updated_at))
-            }
-
-        return stored
+    def _versions(self, kind: Kind, clerk_ids: list[str]) -> dict[str, Any]:
+        """Clerk id -> the stored version, for those of ``clerk_ids`` stored."""
+        projection = {kind.key: 1, bk.UPDATED_AT: 1}
+        found = find_in(kind.collection, kind.key, clerk_ids, projection)
+        return {d[kind.key]: bk.field(d, bk.UPDATED_AT) for d in found}
 
     def held_ids(self, kind: Kind) -> Iterator[str]:
         """Every Clerk id the collection holds (for the orphan pass), flat memory."""

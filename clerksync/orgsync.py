@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from clerksync.clerk import ID_BATCH, PAGE_SIZE, ClerkGateway, OrganizationsDisabled
 from clerksync.errors import InvalidEvent
 from clerksync.orgs import parse_membership, parse_organization
+from clerksync.prune import prune_refusal
 from clerksync.ratelimit import SlidingWindowPacer
 
 if TYPE_CHECKING:
@@ -320,23 +321,4 @@ def _orphans(
     if not (prune and summary["orphaned"]):
         found.close()
         return None
-    return found, prune_refusal(name, summary["orphaned"], held_count, summary["clerk"])
-
-
-def prune_refusal(name: str, orphans: int, held: int, listed: int) -> str | None:
-    """The users' prune guard (``clerksync.prune``) for organizations or memberships."""
-    from clerksync.prune import MASS_MIN, MASS_SHARE
-
-    if listed == 0:
-        return (
-            f"Clerk lists no {name} at all, so pruning would delete all {orphans}; is "
-            "CLERK_SECRET_KEY/CLERK_API_URL the right instance? Nothing was deleted. Rerun "
-            "with --allow-mass-prune if this is really meant."
-        )
-    if orphans > MASS_MIN and orphans > held * MASS_SHARE:
-        return (
-            f"pruning would delete {orphans} of {held} {name} (over {MASS_SHARE:.0%}); is "
-            "CLERK_SECRET_KEY/CLERK_API_URL the right instance? Nothing was deleted. Rerun "
-            "with --allow-mass-prune if this is really meant."
-        )
-    return None
+    return found, prune_refusal(summary["orphaned"], held_count, summary["clerk"], name)

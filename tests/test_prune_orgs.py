@@ -11,8 +11,9 @@ from typing import Any
 
 from clerksync.mongo import utcnow
 from clerksync.orgs import parse_membership, parse_organization
-from clerksync.prune import PruneRun, journal, undo_prune
+from clerksync.prune import PruneRun, journal
 from clerksync.store import UserStore
+from clerksync.undo import undo_prune
 from tests.conftest import ALL_SCHEMAS
 from tests.fakeclerk import FakeClerk, clerk_membership, clerk_organization
 
@@ -25,6 +26,11 @@ NOTHING = {
     "already_undone": 0,
     "waiting": 0,
 }
+
+
+def kind_counts(**given: int) -> dict[str, int]:
+    """One kind's part of an undo report: ``given``, and 0 for every other count."""
+    return {**NOTHING, **given}
 
 
 def seed(fake: FakeClerk, users: int, orgs: int, members: list[int]) -> None:
@@ -98,22 +104,8 @@ def test_a_pruned_organization_and_its_memberships_come_back(
         "already_undone": 0,
         "waiting": 0,
         "users": NOTHING,
-        "organizations": {
-            "restored": 1,
-            "present": 0,
-            "tombstones_removed": 1,
-            "deleted_since": 0,
-            "already_undone": 0,
-            "waiting": 0,
-        },
-        "memberships": {
-            "restored": 2,
-            "present": 0,
-            "tombstones_removed": 2,
-            "deleted_since": 0,
-            "already_undone": 0,
-            "waiting": 0,
-        },
+        "organizations": kind_counts(restored=1, tombstones_removed=1),
+        "memberships": kind_counts(restored=2, tombstones_removed=2),
     }
     assert snapshot(store) == before  # same _ids, same fields, no tombstone left
 
@@ -155,22 +147,8 @@ def test_a_pruned_user_brings_its_memberships_back(
     ]
 
     undone = json.loads(cli("reconcile", "--undo-prune", summary["prune_run"], "--json").stdout)
-    assert undone["users"] == {
-        "restored": 1,
-        "present": 0,
-        "tombstones_removed": 1,
-        "deleted_since": 0,
-        "already_undone": 0,
-        "waiting": 0,
-    }
-    assert undone["memberships"] == {
-        "restored": 3,
-        "present": 0,
-        "tombstones_removed": 0,
-        "deleted_since": 0,
-        "already_undone": 0,
-        "waiting": 0,
-    }
+    assert undone["users"] == kind_counts(restored=1, tombstones_removed=1)
+    assert undone["memberships"] == kind_counts(restored=3)
     assert (undone["restored"], undone["tombstones_removed"]) == (4, 1)
     assert snapshot(store) == before
 
@@ -236,22 +214,8 @@ def test_an_organization_cascade_is_journaled_beyond_one_lot(store: UserStore) -
     assert [e["hadTombstone"] for e in entries if e["kind"] == "organization"] == [True]
 
     report = undo_prune(store, run.run_id)
-    assert report["organizations"] == {
-        "restored": 1,
-        "present": 0,
-        "tombstones_removed": 0,
-        "deleted_since": 0,
-        "already_undone": 0,
-        "waiting": 0,
-    }
-    assert report["memberships"] == {
-        "restored": 60,
-        "present": 0,
-        "tombstones_removed": 0,
-        "deleted_since": 0,
-        "already_undone": 0,
-        "waiting": 0,
-    }
+    assert report["organizations"] == kind_counts(restored=1)
+    assert report["memberships"] == kind_counts(restored=60)
     assert snapshot(store) == before  # the tombstone the run found is still there
 
 
@@ -279,14 +243,7 @@ def test_an_entry_from_before_kinds_undoes_as_a_user(
     undone = cli("reconcile", "--undo-prune", "prune-20261101T000000Z-0a0a", "--json")
     assert undone.exit_code == 0, undone.stderr
     report = json.loads(undone.stdout)
-    assert report["users"] == {
-        "restored": 1,
-        "present": 0,
-        "tombstones_removed": 1,
-        "deleted_since": 0,
-        "already_undone": 0,
-        "waiting": 0,
-    }
+    assert report["users"] == kind_counts(restored=1, tombstones_removed=1)
     assert report["organizations"] == NOTHING and report["memberships"] == NOTHING
     assert store.users.find_one({"clerkId": "user_old"}) == doc
     assert store.tombstones.count_documents({}) == 0
@@ -317,14 +274,7 @@ def test_an_app_index_refusing_a_restored_organization_is_a_failure(
 
     store.orgs.organizations.delete_one({"clerkId": "org_newcomer"})  # the operator's fix
     fixed = json.loads(cli("reconcile", "--undo-prune", run, "--json").stdout)
-    assert fixed["organizations"] == {
-        "restored": 1,
-        "present": 0,
-        "tombstones_removed": 1,
-        "deleted_since": 0,
-        "already_undone": 0,
-        "waiting": 0,
-    }
+    assert fixed["organizations"] == kind_counts(restored=1, tombstones_removed=1)
     assert fixed["users"]["already_undone"] == 1  # settled by the first call
     assert store.tombstones.count_documents({}) == 0
 
@@ -367,11 +317,4 @@ def test_a_user_back_under_a_new_id_is_present_whichever_index_is_named(
     undone = cli("reconcile", "--undo-prune", run, "--json")
     assert undone.exit_code == 0, undone.stderr
     report = json.loads(undone.stdout)
-    assert report["users"] == {
-        "restored": 0,
-        "present": 1,
-        "tombstones_removed": 1,
-        "deleted_since": 0,
-        "already_undone": 0,
-        "waiting": 0,
-    }
+    assert report["users"] == kind_counts(present=1, tombstones_removed=1)

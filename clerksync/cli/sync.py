@@ -276,7 +276,7 @@ def reconcile(
 
 
 def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
-    from clerksync.prune import undo_prune
+    from clerksync.undo import undo_prune
 
     result = undo_prune(open_store(ctx, indexes=True), run_id)
     if json:
