@@ -23,6 +23,7 @@ lint: setup
 	$(BIN)/ruff check clerksync tests bench
 	$(BIN)/ruff format --check clerksync tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python bench/help_bench.py

@@ -48,9 +48,9 @@ import bson
 from harness import free_port, latency_ms, start_database, teardown, wait_port
 from pymongo import MongoClient
 
-from clerksync.deliveries import COLLECTION
-from clerksync.payloads import clerk_user, event
-from clerksync.webhooks import new_secret, sign
+from clerksync.clerk.webhooks import new_secret, sign
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.store.base import COLLECTION
 
 PATH = "/api/webhooks/clerk"
 

@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clerksync.writeback.queue import queue_of
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -50,7 +52,7 @@ DEV_LIMIT, DEV_KEY = 100, "sk_test_" + "b3nch" * 8  # a development instance
 
 
 def clerk_users(n: int, prefix: str) -> list[dict[str, Any]]:
-    from clerksync.payloads import clerk_user
+    from clerksync.devtools.payloads import clerk_user
 
     return [
         clerk_user(
@@ -98,9 +100,10 @@ def run_job(job: str, mongo_url: str, db: str, api: str, key: str = KEY) -> None
     """Child: one job through the library, as the CLI runs it; prints figures as JSON."""
     from pymongo import MongoClient
 
-    from clerksync.clerk import ClerkGateway, default_rate
-    from clerksync.store import UserStore
-    from clerksync.sync import reconcile, sync_metadata
+    from clerksync.clerk.gateway import ClerkGateway, default_rate
+    from clerksync.jobs.metadata import sync_metadata
+    from clerksync.jobs.reconcile import reconcile
+    from clerksync.store.users import UserStore
 
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
@@ -193,9 +196,9 @@ def run_instance_job(mongo_url: str, db: str, api: str) -> None:
     """Child: reconcile of the whole instance, as the CLI runs it; figures as JSON."""
     from pymongo import MongoClient
 
-    from clerksync.clerk import ClerkGateway, default_rate
-    from clerksync.store import UserStore
-    from clerksync.sync import reconcile
+    from clerksync.clerk.gateway import ClerkGateway, default_rate
+    from clerksync.jobs.reconcile import reconcile
+    from clerksync.store.users import UserStore
 
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
     app_clerk_index(store)
@@ -227,12 +230,12 @@ def instance_floor(mongo_url: str, db: str, users: int, orgs: int, members: int)
     (no reads, no ordering rule, no tombstones, no Clerk)."""
     from pymongo import MongoClient
 
-    from clerksync import bookkeeping as bk
-    from clerksync.mongo import utcnow
-    from clerksync.ordering import new_document, upsert_update
-    from clerksync.orgs import parse_membership, parse_organization
-    from clerksync.store import UserStore
-    from clerksync.users import parse_clerk_user
+    from clerksync.kinds.orgs import parse_membership, parse_organization
+    from clerksync.kinds.user import parse_clerk_user
+    from clerksync.mapping import bookkeeping as bk
+    from clerksync.mapping.documents import new_document, upsert_update
+    from clerksync.store.mongo import utcnow
+    from clerksync.store.users import UserStore
 
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
     app_clerk_index(store)
@@ -346,11 +349,11 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
     tombstones, no Clerk)."""
     from pymongo import MongoClient
 
-    from clerksync.mongo import utcnow
-    from clerksync.ordering import new_document, upsert_update
-    from clerksync.schema import NEXTJS
-    from clerksync.store import UserStore
-    from clerksync.users import parse_clerk_user
+    from clerksync.kinds.user import parse_clerk_user
+    from clerksync.mapping.documents import new_document, upsert_update
+    from clerksync.mapping.schema import NEXTJS
+    from clerksync.store.mongo import utcnow
+    from clerksync.store.users import UserStore
 
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
@@ -373,8 +376,8 @@ def bookkeeping_floor(mongo_url: str, db: str, n: int, prefix: str, *, writes: i
     collection of n users with the same indexes."""
     from pymongo import MongoClient, UpdateOne
 
-    from clerksync.store import UserStore
-    from clerksync.users import parse_clerk_user
+    from clerksync.kinds.user import parse_clerk_user
+    from clerksync.store.users import UserStore
 
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
@@ -407,8 +410,8 @@ def drifted_users(mongo_url: str, db: str, n: int, prefix: str, tmp: str) -> tup
     sync with no mark left; returns the fake's metadata file and the number drifted."""
     from pymongo import MongoClient
 
-    from clerksync.store import UserStore
-    from clerksync.users import parse_clerk_user
+    from clerksync.kinds.user import parse_clerk_user
+    from clerksync.store.users import UserStore
 
     store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
@@ -419,7 +422,7 @@ def drifted_users(mongo_url: str, db: str, n: int, prefix: str, tmp: str) -> tup
     # Those in sync had their write-back land earlier: no pending mark left.
     for offset in range(0, len(in_sync), 500):
         batch = in_sync[offset : offset + 500]
-        store.queue.settle([(d, metadata[d["clerkId"]]) for d in batch])
+        queue_of(store).settle([(d, metadata[d["clerkId"]]) for d in batch])
     store.client.close()
     meta_file = Path(tmp) / f"metadata_{db}.json"
     meta_file.write_text(json.dumps(metadata))

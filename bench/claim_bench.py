@@ -26,9 +26,10 @@ from typing import Any
 from harness import start_database
 from pymongo import MongoClient, ReturnDocument
 
-from clerksync import bookkeeping as bk
-from clerksync.mongo import utcnow
-from clerksync.store import UserStore
+from clerksync.mapping import bookkeeping as bk
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore
+from clerksync.writeback.queue import queue_of
 
 
 def timed(fn: Any, runs: int) -> float:
@@ -53,7 +54,7 @@ def stage(plan: dict[str, Any]) -> str:
 
 def measure(store: UserStore, n: int) -> tuple[float, float, float]:
     """Claim, sweep and the old claim, in ms, on a collection of n due users."""
-    queue = store.queue
+    queue = queue_of(store)
     keys = iter([{"clerkId": f"user_{i:07d}"} for i in range(n // 2, n)])
     claim_ms = timed(lambda: queue.claim(next(keys)), 50)
     sweep_ms = timed(lambda: queue.sweep(1000), 3)

@@ -38,13 +38,13 @@ from typing import Any
 from harness import free_port, latency_ms, start_database, stop, teardown, wait_port
 from pymongo import MongoClient
 
-from clerksync.mongo import utcnow
-from clerksync.ordering import upsert_update
-from clerksync.payloads import clerk_user, event
-from clerksync.schema import NEXTJS
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
-from clerksync.webhooks import new_secret, sign
+from clerksync.clerk.webhooks import new_secret, sign
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.mapping.documents import upsert_update
+from clerksync.mapping.schema import NEXTJS
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore
 
 
 def cpu_seconds(pid: int) -> float:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from clerksync.config import KNOWN_NAMES, load_settings
-from clerksync.schema import Schema, load_schema
-from clerksync.store import UserStore, connect
+from clerksync.mapping.schema import Schema, load_schema
+from clerksync.settings import KNOWN_NAMES, load_settings
+from clerksync.store.users import UserStore, connect
 from tests.fakeclerk import SECRET_KEY, FakeClerk
 
 EXTERNAL_MONGO = os.environ.get("CLERKSYNC_TEST_MONGODB_URL")

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from clerksync.payloads import clerk_user
+from clerksync.devtools.payloads import clerk_user
 
 SECRET_KEY = "sk_test_" + "f4ke" * 8
 

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import uvicorn
 
-from clerksync.config import Settings
-from clerksync.httpserver import server_config
-from clerksync.server import Receiver, create_app
-from clerksync.webhooks import sign
+from clerksync.clerk.webhooks import sign
+from clerksync.receiver.app import Receiver, create_app
+from clerksync.receiver.http import server_config
+from clerksync.settings import Settings
 
 
 class RunningReceiver:

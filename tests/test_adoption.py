@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from clerksync import bookkeeping as bk
+from clerksync.devtools.payloads import clerk_user, event
 from clerksync.doctor.database import check_app_collection
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
+from clerksync.mapping import bookkeeping as bk
+from clerksync.store.users import UserStore
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post
@@ -95,8 +95,8 @@ def test_a_user_deleted_while_its_document_is_adopted_is_not_brought_back(
     """``user.deleted`` ran between the adoption's tombstone check and its take-over: its
     delete found no document under the Clerk id. The take-over sees the tombstone after
     and undoes itself (the app's document goes, as the delete would have taken it)."""
-    from clerksync.mongo import utcnow
-    from clerksync.users import parse_clerk_user
+    from clerksync.kinds.user import parse_clerk_user
+    from clerksync.store.mongo import utcnow
 
     email_index(store, "unique")
     app_user(store, "gone@example.com")
@@ -116,7 +116,7 @@ def test_a_signup_reads_for_adoption_only_when_the_email_index_may_not_refuse(
     insert); beside a plain one, a second (the adoption lookup before it)."""
     from pymongo import MongoClient, monitoring
 
-    from clerksync.users import parse_clerk_user
+    from clerksync.kinds.user import parse_clerk_user
 
     class Commands(monitoring.CommandListener):
         """The commands this client sends (whatever else the server is serving)."""
@@ -136,7 +136,7 @@ def test_a_signup_reads_for_adoption_only_when_the_email_index_may_not_refuse(
     email_index(store, index)
     app_user(store, "someone@example.com")
     sent = Commands()
-    from clerksync.config import load_settings
+    from clerksync.settings import load_settings
 
     url = load_settings().mongodb_url  # the fixture's database, on a client of its own
     client: MongoClient[Any] = MongoClient(url, tz_aware=True, event_listeners=[sent])

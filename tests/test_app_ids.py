@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 

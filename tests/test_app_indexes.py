@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from clerksync.config import load_settings
+from clerksync.deliverylog.readers import show_delivery
+from clerksync.devtools.payloads import clerk_user, event
 from clerksync.doctor.database import check_app_collection
-from clerksync.events import show_delivery
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.settings import load_settings
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post

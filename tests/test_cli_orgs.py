@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from clerksync.orgs import parse_membership, parse_organization
-from clerksync.payloads import clerk_user
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.devtools.payloads import clerk_user
+from clerksync.kinds.orgs import parse_membership, parse_organization
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.store.users import UserStore
 from tests.fakeclerk import clerk_membership, clerk_organization
 
 

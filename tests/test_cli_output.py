@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from clerksync.payloads import clerk_user
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.devtools.payloads import clerk_user
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.store.users import UserStore
 
 HOSTILE = ["[/]", "[red]x[/red]", "\x1b]0;pwned\x07", "\x1b[2J", "[bold"]
 
@@ -98,8 +98,9 @@ def test_hostile_names_print_as_text(cli, store: UserStore, name: str) -> None:
 def test_hostile_svix_id_of_a_rejected_delivery(
     cli, receiver, store: UserStore, svix_id: str
 ) -> None:
-    from clerksync.deliveries import append_records, record
-    from clerksync.mongo import utcnow
+    from clerksync.deliverylog.records import append_records
+    from clerksync.deliverylog.writer import record
+    from clerksync.store.mongo import utcnow
 
     # through the receiver (which may refuse or sanitise it), and as a log written by any
     # version could hold it: either way the table shows it as text

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from clerksync.payloads import clerk_user
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.devtools.payloads import clerk_user
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.store.users import UserStore
 from tests.conftest import ALL_SCHEMAS
 
 FIELDS = {

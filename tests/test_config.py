@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clerksync.config import KNOWN_NAMES, load_settings, mask, mask_url
 from clerksync.errors import ConfigError
+from clerksync.settings import KNOWN_NAMES, load_settings, mask, mask_url
 from tests.conftest import WEBHOOK_SECRET
 
 
@@ -86,7 +86,7 @@ def test_masking_keeps_prefix_and_last_four() -> None:
 def test_database_named_in_the_url_path_wins(tmp_path: Path) -> None:
     from pymongo import MongoClient
 
-    from clerksync.mongo import database_name
+    from clerksync.store.mongo import database_name
 
     settings = load_settings(environ={"MONGODB_DB": "fallback"}, cwd=tmp_path)
     with_path: MongoClient[dict] = MongoClient("mongodb://127.0.0.1:1/appdb", connect=False)
@@ -123,7 +123,7 @@ def test_the_suite_isolates_every_variable_clerksync_reads(developer_env: None) 
 def test_a_webhook_secret_without_its_prefix_is_told_to_add_it() -> None:
     import base64
 
-    from clerksync.config import check_webhook_secret
+    from clerksync.settings import check_webhook_secret
 
     bare = base64.b64encode(b"k" * 24).decode()
     assert check_webhook_secret("whsec_" + bare) is None
@@ -134,7 +134,7 @@ def test_a_webhook_secret_without_its_prefix_is_told_to_add_it() -> None:
 def test_a_subfolder_of_the_project_uses_the_projects_state(tmp_path: Path) -> None:
     """Like git's .git: from a subfolder, the project's .clerksync (its embedded store and dev
     secret), not a new empty one; never past the project's root."""
-    from clerksync.config import load_settings
+    from clerksync.settings import load_settings
 
     project = tmp_path / "app"
     (project / "src" / "deep").mkdir(parents=True)

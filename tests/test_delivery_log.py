@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from clerksync import deliveries
-from clerksync.deliveries import DeliveryLog, iter_records, record
-from clerksync.mongo import utcnow
-from clerksync.store import UserStore
+from clerksync.deliverylog.records import iter_records
+from clerksync.deliverylog.writer import DeliveryLog, record
+from clerksync.store import base as deliveries
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore
 
 
 def ttl_indexes(store: UserStore) -> list[dict[str, Any]]:

@@ -81,7 +81,7 @@ def test_readme_documents_what_help_says_about_exit_codes() -> None:
 def test_readme_lists_every_key_of_reconcile_json() -> None:
     import dataclasses
 
-    from clerksync.sync import ReconcileResult
+    from clerksync.jobs.reconcile import ReconcileResult
 
     text = " ".join(README.read_text().split())
     listed = text.split("`reconcile --json` prints", 1)[1].split("A progress bar", 1)[0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from clerksync.store import UserStore
+from clerksync.store.users import UserStore
+from clerksync.writeback.queue import queue_of
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import SECRET_KEY, FakeClerk
 
@@ -27,8 +28,8 @@ def test_healthy_setup_exits_0(
     cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str
 ) -> None:
     fake_clerk.add_user(user_id="user_one")
-    from clerksync.payloads import clerk_user
-    from clerksync.users import parse_clerk_user
+    from clerksync.devtools.payloads import clerk_user
+    from clerksync.kinds.user import parse_clerk_user
 
     store.upsert_user(parse_clerk_user(clerk_user(user_id="user_one")))
     code, report, _ = run(cli)
@@ -139,7 +140,7 @@ def test_loopback_public_url_points_to_clerk_webhooks_listen(cli, store, monkeyp
 def test_doctor_uses_the_secret_of_a_running_serve_dev(
     cli, receiver, monkeypatch, tmp_path
 ) -> None:
-    from clerksync.send import DEV_SECRET_FILE, write_running_server
+    from clerksync.devtools.localstate import DEV_SECRET_FILE, write_running_server
 
     monkeypatch.delenv("WEBHOOK_SECRET")
     home = tmp_path / "home"
@@ -158,13 +159,13 @@ def test_doctor_uses_the_secret_of_a_running_serve_dev(
 def test_parked_and_dropped_write_backs_are_named_with_the_fix(
     cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str
 ) -> None:
-    from clerksync.payloads import clerk_user
-    from clerksync.users import parse_clerk_user
+    from clerksync.devtools.payloads import clerk_user
+    from clerksync.kinds.user import parse_clerk_user
 
     for user_id in ("user_parked", "user_gone", "user_fine"):
         fake_clerk.add_user(user_id=user_id)
         store.upsert_user(parse_clerk_user(clerk_user(user_id=user_id)))
-    queue = store.queue
+    queue = queue_of(store)
     parked = queue.claim(store.clerk_key("user_parked"), due_only=False)
     assert parked is not None  # a park ends a claim, like a drop
     queue.park(parked, "the payload cannot be written")

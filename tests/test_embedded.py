@@ -11,7 +11,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from clerksync.embedded import ensure_server, running_daemon, stop_server
+from clerksync.store.embedded import ensure_server, running_daemon, stop_server
 
 
 def modes(root: Path) -> dict[str, int]:

@@ -8,12 +8,13 @@ import time
 
 import httpx
 
-from clerksync.config import load_settings
-from clerksync.deliveries import DeliveryLog, RejectionSampler, append_records, record
-from clerksync.mongo import utcnow
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
-from clerksync.webhooks import sign
+from clerksync.clerk.webhooks import sign
+from clerksync.deliverylog.records import append_records
+from clerksync.deliverylog.writer import DeliveryLog, RejectionSampler, record
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.settings import load_settings
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 
@@ -118,8 +119,8 @@ def test_a_replay_is_marked_and_leaves_the_original_readable(cli, receiver, stor
 
 
 def test_doctor_probes_are_not_deliveries(cli, receiver, monkeypatch) -> None:
-    from clerksync.config import load_settings
     from clerksync.doctor.receiver import probe_receiver
+    from clerksync.settings import load_settings
 
     check = probe_receiver(load_settings(), receiver.url, WEBHOOK_SECRET)
     assert check is not None and check.status == "pass"

@@ -14,12 +14,13 @@ import bson
 import httpx
 import pytest
 
-from clerksync.config import load_settings
-from clerksync.deliveries import DeliveryLog, RejectionSampler, iter_records
-from clerksync.payloads import clerk_user, event
-from clerksync.serverlog import JsonLines, RepeatLimit
-from clerksync.store import UserStore
-from clerksync.webhooks import sign
+from clerksync.clerk.webhooks import sign
+from clerksync.deliverylog.records import iter_records
+from clerksync.deliverylog.writer import DeliveryLog, RejectionSampler
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.receiver.logs import JsonLines, RepeatLimit
+from clerksync.settings import load_settings
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post
@@ -149,7 +149,7 @@ def test_an_organization_update_the_apps_slug_index_refuses_fails(
     receiver: RunningReceiver, store: UserStore
 ) -> None:
     from clerksync.errors import IndexRefused
-    from clerksync.orgs import parse_organization
+    from clerksync.kinds.orgs import parse_organization
     from tests.fakeclerk import clerk_organization
 
     store.orgs.ensure_indexes()

@@ -9,9 +9,10 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clerksync.payloads import clerk_user, deleted_user, event
-from clerksync.store import UserStore
-from clerksync.webhooks import apply_event, parse_event
+from clerksync.devtools.payloads import clerk_user, deleted_user, event
+from clerksync.mapping.events import parse_event
+from clerksync.store.apply import apply_event
+from clerksync.store.users import UserStore
 
 RUN = itertools.count()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clerksync.store import UserStore
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 

@@ -9,11 +9,7 @@ from typing import Any
 import pytest
 
 from clerksync.errors import InvalidEvent
-from clerksync.orgs import (
-    parse_deleted_organization,
-    parse_membership,
-    parse_organization,
-)
+from clerksync.kinds.orgs import parse_deleted_organization, parse_membership, parse_organization
 from tests.fakeclerk import clerk_membership, clerk_organization
 
 #: Clerk's documented example of every webhook event (clerk/openapi-specs, MIT; "source" inside)

@@ -11,8 +11,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clerksync.payloads import clerk_user, deleted_user, event
-from clerksync.store import UserStore
+from clerksync.devtools.payloads import clerk_user, deleted_user, event
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import clerk_membership, clerk_organization
 from tests.receiver import RunningReceiver, post

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from clerksync.payloads import clerk_user, deleted_user, event
-from clerksync.store import UserStore
+from clerksync.devtools.payloads import clerk_user, deleted_user, event
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import clerk_membership, clerk_organization
 from tests.receiver import RunningReceiver, post

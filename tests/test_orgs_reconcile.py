@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from clerksync.orgs import parse_membership, parse_organization
-from clerksync.orgstore import OrgStore
-from clerksync.store import UserStore
+from clerksync.kinds.orgs import parse_membership, parse_organization
+from clerksync.store.orgs import OrgStore
+from clerksync.store.users import UserStore
 from tests.fakeclerk import FakeClerk, clerk_membership, clerk_organization
 
 FAST = ("--rate", "1000")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from clerksync.errors import ConfigError
-from clerksync.schema import load_schema, schema_from_dict
-from clerksync.store import UserStore
+from clerksync.mapping.schema import load_schema, schema_from_dict
+from clerksync.store.users import UserStore
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clerksync.config import load_settings
-from clerksync.deliveries import DeliveryLog, record
-from clerksync.mongo import utcnow
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore, connect
-from clerksync.webhooks import sign
+from clerksync.clerk.webhooks import sign
+from clerksync.deliverylog.writer import DeliveryLog, record
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.settings import load_settings
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore, connect
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 from tests.test_hardening import port_of

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from clerksync.instance import bound_instance
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.store.instance import bound_instance
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import post

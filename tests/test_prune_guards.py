@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from clerksync.prune import journal
-from clerksync.store import UserStore
+from clerksync.jobs.prune import journal
+from clerksync.store.users import UserStore
 from tests.fakeclerk import FakeClerk
 from tests.test_prune_orgs import FAST, drop_user, reconciled, seed, snapshot
 

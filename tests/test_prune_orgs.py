@@ -9,11 +9,11 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from clerksync.mongo import utcnow
-from clerksync.orgs import parse_membership, parse_organization
-from clerksync.prune import PruneRun, journal
-from clerksync.store import UserStore
-from clerksync.undo import undo_prune
+from clerksync.jobs.prune import PruneRun, journal
+from clerksync.jobs.undo import undo_prune
+from clerksync.kinds.orgs import parse_membership, parse_organization
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore
 from tests.conftest import ALL_SCHEMAS
 from tests.fakeclerk import FakeClerk, clerk_membership, clerk_organization
 

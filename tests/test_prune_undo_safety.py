@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from clerksync.orgs import parse_organization
-from clerksync.store import UserStore
+from clerksync.kinds.orgs import parse_organization
+from clerksync.store.users import UserStore
 from tests.fakeclerk import FakeClerk, clerk_organization
 from tests.test_prune_orgs import FAST, drop_user, reconciled, seed
 

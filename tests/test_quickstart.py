@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clerksync.config import mask
-from clerksync.embedded import stop_server
+from clerksync.settings import mask
+from clerksync.store.embedded import stop_server
 from tests.conftest import OUR_VARS
 
 CLI = [sys.executable, "-m", "clerksync"]

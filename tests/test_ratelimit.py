@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from clerksync.clerk import default_rate
+from clerksync.clerk.gateway import default_rate
+from clerksync.clerk.pacing import PerUserWindow, RetryPolicy, instance_pacer
 from clerksync.errors import ClerkApiError
-from clerksync.ratelimit import PerUserWindow, RetryPolicy, instance_pacer
 
 
 class VirtualClock:

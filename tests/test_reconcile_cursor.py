@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from clerksync.clerk import ClerkGateway, OrganizationsDisabled
+from clerksync.clerk.gateway import ClerkGateway, OrganizationsDisabled
 from clerksync.errors import ClerkApiError
-from clerksync.store import UserStore
+from clerksync.store.users import UserStore
 from tests.fakeclerk import SECRET_KEY, FakeClerk
 
 FAST = ("--rate", "1000")

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from clerksync.devtools.payloads import clerk_user
 from clerksync.errors import ConfigError
-from clerksync.payloads import clerk_user
-from clerksync.schema import FASTAPI, NEXTJS, load_schema
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user, public_view, wanted_metadata
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.mapping.schema import FASTAPI, NEXTJS, load_schema
+from clerksync.mapping.users import public_view, wanted_metadata
+from clerksync.store.users import UserStore
 from tests.conftest import ALL_SCHEMAS, SCHEMA_FILE
 
 GUIDE_FIELDS = {
@@ -61,7 +62,7 @@ def test_a_fastapi_document_validates_against_the_reports_user_model(store: User
     assert User.model_validate(b).name == "user_b" == b["username"]  # no name, no email
     assert set(a) == set(User.model_fields) | {"_id", "clerksync"}  # no nextjs field
     assert {a["user_id"], b["user_id"]} == {1, 2}
-    assert wanted_metadata(a, store.schema) == {
+    assert wanted_metadata(a, store.schema.users) == {
         "userMongoId": str(a["_id"]),
         "userId": a["user_id"],
         "isAdmin": False,
@@ -75,7 +76,10 @@ def test_a_nextjs_document_reads_back_through_the_guides_fields(store: UserStore
     assert doc is not None
     assert set(doc) == GUIDE_FIELDS | {"_id", "clerksync"}  # no fastapi field
     assert (doc["firstName"], doc["username"], doc["isAdmin"]) == ("Ada", "ada", False)
-    assert wanted_metadata(doc, store.schema) == {"userMongoId": str(doc["_id"]), "isAdmin": False}
+    assert wanted_metadata(doc, store.schema.users) == {
+        "userMongoId": str(doc["_id"]),
+        "isAdmin": False,
+    }
 
 
 @pytest.mark.parametrize("schema", ["custom"], indirect=True)
@@ -96,14 +100,14 @@ def test_a_mapping_file_renames_computes_and_keeps_app_fields(store: UserStore) 
     store.upsert_user(state(user_id="user_c", username="cee", updated_at=user.updated_at + 1))
     again = store.find_user("user_c")
     assert (again["plan"], again["is_staff"], again["handle"]) == ("team", True, "cee")
-    assert public_view(again, store.schema)["isAdmin"] is True
-    assert set(wanted_metadata(again, store.schema)) == {"userMongoId", "memberNo", "isAdmin"}
+    assert public_view(again, store.schema.users)["isAdmin"] is True
+    assert set(wanted_metadata(again, store.schema.users)) == {"userMongoId", "memberNo", "isAdmin"}
 
 
 @ALL_SCHEMAS
 def test_users_list_json_keeps_its_keys_whatever_the_schema(store: UserStore) -> None:
     store.upsert_user(state(user_id="user_v", username="vee"))
-    view = public_view(store.find_user("user_v"), store.schema)
+    view = public_view(store.find_user("user_v"), store.schema.users)
     assert list(view) == [
         "id",
         "clerkId",

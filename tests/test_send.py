@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from clerksync.send import DEV_SECRET_FILE, write_running_server
-from clerksync.store import UserStore
+from clerksync.devtools.localstate import DEV_SECRET_FILE, write_running_server
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 
 
@@ -48,7 +48,7 @@ def test_no_receiver_says_to_start_one(cli, webhook_secret) -> None:
 
 
 def test_captured_payload_file(cli, receiver, store: UserStore, tmp_path) -> None:
-    from clerksync.payloads import clerk_user
+    from clerksync.devtools.payloads import clerk_user
 
     captured = tmp_path / "user.json"
     captured.write_text(json.dumps(clerk_user(user_id="user_captured")))
@@ -92,7 +92,7 @@ def test_session_created_is_acknowledged_and_ignored(cli, receiver) -> None:
 
 
 def test_every_documented_event_type_is_accepted(cli, receiver) -> None:
-    from clerksync.send import event_types, examples
+    from clerksync.devtools.send import event_types, examples
 
     assert set(examples()) <= set(event_types()) and "session.created" in event_types()
     for event_type in event_types():
@@ -147,8 +147,8 @@ def test_bad_url_is_one_line(cli, webhook_secret) -> None:
 def test_sends_never_bind_the_database_to_a_made_up_instance(
     cli, receiver, store: UserStore, fake_clerk, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from clerksync.instance import bind, bound_instance
-    from clerksync.payloads import clerk_user, event
+    from clerksync.devtools.payloads import clerk_user, event
+    from clerksync.store.instance import bind, bound_instance
     from tests.receiver import post
 
     target = ("--url", receiver.url)
@@ -193,7 +193,7 @@ def test_send_keeps_its_state_in_a_folder_only_its_owner_can_read(
 def test_a_recorded_pid_that_names_no_process_is_no_running_serve(
     receiver, tmp_path, pid: object
 ) -> None:
-    from clerksync.send import SERVER_FILE, running_server
+    from clerksync.devtools.localstate import SERVER_FILE, running_server
 
     (tmp_path / SERVER_FILE).write_text(json.dumps({"url": receiver.url, "pid": pid}))
     assert running_server(tmp_path) is None  # kill(0, 0) would say "alive": a process group

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from clerksync.payloads import clerk_user, event
+from clerksync.devtools.payloads import clerk_user, event
 from tests.conftest import WEBHOOK_SECRET
 from tests.receiver import post
 from tests.test_hardening import partial_request

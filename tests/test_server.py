@@ -9,11 +9,11 @@ import time
 import httpx
 import pytest
 
-from clerksync.deliveries import iter_records
-from clerksync.events import show_delivery
-from clerksync.payloads import clerk_user, deleted_user, event
-from clerksync.store import UserStore
-from clerksync.users import public_view
+from clerksync.deliverylog.readers import show_delivery
+from clerksync.deliverylog.records import iter_records
+from clerksync.devtools.payloads import clerk_user, deleted_user, event
+from clerksync.mapping.users import public_view
+from clerksync.store.users import UserStore
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
 from tests.receiver import RunningReceiver, post
 
@@ -29,7 +29,7 @@ def test_created_user_is_stored_and_acknowledged(
     response = post(receiver.url, WEBHOOK_SECRET, created(user_id="user_new", email="n@x.com"))
     assert response.status_code == 200
     assert response.json() == {"outcome": "applied"}
-    view = public_view(store.find_user("user_new"), store.schema)
+    view = public_view(store.find_user("user_new"), store.schema.users)
     assert view["email"] == "n@x.com" and view["isAdmin"] is False
 
 
@@ -45,7 +45,7 @@ def test_unverifiable_deliveries_are_400_and_write_nothing(
     if tamper == "forged":
         response = post(receiver.url, "whsec_" + "QUJD" * 8, payload)
     elif tamper == "tampered":
-        from clerksync.webhooks import sign
+        from clerksync.clerk.webhooks import sign
 
         headers = sign(WEBHOOK_SECRET, body)
         response = httpx.post(receiver.url, content=body.replace(b"Ada", b"Eve"), headers=headers)
@@ -64,7 +64,7 @@ def test_unverifiable_deliveries_are_400_and_write_nothing(
     elif tamper == "missing":
         response = httpx.post(receiver.url, content=body)
     else:
-        from clerksync.webhooks import sign
+        from clerksync.clerk.webhooks import sign
 
         response = httpx.post(
             receiver.url, content=b"\xff\xfe" + body, headers=sign(WEBHOOK_SECRET, body)
@@ -94,7 +94,7 @@ def test_oversized_body_is_413(receiver: RunningReceiver, store: UserStore) -> N
 def test_signed_but_malformed_payload_is_400(
     receiver: RunningReceiver, store: UserStore, raw: bytes
 ) -> None:
-    store.upsert_user(__import__("clerksync.users").users.parse_clerk_user(clerk_user()))
+    store.upsert_user(__import__("clerksync.kinds.user").kinds.user.parse_clerk_user(clerk_user()))
     response = post(receiver.url, WEBHOOK_SECRET, None, raw=raw)
     assert response.status_code == 400
     assert store.count() == 1  # nothing written, nothing deleted
@@ -174,8 +174,8 @@ def test_users_with_no_email_and_with_several(receiver: RunningReceiver, store: 
     many = clerk_user(user_id="user_many", emails=["a@x.com", "b@x.com", "c@x.com"])
     many["primary_email_address_id"] = many["email_addresses"][2]["id"]
     post(receiver.url, WEBHOOK_SECRET, event("user.created", many))
-    assert public_view(store.find_user("user_none"), store.schema)["email"] is None
-    assert public_view(store.find_user("user_many"), store.schema)["email"] == "c@x.com"
+    assert public_view(store.find_user("user_none"), store.schema.users)["email"] is None
+    assert public_view(store.find_user("user_many"), store.schema.users)["email"] == "c@x.com"
 
 
 def test_delivery_log_records_outcomes_without_personal_data(

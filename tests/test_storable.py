@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from clerksync.deliveries import iter_records, stored_body
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
-from clerksync.webhooks import MAX_DEPTH
+from clerksync.deliverylog.records import iter_records, stored_body
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.mapping.events import MAX_DEPTH
+from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import clerk_membership, clerk_organization
 from tests.receiver import RunningReceiver, post

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
+from clerksync.devtools.payloads import clerk_user
 from clerksync.errors import Ambiguous, NotFound
-from clerksync.payloads import clerk_user
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.store.users import UserStore
 
 
 def state(user_id: str, updated_at: int, **kw: object) -> object:

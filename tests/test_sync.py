@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
-from clerksync.payloads import clerk_user
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user, wanted_metadata
+from clerksync.devtools.payloads import clerk_user
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.mapping.users import wanted_metadata
+from clerksync.store.users import UserStore
+from clerksync.writeback.queue import queue_of
 from tests.conftest import ALL_SCHEMAS
 from tests.fakeclerk import FakeClerk
 
@@ -29,7 +31,7 @@ def settle(fake: FakeClerk, store: UserStore, ids: list[str]) -> None:
     clerk_id = store.schema.users.clerk_id
     for doc in store.users.find({clerk_id: {"$in": ids}}):
         fake.users[doc[clerk_id]]["public_metadata"] = {
-            **wanted_metadata(doc, store.schema),
+            **wanted_metadata(doc, store.schema.users),
             "plan": "pro",
         }
 
@@ -59,7 +61,7 @@ def test_sync_metadata_batches_reads_and_writes_only_the_drifted(
         "userMongoId": str(doc["_id"]),
         "isAdmin": False,
     }
-    assert store.pending_write_backs() == 0
+    assert queue_of(store).pending() == 0
 
     again = json.loads(cli("sync-metadata", "--json", *FAST).stdout)
     assert again["updated"] == 0 and again["unchanged"] == 1000
@@ -106,7 +108,9 @@ def test_promote_and_demote_by_every_id_form(cli, store: UserStore, fake_clerk: 
         doc = store.find_user(clerk_id)
         assert users.is_admin(doc) is value
         assert doc[users.admin.field] == users.admin.stored(value)  # True/False, "admin"/None
-        assert fake_clerk.users[clerk_id]["public_metadata"] == wanted_metadata(doc, store.schema)
+        assert fake_clerk.users[clerk_id]["public_metadata"] == wanted_metadata(
+            doc, store.schema.users
+        )
         assert fake_clerk.users[clerk_id]["public_metadata"]["userMongoId"] == mongo_id
 
 
@@ -120,7 +124,7 @@ def test_promote_when_clerk_fails_keeps_mongo_and_exits_1(
     assert result.exit_code == 1
     assert "sync-metadata" in result.stderr
     assert store.schema.users.is_admin(store.find_user(clerk_id)) is True
-    assert store.pending_write_backs() == 1
+    assert queue_of(store).pending() == 1
     assert cli("sync-metadata", "--json", *FAST).exit_code == 0
     assert fake_clerk.users[clerk_id]["public_metadata"]["isAdmin"] is True
 
@@ -180,7 +184,7 @@ def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
     assert fake_clerk.counts["GET /users"] == 3 + 1
     assert store.find_user("user_saml")["clerkId"] == "user_saml"
     assert store.find_user("user_r00120")["firstName"] == "Newer"
-    assert store.pending_write_backs() >= 1051  # new users get their write-back queued
+    assert queue_of(store).pending() >= 1051  # new users get their write-back queued
 
     again = json.loads(cli("reconcile", "--json", *FAST).stdout)
     assert again["created"] == 0 and again["updated"] == 0
@@ -262,8 +266,8 @@ def test_sync_metadata_says_how_many_a_receiver_was_writing_back(
 ) -> None:
     from datetime import timedelta
 
-    from clerksync import bookkeeping as bk
-    from clerksync.mongo import utcnow
+    from clerksync.mapping import bookkeeping as bk
+    from clerksync.store.mongo import utcnow
 
     ids = seed_both(fake_clerk, store, 3)  # none has its metadata in Clerk yet
     held = {bk.LEASE_OWNER: "a-receiver", bk.LEASE_UNTIL: utcnow() + timedelta(minutes=5)}

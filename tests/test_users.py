@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from clerksync.devtools.payloads import clerk_user
 from clerksync.errors import InvalidEvent
-from clerksync.payloads import clerk_user
-from clerksync.schema import NEXTJS
-from clerksync.users import parse_clerk_user, user_fields
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.mapping.schema import NEXTJS
+from clerksync.mapping.users import user_fields
 
 
 def test_primary_email_is_chosen_by_id_not_position() -> None:
@@ -19,14 +20,14 @@ def test_primary_email_is_chosen_by_id_not_position() -> None:
 def test_user_without_email_maps_to_null_email() -> None:
     data = clerk_user(emails=[], username="phoneonly")
     assert data["primary_email_address_id"] is None
-    fields = user_fields(parse_clerk_user(data), NEXTJS)
+    fields = user_fields(parse_clerk_user(data), NEXTJS.users)
     assert fields["email"] is None
     assert fields["username"] == "phoneonly"
 
 
 def test_fields_follow_the_mongoose_schema() -> None:
     data = clerk_user(first_name="Ada", last_name="Lovelace", username="ada")
-    fields = user_fields(parse_clerk_user(data), NEXTJS)
+    fields = user_fields(parse_clerk_user(data), NEXTJS.users)
     assert fields["clerkId"] == data["id"]
     assert fields["profilePicture"] == data["image_url"]
     assert (fields["firstName"], fields["lastName"], fields["username"]) == (

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from clerksync.config import load_settings
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore, connect
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.settings import load_settings
+from clerksync.store.users import UserStore, connect
+from clerksync.writeback.queue import queue_of
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post
@@ -118,13 +119,13 @@ def test_pending_write_backs_survive_a_restart(
     without_key = start(receivers)
     for n in range(3):
         signup(fake_clerk, without_key.url, f"user_wait{n}")
-    assert store.pending_write_backs() == 3
+    assert queue_of(store).pending() == 3
     without_key.stop()
     receivers.remove(without_key)
     monkeypatch.setenv("CLERK_SECRET_KEY", fake_clerk.secret_key)
     start(receivers)
     wait_for(lambda: all(in_sync(fake_clerk, store, f"user_wait{n}") for n in range(3)))
-    assert store.pending_write_backs() == 0
+    assert queue_of(store).pending() == 0
 
 
 def test_two_receivers_on_one_database_apply_and_write_back_once(

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from pymongo import MongoClient, monitoring
 
-from clerksync import bookkeeping as bk
-from clerksync.payloads import clerk_user, event
-from clerksync.store import UserStore
-from clerksync.users import parse_clerk_user, wanted_metadata
-from clerksync.writeback_queue import WriteBackQueue
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.mapping import bookkeeping as bk
+from clerksync.mapping.users import wanted_metadata
+from clerksync.store.users import UserStore
+from clerksync.writeback.queue import WriteBackQueue, queue_of
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import post
@@ -45,20 +46,20 @@ def test_the_echo_of_our_write_back_agrees_in_one_write_under_every_schema(
 ) -> None:
     user = clerk_user(user_id="user_echo")
     assert store.upsert_user(parse_clerk_user(user), likely_new=True).wants_write_back
-    claimed = store.queue.claim(store.clerk_key("user_echo"))
+    claimed = queue_of(store).claim(store.clerk_key("user_echo"))
     assert claimed is not None
-    wanted = wanted_metadata(claimed, store.schema)
-    assert store.queue.finish([(claimed, wanted, True)]) == 0
+    wanted = wanted_metadata(claimed, store.schema.users)
+    assert queue_of(store).finish([(claimed, wanted, True)]) == 0
     # Clerk's user.updated answering our write: it names exactly what we wrote.
     echo = {**user, "updated_at": user["updated_at"] + 1, "public_metadata": wanted}
     result = store.upsert_user(parse_clerk_user(echo))
     assert result.outcome == "applied" and not result.wants_write_back
-    assert store.pending_write_backs() == 0
+    assert queue_of(store).pending() == 0
     # An admin change on our side makes the same copy differ: marked in that one write.
     store.set_admin(claimed["_id"], True)
     again = {**echo, "updated_at": echo["updated_at"] + 1}
     assert store.upsert_user(parse_clerk_user(again)).wants_write_back
-    assert store.pending_write_backs() == 1
+    assert queue_of(store).pending() == 1
 
 
 def test_a_differing_clerk_copy_is_stored_and_marked_in_one_write(
@@ -67,7 +68,7 @@ def test_a_differing_clerk_copy_is_stored_and_marked_in_one_write(
     user = clerk_user(user_id="user_drift")
     store.upsert_user(parse_clerk_user(user), likely_new=True)
     doc = store.find_user("user_drift")
-    store.queue.finish([(doc, {"userMongoId": str(doc["_id"]), "isAdmin": False}, True)])
+    queue_of(store).finish([(doc, {"userMongoId": str(doc["_id"]), "isAdmin": False}, True)])
     listener = Commands()
     watched = UserStore(
         MongoClient(mongo_url, tz_aware=True, event_listeners=[listener]), store.name
@@ -104,7 +105,7 @@ def test_a_crash_between_clerk_write_and_finish_is_redone_after_the_lease(
     again = alive.claim(key)
     assert again is not None and bk.field(again, bk.SEQ) == bk.field(claimed, bk.SEQ)
     assert alive.finish([(again, {"userMongoId": str(again["_id"]), "isAdmin": False}, True)]) == 0
-    assert store.pending_write_backs() == 0
+    assert queue_of(store).pending() == 0
     # the dead process's late finish changes nothing: it no longer owns the claim
     dead.finish([(claimed, {}, True)])
     assert bk.field(store.find_user("user_lease"), bk.SEEN)["userMongoId"] == str(again["_id"])
@@ -161,11 +162,11 @@ def test_serve_killed_with_write_backs_claimed_finishes_them_soon_after_restart(
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         held = store.users.count_documents(claimed)
-        assert held >= 2 and store.pending_write_backs() == 8
+        assert held >= 2 and queue_of(store).pending() == 8
         fake_clerk.latency = 0.0
         proc = serve(env, port, tmp_path)
         restarted = time.monotonic()
-        wait_until(lambda: store.pending_write_backs() == 0, 30)
+        wait_until(lambda: queue_of(store).pending() == 0, 30)
         took = time.monotonic() - restarted
     finally:
         proc.kill()

@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from clerksync import bookkeeping as bk
-from clerksync.clerk import ClerkGateway
-from clerksync.config import load_settings
-from clerksync.instance import InstanceMismatch, bind
-from clerksync.payloads import clerk_user, event
-from clerksync.ratelimit import PerUserWindow, RetryPolicy, instance_pacer
-from clerksync.schema import load_schema
-from clerksync.store import UserStore
-from clerksync.sync import sync_metadata
-from clerksync.users import parse_clerk_user
-from clerksync.writeback import PARK_AFTER, LeaseKeeper, Limits, write_back, write_claimed
+from clerksync.clerk.gateway import ClerkGateway
+from clerksync.clerk.pacing import PerUserWindow, RetryPolicy, instance_pacer
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.jobs.metadata import sync_metadata
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.mapping import bookkeeping as bk
+from clerksync.mapping.schema import load_schema
+from clerksync.settings import load_settings
+from clerksync.store.instance import InstanceMismatch, bind
+from clerksync.store.users import UserStore
+from clerksync.writeback.queue import queue_of
+from clerksync.writeback.writeback import PARK_AFTER, LeaseKeeper, Limits, write_back, write_claimed
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post
@@ -47,7 +48,7 @@ def test_workers_do_not_start_with_a_key_of_another_instance(
     assert "ins_theirs" in workers.refused and "ins_other" in workers.refused
     time.sleep(0.3)  # several sweeps' worth (poll 0.05 s): nothing may be written or dropped
     assert fake_clerk.counts[PATCH] == 0
-    assert store.pending_write_backs() == 1
+    assert queue_of(store).pending() == 1
     assert bk.field(store.find_user("user_signup"), bk.ERROR) is None
 
 
@@ -101,13 +102,13 @@ def test_the_database_away_never_parks_after_clerk_failures(
 ) -> None:
     store.upsert_user(parse_clerk_user(fake_clerk.add_user(user_id="user_t")), likely_new=True)
     gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)
-    keeper = LeaseKeeper(store.queue)
+    keeper = LeaseKeeper(queue_of(store))
     key = store.clerk_key("user_t")
     fake_clerk.fail_next(PARK_AFTER - 1, status=503)
     for _ in range(PARK_AFTER - 1):  # Clerk's failures: deferred, counted as attempts
-        assert write_back(store.queue, gateway, key, quick(), keeper, due_only=False).outcome == (
-            "deferred"
-        )
+        assert write_back(
+            queue_of(store), gateway, key, quick(), keeper, due_only=False
+        ).outcome == ("deferred")
     assert bk.field(store.find_user("user_t"), bk.ATTEMPTS) == PARK_AFTER - 1
     # Then the database goes away while the write is finished: a real unreachable server.
     away = UserStore(
@@ -115,9 +116,9 @@ def test_the_database_away_never_parks_after_clerk_failures(
         store.name,
         store.schema,
     )
-    doc = store.queue.claim(key, due_only=False)
+    doc = queue_of(store).claim(key, due_only=False)
     assert doc is not None
-    result = write_claimed(store.queue, gateway, doc, quick(), finish=away.queue.finish)
+    result = write_claimed(queue_of(store), gateway, doc, quick(), finish=queue_of(away).finish)
     keeper.stop()
     assert result.outcome == "deferred"
     stored = store.find_user("user_t")
@@ -131,7 +132,7 @@ def test_a_change_made_during_a_failing_write_keeps_its_mark_when_parked(
     stuck = PARK_AFTER - 1  # failures that were not Clerk's, so far
     store.users.update_one({"clerkId": "user_f"}, {"$set": {bk.FAULTS: stuck, bk.ATTEMPTS: stuck}})
     gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)
-    doc = store.queue.claim(store.clerk_key("user_f"), due_only=False)
+    doc = queue_of(store).claim(store.clerk_key("user_f"), due_only=False)
     assert doc is not None
     store.set_admin(doc["_id"], True)  # a promote while the write runs: marked again
 
@@ -139,7 +140,7 @@ def test_a_change_made_during_a_failing_write_keeps_its_mark_when_parked(
         store.db.command("clerksyncNoSuchCommand")  # the server refuses it: not Clerk's fault
         return 0
 
-    result = write_claimed(store.queue, gateway, doc, quick(), finish=refused)
+    result = write_claimed(queue_of(store), gateway, doc, quick(), finish=refused)
     assert result.outcome == "parked"
     stored = store.find_user("user_f")
     assert bk.has(stored, bk.DUE) and not bk.has(stored, bk.LEASE_OWNER)  # promote still due

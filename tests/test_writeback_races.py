@@ -8,15 +8,16 @@ import time
 
 import httpx
 
-from clerksync import bookkeeping as bk
-from clerksync.config import load_settings
-from clerksync.mongo import utcnow
-from clerksync.payloads import clerk_user, event
-from clerksync.ratelimit import PerUserWindow, RetryPolicy, instance_pacer
-from clerksync.store import UserStore, connect
-from clerksync.sync import SetAdminResult, set_admin
-from clerksync.users import parse_clerk_user
-from clerksync.writeback import Limits
+from clerksync.clerk.pacing import PerUserWindow, RetryPolicy, instance_pacer
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.jobs.admin import SetAdminResult, set_admin
+from clerksync.kinds.user import parse_clerk_user
+from clerksync.mapping import bookkeeping as bk
+from clerksync.settings import load_settings
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore, connect
+from clerksync.writeback.queue import queue_of
+from clerksync.writeback.writeback import Limits
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post
@@ -72,7 +73,7 @@ def test_a_document_the_database_cannot_update_does_not_hold_up_the_others(
     receivers.append(running)
     wait_for(lambda: all(in_sync(fake_clerk, store, u["id"]) for u in users))
     assert fake_clerk.users["user_stuck"]["public_metadata"] == {}
-    assert store.pending_write_backs() == 1
+    assert queue_of(store).pending() == 1
 
 
 def test_promote_then_demote_with_a_slow_clerk_leaves_clerk_not_admin(
@@ -155,8 +156,8 @@ def test_an_absurd_retry_after_from_clerk_defers_by_the_cap_not_by_years(
 ) -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from clerksync.clerk import ClerkGateway
-    from clerksync.writeback import LeaseKeeper, write_back
+    from clerksync.clerk.gateway import ClerkGateway
+    from clerksync.writeback.writeback import LeaseKeeper, write_back
 
     class Throttled(BaseHTTPRequestHandler):
         """A Clerk that answers every request 429 with ``Retry-After: 1e9`` (~31 years)."""
@@ -181,9 +182,11 @@ def test_an_absurd_retry_after_from_clerk_defers_by_the_cap_not_by_years(
         )
         store.upsert_user(parse_clerk_user(clerk_user(user_id="user_throttled")), likely_new=True)
         limits = Limits(instance_pacer(9.5), RetryPolicy(), PerUserWindow())
-        keeper = LeaseKeeper(store.queue)
+        keeper = LeaseKeeper(queue_of(store))
         before = utcnow()
-        result = write_back(store.queue, gateway, store.clerk_key("user_throttled"), limits, keeper)
+        result = write_back(
+            queue_of(store), gateway, store.clerk_key("user_throttled"), limits, keeper
+        )
         keeper.stop()
     finally:
         server.shutdown()
@@ -199,9 +202,9 @@ def test_an_absurd_retry_after_from_clerk_defers_by_the_cap_not_by_years(
 def test_sync_metadata_leaves_a_user_another_process_is_writing_back(
     store: UserStore, fake_clerk: FakeClerk
 ) -> None:
-    from clerksync.clerk import ClerkGateway
-    from clerksync.sync import sync_metadata
-    from clerksync.writeback_queue import WriteBackQueue
+    from clerksync.clerk.gateway import ClerkGateway
+    from clerksync.jobs.metadata import sync_metadata
+    from clerksync.writeback.queue import WriteBackQueue, queue_of
 
     ids = [fake_clerk.add_user(user_id=f"user_sm{n}")["id"] for n in range(3)]
     store.upsert_many(parse_clerk_user(fake_clerk.users[i]) for i in ids)
@@ -211,4 +214,4 @@ def test_sync_metadata_leaves_a_user_another_process_is_writing_back(
     summary = sync_metadata(store, gateway, rate=1000)
     assert summary.updated == 2 and summary.busy == 1
     assert {user for user, _ in fake_clerk.metadata_writes} == set(ids[1:])
-    assert store.pending_write_backs() == 1  # the receiver's user keeps its mark
+    assert queue_of(store).pending() == 1  # the receiver's user keeps its mark

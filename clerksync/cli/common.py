@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from clerksync.config import Settings
-    from clerksync.store import UserStore
+    from clerksync.settings import Settings
+    from clerksync.store.users import UserStore
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout; messages go to stderr.")
@@ -44,7 +44,7 @@ class State:
         if self._settings is None:
             from pathlib import Path
 
-            from clerksync.config import load_settings
+            from clerksync.settings import load_settings
 
             self._settings = load_settings(env_file=Path(self.env_file) if self.env_file else None)
             for found, meant in self._settings.misnamed:
@@ -125,7 +125,7 @@ def text(value: Any, style: str = "") -> Text:
 
 
 def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
-    from clerksync.store import connect
+    from clerksync.store.users import connect
 
     settings = state(ctx).settings
     settings.check("MONGODB_URL", "MONGODB_DB")

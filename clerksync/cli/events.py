@@ -21,7 +21,7 @@ from clerksync.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from clerksync.events import Delivery
+    from clerksync.deliverylog.readers import Delivery
 
 app = typer.Typer(help="The delivery log: list, show, stats, tail, replay.", no_args_is_help=True)
 
@@ -67,7 +67,7 @@ def list_events(
     json: JsonOption = False,
 ) -> None:
     """List deliveries, newest first (replays marked)."""
-    from clerksync.events import list_deliveries, parse_outcome, parse_since
+    from clerksync.deliverylog.readers import list_deliveries, parse_outcome, parse_since
 
     wanted = parse_outcome(outcome)
     after = parse_since(since) if since else None
@@ -94,7 +94,7 @@ def show_event(
     json: JsonOption = False,
 ) -> None:
     """Show one delivery by its svix-id, with its replays."""
-    from clerksync.events import show_delivery
+    from clerksync.deliverylog.readers import show_delivery
 
     detail = show_delivery(open_store(ctx), svix_id)
     view = detail.to_json(payload=payload)
@@ -117,7 +117,7 @@ def show_event(
 @app.command("stats")
 def stats(ctx: typer.Context, since: SinceOption = None, json: JsonOption = False) -> None:
     """Counts and rates per outcome and per event type."""
-    from clerksync.events import delivery_stats, parse_since
+    from clerksync.deliverylog.readers import delivery_stats, parse_since
 
     result = delivery_stats(open_store(ctx), since=parse_since(since) if since else None)
     if json:
@@ -175,7 +175,7 @@ def tail(
 
     The live view to keep open beside the app. Ctrl-C stops.
     """
-    from clerksync.events import Tail, parse_outcome
+    from clerksync.deliverylog.readers import Tail, parse_outcome
 
     watcher = Tail(open_store(ctx), event_type=event_type, outcome=parse_outcome(outcome))
 
@@ -215,9 +215,9 @@ def replay(
     and tombstone rules, so replaying is always safe. Each replay is logged as
     a replay, beside the delivery it repeats.
     """
+    from clerksync.deliverylog.readers import parse_since
+    from clerksync.deliverylog.replay import replay as run
     from clerksync.errors import UsageError
-    from clerksync.events import parse_since
-    from clerksync.events import replay as run
 
     if (svix_id is None) == (not failed):
         raise UsageError("give one delivery ID, or --failed")

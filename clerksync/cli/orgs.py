@@ -57,7 +57,7 @@ def show_org(
     """
     from rich.table import Table
 
-    from clerksync.orgstore import organization_detail
+    from clerksync.store.orgs import organization_detail
 
     store = open_store(ctx)
     view = organization_detail(store, ident)

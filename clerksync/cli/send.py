@@ -69,9 +69,10 @@ def send(
     Prints the status and latency; on a non-2xx, the answer and its likely
     cause. Exits 1 on any non-2xx or no answer.
     """
-    from clerksync.config import check_http_url, check_webhook_secret
+    from clerksync.devtools.localstate import SendState
+    from clerksync.devtools.send import build_event, curl_command, post_event, resolve_target
     from clerksync.errors import UsageError
-    from clerksync.send import SendState, build_event, curl_command, post_event, resolve_target
+    from clerksync.settings import check_http_url, check_webhook_secret
 
     settings = state(ctx).settings
     if url is not None and check_http_url(url):

@@ -96,15 +96,15 @@ def serve(
     users are still stored; their metadata write-backs wait until a key is set.
     Exits 1 at once if the port is in use.
     """
-    from clerksync.config import mask
-    from clerksync.send import (
+    from clerksync.devtools.localstate import (
         DEV_SECRET_FILE,
         dev_secret,
         forget_running_server,
         write_running_server,
     )
-    from clerksync.server import run
-    from clerksync.store import connect
+    from clerksync.receiver.run import run
+    from clerksync.settings import mask
+    from clerksync.store.users import connect
 
     settings = state(ctx).settings
     if rotate_secret and not dev:
@@ -120,7 +120,7 @@ def serve(
     if log_json:  # every line JSON, these messages too
         import logging
 
-        from clerksync.serverlog import configure_logging
+        from clerksync.receiver.logs import configure_logging
 
         configure_logging(json_lines=True)
         tell = logging.getLogger("clerksync.serve").info
@@ -160,7 +160,7 @@ def serve(
     finally:
         forget_running_server(settings.state_dir)
         if settings.uses_embedded_store:
-            from clerksync.embedded import IDLE_SECONDS
+            from clerksync.store.embedded import IDLE_SECONDS
 
             tell(
                 f"Stopped. The embedded store stops by itself after {IDLE_SECONDS / 60:.0f} "

@@ -10,8 +10,8 @@ import typer
 from clerksync.cli.common import JsonOption, open_store, print_json, safe, say, state
 
 if TYPE_CHECKING:
-    from clerksync.clerk import ClerkGateway
-    from clerksync.sync import ReconcileResult
+    from clerksync.clerk.gateway import ClerkGateway
+    from clerksync.jobs.reconcile import ReconcileResult
 
 RateOption = Annotated[
     float | None,
@@ -36,7 +36,7 @@ RebindOption = Annotated[
 
 
 def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | None":
-    from clerksync.clerk import ClerkGateway
+    from clerksync.clerk.gateway import ClerkGateway
 
     settings = state(ctx).settings
     settings.check("CLERK_SECRET_KEY", "CLERK_API_URL")
@@ -48,7 +48,7 @@ def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | Non
 
 
 def rate_for(ctx: typer.Context, rate: float | None) -> float:
-    from clerksync.clerk import default_rate
+    from clerksync.clerk.gateway import default_rate
 
     return rate if rate is not None else default_rate(state(ctx).settings.clerk_secret_key)
 
@@ -90,7 +90,7 @@ def sync_metadata(
     Refuses (exit 2) when the key is for another Clerk instance than the
     database's, until --rebind.
     """
-    from clerksync.sync import sync_metadata as run
+    from clerksync.jobs.metadata import sync_metadata as run
 
     store = open_store(ctx, indexes=True)
     clerk = gateway(ctx)
@@ -123,7 +123,7 @@ def sync_metadata(
 
 
 def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
-    from clerksync.sync import set_admin
+    from clerksync.jobs.admin import set_admin
 
     store = open_store(ctx, indexes=True)
     result = set_admin(store, gateway(ctx, required=False), ident, value)
@@ -199,7 +199,7 @@ def reconcile(
     since stays deleted).
     """
     from clerksync.errors import UsageError
-    from clerksync.sync import reconcile as run
+    from clerksync.jobs.reconcile import reconcile as run
 
     if undo_prune is not None:
         _undo_prune(ctx, undo_prune, json)
@@ -276,7 +276,7 @@ def reconcile(
 
 
 def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
-    from clerksync.undo import undo_prune
+    from clerksync.jobs.undo import undo_prune
 
     result = undo_prune(open_store(ctx, indexes=True), run_id)
     if json:

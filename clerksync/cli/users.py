@@ -48,11 +48,11 @@ def list_users(
     json: JsonOption = False,
 ) -> None:
     """List the users in MongoDB, newest first."""
-    from clerksync.users import public_view
+    from clerksync.mapping.users import public_view
 
     store = open_store(ctx)
     found = store.list_users(admins=admins, search=search, limit=limit)
-    rows = [public_view(doc, store.schema) for doc in found]
+    rows = [public_view(doc, store.schema.users) for doc in found]
     if json:
         print_json(rows)
         return
@@ -75,11 +75,11 @@ def show_user(
     from rich import box
     from rich.table import Table
 
-    from clerksync.orgstore import user_organizations
-    from clerksync.users import public_view
+    from clerksync.mapping.users import public_view
+    from clerksync.store.orgs import user_organizations
 
     store = open_store(ctx)
-    view = public_view(store.find_user(ident), store.schema)
+    view = public_view(store.find_user(ident), store.schema.users)
     organizations = user_organizations(store, str(view["clerkId"]))
     if json:
         print_json({**view, "organizations": organizations})

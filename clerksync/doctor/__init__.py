@@ -11,12 +11,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from clerksync.config import Settings
 from clerksync.doctor.checks import Check, ok
 from clerksync.doctor.clerk import check_clerk, check_organization_counts
 from clerksync.doctor.config import check_env_files, check_variables
 from clerksync.doctor.database import check_mongodb
 from clerksync.doctor.receiver import check_webhook
+from clerksync.settings import Settings
 
 __all__ = ["Check", "doctor_ok", "run_doctor"]
 

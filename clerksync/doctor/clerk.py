@@ -3,15 +3,15 @@ against MongoDB's."""
 
 from __future__ import annotations
 
-from clerksync.config import Settings, mask
 from clerksync.doctor.checks import Check, ok
 from clerksync.errors import ClerkApiError, ClerkSyncError
+from clerksync.settings import Settings, mask
 
 
 def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
     if not settings.clerk_secret_key or settings.problems("CLERK_SECRET_KEY", "CLERK_API_URL"):
         return [], None
-    from clerksync.clerk import ClerkGateway
+    from clerksync.clerk.gateway import ClerkGateway
 
     gateway = ClerkGateway(
         settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000
@@ -49,8 +49,8 @@ def check_organization_counts(settings: Settings) -> Check | None:
 def _organization_counts(settings: Settings) -> Check | None:
     if not settings.clerk_secret_key or "CLERK_SECRET_KEY" in dict(settings.problems()):
         return None
-    from clerksync.clerk import ClerkGateway, OrganizationsDisabled
-    from clerksync.store import connect
+    from clerksync.clerk.gateway import ClerkGateway, OrganizationsDisabled
+    from clerksync.store.users import connect
 
     gateway = ClerkGateway(
         settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000

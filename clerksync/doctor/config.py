@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clerksync.config import DEFAULT_API_URL, WHERE, Settings, instance_kind, mask
 from clerksync.doctor.checks import Check, info, ok
 from clerksync.doctor.receiver import FORWARD_HINT, dev_receiver, unreachable_from_clerk
+from clerksync.settings import DEFAULT_API_URL, WHERE, Settings, instance_kind, mask
 
 
 def check_env_files(settings: Settings) -> list[Check]:
@@ -39,7 +39,7 @@ def check_variables(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     local = settings.uses_embedded_store  # a local demo: unset keys are expected there
     running = dev_receiver(settings)
-    from clerksync.send import read_dev_secret
+    from clerksync.devtools.localstate import read_dev_secret
 
     kept_secret = read_dev_secret(settings.state_dir)
 

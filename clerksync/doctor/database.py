@@ -7,18 +7,19 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from clerksync.config import Settings
 from clerksync.doctor.checks import Check, ok
 from clerksync.errors import ClerkSyncError
+from clerksync.settings import Settings
+from clerksync.writeback.queue import queue_of
 
 if TYPE_CHECKING:
-    from clerksync.store import UserStore
+    from clerksync.store.users import UserStore
 
 
 def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | None]:
     """Reachability, a write round trip, the unique index; returns (checks, users, pending)."""
-    from clerksync.mongo import describe_mongo_error
-    from clerksync.store import connect
+    from clerksync.store.mongo import describe_mongo_error
+    from clerksync.store.users import connect
 
     malformed = settings.problems("MONGODB_URL", "MONGODB_DB")
     if malformed:
@@ -89,7 +90,7 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
                 )
             )
         checks += check_app_collection(store)
-        users, pending = store.count(), store.pending_write_backs()
+        users, pending = store.count(), queue_of(store).pending()
         checks += check_stopped_write_backs(store)
     except Exception as exc:  # database errors mid-check: report, never trace
         checks.append(
@@ -109,7 +110,7 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
 def check_stopped_write_backs(store: UserStore) -> list[Check]:
     """Write-backs that stopped (parked, or dropped because Clerk did not know the user): no
     longer pending, yet Clerk does not hold what MongoDB says."""
-    queue = store.queue
+    queue = queue_of(store)
     parked, dropped = queue.parked(), queue.dropped()
     if not parked and not dropped:
         return []
@@ -133,8 +134,8 @@ def check_stopped_write_backs(store: UserStore) -> list[Check]:
 def check_app_collection(store: UserStore) -> list[Check]:
     """The app's collection under the schema: clerksync's indexes, the app's unique indexes
     that can refuse Clerk users, the mapping against sampled documents, adoption conflicts."""
-    from clerksync.schema import CLERK_USER_ID
-    from clerksync.storebase import DUE_INDEX
+    from clerksync.kinds.user import CLERK_USER_ID
+    from clerksync.store.base import DUE_INDEX
 
     users = store.schema.users
     name = store.users.name
@@ -246,8 +247,8 @@ def check_app_collection(store: UserStore) -> list[Check]:
 
 def check_schema_sample(store: UserStore, sample: int = 200) -> Check:
     """The mapping against documents clerksync wrote: fields missing or of another type."""
-    from clerksync import bookkeeping as bk
-    from clerksync.schema import PRESETS
+    from clerksync.mapping import bookkeeping as bk
+    from clerksync.mapping.schema import PRESETS
 
     users = store.schema.users
     docs = list(store.users.find({bk.UPDATED_AT: {"$exists": True}}).limit(sample))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from clerksync.config import Settings
 from clerksync.doctor.checks import Check, ok
+from clerksync.settings import Settings
 
 FORWARD_HINT = (
     "Clerk cannot post to this machine: run `clerk webhooks listen --forward-to "
@@ -38,7 +38,7 @@ def unreachable_from_clerk(url: str) -> str | None:
 
 def dev_receiver(settings: Settings) -> dict[str, Any] | None:
     """The ``serve`` running on this state dir (``serve.json``), with its dev secret if any."""
-    from clerksync.send import running_server
+    from clerksync.devtools.localstate import running_server
 
     return running_server(settings.state_dir)
 
@@ -61,9 +61,9 @@ def probe_receiver(settings: Settings, url: str, secret: str | None = None) -> C
 
     import httpx
 
-    from clerksync.config import check_webhook_secret
-    from clerksync.events import PROBE_PREFIX
-    from clerksync.webhooks import sign
+    from clerksync.clerk.webhooks import sign
+    from clerksync.deliverylog.readers import PROBE_PREFIX
+    from clerksync.settings import check_webhook_secret
 
     body = json.dumps({"type": "clerksync.doctor", "object": "event", "data": {}}).encode()
     name = f"receiver {url}"

@@ -1,0 +1,310 @@
+"""ClerkGateway: the few Backend API calls clerksync makes, over the official SDK.
+
+Why a gateway and not the SDK directly: the SDK retries 5xx for up to an hour
+by default and never retries 429, its models reject some real users (SAML
+accounts among others), and it builds a pydantic model class on every call.
+Here every call has a bounded retry budget, every failure becomes a
+``ClerkApiError`` carrying the status and ``Retry-After``, and the calls bulk
+jobs make by the thousand (user lists, metadata merges) go as raw JSON through
+the SDK's own HTTP client, URL and key: no user is lost to a record the models
+reject, and a call costs its request, not a validation pass several times longer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from clerksync.errors import ClerkApiError
+from clerksync.settings import DEFAULT_API_URL, instance_kind
+
+PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
+ID_BATCH = 100  # user_id filters per request
+
+#: requests per 10 s that Clerk allows, by instance kind
+INSTANCE_LIMITS = {"test": 100, "live": 1000}
+
+
+#: share of the instance limit clerksync takes by default: the rest is headroom for the
+#: app's own Backend API calls and for the skew between our clock and Clerk's window
+DEFAULT_SHARE = 0.95
+
+
+def default_rate(secret_key: str | None) -> float:
+    """Requests per second that stay under the key's instance limit (``DEFAULT_SHARE`` of it).
+
+    ``ratelimit.instance_pacer`` sends at most 10 s of this rate in any trailing 10 s:
+    95% of the limit.
+    """
+    per_10s = INSTANCE_LIMITS.get(instance_kind(secret_key) or "test", 100)
+    return per_10s / 10 * DEFAULT_SHARE
+
+
+class ClerkGateway:
+    """Backend API access. ``retry_budget_ms`` caps the SDK's own 5xx retries."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        timeout_ms: int = 10_000,
+        retry_budget_ms: int = 0,
+    ) -> None:
+        from clerk_backend_api import Clerk
+        from clerk_backend_api.utils import BackoffStrategy, RetryConfig
+
+        retry = (
+            RetryConfig("backoff", BackoffStrategy(250, 2000, 2.0, retry_budget_ms), True)
+            if retry_budget_ms
+            else None
+        )
+        self.secret_key = secret_key
+        self.api_url = api_url.rstrip("/")
+        self.timeout_ms = timeout_ms
+        self.sdk = Clerk(
+            bearer_auth=secret_key,
+            server_url=api_url.rstrip("/"),
+            retry_config=retry,
+            timeout_ms=timeout_ms,
+        )
+        self.requests = 0
+        self._requests_lock = threading.Lock()
+
+    def _count(self) -> None:
+        """Requests made (the benchmarks' figure); reconcile calls from two threads."""
+        with self._requests_lock:
+            self.requests += 1
+
+    def _call(self, fn: Any, **kwargs: Any) -> Any:
+        from clerk_backend_api import models
+
+        self._count()
+        try:
+            with _transport_errors():
+                return fn(**kwargs)
+        except models.ResponseValidationError:
+            raise ClerkApiError("Clerk answered something the SDK's models reject") from None
+        except models.ClerkBaseError as exc:
+            raise _api_error(exc.status_code, exc.headers, exc.body) from None
+
+    def count_users(self) -> int:
+        result = self._call(self.sdk.users.count)
+        return int(result.total_count)
+
+    def get_instance(self) -> dict[str, Any]:
+        """``GET /instance``: ``{id: "ins_…", environment_type}``, which instance the key is for."""
+        instance = self._send("GET", "/instance")
+        if not isinstance(instance, dict) or not isinstance(instance.get("id"), str):
+            raise ClerkApiError("Clerk answered GET /instance without an instance id")
+        return instance
+
+    def list_page(
+        self, *, offset: int = 0, limit: int = PAGE_SIZE, order_by: str = "+created_at"
+    ) -> list[dict[str, Any]]:
+        """One page of users in a stable order, as plain dicts."""
+        return self._list({"limit": limit, "offset": offset, "order_by": order_by})
+
+    def users_after(self, cursor: str | None, *, limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
+        """The page of users that follows ``cursor`` (a user id; None: the first page), oldest
+        first, as plain dicts.
+
+        Cursor paging (``starting_after``) costs Clerk the same at any depth, where a
+        large ``offset`` "gets progressively slower and eventually times out"; it needs
+        the ``created_at`` ordering and no offset. Ascending, so a user who signs up
+        during the walk lands after the cursor and is still seen.
+        """
+        params: dict[str, Any] = {"limit": limit, "order_by": "+created_at"}
+        if cursor is not None:
+            params["starting_after"] = cursor
+        return self._list(params)
+
+    def list_organizations(
+        self, *, offset: int = 0, limit: int = PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the instance's organizations (oldest first) and Clerk's total count.
+
+        ``OrganizationsDisabled`` when the instance has no organizations feature."""
+        return self._data_page(
+            "/organizations", {"limit": limit, "offset": offset, "order_by": "+created_at"}
+        )
+
+    def list_memberships(
+        self, *, offset: int = 0, limit: int = PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of every organization membership of the instance (oldest first), and the
+        total: the instance-wide list, so a backfill costs pages, not a request per org."""
+        return self._data_page(
+            "/organization_memberships",
+            {"limit": limit, "offset": offset, "order_by": "+created_at"},
+        )
+
+    def get_organizations(self, org_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Organizations by id, at most ``ID_BATCH`` a request; unknown ids are absent."""
+        if len(org_ids) > ID_BATCH:
+            raise ValueError(f"at most {ID_BATCH} ids per request")
+        return self._data_page(
+            "/organizations", {"organization_id": list(org_ids), "limit": ID_BATCH}
+        )[0]
+
+    def memberships_of(self, org_id: str, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The memberships of these users (at most ``ID_BATCH``) in one organization; an
+        organization Clerk no longer has answers an empty list."""
+        from urllib.parse import quote
+
+        if len(user_ids) > ID_BATCH:
+            raise ValueError(f"at most {ID_BATCH} ids per request")
+        try:
+            return self._data_page(
+                f"/organizations/{quote(org_id, safe='')}/memberships",
+                {"user_id": list(user_ids), "limit": ID_BATCH},
+            )[0]
+        except ClerkApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
+
+    def count_organizations(self) -> int:
+        """Clerk's organization count (one request); ``OrganizationsDisabled`` if none."""
+        return self._data_page("/organizations", {"limit": 1})[1]
+
+    def _data_page(self, path: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """A ``{data, total_count}`` list as raw JSON (see ``_send``)."""
+        page = self._send("GET", path, params=params)
+        data = page.get("data") if isinstance(page, dict) else None
+        total = page.get("total_count") if isinstance(page, dict) else None
+        if not isinstance(data, list) or isinstance(total, bool) or not isinstance(total, int):
+            raise ClerkApiError(f"Clerk answered GET {path} with something not a list page")
+        return [item for item in data if isinstance(item, dict)], total
+
+    def get_many(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Users by id, at most ``ID_BATCH`` per request; ids Clerk does not know are absent."""
+        if len(user_ids) > ID_BATCH:
+            raise ValueError(f"at most {ID_BATCH} ids per request")
+        return self._list({"user_id": list(user_ids), "limit": ID_BATCH})
+
+    def _list(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """GET /users as raw JSON (see ``_send``): the SDK's models also reject some real
+        users (SAML accounts among others), which would cost a whole page."""
+        page = self._send("GET", "/users", params=params)
+        if not isinstance(page, list):
+            raise ClerkApiError("Clerk answered a user list that is not a list")
+        return [u for u in page if isinstance(u, dict)]
+
+    def update_metadata(self, user_id: str, public_metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Deep-merge into ``publicMetadata`` (other keys survive); returns Clerk's new copy."""
+        from urllib.parse import quote
+
+        user = self._send(
+            "PATCH",
+            f"/users/{quote(user_id, safe='')}/metadata",
+            body={"public_metadata": dict(public_metadata)},
+        )
+        copy = user.get("public_metadata") if isinstance(user, dict) else None
+        return dict(copy) if isinstance(copy, dict) else {}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One Backend API request through the SDK's own HTTP client, URL and bearer key;
+        the answer as plain JSON.
+
+        Deliberately not the SDK's methods for the calls a bulk job makes thousands
+        of times: clerk-backend-api 7 builds a pydantic model class on every call, to
+        serialise the request and again to parse the answer (``create_model`` in
+        ``utils/serializers.py``) — about 7 ms of CPU per call here, against under 2 ms
+        for the request itself, which held sync-metadata well under the rate limit
+        on two cores. Errors map exactly as for SDK calls.
+        """
+        client = self.sdk.sdk_configuration.client
+        assert client is not None
+        self._count()
+        with _transport_errors():
+            request = client.build_request(
+                method,
+                f"{self.api_url}{path}",
+                params=params,
+                json=body,
+                headers={"authorization": f"Bearer {self.secret_key}"},
+                timeout=self.timeout_ms / 1000,
+            )
+            response = client.send(request)
+        if response.status_code != 200:
+            raise _api_error(response.status_code, response.headers, response.text)
+        try:
+            return response.json()
+        except ValueError:
+            raise ClerkApiError(
+                f"Clerk answered {method} {path} with a body that is not JSON"
+            ) from None
+
+
+class OrganizationsDisabled(ClerkApiError):
+    """The instance has no organizations feature (Clerk's 403
+    ``organization_not_enabled_in_instance``): a note for reconcile and doctor, not a failure."""
+
+
+ORGS_DISABLED_CODE = "organization_not_enabled_in_instance"
+
+
+@contextlib.contextmanager
+def _transport_errors() -> Iterator[None]:
+    """httpx's timeouts and connection failures as ``ClerkApiError`` (status 0), for SDK
+    calls and raw requests alike."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise ClerkApiError("Clerk did not answer in time", status=0) from None
+    except httpx.TransportError as exc:
+        raise ClerkApiError(
+            f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
+            "and the network",
+            status=0,
+        ) from None
+
+
+def _api_error(status: int, headers: Mapping[str, str], body: str) -> ClerkApiError:
+    retry_after: float | None = None
+    raw = headers.get("retry-after")
+    if raw:
+        try:
+            retry_after = max(0.0, float(raw))
+        except ValueError:
+            retry_after = None
+    detail = ""
+    code = None
+    try:
+        errors = json.loads(body).get("errors") or []
+        if errors:
+            detail = f": {errors[0].get('long_message') or errors[0].get('message')}"
+            code = errors[0].get("code")
+    except (ValueError, AttributeError):
+        pass
+    if status == 403 and code == ORGS_DISABLED_CODE:
+        return OrganizationsDisabled(
+            "organizations are not enabled on this Clerk instance (Dashboard → Configure → "
+            "Organizations)",
+            status=status,
+        )
+    if status == 401:
+        message = (
+            "Clerk rejected CLERK_SECRET_KEY (401). Copy a current key from Clerk Dashboard → "
+            "Configure → API keys, and check it belongs to this instance"
+        )
+    elif status == 429:
+        message = "Clerk rate limit reached (429)"
+    elif status == 404:
+        message = f"not found in Clerk (404){detail}"
+    else:
+        message = f"Clerk answered {status}{detail}"
+    return ClerkApiError(message, status=status, retry_after=retry_after)

@@ -1,0 +1,289 @@
+"""Reading the delivery log: list, show, stats, tail and replay, as typed results.
+
+The receiver writes the log (``clerksync.deliveries``); this module reads it
+for ``clerksync events``, so the CLI only parses and renders.
+
+Three kinds of record share the log, told apart by ``source``:
+
+* ``webhook``: a delivery as it arrived (a retried delivery has several);
+* ``replay``: ``events replay`` re-applied a stored payload. It is recorded
+  beside the original, never instead of it: ``show`` still shows the delivery
+  as it arrived, with its replays listed under it, and a second replay finds
+  the original's payload again;
+* probes: ``doctor``'s requests to a receiver carry a svix-id starting with
+  ``PROBE_PREFIX``. They are not deliveries, so no reader counts them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from clerksync.deliverylog.records import iter_records, stored_body
+from clerksync.deliverylog.writer import OUTCOMES
+from clerksync.errors import NotFound, UsageError
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore
+
+#: svix-id prefix of doctor's probe requests
+PROBE_PREFIX = "msg_clerksync_probe_"
+
+
+_AGO = re.compile(r"^([0-9]{1,7})([smhd])$")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str) -> datetime:
+    """``30m``, ``2h``, ``7d`` or an ISO 8601 time -> an aware UTC datetime; UsageError else."""
+    raw = text.strip()
+    match = _AGO.match(raw)
+    try:
+        if match:
+            return utcnow() - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        pass
+    raise UsageError(
+        f"--since {raw[:40]!r}: give 30m, 2h, 7d (at most 7 digits) or an ISO 8601 time "
+        "such as 2026-01-31T12:00Z"
+    )
+
+
+def parse_outcome(text: str | None) -> str | None:
+    if text is not None and text not in OUTCOMES:
+        raise UsageError(f"--outcome {text[:40]!r}: use one of {', '.join(OUTCOMES)}")
+    return text
+
+
+def is_probe(entry: Mapping[str, Any]) -> bool:
+    return str(entry.get("svixId") or "").startswith(PROBE_PREFIX)
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One log record as documented: ids, type, outcome, timing; no email, no name."""
+
+    id: str | None
+    type: str | None
+    user_id: str | None
+    outcome: str
+    received_at: datetime | None
+    duration_ms: float | None
+    error: str | None
+    source: str
+    #: what the event is about (user, organization, membership or other object id)
+    object_id: str | None = None
+    #: deliveries this record stands for: a sampled summary of rejections counts the many
+    #: it left out (``deliveries.RejectionSampler``); every other record is one
+    count: int = 1
+
+    @classmethod
+    def from_record(cls, entry: Mapping[str, Any]) -> Delivery:
+        received = entry.get("receivedAt")
+        return cls(
+            id=entry.get("svixId"),
+            type=entry.get("type"),
+            user_id=entry.get("userId"),
+            outcome=str(entry.get("outcome")),
+            received_at=received if isinstance(received, datetime) else None,
+            duration_ms=entry.get("durationMs"),
+            error=entry.get("error"),
+            source=str(entry.get("source") or "webhook"),
+            object_id=entry.get("objectId"),
+            count=record_count(entry),
+        )
+
+    @property
+    def replay(self) -> bool:
+        return self.source == "replay"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "objectId": self.object_id,
+            "userId": self.user_id,
+            "outcome": self.outcome,
+            "receivedAt": _iso(self.received_at),
+            "durationMs": self.duration_ms,
+            "error": self.error,
+            "replay": self.replay,
+            "count": self.count,
+        }
+
+
+def record_count(entry: Mapping[str, Any]) -> int:
+    """How many deliveries a log record stands for (a rejection summary: its ``count``)."""
+    count = entry.get("count", 1)
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+
+
+def _deliveries(store: UserStore, **filters: Any) -> Iterator[Mapping[str, Any]]:
+    return (e for e in iter_records(store, **filters) if not is_probe(e))
+
+
+def list_deliveries(
+    store: UserStore,
+    *,
+    event_type: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[Delivery]:
+    """Deliveries and replays, newest first (probes left out)."""
+    found: list[Delivery] = []
+    for entry in _deliveries(store, event_type=event_type, outcome=outcome, since=since):
+        found.append(Delivery.from_record(entry))
+        if limit is not None and len(found) >= limit:
+            break
+    return found
+
+
+@dataclass(frozen=True)
+class DeliveryDetail:
+    """A delivery as it arrived (its newest attempt), its attempts, and the replays of it."""
+
+    delivery: Delivery
+    attempts: int
+    replays: list[Delivery]
+    payload: bytes | None
+
+    def to_json(self, *, payload: bool = False) -> dict[str, Any]:
+        import json
+
+        data = self.delivery.to_json()
+        data.pop("replay")
+        data["attempts"] = self.attempts
+        data["replays"] = [
+            {k: v for k, v in r.to_json().items() if k in ("outcome", "receivedAt", "durationMs")}
+            for r in self.replays
+        ]
+        if payload:
+            data["payload"] = json.loads(self.payload) if self.payload is not None else None
+        return data
+
+
+def show_delivery(store: UserStore, svix_id: str) -> DeliveryDetail:
+    """The delivery ``svix_id``; NotFound if the log has no such delivery."""
+    original: Mapping[str, Any] | None = None
+    attempts = 0
+    replays: list[Delivery] = []
+    for entry in _deliveries(store, svix_id=svix_id, payload=True):
+        if entry.get("source") == "replay":
+            replays.append(Delivery.from_record(entry))
+            continue
+        attempts += 1
+        if original is None:
+            original = entry
+    if original is None:
+        raise NotFound(f"no delivery {svix_id[:100]!r} in the log")
+    replays.reverse()  # oldest first, as they happened
+    return DeliveryDetail(Delivery.from_record(original), attempts, replays, stored_body(original))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counts per outcome and type; replays are counted apart, probes not at all."""
+
+    total: int
+    outcomes: dict[str, int]
+    types: dict[str, int]
+    replays: int
+
+    def rate(self, outcome: str) -> float:
+        return self.outcomes.get(outcome, 0) / self.total if self.total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "outcomes": {
+                k: {"count": v, "rate": round(self.rate(k), 4)}
+                for k, v in sorted(self.outcomes.items())
+            },
+            "types": dict(sorted(self.types.items())),
+            "replays": self.replays,
+        }
+
+
+def delivery_stats(store: UserStore, *, since: datetime | None = None) -> Stats:
+    outcomes: dict[str, int] = {}
+    types: dict[str, int] = {}
+    replays = 0
+    for entry in _deliveries(store, since=since):
+        if entry.get("source") == "replay":
+            replays += 1
+            continue
+        count = record_count(entry)
+        outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + count
+        key = entry.get("type") or "(unparsed)"
+        types[key] = types.get(key, 0) + count
+    return Stats(sum(outcomes.values()), outcomes, types, replays)
+
+
+@dataclass
+class Tail:
+    """New deliveries since the last call: ``poll()`` returns them oldest first.
+
+    Buckets are ordered by ``_id`` (write order), so the cursor is the last
+    bucket's ``_id`` seen; a bucket holds up to a fraction of a second of records.
+    """
+
+    store: UserStore
+    event_type: str | None = None
+    outcome: str | None = None
+    _after: Any = None
+    _started: bool = field(default=False)
+
+    def _keep(self, entry: Mapping[str, Any]) -> bool:
+        return (
+            not is_probe(entry)
+            and (self.event_type is None or entry.get("type") == self.event_type)
+            and (self.outcome is None or entry.get("outcome") == self.outcome)
+        )
+
+    def recent(self, count: int) -> list[Delivery]:
+        """The last ``count`` matching deliveries, oldest first; later polls start after them."""
+        newest = self.store.deliveries.find({}, {"_id": 1}).sort("_id", -1).limit(1)
+        self._after = next((b["_id"] for b in newest), None)
+        self._started = True
+        if count <= 0 or self._after is None:
+            return []
+        # up to the cursor only: a bucket written meanwhile is the next poll's, not shown twice
+        shown: list[Delivery] = []
+        buckets = self.store.deliveries.find(
+            {"_id": {"$lte": self._after}}, {"records.payload": 0}
+        ).sort("_id", -1)
+        for bucket in buckets.batch_size(20):
+            for entry in reversed(bucket.get("records") or []):
+                if self._keep(entry):
+                    shown.append(Delivery.from_record(entry))
+            if len(shown) >= count:
+                break
+        return list(reversed(shown[:count]))
+
+    def poll(self) -> list[Delivery]:
+        if not self._started:
+            return self.recent(0)
+        query = {} if self._after is None else {"_id": {"$gt": self._after}}
+        found: list[Delivery] = []
+        projection = {"records.payload": 0}
+        for bucket in self.store.deliveries.find(query, projection).sort("_id", 1):
+            self._after = bucket["_id"]
+            for entry in bucket.get("records") or []:
+                if self._keep(entry):
+                    found.append(Delivery.from_record(entry))
+        return found

@@ -1,0 +1,64 @@
+"""The log's records as stored: one bucket document per flush, read newest first."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from clerksync.store.mongo import translated
+from clerksync.store.users import UserStore
+
+if TYPE_CHECKING:
+    pass
+
+
+@translated
+def append_records(store: UserStore, records: list[dict[str, Any]]) -> None:
+    """Write records as one bucket; it expires with its newest record."""
+    if records:
+        store.deliveries.insert_one(
+            {
+                "firstAt": min(r["receivedAt"] for r in records),
+                "expiresAt": max(r["expiresAt"] for r in records),
+                "records": records,
+            }
+        )
+
+
+@translated
+def iter_records(
+    store: UserStore,
+    *,
+    event_type: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    svix_id: str | None = None,
+    payload: bool = False,
+) -> Iterator[Mapping[str, Any]]:
+    """Records matching every filter given, newest first, streamed bucket by bucket."""
+    query: dict[str, Any] = {}
+    for field, value in (("type", event_type), ("outcome", outcome), ("svixId", svix_id)):
+        if value is not None:
+            query[f"records.{field}"] = value
+    if since is not None:
+        query["expiresAt"] = {"$gte": since}  # a bucket expires after its newest record
+    projection = None if payload else {"records.payload": 0}
+    # _id order is write order, and _id is indexed anyway: the log keeps no other
+    # index but its TTL, to stay cheap to write.
+    for bucket in store.deliveries.find(query, projection).sort("_id", -1).batch_size(20):
+        for entry in reversed(bucket.get("records") or []):
+            if (
+                (event_type is None or entry.get("type") == event_type)
+                and (outcome is None or entry.get("outcome") == outcome)
+                and (svix_id is None or entry.get("svixId") == svix_id)
+                and (since is None or entry["receivedAt"] >= since)
+            ):
+                yield entry
+
+
+def stored_body(entry: Mapping[str, Any]) -> bytes | None:
+    """The delivery's body as received, or None (rejected, or expired)."""
+    payload = entry.get("payload")
+    return zlib.decompress(payload) if payload else None

@@ -1,0 +1,136 @@
+"""``events replay``: re-apply stored payloads through the receiver's code path."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from clerksync.deliverylog.readers import _deliveries, show_delivery
+from clerksync.deliverylog.records import append_records, stored_body
+from clerksync.deliverylog.writer import record
+from clerksync.errors import ClerkSyncError, NotFound, UsageError
+from clerksync.store.mongo import utcnow
+from clerksync.store.users import UserStore
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    id: str
+    type: str
+    user_id: str | None
+    outcome: str
+    original_outcome: str
+    #: why the replay failed (outcome ``failed``): the delivery stays failed, the others go on
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {
+            "id": data["id"],
+            "type": data["type"],
+            "userId": data["user_id"],
+            "outcome": data["outcome"],
+            "originalOutcome": data["original_outcome"],
+            "error": data["error"],
+        }
+
+
+def _replayable_failures(store: UserStore, since: datetime | None) -> list[Mapping[str, Any]]:
+    """Deliveries whose latest word (a retry or a replay) is still ``failed``, oldest first."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    originals: dict[str, Mapping[str, Any]] = {}
+    for entry in _deliveries(store, since=since, payload=True):
+        svix_id = entry.get("svixId")
+        if not svix_id:
+            continue
+        latest.setdefault(svix_id, entry)
+        if entry.get("source") != "replay" and entry.get("payload") and svix_id not in originals:
+            originals[svix_id] = entry
+    chosen = [
+        originals[i] for i, e in latest.items() if e.get("outcome") == "failed" and i in originals
+    ]
+    return list(reversed(chosen))
+
+
+def replay(
+    store: UserStore,
+    *,
+    svix_id: str | None = None,
+    failed: bool = False,
+    since: datetime | None = None,
+    payload_ttl: timedelta = timedelta(days=7),
+) -> list[ReplayResult]:
+    """Re-apply stored payloads through the receiver's code path; each replay is logged as one.
+
+    Payloads were verified when they arrived; a replay obeys the same ordering
+    and tombstone rules, so replaying is always safe, and can be repeated.
+
+    A delivery whose replay fails (an app index refuses the user, say) is logged
+    as a failed replay with its error and the others still run: oldest first, one
+    that stays failed must not block every later one on each rerun.
+    """
+    from clerksync.mapping.events import parse_event
+    from clerksync.store.apply import apply_event
+
+    if (svix_id is None) == (not failed):
+        raise UsageError("give one delivery ID, or --failed")
+    if failed:
+        entries = _replayable_failures(store, since)
+    else:
+        detail = show_delivery(store, svix_id or "")
+        if detail.payload is None:
+            raise NotFound(
+                f"delivery {svix_id!r} has no stored payload: it was rejected (never "
+                "verified), or its payload expired (CLERKSYNC_PAYLOAD_TTL_DAYS)"
+            )
+        entries = [
+            {
+                "svixId": detail.delivery.id,
+                "outcome": detail.delivery.outcome,
+                "payload_body": detail.payload,
+            }
+        ]
+    results = []
+    for entry in entries:
+        started = time.perf_counter()
+        body = entry.get("payload_body") or stored_body(entry)
+        assert body is not None  # selected for having one
+        event_type, user_id, error = entry.get("type"), entry.get("userId"), None
+        object_id = entry.get("objectId")
+        try:
+            event = parse_event(body, store.schema)
+            event_type, user_id, object_id = event.type, event.user_id, event.object_id
+            outcome, _ = apply_event(store, event)
+        except ClerkSyncError as exc:
+            outcome, error = "failed", str(exc)
+        append_records(
+            store,
+            [
+                record(
+                    svix_id=entry["svixId"],
+                    event_type=event_type,
+                    user_id=user_id,
+                    object_id=object_id,
+                    outcome=outcome,
+                    received_at=utcnow(),
+                    source="replay",
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    payload_ttl=payload_ttl,
+                    error=error,
+                )
+            ],
+        )
+        results.append(
+            ReplayResult(
+                entry["svixId"],
+                str(event_type),
+                user_id,
+                outcome,
+                entry["outcome"],
+                error,
+            )
+        )
+    return results

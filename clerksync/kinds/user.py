@@ -1,0 +1,124 @@
+"""A Clerk user: the validated part clerksync keeps, parsed from webhook ``data`` or a
+Backend API user. A signed body is trusted to come from Clerk, not to be well-formed:
+every field is checked, and an operator object (``{"$ne": ""}``) never reaches a filter."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clerksync.errors import InvalidEvent
+
+CLERK_ID = re.compile(r"^user_[A-Za-z0-9_]{1,95}$")
+
+
+MAX_TEXT = 2048
+
+
+@dataclass(frozen=True)
+class ClerkUser:
+    """The part of a Clerk user clerksync keeps, already validated."""
+
+    id: str
+    email: str | None
+    #: the primary address is verified (adoption of an app's own document needs it)
+    email_verified: bool
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    username: str | None
+    image_url: str | None
+    created_at: int | None
+    updated_at: int
+    public_metadata: Mapping[str, Any]
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise InvalidEvent(f"field {key!r} must be a string or null")
+    return value
+
+
+def _millis(data: Mapping[str, Any], key: str, *, required: bool) -> int | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise InvalidEvent(f"field {key!r} must be a timestamp in milliseconds")
+    return value
+
+
+def parse_clerk_id(value: Any) -> str:
+    """A Clerk user id, or InvalidEvent: ids go into Mongo filters, so only plain strings pass."""
+    if not isinstance(value, str) or not CLERK_ID.match(value):
+        raise InvalidEvent("field 'id' must be a Clerk user id such as user_2abc…")
+    return value
+
+
+def _primary(data: Mapping[str, Any], list_key: str, id_key: str) -> Mapping[str, Any] | None:
+    """The entry of ``data[list_key]`` whose id is ``data[id_key]``; never just the first."""
+    entries = data.get(list_key) or []
+    if not isinstance(entries, list):
+        raise InvalidEvent(f"field {list_key!r} must be a list")
+    primary_id = data.get(id_key)
+    if primary_id is not None and not isinstance(primary_id, str):
+        raise InvalidEvent(f"field {id_key!r} must be a string or null")
+    found = None
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise InvalidEvent(f"each entry of {list_key!r} must be an object")
+        if primary_id is not None and entry.get("id") == primary_id:
+            found = entry
+    return found
+
+
+def primary_email(data: Mapping[str, Any]) -> str | None:
+    """The primary address, by ``primary_email_address_id``; never just the first one.
+
+    Clerk sends ``primary_email_address_id: null`` and an empty list for users who
+    signed up by phone or username; they have no email, and that is fine.
+    """
+    entry = _primary(data, "email_addresses", "primary_email_address_id")
+    address = _text(entry, "email_address") if entry is not None else None
+    return address.lower() if address else None
+
+
+def _verified(entry: Mapping[str, Any] | None) -> bool:
+    verification = entry.get("verification") if entry is not None else None
+    return isinstance(verification, Mapping) and verification.get("status") == "verified"
+
+
+def parse_clerk_user(data: Any) -> ClerkUser:
+    """Validate a Clerk user object (webhook ``data`` or a Backend API user)."""
+    if not isinstance(data, Mapping):
+        raise InvalidEvent("the user must be a JSON object")
+    metadata = data.get("public_metadata")
+    metadata = {} if metadata is None else metadata
+    if not isinstance(metadata, Mapping):
+        raise InvalidEvent("field 'public_metadata' must be an object")
+    updated_at = _millis(data, "updated_at", required=True)
+    assert updated_at is not None
+    email_entry = _primary(data, "email_addresses", "primary_email_address_id")
+    phone_entry = _primary(data, "phone_numbers", "primary_phone_number_id")
+    return ClerkUser(
+        id=parse_clerk_id(data.get("id")),
+        email=primary_email(data),
+        email_verified=_verified(email_entry),
+        phone=_text(phone_entry, "phone_number") if phone_entry is not None else None,
+        first_name=_text(data, "first_name"),
+        last_name=_text(data, "last_name"),
+        username=_text(data, "username"),
+        image_url=_text(data, "image_url") or _text(data, "profile_image_url"),
+        created_at=_millis(data, "created_at", required=False),
+        updated_at=updated_at,
+        public_metadata=dict(metadata),
+    )
+
+
+#: a Clerk user id, as opposed to the placeholders an app writes by hand (``clerk_34``)
+CLERK_USER_ID = re.compile(r"^user_[A-Za-z0-9_]+$")

@@ -1,0 +1,3 @@
+"""The webhook receiver as an ASGI app: HTTP limits, verify -> parse -> one durable
+write -> 2xx, health, and the process ``serve`` runs.
+"""

@@ -1,0 +1,55 @@
+"""``serve``'s process: uvicorn with the receiver, and SIGTERM as a clean exit."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from clerksync.receiver.app import create_app
+from clerksync.receiver.http import LIMIT_CONCURRENCY, server_config
+from clerksync.receiver.logs import configure_logging
+from clerksync.settings import Settings
+from clerksync.store.users import UserStore
+
+
+def run(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_json: bool = False,
+    store: UserStore | None = None,
+    limit_concurrency: int = LIMIT_CONCURRENCY,
+) -> None:
+    """Serve the receiver with uvicorn until interrupted."""
+    import uvicorn
+
+    configure_logging(json_lines=log_json)
+    app = create_app(settings, store=store)
+    config = server_config(app, host=host, port=port, limit_concurrency=limit_concurrency)
+    with terminated_as_exit():
+        uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def terminated_as_exit() -> Iterator[None]:
+    """SIGTERM (``kill``, systemd, ``docker stop``) ends the process as an exit (status 143),
+    so the caller's cleanup runs. uvicorn shuts down gracefully on it, then raises it again
+    against the handler it found: the default one would kill the process before any
+    ``finally`` (``serve`` left its ``serve.json`` behind)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are the main thread's
+        return
+
+    def exit_now(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        # None: a handler installed from C, which Python cannot put back; the default then
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

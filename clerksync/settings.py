@@ -1,0 +1,414 @@
+"""Settings: loaded once from the process env, ``.env.local`` and ``.env``.
+
+Precedence follows Next.js, so one set of files serves the app and clerksync:
+the process environment wins, then ``.env.local``, then ``.env`` in the
+working folder. ``--env-file PATH`` replaces the two files.
+
+Values are kept as given; each command checks only what it needs
+(``Settings.require``) so ``doctor`` can report a malformed value as a failing
+check while every other command stops with one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from clerksync.errors import ConfigError
+from clerksync.mapping.schema import DEFAULT as DEFAULT_SCHEMA
+from clerksync.mapping.schema import Schema, load_schema
+
+DEFAULT_API_URL = "https://api.clerk.com/v1"
+DEFAULT_DB = "clerksync"
+WEBHOOK_PATH = "/api/webhooks/clerk"
+
+#: variable -> aliases, in the order they are looked up.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "MONGODB_URL": ("MONGODB_URL", "MONGODB_URI"),
+    "WEBHOOK_SECRET": ("WEBHOOK_SECRET", "CLERK_WEBHOOK_SECRET", "CLERK_WEBHOOK_SIGNING_SECRET"),
+}
+
+#: every name clerksync reads (aliases included): anything else close to one is a likely typo
+KNOWN_NAMES = (
+    "MONGODB_URL",
+    "MONGODB_URI",
+    "MONGODB_DB",
+    "CLERK_SECRET_KEY",
+    "CLERK_API_URL",
+    "WEBHOOK_SECRET",
+    "CLERK_WEBHOOK_SECRET",
+    "CLERK_WEBHOOK_SIGNING_SECRET",
+    "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
+    "CLERKSYNC_HOME",
+    "CLERKSYNC_PAYLOAD_TTL_DAYS",
+    "CLERKSYNC_MONGO_TIMEOUT_MS",
+    "CLERKSYNC_SCHEMA",
+    "CLERKSYNC_EMBEDDED_IDLE_SECONDS",
+)
+
+#: names people reach for that clerksync does not read -> the one it reads
+LIKELY_MEANT = {
+    "MONGO_URL": "MONGODB_URL",
+    "MONGO_URI": "MONGODB_URL",
+    "MONGODB_CONNECTION_STRING": "MONGODB_URL",
+    "MONGODB_DATABASE": "MONGODB_DB",
+    "MONGO_DB": "MONGODB_DB",
+    "CLERK_API_KEY": "CLERK_SECRET_KEY",
+    "CLERK_SECRET": "CLERK_SECRET_KEY",
+    "CLERK_KEY": "CLERK_SECRET_KEY",
+    "CLERK_BACKEND_API_KEY": "CLERK_SECRET_KEY",
+    "SVIX_SECRET": "WEBHOOK_SECRET",
+    "WEBHOOK_SIGNING_SECRET": "WEBHOOK_SECRET",
+    "SIGNING_SECRET": "WEBHOOK_SECRET",
+    "CLERK_PUBLISHABLE_KEY": "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
+    "PUBLIC_URL": "NEXT_PUBLIC_URL",
+    "APP_URL": "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_APP_URL": "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_SITE_URL": "NEXT_PUBLIC_URL",
+    "NEXT_PUBLIC_BASE_URL": "NEXT_PUBLIC_URL",
+}
+
+#: prefixes worth a typo check; the rest of a process environment (PATH, HOME…) is not ours
+_TYPO_PREFIXES = ("MONGO", "CLERK", "WEBHO", "NEXT_PUBLIC_", "SVIX")
+
+WHERE = {
+    "MONGODB_URL": "your MongoDB connection string (Atlas: Connect → Drivers)",
+    "CLERK_SECRET_KEY": "Clerk Dashboard → Configure → API keys → Secret keys",
+    "WEBHOOK_SECRET": "Clerk Dashboard → Webhooks → your endpoint → Signing Secret",
+    "NEXT_PUBLIC_URL": "the public base URL of your app, e.g. https://example.com",
+    "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": "Clerk Dashboard → Configure → API keys",
+    "CLERK_API_URL": "leave unset for https://api.clerk.com/v1",
+    "MONGODB_DB": "the database name, when MONGODB_URL names none",
+}
+
+
+def mask(secret: str | None) -> str:
+    """Show enough of a secret to recognise it, never enough to use it: ``sk_test_…a1b2``."""
+    if not secret:
+        return "(unset)"
+    for prefix in ("sk_test_", "sk_live_", "pk_test_", "pk_live_", "whsec_"):
+        if secret.startswith(prefix):
+            return f"{prefix}…{secret[-4:]}" if len(secret) > len(prefix) + 8 else f"{prefix}…"
+    return f"…{secret[-4:]}" if len(secret) > 12 else "…"
+
+
+def mask_url(url: str) -> str:
+    """A connection string without its password: ``mongodb://user:…@host/db``."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":…@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+# -- validators: each returns a problem (for a one-line message) or None ------------------------
+
+
+def check_mongodb_url(value: str) -> str | None:
+    if not value.startswith(("mongodb://", "mongodb+srv://")):
+        return "must start with mongodb:// or mongodb+srv://"
+    hosts = value.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    if not hosts:
+        return "has no host"
+    for host in hosts.split(","):  # a replica set lists several host:port pairs
+        name, port = host, ""
+        if ":" in host and not host.endswith("]"):  # [::1] alone is an IPv6 host
+            name, _, port = host.rpartition(":")
+            if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+                return f"has a port that is not a number from 1 to 65535 ({port[:10]!r})"
+        if not name:
+            return "has no host"
+    return None
+
+
+def check_database_name(value: str) -> str | None:
+    if len(value) > 63 or any(c in value for c in '/\\. "$*<>:|?\0'):
+        return (
+            "is not a valid MongoDB database name "
+            "(no spaces, dots, slashes or $; 63 characters at most)"
+        )
+    return None
+
+
+def check_secret_key(value: str) -> str | None:
+    if not value.startswith(("sk_test_", "sk_live_")):
+        return "must be a Clerk secret key starting with sk_test_ or sk_live_"
+    body = value[len("sk_test_") :]
+    if len(body) < 20 or not body.isascii() or not body.isalnum():
+        return "is not a whole Clerk secret key (too short, or odd characters: was it cut?)"
+    return None
+
+
+def check_publishable_key(value: str) -> str | None:
+    if not value.startswith(("pk_test_", "pk_live_")):
+        return "must start with pk_test_ or pk_live_"
+    return None
+
+
+#: files that mark a project's root folder: the search for its ``.clerksync`` stops there
+PROJECT_MARKERS = (".git", "pyproject.toml", "package.json")
+
+
+def default_state_dir(cwd: Path) -> Path:
+    """``./.clerksync``, or, from a subfolder of a project, the project's: the nearest one
+    between here and the project's root (the first folder up with ``.git``,
+    ``pyproject.toml`` or ``package.json``), as git finds ``.git``. A command run from
+    ``src/`` then uses the project's embedded store and dev secret, not a new empty store.
+    Outside a project, or past the home folder, nothing is searched: a stray ``.clerksync``
+    in a home or temporary folder is never taken up."""
+    if (cwd / ".clerksync").is_dir():
+        return cwd / ".clerksync"
+    home = Path.home()
+    chain: list[Path] = []
+    for folder in (cwd, *cwd.parents):
+        chain.append(folder)
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            break
+        if folder == home:
+            return cwd / ".clerksync"
+    else:
+        return cwd / ".clerksync"  # no project root above: no search
+    for folder in chain:
+        if (folder / ".clerksync").is_dir():
+            return folder / ".clerksync"
+    return cwd / ".clerksync"
+
+
+def check_webhook_secret(value: str) -> str | None:
+    if not value.startswith("whsec_"):
+        try:
+            bare = len(base64.b64decode(value + "==", validate=True)) >= 24
+        except (binascii.Error, ValueError):
+            bare = False
+        if bare:  # the secret without its prefix
+            return "must start with whsec_ (put whsec_ in front of it: the Signing Secret has it)"
+        return "must start with whsec_ (copy the Signing Secret, not the endpoint id)"
+    body = value[len("whsec_") :]
+    try:
+        key = base64.b64decode(body + "==", validate=True)
+    except (binascii.Error, ValueError):
+        return "is not valid base64 after whsec_ (was it cut when copied?)"
+    if len(key) < 16:
+        return "decodes to a key shorter than 16 bytes (was it cut when copied?)"
+    return None
+
+
+def check_http_url(value: str) -> str | None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a port out of range)
+    except ValueError:
+        return "is not a valid URL (check the host and port)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL"
+    return None
+
+
+VALIDATORS: dict[str, Callable[[str], str | None]] = {
+    "MONGODB_URL": check_mongodb_url,
+    "CLERK_SECRET_KEY": check_secret_key,
+    "WEBHOOK_SECRET": check_webhook_secret,
+    "NEXT_PUBLIC_URL": check_http_url,
+    "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": check_publishable_key,
+    "CLERK_API_URL": check_http_url,
+    "MONGODB_DB": check_database_name,
+}
+
+
+def instance_kind(key: str | None) -> str | None:
+    """``test`` or ``live`` from an ``sk_``/``pk_`` key; None when it says neither."""
+    if not key:
+        return None
+    for kind in ("test", "live"):
+        if key.startswith((f"sk_{kind}_", f"pk_{kind}_")):
+            return kind
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything clerksync reads from the environment, loaded once and never mutated."""
+
+    mongodb_url: str | None = None
+    mongodb_db: str | None = None
+    clerk_secret_key: str | None = None
+    clerk_api_url: str = DEFAULT_API_URL
+    webhook_secret: str | None = None
+    public_url: str | None = None
+    publishable_key: str | None = None
+    #: where the embedded store, the dev secret and other local state live
+    state_dir: Path = Path(".clerksync")
+    #: days a delivery's payload is kept for replay (personal data expires)
+    payload_ttl_days: float = 7.0
+    #: how long a MongoDB operation may wait for a server, in ms
+    mongo_timeout_ms: int = 3000
+    #: the app's schema (``CLERKSYNC_SCHEMA``): collection and field names, see clerksync.schema
+    schema: Schema = DEFAULT_SCHEMA
+    #: env files that were read, in precedence order (for doctor)
+    env_files: tuple[Path, ...] = field(default_factory=tuple)
+    #: (name set, name clerksync reads): likely typos, reported as "did you mean"
+    misnamed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def webhook_url(self) -> str | None:
+        """The endpoint Clerk must post to, derived from ``NEXT_PUBLIC_URL``."""
+        if not self.public_url:
+            return None
+        return self.public_url.rstrip("/") + WEBHOOK_PATH
+
+    @property
+    def uses_embedded_store(self) -> bool:
+        return not self.mongodb_url
+
+    def value(self, name: str) -> str | None:
+        return {
+            "MONGODB_URL": self.mongodb_url,
+            "CLERK_SECRET_KEY": self.clerk_secret_key,
+            "WEBHOOK_SECRET": self.webhook_secret,
+            "NEXT_PUBLIC_URL": self.public_url,
+            "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": self.publishable_key,
+            "CLERK_API_URL": self.clerk_api_url,
+            "MONGODB_DB": self.mongodb_db,
+        }[name]
+
+    def problems(self, *names: str) -> list[tuple[str, str]]:
+        """The set variables among ``names`` (default: all) that are malformed: (name, problem)."""
+        found = []
+        for name, check in VALIDATORS.items():
+            if names and name not in names:
+                continue
+            value = self.value(name)
+            if value:
+                problem = check(value)
+                if problem:
+                    found.append((name, problem))
+        return found
+
+    def check(self, *names: str) -> None:
+        """ConfigError (exit 2) if one of ``names`` is set but malformed.
+
+        Each command checks only the variables it reads, so a broken
+        ``WEBHOOK_SECRET`` does not stop ``users list``.
+        """
+        for name, problem in self.problems(*names):
+            raise ConfigError(f"{name} {problem}. Fix it in .env.local ({WHERE[name]}).")
+
+    def require(self, *names: str, hint: str = "") -> None:
+        """``check(*names)``, then ConfigError (exit 2) for the first of ``names`` unset.
+
+        Without names, every variable is checked (what ``doctor`` reports as failures).
+        """
+        self.check(*names)
+        for name in names:
+            if not self.value(name):
+                raise ConfigError(f"{name} is not set. Set it in .env.local — {WHERE[name]}{hint}.")
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read env file {path}: {exc.__class__.__name__}") from None
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def load_settings(
+    *,
+    env_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Merge the process env over the env files and build the frozen Settings.
+
+    ``environ`` and ``cwd`` are for tests; by default the real ones are used.
+    """
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigError(f"--env-file {env_file}: no such file")
+        files = [env_file]
+    else:
+        files = [p for p in (cwd / ".env.local", cwd / ".env") if p.is_file()]
+
+    merged: dict[str, str] = {}
+    for path in reversed(files):  # lowest precedence first
+        merged.update(_read_env_file(path))
+    merged.update({k: v for k, v in environ.items()})
+    misnamed = likely_typos(merged)
+
+    def get(name: str) -> str | None:
+        for alias in ALIASES.get(name, (name,)):
+            value = merged.get(alias, "").strip()
+            if value:
+                return value
+        return None
+
+    def number(name: str, default: float, largest: float) -> float:
+        raw = get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw[:40]!r}") from None
+        if not 0 < value <= largest:  # also refuses nan and inf
+            raise ConfigError(f"{name} must be a number above 0 and at most {largest:g}")
+        return value
+
+    # read by the embedded store's daemon from its environment; checked here so a bad value
+    # is one line and exit 2, not an error inside the store's start-up
+    number("CLERKSYNC_EMBEDDED_IDLE_SECONDS", 900, 7 * 86400)
+    home = get("CLERKSYNC_HOME")
+    state_dir = Path(home) if home else default_state_dir(cwd)
+    if state_dir.exists() and not state_dir.is_dir():
+        raise ConfigError(f"CLERKSYNC_HOME {state_dir} is a file: it must name a folder")
+    return Settings(
+        mongodb_url=get("MONGODB_URL"),
+        mongodb_db=get("MONGODB_DB"),
+        clerk_secret_key=get("CLERK_SECRET_KEY"),
+        clerk_api_url=get("CLERK_API_URL") or DEFAULT_API_URL,
+        webhook_secret=get("WEBHOOK_SECRET"),
+        public_url=get("NEXT_PUBLIC_URL"),
+        publishable_key=get("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY"),
+        state_dir=state_dir,
+        payload_ttl_days=number("CLERKSYNC_PAYLOAD_TTL_DAYS", 7.0, 3650),
+        mongo_timeout_ms=int(number("CLERKSYNC_MONGO_TIMEOUT_MS", 3000, 600_000)),
+        schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=cwd),
+        env_files=tuple(files),
+        misnamed=misnamed,
+    )
+
+
+def likely_typos(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Set names that clerksync does not read but probably should: ``MONGO_URL`` → ``MONGODB_URL``.
+
+    Only reported while the name meant is unset (with its aliases): a stray
+    variable beside a correct one is none of our business.
+    """
+    import difflib
+
+    def is_set(name: str) -> bool:
+        return any(values.get(alias, "").strip() for alias in ALIASES.get(name, (name,)))
+
+    found: list[tuple[str, str]] = []
+    for key in sorted(values):
+        if key in KNOWN_NAMES or not values[key].strip():
+            continue
+        meant = LIKELY_MEANT.get(key)
+        if meant is None and key.startswith(_TYPO_PREFIXES):
+            close = difflib.get_close_matches(key, KNOWN_NAMES, n=1, cutoff=0.85)
+            meant = close[0] if close else None
+        if meant is not None:
+            canonical = next((n for n, a in ALIASES.items() if meant in a), meant)
+            if not is_set(canonical):
+                found.append((key, canonical))
+    return tuple(found)
