@@ -50,7 +50,7 @@ from pymongo import MongoClient
 
 from clerksync.clerk.webhooks import new_secret, sign
 from clerksync.devtools.payloads import clerk_user, event
-from clerksync.store.base import COLLECTION
+from clerksync.store.database import DELIVERIES as COLLECTION
 
 PATH = "/api/webhooks/clerk"
 

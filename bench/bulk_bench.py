@@ -84,7 +84,7 @@ def serve_fake(
     n: int, prefix: str, metadata_file: str | None, key: str = KEY, limit: int = LIMIT
 ) -> None:
     """Child: a fake Clerk with n users (metadata from a file), printing its URL."""
-    from tests.fakeclerk import FakeClerk
+    from tests.support.fakeclerk import FakeClerk
 
     fake = FakeClerk(secret_key=key, instance_limit=limit, window=WINDOW)
     metadata = json.loads(Path(metadata_file).read_text()) if metadata_file else {}
@@ -103,9 +103,9 @@ def run_job(job: str, mongo_url: str, db: str, api: str, key: str = KEY) -> None
     from clerksync.clerk.gateway import ClerkGateway, default_rate
     from clerksync.jobs.metadata import sync_metadata
     from clerksync.jobs.reconcile import reconcile
-    from clerksync.store.users import UserStore
+    from clerksync.store.database import Store
 
-    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    store = Store(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
     gateway = ClerkGateway(key, api_url=api)
     started = time.perf_counter()
@@ -143,7 +143,7 @@ def instance_objects(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """The same Clerk objects for the fake and for the floor: memberships spread evenly over
     the organizations, each naming one of the users."""
-    from tests.fakeclerk import clerk_membership, clerk_organization
+    from tests.support.fakeclerk import clerk_membership, clerk_organization
 
     user_list = clerk_users(users, prefix)
     org_list = [
@@ -167,7 +167,7 @@ def instance_objects(
 
 def serve_instance_fake(users: int, orgs: int, members: int, prefix: str) -> None:
     """Child: a fake Clerk instance with users, organizations and memberships."""
-    from tests.fakeclerk import FakeClerk
+    from tests.support.fakeclerk import FakeClerk
 
     fake = FakeClerk(secret_key=KEY, instance_limit=LIMIT, window=WINDOW)
     fake.user_offset_limit = DEEP_OFFSET
@@ -198,9 +198,9 @@ def run_instance_job(mongo_url: str, db: str, api: str) -> None:
 
     from clerksync.clerk.gateway import ClerkGateway, default_rate
     from clerksync.jobs.reconcile import reconcile
-    from clerksync.store.users import UserStore
+    from clerksync.store.database import Store
 
-    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    store = Store(MongoClient(mongo_url, tz_aware=True), db)
     app_clerk_index(store)
     store.ensure_indexes()
     gateway = ClerkGateway(KEY, api_url=api)
@@ -230,14 +230,14 @@ def instance_floor(mongo_url: str, db: str, users: int, orgs: int, members: int)
     (no reads, no ordering rule, no tombstones, no Clerk)."""
     from pymongo import MongoClient
 
-    from clerksync.kinds.orgs import parse_membership, parse_organization
+    from clerksync.kinds.membership import MEMBERSHIP, parse_membership
+    from clerksync.kinds.organization import ORGANIZATION, parse_organization
     from clerksync.kinds.user import parse_clerk_user
-    from clerksync.mapping import bookkeeping as bk
-    from clerksync.mapping.documents import new_document, upsert_update
+    from clerksync.mapping.documents import new_document, state_update, upsert_update
+    from clerksync.store.database import Store
     from clerksync.store.mongo import utcnow
-    from clerksync.store.users import UserStore
 
-    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    store = Store(MongoClient(mongo_url, tz_aware=True), db)
     app_clerk_index(store)
     store.ensure_indexes()
     user_list, org_list, member_list = instance_objects(users, orgs, members, "floor_")
@@ -245,26 +245,25 @@ def instance_floor(mongo_url: str, db: str, users: int, orgs: int, members: int)
     parsed_orgs = [parse_organization(o) for o in org_list]
     parsed_members = [parse_membership(m) for m in member_list]
     now = utcnow()
-    orgstore = store.orgs
     # The same indexes as the job's collections: reconcile makes these before its first
     # organization write (without them the floor's memberships cost a quarter as much).
-    orgstore.ensure_indexes()
+    for kind in (ORGANIZATION, MEMBERSHIP):
+        store.ready(kind)
 
     def org_doc(kind: Any, item: Any) -> dict[str, Any]:
-        update = orgstore._update(kind, item, now)
-        return bk.nest({**update["$set"], **update.get("$setOnInsert", {})})
+        return new_document(state_update(kind, store.schema.section(kind), item, now))
 
     started = time.perf_counter()
     for offset in range(0, users, 500):
         docs = [
-            new_document(upsert_update(u, now, store.schema)[0])
+            new_document(upsert_update(u, now, store.schema.users)[0])
             for u in parsed_users[offset : offset + 500]
         ]
         store.users.insert_many(docs, ordered=False)
-    for kind, items in ((orgstore.orgs_kind, parsed_orgs), (orgstore.members_kind, parsed_members)):
+    for kind, items in ((ORGANIZATION, parsed_orgs), (MEMBERSHIP, parsed_members)):
         for offset in range(0, len(items), 500):
             batch = [org_doc(kind, i) for i in items[offset : offset + 500]]
-            kind.collection.insert_many(batch, ordered=False)
+            store.collection(kind).insert_many(batch, ordered=False)
     elapsed = time.perf_counter() - started
     store.client.drop_database(db)
     return elapsed
@@ -352,17 +351,20 @@ def bulk_floor(mongo_url: str, db: str, n: int, prefix: str) -> float:
     from clerksync.kinds.user import parse_clerk_user
     from clerksync.mapping.documents import new_document, upsert_update
     from clerksync.mapping.schema import NEXTJS
+    from clerksync.store.database import Store
     from clerksync.store.mongo import utcnow
-    from clerksync.store.users import UserStore
 
-    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    store = Store(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
     users = [parse_clerk_user(u) for u in clerk_users(n, prefix)]
     now = utcnow()
     started = time.perf_counter()
     for offset in range(0, n, 500):
         store.users.insert_many(
-            [new_document(upsert_update(u, now, NEXTJS)[0]) for u in users[offset : offset + 500]],
+            [
+                new_document(upsert_update(u, now, NEXTJS.users)[0])
+                for u in users[offset : offset + 500]
+            ],
             ordered=False,
         )
     elapsed = time.perf_counter() - started
@@ -376,12 +378,14 @@ def bookkeeping_floor(mongo_url: str, db: str, n: int, prefix: str, *, writes: i
     collection of n users with the same indexes."""
     from pymongo import MongoClient, UpdateOne
 
-    from clerksync.kinds.user import parse_clerk_user
-    from clerksync.store.users import UserStore
+    from clerksync.kinds.user import USER, parse_clerk_user
+    from clerksync.store.database import Store
+    from clerksync.store.pages import write_page
+    from clerksync.store.users import writer
 
-    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    store = Store(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
-    store.upsert_many(parse_clerk_user(u) for u in clerk_users(n, prefix))
+    write_page(writer(store), USER, [parse_clerk_user(u) for u in clerk_users(n, prefix)])
     docs = list(store.users.find({}, {"_id": 1}).limit(writes))
     started = time.perf_counter()
     for offset in range(0, writes, 500):
@@ -410,12 +414,14 @@ def drifted_users(mongo_url: str, db: str, n: int, prefix: str, tmp: str) -> tup
     sync with no mark left; returns the fake's metadata file and the number drifted."""
     from pymongo import MongoClient
 
-    from clerksync.kinds.user import parse_clerk_user
-    from clerksync.store.users import UserStore
+    from clerksync.kinds.user import USER, parse_clerk_user
+    from clerksync.store.database import Store
+    from clerksync.store.pages import write_page
+    from clerksync.store.users import writer
 
-    store = UserStore(MongoClient(mongo_url, tz_aware=True), db)
+    store = Store(MongoClient(mongo_url, tz_aware=True), db)
     store.ensure_indexes()
-    store.upsert_many(parse_clerk_user(u) for u in clerk_users(n, prefix))
+    write_page(writer(store), USER, [parse_clerk_user(u) for u in clerk_users(n, prefix)])
     docs = list(store.users.find({}, {"clerkId": 1, "clerksync.seq": 1}).sort("clerkId", 1))
     in_sync = [d for i, d in enumerate(docs) if i % 4]  # every fourth user drifted
     metadata = {d["clerkId"]: {"userMongoId": str(d["_id"]), "isAdmin": False} for d in in_sync}

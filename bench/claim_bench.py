@@ -27,8 +27,8 @@ from harness import start_database
 from pymongo import MongoClient, ReturnDocument
 
 from clerksync.mapping import bookkeeping as bk
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 from clerksync.writeback.queue import queue_of
 
 
@@ -52,7 +52,7 @@ def stage(plan: dict[str, Any]) -> str:
     return " > ".join(names) or "?"
 
 
-def measure(store: UserStore, n: int) -> tuple[float, float, float]:
+def measure(store: Store, n: int) -> tuple[float, float, float]:
     """Claim, sweep and the old claim, in ms, on a collection of n due users."""
     queue = queue_of(store)
     keys = iter([{"clerkId": f"user_{i:07d}"} for i in range(n // 2, n)])
@@ -79,7 +79,7 @@ def main() -> None:
     try:
         client: MongoClient[Any] = MongoClient(url, tz_aware=True)
         for n in (int(s) for s in args.sizes.split(",") if s):
-            store = UserStore(client, f"claim_{n}")
+            store = Store(client, f"claim_{n}")
             store.ensure_indexes()
             now = utcnow()
             store.users.insert_many(

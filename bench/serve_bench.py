@@ -43,8 +43,8 @@ from clerksync.devtools.payloads import clerk_user, event
 from clerksync.kinds.user import parse_clerk_user
 from clerksync.mapping.documents import upsert_update
 from clerksync.mapping.schema import NEXTJS
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 
 
 def cpu_seconds(pid: int) -> float:
@@ -67,7 +67,7 @@ FAKE_KEY = "sk_test_" + "b3nch" * 8  # a development key: 100 requests / 10 s
 def serve_fake(users_file: str) -> None:
     """Child: a fake Clerk at a development instance's limit holding the bench's users."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.fakeclerk import FakeClerk
+    from tests.support.fakeclerk import FakeClerk
 
     fake = FakeClerk(secret_key=FAKE_KEY, instance_limit=100, window=10.0)
     for user in json.loads(Path(users_file).read_text()):
@@ -223,7 +223,7 @@ def run_config(
         watched["receiver"] = procs[-1].pid
 
         # The baseline collection: the same indexes as users, the same write concern.
-        base_store = UserStore(MongoClient(url, tz_aware=True), db + "_baseline")
+        base_store = Store(MongoClient(url, tz_aware=True), db + "_baseline")
         base_store.ensure_indexes()
         base = base_store.users
         app_indexes(base)
@@ -279,7 +279,7 @@ def run_config(
                 before = cpu()
                 theirs += timed_pool(
                     lambda u: base.update_one(
-                        {"clerkId": u.id}, upsert_update(u, now, NEXTJS)[0], upsert=True
+                        {"clerkId": u.id}, upsert_update(u, now, NEXTJS.users)[0], upsert=True
                     ),
                     parsed,
                     args.c,

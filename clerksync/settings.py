@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from clerksync.clerk.keys import DEFAULT_API_URL
 from clerksync.errors import ConfigError
+from clerksync.mapping.files import load_schema
 from clerksync.mapping.schema import DEFAULT as DEFAULT_SCHEMA
-from clerksync.mapping.schema import Schema, load_schema
+from clerksync.mapping.schema import Schema
+from clerksync.statedir import default_state_dir
 
-DEFAULT_API_URL = "https://api.clerk.com/v1"
-DEFAULT_DB = "clerksync"
 WEBHOOK_PATH = "/api/webhooks/clerk"
 
 #: variable -> aliases, in the order they are looked up.
@@ -151,35 +152,6 @@ def check_publishable_key(value: str) -> str | None:
     return None
 
 
-#: files that mark a project's root folder: the search for its ``.clerksync`` stops there
-PROJECT_MARKERS = (".git", "pyproject.toml", "package.json")
-
-
-def default_state_dir(cwd: Path) -> Path:
-    """``./.clerksync``, or, from a subfolder of a project, the project's: the nearest one
-    between here and the project's root (the first folder up with ``.git``,
-    ``pyproject.toml`` or ``package.json``), as git finds ``.git``. A command run from
-    ``src/`` then uses the project's embedded store and dev secret, not a new empty store.
-    Outside a project, or past the home folder, nothing is searched: a stray ``.clerksync``
-    in a home or temporary folder is never taken up."""
-    if (cwd / ".clerksync").is_dir():
-        return cwd / ".clerksync"
-    home = Path.home()
-    chain: list[Path] = []
-    for folder in (cwd, *cwd.parents):
-        chain.append(folder)
-        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
-            break
-        if folder == home:
-            return cwd / ".clerksync"
-    else:
-        return cwd / ".clerksync"  # no project root above: no search
-    for folder in chain:
-        if (folder / ".clerksync").is_dir():
-            return folder / ".clerksync"
-    return cwd / ".clerksync"
-
-
 def check_webhook_secret(value: str) -> str | None:
     if not value.startswith("whsec_"):
         try:
@@ -219,16 +191,6 @@ VALIDATORS: dict[str, Callable[[str], str | None]] = {
     "CLERK_API_URL": check_http_url,
     "MONGODB_DB": check_database_name,
 }
-
-
-def instance_kind(key: str | None) -> str | None:
-    """``test`` or ``live`` from an ``sk_``/``pk_`` key; None when it says neither."""
-    if not key:
-        return None
-    for kind in ("test", "live"):
-        if key.startswith((f"sk_{kind}_", f"pk_{kind}_")):
-            return kind
-    return None
 
 
 @dataclass(frozen=True, kw_only=True)

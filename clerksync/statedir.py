@@ -15,6 +15,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+#: files that mark a project's root folder: the search for its ``.clerksync`` stops there
+PROJECT_MARKERS = (".git", "pyproject.toml", "package.json")
+
+
+def default_state_dir(cwd: Path) -> Path:
+    """``./.clerksync``, or, from a subfolder of a project, the project's: the nearest one
+    between here and the project's root (the first folder up with ``.git``,
+    ``pyproject.toml`` or ``package.json``), as git finds ``.git``. A command run from
+    ``src/`` then uses the project's embedded store and dev secret, not a new empty store.
+    Outside a project, or past the home folder, nothing is searched: a stray ``.clerksync``
+    in a home or temporary folder is never taken up."""
+    if (cwd / ".clerksync").is_dir():
+        return cwd / ".clerksync"
+    home = Path.home()
+    chain: list[Path] = []
+    for folder in (cwd, *cwd.parents):
+        chain.append(folder)
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            break
+        if folder == home:
+            return cwd / ".clerksync"
+    else:
+        return cwd / ".clerksync"  # no project root above: no search
+    for folder in chain:
+        if (folder / ".clerksync").is_dir():
+            return folder / ".clerksync"
+    return cwd / ".clerksync"
+
 
 def private_dir(path: Path) -> Path:
     """``path`` as a folder only its owner can enter (0700), made if missing."""

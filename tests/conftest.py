@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from clerksync.mapping.schema import Schema, load_schema
+from clerksync.mapping.files import load_schema
+from clerksync.mapping.schema import Schema
 from clerksync.settings import KNOWN_NAMES, load_settings
-from clerksync.store.users import UserStore, connect
-from tests.fakeclerk import SECRET_KEY, FakeClerk
+from clerksync.store.connect import connect
+from clerksync.store.database import Store
+from tests.support.fakeclerk import SECRET_KEY, FakeClerk
 
 EXTERNAL_MONGO = os.environ.get("CLERKSYNC_TEST_MONGODB_URL")
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -81,7 +83,7 @@ def schema(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> S
 
 
 @pytest.fixture
-def store(db_env: dict[str, str], schema: Schema) -> Iterator[UserStore]:
+def store(db_env: dict[str, str], schema: Schema) -> Iterator[Store]:
     user_store = connect(load_settings())
     user_store.ensure_indexes()
     try:
@@ -110,9 +112,9 @@ def webhook_secret(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def receiver(store: UserStore, webhook_secret: str) -> Iterator[Any]:
+def receiver(store: Store, webhook_secret: str) -> Iterator[Any]:
     """The real receiver app on uvicorn over loopback HTTP, on the test database."""
-    from tests.receiver import RunningReceiver
+    from tests.support.receiver import RunningReceiver
 
     running = RunningReceiver(load_settings()).start()
     try:
@@ -122,7 +124,7 @@ def receiver(store: UserStore, webhook_secret: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def receivers(store: UserStore, webhook_secret: str) -> Iterator[list[Any]]:
+def receivers(store: Store, webhook_secret: str) -> Iterator[list[Any]]:
     """Receivers a test starts (``RunningReceiver``s it appends), all stopped at its end."""
     started: list[Any] = []
     yield started

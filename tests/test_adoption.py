@@ -9,16 +9,19 @@ import pytest
 
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.doctor.database import check_app_collection
+from clerksync.kinds.user import USER
 from clerksync.mapping import bookkeeping as bk
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import RunningReceiver, post
+from tests.support.writes import delete, upsert, user_hooks
 
 FAST = ("--rate", "1000")
 
 
-def app_user(store: UserStore, email: str, **extra: Any) -> Any:
+def app_user(store: Store, email: str, **extra: Any) -> Any:
     """A document the app wrote by hand, as the report's admin did: a placeholder Clerk id,
     an admin flag, a field clerksync does not know."""
     users = store.schema.users
@@ -39,7 +42,7 @@ def unverified(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def email_index(store: UserStore, kind: str) -> None:
+def email_index(store: Store, kind: str) -> None:
     """The app's index on its email field: ``plain``, ``unique`` (the guide's model: the
     receiver inserts first and adopts when it refuses) or ``partial unique`` (it may not
     refuse: the receiver looks up first)."""
@@ -54,7 +57,7 @@ def email_index(store: UserStore, kind: str) -> None:
 @ALL_SCHEMAS
 @pytest.mark.parametrize("index", ["plain", "unique", "partial unique"])
 def test_the_receiver_adopts_the_app_created_document(
-    receiver: RunningReceiver, store: UserStore, index: str
+    receiver: RunningReceiver, store: Store, index: str
 ) -> None:
     users = store.schema.users
     email_index(store, index)  # the app's model indexes it
@@ -66,7 +69,7 @@ def test_the_receiver_adopts_the_app_created_document(
     )
     assert response.status_code == 200 and response.json()["outcome"] == "applied"
     assert store.count() == 1  # no second document
-    doc = store.find_user("user_grace")
+    doc = find_user(store, "user_grace")
     assert doc["_id"] == mongo_id and doc["notes"] == "created by hand"
     assert users.is_admin(doc) is True  # the app's fields kept
     if users.app_id:
@@ -75,7 +78,7 @@ def test_the_receiver_adopts_the_app_created_document(
 
 
 def test_adoption_when_the_server_names_the_username_index_first(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     """The guide's model: email and username unique. The app's document and the new user
     share both, and this server names indexes in name order: the username one is reported;
@@ -86,11 +89,11 @@ def test_adoption_when_the_server_names_the_username_index_first(
     data = clerk_user(user_id="user_grace", email="grace@example.com", username="grace")
     response = post(receiver.url, WEBHOOK_SECRET, event("user.created", data))
     assert (response.status_code, response.json()["outcome"]) == (200, "applied")
-    assert store.count() == 1 and store.find_user("user_grace")["_id"] == mongo_id
+    assert store.count() == 1 and find_user(store, "user_grace")["_id"] == mongo_id
 
 
 def test_a_user_deleted_while_its_document_is_adopted_is_not_brought_back(
-    store: UserStore,
+    store: Store,
 ) -> None:
     """``user.deleted`` ran between the adoption's tombstone check and its take-over: its
     delete found no document under the Clerk id. The take-over sees the tombstone after
@@ -101,16 +104,16 @@ def test_a_user_deleted_while_its_document_is_adopted_is_not_brought_back(
     email_index(store, "unique")
     app_user(store, "gone@example.com")
     user = parse_clerk_user(clerk_user(user_id="user_gone", email="gone@example.com"))
-    [found] = store.adoption_candidates(["gone@example.com"])["gone@example.com"]
-    assert store.delete_user("user_gone").outcome == "applied"  # tombstone; nothing to delete
-    taken = store._take_over(user, found, utcnow())
+    [found] = user_hooks(store).adoption_candidates(["gone@example.com"])["gone@example.com"]
+    assert delete(store, USER, "user_gone").outcome == "applied"  # tombstone; nothing to delete
+    taken = user_hooks(store).take_over(user, found, utcnow())
     assert taken is not None and taken.outcome == "stale"
     assert store.users.count_documents({"clerkId": "user_gone"}) == 0
 
 
 @pytest.mark.parametrize("index", ["plain", "unique"])
 def test_a_signup_reads_for_adoption_only_when_the_email_index_may_not_refuse(
-    store: UserStore, index: str
+    store: Store, index: str
 ) -> None:
     """Beside a unique email index a new user costs one read (the tombstone check after the
     insert); beside a plain one, a second (the adoption lookup before it)."""
@@ -140,12 +143,14 @@ def test_a_signup_reads_for_adoption_only_when_the_email_index_may_not_refuse(
 
     url = load_settings().mongodb_url  # the fixture's database, on a client of its own
     client: MongoClient[Any] = MongoClient(url, tz_aware=True, event_listeners=[sent])
-    watched = UserStore(client, store.name, store.schema)
+    watched = Store(client, store.name, store.schema)
     try:
-        assert watched.email_indexed()  # the index list is read once a minute, not per signup
+        assert user_hooks(
+            watched
+        ).email_indexed()  # the index list is read once a minute, not per signup
         sent.names.clear()
         user = parse_clerk_user(clerk_user(user_id="user_new", email="new@example.com"))
-        assert watched.apply_user(user, likely_new=True).outcome == "applied"
+        assert upsert(watched, USER, user, likely_new=True).outcome == "applied"
         assert sent.names.count("find") == (1 if index == "unique" else 2)
         assert sent.names.count("insert") == 1
     finally:
@@ -154,7 +159,7 @@ def test_a_signup_reads_for_adoption_only_when_the_email_index_may_not_refuse(
 
 
 def test_an_unverified_email_an_app_document_holds_is_refused_not_adopted(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     email_index(store, "unique")
     mongo_id = app_user(store, "eve@example.com")
@@ -168,7 +173,7 @@ def test_an_unverified_email_an_app_document_holds_is_refused_not_adopted(
 
 @pytest.mark.parametrize("case", ["unverified", "two candidates"])
 def test_no_adoption_without_a_verified_email_or_with_several_candidates(
-    receiver: RunningReceiver, store: UserStore, case: str
+    receiver: RunningReceiver, store: Store, case: str
 ) -> None:
     store.users.create_index("email", name="app_email")
     first = app_user(store, "ada@example.com")
@@ -178,7 +183,7 @@ def test_no_adoption_without_a_verified_email_or_with_several_candidates(
     else:
         second = app_user(store, "Ada@example.com".lower(), notes="a second one")
     assert post(receiver.url, WEBHOOK_SECRET, event("user.created", data)).status_code == 200
-    assert store.find_user("user_ada")["_id"] != first  # a document of its own
+    assert find_user(store, "user_ada")["_id"] != first  # a document of its own
     assert store.users.count_documents({"clerkId": "clerk_34"}) == (
         1 if case == "unverified" else 2
     )
@@ -189,7 +194,7 @@ def test_no_adoption_without_a_verified_email_or_with_several_candidates(
 
 @ALL_SCHEMAS
 def test_reconcile_adopts_and_dry_run_counts_it(
-    cli: Any, store: UserStore, fake_clerk: FakeClerk
+    cli: Any, store: Store, fake_clerk: FakeClerk
 ) -> None:
     users = store.schema.users
     mongo_id = app_user(store, "lin@example.com")  # no email index: reconcile adopts anyway
@@ -202,7 +207,7 @@ def test_reconcile_adopts_and_dry_run_counts_it(
     assert store.users.count_documents({users.clerk_id: "user_lin"}) == 0
     done = json.loads(cli("reconcile", "--json", *FAST).stdout)
     assert (done["adopted"], done["created"]) == (1, 2)
-    assert store.find_user("user_lin")["_id"] == mongo_id
+    assert find_user(store, "user_lin")["_id"] == mongo_id
     assert store.count() == 4  # lin adopted; kim (unverified) and new created; kim's app doc
     again = json.loads(cli("reconcile", "--json", *FAST).stdout)
     assert (again["adopted"], again["created"], again["unchanged"]) == (0, 0, 3)
@@ -210,7 +215,7 @@ def test_reconcile_adopts_and_dry_run_counts_it(
 
 @pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
 def test_promoting_an_app_user_not_in_clerk_changes_mongo_only(
-    cli: Any, store: UserStore, fake_clerk: FakeClerk
+    cli: Any, store: Store, fake_clerk: FakeClerk
 ) -> None:
     mongo_id = store.users.insert_one({"email": "ops@app.com", "role": None}).inserted_id
     result = cli("promote", str(mongo_id), "--json")

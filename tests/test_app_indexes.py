@@ -13,17 +13,19 @@ import pytest
 from clerksync.deliverylog.readers import show_delivery
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.doctor.database import check_app_collection
-from clerksync.kinds.user import parse_clerk_user
+from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.settings import load_settings
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import RunningReceiver, post
+from tests.support.writes import upsert
 
 FAST = ("--rate", "1000")
 
 
-def guide_indexes(store: UserStore) -> set[str]:
+def guide_indexes(store: Store) -> set[str]:
     """What Mongoose's autoIndex does for the guide's model: clerkId, email and username
     unique, each on its own, an error swallowed. Returns the names it could build."""
     from pymongo.errors import OperationFailure
@@ -36,7 +38,7 @@ def guide_indexes(store: UserStore) -> set[str]:
 
 
 @pytest.fixture
-def running(store: UserStore, webhook_secret: str) -> Iterator[RunningReceiver]:
+def running(store: Store, webhook_secret: str) -> Iterator[RunningReceiver]:
     """A receiver started after the test set the collection up (``receiver`` starts first)."""
     holder: list[RunningReceiver] = []
 
@@ -51,7 +53,7 @@ def running(store: UserStore, webhook_secret: str) -> Iterator[RunningReceiver]:
 
 @pytest.mark.parametrize("then", ["svix retry", "events replay --failed"])
 def test_a_unique_username_index_fails_the_delivery_until_it_is_fixed(
-    store: UserStore, running: object, cli: object, then: str
+    store: Store, running: object, cli: object, then: str
 ) -> None:
     guide_indexes(store)
     receiver = running()  # type: ignore[operator]
@@ -91,7 +93,7 @@ def test_a_unique_username_index_fails_the_delivery_until_it_is_fixed(
 
 @pytest.mark.parametrize("order", ["app-first", "clerksync-first"])
 def test_app_indexes_built_first_or_after_live_with_clerksyncs(
-    store: UserStore, cli: object, fake_clerk: FakeClerk, order: str
+    store: Store, cli: object, fake_clerk: FakeClerk, order: str
 ) -> None:
     store.users.drop_indexes()
     store.deliveries.drop_indexes()
@@ -115,10 +117,10 @@ def test_app_indexes_built_first_or_after_live_with_clerksyncs(
     for args in (("reconcile",), ("sync-metadata",), ("promote", "user_m1")):
         result = cli(*args, "--json", *(FAST if args[0] != "promote" else ()))  # type: ignore[operator]
         assert result.exit_code == 0, (args, result.stderr)
-    assert store.find_user("user_m1")["isAdmin"] is True
+    assert find_user(store, "user_m1")["isAdmin"] is True
 
 
-def test_documents_without_a_clerk_id_never_block_clerksyncs_index(store: UserStore) -> None:
+def test_documents_without_a_clerk_id_never_block_clerksyncs_index(store: Store) -> None:
     store.users.drop_indexes()
     store.users.insert_many(
         [{"email": "admin@app.com"}, {"email": "legacy@app.com"}, {"clerkId": None}, {}]
@@ -129,7 +131,7 @@ def test_documents_without_a_clerk_id_never_block_clerksyncs_index(store: UserSt
 
 
 def test_reconcile_refused_by_an_app_index_is_a_clear_failure(
-    store: UserStore, cli: object, fake_clerk: FakeClerk
+    store: Store, cli: object, fake_clerk: FakeClerk
 ) -> None:
     store.users.create_index("username", unique=True, name="username_1")
     store.users.insert_one({"username": "taken", "email": "owner@app.com"})
@@ -141,7 +143,7 @@ def test_reconcile_refused_by_an_app_index_is_a_clear_failure(
 
 
 def test_the_receiver_refuses_deliveries_until_clerk_id_uniqueness_is_enforced(
-    store: UserStore, running: object
+    store: Store, running: object
 ) -> None:
     store.users.drop_indexes()
     store.users.insert_many([{"clerkId": "user_twin"}, {"clerkId": "user_twin"}])
@@ -159,9 +161,9 @@ def test_the_receiver_refuses_deliveries_until_clerk_id_uniqueness_is_enforced(
     assert store.has_unique_clerk_index()
 
 
-def test_doctor_json_names_a_refusing_index(store: UserStore, cli: object) -> None:
+def test_doctor_json_names_a_refusing_index(store: Store, cli: object) -> None:
     store.users.create_index("email", unique=True, name="email_1")
-    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_e", emails=[], username="e")))
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_e", emails=[], username="e")))
     result = cli("doctor", "--json")  # type: ignore[operator]
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["unique index email_1"]["status"] == "warn"
@@ -169,7 +171,7 @@ def test_doctor_json_names_a_refusing_index(store: UserStore, cli: object) -> No
 
 
 def test_maintenance_commands_refuse_to_write_without_clerk_id_uniqueness(
-    store: UserStore, cli: object, fake_clerk: FakeClerk
+    store: Store, cli: object, fake_clerk: FakeClerk
 ) -> None:
     store.users.drop_indexes()
     store.users.insert_many([{"clerkId": "user_twin"}, {"clerkId": "user_twin"}])

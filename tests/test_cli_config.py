@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
+from tests.support.fakeclerk import FakeClerk
 
 MALFORMED = {
     "MONGODB_URL": "mongodb://db.example:99999/app",

@@ -14,21 +14,22 @@ import httpx
 import pytest
 
 from clerksync.devtools.payloads import clerk_user
-from clerksync.kinds.user import parse_clerk_user
-from clerksync.store.users import UserStore
+from clerksync.kinds.user import USER, parse_clerk_user
+from clerksync.store.database import Store
+from tests.support.writes import upsert
 
 HOSTILE = ["[/]", "[red]x[/red]", "\x1b]0;pwned\x07", "\x1b[2J", "[bold"]
 
 
-def add_user(store: UserStore, user_id: str, **fields: str | None) -> None:
-    store.upsert_user(parse_clerk_user(clerk_user(user_id=user_id, **fields)))  # type: ignore[arg-type]
+def add_user(store: Store, user_id: str, **fields: str | None) -> None:
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id=user_id, **fields)))  # type: ignore[arg-type]
 
 
 def table_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def test_users_list_fits_80_columns_one_line_per_user(cli, store: UserStore, monkeypatch) -> None:
+def test_users_list_fits_80_columns_one_line_per_user(cli, store: Store, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "80")
     for i in range(3):
         add_user(
@@ -49,7 +50,7 @@ def test_users_list_fits_80_columns_one_line_per_user(cli, store: UserStore, mon
         assert f"user_2g7np7Hrk0SN6kj5EDMLDaK{i:03d}" in result.stdout
 
 
-def test_users_list_into_a_pipe_keeps_whole_cells(cli, store: UserStore, monkeypatch) -> None:
+def test_users_list_into_a_pipe_keeps_whole_cells(cli, store: Store, monkeypatch) -> None:
     """No terminal and no COLUMNS (``| grep``): nothing is cut to 80 columns."""
     monkeypatch.delenv("COLUMNS", raising=False)
     email = "someone.with.a.very.long.address.indeed@example-company.com"
@@ -61,7 +62,7 @@ def test_users_list_into_a_pipe_keeps_whole_cells(cli, store: UserStore, monkeyp
 
 def test_events_list_fits_80_columns(cli, receiver, monkeypatch) -> None:
     from tests.conftest import WEBHOOK_SECRET
-    from tests.receiver import post
+    from tests.support.receiver import post
 
     monkeypatch.setenv("COLUMNS", "80")
     for i, kind in enumerate(["user.created", "organizationMembership.created", "session.created"]):
@@ -76,14 +77,14 @@ def test_events_list_fits_80_columns(cli, receiver, monkeypatch) -> None:
     assert "msg_cols_rejected" in result.stdout and "rejected" in result.stdout
 
 
-def test_plurals(cli, store: UserStore) -> None:
+def test_plurals(cli, store: Store) -> None:
     add_user(store, "user_only")
     assert table_lines(cli("users", "list").stdout)[0].startswith("1 user in")
     assert cli("events", "stats").stdout.startswith("0 deliveries")
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_hostile_names_print_as_text(cli, store: UserStore, name: str) -> None:
+def test_hostile_names_print_as_text(cli, store: Store, name: str) -> None:
     add_user(store, "user_hostile", first_name=name, last_name=name, username=name)
     for args in (("users", "list"), ("users", "show", "user_hostile")):
         result = cli(*args)
@@ -95,9 +96,7 @@ def test_hostile_names_print_as_text(cli, store: UserStore, name: str) -> None:
 
 
 @pytest.mark.parametrize("svix_id", ["[/x]", "[red]x[/red]", "\x1b[31mred"])
-def test_hostile_svix_id_of_a_rejected_delivery(
-    cli, receiver, store: UserStore, svix_id: str
-) -> None:
+def test_hostile_svix_id_of_a_rejected_delivery(cli, receiver, store: Store, svix_id: str) -> None:
     from clerksync.deliverylog.records import append_records
     from clerksync.deliverylog.writer import record
     from clerksync.store.mongo import utcnow
@@ -130,7 +129,7 @@ def test_hostile_svix_id_of_a_rejected_delivery(
 
 def test_show_prints_no_none(cli, receiver) -> None:
     from tests.conftest import WEBHOOK_SECRET
-    from tests.receiver import post
+    from tests.support.receiver import post
 
     post(receiver.url, WEBHOOK_SECRET, {"type": "session.created", "data": {}}, msg_id="msg_s")
     receiver.receiver.log.flush_now()
@@ -143,24 +142,24 @@ def test_show_prints_no_none(cli, receiver) -> None:
     "since",
     ["99999999999d", "²h", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "yesterday"],
 )
-def test_odd_since_is_one_line_and_exit_2(cli, store: UserStore, since: str) -> None:
+def test_odd_since_is_one_line_and_exit_2(cli, store: Store, since: str) -> None:
     for command in (("events", "list"), ("events", "stats"), ("events", "replay", "--failed")):
         result = cli(*command, "--since", since)
         assert result.exit_code == 2, (command, result.stdout, result.stderr)
         assert result.stderr.strip().count("\n") == 0 and "--since" in result.stderr
 
 
-def test_since_with_an_offset_works(cli, store: UserStore) -> None:
+def test_since_with_an_offset_works(cli, store: Store) -> None:
     assert cli("events", "list", "--since", "2026-01-01T00:00:00+14:00").exit_code == 0
 
 
-def test_outcome_is_validated(cli, store: UserStore) -> None:
+def test_outcome_is_validated(cli, store: Store) -> None:
     for command in (("events", "list"), ("events", "tail")):
         result = cli(*command, "--outcome", "bogus")
         assert result.exit_code == 2 and "applied, duplicate" in result.stderr
 
 
-def test_a_document_the_app_wrote_oddly(cli, store: UserStore) -> None:
+def test_a_document_the_app_wrote_oddly(cli, store: Store) -> None:
     store.users.insert_one({"clerkId": "user_odd", "email": "odd@x.com", "createdAt": "yesterday"})
     store.users.insert_one({"email": "no-clerk-id@x.com"})
     listed = cli("users", "list")
@@ -168,9 +167,7 @@ def test_a_document_the_app_wrote_oddly(cli, store: UserStore) -> None:
     assert json.loads(cli("users", "show", "user_odd", "--json").stdout)["createdAt"] == "yesterday"
 
 
-def test_sync_metadata_over_a_document_without_a_clerk_id(
-    cli, store: UserStore, fake_clerk
-) -> None:
+def test_sync_metadata_over_a_document_without_a_clerk_id(cli, store: Store, fake_clerk) -> None:
     fake_clerk.add_user(user_id="user_real")
     add_user(store, "user_real")
     store.users.insert_one({"email": "no-clerk-id@x.com", "createdAt": datetime.now(timezone.utc)})
@@ -180,7 +177,7 @@ def test_sync_metadata_over_a_document_without_a_clerk_id(
     assert json.loads(result.stdout)["total"] == 1  # the app's own user is not a Clerk user
 
 
-def test_user_show_and_doctor_fit_80_columns(cli, store: UserStore, monkeypatch) -> None:
+def test_user_show_and_doctor_fit_80_columns(cli, store: Store, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "80")
     add_user(
         store,

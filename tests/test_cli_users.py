@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 from clerksync.devtools.payloads import clerk_user
-from clerksync.kinds.user import parse_clerk_user
-from clerksync.store.users import UserStore
+from clerksync.kinds.user import USER, parse_clerk_user
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
+from clerksync.store.users import set_admin
 from tests.conftest import ALL_SCHEMAS
+from tests.support.writes import upsert
 
 FIELDS = {
     "id",
@@ -23,20 +26,20 @@ FIELDS = {
 }
 
 
-def seed(store: UserStore) -> list[dict]:
+def seed(store: Store) -> list[dict]:
     users = [
         clerk_user(user_id="user_ada", email="ada@example.com", first_name="Ada", username="ada"),
         clerk_user(user_id="user_bob", email="bob@example.com", first_name="Bob"),
         clerk_user(user_id="user_cy", emails=[], first_name="Cy", username="cyphone"),
     ]
     for user in users:
-        store.upsert_user(parse_clerk_user(user))
-    store.set_admin(store.find_user("user_bob")["_id"], True)
+        upsert(store, USER, parse_clerk_user(user))
+    set_admin(store, find_user(store, "user_bob")["_id"], True)
     return users
 
 
 @ALL_SCHEMAS
-def test_list_json_has_exactly_the_documented_fields(cli, store: UserStore) -> None:
+def test_list_json_has_exactly_the_documented_fields(cli, store: Store) -> None:
     seed(store)
     result = cli("users", "list", "--json")
     assert result.exit_code == 0, result.stderr
@@ -53,7 +56,7 @@ def test_list_json_has_exactly_the_documented_fields(cli, store: UserStore) -> N
 
 
 @ALL_SCHEMAS
-def test_filters(cli, store: UserStore) -> None:
+def test_filters(cli, store: Store) -> None:
     seed(store)
     admins = json.loads(cli("users", "list", "--admins", "--json").stdout)
     assert [r["clerkId"] for r in admins] == ["user_bob"]
@@ -62,16 +65,16 @@ def test_filters(cli, store: UserStore) -> None:
     assert len(json.loads(cli("users", "list", "--limit", "2", "--json").stdout)) == 2
 
 
-def test_table_output_lists_users(cli, store: UserStore) -> None:
+def test_table_output_lists_users(cli, store: Store) -> None:
     seed(store)
     result = cli("users", "list")
     assert result.exit_code == 0
     assert "user_ada" in result.stdout and "3 users" in result.stdout
 
 
-def test_show_by_every_id_form(cli, store: UserStore) -> None:
+def test_show_by_every_id_form(cli, store: Store) -> None:
     seed(store)
-    mongo_id = str(store.find_user("user_ada")["_id"])
+    mongo_id = str(find_user(store, "user_ada")["_id"])
     for ident in ("user_ada", mongo_id, "ADA@example.com"):
         result = cli("users", "show", ident, "--json")
         assert result.exit_code == 0, result.stderr
@@ -80,7 +83,7 @@ def test_show_by_every_id_form(cli, store: UserStore) -> None:
         assert view["id"] == mongo_id
 
 
-def test_show_unknown_id_exits_1_with_a_clear_message(cli, store: UserStore) -> None:
+def test_show_unknown_id_exits_1_with_a_clear_message(cli, store: Store) -> None:
     result = cli("users", "show", "user_nobody")
     assert result.exit_code == 1
     assert "no user 'user_nobody'" in result.stderr

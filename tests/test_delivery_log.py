@@ -9,16 +9,16 @@ import pytest
 
 from clerksync.deliverylog.records import iter_records
 from clerksync.deliverylog.writer import DeliveryLog, record
-from clerksync.store import base as deliveries
+from clerksync.store import database as deliveries
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 
 
-def ttl_indexes(store: UserStore) -> list[dict[str, Any]]:
+def ttl_indexes(store: Store) -> list[dict[str, Any]]:
     return [dict(i) for i in store.deliveries.list_indexes() if "expireAfterSeconds" in i]
 
 
-def write_one(store: UserStore, svix_id: str) -> None:
+def write_one(store: Store, svix_id: str) -> None:
     """One record through the log's writer (which makes its index before its first bucket)."""
     log = DeliveryLog(store)
     log.add(
@@ -35,10 +35,8 @@ def write_one(store: UserStore, svix_id: str) -> None:
 
 
 @pytest.mark.parametrize("first", ["store", "log"])
-def test_the_store_and_the_log_make_one_and_the_same_ttl_index(
-    store: UserStore, first: str
-) -> None:
-    assert store.deliveries.name == deliveries.COLLECTION
+def test_the_store_and_the_log_make_one_and_the_same_ttl_index(store: Store, first: str) -> None:
+    assert store.deliveries.name == deliveries.DELIVERIES
     store.deliveries.drop()
     if first == "store":
         report = store.ensure_indexes()
@@ -46,7 +44,7 @@ def test_the_store_and_the_log_make_one_and_the_same_ttl_index(
     else:
         write_one(store, "msg_before")
         report = store.ensure_indexes()
-    ours = [r for r in report.results if r.collection == deliveries.COLLECTION]
+    ours = [r for r in report.results if r.collection == deliveries.DELIVERIES]
     assert [(r.name, r.error) for r in ours] == [(deliveries.TTL_INDEX, None)]
     ttl = ttl_indexes(store)
     assert len(ttl) == 1
@@ -55,7 +53,7 @@ def test_the_store_and_the_log_make_one_and_the_same_ttl_index(
     assert next(iter_records(store))["outcome"] == "applied"
 
 
-def test_the_logs_collection_takes_acknowledged_unjournaled_writes(store: UserStore) -> None:
+def test_the_logs_collection_takes_acknowledged_unjournaled_writes(store: Store) -> None:
     # diagnostics, not state: w=1, unlike the users collection's w=majority, j=true
     assert store.deliveries.write_concern.document == {"w": 1}
     assert store.users.write_concern.document["w"] == "majority"

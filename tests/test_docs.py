@@ -79,12 +79,15 @@ def test_readme_documents_what_help_says_about_exit_codes() -> None:
 
 
 def test_readme_lists_every_key_of_reconcile_json() -> None:
-    import dataclasses
-
     from clerksync.jobs.reconcile import ReconcileResult
+    from clerksync.jobs.walk import KindSummary
+    from clerksync.kinds.registry import KINDS
 
     text = " ".join(README.read_text().split())
     listed = text.split("`reconcile --json` prints", 1)[1].split("A progress bar", 1)[0]
-    keys = {f.name for f in dataclasses.fields(ReconcileResult)} - {"dry_run"}
+    every = {k.name: KindSummary(note="n", prune_refused="r") for k in KINDS}
+    printed = ReconcileResult(every).to_json()
+    keys = set(printed)
+    keys |= {key for part in printed.values() if isinstance(part, dict) for key in part}
     missing = [k for k in sorted(keys) if f'"{k}"' not in listed and f"`{k}`" not in listed]
     assert missing == []

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 
-from clerksync.store.users import UserStore
+from clerksync.kinds.user import USER
+from clerksync.store.database import Store
 from clerksync.writeback.queue import queue_of
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import SECRET_KEY, FakeClerk
+from tests.support.fakeclerk import SECRET_KEY, FakeClerk
+from tests.support.writes import upsert
 
 
 def run(cli) -> tuple[int, dict, str]:
@@ -25,13 +27,13 @@ def by_name(report: dict) -> dict[str, dict]:
 
 
 def test_healthy_setup_exits_0(
-    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str
+    cli, store: Store, fake_clerk: FakeClerk, webhook_secret: str
 ) -> None:
     fake_clerk.add_user(user_id="user_one")
     from clerksync.devtools.payloads import clerk_user
     from clerksync.kinds.user import parse_clerk_user
 
-    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_one")))
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_one")))
     code, report, _ = run(cli)
     assert code == 0, report
     assert report["ok"] is True
@@ -47,7 +49,7 @@ def test_healthy_setup_exits_0(
 
 
 def test_clerk_key_rejected(
-    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str, monkeypatch
+    cli, store: Store, fake_clerk: FakeClerk, webhook_secret: str, monkeypatch
 ) -> None:
     monkeypatch.setenv("CLERK_SECRET_KEY", "sk_test_" + "wrong" * 6)
     code, report, text = run(cli)
@@ -58,14 +60,14 @@ def test_clerk_key_rejected(
     assert "wrong" * 6 not in text
 
 
-def test_missing_webhook_secret(cli, store: UserStore) -> None:
+def test_missing_webhook_secret(cli, store: Store) -> None:
     code, report, _ = run(cli)
     assert code == 1
     check = by_name(report)["WEBHOOK_SECRET"]
     assert check["status"] == "fail" and "Signing Secret" in check["hint"]
 
 
-def test_malformed_webhook_secret(cli, store: UserStore, monkeypatch) -> None:
+def test_malformed_webhook_secret(cli, store: Store, monkeypatch) -> None:
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_abc!!")
     code, report, text = run(cli)
     assert code == 1
@@ -85,7 +87,7 @@ def test_unreachable_mongodb(cli, monkeypatch, webhook_secret: str) -> None:
 
 
 def test_count_difference_names_reconcile(
-    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str
+    cli, store: Store, fake_clerk: FakeClerk, webhook_secret: str
 ) -> None:
     fake_clerk.add_user()
     code, report, _ = run(cli)
@@ -95,7 +97,7 @@ def test_count_difference_names_reconcile(
 
 
 def test_mismatched_key_pair(
-    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str, monkeypatch
+    cli, store: Store, fake_clerk: FakeClerk, webhook_secret: str, monkeypatch
 ) -> None:
     monkeypatch.setenv("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k")
     code, report, _ = run(cli)
@@ -103,7 +105,7 @@ def test_mismatched_key_pair(
     assert by_name(report)["key pair"]["status"] == "fail"
 
 
-def test_human_output_marks_and_fixes(cli, store: UserStore) -> None:
+def test_human_output_marks_and_fixes(cli, store: Store) -> None:
     result = cli("doctor")
     assert result.exit_code == 1
     assert "✗ WEBHOOK_SECRET" in result.stdout
@@ -157,14 +159,14 @@ def test_doctor_uses_the_secret_of_a_running_serve_dev(
 
 
 def test_parked_and_dropped_write_backs_are_named_with_the_fix(
-    cli, store: UserStore, fake_clerk: FakeClerk, webhook_secret: str
+    cli, store: Store, fake_clerk: FakeClerk, webhook_secret: str
 ) -> None:
     from clerksync.devtools.payloads import clerk_user
     from clerksync.kinds.user import parse_clerk_user
 
     for user_id in ("user_parked", "user_gone", "user_fine"):
         fake_clerk.add_user(user_id=user_id)
-        store.upsert_user(parse_clerk_user(clerk_user(user_id=user_id)))
+        upsert(store, USER, parse_clerk_user(clerk_user(user_id=user_id)))
     queue = queue_of(store)
     parked = queue.claim(store.clerk_key("user_parked"), due_only=False)
     assert parked is not None  # a park ends a claim, like a drop
@@ -185,7 +187,7 @@ def test_parked_and_dropped_write_backs_are_named_with_the_fix(
     assert "stopped write-backs" not in by_name(run(cli)[1])
 
 
-def test_doctor_probes_no_guessed_port(cli, store: UserStore, webhook_secret: str) -> None:
+def test_doctor_probes_no_guessed_port(cli, store: Store, webhook_secret: str) -> None:
     _, report, everything = run(cli)
     check = by_name(report)["receiver"]
     assert check["status"] == "warn" and "no receiver to probe" in check["detail"]

@@ -13,10 +13,11 @@ from clerksync.deliverylog.records import append_records
 from clerksync.deliverylog.writer import DeliveryLog, RejectionSampler, record
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.settings import load_settings
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 from tests.conftest import WEBHOOK_SECRET
-from tests.receiver import RunningReceiver, post
+from tests.support.receiver import RunningReceiver, post
 
 
 def deliver(receiver: RunningReceiver) -> None:
@@ -65,16 +66,16 @@ def test_show_with_payload_and_stats(cli, receiver) -> None:
     assert cli("events", "show", "msg_missing").exit_code == 1
 
 
-def test_replay_restores_a_user_removed_by_hand(cli, receiver, store: UserStore) -> None:
+def test_replay_restores_a_user_removed_by_hand(cli, receiver, store: Store) -> None:
     deliver(receiver)
     store.users.delete_one({"clerkId": "user_ev"})
     result = cli("events", "replay", "msg_ev1", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)[0]["outcome"] == "applied"
-    assert store.find_user("user_ev")["email"] == "private@x.com"
+    assert find_user(store, "user_ev")["email"] == "private@x.com"
 
 
-def test_replay_failed_replays_exactly_the_failed_ones(cli, store: UserStore) -> None:
+def test_replay_failed_replays_exactly_the_failed_ones(cli, store: Store) -> None:
     payloads = {
         f"msg_f{i}": event("user.created", clerk_user(user_id=f"user_f{i}")) for i in range(3)
     }
@@ -132,7 +133,7 @@ def test_doctor_probes_are_not_deliveries(cli, receiver, monkeypatch) -> None:
     assert not [r for r in rows if r["id"].startswith("msg_clerksync_probe_")]
 
 
-def test_replay_failed_skips_what_a_later_attempt_fixed(cli, store: UserStore) -> None:
+def test_replay_failed_skips_what_a_later_attempt_fixed(cli, store: Store) -> None:
     payload = json.dumps(event("user.created", clerk_user(user_id="user_fixed"))).encode()
     now = utcnow()
     for outcome in ("failed", "applied"):  # Svix retried, and the retry went through
@@ -206,7 +207,7 @@ def test_tail_without_follow_shows_the_last_ones_oldest_first(cli, receiver) -> 
 
 
 def test_stats_count_every_rejection_of_a_flood_even_the_sampled_ones(
-    cli, store: UserStore, webhook_secret: str
+    cli, store: Store, webhook_secret: str
 ) -> None:
     sampler = RejectionSampler(sample=5, window=60)
     running = RunningReceiver(load_settings(), log=DeliveryLog(store, sampler=sampler)).start()
@@ -229,7 +230,7 @@ def test_stats_count_every_rejection_of_a_flood_even_the_sampled_ones(
     assert sorted(r["count"] for r in rows) == [1] * 5 + [35]
 
 
-def failed_delivery(store: UserStore, svix_id: str, user: dict) -> None:
+def failed_delivery(store: Store, svix_id: str, user: dict) -> None:
     """A delivery the receiver logged as failed (as it does when the database refused it)."""
     body = json.dumps(event("user.created", user)).encode()
     entry = record(
@@ -244,7 +245,7 @@ def failed_delivery(store: UserStore, svix_id: str, user: dict) -> None:
     append_records(store, [entry])
 
 
-def test_one_delivery_that_stays_failed_does_not_block_the_others(cli, store: UserStore) -> None:
+def test_one_delivery_that_stays_failed_does_not_block_the_others(cli, store: Store) -> None:
     store.users.create_index("username", unique=True, name="username_1")  # the app's own
     store.users.insert_one({"email": "app@x.com", "username": "taken"})
     failed_delivery(store, "msg_old", clerk_user(user_id="user_old", username="taken"))

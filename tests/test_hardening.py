@@ -20,9 +20,9 @@ from clerksync.deliverylog.writer import DeliveryLog, RejectionSampler
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.receiver.logs import JsonLines, RepeatLimit
 from clerksync.settings import load_settings
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
-from tests.receiver import RunningReceiver, post
+from tests.support.receiver import RunningReceiver, post
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def server_log() -> Iterator[io.StringIO]:
             logger.removeHandler(handler)
 
 
-def log_bytes(store: UserStore, running: RunningReceiver) -> int:
+def log_bytes(store: Store, running: RunningReceiver) -> int:
     """Bytes the delivery log holds in the database, after a flush."""
     running.receiver.log.flush_now()
     return sum(len(bson.encode(bucket)) for bucket in store.deliveries.find({}))
@@ -84,7 +84,7 @@ def port_of(running: RunningReceiver) -> int:
     ids=["8MB-svix-id", "1M-signatures"],
 )
 def test_huge_headers_are_refused_fast_with_bounded_logs(
-    receiver: RunningReceiver, store: UserStore, server_log: io.StringIO, header: tuple[str, str]
+    receiver: RunningReceiver, store: Store, server_log: io.StringIO, header: tuple[str, str]
 ) -> None:
     before = log_bytes(store, receiver)
     body = json.dumps(event("user.created", clerk_user(user_id="user_huge"))).encode()
@@ -109,7 +109,7 @@ def test_huge_headers_are_refused_fast_with_bounded_logs(
 
 
 def test_signature_and_id_headers_are_bounded_inside_the_app(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     payload = event("user.created", clerk_user(user_id="user_hdr"))
     many = post(
@@ -130,7 +130,7 @@ def test_signature_and_id_headers_are_bounded_inside_the_app(
 
 
 def test_a_wrong_secret_flood_leaves_a_bounded_log(
-    store: UserStore, webhook_secret: str, server_log: io.StringIO
+    store: Store, webhook_secret: str, server_log: io.StringIO
 ) -> None:
     sampler = RejectionSampler(sample=20, window=60)
     running = RunningReceiver(load_settings(), log=DeliveryLog(store, sampler=sampler)).start()
@@ -162,7 +162,7 @@ def test_a_wrong_secret_flood_leaves_a_bounded_log(
 
 
 def test_idle_sockets_do_not_stop_a_real_delivery(
-    store: UserStore, webhook_secret: str, server_log: io.StringIO
+    store: Store, webhook_secret: str, server_log: io.StringIO
 ) -> None:
     running = RunningReceiver(load_settings(), limits={"header_timeout": 1.0}).start()
     idle: list[socket.socket] = []
@@ -196,7 +196,7 @@ def test_idle_sockets_do_not_stop_a_real_delivery(
 
 
 def test_a_client_that_leaves_mid_body_is_one_line(
-    receiver: RunningReceiver, store: UserStore, server_log: io.StringIO
+    receiver: RunningReceiver, store: Store, server_log: io.StringIO
 ) -> None:
     with socket.create_connection(("127.0.0.1", port_of(receiver))) as sock:
         sock.sendall(partial_request())
@@ -222,7 +222,7 @@ def test_a_client_that_leaves_mid_body_is_one_line(
     ids=["nested", "overflow", "surrogate"],
 )
 def test_signed_bodies_the_parser_cannot_take_are_400_with_a_record(
-    receiver: RunningReceiver, store: UserStore, raw: bytes
+    receiver: RunningReceiver, store: Store, raw: bytes
 ) -> None:
     response = post(receiver.url, WEBHOOK_SECRET, None, raw=raw, msg_id="msg_unparsable")
     assert response.status_code == 400, response.text
@@ -243,7 +243,7 @@ def test_junk_is_refused_before_its_body_is_read(receiver: RunningReceiver) -> N
     assert answer.startswith(b"HTTP/1.1 400") and b"too old" in answer
 
 
-def test_a_kept_alive_connection_that_dribbles_is_closed(store: UserStore, webhook_secret) -> None:
+def test_a_kept_alive_connection_that_dribbles_is_closed(store: Store, webhook_secret) -> None:
     running = RunningReceiver(load_settings(), limits={"header_timeout": 1.0}).start()
     try:
         with socket.create_connection(("127.0.0.1", port_of(running)), timeout=5) as sock:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import json
 
 from clerksync.devtools.payloads import clerk_user, event
-from clerksync.kinds.user import parse_clerk_user
-from clerksync.store.users import UserStore
+from clerksync.kinds.organization import ORGANIZATION
+from clerksync.kinds.user import USER, parse_clerk_user
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import RunningReceiver, post
+from tests.support.writes import page
 
 FAST = ("--rate", "1000")
 
 
-def app_indexes_named_first(store: UserStore) -> None:
+def app_indexes_named_first(store: Store) -> None:
     for field in ("email", "username"):
         store.users.create_index(field, unique=True, name=f"aaa_{field}")
     # the server names the app's index, not clerksync's, for a second copy of a user
@@ -37,7 +40,7 @@ def app_indexes_named_first(store: UserStore) -> None:
 
 
 def test_redelivered_and_older_states_are_duplicate_and_stale_not_refused(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     app_indexes_named_first(store)
     data = clerk_user(user_id="user_twice", email="twice@x.com", username="twice", updated_at=2000)
@@ -50,12 +53,12 @@ def test_redelivered_and_older_states_are_duplicate_and_stale_not_refused(
     older = event("user.updated", {**data, "updated_at": 1000, "first_name": "Old"})
     answer = post(receiver.url, WEBHOOK_SECRET, older)
     assert (answer.status_code, answer.json()["outcome"]) == (200, "stale")
-    assert store.find_user("user_twice")["firstName"] != "Old"
+    assert find_user(store, "user_twice")["firstName"] != "Old"
     assert store.count() == 1
 
 
 def test_a_stored_user_refused_by_another_field_of_a_new_one_is_still_refused(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     """The other side: a *different* Clerk user with a stored user's email is the app's
     index refusing a write, and says so."""
@@ -68,7 +71,7 @@ def test_a_stored_user_refused_by_another_field_of_a_new_one_is_still_refused(
 
 
 def test_a_backfill_page_of_users_already_stored_goes_the_ordered_way(
-    cli: object, store: UserStore, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     """After an all-new page reconcile inserts the next page outright; users on it that are
     stored already are refused by the app's index first, and are unchanged, not a failure."""
@@ -78,7 +81,7 @@ def test_a_backfill_page_of_users_already_stored_goes_the_ordered_way(
             user_id=f"user_b{i:04d}", email=f"b{i}@x.com", username=f"b{i}", created_at=1000 + i
         )
     held = [parse_clerk_user(fake_clerk.users[f"user_b{i:04d}"]) for i in range(600, 610)]
-    store.upsert_many(held)
+    page(store, USER, held)
     result = cli("reconcile", "--json", *FAST)  # type: ignore[operator]
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -87,12 +90,12 @@ def test_a_backfill_page_of_users_already_stored_goes_the_ordered_way(
 
 
 def test_a_redelivered_organization_beside_the_apps_unique_slug_index_is_a_duplicate(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
-    from tests.fakeclerk import clerk_organization
+    from tests.support.fakeclerk import clerk_organization
 
-    store.orgs.ensure_indexes()
-    store.orgs.organizations.create_index("slug", unique=True, name="aaa_slug")
+    store.ready(ORGANIZATION)
+    store.collection(ORGANIZATION).create_index("slug", unique=True, name="aaa_slug")
     org = clerk_organization(org_id="org_twice", name="Twice", updated_at=2000)
     created = event("organization.created", org)
     answers = [post(receiver.url, WEBHOOK_SECRET, created) for _ in range(2)]
@@ -107,7 +110,7 @@ def test_a_redelivered_organization_beside_the_apps_unique_slug_index_is_a_dupli
 
 
 def test_an_update_the_apps_index_refuses_fails_until_the_conflict_clears(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     """user_b renames "bob" -> "bobby", then user_a takes "bob"; user_a's update arrives
     first. The app's unique username index refuses it: a 503 (Svix retries), never a 2xx
@@ -120,40 +123,40 @@ def test_an_update_the_apps_index_refuses_fails_until_the_conflict_clears(
     takes_bob = event("user.updated", {**a, "username": "bob", "updated_at": 3000})
     answer = post(receiver.url, WEBHOOK_SECRET, takes_bob)
     assert answer.status_code == 503 and "app_username" in answer.text
-    assert store.find_user("user_a")["username"] == "alice"
+    assert find_user(store, "user_a")["username"] == "alice"
     renamed = event("user.updated", {**b, "username": "bobby", "updated_at": 2000})
     assert post(receiver.url, WEBHOOK_SECRET, renamed).status_code == 200
     retried = post(receiver.url, WEBHOOK_SECRET, takes_bob)  # Svix's retry
     assert (retried.status_code, retried.json()["outcome"]) == (200, "applied")
-    assert store.find_user("user_a")["username"] == "bob"
+    assert find_user(store, "user_a")["username"] == "bob"
 
 
-def test_a_backfill_update_the_apps_index_refuses_is_index_refused(store: UserStore) -> None:
+def test_a_backfill_update_the_apps_index_refuses_is_index_refused(store: Store) -> None:
     from clerksync.errors import IndexRefused
 
     store.users.create_index("username", unique=True, name="app_username")
     a = clerk_user(user_id="user_a", email="a@x.com", username="alice", updated_at=1000)
     b = clerk_user(user_id="user_b", email="b@x.com", username="bob", updated_at=1000)
-    store.upsert_many([parse_clerk_user(a), parse_clerk_user(b)])
+    page(store, USER, [parse_clerk_user(a), parse_clerk_user(b)])
     newer = parse_clerk_user({**a, "username": "bob", "updated_at": 2000})
     try:
-        store.upsert_many([newer])
+        page(store, USER, [newer])
     except IndexRefused as exc:
         assert exc.index == "app_username"
     else:
         raise AssertionError("a refused update counted as done")
-    assert store.find_user("user_a")["username"] == "alice"
+    assert find_user(store, "user_a")["username"] == "alice"
 
 
 def test_an_organization_update_the_apps_slug_index_refuses_fails(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     from clerksync.errors import IndexRefused
-    from clerksync.kinds.orgs import parse_organization
-    from tests.fakeclerk import clerk_organization
+    from clerksync.kinds.organization import parse_organization
+    from tests.support.fakeclerk import clerk_organization
 
-    store.orgs.ensure_indexes()
-    store.orgs.organizations.create_index("slug", unique=True, name="app_slug")
+    store.ready(ORGANIZATION)
+    store.collection(ORGANIZATION).create_index("slug", unique=True, name="app_slug")
     one = clerk_organization(org_id="org_one", slug="one", updated_at=1000)
     two = clerk_organization(org_id="org_two", slug="two", updated_at=1000)
     for org in (one, two):
@@ -161,11 +164,10 @@ def test_an_organization_update_the_apps_slug_index_refuses_fails(
     takes_two = {**one, "slug": "two", "updated_at": 2000}
     answer = post(receiver.url, WEBHOOK_SECRET, event("organization.updated", takes_two))
     assert answer.status_code == 503 and "app_slug" in answer.text
-    orgs = store.orgs
     try:
-        orgs.upsert_many(orgs.orgs_kind, [parse_organization(takes_two)])
+        page(store, ORGANIZATION, [parse_organization(takes_two)])
     except IndexRefused as exc:
         assert exc.index == "app_slug"
     else:
         raise AssertionError("a refused update counted as done")
-    assert orgs.organizations.find_one({"clerkId": "org_one"})["slug"] == "one"
+    assert store.collection(ORGANIZATION).find_one({"clerkId": "org_one"})["slug"] == "one"

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from clerksync.devtools.payloads import clerk_user, deleted_user, event
 from clerksync.mapping.events import parse_event
 from clerksync.store.apply import apply_event
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from tests.support.writes import writer_of
 
 RUN = itertools.count()
 
@@ -24,7 +25,7 @@ delivery = st.tuples(st.integers(0, 2), st.one_of(st.none(), st.integers(1, 4)))
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(deliveries=st.lists(delivery, min_size=1, max_size=14))
-def test_final_state_is_each_users_newest_event(store: UserStore, deliveries: list) -> None:
+def test_final_state_is_each_users_newest_event(store: Store, deliveries: list) -> None:
     run = next(RUN)
     for user, version in deliveries:
         user_id = f"user_r{run}u{user}"
@@ -41,7 +42,7 @@ def test_final_state_is_each_users_newest_event(store: UserStore, deliveries: li
                     created_at=1_000,
                 ),
             )
-        apply_event(store, parse_event(json.dumps(body).encode()))
+        apply_event(writer_of(store), parse_event(json.dumps(body).encode()))
 
     for user in range(3):
         user_id = f"user_r{run}u{user}"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from clerksync.kinds.orgs import parse_organization
-from clerksync.store.users import UserStore
-from tests.fakeclerk import FakeClerk
+from clerksync.kinds.organization import ORGANIZATION, parse_organization
+from clerksync.store.database import Store
+from tests.support.fakeclerk import FakeClerk
+from tests.support.writes import upsert_outcome
 
 
 def org_check(cli) -> dict:
@@ -16,11 +17,11 @@ def org_check(cli) -> dict:
 
 
 def test_equal_counts_pass_and_a_gap_warns_with_the_fix(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     for i in range(3):
         org = fake_clerk.add_org(org_id=f"org_d{i}", updated_at=5)
-        store.orgs.upsert_organization(parse_organization(org))
+        upsert_outcome(store, ORGANIZATION, parse_organization(org))
     check = org_check(cli)
     assert check["status"] == "pass" and check["detail"] == "Clerk 3, MongoDB 3"
     fake_clerk.add_org(org_id="org_missed")
@@ -30,7 +31,7 @@ def test_equal_counts_pass_and_a_gap_warns_with_the_fix(
 
 
 def test_an_instance_without_organizations_is_a_note(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     fake_clerk.orgs_enabled = False
     check = org_check(cli)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
-from tests.receiver import RunningReceiver, post
+from tests.support.receiver import RunningReceiver, post
 
 EXAMPLES = json.loads(Path(__file__).with_name("clerk-webhook-examples.json").read_text())["events"]
 
 
 def test_events_list_shows_the_object_id_of_every_type(
-    cli, receiver: RunningReceiver, store: UserStore
+    cli, receiver: RunningReceiver, store: Store
 ) -> None:
     for name, body in EXAMPLES.items():
         assert post(receiver.url, WEBHOOK_SECRET, body, msg_id=f"msg_{name}").status_code == 200

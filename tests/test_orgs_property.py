@@ -12,10 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clerksync.devtools.payloads import clerk_user, deleted_user, event
-from clerksync.store.users import UserStore
+from clerksync.kinds.membership import MEMBERSHIP
+from clerksync.kinds.organization import ORGANIZATION
+from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import clerk_membership, clerk_organization
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import clerk_membership, clerk_organization
+from tests.support.receiver import RunningReceiver, post
 
 RUN = itertools.count()
 ORGS, USERS = 2, 2
@@ -73,7 +75,7 @@ def deleted(deliveries: list[Any], kind: str, index: int) -> bool:
 )
 @given(deliveries=st.lists(delivery, min_size=1, max_size=16))
 def test_final_state_is_each_objects_newest_event(
-    receiver: RunningReceiver, store: UserStore, deliveries: list[Any]
+    receiver: RunningReceiver, store: Store, deliveries: list[Any]
 ) -> None:
     run = next(RUN)
     with httpx.Client(timeout=30) as client:
@@ -84,7 +86,7 @@ def test_final_state_is_each_objects_newest_event(
             assert response.status_code == 200, response.text
 
     for o in range(ORGS):
-        doc = store.orgs.organizations.find_one({"clerkId": f"org_r{run}o{o}"})
+        doc = store.collection(ORGANIZATION).find_one({"clerkId": f"org_r{run}o{o}"})
         want = newest(deliveries, "org", o)
         assert (doc and doc["name"]) == (f"v{want}" if want else None)
     for u in range(USERS):
@@ -92,7 +94,7 @@ def test_final_state_is_each_objects_newest_event(
         found = store.users.find_one({"clerkId": f"user_r{run}u{u}"})
         assert (found and found["firstName"]) == (f"v{want}" if want else None)
     for m, (o, u) in enumerate(MEMBERS):
-        doc = store.orgs.memberships.find_one({"clerkId": f"orgmem_r{run}m{m}"})
+        doc = store.collection(MEMBERSHIP).find_one({"clerkId": f"orgmem_r{run}m{m}"})
         want = newest(deliveries, "mem", m)
         if deleted(deliveries, "org", o) or deleted(deliveries, "user", u):
             want = None  # the cascade, or refused after it

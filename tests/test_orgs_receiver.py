@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from clerksync.devtools.payloads import clerk_user, deleted_user, event
-from clerksync.store.users import UserStore
+from clerksync.kinds.membership import MEMBERSHIP
+from clerksync.kinds.organization import ORGANIZATION
+from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import clerk_membership, clerk_organization
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import clerk_membership, clerk_organization
+from tests.support.receiver import RunningReceiver, post
 
 EXAMPLES = json.loads(Path(__file__).with_name("clerk-webhook-examples.json").read_text())["events"]
 
@@ -48,18 +50,16 @@ def outcome(receiver: RunningReceiver, body: dict[str, Any], **kw: Any) -> str:
     return str(response.json()["outcome"])
 
 
-def test_every_documented_example_is_acknowledged(
-    receiver: RunningReceiver, store: UserStore
-) -> None:
+def test_every_documented_example_is_acknowledged(receiver: RunningReceiver, store: Store) -> None:
     for name, body in EXAMPLES.items():
         response = post(receiver.url, WEBHOOK_SECRET, body)
         assert response.status_code == 200, (name, response.text)
 
 
 def test_clerks_org_examples_are_stored_right_in_lifecycle_order(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
-    orgs, members = store.orgs.organizations, store.orgs.memberships
+    orgs, members = store.collection(ORGANIZATION), store.collection(MEMBERSHIP)
     org_id = EXAMPLES["organization.created"]["data"]["id"]
     assert outcome(receiver, EXAMPLES["organization.created"]) == "applied"
     doc = orgs.find_one({"clerkId": org_id})
@@ -93,8 +93,8 @@ def test_clerks_org_examples_are_stored_right_in_lifecycle_order(
     assert orgs.count_documents({}) == 0
 
 
-def test_duplicates_and_out_of_order_updates(receiver: RunningReceiver, store: UserStore) -> None:
-    orgs, members = store.orgs.organizations, store.orgs.memberships
+def test_duplicates_and_out_of_order_updates(receiver: RunningReceiver, store: Store) -> None:
+    orgs, members = store.collection(ORGANIZATION), store.collection(MEMBERSHIP)
     assert outcome(receiver, org_event("created", "org_o1", 1, name="One")) == "applied"
     newer = org_event("updated", "org_o1", 3, name="Three")
     assert outcome(receiver, newer, msg_id="msg_same") == "applied"
@@ -111,20 +111,23 @@ def test_duplicates_and_out_of_order_updates(receiver: RunningReceiver, store: U
 
 
 def test_a_membership_before_its_org_and_user_is_stored(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     body = member_event("created", "orgmem_early", "org_later", "user_later", 1)
     assert outcome(receiver, body) == "applied"
-    assert store.orgs.memberships.count_documents({"organizationId": "org_later"}) == 1
+    assert store.collection(MEMBERSHIP).count_documents({"organizationId": "org_later"}) == 1
     assert outcome(receiver, org_event("created", "org_later", 1)) == "applied"
     assert outcome(receiver, event("user.created", clerk_user(user_id="user_later"))) == "applied"
-    assert store.orgs.members_of("org_later")[0]["userId"] == "user_later"
+    assert (
+        store.collection(MEMBERSHIP).find_one({"organizationId": "org_later"})["userId"]
+        == "user_later"
+    )
 
 
 def test_organization_deleted_cascades_and_nothing_comes_back(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
-    members = store.orgs.memberships
+    members = store.collection(MEMBERSHIP)
     outcome(receiver, org_event("created", "org_c", 1))
     for i in range(3):
         outcome(receiver, member_event("created", f"orgmem_c{i}", "org_c", f"user_c{i}", 1))
@@ -139,14 +142,14 @@ def test_organization_deleted_cascades_and_nothing_comes_back(
         outcome(receiver, member_event("created", "orgmem_new", "org_c", "user_c9", 5)) == "stale"
     )
     assert outcome(receiver, org_event("updated", "org_c", 9)) == "stale"
-    assert store.orgs.organizations.count_documents({}) == 0
+    assert store.collection(ORGANIZATION).count_documents({}) == 0
     assert members.count_documents({}) == 1
 
 
 def test_user_deleted_removes_the_users_memberships(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
-    members = store.orgs.memberships
+    members = store.collection(MEMBERSHIP)
     outcome(receiver, event("user.created", clerk_user(user_id="user_gone")))
     for org in ("org_a", "org_b"):
         outcome(receiver, member_event("created", f"orgmem_{org}", org, "user_gone", 1))
@@ -170,23 +173,23 @@ def test_user_deleted_removes_the_users_memberships(
     ],
 )
 def test_a_signed_but_malformed_org_body_is_400_and_writes_nothing(
-    receiver: RunningReceiver, store: UserStore, body: dict[str, Any]
+    receiver: RunningReceiver, store: Store, body: dict[str, Any]
 ) -> None:
     response = post(receiver.url, WEBHOOK_SECRET, body)
     assert response.status_code == 400
     assert "payload" in response.json()["error"]
-    assert store.orgs.organizations.count_documents({}) == 0
-    assert store.orgs.memberships.count_documents({}) == 0
+    assert store.collection(ORGANIZATION).count_documents({}) == 0
+    assert store.collection(MEMBERSHIP).count_documents({}) == 0
 
 
 def test_an_app_index_refusing_an_org_is_a_503_never_a_stale_2xx(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
-    store.orgs.organizations.create_index("name", unique=True, name="app_unique_name")
+    store.collection(ORGANIZATION).create_index("name", unique=True, name="app_unique_name")
     assert outcome(receiver, org_event("created", "org_first", 1, name="Same")) == "applied"
     response = post(
         receiver.url, WEBHOOK_SECRET, org_event("created", "org_second", 1, name="Same")
     )
     assert response.status_code == 503  # Svix retries once the app's index is fixed
     assert response.json()["outcome"] == "failed"
-    assert store.orgs.organizations.count_documents({"clerkId": "org_second"}) == 0
+    assert store.collection(ORGANIZATION).count_documents({"clerkId": "org_second"}) == 0

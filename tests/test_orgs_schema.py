@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from clerksync.errors import ConfigError
-from clerksync.mapping.schema import load_schema, schema_from_dict
-from clerksync.store.users import UserStore
+from clerksync.mapping.files import load_schema, schema_from_dict
+from clerksync.store.database import Store
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
-from tests.receiver import RunningReceiver, post
+from tests.support.receiver import RunningReceiver, post
 
 EXAMPLES = json.loads(Path(__file__).with_name("clerk-webhook-examples.json").read_text())["events"]
 ORG = EXAMPLES["organization.updated"]["data"]
@@ -20,28 +20,28 @@ MEMBER = EXAMPLES["organizationMembership.updated"]["data"]
 
 def test_presets_name_the_fields_design_md_gives() -> None:
     nextjs, fastapi = load_schema("nextjs"), load_schema("fastapi")
-    assert (nextjs.organizations.clerk_id, nextjs.organizations.image_url) == (
+    assert (nextjs.organizations.clerk_id, nextjs.organizations.field("image_url")) == (
         "clerkId",
         "imageUrl",
     )
-    assert (nextjs.memberships.organization_id, nextjs.memberships.user_id) == (
+    assert (nextjs.memberships.field("organization_id"), nextjs.memberships.field("user_id")) == (
         "organizationId",
         "userId",
     )
-    assert (fastapi.organizations.clerk_id, fastapi.organizations.image_url) == (
+    assert (fastapi.organizations.clerk_id, fastapi.organizations.field("image_url")) == (
         "clerk_org_id",
         "image_url",
     )
     assert (
         fastapi.memberships.clerk_id,
-        fastapi.memberships.organization_id,
-        fastapi.memberships.user_id,
+        fastapi.memberships.field("organization_id"),
+        fastapi.memberships.field("user_id"),
     ) == ("clerk_membership_id", "clerk_org_id", "clerk_user_id")
 
 
 @ALL_SCHEMAS
 def test_examples_are_stored_with_the_schemas_field_names(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     for name in ("organization.updated", "organizationMembership.updated"):
         assert post(receiver.url, WEBHOOK_SECRET, EXAMPLES[name]).status_code == 200
@@ -49,14 +49,25 @@ def test_examples_are_stored_with_the_schemas_field_names(
     org = store.db[o.collection].find_one({o.clerk_id: ORG["id"]})
     member = store.db[m.collection].find_one({m.clerk_id: MEMBER["id"]})
     assert org is not None and member is not None
-    expected_org = {"_id", "clerksync", o.clerk_id, o.name, o.slug}
-    expected_org |= {n for n in (o.image_url, o.created_at, o.updated_at) if n}
+    expected_org = {"_id", "clerksync", o.clerk_id, o.field("name"), o.field("slug")}
+    expected_org |= {n for n in (o.field("image_url"), o.created_at, o.updated_at) if n}
     assert set(org) == expected_org
-    assert (org[o.name], org[o.slug]) == (ORG["name"], ORG["slug"])
-    expected_member = {"_id", "clerksync", m.clerk_id, m.organization_id, m.user_id, m.role}
+    assert (org[o.field("name")], org[o.field("slug")]) == (ORG["name"], ORG["slug"])
+    expected_member = {
+        "_id",
+        "clerksync",
+        m.clerk_id,
+        m.field("organization_id"),
+        m.field("user_id"),
+        m.field("role"),
+    }
     expected_member |= {n for n in (m.created_at, m.updated_at) if n}
     assert set(member) == expected_member
-    assert (member[m.organization_id], member[m.user_id], member[m.role]) == (
+    assert (
+        member[m.field("organization_id")],
+        member[m.field("user_id")],
+        member[m.field("role")],
+    ) == (
         ORG["id"],
         MEMBER["public_user_data"]["user_id"],
         "org:admin",

@@ -21,10 +21,11 @@ from clerksync.clerk.webhooks import sign
 from clerksync.deliverylog.writer import DeliveryLog, record
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.settings import load_settings
+from clerksync.store.connect import connect
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore, connect
 from tests.conftest import WEBHOOK_SECRET
-from tests.receiver import RunningReceiver, post
+from tests.support.receiver import RunningReceiver, post
 from tests.test_hardening import port_of
 
 
@@ -129,7 +130,7 @@ def test_an_outage_answers_503_fast_and_every_503_is_in_the_log_afterwards(
 def test_the_log_keeps_failed_records_before_others_when_memory_runs_out(
     database: Database,
 ) -> None:
-    store: UserStore = connect(load_settings())
+    store: Store = connect(load_settings())
     try:
         log = DeliveryLog(store, max_bytes=100_000, write_timeout=0.5)
 
@@ -165,7 +166,7 @@ def test_the_log_keeps_failed_records_before_others_when_memory_runs_out(
         store.close()
 
 
-def test_buckets_stay_under_the_database_document_limit(store: UserStore) -> None:
+def test_buckets_stay_under_the_database_document_limit(store: Store) -> None:
     log = DeliveryLog(store)
     import os
 
@@ -186,7 +187,7 @@ def test_buckets_stay_under_the_database_document_limit(store: UserStore) -> Non
     assert sorted(r["svixId"] for r in records) == [f"msg_big{n}" for n in range(10)]
 
 
-def test_a_record_the_database_refuses_does_not_hold_up_the_others(store: UserStore) -> None:
+def test_a_record_the_database_refuses_does_not_hold_up_the_others(store: Store) -> None:
     log = DeliveryLog(store)
 
     def entry(n: int) -> dict:

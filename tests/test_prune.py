@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from clerksync.devtools.payloads import clerk_user, event
-from clerksync.kinds.user import parse_clerk_user
+from clerksync.kinds.user import USER, parse_clerk_user
+from clerksync.store.database import Store
 from clerksync.store.instance import bound_instance
-from clerksync.store.users import UserStore
+from clerksync.store.lookups import find_user
+from clerksync.store.users import set_admin
+from clerksync.store.writer import Writer
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
-from tests.receiver import post
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import post
+from tests.support.writes import upsert
 from tests.test_prune_orgs import kind_counts
 
 FAST = ("--rate", "1000")
 
 
-def synced(cli, fake: FakeClerk, store: UserStore, n: int) -> None:
+def synced(cli, fake: FakeClerk, store: Store, n: int) -> None:
     """A database reconciled with ``fake`` holding ``n`` users (and so bound to it)."""
     for i in range(n):
         fake.add_user(user_id=f"user_k{i:04d}", created_at=1000 + i)
@@ -41,7 +46,7 @@ def other_clerk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClerk]:
 
 
 def test_first_bulk_job_binds_the_database_to_its_instance(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     dry = json.loads(cli("reconcile", "--dry-run", "--json", *FAST).stdout)
     assert dry["bound"] == "not yet" and bound_instance(store) is None  # a dry run writes nothing
@@ -53,7 +58,7 @@ def test_first_bulk_job_binds_the_database_to_its_instance(
 
 
 def test_prune_against_another_instance_refuses_and_changes_nothing(
-    cli, store: UserStore, fake_clerk: FakeClerk, other_clerk: FakeClerk, monkeypatch
+    cli, store: Store, fake_clerk: FakeClerk, other_clerk: FakeClerk, monkeypatch
 ) -> None:
     synced(cli, fake_clerk, store, 30)
     other_clerk.add_user(user_id="user_stranger")
@@ -73,7 +78,7 @@ def test_prune_against_another_instance_refuses_and_changes_nothing(
 
 
 def test_prune_against_an_empty_instance_refuses_and_deletes_nothing(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     synced(cli, fake_clerk, store, 30)
     fake_clerk.users.clear()  # the right instance, but it lists no one (say, a wrong URL path)
@@ -90,7 +95,7 @@ def test_prune_against_an_empty_instance_refuses_and_deletes_nothing(
     assert store.count() == 30
 
 
-def test_a_large_share_needs_allow_mass_prune(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+def test_a_large_share_needs_allow_mass_prune(cli, store: Store, fake_clerk: FakeClerk) -> None:
     synced(cli, fake_clerk, store, 100)
     for i in range(20):
         del fake_clerk.users[f"user_k{i:04d}"]
@@ -103,7 +108,7 @@ def test_a_large_share_needs_allow_mass_prune(cli, store: UserStore, fake_clerk:
     assert store.count() == 80
 
 
-def test_a_few_orphans_prune_without_the_flag(cli, store: UserStore, fake_clerk) -> None:
+def test_a_few_orphans_prune_without_the_flag(cli, store: Store, fake_clerk) -> None:
     synced(cli, fake_clerk, store, 100)
     for i in range(5):
         del fake_clerk.users[f"user_k{i:04d}"]
@@ -112,9 +117,9 @@ def test_a_few_orphans_prune_without_the_flag(cli, store: UserStore, fake_clerk)
     assert summary["pruned"] == 5 and summary["prune_run"].startswith("prune-")
 
 
-def test_a_wrong_prune_is_undone(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+def test_a_wrong_prune_is_undone(cli, store: Store, fake_clerk: FakeClerk) -> None:
     synced(cli, fake_clerk, store, 40)
-    store.set_admin(store.find_user("user_k0003")["_id"], True)
+    set_admin(store, find_user(store, "user_k0003")["_id"], True)
     before = {d["clerkId"]: d for d in store.users.find({})}
     kept = dict(fake_clerk.users)
     fake_clerk.users.clear()
@@ -140,7 +145,7 @@ def test_a_wrong_prune_is_undone(cli, store: UserStore, fake_clerk: FakeClerk) -
     fake_clerk.users.update(kept)
     fake_clerk.version += 1
     newer = parse_clerk_user({**kept["user_k0001"], "updated_at": 10**13, "first_name": "Back"})
-    assert store.upsert_user(newer).outcome == "applied"
+    assert upsert(store, USER, newer).outcome == "applied"
     again = json.loads(cli("reconcile", "--json", *FAST).stdout)
     assert again["created"] == 0 and again["orphaned"] == 0
     # undoing twice restores nothing more; an unknown run is a clear failure
@@ -151,7 +156,7 @@ def test_a_wrong_prune_is_undone(cli, store: UserStore, fake_clerk: FakeClerk) -
 
 
 def test_the_first_delivery_binds_an_unbound_database(
-    receiver, store: UserStore, other_clerk: FakeClerk, cli, monkeypatch
+    receiver, store: Store, other_clerk: FakeClerk, cli, monkeypatch
 ) -> None:
     payload = event(
         "user.created", clerk_user(user_id="user_d"), instance_id="ins_2fromadelivery00000000"
@@ -169,7 +174,7 @@ def test_the_first_delivery_binds_an_unbound_database(
 
 
 def test_a_reconcile_that_fails_before_its_deletes_prunes_nothing(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     synced(cli, fake_clerk, store, 20)
     del fake_clerk.users["user_k0002"]
@@ -187,7 +192,7 @@ def test_a_reconcile_that_fails_before_its_deletes_prunes_nothing(
 
 
 def test_a_reconcile_that_fails_after_pruning_names_the_run(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     from clerksync.errors import StoreUnavailable
 
@@ -195,17 +200,17 @@ def test_a_reconcile_that_fails_after_pruning_names_the_run(
     for gone in ("user_k0002", "user_k0003"):
         del fake_clerk.users[gone]
     fake_clerk.version += 1
-    real = UserStore.delete_user
+    real = Writer.delete
     calls: list[str] = []
 
-    def lost_after_one(self: UserStore, clerk_id: str, *args: object, **kwargs: object) -> object:
+    def lost_after_one(self: Writer, kind: Any, clerk_id: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(clerk_id)
         if len(calls) > 1:
             raise StoreUnavailable("the database went away")  # the fault, injected
-        return real(self, clerk_id, *args, **kwargs)  # type: ignore[arg-type]
+        return real(self, kind, clerk_id, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as fault:
-        fault.setattr(UserStore, "delete_user", lost_after_one)
+        fault.setattr(Writer, "delete", lost_after_one)
         failed = cli("reconcile", "--prune", "--yes", *FAST)
     assert failed.exit_code == 1 and store.count() == 19  # one went before the fault
     found = re.search(r"--undo-prune (prune-\S+)`", failed.stderr)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 from clerksync.jobs.prune import journal
-from clerksync.store.users import UserStore
-from tests.fakeclerk import FakeClerk
+from clerksync.store.database import Store
+from tests.support.fakeclerk import FakeClerk
 from tests.test_prune_orgs import FAST, drop_user, reconciled, seed, snapshot
 
 
 def test_an_organization_cascade_cannot_take_memberships_their_guard_kept(
-    cli: object, store: UserStore, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 12, [0, 1, 2, 3, 4])  # 60 memberships
     reconciled(cli)
@@ -29,7 +29,7 @@ def test_an_organization_cascade_cannot_take_memberships_their_guard_kept(
 
 
 def test_a_refused_users_prune_deletes_no_membership_either(
-    cli: object, store: UserStore, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 1, [0, 11, 12, 13, 14, 15])
     reconciled(cli)

@@ -11,11 +11,14 @@ from typing import Any
 
 from clerksync.jobs.prune import PruneRun, journal
 from clerksync.jobs.undo import undo_prune
-from clerksync.kinds.orgs import parse_membership, parse_organization
+from clerksync.kinds.membership import MEMBERSHIP, parse_membership
+from clerksync.kinds.organization import ORGANIZATION, parse_organization
+from clerksync.kinds.user import USER
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 from tests.conftest import ALL_SCHEMAS
-from tests.fakeclerk import FakeClerk, clerk_membership, clerk_organization
+from tests.support.fakeclerk import FakeClerk, clerk_membership, clerk_organization
+from tests.support.writes import delete, upsert_outcome, writer_of
 
 FAST = ("--rate", "1000")
 NOTHING = {
@@ -59,13 +62,12 @@ def drop_user(fake: FakeClerk, user_id: str) -> None:
         fake.version += 1
 
 
-def snapshot(store: UserStore) -> dict[str, Any]:
+def snapshot(store: Store) -> dict[str, Any]:
     """Every document of the three collections by ``_id``, and the tombstones' ids."""
-    orgs = store.orgs
     return {
         "users": {d["_id"]: d for d in store.users.find({})},
-        "organizations": {d["_id"]: d for d in orgs.organizations.find({})},
-        "memberships": {d["_id"]: d for d in orgs.memberships.find({})},
+        "organizations": {d["_id"]: d for d in store.collection(ORGANIZATION).find({})},
+        "memberships": {d["_id"]: d for d in store.collection(MEMBERSHIP).find({})},
         "tombstones": sorted(t["_id"] for t in store.tombstones.find({})),
     }
 
@@ -77,7 +79,7 @@ def reconciled(cli) -> dict[str, Any]:
 
 
 def test_a_pruned_organization_and_its_memberships_come_back(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 3, 12, [0, 1])
     reconciled(cli)
@@ -89,8 +91,8 @@ def test_a_pruned_organization_and_its_memberships_come_back(
     found = re.search(r"--undo-prune (prune-\S+)`", pruned.stderr)
     assert found, pruned.stderr  # only organizations were pruned: the undo is still offered
     run = found.group(1)
-    assert store.orgs.organizations.count_documents({}) == 11
-    assert store.orgs.memberships.count_documents({}) == 22
+    assert store.collection(ORGANIZATION).count_documents({}) == 11
+    assert store.collection(MEMBERSHIP).count_documents({}) == 22
     assert store.tombstones.count_documents({}) == 3
 
     undone = cli("reconcile", "--undo-prune", run, "--json")
@@ -126,7 +128,7 @@ def test_a_pruned_organization_and_its_memberships_come_back(
 
 @ALL_SCHEMAS
 def test_a_pruned_user_brings_its_memberships_back(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 3, [1, 2])
     reconciled(cli)
@@ -137,7 +139,7 @@ def test_a_pruned_user_brings_its_memberships_back(
     assert summary["pruned"] == 1
     # the user's cascade takes them (journaled with it): no memberships' orphans
     assert summary["memberships"]["orphaned"] == 0 and summary["memberships"]["pruned"] == 0
-    assert store.orgs.memberships.count_documents({}) == 3
+    assert store.collection(MEMBERSHIP).count_documents({}) == 3
     entries = list(journal(store).find({"runId": summary["prune_run"]}))
     assert sorted((e["kind"], e.get("via")) for e in entries) == [
         ("membership", "user_m0001"),
@@ -154,7 +156,7 @@ def test_a_pruned_user_brings_its_memberships_back(
 
 
 def test_a_dry_run_journals_nothing_and_one_run_covers_every_kind(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 12, [0])
     for org in ("org_p0005", "org_p0007"):
@@ -189,25 +191,28 @@ def test_a_dry_run_journals_nothing_and_one_run_covers_every_kind(
     assert snapshot(store) == before
 
 
-def test_an_organization_cascade_is_journaled_beyond_one_lot(store: UserStore) -> None:
-    orgs = store.orgs
+def test_an_organization_cascade_is_journaled_beyond_one_lot(store: Store) -> None:
     big = clerk_organization(org_id="org_big", updated_at=100)
     other = clerk_organization(org_id="org_other", updated_at=100)
     for org in (big, other):
-        orgs.upsert_organization(parse_organization(org))
+        upsert_outcome(store, ORGANIZATION, parse_organization(org))
     for n in range(60):  # more than one lot of the cascade (IN_CHUNK)
         member = clerk_membership(org=big, user_id=f"user_b{n:03d}", membership_id=f"orgmem_b{n}")
-        orgs.upsert_membership(parse_membership(member))
-    orgs.upsert_membership(
-        parse_membership(clerk_membership(org=other, user_id="user_b000", membership_id="orgmem_o"))
+        upsert_outcome(store, MEMBERSHIP, parse_membership(member))
+    upsert_outcome(
+        store,
+        MEMBERSHIP,
+        parse_membership(
+            clerk_membership(org=other, user_id="user_b000", membership_id="orgmem_o")
+        ),
     )
     # A tombstone the run does not write (an earlier delete that did not finish): kept.
     store.tombstones.insert_one({"_id": "org_big", "deletedAt": utcnow(), "kind": "organization"})
     before = snapshot(store)
 
-    run = PruneRun(store)
-    assert run.prune_organizations(["org_big"]) == 1
-    assert orgs.memberships.count_documents({}) == 1
+    run = PruneRun(writer_of(store))
+    assert run.prune(ORGANIZATION, ["org_big"]) == 1
+    assert store.collection(MEMBERSHIP).count_documents({}) == 1
     entries = list(journal(store).find({"runId": run.run_id}))
     assert Counter(e["kind"] for e in entries) == {"organization": 1, "membership": 60}
     assert all(e["via"] == "org_big" for e in entries if e["kind"] == "membership")
@@ -220,7 +225,7 @@ def test_an_organization_cascade_is_journaled_beyond_one_lot(store: UserStore) -
 
 
 def test_an_entry_from_before_kinds_undoes_as_a_user(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     fake_clerk.add_user(user_id="user_old")
     reconciled(cli)
@@ -237,7 +242,7 @@ def test_an_entry_from_before_kinds_undoes_as_a_user(
             "expiresAt": now + timedelta(days=30),
         }
     )
-    store.delete_user("user_old")
+    delete(store, USER, "user_old")
     assert store.count() == 0
 
     undone = cli("reconcile", "--undo-prune", "prune-20261101T000000Z-0a0a", "--json")
@@ -250,17 +255,17 @@ def test_an_entry_from_before_kinds_undoes_as_a_user(
 
 
 def test_an_app_index_refusing_a_restored_organization_is_a_failure(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 12, [])
     reconciled(cli)
-    store.orgs.organizations.create_index("name", unique=True, name="app_org_name")
+    store.collection(ORGANIZATION).create_index("name", unique=True, name="app_org_name")
     drop_user(fake_clerk, "user_m0004")
     fake_clerk.remove_org("org_p0003")
     run = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)["prune_run"]
     # Meanwhile the app made another organization with the pruned one's name.
     newcomer = clerk_organization(org_id="org_newcomer", name="Org 3")
-    store.orgs.upsert_organization(parse_organization(newcomer))
+    upsert_outcome(store, ORGANIZATION, parse_organization(newcomer))
 
     refused = cli("reconcile", "--undo-prune", run, "--json")
     assert refused.exit_code == 1
@@ -269,10 +274,10 @@ def test_an_app_index_refusing_a_restored_organization_is_a_failure(
     assert refused.stderr.count("\n") == 1  # one line
     # The rest is back; the refused organization stays gone, its tombstone kept.
     assert store.users.count_documents({"clerkId": "user_m0004"}) == 1
-    assert store.orgs.organizations.count_documents({"clerkId": "org_p0003"}) == 0
+    assert store.collection(ORGANIZATION).count_documents({"clerkId": "org_p0003"}) == 0
     assert store.tombstones.distinct("_id") == ["org_p0003"]
 
-    store.orgs.organizations.delete_one({"clerkId": "org_newcomer"})  # the operator's fix
+    store.collection(ORGANIZATION).delete_one({"clerkId": "org_newcomer"})  # the operator's fix
     fixed = json.loads(cli("reconcile", "--undo-prune", run, "--json").stdout)
     assert fixed["organizations"] == kind_counts(restored=1, tombstones_removed=1)
     assert fixed["users"]["already_undone"] == 1  # settled by the first call
@@ -280,7 +285,7 @@ def test_an_app_index_refusing_a_restored_organization_is_a_failure(
 
 
 def test_the_preview_and_the_run_leave_the_user_cascades_memberships_to_the_users_guard(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     """A pruned user's memberships go with it and count under the users' guard, the same in
     the preview, the question and the run: one user among many is no mass prune, even when it
@@ -295,13 +300,13 @@ def test_the_preview_and_the_run_leave_the_user_cascades_memberships_to_the_user
     asked = cli("reconcile", "--prune", *FAST, input="y\n")
     assert asked.exit_code == 0, asked.stderr
     assert "Delete 1 user from MongoDB" in asked.stderr
-    assert store.orgs.memberships.count_documents({}) == 0
+    assert store.collection(MEMBERSHIP).count_documents({}) == 0
     entries = journal(store).find({"kind": "membership"})
     assert sorted(e["via"] for e in entries) == ["user_m0001"] * 12
 
 
 def test_a_user_back_under_a_new_id_is_present_whichever_index_is_named(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 1, [])
     reconciled(cli)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 
-from clerksync.kinds.orgs import parse_organization
-from clerksync.store.users import UserStore
-from tests.fakeclerk import FakeClerk, clerk_organization
+from clerksync.kinds.membership import MEMBERSHIP
+from clerksync.kinds.organization import ORGANIZATION, parse_organization
+from clerksync.kinds.user import USER
+from clerksync.store.database import Store
+from tests.support.fakeclerk import FakeClerk, clerk_organization
+from tests.support.writes import delete, delete_outcome, upsert_outcome
 from tests.test_prune_orgs import FAST, drop_user, reconciled, seed
 
 
@@ -28,13 +31,13 @@ def undo(cli: object, run: str) -> dict[str, object]:
 
 
 def test_a_user_deleted_for_real_after_the_prune_stays_deleted(
-    cli: object, store: UserStore, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 0, [])
     reconciled(cli)
     drop_user(fake_clerk, "user_m0004")
     run = pruned_run(cli)
-    assert store.delete_user("user_m0004").outcome == "duplicate"  # user.deleted arrives
+    assert delete(store, USER, "user_m0004").outcome == "duplicate"  # user.deleted arrives
     report = undo(cli, run)
     assert report["users"]["deleted_since"] == 1 and report["restored"] == 0  # type: ignore[index]
     assert store.users.count_documents({"clerkId": "user_m0004"}) == 0
@@ -42,14 +45,14 @@ def test_a_user_deleted_for_real_after_the_prune_stays_deleted(
 
 
 def test_rerunning_an_undo_after_a_real_delete_does_not_bring_the_user_back(
-    cli: object, store: UserStore, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 0, [])
     reconciled(cli)
     drop_user(fake_clerk, "user_m0004")
     run = pruned_run(cli)
     assert undo(cli, run)["restored"] == 1
-    assert store.delete_user("user_m0004").outcome == "applied"  # later, deleted for real
+    assert delete(store, USER, "user_m0004").outcome == "applied"  # later, deleted for real
     again = undo(cli, run)
     assert again["restored"] == 0 and again["already_undone"] == 1
     assert store.users.count_documents({"clerkId": "user_m0004"}) == 0
@@ -57,17 +60,16 @@ def test_rerunning_an_undo_after_a_real_delete_does_not_bring_the_user_back(
 
 
 def test_cascaded_memberships_stay_deleted_when_they_or_their_org_were_deleted_since(
-    cli: object, store: UserStore, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 3, [1, 2])
     reconciled(cli)
     drop_user(fake_clerk, "user_m0001")  # its three memberships go with it
     run = pruned_run(cli)
-    orgs = store.orgs
-    orgs.delete_organization("org_p0000")  # for real, after the prune
-    orgs.delete_membership("orgmem_p0001_001")
+    delete_outcome(store, ORGANIZATION, "org_p0000")  # for real, after the prune
+    delete_outcome(store, MEMBERSHIP, "orgmem_p0001_001")
     report = undo(cli, run)
-    back = sorted(d["clerkId"] for d in orgs.memberships.find({"userId": "user_m0001"}))
+    back = sorted(d["clerkId"] for d in store.collection(MEMBERSHIP).find({"userId": "user_m0001"}))
     assert back == ["orgmem_p0002_001"]
     assert report["memberships"]["deleted_since"] == 2  # type: ignore[index]
     assert {"org_p0000", "orgmem_p0001_001"} <= set(store.tombstones.distinct("_id"))
@@ -75,28 +77,28 @@ def test_cascaded_memberships_stay_deleted_when_they_or_their_org_were_deleted_s
 
 
 def test_a_membership_waits_for_its_organization_whose_restore_was_refused(
-    cli: object, store: UserStore, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 12, [0])
     reconciled(cli)
-    store.orgs.organizations.create_index("name", unique=True, name="app_org_name")
+    store.collection(ORGANIZATION).create_index("name", unique=True, name="app_org_name")
     fake_clerk.remove_org("org_p0003")  # with its membership
     run = pruned_run(cli)
     newcomer = clerk_organization(org_id="org_new", name="Org 3")  # takes the name meanwhile
-    store.orgs.upsert_organization(parse_organization(newcomer))
+    upsert_outcome(store, ORGANIZATION, parse_organization(newcomer))
     refused = cli("reconcile", "--undo-prune", run)  # type: ignore[operator]
     assert refused.exit_code == 1 and "app_org_name" in refused.stderr
-    members = store.orgs.memberships
+    members = store.collection(MEMBERSHIP)
     assert members.count_documents({"organizationId": "org_p0003"}) == 0  # not under a tombstone
-    store.orgs.organizations.delete_one({"clerkId": "org_new"})  # the operator's fix
+    store.collection(ORGANIZATION).delete_one({"clerkId": "org_new"})  # the operator's fix
     undo(cli, run)
     assert members.count_documents({"organizationId": "org_p0003"}) == 1
-    assert store.orgs.organizations.count_documents({"clerkId": "org_p0003"}) == 1
+    assert store.collection(ORGANIZATION).count_documents({"clerkId": "org_p0003"}) == 1
     assert not store.is_tombstoned("org_p0003")
 
 
 def test_undoing_an_older_run_waits_for_a_later_prune_of_the_membership_s_user(
-    cli: object, store: UserStore, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 20, 3, [1])
     reconciled(cli)
@@ -106,7 +108,7 @@ def test_undoing_an_older_run_waits_for_a_later_prune_of_the_membership_s_user(
     first = pruned_run(cli)
     drop_user(fake_clerk, "user_m0001")  # …run 2 prunes user 1 (and its two others)
     second = pruned_run(cli)
-    members = store.orgs.memberships
+    members = store.collection(MEMBERSHIP)
     report = undo(cli, first)
     assert report["memberships"]["waiting"] == 1  # type: ignore[index]
     assert members.count_documents({"clerkId": "orgmem_p0000_001"}) == 0  # not under run 2's

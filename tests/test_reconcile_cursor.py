@@ -10,8 +10,10 @@ import pytest
 
 from clerksync.clerk.gateway import ClerkGateway, OrganizationsDisabled
 from clerksync.errors import ClerkApiError
-from clerksync.store.users import UserStore
-from tests.fakeclerk import SECRET_KEY, FakeClerk
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
+from clerksync.store.users import UserHooks
+from tests.support.fakeclerk import SECRET_KEY, FakeClerk
 
 FAST = ("--rate", "1000")
 
@@ -28,18 +30,18 @@ def seed(fake: FakeClerk, n: int) -> None:
 
 
 def test_reconcile_pages_by_cursor_past_the_depth_where_offsets_time_out(
-    cli, store: UserStore, fake_clerk: FakeClerk, monkeypatch: pytest.MonkeyPatch
+    cli, store: Store, fake_clerk: FakeClerk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed(fake_clerk, 1600)
     made: list[str] = []  # the ids whose documents the reader thread made ahead
-    real = UserStore.new_documents
+    real = UserHooks.prepare
 
-    def spy(self: UserStore, users: Any) -> dict[str, dict[str, Any]]:
-        docs = real(self, users)
+    def spy(self: UserHooks, users: Any, now: Any) -> dict[str, dict[str, Any]]:
+        docs = real(self, users, now)
         made.extend(docs)
         return docs
 
-    monkeypatch.setattr(UserStore, "new_documents", spy)
+    monkeypatch.setattr(UserHooks, "prepare", spy)
     fake_clerk.user_offset_limit = 500  # any deeper offset answers 504, as Clerk's times out
     gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
     with pytest.raises(ClerkApiError) as failed:
@@ -56,7 +58,7 @@ def test_reconcile_pages_by_cursor_past_the_depth_where_offsets_time_out(
     # same documents, write-back due, as the first page's.
     # (pages 3 and 4: made while pages 2 and 3 were written, and inserted as made)
     assert made == [f"user_c{i:05d}" for i in range(1000, 1600)]
-    first, prepared = (store.find_user(f"user_c{i:05d}") for i in (0, 1200))
+    first, prepared = (find_user(store, f"user_c{i:05d}") for i in (0, 1200))
     assert shape(first) == shape(prepared)
     assert prepared["email"] == "c1200@x.com" and prepared["clerksync"]["seq"] == 1
 
@@ -72,7 +74,7 @@ def shape(doc: dict[str, object], prefix: str = "") -> set[str]:
 
 
 def test_a_user_who_signs_up_mid_walk_is_seen_and_a_deleted_cursor_is_stepped_over(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     seed(fake_clerk, 1000)
 
@@ -97,7 +99,7 @@ def test_a_user_who_signs_up_mid_walk_is_seen_and_a_deleted_cursor_is_stepped_ov
     assert summary["created"] == 1001
     # page 1, two cursors Clerk no longer knows (422), the page after user_c00497, the rest
     assert fake_clerk.counts["GET /users"] == 1 + 2 + 1 + 1
-    assert store.find_user("user_late")["clerkId"] == "user_late"
+    assert find_user(store, "user_late")["clerkId"] == "user_late"
 
 
 def test_starting_after_needs_created_at_order_and_no_offset_as_on_clerk(
@@ -126,17 +128,21 @@ def test_gateway_pages_organizations_and_memberships_instance_wide(
         for j in range(3):
             fake_clerk.add_membership(org["id"], f"user_m{j}", created_at=1000 + 10 * i + j)
     gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
-    orgs, total = gateway.list_organizations(offset=5, limit=5)
+    orgs, total = gateway.list_at("/organizations", offset=5, limit=5)
     assert total == 7 and [o["id"] for o in orgs] == ["org_g5", "org_g6"]
-    members, total = gateway.list_memberships(offset=0, limit=500)
+    members, total = gateway.list_at("/organization_memberships", offset=0, limit=500)
     assert total == 21 and members[0]["organization"]["id"] == "org_g0"
     assert members[-1]["public_user_data"]["user_id"] == "user_m2"
-    assert {o["id"] for o in gateway.get_organizations(["org_g1", "org_nope"])} == {"org_g1"}
+    assert {
+        o["id"]
+        for o in gateway.find_ids("/organizations", "organization_id", ["org_g1", "org_nope"])
+    } == {"org_g1"}
     assert [
-        m["public_user_data"]["user_id"] for m in gateway.memberships_of("org_g2", ["user_m1"])
+        m["public_user_data"]["user_id"]
+        for m in gateway.find_under("/organizations/org_g2/memberships", "user_id", ["user_m1"])
     ] == ["user_m1"]
-    assert gateway.memberships_of("org_gone", ["user_m1"]) == []
-    assert gateway.count_organizations() == 7
+    assert gateway.find_under("/organizations/org_gone/memberships", "user_id", ["user_m1"]) == []
+    assert gateway.count("/organizations") == 7
     assert get(fake_clerk, "/organizations", limit=501).status_code == 422
     assert get(fake_clerk, "/organization_memberships", limit=0).status_code == 422
 
@@ -148,6 +154,6 @@ def test_an_instance_without_organizations_answers_as_clerk_does(fake_clerk: Fak
     assert answer.json()["errors"][0]["code"] == "organization_not_enabled_in_instance"
     gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
     with pytest.raises(OrganizationsDisabled):
-        gateway.list_memberships()
+        gateway.list_at("/organization_memberships")
     with pytest.raises(OrganizationsDisabled):
-        gateway.count_organizations()
+        gateway.count("/organizations")

@@ -9,11 +9,14 @@ from pydantic import BaseModel
 
 from clerksync.devtools.payloads import clerk_user
 from clerksync.errors import ConfigError
-from clerksync.kinds.user import parse_clerk_user
-from clerksync.mapping.schema import FASTAPI, NEXTJS, load_schema
+from clerksync.kinds.user import USER, parse_clerk_user
+from clerksync.mapping.files import load_schema
+from clerksync.mapping.schema import FASTAPI, NEXTJS
 from clerksync.mapping.users import public_view, wanted_metadata
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from tests.conftest import ALL_SCHEMAS, SCHEMA_FILE
+from tests.support.writes import upsert
 
 GUIDE_FIELDS = {
     "clerkId",
@@ -50,9 +53,9 @@ def state(**kw: object) -> object:
 
 
 @pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
-def test_a_fastapi_document_validates_against_the_reports_user_model(store: UserStore) -> None:
-    store.upsert_user(state(user_id="user_a", username=None, email="Grace@Example.com"))
-    store.upsert_user(state(user_id="user_b", first_name=None, last_name=None, email=None))
+def test_a_fastapi_document_validates_against_the_reports_user_model(store: Store) -> None:
+    upsert(store, USER, state(user_id="user_a", username=None, email="Grace@Example.com"))
+    upsert(store, USER, state(user_id="user_b", first_name=None, last_name=None, email=None))
     a, b = (store.users.find_one({"clerk_user_id": i}) for i in ("user_a", "user_b"))
     assert a is not None and b is not None
     user = User.model_validate(a)
@@ -70,8 +73,8 @@ def test_a_fastapi_document_validates_against_the_reports_user_model(store: User
 
 
 @pytest.mark.parametrize("schema", ["nextjs"], indirect=True)
-def test_a_nextjs_document_reads_back_through_the_guides_fields(store: UserStore) -> None:
-    store.upsert_user(state(user_id="user_a", username="ada"))
+def test_a_nextjs_document_reads_back_through_the_guides_fields(store: Store) -> None:
+    upsert(store, USER, state(user_id="user_a", username="ada"))
     doc = store.users.find_one({"clerkId": "user_a"})
     assert doc is not None
     assert set(doc) == GUIDE_FIELDS | {"_id", "clerksync"}  # no fastapi field
@@ -83,9 +86,9 @@ def test_a_nextjs_document_reads_back_through_the_guides_fields(store: UserStore
 
 
 @pytest.mark.parametrize("schema", ["custom"], indirect=True)
-def test_a_mapping_file_renames_computes_and_keeps_app_fields(store: UserStore) -> None:
+def test_a_mapping_file_renames_computes_and_keeps_app_fields(store: Store) -> None:
     user = state(user_id="user_c", username=None, email="c@x.com")
-    store.upsert_user(user)
+    upsert(store, USER, user)
     doc = store.users.find_one({"clerk_uid": "user_c"})
     assert doc is not None and store.users.name == "members"
     assert doc["display_name"] == "Ada Lovelace" and doc["handle"] == "c"
@@ -97,17 +100,17 @@ def test_a_mapping_file_renames_computes_and_keeps_app_fields(store: UserStore) 
     )
     assert not {"address", "password_hash", "name", "phone", "user_id"} & set(doc)
     store.users.update_one({"_id": doc["_id"]}, {"$set": {"plan": "team", "is_staff": True}})
-    store.upsert_user(state(user_id="user_c", username="cee", updated_at=user.updated_at + 1))
-    again = store.find_user("user_c")
+    upsert(store, USER, state(user_id="user_c", username="cee", updated_at=user.updated_at + 1))
+    again = find_user(store, "user_c")
     assert (again["plan"], again["is_staff"], again["handle"]) == ("team", True, "cee")
     assert public_view(again, store.schema.users)["isAdmin"] is True
     assert set(wanted_metadata(again, store.schema.users)) == {"userMongoId", "memberNo", "isAdmin"}
 
 
 @ALL_SCHEMAS
-def test_users_list_json_keeps_its_keys_whatever_the_schema(store: UserStore) -> None:
-    store.upsert_user(state(user_id="user_v", username="vee"))
-    view = public_view(store.find_user("user_v"), store.schema.users)
+def test_users_list_json_keeps_its_keys_whatever_the_schema(store: Store) -> None:
+    upsert(store, USER, state(user_id="user_v", username="vee"))
+    view = public_view(find_user(store, "user_v"), store.schema.users)
     assert list(view) == [
         "id",
         "clerkId",
@@ -172,16 +175,16 @@ def test_mapping_file_mistakes_are_one_line_config_errors(
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_doctor_compares_the_mapping_with_sampled_documents(store: UserStore) -> None:
+def test_doctor_compares_the_mapping_with_sampled_documents(store: Store) -> None:
     from clerksync.doctor.database import check_schema_sample
 
     assert check_schema_sample(store).status == "pass"  # nothing to compare yet
-    fastapi = UserStore(store.client, store.name, FASTAPI)
-    fastapi.upsert_user(state(user_id="user_f"))
+    fastapi = Store(store.client, store.name, FASTAPI)
+    upsert(fastapi, USER, state(user_id="user_f"))
     wrong_schema = check_schema_sample(store)  # nextjs reading fastapi documents
     assert wrong_schema.status == "fail" and "CLERKSYNC_SCHEMA=fastapi" in wrong_schema.hint
     store.users.delete_many({})
-    store.upsert_user(state(user_id="user_n"))
+    upsert(store, USER, state(user_id="user_n"))
     store.users.update_one(
         {"clerkId": "user_n"}, {"$set": {"isAdmin": "yes"}, "$unset": {"lastName": ""}}
     )

@@ -9,11 +9,14 @@ import subprocess
 import pytest
 
 from clerksync.devtools.localstate import DEV_SECRET_FILE, write_running_server
-from clerksync.store.users import UserStore
+from clerksync.kinds.membership import MEMBERSHIP
+from clerksync.kinds.organization import ORGANIZATION
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from tests.conftest import WEBHOOK_SECRET
 
 
-def test_send_creates_updates_and_deletes(cli, receiver, store: UserStore) -> None:
+def test_send_creates_updates_and_deletes(cli, receiver, store: Store) -> None:
     target = ("--url", receiver.url)
     created = cli(
         "send", "user.created", "--user-id", "user_sent", "--email", "s@x.com", *target, "--json"
@@ -21,19 +24,19 @@ def test_send_creates_updates_and_deletes(cli, receiver, store: UserStore) -> No
     assert created.exit_code == 0, created.stderr
     answer = json.loads(created.stdout)
     assert answer["status"] == 200 and answer["latencyMs"] >= 0
-    assert store.find_user("user_sent")["email"] == "s@x.com"
+    assert find_user(store, "user_sent")["email"] == "s@x.com"
 
     updated = cli(
         "send", "user.updated", "--user-id", "user_sent", "--first-name", "Grace", *target
     )
     assert updated.exit_code == 0 and ": 200 applied in" in updated.stderr
-    assert store.find_user("user_sent")["firstName"] == "Grace"
+    assert find_user(store, "user_sent")["firstName"] == "Grace"
 
     assert cli("send", "user.deleted", "--user-id", "user_sent", *target).exit_code == 0
     assert store.users.count_documents({"clerkId": "user_sent"}) == 0
 
 
-def test_wrong_secret_shows_the_400_and_its_cause(cli, receiver, store: UserStore) -> None:
+def test_wrong_secret_shows_the_400_and_its_cause(cli, receiver, store: Store) -> None:
     result = cli("send", "user.created", "--url", receiver.url, "--secret", "whsec_" + "QUJDRA" * 6)
     assert result.exit_code == 1
     assert ": 400 rejected in" in result.stderr
@@ -47,14 +50,14 @@ def test_no_receiver_says_to_start_one(cli, webhook_secret) -> None:
     assert "is `clerksync serve` running" in result.stderr
 
 
-def test_captured_payload_file(cli, receiver, store: UserStore, tmp_path) -> None:
+def test_captured_payload_file(cli, receiver, store: Store, tmp_path) -> None:
     from clerksync.devtools.payloads import clerk_user
 
     captured = tmp_path / "user.json"
     captured.write_text(json.dumps(clerk_user(user_id="user_captured")))
     result = cli("send", "user.created", "--data", str(captured), "--url", receiver.url)
     assert result.exit_code == 0, result.stderr
-    assert store.find_user("user_captured")
+    assert find_user(store, "user_captured")
 
 
 def test_bad_input_is_a_usage_error(cli, webhook_secret) -> None:
@@ -63,17 +66,17 @@ def test_bad_input_is_a_usage_error(cli, webhook_secret) -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_print_gives_a_curl_command_the_receiver_accepts(cli, receiver, store: UserStore) -> None:
+def test_print_gives_a_curl_command_the_receiver_accepts(cli, receiver, store: Store) -> None:
     result = cli("send", "user.created", "--user-id", "user_curl", "--url", receiver.url, "--print")
     assert result.exit_code == 0
     assert "expires in 5 minutes" in result.stderr
     ran = subprocess.run(["sh", "-c", result.stdout], capture_output=True, text=True, timeout=30)
     assert json.loads(ran.stdout) == {"outcome": "applied"}
-    assert store.find_user("user_curl")
+    assert find_user(store, "user_curl")
 
 
 def test_uses_the_secret_of_a_running_serve_dev(
-    cli, receiver, store: UserStore, monkeypatch, tmp_path
+    cli, receiver, store: Store, monkeypatch, tmp_path
 ) -> None:
     monkeypatch.delenv("WEBHOOK_SECRET")
     monkeypatch.setenv("CLERKSYNC_HOME", str(tmp_path / "state"))
@@ -82,7 +85,7 @@ def test_uses_the_secret_of_a_running_serve_dev(
     write_running_server(tmp_path / "state", receiver.url, dev=True)
     result = cli("send", "user.created", "--user-id", "user_devsecret")
     assert result.exit_code == 0, result.stderr
-    assert store.find_user("user_devsecret")
+    assert find_user(store, "user_devsecret")
 
 
 def test_session_created_is_acknowledged_and_ignored(cli, receiver) -> None:
@@ -103,16 +106,16 @@ def test_every_documented_event_type_is_accepted(cli, receiver) -> None:
         assert json.loads(result.stdout)["status"] == 200
 
 
-def test_user_updated_changes_the_last_user_send_created(cli, receiver, store: UserStore) -> None:
+def test_user_updated_changes_the_last_user_send_created(cli, receiver, store: Store) -> None:
     target = ("--url", receiver.url)
     assert cli("send", "user.created", "--email", "grace@example.com", *target).exit_code == 0
     assert cli("send", "user.created", "--email", "ada@example.com", *target).exit_code == 0
     updated = cli("send", "user.updated", "--first-name", "Ada", *target)
     assert updated.exit_code == 0, updated.stderr
     assert store.count() == 2  # no third user
-    ada = store.find_user("ada@example.com")
+    ada = find_user(store, "ada@example.com")
     assert ada["firstName"] == "Ada" and ada["email"] == "ada@example.com"  # email kept
-    grace = store.find_user("grace@example.com")  # unambiguous: one Grace
+    grace = find_user(store, "grace@example.com")  # unambiguous: one Grace
     assert grace["firstName"] is None and grace["lastName"] is None  # nothing invented
     assert cli("send", "user.deleted", *target).exit_code == 0
     assert store.count() == 1
@@ -145,11 +148,11 @@ def test_bad_url_is_one_line(cli, webhook_secret) -> None:
 
 
 def test_sends_never_bind_the_database_to_a_made_up_instance(
-    cli, receiver, store: UserStore, fake_clerk, caplog: pytest.LogCaptureFixture
+    cli, receiver, store: Store, fake_clerk, caplog: pytest.LogCaptureFixture
 ) -> None:
     from clerksync.devtools.payloads import clerk_user, event
     from clerksync.store.instance import bind, bound_instance
-    from tests.receiver import post
+    from tests.support.receiver import post
 
     target = ("--url", receiver.url)
     for event_type in ("user.created", "organization.created"):  # built, and from Clerk's docs
@@ -202,14 +205,14 @@ def test_a_recorded_pid_that_names_no_process_is_no_running_serve(
 
 
 def test_a_membership_is_sent_for_the_user_named_and_unused_options_are_refused(
-    cli, receiver, store: UserStore
+    cli, receiver, store: Store
 ) -> None:
     target = ("--url", receiver.url)
     assert cli("send", "user.created", "--email", "mem@example.com", *target).exit_code == 0
-    user_id = store.find_user("mem@example.com")["clerkId"]
+    user_id = find_user(store, "mem@example.com")["clerkId"]
     sent = cli("send", "organizationMembership.created", "--user-id", user_id, *target)
     assert sent.exit_code == 0, sent.stderr
-    [member] = store.orgs.memberships.find({"userId": user_id})
+    [member] = store.collection(MEMBERSHIP).find({"userId": user_id})
     assert member["role"]  # stored as the example's membership, for this user
     stranger = cli(
         "send", "organizationMembership.updated", "--user-id", "user_nobody", *target, "--json"
@@ -219,4 +222,4 @@ def test_a_membership_is_sent_for_the_user_named_and_unused_options_are_refused(
     refused = cli("send", "organization.created", "--email", "x@example.com", *target)
     assert refused.exit_code == 2
     assert "--email does not apply to organization.created" in refused.stderr
-    assert store.orgs.organizations.count_documents({}) == 0  # nothing sent
+    assert store.collection(ORGANIZATION).count_documents({}) == 0  # nothing sent

@@ -12,7 +12,7 @@ import time
 
 from clerksync.devtools.payloads import clerk_user, event
 from tests.conftest import WEBHOOK_SECRET
-from tests.receiver import post
+from tests.support.receiver import post
 from tests.test_hardening import partial_request
 
 

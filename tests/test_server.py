@@ -12,10 +12,13 @@ import pytest
 from clerksync.deliverylog.readers import show_delivery
 from clerksync.deliverylog.records import iter_records
 from clerksync.devtools.payloads import clerk_user, deleted_user, event
+from clerksync.kinds.user import USER
 from clerksync.mapping.users import public_view
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
-from tests.receiver import RunningReceiver, post
+from tests.support.receiver import RunningReceiver, post
+from tests.support.writes import upsert
 
 
 def created(**kw: object) -> dict:
@@ -23,13 +26,11 @@ def created(**kw: object) -> dict:
 
 
 @ALL_SCHEMAS
-def test_created_user_is_stored_and_acknowledged(
-    receiver: RunningReceiver, store: UserStore
-) -> None:
+def test_created_user_is_stored_and_acknowledged(receiver: RunningReceiver, store: Store) -> None:
     response = post(receiver.url, WEBHOOK_SECRET, created(user_id="user_new", email="n@x.com"))
     assert response.status_code == 200
     assert response.json() == {"outcome": "applied"}
-    view = public_view(store.find_user("user_new"), store.schema.users)
+    view = public_view(find_user(store, "user_new"), store.schema.users)
     assert view["email"] == "n@x.com" and view["isAdmin"] is False
 
 
@@ -38,7 +39,7 @@ def test_created_user_is_stored_and_acknowledged(
     ["forged", "tampered", "stale", "future", "bad-header", "no-comma", "missing", "not-utf8"],
 )
 def test_unverifiable_deliveries_are_400_and_write_nothing(
-    receiver: RunningReceiver, store: UserStore, tamper: str
+    receiver: RunningReceiver, store: Store, tamper: str
 ) -> None:
     payload = created(user_id="user_evil")
     body = json.dumps(payload).encode()
@@ -73,7 +74,7 @@ def test_unverifiable_deliveries_are_400_and_write_nothing(
     assert store.count() == 0
 
 
-def test_oversized_body_is_413(receiver: RunningReceiver, store: UserStore) -> None:
+def test_oversized_body_is_413(receiver: RunningReceiver, store: Store) -> None:
     payload = created(user_id="user_big")
     payload["padding"] = "x" * (1024 * 1024)
     assert post(receiver.url, WEBHOOK_SECRET, payload).status_code == 413
@@ -92,16 +93,18 @@ def test_oversized_body_is_413(receiver: RunningReceiver, store: UserStore) -> N
     ],
 )
 def test_signed_but_malformed_payload_is_400(
-    receiver: RunningReceiver, store: UserStore, raw: bytes
+    receiver: RunningReceiver, store: Store, raw: bytes
 ) -> None:
-    store.upsert_user(__import__("clerksync.kinds.user").kinds.user.parse_clerk_user(clerk_user()))
+    upsert(
+        store, USER, __import__("clerksync.kinds.user").kinds.user.parse_clerk_user(clerk_user())
+    )
     response = post(receiver.url, WEBHOOK_SECRET, None, raw=raw)
     assert response.status_code == 400
     assert store.count() == 1  # nothing written, nothing deleted
 
 
 def test_other_event_types_are_acknowledged_and_ignored(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     response = post(receiver.url, WEBHOOK_SECRET, event("session.created", {"id": "sess_1"}))
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
@@ -109,7 +112,7 @@ def test_other_event_types_are_acknowledged_and_ignored(
 
 
 @ALL_SCHEMAS
-def test_retried_delivery_is_a_duplicate(receiver: RunningReceiver, store: UserStore) -> None:
+def test_retried_delivery_is_a_duplicate(receiver: RunningReceiver, store: Store) -> None:
     payload = created(user_id="user_dup")
     first = post(receiver.url, WEBHOOK_SECRET, payload, msg_id="msg_same")
     again = post(receiver.url, WEBHOOK_SECRET, payload, msg_id="msg_same")
@@ -124,7 +127,7 @@ def test_retried_delivery_is_a_duplicate(receiver: RunningReceiver, store: UserS
 
 @ALL_SCHEMAS
 def test_concurrent_duplicates_make_one_user_and_no_500(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     payload = created(user_id="user_conc")
     statuses: list[int] = []
@@ -144,19 +147,19 @@ def test_concurrent_duplicates_make_one_user_and_no_500(
 
 
 @ALL_SCHEMAS
-def test_out_of_order_update_before_create(receiver: RunningReceiver, store: UserStore) -> None:
+def test_out_of_order_update_before_create(receiver: RunningReceiver, store: Store) -> None:
     newer = event("user.updated", clerk_user(user_id="user_o", first_name="New", updated_at=2000))
     older = event("user.created", clerk_user(user_id="user_o", first_name="Old", updated_at=1000))
     assert post(receiver.url, WEBHOOK_SECRET, newer).json()["outcome"] == "applied"
     response = post(receiver.url, WEBHOOK_SECRET, older)
     assert response.status_code == 200 and response.json()["outcome"] == "stale"
-    texts = [str(v) for v in store.find_user("user_o").values()]
+    texts = [str(v) for v in find_user(store, "user_o").values()]
     assert any("New" in t for t in texts) and not any("Old" in t for t in texts)
 
 
 @ALL_SCHEMAS
 def test_late_update_never_resurrects_a_deleted_user(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     post(receiver.url, WEBHOOK_SECRET, created(user_id="user_del", updated_at=1000))
     gone = post(receiver.url, WEBHOOK_SECRET, event("user.deleted", deleted_user("user_del")))
@@ -169,17 +172,17 @@ def test_late_update_never_resurrects_a_deleted_user(
 
 
 @ALL_SCHEMAS
-def test_users_with_no_email_and_with_several(receiver: RunningReceiver, store: UserStore) -> None:
+def test_users_with_no_email_and_with_several(receiver: RunningReceiver, store: Store) -> None:
     post(receiver.url, WEBHOOK_SECRET, created(user_id="user_none", emails=[], username="u1"))
     many = clerk_user(user_id="user_many", emails=["a@x.com", "b@x.com", "c@x.com"])
     many["primary_email_address_id"] = many["email_addresses"][2]["id"]
     post(receiver.url, WEBHOOK_SECRET, event("user.created", many))
-    assert public_view(store.find_user("user_none"), store.schema.users)["email"] is None
-    assert public_view(store.find_user("user_many"), store.schema.users)["email"] == "c@x.com"
+    assert public_view(find_user(store, "user_none"), store.schema.users)["email"] is None
+    assert public_view(find_user(store, "user_many"), store.schema.users)["email"] == "c@x.com"
 
 
 def test_delivery_log_records_outcomes_without_personal_data(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     post(
         receiver.url,

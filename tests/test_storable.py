@@ -14,11 +14,14 @@ import pytest
 
 from clerksync.deliverylog.records import iter_records, stored_body
 from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.membership import MEMBERSHIP
+from clerksync.kinds.organization import ORGANIZATION
 from clerksync.mapping.events import MAX_DEPTH
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import clerk_membership, clerk_organization
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import clerk_membership, clerk_organization
+from tests.support.receiver import RunningReceiver, post
 
 
 def nested(depth: int) -> Any:
@@ -53,13 +56,13 @@ UNSTORED = {
 
 @pytest.mark.parametrize("extra", list(UNSTORED.values()), ids=list(UNSTORED))
 def test_what_is_not_stored_never_refuses_a_signup(
-    receiver: RunningReceiver, store: UserStore, extra: dict[str, Any]
+    receiver: RunningReceiver, store: Store, extra: dict[str, Any]
 ) -> None:
     user = {**clerk_user(user_id="user_unsafe", email="u@x.com"), **extra}
     response = post(receiver.url, WEBHOOK_SECRET, event("user.created", user), msg_id="msg_u")
     assert response.status_code == 200, response.text
     assert response.json() == {"outcome": "applied"}
-    doc = store.find_user("user_unsafe")
+    doc = find_user(store, "user_unsafe")
     assert doc[store.schema.users.email or "email"] == "u@x.com"
     # the body is kept as received (compressed bytes) for replay, unsafe_metadata and all
     receiver.receiver.log.flush_now()
@@ -70,18 +73,18 @@ def test_what_is_not_stored_never_refuses_a_signup(
 
 
 def test_a_metadata_key_is_checked_only_where_the_mapping_keeps_it(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     # nextjs maps userMongoId and isAdmin: memberNo is just another key of Clerk's copy
     user = {**clerk_user(user_id="user_member"), "public_metadata": {"memberNo": 2**70}}
     response = post(receiver.url, WEBHOOK_SECRET, event("user.created", user))
     assert response.status_code == 200, response.text
-    assert store.find_user("user_member")
+    assert find_user(store, "user_member")
 
 
 @pytest.mark.parametrize("schema", ["custom"], indirect=True)
 def test_a_kept_metadata_value_that_overflows_is_still_400(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     # the custom mapping keeps memberNo (its app id) in clerksync.metadata: 2**70 cannot be
     user = {**clerk_user(user_id="user_member"), "public_metadata": {"memberNo": 2**70}}
@@ -103,7 +106,7 @@ def test_a_kept_metadata_value_that_overflows_is_still_400(
     ids=["too-deep-to-parse", "past-max-depth", "stored-surrogate"],
 )
 def test_what_cannot_be_parsed_or_stored_is_still_400(
-    receiver: RunningReceiver, store: UserStore, raw: bytes
+    receiver: RunningReceiver, store: Store, raw: bytes
 ) -> None:
     response = post(receiver.url, WEBHOOK_SECRET, None, raw=raw)
     assert response.status_code == 400, response.text
@@ -112,7 +115,7 @@ def test_what_cannot_be_parsed_or_stored_is_still_400(
 
 
 def test_a_deep_unsafe_metadata_delivery_shows_and_replays(
-    receiver: RunningReceiver, store: UserStore, cli: Any
+    receiver: RunningReceiver, store: Store, cli: Any
 ) -> None:
     body = deep_body("user_deep", DEEP)
     response = post(receiver.url, WEBHOOK_SECRET, None, raw=body, msg_id="msg_deep")
@@ -128,7 +131,7 @@ def test_a_deep_unsafe_metadata_delivery_shows_and_replays(
 
 
 def test_what_an_organization_or_membership_does_not_store_never_refuses_it(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     junk = {"n": 10**20, "deep": nested(40), "nick": "\ud800"}
     org = {**clerk_organization(org_id="org_junk"), "public_metadata": junk}
@@ -140,13 +143,22 @@ def test_what_an_organization_or_membership_does_not_store_never_refuses_it(
     member["public_user_data"]["identifier"] = "\ud800"  # not stored
     response = post(receiver.url, WEBHOOK_SECRET, event("organizationMembership.created", member))
     assert response.status_code == 200, response.text
-    orgs = store.orgs
-    assert orgs.organizations.count_documents({orgs.orgs_map.clerk_id: "org_junk"}) == 1
-    assert orgs.memberships.count_documents({orgs.members_map.clerk_id: "orgmem_junk"}) == 1
+    assert (
+        store.collection(ORGANIZATION).count_documents(
+            {store.schema.organizations.clerk_id: "org_junk"}
+        )
+        == 1
+    )
+    assert (
+        store.collection(MEMBERSHIP).count_documents(
+            {store.schema.memberships.clerk_id: "orgmem_junk"}
+        )
+        == 1
+    )
 
 
 def test_an_organization_field_that_is_stored_and_cannot_be_is_400(
-    receiver: RunningReceiver, store: UserStore
+    receiver: RunningReceiver, store: Store
 ) -> None:
     org = clerk_organization(org_id="org_bad", name="Acme \ud800")
     response = post(receiver.url, WEBHOOK_SECRET, event("organization.created", org))

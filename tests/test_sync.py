@@ -5,28 +5,30 @@ from __future__ import annotations
 import json
 
 from clerksync.devtools.payloads import clerk_user
-from clerksync.kinds.user import parse_clerk_user
+from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.mapping.users import wanted_metadata
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from clerksync.writeback.queue import queue_of
 from tests.conftest import ALL_SCHEMAS
-from tests.fakeclerk import FakeClerk
+from tests.support.fakeclerk import FakeClerk
+from tests.support.writes import page, upsert
 
 FAST = ("--rate", "1000")  # the fake has no limit unless a test sets one
 
 
-def seed_both(fake: FakeClerk, store: UserStore, n: int) -> list[str]:
+def seed_both(fake: FakeClerk, store: Store, n: int) -> list[str]:
     ids = []
     for i in range(n):
         user = fake.add_user(
             user_id=f"user_s{i:05d}", email=f"s{i}@x.com", created_at=1000 + i, updated_at=5000
         )
         ids.append(user["id"])
-    store.upsert_many(parse_clerk_user(fake.users[i]) for i in ids)
+    page(store, USER, (parse_clerk_user(fake.users[i]) for i in ids))
     return ids
 
 
-def settle(fake: FakeClerk, store: UserStore, ids: list[str]) -> None:
+def settle(fake: FakeClerk, store: Store, ids: list[str]) -> None:
     """Give Clerk the right metadata (plus a key of the app's own) for these users."""
     clerk_id = store.schema.users.clerk_id
     for doc in store.users.find({clerk_id: {"$in": ids}}):
@@ -37,7 +39,7 @@ def settle(fake: FakeClerk, store: UserStore, ids: list[str]) -> None:
 
 
 def test_sync_metadata_batches_reads_and_writes_only_the_drifted(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     ids = seed_both(fake_clerk, store, 1000)
     settle(fake_clerk, store, ids[:750])
@@ -55,7 +57,7 @@ def test_sync_metadata_batches_reads_and_writes_only_the_drifted(
     }
     assert fake_clerk.counts["GET /users"] == 10  # 100 ids a request, not one per user
     assert fake_clerk.counts["PATCH /users/{id}/metadata"] == 250
-    doc = store.find_user(ids[760])
+    doc = find_user(store, ids[760])
     assert fake_clerk.users[ids[760]]["public_metadata"] == {
         "plan": "team",
         "userMongoId": str(doc["_id"]),
@@ -70,10 +72,10 @@ def test_sync_metadata_batches_reads_and_writes_only_the_drifted(
 
 @ALL_SCHEMAS
 def test_dry_run_writes_nothing_and_missing_users_are_reported(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     ids = seed_both(fake_clerk, store, 30)
-    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_only_mongo")))
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_only_mongo")))
     result = cli("sync-metadata", "--dry-run", "--json", *FAST)
     summary = json.loads(result.stdout)
     assert summary["updated"] == 30 and summary["missing"] == 1
@@ -82,7 +84,7 @@ def test_dry_run_writes_nothing_and_missing_users_are_reported(
 
 
 def test_sync_metadata_finishes_through_rate_limits_and_5xx(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     ids = seed_both(fake_clerk, store, 120)
     fake_clerk.instance_limit = 40
@@ -97,15 +99,15 @@ def test_sync_metadata_finishes_through_rate_limits_and_5xx(
 
 
 @ALL_SCHEMAS
-def test_promote_and_demote_by_every_id_form(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+def test_promote_and_demote_by_every_id_form(cli, store: Store, fake_clerk: FakeClerk) -> None:
     [clerk_id] = seed_both(fake_clerk, store, 1)
-    mongo_id = str(store.find_user(clerk_id)["_id"])
+    mongo_id = str(find_user(store, clerk_id)["_id"])
     users = store.schema.users
     for ident, value in ((clerk_id, True), (mongo_id, False), ("S0@x.com", True)):
         result = cli("promote" if value else "demote", ident, "--json")
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["clerk"] == "updated"
-        doc = store.find_user(clerk_id)
+        doc = find_user(store, clerk_id)
         assert users.is_admin(doc) is value
         assert doc[users.admin.field] == users.admin.stored(value)  # True/False, "admin"/None
         assert fake_clerk.users[clerk_id]["public_metadata"] == wanted_metadata(
@@ -116,24 +118,24 @@ def test_promote_and_demote_by_every_id_form(cli, store: UserStore, fake_clerk: 
 
 @ALL_SCHEMAS
 def test_promote_when_clerk_fails_keeps_mongo_and_exits_1(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     [clerk_id] = seed_both(fake_clerk, store, 1)
     fake_clerk.fail_next(3, status=500)  # promote retries twice, then leaves it queued
     result = cli("promote", clerk_id)
     assert result.exit_code == 1
     assert "sync-metadata" in result.stderr
-    assert store.schema.users.is_admin(store.find_user(clerk_id)) is True
+    assert store.schema.users.is_admin(find_user(store, clerk_id)) is True
     assert queue_of(store).pending() == 1
     assert cli("sync-metadata", "--json", *FAST).exit_code == 0
     assert fake_clerk.users[clerk_id]["public_metadata"]["isAdmin"] is True
 
 
 def test_promote_unknown_or_ambiguous_changes_nothing(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
-    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_a1", email="twin@x.com")))
-    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_a2", email="twin@x.com")))
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_a1", email="twin@x.com")))
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_a2", email="twin@x.com")))
     unknown = cli("promote", "user_nobody")
     assert unknown.exit_code == 1 and "no user" in unknown.stderr
     twin = cli("promote", "twin@x.com")
@@ -143,7 +145,7 @@ def test_promote_unknown_or_ambiguous_changes_nothing(
 
 
 def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     for i in range(1200):
         fake_clerk.add_user(user_id=f"user_r{i:05d}", created_at=1000 + i, updated_at=5000)
@@ -158,7 +160,7 @@ def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
         for i in range(100, 150)
     ]
     orphans = [parse_clerk_user(clerk_user(user_id=f"user_gone{i}")) for i in range(10)]
-    store.upsert_many(stale + newer + orphans)
+    page(store, USER, stale + newer + orphans)
     # one record the SDK's models reject (a SAML account without its required fields)
     odd = clerk_user(user_id="user_saml", created_at=999_999, updated_at=5000)
     odd["saml_accounts"] = [{"id": "samlacc_1", "object": "saml_account"}]
@@ -182,8 +184,8 @@ def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
     assert summary["mongo_users"] == 1211
     # pages of 500, not users, and one lookup confirming the 10 orphan candidates
     assert fake_clerk.counts["GET /users"] == 3 + 1
-    assert store.find_user("user_saml")["clerkId"] == "user_saml"
-    assert store.find_user("user_r00120")["firstName"] == "Newer"
+    assert find_user(store, "user_saml")["clerkId"] == "user_saml"
+    assert find_user(store, "user_r00120")["firstName"] == "Newer"
     assert queue_of(store).pending() >= 1051  # new users get their write-back queued
 
     again = json.loads(cli("reconcile", "--json", *FAST).stdout)
@@ -195,7 +197,7 @@ def test_reconcile_creates_updates_leaves_newer_and_reports_orphans(
 
 
 def test_reconcile_never_prunes_a_user_deleted_mid_run(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     for i in range(1000):
         fake_clerk.add_user(user_id=f"user_p{i:04d}", created_at=1000 + i)
@@ -213,7 +215,7 @@ def test_reconcile_never_prunes_a_user_deleted_mid_run(
     # (offset paging would have skipped user_p0500).
     assert summary["clerk_users"] == 1000
     assert summary["orphaned"] == 0 and summary["pruned"] == 0, summary
-    assert store.find_user("user_p0500")["clerkId"] == "user_p0500"
+    assert find_user(store, "user_p0500")["clerkId"] == "user_p0500"
     # user_p0010 was listed before it went: this run leaves it to its webhook (or the next).
     fake_clerk.after_page = None
     summary = json.loads(cli("reconcile", "--prune", "--yes", "--json", *FAST).stdout)
@@ -223,7 +225,7 @@ def test_reconcile_never_prunes_a_user_deleted_mid_run(
 
 
 @ALL_SCHEMAS
-def test_reconcile_dry_run_changes_nothing(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+def test_reconcile_dry_run_changes_nothing(cli, store: Store, fake_clerk: FakeClerk) -> None:
     for i in range(20):
         fake_clerk.add_user(user_id=f"user_d{i}")
     summary = json.loads(cli("reconcile", "--dry-run", "--json", *FAST).stdout)
@@ -231,14 +233,14 @@ def test_reconcile_dry_run_changes_nothing(cli, store: UserStore, fake_clerk: Fa
     assert store.count() == 0
 
 
-def test_reconcile_prune_with_json_needs_yes(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+def test_reconcile_prune_with_json_needs_yes(cli, store: Store, fake_clerk: FakeClerk) -> None:
     result = cli("reconcile", "--prune", "--json")
     assert result.exit_code == 2 and "--yes" in result.stderr
 
 
-def test_reconcile_prune_asks_first(cli, store: UserStore, fake_clerk: FakeClerk) -> None:
+def test_reconcile_prune_asks_first(cli, store: Store, fake_clerk: FakeClerk) -> None:
     fake_clerk.add_user(user_id="user_kept")  # Clerk listing nobody is refused outright
-    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_orphan")))
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_orphan")))
     result = cli("reconcile", "--prune", input="n\n")
     assert result.exit_code == 0
     assert store.count() == 2
@@ -246,14 +248,14 @@ def test_reconcile_prune_asks_first(cli, store: UserStore, fake_clerk: FakeClerk
 
 @ALL_SCHEMAS
 def test_reconcile_queues_the_write_back_of_a_user_whose_clerk_copy_names_an_old_id(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     # A restored database: Clerk still points at a Mongo id that no longer exists.
     old = {"userMongoId": "0123456789abcdef01234567", "isAdmin": False}
     fake_clerk.add_user(user_id="user_restored", public_metadata=old)
     fake_clerk.add_user(user_id="user_fresh")
     assert json.loads(cli("reconcile", "--json", *FAST).stdout)["created"] == 2
-    restored = store.find_user("user_restored")
+    restored = find_user(store, "user_restored")
     assert "dueAt" in restored["clerksync"] and str(restored["_id"]) != old["userMongoId"]
     assert json.loads(cli("sync-metadata", "--json", *FAST).stdout)["updated"] == 2
     assert fake_clerk.users["user_restored"]["public_metadata"]["userMongoId"] == str(
@@ -262,7 +264,7 @@ def test_reconcile_queues_the_write_back_of_a_user_whose_clerk_copy_names_an_old
 
 
 def test_sync_metadata_says_how_many_a_receiver_was_writing_back(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     from datetime import timedelta
 

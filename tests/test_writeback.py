@@ -11,11 +11,14 @@ import httpx
 
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.settings import load_settings
-from clerksync.store.users import UserStore, connect
+from clerksync.store.connect import connect
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
+from clerksync.store.users import set_admin
 from clerksync.writeback.queue import queue_of
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import RunningReceiver, post
 
 FAST = {"writeback_base_delay": 0.05, "writeback_poll": 0.05}
 
@@ -40,7 +43,7 @@ def signup(fake: FakeClerk, url: str, user_id: str, **kw: object) -> dict:
     return user
 
 
-def in_sync(fake: FakeClerk, store: UserStore, user_id: str) -> bool:
+def in_sync(fake: FakeClerk, store: Store, user_id: str) -> bool:
     doc = store.users.find_one({"clerkId": user_id})
     meta = fake.users[user_id]["public_metadata"]
     return (
@@ -52,7 +55,7 @@ def in_sync(fake: FakeClerk, store: UserStore, user_id: str) -> bool:
 
 
 def test_write_back_merges_and_keeps_other_keys(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     running = start(receivers)
     signup(fake_clerk, running.url, "user_wb", public_metadata={"plan": "pro"})
@@ -61,7 +64,7 @@ def test_write_back_merges_and_keeps_other_keys(
 
 
 def test_clerk_echo_of_our_write_does_not_loop(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     running = start(receivers)
     signup(fake_clerk, running.url, "user_echo")
@@ -70,10 +73,10 @@ def test_clerk_echo_of_our_write_does_not_loop(
     assert post(running.url, WEBHOOK_SECRET, echo).json()["outcome"] == "applied"
     time.sleep(0.5)
     assert len(fake_clerk.metadata_writes) == 1
-    assert "dueAt" not in store.find_user("user_echo")["clerksync"]
+    assert "dueAt" not in find_user(store, "user_echo")["clerksync"]
 
 
-def test_write_back_lands_through_5xx(receivers, store: UserStore, fake_clerk: FakeClerk) -> None:
+def test_write_back_lands_through_5xx(receivers, store: Store, fake_clerk: FakeClerk) -> None:
     running = start(receivers)
     fake_clerk.fail_next(3, status=503)
     response = post(
@@ -83,37 +86,35 @@ def test_write_back_lands_through_5xx(receivers, store: UserStore, fake_clerk: F
     wait_for(lambda: in_sync(fake_clerk, store, "user_5xx"))
 
 
-def test_write_back_honours_429_retry_after(
-    receivers, store: UserStore, fake_clerk: FakeClerk
-) -> None:
+def test_write_back_honours_429_retry_after(receivers, store: Store, fake_clerk: FakeClerk) -> None:
     fake_clerk.per_user_metadata_limit = 1
     fake_clerk.window = 1.0
     running = start(receivers)
     signup(fake_clerk, running.url, "user_429")
     wait_for(lambda: in_sync(fake_clerk, store, "user_429"))
     # promote twice in a row: the second write meets the per-user limit, waits, then lands
-    doc = store.find_user("user_429")
-    store.set_admin(doc["_id"], True)
+    doc = find_user(store, "user_429")
+    set_admin(store, doc["_id"], True)
     running.receiver.workers.wake()
     wait_for(lambda: in_sync(fake_clerk, store, "user_429"))
-    store.set_admin(doc["_id"], False)
+    set_admin(store, doc["_id"], False)
     running.receiver.workers.wake()
     wait_for(lambda: in_sync(fake_clerk, store, "user_429"))
     assert fake_clerk.users["user_429"]["public_metadata"]["isAdmin"] is False
 
 
 def test_user_gone_from_clerk_is_not_retried(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     running = start(receivers)
     ghost = clerk_user(user_id="user_ghost")  # never added to the fake: Clerk answers 404
     post(running.url, WEBHOOK_SECRET, event("user.created", ghost))
-    wait_for(lambda: "dueAt" not in store.find_user("user_ghost")["clerksync"])
-    assert "not found" in store.find_user("user_ghost")["clerksync"]["error"]
+    wait_for(lambda: "dueAt" not in find_user(store, "user_ghost")["clerksync"])
+    assert "not found" in find_user(store, "user_ghost")["clerksync"]["error"]
 
 
 def test_pending_write_backs_survive_a_restart(
-    receivers, store: UserStore, fake_clerk: FakeClerk, monkeypatch
+    receivers, store: Store, fake_clerk: FakeClerk, monkeypatch
 ) -> None:
     monkeypatch.delenv("CLERK_SECRET_KEY")
     without_key = start(receivers)
@@ -129,7 +130,7 @@ def test_pending_write_backs_survive_a_restart(
 
 
 def test_two_receivers_on_one_database_apply_and_write_back_once(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     first = start(receivers)
     second = RunningReceiver(load_settings(), store=connect(load_settings()), **FAST).start()
@@ -173,7 +174,7 @@ def test_database_outage_answers_503_then_the_retry_succeeds(
         server.start()
         up = post(running.url, WEBHOOK_SECRET, payload, msg_id="msg_out")
         assert up.status_code == 200 and up.json()["outcome"] == "applied"
-        assert running.receiver.store.find_user("user_outage")["clerkId"] == "user_outage"
+        assert find_user(running.receiver.store, "user_outage")["clerkId"] == "user_outage"
     finally:
         running.stop()
         server.stop()

@@ -14,14 +14,17 @@ from pathlib import Path
 from pymongo import MongoClient, monitoring
 
 from clerksync.devtools.payloads import clerk_user, event
-from clerksync.kinds.user import parse_clerk_user
+from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.users import wanted_metadata
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
+from clerksync.store.users import set_admin
 from clerksync.writeback.queue import WriteBackQueue, queue_of
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
-from tests.receiver import post
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import post
+from tests.support.writes import upsert
 
 
 class Commands(monitoring.CommandListener):
@@ -42,41 +45,39 @@ class Commands(monitoring.CommandListener):
 
 @ALL_SCHEMAS
 def test_the_echo_of_our_write_back_agrees_in_one_write_under_every_schema(
-    store: UserStore,
+    store: Store,
 ) -> None:
     user = clerk_user(user_id="user_echo")
-    assert store.upsert_user(parse_clerk_user(user), likely_new=True).wants_write_back
+    assert upsert(store, USER, parse_clerk_user(user), likely_new=True).wants_write_back
     claimed = queue_of(store).claim(store.clerk_key("user_echo"))
     assert claimed is not None
     wanted = wanted_metadata(claimed, store.schema.users)
     assert queue_of(store).finish([(claimed, wanted, True)]) == 0
     # Clerk's user.updated answering our write: it names exactly what we wrote.
     echo = {**user, "updated_at": user["updated_at"] + 1, "public_metadata": wanted}
-    result = store.upsert_user(parse_clerk_user(echo))
+    result = upsert(store, USER, parse_clerk_user(echo))
     assert result.outcome == "applied" and not result.wants_write_back
     assert queue_of(store).pending() == 0
     # An admin change on our side makes the same copy differ: marked in that one write.
-    store.set_admin(claimed["_id"], True)
+    set_admin(store, claimed["_id"], True)
     again = {**echo, "updated_at": echo["updated_at"] + 1}
-    assert store.upsert_user(parse_clerk_user(again)).wants_write_back
+    assert upsert(store, USER, parse_clerk_user(again)).wants_write_back
     assert queue_of(store).pending() == 1
 
 
 def test_a_differing_clerk_copy_is_stored_and_marked_in_one_write(
-    store: UserStore, mongo_url: str
+    store: Store, mongo_url: str
 ) -> None:
     user = clerk_user(user_id="user_drift")
-    store.upsert_user(parse_clerk_user(user), likely_new=True)
-    doc = store.find_user("user_drift")
+    upsert(store, USER, parse_clerk_user(user), likely_new=True)
+    doc = find_user(store, "user_drift")
     queue_of(store).finish([(doc, {"userMongoId": str(doc["_id"]), "isAdmin": False}, True)])
     listener = Commands()
-    watched = UserStore(
-        MongoClient(mongo_url, tz_aware=True, event_listeners=[listener]), store.name
-    )
+    watched = Store(MongoClient(mongo_url, tz_aware=True, event_listeners=[listener]), store.name)
     # Clerk's copy now names another id (a restored database): a write-back is due.
     drifted = {**user, "updated_at": user["updated_at"] + 1}
     drifted["public_metadata"] = {"userMongoId": "0123456789abcdef01234567", "isAdmin": False}
-    result = watched.upsert_user(parse_clerk_user(drifted))
+    result = upsert(watched, USER, parse_clerk_user(drifted))
     assert result.outcome == "applied" and result.wants_write_back
     changed = [cmd for name, cmd in listener.sent if name in ("update", "insert", "delete")]
     writes = [u for cmd in changed for u in cmd.get("updates", []) if "$inc" in u["u"]]
@@ -84,15 +85,15 @@ def test_a_differing_clerk_copy_is_stored_and_marked_in_one_write(
     # cannot fall between storing Clerk's copy and marking the write-back.
     assert len(writes) == 1 and bk.DUE in writes[0]["u"]["$set"]
     assert [name for name, _ in listener.sent if name == "find"] == []  # no read in between
-    after = store.find_user("user_drift")
+    after = find_user(store, "user_drift")
     assert bk.has(after, bk.DUE) and bk.field(after, bk.SEEN)["userMongoId"].startswith("0123")
     watched.close()
 
 
 def test_a_crash_between_clerk_write_and_finish_is_redone_after_the_lease(
-    store: UserStore,
+    store: Store,
 ) -> None:
-    store.upsert_user(parse_clerk_user(clerk_user(user_id="user_lease")), likely_new=True)
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_lease")), likely_new=True)
     key = store.clerk_key("user_lease")
     dead = WriteBackQueue(store.users, store.schema, lease=timedelta(seconds=1))
     alive = WriteBackQueue(store.users, store.schema, lease=timedelta(seconds=1))
@@ -108,7 +109,7 @@ def test_a_crash_between_clerk_write_and_finish_is_redone_after_the_lease(
     assert queue_of(store).pending() == 0
     # the dead process's late finish changes nothing: it no longer owns the claim
     dead.finish([(claimed, {}, True)])
-    assert bk.field(store.find_user("user_lease"), bk.SEEN)["userMongoId"] == str(again["_id"])
+    assert bk.field(find_user(store, "user_lease"), bk.SEEN)["userMongoId"] == str(again["_id"])
 
 
 def serve(env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
@@ -139,7 +140,7 @@ def free_port() -> int:
 
 
 def test_serve_killed_with_write_backs_claimed_finishes_them_soon_after_restart(
-    store: UserStore, fake_clerk: FakeClerk, db_env: dict[str, str], tmp_path: Path
+    store: Store, fake_clerk: FakeClerk, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {
         **os.environ,
@@ -174,7 +175,7 @@ def test_serve_killed_with_write_backs_claimed_finishes_them_soon_after_restart(
     print(f"held {held}, resumed in {took:.1f} s")
     assert took < 15, f"write-backs resumed {took:.1f} s after the restart"
     for user in users:
-        doc = store.find_user(user["id"])
+        doc = find_user(store, user["id"])
         assert fake_clerk.users[user["id"]]["public_metadata"]["userMongoId"] == str(doc["_id"])
 
 

@@ -14,17 +14,20 @@ from clerksync.clerk.gateway import ClerkGateway
 from clerksync.clerk.pacing import PerUserWindow, RetryPolicy, instance_pacer
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.jobs.metadata import sync_metadata
-from clerksync.kinds.user import parse_clerk_user
+from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.mapping import bookkeeping as bk
-from clerksync.mapping.schema import load_schema
+from clerksync.mapping.files import load_schema
 from clerksync.settings import load_settings
+from clerksync.store.database import Store
 from clerksync.store.instance import InstanceMismatch, bind
-from clerksync.store.users import UserStore
+from clerksync.store.lookups import find_user
+from clerksync.store.users import set_admin
 from clerksync.writeback.queue import queue_of
 from clerksync.writeback.writeback import PARK_AFTER, LeaseKeeper, Limits, write_back, write_claimed
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import RunningReceiver, post
+from tests.support.writes import page, upsert
 from tests.test_writeback import FAST, wait_for
 
 PATCH = "PATCH /users/{id}/metadata"
@@ -35,7 +38,7 @@ def quick() -> Limits:
 
 
 def test_workers_do_not_start_with_a_key_of_another_instance(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     bind(store, "ins_theirs", environment="development", source="test")
     fake_clerk.instance_id = "ins_other"  # the key reaches another instance
@@ -49,11 +52,11 @@ def test_workers_do_not_start_with_a_key_of_another_instance(
     time.sleep(0.3)  # several sweeps' worth (poll 0.05 s): nothing may be written or dropped
     assert fake_clerk.counts[PATCH] == 0
     assert queue_of(store).pending() == 1
-    assert bk.field(store.find_user("user_signup"), bk.ERROR) is None
+    assert bk.field(find_user(store, "user_signup"), bk.ERROR) is None
 
 
 def test_a_404_drops_nobody_once_the_database_is_bound_elsewhere(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     fake_clerk.instance_id = "ins_other"
     running = RunningReceiver(load_settings(), **FAST).start()  # unbound: the workers start
@@ -64,28 +67,28 @@ def test_a_404_drops_nobody_once_the_database_is_bound_elsewhere(
     assert post(running.url, WEBHOOK_SECRET, event("user.created", stranger)).status_code == 200
     wait_for(lambda: fake_clerk.counts[PATCH] >= 1)
     wait_for(
-        lambda: "waits for the right key" in str(bk.field(store.find_user("user_later"), bk.ERROR))
+        lambda: "waits for the right key" in str(bk.field(find_user(store, "user_later"), bk.ERROR))
     )
-    doc = store.find_user("user_later")
+    doc = find_user(store, "user_later")
     assert bk.has(doc, bk.DUE)  # held, not dropped: a right key writes it later
 
 
 def test_promote_refuses_a_key_of_another_instance_before_any_change(
-    cli, store: UserStore, fake_clerk: FakeClerk
+    cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
     user = fake_clerk.add_user(user_id="user_p")
-    store.upsert_user(parse_clerk_user(user), likely_new=True)
+    upsert(store, USER, parse_clerk_user(user), likely_new=True)
     bind(store, "ins_theirs", environment="development", source="test")
     fake_clerk.instance_id = "ins_other"
     result = cli("promote", "user_p")
     assert result.exit_code == 2
     assert "ins_theirs" in result.stderr and "nothing was changed" in result.stderr
-    assert store.find_user("user_p")["isAdmin"] is False
+    assert find_user(store, "user_p")["isAdmin"] is False
     assert fake_clerk.counts[PATCH] == 0
 
 
-def test_sync_metadata_checks_the_instance_itself(store: UserStore, fake_clerk: FakeClerk) -> None:
-    store.upsert_user(parse_clerk_user(fake_clerk.add_user(user_id="user_s")), likely_new=True)
+def test_sync_metadata_checks_the_instance_itself(store: Store, fake_clerk: FakeClerk) -> None:
+    upsert(store, USER, parse_clerk_user(fake_clerk.add_user(user_id="user_s")), likely_new=True)
     bind(store, "ins_theirs", environment="development", source="test")
     fake_clerk.instance_id = "ins_other"
     gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)
@@ -98,9 +101,9 @@ def test_sync_metadata_checks_the_instance_itself(store: UserStore, fake_clerk: 
 
 
 def test_the_database_away_never_parks_after_clerk_failures(
-    store: UserStore, fake_clerk: FakeClerk
+    store: Store, fake_clerk: FakeClerk
 ) -> None:
-    store.upsert_user(parse_clerk_user(fake_clerk.add_user(user_id="user_t")), likely_new=True)
+    upsert(store, USER, parse_clerk_user(fake_clerk.add_user(user_id="user_t")), likely_new=True)
     gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)
     keeper = LeaseKeeper(queue_of(store))
     key = store.clerk_key("user_t")
@@ -109,9 +112,9 @@ def test_the_database_away_never_parks_after_clerk_failures(
         assert write_back(
             queue_of(store), gateway, key, quick(), keeper, due_only=False
         ).outcome == ("deferred")
-    assert bk.field(store.find_user("user_t"), bk.ATTEMPTS) == PARK_AFTER - 1
+    assert bk.field(find_user(store, "user_t"), bk.ATTEMPTS) == PARK_AFTER - 1
     # Then the database goes away while the write is finished: a real unreachable server.
-    away = UserStore(
+    away = Store(
         MongoClient("mongodb://127.0.0.1:9/?directConnection=true", serverSelectionTimeoutMS=200),
         store.name,
         store.schema,
@@ -121,20 +124,20 @@ def test_the_database_away_never_parks_after_clerk_failures(
     result = write_claimed(queue_of(store), gateway, doc, quick(), finish=queue_of(away).finish)
     keeper.stop()
     assert result.outcome == "deferred"
-    stored = store.find_user("user_t")
+    stored = find_user(store, "user_t")
     assert bk.has(stored, bk.DUE) and not bk.has(stored, bk.PARKED)
 
 
 def test_a_change_made_during_a_failing_write_keeps_its_mark_when_parked(
-    store: UserStore, fake_clerk: FakeClerk
+    store: Store, fake_clerk: FakeClerk
 ) -> None:
-    store.upsert_user(parse_clerk_user(fake_clerk.add_user(user_id="user_f")), likely_new=True)
+    upsert(store, USER, parse_clerk_user(fake_clerk.add_user(user_id="user_f")), likely_new=True)
     stuck = PARK_AFTER - 1  # failures that were not Clerk's, so far
     store.users.update_one({"clerkId": "user_f"}, {"$set": {bk.FAULTS: stuck, bk.ATTEMPTS: stuck}})
     gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)
     doc = queue_of(store).claim(store.clerk_key("user_f"), due_only=False)
     assert doc is not None
-    store.set_admin(doc["_id"], True)  # a promote while the write runs: marked again
+    set_admin(store, doc["_id"], True)  # a promote while the write runs: marked again
 
     def refused(done: object) -> int:
         store.db.command("clerksyncNoSuchCommand")  # the server refuses it: not Clerk's fault
@@ -142,37 +145,35 @@ def test_a_change_made_during_a_failing_write_keeps_its_mark_when_parked(
 
     result = write_claimed(queue_of(store), gateway, doc, quick(), finish=refused)
     assert result.outcome == "parked"
-    stored = store.find_user("user_f")
+    stored = find_user(store, "user_f")
     assert bk.has(stored, bk.DUE) and not bk.has(stored, bk.LEASE_OWNER)  # promote still due
 
 
-def test_a_renamed_admin_key_decides_the_admin_flag_on_insert(
-    store: UserStore, tmp_path: Path
-) -> None:
+def test_a_renamed_admin_key_decides_the_admin_flag_on_insert(store: Store, tmp_path: Path) -> None:
     mapping = tmp_path / "schema.toml"
     mapping.write_text('preset = "nextjs"\n\n[users.metadata]\nisAdmin = ""\nstaff = "admin"\n')
-    renamed = UserStore(store.client, store.name, load_schema(str(mapping)))
+    renamed = Store(store.client, store.name, load_schema(str(mapping)))
     user = clerk_user(user_id="user_staff", public_metadata={"staff": True})
-    renamed.upsert_user(parse_clerk_user(user), likely_new=True)
-    assert renamed.find_user("user_staff")["isAdmin"] is True
+    upsert(renamed, USER, parse_clerk_user(user), likely_new=True)
+    assert find_user(renamed, "user_staff")["isAdmin"] is True
     other = clerk_user(user_id="user_old", public_metadata={"isAdmin": True})
-    renamed.upsert_many([parse_clerk_user(other)])
-    assert renamed.find_user("user_old")["isAdmin"] is False  # the old key means nothing
+    page(renamed, USER, [parse_clerk_user(other)])
+    assert find_user(renamed, "user_old")["isAdmin"] is False  # the old key means nothing
 
 
 @pytest.mark.parametrize("assume_new", [False, True])
 def test_bulk_updates_queue_a_write_back_when_clerk_disagrees(
-    store: UserStore, assume_new: bool
+    store: Store, assume_new: bool
 ) -> None:
     users = [clerk_user(user_id=f"user_b{n}") for n in range(2)]
-    store.upsert_many([parse_clerk_user(u) for u in users])
+    page(store, USER, [parse_clerk_user(u) for u in users])
     store.users.update_many({}, {"$unset": {bk.DUE: ""}})  # written back already
     newer = []
     for n, user in enumerate(users):
-        mongo_id = str(store.find_user(user["id"])["_id"])
+        mongo_id = str(find_user(store, user["id"])["_id"])
         metadata = {"userMongoId": mongo_id, "isAdmin": n == 0}  # complete; user_b0's is wrong
         newer.append({**user, "updated_at": user["updated_at"] + 1, "public_metadata": metadata})
-    counts = store.upsert_many([parse_clerk_user(u) for u in newer], assume_new=assume_new)
+    counts = page(store, USER, [parse_clerk_user(u) for u in newer], assume_new=assume_new)
     assert counts["updated"] == 2
-    assert bk.has(store.find_user("user_b0"), bk.DUE)  # Clerk says admin, MongoDB does not
-    assert not bk.has(store.find_user("user_b1"), bk.DUE)  # Clerk agrees: nothing to write
+    assert bk.has(find_user(store, "user_b0"), bk.DUE)  # Clerk says admin, MongoDB does not
+    assert not bk.has(find_user(store, "user_b1"), bk.DUE)  # Clerk agrees: nothing to write

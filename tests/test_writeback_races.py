@@ -11,16 +11,19 @@ import httpx
 from clerksync.clerk.pacing import PerUserWindow, RetryPolicy, instance_pacer
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.jobs.admin import SetAdminResult, set_admin
-from clerksync.kinds.user import parse_clerk_user
+from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.mapping import bookkeeping as bk
 from clerksync.settings import load_settings
+from clerksync.store.connect import connect
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore, connect
 from clerksync.writeback.queue import queue_of
 from clerksync.writeback.writeback import Limits
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakeclerk import FakeClerk
-from tests.receiver import RunningReceiver, post
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import RunningReceiver, post
+from tests.support.writes import page, upsert
 from tests.test_writeback import FAST, in_sync, wait_for
 
 
@@ -32,7 +35,7 @@ def nested(depth: int) -> list:
 
 
 def test_a_poisoned_payload_is_stored_type_checked_and_written_back(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     running = RunningReceiver(load_settings(), **FAST).start()
     receivers.append(running)
@@ -47,15 +50,15 @@ def test_a_poisoned_payload_is_stored_type_checked_and_written_back(
     wait_for(lambda: all(in_sync(fake_clerk, store, i) for i in ids))
     # What is kept of Clerk's copy is type-checked: the list never reached the document.
     again = {**poisoned, "id": "user_poison2"}
-    store.upsert_user(parse_clerk_user(again), likely_new=True)
-    stored = store.find_user("user_poison2")
+    upsert(store, USER, parse_clerk_user(again), likely_new=True)
+    stored = find_user(store, "user_poison2")
     assert bk.field(stored, bk.SEEN) == {"userMongoId": None, "isAdmin": None}
     touched = store.users.update_one({"clerkId": "user_poison2"}, {"$set": {"probe": 1}})
     assert touched.modified_count == 1  # the document can still be updated (claimed)
 
 
 def test_a_document_the_database_cannot_update_does_not_hold_up_the_others(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     # Left by an older version: a 900-deep list in the document; every update of it fails
     # on the wire server, so it can be neither claimed nor parked. It is the most overdue.
@@ -68,7 +71,7 @@ def test_a_document_the_database_cannot_update_does_not_hold_up_the_others(
         }
     )
     users = [fake_clerk.add_user(user_id=f"user_next{n}") for n in range(5)]
-    store.upsert_many(parse_clerk_user(u) for u in users)  # due, behind the stuck one
+    page(store, USER, (parse_clerk_user(u) for u in users))  # due, behind the stuck one
     running = RunningReceiver(load_settings(), **FAST).start()
     receivers.append(running)
     wait_for(lambda: all(in_sync(fake_clerk, store, u["id"]) for u in users))
@@ -77,7 +80,7 @@ def test_a_document_the_database_cannot_update_does_not_hold_up_the_others(
 
 
 def test_promote_then_demote_with_a_slow_clerk_leaves_clerk_not_admin(
-    receivers, store: UserStore, fake_clerk: FakeClerk, monkeypatch
+    receivers, store: Store, fake_clerk: FakeClerk, monkeypatch
 ) -> None:
     running = RunningReceiver(load_settings(), **FAST).start()
     receivers.append(running)
@@ -102,20 +105,20 @@ def test_promote_then_demote_with_a_slow_clerk_leaves_clerk_not_admin(
     promote.join()
     assert results["promote"].clerk == "updated" and results["demote"].clerk == "updated"
     wait_for(lambda: in_sync(fake_clerk, store, "user_flip"))
-    assert store.find_user("user_flip")["isAdmin"] is False
+    assert find_user(store, "user_flip")["isAdmin"] is False
     assert fake_clerk.users["user_flip"]["public_metadata"]["isAdmin"] is False
     # the demote's write came last
     assert fake_clerk.metadata_writes[-1] == (
         "user_flip",
         {
-            "userMongoId": str(store.find_user("user_flip")["_id"]),
+            "userMongoId": str(find_user(store, "user_flip")["_id"]),
             "isAdmin": False,
         },
     )
 
 
 def test_per_user_limit_and_single_writer_hold_across_two_receivers(
-    receivers, store: UserStore, fake_clerk: FakeClerk
+    receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     fake_clerk.window = 2.0  # Clerk's 10 writes per user, in a 2 s window to keep this short
 
@@ -135,7 +138,7 @@ def test_per_user_limit_and_single_writer_hold_across_two_receivers(
     user = fake_clerk.add_user(user_id="user_busy")
     post(first.url, WEBHOOK_SECRET, event("user.created", user))
     wait_for(lambda: in_sync(fake_clerk, store, "user_busy"))
-    mongo_id = str(store.find_user("user_busy")["_id"])
+    mongo_id = str(find_user(store, "user_busy")["_id"])
     fake_clerk.latency = 0.02  # a write takes a while: two at once would overlap
     with httpx.Client() as client:
         for n in range(24):  # Clerk's copy says admin each time: each needs a write-back
@@ -152,7 +155,7 @@ def test_per_user_limit_and_single_writer_hold_across_two_receivers(
 
 
 def test_an_absurd_retry_after_from_clerk_defers_by_the_cap_not_by_years(
-    store: UserStore,
+    store: Store,
 ) -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -180,7 +183,7 @@ def test_an_absurd_retry_after_from_clerk_defers_by_the_cap_not_by_years(
         gateway = ClerkGateway(
             "sk_test_" + "x" * 40, api_url=f"http://127.0.0.1:{server.server_port}/v1"
         )
-        store.upsert_user(parse_clerk_user(clerk_user(user_id="user_throttled")), likely_new=True)
+        upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_throttled")), likely_new=True)
         limits = Limits(instance_pacer(9.5), RetryPolicy(), PerUserWindow())
         keeper = LeaseKeeper(queue_of(store))
         before = utcnow()
@@ -195,19 +198,19 @@ def test_an_absurd_retry_after_from_clerk_defers_by_the_cap_not_by_years(
     waited = (result.retry_at - before).total_seconds()
     assert 60 <= waited <= 70  # capped at 60 s (plus jitter), not 1e9 s
     assert limits.pacer.paused_until - time.monotonic() <= 70  # nobody else waits years
-    doc = store.find_user("user_throttled")
+    doc = find_user(store, "user_throttled")
     assert bk.field(doc, bk.DUE) is not None and "429" in bk.field(doc, bk.ERROR)
 
 
 def test_sync_metadata_leaves_a_user_another_process_is_writing_back(
-    store: UserStore, fake_clerk: FakeClerk
+    store: Store, fake_clerk: FakeClerk
 ) -> None:
     from clerksync.clerk.gateway import ClerkGateway
     from clerksync.jobs.metadata import sync_metadata
     from clerksync.writeback.queue import WriteBackQueue, queue_of
 
     ids = [fake_clerk.add_user(user_id=f"user_sm{n}")["id"] for n in range(3)]
-    store.upsert_many(parse_clerk_user(fake_clerk.users[i]) for i in ids)
+    page(store, USER, (parse_clerk_user(fake_clerk.users[i]) for i in ids))
     receiver = WriteBackQueue(store.users, store.schema)  # a receiver mid-write, elsewhere
     assert receiver.claim(store.clerk_key(ids[0])) is not None
     gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)

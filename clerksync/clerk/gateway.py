@@ -18,8 +18,8 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
 from clerksync.errors import ClerkApiError
-from clerksync.settings import DEFAULT_API_URL, instance_kind
 
 PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
 ID_BATCH = 100  # user_id filters per request
@@ -122,54 +122,49 @@ class ClerkGateway:
             params["starting_after"] = cursor
         return self._list(params)
 
-    def list_organizations(
-        self, *, offset: int = 0, limit: int = PAGE_SIZE
+    def list_at(
+        self, path: str, *, offset: int = 0, limit: int = PAGE_SIZE
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of the instance's organizations (oldest first) and Clerk's total count.
+        """One page of an instance-wide ``{data, total_count}`` list (``/organizations``,
+        ``/organization_memberships``…), oldest first, and Clerk's total count: a backfill
+        costs pages, never a request per parent. ``OrganizationsDisabled`` when the
+        instance has no organizations feature."""
+        params = {"limit": limit, "offset": offset, "order_by": "+created_at"}
+        return self._data_page(path, params)
 
-        ``OrganizationsDisabled`` when the instance has no organizations feature."""
-        return self._data_page(
-            "/organizations", {"limit": limit, "offset": offset, "order_by": "+created_at"}
-        )
-
-    def list_memberships(
-        self, *, offset: int = 0, limit: int = PAGE_SIZE
-    ) -> tuple[list[dict[str, Any]], int]:
-        """One page of every organization membership of the instance (oldest first), and the
-        total: the instance-wide list, so a backfill costs pages, not a request per org."""
-        return self._data_page(
-            "/organization_memberships",
-            {"limit": limit, "offset": offset, "order_by": "+created_at"},
-        )
-
-    def get_organizations(self, org_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Organizations by id, at most ``ID_BATCH`` a request; unknown ids are absent."""
-        if len(org_ids) > ID_BATCH:
+    def find_ids(self, path: str, param: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The objects of a list whose ids are among ``ids`` (at most ``ID_BATCH``), filtered
+        by the list's id parameter (``user_id``, ``organization_id``); unknown ids are
+        absent. Lists answer a bare list (users) or a ``{data, total_count}`` page."""
+        if len(ids) > ID_BATCH:
             raise ValueError(f"at most {ID_BATCH} ids per request")
-        return self._data_page(
-            "/organizations", {"organization_id": list(org_ids), "limit": ID_BATCH}
-        )[0]
+        return self._items("GET", path, {param: list(ids), "limit": ID_BATCH})
 
-    def memberships_of(self, org_id: str, user_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The memberships of these users (at most ``ID_BATCH``) in one organization; an
-        organization Clerk no longer has answers an empty list."""
-        from urllib.parse import quote
-
-        if len(user_ids) > ID_BATCH:
+    def find_under(self, path: str, param: str, values: Sequence[str]) -> list[dict[str, Any]]:
+        """The objects of one parent's list (``/organizations/{id}/memberships``) whose
+        ``param`` is among ``values`` (at most ``ID_BATCH``); a parent Clerk no longer has
+        answers an empty list."""
+        if len(values) > ID_BATCH:
             raise ValueError(f"at most {ID_BATCH} ids per request")
         try:
-            return self._data_page(
-                f"/organizations/{quote(org_id, safe='')}/memberships",
-                {"user_id": list(user_ids), "limit": ID_BATCH},
-            )[0]
+            return self._items("GET", path, {param: list(values), "limit": ID_BATCH})
         except ClerkApiError as exc:
             if exc.status == 404:
                 return []
             raise
 
-    def count_organizations(self) -> int:
-        """Clerk's organization count (one request); ``OrganizationsDisabled`` if none."""
-        return self._data_page("/organizations", {"limit": 1})[1]
+    def _items(self, method: str, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        found = self._send(method, path, params=params)
+        if isinstance(found, dict) and isinstance(found.get("data"), list):
+            found = found["data"]
+        if not isinstance(found, list):
+            raise ClerkApiError(f"Clerk answered GET {path} with something not a list")
+        return [item for item in found if isinstance(item, dict)]
+
+    def count(self, path: str) -> int:
+        """The ``total_count`` of an instance-wide list (one request): ``/organizations``…;
+        ``OrganizationsDisabled`` when the instance has no organizations feature."""
+        return self._data_page(path, {"limit": 1})[1]
 
     def _data_page(self, path: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """A ``{data, total_count}`` list as raw JSON (see ``_send``)."""

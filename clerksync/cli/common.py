@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from clerksync.settings import Settings
-    from clerksync.store.users import UserStore
+    from clerksync.store.database import Store
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout; messages go to stderr.")
@@ -124,8 +124,8 @@ def text(value: Any, style: str = "") -> Text:
     return Text(cell(value), style=style)
 
 
-def open_store(ctx: typer.Context, *, indexes: bool = False) -> UserStore:
-    from clerksync.store.users import connect
+def open_store(ctx: typer.Context, *, indexes: bool = False) -> Store:
+    from clerksync.store.connect import connect
 
     settings = state(ctx).settings
     settings.check("MONGODB_URL", "MONGODB_DB")

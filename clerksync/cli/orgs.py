@@ -33,8 +33,10 @@ def list_orgs(
     json: JsonOption = False,
 ) -> None:
     """List organizations, newest first, with member counts."""
+    from clerksync.store.lookups import list_organizations
+
     store = open_store(ctx)
-    rows = store.orgs.list_organizations(limit=limit)
+    rows = list_organizations(store, limit=limit)
     if json:
         print_json(rows)
         return
@@ -57,7 +59,7 @@ def show_org(
     """
     from rich.table import Table
 
-    from clerksync.store.orgs import organization_detail
+    from clerksync.store.lookups import organization_detail
 
     store = open_store(ctx)
     view = organization_detail(store, ident)

@@ -104,7 +104,7 @@ def serve(
     )
     from clerksync.receiver.run import run
     from clerksync.settings import mask
-    from clerksync.store.users import connect
+    from clerksync.store.connect import connect
 
     settings = state(ctx).settings
     if rotate_secret and not dev:

@@ -217,7 +217,7 @@ def reconcile(
     if prune and not yes and not dry_run:
         # Count first, then ask: nothing is deleted unless the person says so.
         preview = run(store, clerk, dry_run=True, prune=True, **options)
-        refused = _prune_refusals(preview)
+        refused = preview.refusals()
         if refused:
             say(f"Refusing to prune: {refused}")
             raise typer.Exit(1)
@@ -230,49 +230,48 @@ def reconcile(
         result = run(store, clerk, dry_run=dry_run, prune=prune, progress=progress, **options)
     if json:
         print_json(result.to_json())
-        if _prune_refusals(result):
+        if result.refusals():
             raise typer.Exit(1)
         return
-    would = "would " if dry_run else ""
-    say(
-        f"Clerk {result.clerk_users} users, MongoDB {result.mongo_users}: "
-        f"{would}{'create' if dry_run else 'created'} {result.created}, "
-        f"{would}{'update' if dry_run else 'updated'} {result.updated}, "
-        f"{would}{'adopt' if dry_run else 'adopted'} {result.adopted}, unchanged "
-        f"{result.unchanged}, orphaned {result.orphaned}, pruned {result.pruned}"
-    )
-    if result.invalid:
-        say(f"{result.invalid} Clerk records could not be mapped (no valid id/updated_at)")
-    for clerk_id in result.orphans:
-        typer.echo(f"orphan: {safe(clerk_id)}")
-    for kind, part in (
-        ("organizations", result.organizations),
-        ("memberships", result.memberships),
-    ):
-        if not part:
-            continue
-        if part.get("note"):
-            say(f"{kind}: {part['note']}")
-            continue
-        say(
-            f"{kind}: Clerk {part['clerk']}, MongoDB {part['mongo']}: "
-            f"{'would create' if dry_run else 'created'} {part['created']}, "
-            f"{'would update' if dry_run else 'updated'} {part['updated']}, unchanged "
-            f"{part['unchanged']}, orphaned {part['orphaned']}, pruned {part['pruned']}"
-            + (f", {part['invalid']} invalid" if part["invalid"] else "")
-        )
-        for clerk_id in part["orphans"]:
-            typer.echo(f"orphan: {safe(clerk_id)}")
-
+    _say_reconciled(result)
     if result.prune_run:
         say(
             f"Prune run {result.prune_run}: undo it with "
             f"`clerksync reconcile --undo-prune {result.prune_run}` (kept 30 days)"
         )
-    refused = _prune_refusals(result)
+    refused = result.refusals()
     if refused:
         say(f"Refusing to prune: {refused}")
         raise typer.Exit(1)
+
+
+def _say_reconciled(result: "ReconcileResult") -> None:
+    """One line per kind, in the registry's order, and its orphans on stdout."""
+    from clerksync.kinds.registry import KINDS
+    from clerksync.kinds.user import USER
+
+    def did(verb: str, past: str, count: int) -> str:
+        return f"{'would ' + verb if result.dry_run else past} {count}"
+
+    for kind in KINDS:
+        part = result.kinds[kind.name]
+        if part.note:
+            say(f"{kind.plural}: {part.note}")
+            continue
+        head = f"Clerk {part.clerk} {kind.plural}, MongoDB {part.mongo}"
+        counts = [did("create", "created", part.created), did("update", "updated", part.updated)]
+        if kind is USER:  # the users' own: the app's documents taken over
+            counts.append(did("adopt", "adopted", part.adopted))
+        counts += [
+            f"unchanged {part.unchanged}",
+            f"orphaned {part.orphaned}",
+            f"pruned {part.pruned}",
+        ]
+        if part.invalid:
+            counts.append(f"{part.invalid} invalid (no valid id or updated_at)")
+        say(f"{head if kind is USER else kind.plural + ': ' + head}: " + ", ".join(counts))
+        for clerk_id in part.orphans:
+            typer.echo(f"orphan: {safe(clerk_id)}")
 
 
 def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
@@ -282,13 +281,10 @@ def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
     if json:
         print_json(result)
         return
+    from clerksync.kinds.registry import KINDS
+
     restored = ", ".join(
-        f"{result[key]['restored']} {one if result[key]['restored'] == 1 else key}"
-        for key, one in (
-            ("users", "user"),
-            ("organizations", "organization"),
-            ("memberships", "membership"),
-        )
+        f"{(n := result[k.plural]['restored'])} {k.name if n == 1 else k.plural}" for k in KINDS
     )
     extra = [
         f"{result['present']} were back already",
@@ -308,18 +304,10 @@ def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
 
 def _orphan_counts(result: "ReconcileResult") -> str:
     """ "3 users, 1 organization, 2 memberships", or "" when there are none."""
-    parts = [
-        (result.orphaned, "user", "users"),
-        (result.organizations.get("orphaned", 0), "organization", "organizations"),
-        (result.memberships.get("orphaned", 0), "membership", "memberships"),
-    ]
-    named = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
-    return ", ".join(named)
+    from clerksync.kinds.registry import KINDS
 
-
-def _prune_refusals(result: "ReconcileResult") -> str:
-    """Why a prune was refused, for users, organizations or memberships ("" when it was not)."""
-    reasons = [result.prune_refused] + [
-        part.get("prune_refused") for part in (result.organizations, result.memberships)
-    ]
-    return " ".join(r for r in reasons if r)
+    return ", ".join(
+        f"{n} {kind.name if n == 1 else kind.plural}"
+        for kind in KINDS
+        if (n := result.kinds[kind.name].orphaned)
+    )

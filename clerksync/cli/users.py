@@ -49,9 +49,10 @@ def list_users(
 ) -> None:
     """List the users in MongoDB, newest first."""
     from clerksync.mapping.users import public_view
+    from clerksync.store.lookups import list_users
 
     store = open_store(ctx)
-    found = store.list_users(admins=admins, search=search, limit=limit)
+    found = list_users(store, admins=admins, search=search, limit=limit)
     rows = [public_view(doc, store.schema.users) for doc in found]
     if json:
         print_json(rows)
@@ -76,10 +77,10 @@ def show_user(
     from rich.table import Table
 
     from clerksync.mapping.users import public_view
-    from clerksync.store.orgs import user_organizations
+    from clerksync.store.lookups import find_user, user_organizations
 
     store = open_store(ctx)
-    view = public_view(store.find_user(ident), store.schema.users)
+    view = public_view(find_user(store, ident), store.schema.users)
     organizations = user_organizations(store, str(view["clerkId"]))
     if json:
         print_json({**view, "organizations": organizations})

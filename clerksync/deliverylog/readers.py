@@ -25,8 +25,8 @@ from typing import Any
 from clerksync.deliverylog.records import iter_records, stored_body
 from clerksync.deliverylog.writer import OUTCOMES
 from clerksync.errors import NotFound, UsageError
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 
 #: svix-id prefix of doctor's probe requests
 PROBE_PREFIX = "msg_clerksync_probe_"
@@ -132,12 +132,12 @@ def record_count(entry: Mapping[str, Any]) -> int:
     return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
 
 
-def _deliveries(store: UserStore, **filters: Any) -> Iterator[Mapping[str, Any]]:
+def _deliveries(store: Store, **filters: Any) -> Iterator[Mapping[str, Any]]:
     return (e for e in iter_records(store, **filters) if not is_probe(e))
 
 
 def list_deliveries(
-    store: UserStore,
+    store: Store,
     *,
     event_type: str | None = None,
     outcome: str | None = None,
@@ -177,7 +177,7 @@ class DeliveryDetail:
         return data
 
 
-def show_delivery(store: UserStore, svix_id: str) -> DeliveryDetail:
+def show_delivery(store: Store, svix_id: str) -> DeliveryDetail:
     """The delivery ``svix_id``; NotFound if the log has no such delivery."""
     original: Mapping[str, Any] | None = None
     attempts = 0
@@ -219,7 +219,7 @@ class Stats:
         }
 
 
-def delivery_stats(store: UserStore, *, since: datetime | None = None) -> Stats:
+def delivery_stats(store: Store, *, since: datetime | None = None) -> Stats:
     outcomes: dict[str, int] = {}
     types: dict[str, int] = {}
     replays = 0
@@ -242,7 +242,7 @@ class Tail:
     bucket's ``_id`` seen; a bucket holds up to a fraction of a second of records.
     """
 
-    store: UserStore
+    store: Store
     event_type: str | None = None
     outcome: str | None = None
     _after: Any = None

@@ -7,15 +7,15 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from clerksync.store.database import Store
 from clerksync.store.mongo import translated
-from clerksync.store.users import UserStore
 
 if TYPE_CHECKING:
     pass
 
 
 @translated
-def append_records(store: UserStore, records: list[dict[str, Any]]) -> None:
+def append_records(store: Store, records: list[dict[str, Any]]) -> None:
     """Write records as one bucket; it expires with its newest record."""
     if records:
         store.deliveries.insert_one(
@@ -29,7 +29,7 @@ def append_records(store: UserStore, records: list[dict[str, Any]]) -> None:
 
 @translated
 def iter_records(
-    store: UserStore,
+    store: Store,
     *,
     event_type: str | None = None,
     outcome: str | None = None,

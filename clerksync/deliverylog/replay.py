@@ -12,8 +12,8 @@ from clerksync.deliverylog.readers import _deliveries, show_delivery
 from clerksync.deliverylog.records import append_records, stored_body
 from clerksync.deliverylog.writer import record
 from clerksync.errors import ClerkSyncError, NotFound, UsageError
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class ReplayResult:
         }
 
 
-def _replayable_failures(store: UserStore, since: datetime | None) -> list[Mapping[str, Any]]:
+def _replayable_failures(store: Store, since: datetime | None) -> list[Mapping[str, Any]]:
     """Deliveries whose latest word (a retry or a replay) is still ``failed``, oldest first."""
     latest: dict[str, Mapping[str, Any]] = {}
     originals: dict[str, Mapping[str, Any]] = {}
@@ -56,7 +56,7 @@ def _replayable_failures(store: UserStore, since: datetime | None) -> list[Mappi
 
 
 def replay(
-    store: UserStore,
+    store: Store,
     *,
     svix_id: str | None = None,
     failed: bool = False,
@@ -74,6 +74,7 @@ def replay(
     """
     from clerksync.mapping.events import parse_event
     from clerksync.store.apply import apply_event
+    from clerksync.store.users import writer
 
     if (svix_id is None) == (not failed):
         raise UsageError("give one delivery ID, or --failed")
@@ -93,6 +94,7 @@ def replay(
                 "payload_body": detail.payload,
             }
         ]
+    writes = writer(store)
     results = []
     for entry in entries:
         started = time.perf_counter()
@@ -103,7 +105,7 @@ def replay(
         try:
             event = parse_event(body, store.schema)
             event_type, user_id, object_id = event.type, event.user_id, event.object_id
-            outcome, _ = apply_event(store, event)
+            outcome, _ = apply_event(writes, event)
         except ClerkSyncError as exc:
             outcome, error = "failed", str(exc)
         append_records(

@@ -29,9 +29,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from clerksync.deliverylog.records import append_records
-from clerksync.store.base import ensure_log_indexes
+from clerksync.store.database import Store
 from clerksync.store.mongo import database_unreachable, utcnow
-from clerksync.store.users import UserStore
 
 if TYPE_CHECKING:
     pass
@@ -171,7 +170,7 @@ class DeliveryLog:
 
     def __init__(
         self,
-        store: UserStore,
+        store: Store,
         *,
         flush_every: float = 0.2,
         batch: int = 200,
@@ -284,7 +283,7 @@ class DeliveryLog:
         try:
             with pymongo.timeout(self.write_timeout):
                 if not self._indexed:
-                    ensure_log_indexes(self.store)
+                    self.store.ensure_log_index()
                     self._indexed = True
                 append_records(self.store, entries)
         except Exception as exc:

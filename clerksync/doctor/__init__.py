@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from clerksync.doctor.checks import Check, ok
-from clerksync.doctor.clerk import check_clerk, check_organization_counts
+from clerksync.doctor.clerk import check_clerk, check_kind_counts
 from clerksync.doctor.config import check_env_files, check_variables
 from clerksync.doctor.database import check_mongodb
 from clerksync.doctor.receiver import check_webhook
@@ -40,7 +40,7 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         mongo = pool.submit(_guarded, "MongoDB", check_mongodb, settings)
         clerk = pool.submit(_guarded, "Clerk API", check_clerk, settings)
-        orgs = pool.submit(check_organization_counts, settings)
+        counts = pool.submit(check_kind_counts, settings)
         hooks = pool.submit(_guarded, "receiver", check_webhook, settings) if probes else None
         mongo_checks, mongo_users, pending = mongo.result()
         clerk_checks, clerk_users = clerk.result()
@@ -58,9 +58,7 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
                     "run `clerksync reconcile` to bring MongoDB in line",
                 )
             )
-    org_counts = orgs.result()
-    if org_counts is not None:
-        checks.append(org_counts)
+    checks += counts.result()
     if pending:
         waiting = "" if settings.clerk_secret_key else " (CLERK_SECRET_KEY is unset)"
         checks.append(

@@ -1,10 +1,18 @@
-"""The Clerk key: it answers, which kind of instance it is, and the organization counts
-against MongoDB's."""
+"""The Clerk key: it answers, and each kind's count in Clerk against MongoDB's."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from clerksync.doctor.checks import Check, ok
 from clerksync.errors import ClerkApiError, ClerkSyncError
+from clerksync.kinds.base import Kind
+from clerksync.kinds.registry import KINDS
+from clerksync.kinds.user import USER
+
+if TYPE_CHECKING:
+    from clerksync.clerk.gateway import ClerkGateway
+    from clerksync.store.database import Store
 from clerksync.settings import Settings, mask
 
 
@@ -34,46 +42,64 @@ def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
     ], total
 
 
-def check_organization_counts(settings: Settings) -> Check | None:
-    """Clerk's organization count against MongoDB's; None when either side cannot answer
-    (the MongoDB and Clerk API checks report why). No organizations feature: a note. An
-    error nobody foresaw is a failing check, never a traceback."""
+def check_kind_counts(settings: Settings) -> list[Check]:
+    """Clerk's count of each kind but users (those are ``user counts``) against MongoDB's,
+    one check each (``organization counts``…); nothing when either side cannot answer (the
+    MongoDB and Clerk API checks report why). No organizations feature: a note. An error
+    nobody foresaw is a failing check, never a traceback."""
+    problems = dict(settings.problems())
+    if not settings.clerk_secret_key or {"CLERK_SECRET_KEY", "MONGODB_URL", "MONGODB_DB"} & set(
+        problems
+    ):
+        return []  # the variables' checks say why
     try:
-        return _organization_counts(settings)
+        return _kind_counts(settings)
     except Exception as exc:
-        return Check(
-            "organization counts", "fail", f"could not check: {exc.__class__.__name__}", ""
-        )
+        return [Check("counts", "fail", f"could not check: {exc.__class__.__name__}", "")]
 
 
-def _organization_counts(settings: Settings) -> Check | None:
-    if not settings.clerk_secret_key or "CLERK_SECRET_KEY" in dict(settings.problems()):
-        return None
-    from clerksync.clerk.gateway import ClerkGateway, OrganizationsDisabled
-    from clerksync.store.users import connect
+def _kind_counts(settings: Settings) -> list[Check]:
+    assert settings.clerk_secret_key is not None
+    from clerksync.clerk.gateway import ClerkGateway
+    from clerksync.store.connect import connect
 
     gateway = ClerkGateway(
         settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000
     )
     try:
-        clerk_orgs = gateway.count_organizations()
-    except OrganizationsDisabled:
-        return ok("organization counts", "organizations are not enabled on this Clerk instance")
-    except ClerkApiError:
-        return None
-    try:
         store = connect(settings)
     except ClerkSyncError:
-        return None
+        return []
     try:
-        mongo_orgs = store.orgs.organizations.count_documents({})
-    except Exception:  # pymongo errors: the MongoDB check reports them
-        return None
+        return [
+            check
+            for kind in KINDS
+            if kind is not USER and (check := _kind_count(store, gateway, kind)) is not None
+        ]
     finally:
         store.close()
-    detail = f"Clerk {clerk_orgs}, MongoDB {mongo_orgs}"
-    if clerk_orgs == mongo_orgs:
-        return ok("organization counts", detail)
-    return Check(
-        "organization counts", "warn", detail, "run `clerksync reconcile` to bring MongoDB in line"
-    )
+
+
+def _kind_count(store: Store, gateway: ClerkGateway, kind: Kind) -> Check | None:
+    from clerksync.clerk.gateway import OrganizationsDisabled
+
+    name = f"{kind.name} counts"
+    if kind.listing is None:
+        return None
+    try:
+        try:
+            in_clerk = gateway.count(kind.listing.path)
+        except OrganizationsDisabled:
+            return ok(name, "organizations are not enabled on this Clerk instance")
+        except ClerkApiError:
+            return None
+        try:
+            in_mongo = store.count(kind)
+        except ClerkSyncError:  # the MongoDB check reports it
+            return None
+    except Exception as exc:
+        return Check(name, "fail", f"could not check: {exc.__class__.__name__}", "")
+    detail = f"Clerk {in_clerk}, MongoDB {in_mongo}"
+    if in_clerk == in_mongo:
+        return ok(name, detail)
+    return Check(name, "warn", detail, "run `clerksync reconcile` to bring MongoDB in line")

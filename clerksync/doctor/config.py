@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
 from clerksync.doctor.checks import Check, info, ok
 from clerksync.doctor.receiver import FORWARD_HINT, dev_receiver, unreachable_from_clerk
-from clerksync.settings import DEFAULT_API_URL, WHERE, Settings, instance_kind, mask
+from clerksync.settings import WHERE, Settings, mask
 
 
 def check_env_files(settings: Settings) -> list[Check]:

@@ -13,13 +13,13 @@ from clerksync.settings import Settings
 from clerksync.writeback.queue import queue_of
 
 if TYPE_CHECKING:
-    from clerksync.store.users import UserStore
+    from clerksync.store.database import Store
 
 
 def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | None]:
     """Reachability, a write round trip, the unique index; returns (checks, users, pending)."""
+    from clerksync.store.connect import connect
     from clerksync.store.mongo import describe_mongo_error
-    from clerksync.store.users import connect
 
     malformed = settings.problems("MONGODB_URL", "MONGODB_DB")
     if malformed:
@@ -107,7 +107,7 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
     return checks, users, pending
 
 
-def check_stopped_write_backs(store: UserStore) -> list[Check]:
+def check_stopped_write_backs(store: Store) -> list[Check]:
     """Write-backs that stopped (parked, or dropped because Clerk did not know the user): no
     longer pending, yet Clerk does not hold what MongoDB says."""
     queue = queue_of(store)
@@ -131,11 +131,12 @@ def check_stopped_write_backs(store: UserStore) -> list[Check]:
     ]
 
 
-def check_app_collection(store: UserStore) -> list[Check]:
+def check_app_collection(store: Store) -> list[Check]:
     """The app's collection under the schema: clerksync's indexes, the app's unique indexes
     that can refuse Clerk users, the mapping against sampled documents, adoption conflicts."""
     from clerksync.kinds.user import CLERK_USER_ID
-    from clerksync.store.base import DUE_INDEX
+    from clerksync.store.database import DUE_INDEX
+    from clerksync.store.users import UserHooks
 
     users = store.schema.users
     name = store.users.name
@@ -231,7 +232,7 @@ def check_app_collection(store: UserStore) -> list[Check]:
                     f"lower-case {name}.{users.email} in those documents",
                 )
             )
-        if by_email and not store.email_indexed():
+        if by_email and not UserHooks(store).email_indexed():
             checks.append(
                 Check(
                     "adoption",
@@ -245,7 +246,7 @@ def check_app_collection(store: UserStore) -> list[Check]:
     return checks
 
 
-def check_schema_sample(store: UserStore, sample: int = 200) -> Check:
+def check_schema_sample(store: Store, sample: int = 200) -> Check:
     """The mapping against documents clerksync wrote: fields missing or of another type."""
     from clerksync.mapping import bookkeeping as bk
     from clerksync.mapping.schema import PRESETS

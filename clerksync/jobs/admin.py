@@ -13,7 +13,9 @@ from clerksync.clerk.gateway import ClerkGateway
 from clerksync.clerk.pacing import PerUserWindow, RetryPolicy, instance_pacer
 from clerksync.jobs.common import call_with_retries
 from clerksync.kinds.user import CLERK_USER_ID
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
+from clerksync.store.lookups import find_user
+from clerksync.store.users import set_admin as store_set_admin
 from clerksync.writeback.queue import LEASE, queue_of
 from clerksync.writeback.writeback import (
     InstanceGuard,
@@ -46,7 +48,7 @@ class SetAdminResult:
 
 
 def set_admin(
-    store: UserStore,
+    store: Store,
     gateway: ClerkGateway | None,
     ident: str,
     value: bool,
@@ -66,7 +68,7 @@ def set_admin(
     from clerksync.store.instance import InstanceMismatch
 
     schema = store.schema
-    doc = store.find_user(ident)
+    doc = find_user(store, ident)
     clerk_id = doc.get(schema.users.clerk_id)
     linked = isinstance(clerk_id, str) and CLERK_USER_ID.match(clerk_id) is not None
     guard = None
@@ -86,7 +88,7 @@ def set_admin(
                 f"{problem}: nothing was changed. Check the key and URL; if this database "
                 "really moves to that instance, run `clerksync reconcile --rebind`."
             )
-    doc = store.set_admin(doc["_id"], value)
+    doc = store_set_admin(store, doc["_id"], value)
     user = public_view(doc, schema.users)
     if not linked:
         return SetAdminResult(user, "not linked")  # the app's own user: nothing in Clerk

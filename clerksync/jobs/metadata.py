@@ -13,9 +13,8 @@ from clerksync.clerk.gateway import ID_BATCH, ClerkGateway
 from clerksync.jobs.common import CURSOR_BATCH, Progress, batches, call_with_retries
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.users import clerk_copy_differs
-from clerksync.store.base import clerk_id_filter
+from clerksync.store.database import Store, clerk_id_filter
 from clerksync.store.instance import ensure_same_instance
-from clerksync.store.users import UserStore
 from clerksync.writeback.queue import queue_of
 from clerksync.writeback.writeback import (
     LeaseKeeper,
@@ -67,7 +66,7 @@ class SyncMetadataResult:
 
 
 def sync_metadata(
-    store: UserStore,
+    store: Store,
     gateway: ClerkGateway,
     *,
     rate: float,

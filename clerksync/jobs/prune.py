@@ -25,24 +25,25 @@ nothing and live deliveries answer ``stale``. Hence:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from clerksync.kinds.base import Kind
+from clerksync.kinds.registry import KINDS
+from clerksync.store.database import Store
 from clerksync.store.mongo import IN_CHUNK, translating, utcnow
+from clerksync.store.writer import Keep, Writer
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
-
-    from clerksync.store.orgs import Keep
-    from clerksync.store.users import UserStore
 
 PRUNED = "clerksync_pruned"
 MASS_SHARE = 0.10
 MASS_MIN = 10
 KEEP_DAYS = 30
 #: the journal's kinds, and the undo report's key for each
-PLURALS = {"user": "users", "organization": "organizations", "membership": "memberships"}
+PLURALS = {kind.name: kind.plural for kind in KINDS}
 
 
 def prune_refusal(orphans: int, held: int, listed: int, name: str = "users") -> str | None:
@@ -65,13 +66,13 @@ def prune_refusal(orphans: int, held: int, listed: int, name: str = "users") -> 
     return None
 
 
-def journal(store: UserStore) -> Collection[Any]:
+def journal(store: Store) -> Collection[Any]:
     from pymongo import WriteConcern
 
     return store.db.get_collection(PRUNED, write_concern=WriteConcern(w="majority", j=True))
 
 
-def ensure_journal_indexes(store: UserStore) -> None:
+def ensure_journal_indexes(store: Store) -> None:
     from pymongo import ASCENDING
 
     pruned = journal(store)
@@ -86,61 +87,21 @@ class PruneRun:
 
     Made before anything is pruned and cheap until it journals: ``journaled`` counts the
     entries written (the run can be undone once it is above zero), ``pruned`` the objects
-    deleted (cascaded memberships not counted)."""
+    deleted (cascaded ones not counted)."""
 
-    def __init__(self, store: UserStore) -> None:
-        self.store = store
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.store = writer.store
         self.run_id = "prune-" + utcnow().strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
         self.pruned = 0
         self.journaled = 0
         self._indexed = False
 
-    def prune(self, clerk_ids: list[str]) -> int:
-        """Users: journal them (and, as the cascade reaches them, their memberships), then
-        tombstone and delete each; returns how many were deleted."""
+    def prune(self, kind: Kind, clerk_ids: list[str]) -> int:
+        """Journal these objects of ``kind`` (and, as the cascade reaches them, what belongs
+        to them), then tombstone and delete each; returns how many were deleted."""
         store = self.store
-        return self._prune(
-            "user",
-            store.users,
-            store.clerk_id,
-            clerk_ids,
-            lambda i: (
-                store.delete_user(i, self._cascade(i), pruned_by=self.run_id).outcome == "applied"
-            ),
-        )
-
-    def prune_organizations(self, clerk_ids: list[str]) -> int:
-        """Organizations, with their memberships: as ``prune``."""
-        orgs = self.store.orgs
-        return self._prune(
-            "organization",
-            orgs.organizations,
-            orgs.orgs_map.clerk_id,
-            clerk_ids,
-            lambda i: (
-                orgs.delete_organization(i, self._cascade(i), pruned_by=self.run_id) == "applied"
-            ),
-        )
-
-    def prune_memberships(self, clerk_ids: list[str]) -> int:
-        """Memberships: as ``prune`` (a membership has no cascade)."""
-        orgs = self.store.orgs
-        return self._prune(
-            "membership",
-            orgs.memberships,
-            orgs.members_map.clerk_id,
-            clerk_ids,
-            lambda i: orgs.delete_membership(i, pruned_by=self.run_id) == "applied",
-        )
-
-    def _prune(
-        self,
-        kind: str,
-        collection: Collection[Any],
-        key: str,
-        clerk_ids: list[str],
-        delete: Callable[[str], bool],
-    ) -> int:
+        collection, key = store.collection(kind), store.key(kind)
         docs: dict[str, Mapping[str, Any]] = {}
         for start in range(0, len(clerk_ids), IN_CHUNK):
             chunk = clerk_ids[start : start + IN_CHUNK]
@@ -148,33 +109,37 @@ class PruneRun:
                 docs[doc[key]] = doc
         # Gone already (a cascade of this run, or a delivery, took it): nothing to prune.
         clerk_ids = [i for i in clerk_ids if i in docs]
-        had_tombstone = self.store.tombstoned_among(clerk_ids)
+        had_tombstone = store.tombstoned(clerk_ids) if clerk_ids else set()
         # Before any delete: undo sees all of them.
         self._journal([self._entry(kind, i, docs[i], i in had_tombstone) for i in clerk_ids])
-        deleted = sum(1 for clerk_id in clerk_ids if delete(clerk_id))
+        deleted = sum(
+            1
+            for clerk_id in clerk_ids
+            if self.writer.delete(
+                kind, clerk_id, self._cascade(clerk_id), pruned_by=self.run_id
+            ).outcome
+            == "applied"
+        )
         self.pruned += deleted
         return deleted
 
     def _cascade(self, via: str) -> Keep:
-        """What the cascade of deleting ``via`` hands its memberships to, before it removes
-        them: the journal (the run writes no tombstone for these)."""
+        """What the cascade of deleting ``via`` hands what it removes to, before it removes
+        it: the journal (the run writes no tombstone for these)."""
 
-        def keep(docs: list[Mapping[str, Any]]) -> None:
-            key = self.store.orgs.members_map.clerk_id
+        def keep(kind: Kind, docs: list[Mapping[str, Any]]) -> None:
+            key = self.store.key(kind)
             ids = [d.get(key) for d in docs]
-            had = self.store.tombstoned_among([i for i in ids if isinstance(i, str)])
+            had = self.store.tombstoned([i for i in ids if isinstance(i, str)])
             self._journal(
-                [
-                    self._entry("membership", i, d, i in had, via=via)
-                    for i, d in zip(ids, docs, strict=True)
-                ]
+                [self._entry(kind, i, d, i in had, via=via) for i, d in zip(ids, docs, strict=True)]
             )
 
         return keep
 
     def _entry(
         self,
-        kind: str,
+        kind: Kind,
         clerk_id: Any,
         document: Mapping[str, Any] | None,
         had_tombstone: bool,
@@ -183,7 +148,7 @@ class PruneRun:
         now = utcnow()
         entry = {
             "runId": self.run_id,
-            "kind": kind,
+            "kind": kind.name,
             "clerkId": clerk_id,
             "document": document,
             "hadTombstone": had_tombstone,

@@ -1,14 +1,15 @@
-"""Bulk jobs: ``sync_metadata``, ``reconcile``, ``set_admin``. Each returns a typed result
-(``SyncMetadataResult``, ``ReconcileResult``, ``SetAdminResult``) the CLI renders.
+"""``reconcile``: bring MongoDB in line with Clerk, every kind the same way.
 
-They meet Clerk's limits head-on, so: reads are batched (``user_id`` filters of
-100, or pages of 500 in a stable order), never one request per user; every
-request passes one sliding-window pacer set under the instance limit; a 429 pauses
-the pacer for its (capped) ``Retry-After`` and the request is retried; writes happen
-only where Clerk's copy differs, so an interrupted run, rerun, repeats no
-finished write. Users go through the same mapping and ordering rules as the
-receiver (``UserStore.upsert_many``), and a page the SDK's models reject is
-read as raw JSON (``ClerkGateway``), so no user is lost to one odd record.
+Each kind (``clerksync.kinds.registry``, parents first) is walked through its instance-wide
+Backend API list into the one page writer (``clerksync.jobs.walk``), while a second thread
+reads the ids MongoDB holds; then the orphan pass (``clerksync.jobs.orphans``) compares the
+two, confirms each candidate in Clerk, and, with ``prune``, deletes every kind's orphans or
+none. Every request passes one sliding-window pacer under the instance limit; a page the
+SDK's models would reject is read as raw JSON, so no object is lost to one odd record.
+
+First the database's Clerk instance is checked (``clerksync.store.instance``): against
+another instance nothing runs until ``rebind``. Memory stays flat: one page at a time, and
+the ids seen and held in temporary on-disk SQLite tables, closed whatever happens.
 """
 
 from __future__ import annotations
@@ -16,61 +17,87 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from dataclasses import fields as dataclass_fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from clerksync.clerk.gateway import ID_BATCH, PAGE_SIZE, ClerkGateway
-from clerksync.clerk.pacing import SlidingWindowPacer, instance_pacer
-from clerksync.errors import ClerkApiError, ClerkSyncError, InvalidEvent, StoreUnavailable
-from clerksync.jobs.common import CURSOR_BATCH, Progress, batches, call_with_retries
-from clerksync.jobs.prune import PruneRun, prune_refusal
-from clerksync.kinds.user import CLERK_USER_ID, ClerkUser, parse_clerk_user
+from clerksync.clerk.gateway import ClerkGateway, OrganizationsDisabled
+from clerksync.clerk.pacing import instance_pacer
+from clerksync.errors import ClerkApiError, ClerkSyncError
+from clerksync.jobs.common import Progress, call_with_retries
+from clerksync.jobs.orphans import OrphanPass, settle, snapshot
+from clerksync.jobs.prune import PruneRun
+from clerksync.jobs.walk import KindSummary, id_table, walk
+from clerksync.kinds.base import Kind
+from clerksync.kinds.registry import KINDS, prune_order
+from clerksync.kinds.user import USER
+from clerksync.store.database import Store
 from clerksync.store.instance import ensure_same_instance
-from clerksync.store.users import UserStore
+from clerksync.store.users import writer
 
-MAX_CURSOR_TRIES = 20  # users of a page tried as the next cursor when the last ones are gone
+DISABLED_NOTE = "organizations are not enabled on this Clerk instance: nothing to sync"
+
+
+class PruneInterrupted(ClerkSyncError):
+    """A reconcile failed after its prune had deleted some: the one line names the run that
+    puts them back. Exits as the failure that stopped it would."""
+
+    def __init__(self, cause: ClerkSyncError, run_id: str) -> None:
+        super().__init__(
+            f"{cause} (prune run {run_id} had deleted some already: "
+            f"`clerksync reconcile --undo-prune {run_id}` puts them back)"
+        )
+        self.exit_code = cause.exit_code
+        self.run_id = run_id
 
 
 @dataclass(frozen=True)
 class ReconcileResult:
-    """What ``reconcile`` did (or, with ``dry_run``, would do); the CLI renders it.
-    ``adopted``: app-created documents taken over by Clerk users with their verified email."""
+    """What ``reconcile`` did (or, with ``dry_run``, would do): one ``KindSummary`` per kind,
+    the Clerk instance and how the binding went (``new``, ``same``, ``rebound``, ``not
+    yet``), and the prune run that can be undone (set whenever anything was pruned)."""
 
-    clerk_users: int
-    mongo_users: int
-    created: int
-    updated: int
-    adopted: int
-    unchanged: int
-    orphaned: int
-    pruned: int
-    invalid: int
-    orphans: tuple[str, ...]
+    kinds: Mapping[str, KindSummary]
     dry_run: bool = False
-    #: the Clerk instance, and ``new``/``same``/``rebound``/``not yet`` (``clerksync.instance``)
     instance: str | None = None
     bound: str | None = None
-    #: why ``--prune`` deleted nothing (``clerksync.prune``), or the run that can be undone
-    prune_refused: str | None = None
     prune_run: str | None = None
-    #: the same counters for organizations and memberships (``clerksync.orgsync``): ``clerk``,
-    #: ``mongo``, ``created``…, and a ``note`` when the instance has no organizations
-    organizations: dict[str, Any] = field(default_factory=dict)
-    memberships: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def users(self) -> KindSummary:
+        return self.kinds[USER.name]
+
+    def refusals(self) -> str:
+        """Why a prune was refused, for every kind that says so ("" when none did)."""
+        return " ".join(s.prune_refused for s in self.kinds.values() if s.prune_refused)
 
     def to_json(self) -> dict[str, Any]:
-        """The documented ``reconcile --json`` keys."""
-        data = asdict(self)
-        data.pop("dry_run")
-        data["orphans"] = list(self.orphans)
+        """The documented ``reconcile --json`` keys: the users' counts at the top level
+        (``clerk_users``, ``mongo_users``, …), then one object per other kind under its
+        plural, with ``note``/``prune_refused`` only when set."""
+        users = asdict(self.users)
+        data: dict[str, Any] = {
+            "clerk_users": users.pop("clerk"),
+            "mongo_users": users.pop("mongo"),
+        }
+        users.pop("note")
+        data.update(users)
+        data.update(instance=self.instance, bound=self.bound, prune_run=self.prune_run)
+        for kind in KINDS:
+            if kind is USER:
+                continue
+            part = asdict(self.kinds[kind.name])
+            part.pop("adopted")
+            for optional in ("note", "prune_refused"):
+                if part[optional] is None:
+                    part.pop(optional)
+            data[kind.plural] = part
         return data
 
 
 def reconcile(
-    store: UserStore,
+    store: Store,
     gateway: ClerkGateway,
     *,
     rate: float,
@@ -80,238 +107,88 @@ def reconcile(
     rebind: bool = False,
     progress: Progress | None = None,
 ) -> ReconcileResult:
-    """Bring MongoDB in line with Clerk: create the missing, update the stale, report orphans.
-
-    First the database's Clerk instance is checked (``clerksync.instance``):
-    against another instance nothing runs until ``rebind``. A prune is held to
-    ``clerksync.prune``'s guard (no prune when Clerk lists nobody, nor of more
-    than a small share unless ``allow_mass_prune``; the reason goes to
-    ``prune_refused`` and nothing is deleted) and journaled: users, organizations
-    and memberships, cascades included, under one ``prune_run`` (set whenever
-    anything was pruned) that ``undo_prune`` undoes.
-
-    Memory stays flat: one page at a time; the Clerk ids seen, and the ids MongoDB
-    holds (read by a second thread while the pages come in), go to two temporary
-    on-disk SQLite tables, and the orphan pass merges them in order. Every
-    candidate is then looked up in Clerk (100 ids a request) before it is reported
-    or pruned: a user who signed up while the snapshot was read is no orphan.
-    Users are paged by cursor; organizations and memberships follow
-    (``clerksync.orgsync``), each with the same counters in its own sub-summary.
-    """
-    bucket = instance_pacer(rate)
-    summary: dict[str, Any] = {
-        "clerk_users": 0,
-        "mongo_users": 0,
-        "created": 0,
-        "updated": 0,
-        "adopted": 0,
-        "unchanged": 0,
-        "orphaned": 0,
-        "pruned": 0,
-        "invalid": 0,
-        "orphans": [],
-    }
-    summary.update(
-        call_with_retries(
-            functools.partial(ensure_same_instance, store, gateway, rebind=rebind, dry_run=dry_run),
-            bucket,
-        )
+    """Create the missing, update the stale, leave the newer, report orphans; with ``prune``
+    delete them, every kind or none, journaled under one run ``undo_prune`` undoes (a guard
+    refuses when Clerk lists none of a kind, or more than a small share would go, unless
+    ``allow_mass_prune``: ``clerksync.jobs.prune``). See the module docstring."""
+    pacer = instance_pacer(rate)
+    binding = call_with_retries(
+        functools.partial(ensure_same_instance, store, gateway, rebind=rebind, dry_run=dry_run),
+        pacer,
     )
-    # One prune run for the whole reconcile (it writes nothing until something is pruned).
-    run = PruneRun(store) if prune and not dry_run else None
-    seen = _id_table()
-    orphans = _id_table()
-    try:
-        # The snapshot of MongoDB's ids is read while the pages come in.
-        with ThreadPoolExecutor(1) as snapshotter:
-            snapshot = snapshotter.submit(_snapshot_ids, store)
-            _reconcile_pages(store, gateway, bucket, seen, summary, dry_run, progress)
-            held = snapshot.result()
+    writes = writer(store)
+    run = PruneRun(writes) if prune and not dry_run else None
+    summaries = {kind.name: KindSummary() for kind in KINDS}
+    orphans = OrphanPass(store, gateway, pacer, prune=prune)
+    with contextlib.ExitStack() as tables:
         try:
-            candidates = _merge_missing(held, seen)
-            for batch in batches(candidates, ID_BATCH):
-                # Still in Clerk (it signed up after the page that would list it): no orphan.
-                found = call_with_retries(functools.partial(gateway.get_many, batch), bucket)
-                known = {u.get("id") for u in found}
-                for clerk_id in batch:
-                    if clerk_id in known:
-                        continue
-                    summary["orphaned"] += 1
-                    if len(summary["orphans"]) < 50:
-                        summary["orphans"].append(clerk_id)
-                    orphans.execute("INSERT OR IGNORE INTO ids VALUES (?)", (clerk_id,))
-            (held_count,) = held.execute("SELECT count(*) FROM ids").fetchone()
+            walked: dict[str, tuple[sqlite3.Connection, sqlite3.Connection]] = {}
+            for kind in KINDS:
+                summary = summaries[kind.name]
+                try:
+                    walked[kind.name] = _walk_kind(
+                        writes, gateway, pacer, kind, summary, tables, dry_run, progress
+                    )
+                except OrganizationsDisabled:
+                    summary.note = DISABLED_NOTE  # a note, not a failure
+            # Every kind's orphans and guard first, then the deletes, if no guard refused:
+            # a cascade must not take what another guard kept.
+            for kind in prune_order():
+                if kind.name in walked:
+                    held, seen = walked[kind.name]
+                    orphans.run(kind, held, seen, summaries[kind.name])
+            settle(orphans, run, allow_mass_prune=allow_mass_prune)
+            for kind in KINDS:
+                summaries[kind.name].mongo = store.estimated_count(kind)
+        except ClerkSyncError as exc:
+            if run is not None and run.journaled:
+                raise PruneInterrupted(exc, run.run_id) from exc
+            raise
         finally:
-            held.close()
-        # Every kind's orphans and guard first, then the deletes, if no guard refused:
-        # an organization's or user's cascade must not take what another guard kept.
-        from clerksync.jobs.orgsync import PendingPrune, reconcile_organizations, settle
-
-        pending: list[PendingPrune] = []
-        if prune and summary["orphaned"]:
-            refusal = prune_refusal(summary["orphaned"], held_count, summary["clerk_users"])
-            pending.append(
-                PendingPrune("users", summary, orphans, run.prune if run else None, refusal)
-            )
-            orphans = _id_table()  # the pending prune owns (and closes) the table now
-        try:
-            # Then organizations and memberships, in turn: run alongside the users they
-            # gained nothing on a loaded machine (the database is the bottleneck).
-            summary["organizations"], summary["memberships"] = reconcile_organizations(
-                store,
-                gateway,
-                bucket,
-                dry_run=dry_run,
-                prune=prune,
-                allow_mass_prune=allow_mass_prune,
-                run=run,
-                pending=pending,
-            )
-        except BaseException:
-            for waiting in pending:  # stopped before any delete: nothing is pruned
-                waiting.orphans.close()
-            raise
-        settle(pending, allow_mass_prune=allow_mass_prune)
-        summary["mongo_users"] = store.estimated_count()
-        summary["organizations"]["mongo"] = store.orgs.organizations.estimated_document_count()
-        summary["memberships"]["mongo"] = store.orgs.memberships.estimated_document_count()
-    except Exception as exc:
-        from pymongo.errors import PyMongoError
-
-        from clerksync.store.mongo import describe_mongo_error
-
-        failure = exc
-        if isinstance(exc, PyMongoError):  # a raw collection's call: one line all the same
-            failure = StoreUnavailable(describe_mongo_error(exc))
-        if run is not None and run.journaled and isinstance(failure, ClerkSyncError):
-            # Stopped after deleting some: the run that puts them back is in the one line.
-            failure.args = (
-                f"{failure.args[0] if failure.args else failure} (prune run {run.run_id} had "
-                f"deleted some already: `clerksync reconcile --undo-prune {run.run_id}` puts "
-                "them back)",
-                *failure.args[1:],
-            )
-        if failure is exc:
-            raise
-        raise failure from exc
-    finally:
-        seen.close()
-        orphans.close()
-    if run is not None and run.journaled:
-        summary["prune_run"] = run.run_id  # one run: users, organizations and memberships
-    fields = {f.name for f in dataclass_fields(ReconcileResult)}
-    counts = {k: v for k, v in summary.items() if k in fields and k != "orphans"}
-    return ReconcileResult(**counts, orphans=tuple(summary["orphans"]), dry_run=dry_run)
+            orphans.close()
+    prune_run = run.run_id if run is not None and run.journaled else None
+    return ReconcileResult(
+        summaries,
+        dry_run=dry_run,
+        instance=binding.get("instance"),
+        bound=binding.get("bound"),
+        prune_run=prune_run,
+    )
 
 
-def _reconcile_pages(
-    store: UserStore,
+def _walk_kind(
+    writes: Any,
     gateway: ClerkGateway,
-    bucket: SlidingWindowPacer,
-    seen: sqlite3.Connection,
-    summary: dict[str, Any],
+    pacer: Any,
+    kind: Kind,
+    summary: KindSummary,
+    tables: contextlib.ExitStack,
     dry_run: bool,
     progress: Progress | None,
-) -> None:
-    """Page through Clerk's users (created_at order, by cursor) and apply each page in bulk."""
-    # The app's own documents to adopt, read once for the run (usually none).
-    candidates = store.adoption_map()
-    total = None
-    if progress is not None:  # the count only feeds the progress bar
+) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """Walk one kind while a second thread reads the ids MongoDB holds: (held, seen), both
+    closed with ``tables`` whatever happens (a failed page included)."""
+    seen = id_table()
+    tables.callback(seen.close)
+    tick = None
+    if progress is not None and kind is USER:  # the bar follows the users, whose count it has
+        total = None
         with contextlib.suppress(ClerkApiError):
-            total = call_with_retries(gateway.count_users, bucket)
-
-    def fetch(
-        cursors: list[str], prepare: bool
-    ) -> tuple[list[tuple[Any, ClerkUser | None]], dict[str, dict[str, Any]]]:
-        """The page after the first cursor Clerk still knows: the last user of the previous
-        page, else (deleted meanwhile: a 422) the one before it, and so on. Each user comes
-        with its id and parsed (None: invalid), and with ``prepare`` (the pages before were
-        all new) its new document made: here, in the reader's thread, while the main thread
-        waits on the database for the page before."""
-        options: list[str | None] = [*cursors] or [None]
-        for attempt, cursor in enumerate(options):
-            try:
-                page = call_with_retries(functools.partial(gateway.users_after, cursor), bucket)
-            except ClerkApiError as exc:
-                if exc.status != 422 or attempt + 1 >= min(len(cursors), MAX_CURSOR_TRIES):
-                    raise
-            else:
-                parsed = [(raw.get("id"), _parsed(raw)) for raw in page]
-                valid = (user for _, user in parsed if user is not None)
-                return parsed, store.new_documents(valid) if prepare else {}
-        raise AssertionError("unreachable")
-
-    # One page ahead: the next request is in flight while this page is written. Paging is
-    # by cursor (starting_after), so a page deep in a large instance costs what the first
-    # one does; a deep offset "gets progressively slower and eventually times out".
-    all_new = False  # was the last page all new users? then insert this one outright
-    with ThreadPoolExecutor(1) as reader:
-        upcoming = reader.submit(fetch, [], False)
-        previous: set[str] = set()  # ids of the last page: a fallback cursor re-serves some
-        while True:
-            page, prepared = upcoming.result()
-            full = len(page) == PAGE_SIZE
-            ids = [i for i, _ in page]
-            if full:
-                cursors = [i for i in reversed(ids) if isinstance(i, str) and i]
-                upcoming = reader.submit(fetch, cursors, all_new and not dry_run)
-            page = [(i, user) for i, user in page if i not in previous]
-            previous = {i for i in ids if isinstance(i, str)}
-            users = [user for _, user in page if user is not None]
-            summary["invalid"] += len(page) - len(users)
-            summary["clerk_users"] += len(page)
-            if users:
-                seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(u.id,) for u in users])
-                if dry_run:
-                    counts = store.plan_many(users, candidates=candidates)
-                else:
-                    counts = store.upsert_many(
-                        users, assume_new=all_new, candidates=candidates, prepared=prepared
-                    )
-                    all_new = counts["created"] == len(users)
-                for key, value in counts.items():
-                    summary[key] += value
-            if progress:
-                progress(summary["clerk_users"], total)
-            if not full:
-                break
+            total = call_with_retries(gateway.count_users, pacer)
+        tick = functools.partial(_report, progress, total)
+    with ThreadPoolExecutor(1) as snapshotter:
+        held_future = snapshotter.submit(snapshot, writes.store, kind)
+        tables.callback(_close_when_done, held_future)
+        walk(writes, gateway, pacer, kind, seen, summary, dry_run=dry_run, progress=tick)
+        held: sqlite3.Connection = held_future.result()
+    return held, seen
 
 
-def _parsed(raw: Any) -> ClerkUser | None:
-    """One listed user as the receiver reads it; None when it is not a valid user."""
-    try:
-        return parse_clerk_user(raw)
-    except InvalidEvent:
-        return None
+def _report(progress: Progress, total: int | None, done: int) -> None:
+    progress(done, total)
 
 
-def _id_table() -> sqlite3.Connection:
-    """A private temporary SQLite database on disk (gone on close) with one sorted id table;
-    usable from the thread that fills it and then the one that reads it."""
-    table = sqlite3.connect("", check_same_thread=False)
-    table.execute("CREATE TABLE ids (id TEXT PRIMARY KEY) WITHOUT ROWID")
-    return table
-
-
-def _snapshot_ids(store: UserStore) -> sqlite3.Connection:
-    """The Clerk ids MongoDB holds now, in an id table (no sort asked of the server)."""
-    table = _id_table()
-    clerk_id = store.schema.users.clerk_id
-    ids = (d.get(clerk_id) for d in store.scan({}, {clerk_id: 1, "_id": 0}, batch=CURSOR_BATCH))
-    # Only Clerk user ids: an app's own users (no id, or a placeholder) are no orphans.
-    linked = (i for i in ids if isinstance(i, str) and CLERK_USER_ID.match(i))
-    for batch in batches(linked, CURSOR_BATCH):
-        table.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i,) for i in batch])
-    return table
-
-
-def _merge_missing(held: sqlite3.Connection, seen: sqlite3.Connection) -> Iterator[str]:
-    """Ids in ``held`` and not in ``seen``: two sorted streams merged, flat memory."""
-    known = (row[0] for row in seen.execute("SELECT id FROM ids ORDER BY id"))
-    next_known: str | None = next(known, None)
-    for (clerk_id,) in held.execute("SELECT id FROM ids ORDER BY id"):
-        while next_known is not None and next_known < clerk_id:
-            next_known = next(known, None)
-        if next_known != clerk_id:
-            yield clerk_id
+def _close_when_done(future: Any) -> None:
+    """Close the snapshot's table once its thread is done, even when the walk failed."""
+    with contextlib.suppress(Exception):
+        future.result().close()

@@ -14,17 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import IndexRefused, NotFound, StoreUnavailable
 from clerksync.jobs.prune import PLURALS, journal
-from clerksync.store.base import PRUNE_RUN
+from clerksync.kinds.base import Kind
+from clerksync.kinds.registry import BY_NAME, KINDS
 from clerksync.store.mongo import IN_CHUNK, find_in, refused_by, translated, utcnow
+from clerksync.store.writer import PRUNE_RUN
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
-    from clerksync.store.users import UserStore
+    from clerksync.store.database import Store
 
 
 @translated
-def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
+def undo_prune(store: Store, run_id: str) -> dict[str, Any]:
     """Restore what a prune run removed, each kind into its own collection, and remove the
     tombstones the run wrote.
 
@@ -76,9 +78,10 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
     back: set[str] = set()  # Clerk ids of the users and organizations there now
     refusal: IndexRefused | None = None
     settled: list[Any] = []  # journal entry ids done with (restored, present, deleted since)
-    for kind in PLURALS:  # users, organizations, then memberships: parents before cascades
-        if kind == "membership":
-            back = _parents_there(store, [e for e in pending if e.get("kind") == kind])
+    for kind_of in KINDS:  # parents before what belongs to them
+        kind = kind_of.name
+        if kind_of.parents:
+            back = _parents_there(store, kind_of, [e for e in pending if e.get("kind") == kind])
         chosen: list[Mapping[str, Any]] = []
         for entry in (e for e in pending if e.get("kind", "user") == kind):
             verdict = _verdict(store, run_id, entry, tombstones, back)
@@ -90,7 +93,7 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
             else:  # its user or organization is not back (refused, or pruned again later)
                 parts[kind]["waiting"] += 1  # left for a rerun
         documents = [e["document"] for e in chosen]
-        present, refused, first = _restore(store, kind, documents)
+        present, refused, first = _restore(store, kind_of, documents)
         refusal = refusal or first
         done = [e for n, e in enumerate(chosen) if n not in refused]
         settled += [e["_id"] for e in done]
@@ -125,16 +128,24 @@ def undo_prune(store: UserStore, run_id: str) -> dict[str, Any]:
     return report
 
 
-def _tombstones(store: UserStore, entries: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The tombstones that bear on these entries (their objects, and a membership's
-    organization and user): Clerk id -> the prune run that wrote it (None: a real delete)."""
-    m = store.orgs.members_map
+def _parent_ids(store: Store, entry: Mapping[str, Any]) -> list[str]:
+    """The Clerk ids of what a journaled object belongs to (a membership's organization and
+    user), read from its journaled document."""
+    kind = BY_NAME.get(str(entry.get("kind") or "user"))
+    if kind is None or not kind.parents:
+        return []
+    section = store.schema.section(kind)
+    doc = entry.get("document") or {}
+    return [str(doc.get(section.require(field))) for field in kind.parents.values()]
+
+
+def _tombstones(store: Store, entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The tombstones that bear on these entries (their objects, and what they belong to):
+    Clerk id -> the prune run that wrote it (None: a real delete)."""
     ids: set[str] = set()
     for entry in entries:
         ids.add(str(entry.get("clerkId")))
-        doc = entry.get("document") or {}
-        if entry.get("kind") == "membership":
-            ids |= {str(doc.get(m.organization_id)), str(doc.get(m.user_id))}
+        ids |= set(_parent_ids(store, entry))
     found: dict[str, Any] = {}
     listed = sorted(ids)
     for start in range(0, len(listed), IN_CHUNK):
@@ -144,28 +155,25 @@ def _tombstones(store: UserStore, entries: list[Mapping[str, Any]]) -> dict[str,
     return found
 
 
-def _parents_there(store: UserStore, memberships: list[Mapping[str, Any]]) -> set[str]:
-    """Of the users and organizations these membership entries belong to (and were taken
-    by), the Clerk ids MongoDB holds now."""
-    m = store.orgs.members_map
-    users: set[str] = set()
-    orgs: set[str] = set()
-    for entry in memberships:
+def _parents_there(store: Store, kind: Kind, entries: list[Mapping[str, Any]]) -> set[str]:
+    """Of what these entries belong to (and were taken by), the Clerk ids MongoDB holds now."""
+    wanted: dict[str, set[str]] = {parent: set() for parent in kind.parents}
+    section = store.schema.section(kind)
+    for entry in entries:
         doc = entry.get("document") or {}
-        users.add(str(doc.get(m.user_id)))
-        orgs.add(str(doc.get(m.organization_id)))
+        for parent, field in kind.parents.items():
+            wanted[parent].add(str(doc.get(section.require(field))))
     there: set[str] = set()
-    for collection, key, ids in (
-        (store.users, store.clerk_id, users),
-        (store.orgs.organizations, store.orgs.orgs_map.clerk_id, orgs),
-    ):
-        found = find_in(collection, key, sorted(ids), {key: 1, "_id": 0})
+    for parent, ids in wanted.items():
+        parent_kind = BY_NAME[parent]
+        key = store.key(parent_kind)
+        found = find_in(store.collection(parent_kind), key, sorted(ids), {key: 1, "_id": 0})
         there |= {str(d.get(key)) for d in found}
     return there
 
 
 def _verdict(
-    store: UserStore,
+    store: Store,
     run_id: str,
     entry: Mapping[str, Any],
     tombstones: Mapping[str, Any],
@@ -190,10 +198,9 @@ def _verdict(
 
     if deleted_for_real(clerk_id) and not entry.get("hadTombstone"):
         return "deleted since"  # its tombstone is a real delete's now
-    if entry.get("kind") == "membership":
-        m = store.orgs.members_map
-        doc = entry["document"]
-        for parent in (str(doc.get(m.organization_id)), str(doc.get(m.user_id))):
+    parents = _parent_ids(store, entry)
+    if parents:
+        for parent in parents:
             if parent in back:
                 continue  # its user or organization is there (put back, or there again)
             if deleted_for_real(parent):
@@ -207,7 +214,7 @@ def _verdict(
 
 
 def _restore(
-    store: UserStore, kind: str, documents: list[Mapping[str, Any]]
+    store: Store, kind: Kind, documents: list[Mapping[str, Any]]
 ) -> tuple[int, set[int], IndexRefused | None]:
     """Insert ``documents`` into ``kind``'s collection with their own ``_id``: (how many
     were there already, the positions an index of the app's refused, the first refusal)."""
@@ -215,13 +222,8 @@ def _restore(
 
     if not documents:
         return 0, set(), None
-    if kind == "user":
-        collection, key = store.users, store.clerk_id
-    else:
-        orgs = store.orgs
-        orgs.ensure_indexes()  # the unique Clerk ids tell "already there" from a refusal
-        kind_of = orgs.orgs_kind if kind == "organization" else orgs.members_kind
-        collection, key = kind_of.collection, kind_of.key
+    store.ready(kind)  # the unique Clerk ids tell "already there" from a refusal
+    collection, key = store.collection(kind), store.key(kind)
 
     def already(details: Mapping[str, Any]) -> bool:
         """Its own ``_id``, or its Clerk id on a newer document: there again."""
@@ -243,7 +245,9 @@ def _restore(
         held = _stored(collection, key, documents, [int(e["index"]) for e in others])
         refused_errors = [e for e in others if int(e["index"]) not in held]
         refused = {int(e["index"]) for e in refused_errors}
-        refusal = _refused(refused_errors[0], collection.name, kind) if refused_errors else None
+        refusal = (
+            _refused(refused_errors[0], collection.name, kind.name) if refused_errors else None
+        )
         return len(errors) - len(refused), refused, refusal
     return 0, set(), None
 

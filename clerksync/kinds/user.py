@@ -1,6 +1,7 @@
 """A Clerk user: the validated part clerksync keeps, parsed from webhook ``data`` or a
-Backend API user. A signed body is trusted to come from Clerk, not to be well-formed:
-every field is checked, and an operator object (``{"$ne": ""}``) never reaches a filter."""
+Backend API user. How a user lands in the app's document is the mapping's
+(``clerksync.mapping.users``): the users collection is the app's own, with the app's names.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from clerksync.errors import InvalidEvent
+from clerksync.kinds.base import (
+    Deleted,
+    Kind,
+    Listing,
+    clerk_id,
+    json_object,
+    millis,
+    text,
+    updated_at,
+)
 
-CLERK_ID = re.compile(r"^user_[A-Za-z0-9_]{1,95}$")
-
-
-MAX_TEXT = 2048
+#: a Clerk user id, as opposed to the placeholders an app writes by hand (``clerk_34``)
+CLERK_USER_ID = re.compile(r"^user_[A-Za-z0-9_]{1,95}$")
 
 
 @dataclass(frozen=True)
@@ -35,29 +44,9 @@ class ClerkUser:
     public_metadata: Mapping[str, Any]
 
 
-def _text(data: Mapping[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise InvalidEvent(f"field {key!r} must be a string or null")
-    return value
-
-
-def _millis(data: Mapping[str, Any], key: str, *, required: bool) -> int | None:
-    value = data.get(key)
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise InvalidEvent(f"field {key!r} must be a timestamp in milliseconds")
-    return value
-
-
-def parse_clerk_id(value: Any) -> str:
+def parse_clerk_id(value: Any, key: str = "id") -> str:
     """A Clerk user id, or InvalidEvent: ids go into Mongo filters, so only plain strings pass."""
-    if not isinstance(value, str) or not CLERK_ID.match(value):
-        raise InvalidEvent("field 'id' must be a Clerk user id such as user_2abc…")
-    return value
+    return clerk_id(value, CLERK_USER_ID, key, "user", "user_")
 
 
 def _primary(data: Mapping[str, Any], list_key: str, id_key: str) -> Mapping[str, Any] | None:
@@ -84,7 +73,7 @@ def primary_email(data: Mapping[str, Any]) -> str | None:
     signed up by phone or username; they have no email, and that is fine.
     """
     entry = _primary(data, "email_addresses", "primary_email_address_id")
-    address = _text(entry, "email_address") if entry is not None else None
+    address = text(entry, "email_address") if entry is not None else None
     return address.lower() if address else None
 
 
@@ -101,24 +90,37 @@ def parse_clerk_user(data: Any) -> ClerkUser:
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, Mapping):
         raise InvalidEvent("field 'public_metadata' must be an object")
-    updated_at = _millis(data, "updated_at", required=True)
-    assert updated_at is not None
     email_entry = _primary(data, "email_addresses", "primary_email_address_id")
     phone_entry = _primary(data, "phone_numbers", "primary_phone_number_id")
     return ClerkUser(
         id=parse_clerk_id(data.get("id")),
         email=primary_email(data),
         email_verified=_verified(email_entry),
-        phone=_text(phone_entry, "phone_number") if phone_entry is not None else None,
-        first_name=_text(data, "first_name"),
-        last_name=_text(data, "last_name"),
-        username=_text(data, "username"),
-        image_url=_text(data, "image_url") or _text(data, "profile_image_url"),
-        created_at=_millis(data, "created_at", required=False),
-        updated_at=updated_at,
+        phone=text(phone_entry, "phone_number") if phone_entry is not None else None,
+        first_name=text(data, "first_name"),
+        last_name=text(data, "last_name"),
+        username=text(data, "username"),
+        image_url=text(data, "image_url") or text(data, "profile_image_url"),
+        created_at=millis(data, "created_at", required=False),
+        updated_at=updated_at(data),
         public_metadata=dict(metadata),
     )
 
 
-#: a Clerk user id, as opposed to the placeholders an app writes by hand (``clerk_34``)
-CLERK_USER_ID = re.compile(r"^user_[A-Za-z0-9_]+$")
+def parse_deleted_user(data: Any) -> Deleted:
+    """``user.deleted`` carries only ``{id, object, deleted}``."""
+    user_id = parse_clerk_id(json_object(data, "field 'data'").get("id"))
+    return Deleted(user_id, user_id)
+
+
+USER = Kind(
+    name="user",
+    plural="users",
+    id_re=CLERK_USER_ID,
+    events={"user.created": "upsert", "user.updated": "upsert", "user.deleted": "delete"},
+    parse=parse_clerk_user,
+    parse_deleted=parse_deleted_user,
+    user_of=lambda user: user.id,
+    # Users page by cursor: Clerk's offsets "get progressively slower and eventually time out"
+    listing=Listing("/users", paging="cursor", by_ids="user_id"),
+)

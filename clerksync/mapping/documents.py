@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from clerksync.kinds.base import ClerkObject, Kind
 from clerksync.kinds.user import ClerkUser
 from clerksync.mapping import bookkeeping as bk
-from clerksync.mapping.schema import Schema
-from clerksync.mapping.users import user_fields
+from clerksync.mapping.sections import Section
+from clerksync.mapping.users import UserMapping, user_fields
 
 
 def is_older(stored: Any, updated_at: int) -> bool:
@@ -26,17 +27,30 @@ def is_older(stored: Any, updated_at: int) -> bool:
     return not (isinstance(stored, (int, float)) and stored >= updated_at)
 
 
-def ordering_filter(user: ClerkUser, schema: Schema) -> dict[str, Any]:
-    return {schema.users.clerk_id: user.id, bk.UPDATED_AT: {"$not": {"$gte": user.updated_at}}}
+def ordering_filter(clerk_id: str, item: ClerkObject) -> dict[str, Any]:
+    """The document holding ``item`` under the Clerk-id field ``clerk_id``, unless it holds
+    this state or a newer one."""
+    return {clerk_id: item.id, bk.UPDATED_AT: {"$not": {"$gte": item.updated_at}}}
 
 
 def new_document(update: Mapping[str, Any]) -> dict[str, Any]:
     """The document ``update`` would create if upserted into nothing."""
-    return bk.nest({**update["$set"], **update["$setOnInsert"], **update.get("$inc", {})})
+    return bk.nest({**update["$set"], **update.get("$setOnInsert", {}), **update.get("$inc", {})})
+
+
+def state_update(kind: Kind, section: Section, item: Any, now: datetime) -> dict[str, Any]:
+    """The update one Clerk state makes to its document, for every kind but users
+    (``upsert_update``): its fields in ``$set``, the app's timestamps where it keeps them."""
+    update: dict[str, Any] = {"$set": section.values(kind, item)}
+    if section.updated_at:
+        update["$set"][section.updated_at] = now
+    if section.created_at:
+        update["$setOnInsert"] = {section.created_at: now}
+    return update
 
 
 def upsert_update(
-    user: ClerkUser, now: datetime, schema: Schema, *, app_id: int | None = None
+    user: ClerkUser, now: datetime, users: UserMapping, *, app_id: int | None = None
 ) -> tuple[dict[str, Any], bool]:
     """The update for one Clerk state, and whether it queues a write-back.
 
@@ -45,9 +59,8 @@ def upsert_update(
     document this write may create (schemas with an app id only).
     The write-back is queued in the same write when Clerk's copy plainly lacks
     our keys (every new user); the rarer mismatch is caught after the write."""
-    users = schema.users
     metadata = user.public_metadata
-    fields: dict[str, Any] = {**user_fields(user, schema.users), **users.touched(now)}
+    fields: dict[str, Any] = {**user_fields(user, users), **users.touched(now)}
     # The admin key is whatever the mapping names it (``users.metadata``), not "isAdmin".
     admin_keys = [key for key, what in users.metadata.items() if what == "admin"]
     admin = any(metadata.get(key) is True for key in admin_keys)

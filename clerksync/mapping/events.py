@@ -1,5 +1,7 @@
-"""A verified webhook body -> a validated ``Event``, or InvalidEvent (a 400). No I/O: the
-receiver and replay share it.
+"""A verified webhook body -> a validated ``Event``, or InvalidEvent (a 400: a retry cannot
+fix it). No I/O: the receiver and replay share it. Which kind an event is about, and what it
+does, is the registry's (``clerksync.kinds.registry``); a type clerksync does not sync is an
+event of no kind (acknowledged, ``ignored``).
 """
 
 from __future__ import annotations
@@ -7,57 +9,41 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from clerksync.errors import InvalidEvent
-from clerksync.kinds.orgs import (
-    ClerkMembership,
-    ClerkOrganization,
-    parse_deleted_organization,
-    parse_membership,
-    parse_organization,
-)
-from clerksync.kinds.user import ClerkUser, parse_clerk_id, parse_clerk_user
-
-if TYPE_CHECKING:
-    from clerksync.mapping.schema import Schema
-
+from clerksync.kinds.base import Action, Kind
+from clerksync.kinds.registry import for_event
+from clerksync.kinds.user import USER
+from clerksync.mapping.schema import DEFAULT, Schema
+from clerksync.mapping.users import user_fields
 
 #: any Clerk object id (``sess_…``, ``ema_…``, ``role_…``): what the log names for a type
 #: clerksync does not sync
 OBJECT_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
-
-
 INSTANCE_ID = re.compile(r"^ins_[A-Za-z0-9_]{1,64}$")
-
-
-USER_EVENTS = ("user.created", "user.updated", "user.deleted")
-
-
-ORG_EVENTS = (
-    "organization.created",
-    "organization.updated",
-    "organization.deleted",
-    "organizationMembership.created",
-    "organizationMembership.updated",
-    "organizationMembership.deleted",
-)
 
 
 @dataclass(frozen=True)
 class Event:
-    """A verified, validated delivery; ``user`` is set for created/updated events, ``org``
-    for ``organization.created|updated``, ``membership`` for every ``organizationMembership.*``.
-    ``object_id`` names what the event is about, whatever its type (for the log)."""
+    """A verified, validated delivery. ``kind`` and ``action`` (``upsert``/``delete``) are
+    None for a type clerksync does not sync; ``item`` is the validated object an upsert
+    stores. ``object_id`` names what the event is about and ``user_id`` the user it
+    concerns, whatever its type (for the log); ``instance_id`` the Clerk instance that sent
+    it, when it names one plainly."""
 
     type: str
-    user_id: str | None
-    user: ClerkUser | None
-    #: the Clerk instance that sent it (``instance_id``), when it names one plainly
-    instance_id: str | None = None
-    org: ClerkOrganization | None = None
-    membership: ClerkMembership | None = None
+    kind: Kind | None = None
+    action: Action | None = None
+    item: Any = None
     object_id: str | None = None
+    user_id: str | None = None
+    instance_id: str | None = None
+
+    @property
+    def likely_new(self) -> bool:
+        """A ``*.created`` event: its object is most likely not stored yet."""
+        return self.type.endswith(".created")
 
 
 def parse_event(body: bytes, schema: Schema | None = None) -> Event:
@@ -65,8 +51,6 @@ def parse_event(body: bytes, schema: Schema | None = None) -> Event:
 
     ``schema`` is the mapping the store writes with: its metadata keys decide what of
     Clerk's ``public_metadata`` is kept (the default mapping when not given)."""
-    from clerksync.mapping.schema import DEFAULT
-
     event = _parse(body)
     _check_storable(event, schema or DEFAULT)
     return event
@@ -88,31 +72,17 @@ def _parse(body: bytes) -> Event:
     data = payload.get("data")
     instance = payload.get("instance_id")
     instance = instance if isinstance(instance, str) and INSTANCE_ID.match(instance) else None
-    if event_type in ORG_EVENTS:
-        return parse_org_event(event_type, data, instance)
-    if event_type not in USER_EVENTS:
-        return Event(event_type, None, None, instance, object_id=_loggable_id(data))
+    synced = for_event(event_type)
+    if synced is None:
+        return Event(event_type, object_id=_loggable_id(data), instance_id=instance)
+    kind, action = synced
     if not isinstance(data, dict):
         raise InvalidEvent("field 'data' must be an object")
-    if event_type == "user.deleted":
-        user_id = parse_clerk_id(data.get("id"))
-        return Event(event_type, user_id, None, instance, object_id=user_id)
-    user = parse_clerk_user(data)
-    return Event(event_type, user.id, user, instance, object_id=user.id)
-
-
-def parse_org_event(event_type: str, data: Any, instance: str | None = None) -> Event:
-    """``organization.*`` and ``organizationMembership.*``, validated field by field."""
-    if not isinstance(data, dict):
-        raise InvalidEvent("field 'data' must be an object")
-    if event_type == "organization.deleted":
-        deleted = parse_deleted_organization(data)
-        return Event(event_type, None, None, instance, object_id=deleted.id)
-    if event_type.startswith("organization."):
-        org = parse_organization(data)
-        return Event(event_type, None, None, instance, org=org, object_id=org.id)
-    member = parse_membership(data)
-    return Event(event_type, member.user_id, None, instance, membership=member, object_id=member.id)
+    if action == "delete":
+        deleted = kind.parse_deleted(data)
+        return Event(event_type, kind, action, None, deleted.id, deleted.user_id, instance)
+    item = kind.parse(data)
+    return Event(event_type, kind, action, item, item.id, kind.user_of(item), instance)
 
 
 def _loggable_id(data: Any) -> str | None:
@@ -156,19 +126,16 @@ def _check_storable(event: Event, schema: Schema) -> None:
     """
     import bson
 
-    from clerksync.mapping.users import user_fields
-
+    item = event.item
     stored: dict[str, Any] = {}
-    if event.user is not None:
-        user = event.user  # public_metadata is stored only as the typed copy, never whole
+    if item is not None and event.kind is USER:
+        # public_metadata is stored only as the typed copy, never whole
         parsed = {
-            f.name: getattr(user, f.name) for f in fields(user) if f.name != "public_metadata"
+            f.name: getattr(item, f.name) for f in fields(item) if f.name != "public_metadata"
         }
-        stored["user"] = {"parsed": parsed, "set": user_fields(event.user, schema.users)}
-    if event.org is not None:  # every field of these is written (organization_fields)
-        stored["org"] = asdict(event.org)
-    if event.membership is not None:
-        stored["membership"] = asdict(event.membership)
+        stored["user"] = {"parsed": parsed, "set": user_fields(item, schema.users)}
+    elif item is not None:  # every field of the other kinds' objects is written
+        stored["item"] = asdict(item)
     try:
         bson.encode(stored)
     except OverflowError:

@@ -204,7 +204,7 @@ def agreeing_filter(clerk_metadata: Mapping[str, Any], users: UserMapping) -> di
     """A filter matching the document whose ``wanted_metadata`` is this Clerk copy, or None
     when no document can match (a key missing or of the wrong type): lets a write that stores
     Clerk's copy decide in its own filter whether a write-back is due
-    (``UserStore.upsert_user``). It agrees with ``clerk_copy_differs``: the admin flag
+    (``Store.upsert_user``). It agrees with ``clerk_copy_differs``: the admin flag
     compares as ``AdminFlag.of`` does (the flag's value, or anything else)."""
     from bson import ObjectId
 

@@ -10,7 +10,7 @@ from clerksync.receiver.app import create_app
 from clerksync.receiver.http import LIMIT_CONCURRENCY, server_config
 from clerksync.receiver.logs import configure_logging
 from clerksync.settings import Settings
-from clerksync.store.users import UserStore
+from clerksync.store.database import Store
 
 
 def run(
@@ -19,7 +19,7 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8000,
     log_json: bool = False,
-    store: UserStore | None = None,
+    store: Store | None = None,
     limit_concurrency: int = LIMIT_CONCURRENCY,
 ) -> None:
     """Serve the receiver with uvicorn until interrupted."""

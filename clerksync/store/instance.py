@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
     from clerksync.clerk.gateway import ClerkGateway
-    from clerksync.store.users import UserStore
+    from clerksync.store.database import Store
 
 META = "clerksync_meta"
 INSTANCE_DOC = "instance"
@@ -46,18 +46,18 @@ def is_real_instance(instance_id: str) -> bool:
     return instance_id not in NOT_REAL_INSTANCES
 
 
-def meta_collection(store: UserStore) -> Collection[Any]:
+def meta_collection(store: Store) -> Collection[Any]:
     from pymongo import WriteConcern
 
     return store.db.get_collection(META, write_concern=WriteConcern(w="majority", j=True))
 
 
-def bound_instance(store: UserStore) -> Mapping[str, Any] | None:
+def bound_instance(store: Store) -> Mapping[str, Any] | None:
     """The instance this database is synced with, or None when it was never bound."""
     return meta_collection(store).find_one({"_id": INSTANCE_DOC})
 
 
-def bind(store: UserStore, instance_id: str, *, environment: str | None, source: str) -> None:
+def bind(store: Store, instance_id: str, *, environment: str | None, source: str) -> None:
     """Remember ``instance_id`` (replacing any earlier binding)."""
     meta_collection(store).replace_one(
         {"_id": INSTANCE_DOC},
@@ -71,7 +71,7 @@ def bind(store: UserStore, instance_id: str, *, environment: str | None, source:
     )
 
 
-def learn_from_delivery(store: UserStore, instance_id: str) -> str | None:
+def learn_from_delivery(store: Store, instance_id: str) -> str | None:
     """Bind an unbound database to a verified delivery's instance; returns the bound id."""
     meta_collection(store).update_one(
         {"_id": INSTANCE_DOC},
@@ -90,7 +90,7 @@ def learn_from_delivery(store: UserStore, instance_id: str) -> str | None:
 
 
 def ensure_same_instance(
-    store: UserStore, gateway: ClerkGateway, *, rebind: bool = False, dry_run: bool = False
+    store: Store, gateway: ClerkGateway, *, rebind: bool = False, dry_run: bool = False
 ) -> dict[str, Any]:
     """Check (or make) the binding before a bulk job; InstanceMismatch if the key is for another.
 

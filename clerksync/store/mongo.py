@@ -152,11 +152,13 @@ def duplicates_only(
     exc: BulkWriteError,
     ours: Callable[[Mapping[str, Any]], bool],
     collection: str,
+    what: str,
     *,
     stored: Callable[[list[int]], set[int]] | None = None,
 ) -> set[int]:
     """The indexes of a bulk write's duplicate-key failures on clerksync's own index; a
-    duplicate on any other index is IndexRefused, any other failure StoreUnavailable.
+    duplicate on any other index is IndexRefused (naming ``what`` was refused), any other
+    failure StoreUnavailable.
 
     A second copy of a stored item collides with clerksync's index *and* the app's unique
     ones, and the server names just one (mongod, the first it checks): ``stored`` says which
@@ -171,7 +173,7 @@ def duplicates_only(
     held = stored([int(e["index"]) for e in others]) if others and stored else set()
     for error in others:
         if int(error["index"]) not in held:
-            raise index_refused(error, collection, "a Clerk user's document") from None
+            raise index_refused(error, collection, what) from None
     return {int(e["index"]) for e in errors}
 
 

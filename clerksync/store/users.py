@@ -1,236 +1,353 @@
-"""UserStore: the app's users collection and clerksync's own bookkeeping, over pymongo.
+"""What only users need on the one write path (``UserHooks``): the app id, adoption of the
+documents the app created itself, and the write-back mark; and the admin flag.
 
-Every field name comes from the schema (``clerksync.schema``): the app's collection, the
-app's names. Every write that precedes a webhook's 2xx uses ``w="majority", j=True`` so it
-survives a failover. clerksync's unique Clerk-id index is what makes concurrent upserts
-safe: two deliveries for one new user race to insert, one wins, the other gets a
-duplicate-key error, which here means "someone newer got there". A duplicate-key error
-from any *other* index (the app's unique ``username``, say) is a failure
-(``IndexRefused``), never taken for that.
-
-Ordering: the rule and the documents a Clerk state writes live in
-``clerksync.ordering``; this module applies them.
-
-Deleted users leave a tombstone in ``clerksync_tombstones`` (keyed by Clerk id,
-never reused by Clerk), so a late ``user.updated`` cannot bring them back.
+The app id (the fastapi preset's ``user_id``) comes from one counter document: ``$inc`` is
+atomic, so concurrent signups never share one, and a number handed out is never handed out
+again. Adoption (README, "Adoption"): a Clerk user with no document under its Clerk id,
+whose primary email is *verified* and matches exactly one document the app created (no
+Clerk user id), takes that document over instead of getting a second one. The mark
+(``clerksync.dueAt``, ``seq``) is written in the same write as the state that needs it, so
+a crash cannot lose a write-back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
-from clerksync.errors import ConfigError, IndexRefused, NotFound
-from clerksync.kinds.user import CLERK_USER_ID, ClerkUser
+from clerksync.errors import IndexRefused, NotFound
+from clerksync.kinds.base import Kind
+from clerksync.kinds.user import CLERK_USER_ID, USER, ClerkUser
 from clerksync.mapping import bookkeeping as bk
-from clerksync.mapping.documents import is_older, new_document, ordering_filter, upsert_update
-from clerksync.mapping.users import agreeing_filter
-from clerksync.store.mongo import database_name, translating, utcnow
+from clerksync.mapping.documents import new_document, upsert_update
+from clerksync.mapping.users import agreeing_filter, clerk_copy_differs
+from clerksync.store.database import Store
+from clerksync.store.mongo import translated, translating, utcnow
+from clerksync.store.writer import Hooks, Writer, WriteResult
 
-if TYPE_CHECKING:
-    from pymongo import MongoClient
 
-    from clerksync.settings import Settings
-    from clerksync.store.orgs import Keep
-from clerksync.store.base import WriteResult, tombstone_update, with_mark
-from clerksync.store.bulk import BulkStore
+def with_mark(update: Mapping[str, Any], now: Any) -> dict[str, Any]:
+    """``update`` that also marks the write-back due (``clerksync.dueAt``, ``seq`` + 1)."""
+    marked = {op: dict(fields) for op, fields in update.items()}
+    marked["$set"][bk.DUE] = now
+    marked["$inc"] = {**marked.get("$inc", {}), bk.SEQ: 1}
+    return marked
+
+
+def writer(store: Store) -> Writer:
+    """The write path with users' hooks: what every caller that writes Clerk states uses."""
+    return Writer(
+        store, hooks=lambda s, kind: UserHooks(s, kind) if kind is USER else Hooks(s, kind)
+    )
 
 
 @translating
-class UserStore(BulkStore):
-    """The app's users collection plus clerksync's tombstones, counters, delivery log and
-    write-back queue (``queue``: a ``WriteBackQueue`` on the same collection). ``schema``
-    names the app's collection and fields. The receiver's writes are here; the rest in the
-    classes it builds on (``StoreBase``, ``AdoptingStore``, ``BulkStore``)."""
+class UserHooks(Hooks):
+    """Users on the one write path: see the module docstring."""
 
-    def upsert_user(self, user: ClerkUser, *, likely_new: bool = False) -> WriteResult:
-        """``apply_user``, once more if the app's own unique index on the app id refused the
-        number: the app allocated ids itself since the counter was seeded, so it is seeded
-        again above them."""
-        try:
-            return self.apply_user(user, likely_new=likely_new)
-        except IndexRefused as exc:
-            if not self.schema.users.app_id or exc.keys != (self.schema.users.app_id,):
-                raise
-            self._counter_seeded = False
-            return self.apply_user(user, likely_new=likely_new)
+    writes_back = True
 
-    def apply_user(self, user: ClerkUser, *, likely_new: bool = False) -> WriteResult:
-        """Apply one Clerk state if it is newer than what is stored; one durable write.
+    def __init__(self, store: Store, kind: Kind = USER) -> None:
+        super().__init__(store, kind)
+        self.users = store.schema.users
+        self._counter_seeded = False
+        self._email_index: tuple[float, str | None] | None = None
 
-        Returns ``stale`` for an older state or a deleted user, ``duplicate`` for
-        the same state again (a retried delivery, or the same state re-sent).
-        ``doc`` is not returned on this hot path: reading it back costs a round trip.
-        ``likely_new`` (a ``user.created``) tries a plain insert first: it costs the
-        server less than an upsert, and the unique Clerk-id index turns it into
-        the ordered upsert below when the user is already there. A user about to be
-        created first takes over an app-created document with its verified email, if
-        exactly one (``adopt``), when the app's email field is indexed (the lookup is
-        then one index probe; without the index it would scan the collection on every
-        signup: ``reconcile`` adopts then, and ``doctor`` says so). When that index is
-        unique (the guide's model), the insert goes first and the lookup is made only if
-        the email index refuses it: a signup then costs no read for adoption.
-        Any other index refusing the write: ``IndexRefused``.
-        """
-        from pymongo.errors import DuplicateKeyError
+    # -- one state ---------------------------------------------------------------------------
 
-        now = utcnow()
-        users = self.schema.users
-        inserted = False
-        adopting = bool(user.email and user.email_verified and self.email_indexed())
-        if likely_new:
-            # With a unique email index, an app-created document to adopt refuses the
-            # insert: look it up then, not before every signup.
-            adopt_if_refused = adopting and self.email_unique()
-            if adopting and not adopt_if_refused:
-                adopted = self.adopt(user, now)
-                if adopted is not None:
-                    return adopted
-            update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
-            try:
-                # A new document's id is news to Clerk: its write-back is due either way.
-                self.users.insert_one(new_document(update if queued else with_mark(update, now)))
-                inserted = True
-            except DuplicateKeyError as exc:
-                if not self._ours(exc.details or {}):
-                    # One of the app's indexes: the email one if there is a document to
-                    # adopt (the server may name another index the copy also collides with),
-                    # or a second copy of a stored user, or a real conflict.
-                    if adopt_if_refused:
-                        adopted = self.adopt(user, now)
-                        if adopted is not None:
-                            return adopted
-                    if not self._held(user.id):
-                        if self.is_tombstoned(user.id):
-                            return WriteResult("stale")  # deleted: nothing to store
-                        raise self._refused(exc, f"Clerk user {user.id}") from None
-                # stored already under its Clerk id (nothing to adopt): the filter decides
-            adopting = False
-        if not inserted:
-            update, queued = upsert_update(user, now, self.schema)
-            # Clerk's copy names every key (usually our own write-back echoed back): the
-            # write is tried first with a filter that also requires the document to agree
-            # with that copy. If it matches, no write-back is due; if not, every write below
-            # carries the mark. Either way one write stores the state and the mark together:
-            # no read in between, no second write a crash could lose.
-            agrees = None if queued else agreeing_filter(user.public_metadata, self.schema.users)
-            ordered = ordering_filter(user, self.schema)
-            if (
-                agrees is not None
-                and self.users.update_one({**ordered, **agrees}, update).matched_count
-            ):
-                return WriteResult("applied")
-            marked = update if queued else with_mark(update, now)
-            if users.app_id or adopting:
-                # Update first: a document that is there needs no app id, nor adoption.
-                if self.users.update_one(ordered, marked).matched_count:
-                    return self._after_write(user, inserted=False)
-                if adopting:
-                    adopted = self.adopt(user, now)
-                    if adopted is not None:
-                        return adopted
-                if users.app_id:
-                    update, queued = upsert_update(user, now, self.schema, app_id=self._app_id())
-                    marked = update if queued else with_mark(update, now)
-            try:
-                result = self.users.update_one(ordered, marked, upsert=True)
-            except DuplicateKeyError as exc:
-                # The filter missed an existing document: what is stored is as new or newer.
-                # Refused by one of the app's indexes, that holds only if the stored state is
-                # as new or newer; otherwise the app's index refused this state (a username
-                # another user still has, say): a failure, so the retry stores it.
-                existing = self.users.find_one({users.clerk_id: user.id}, {bk.UPDATED_AT: 1})
-                stored = bk.field(existing, bk.UPDATED_AT) if existing is not None else None
-                if not self._ours(exc.details or {}) and (
-                    existing is None or is_older(stored, user.updated_at)
-                ):
-                    raise self._refused(exc, f"Clerk user {user.id}") from None
-                if existing is not None and stored == user.updated_at:
-                    return WriteResult("duplicate")
-                return WriteResult("stale")
-            inserted = result.upserted_id is not None
-        return self._after_write(user, inserted=inserted)
+    def update(self, item: Any, now: datetime, *, creating: bool = False) -> tuple[dict, bool]:
+        app_id = self.allocate_app_ids()[0] if creating and self.users.app_id else None
+        return upsert_update(item, now, self.users, app_id=app_id)
 
-    def _after_write(self, user: ClerkUser, *, inserted: bool) -> WriteResult:
-        """A write that carried the write-back mark went in."""
-        users = self.schema.users
-        # Only an insert can resurrect a deleted user: a delete writes its tombstone
-        # before removing the document, so if ours inserted, a tombstone written
-        # before that is visible now. (If ours updated, the removal comes after it.)
-        if inserted and self.is_tombstoned(user.id):
-            self.users.delete_one({users.clerk_id: user.id, bk.UPDATED_AT: user.updated_at})
-            return WriteResult("stale")
-        return WriteResult("applied", wants_write_back=True)
+    def agreeing(self, item: Any) -> dict[str, Any] | None:
+        return agreeing_filter(item.public_metadata, self.users)
 
-    def delete_user(
-        self, clerk_id: str, keep: Keep | None = None, *, pruned_by: str | None = None
-    ) -> WriteResult:
-        """Tombstone first, then delete: ``duplicate`` when both were already done. ``keep``
-        (a prune's journal) sees the memberships the cascade removes before they go;
-        ``pruned_by`` (the prune run) marks the tombstone as that run's (``tombstone_update``)."""
+    def mark(self, update: dict[str, Any], now: datetime) -> dict[str, Any]:
+        return with_mark(update, now)
+
+    def needs_create_values(self) -> bool:
+        return bool(self.users.app_id)
+
+    def adoptable(self, item: Any) -> bool:
+        # Only when the app's email field is indexed: the lookup is then one index probe;
+        # without it, a scan per signup (reconcile adopts then, and doctor says so).
+        return bool(item.email and item.email_verified and self.email_indexed())
+
+    def adopt_when_refused(self) -> bool:
+        return self.email_unique()
+
+    def retry_refused(self, exc: IndexRefused) -> bool:
+        # The app allocated ids itself since the counter was seeded: seed it again above them.
+        if not self.users.app_id or exc.keys != (self.users.app_id,):
+            return False
+        self._counter_seeded = False
+        return True
+
+    # -- the app id --------------------------------------------------------------------------
+
+    def allocate_app_ids(self, count: int = 1) -> list[int]:
+        """``count`` integers for the schema's app id, from one counter (module docstring).
+        It starts above the largest id the collection holds (``$max``), so ids the app
+        allocated itself before clerksync are never reused either."""
         from pymongo import ReturnDocument
 
-        before = self.tombstones.find_one_and_update(
-            {"_id": clerk_id},
-            tombstone_update(utcnow(), pruned_by=pruned_by),
+        field = self.users.app_id
+        assert field is not None
+        key = f"{self.store.users.name}.{field}"
+        if not self._counter_seeded:
+            self._seed_counter(key, field)
+        after = self.store.counters.find_one_and_update(
+            {"_id": key},
+            {"$inc": {"seq": count}},
             upsert=True,
-            return_document=ReturnDocument.BEFORE,
+            return_document=ReturnDocument.AFTER,
         )
-        removed = self.users.delete_one({self.clerk_id: clerk_id}).deleted_count
-        removed += self.orgs.remove_user_memberships(clerk_id, keep)  # after the tombstone
-        return WriteResult("applied" if removed or before is None else "duplicate")
+        assert after is not None  # an upsert returning the document after
+        last = int(after["seq"])
+        return list(range(last - count + 1, last + 1))
 
-    def set_admin(self, doc_id: Any, value: bool) -> Mapping[str, Any]:
-        """Set the admin flag (``isAdmin``, or the role) and mark the write-back in the same
-        durable write. The mark leaves any claim alone, so a write-back in flight finishes,
-        sees ``seq`` moved and keeps the mark for the newest state. (``update_one`` then a
-        read: ``findAndModify`` is a collection scan on the wire server.)"""
-        users = self.schema.users
-        now = utcnow()
-        change = with_mark(
-            {"$set": {users.admin.field: users.admin.stored(value), **users.touched(now)}}, now
+    def _seed_counter(self, key: str, field: str) -> None:
+        from pymongo.errors import DuplicateKeyError
+
+        top = self.store.users.find_one(
+            {field: {"$type": "number"}}, {field: 1}, sort=[(field, -1)]
         )
-        if not self.users.update_one({"_id": doc_id}, change).matched_count:
-            raise NotFound(f"user {doc_id} vanished while being updated")
-        doc = self.users.find_one({"_id": doc_id})
-        if doc is None:
-            raise NotFound(f"user {doc_id} vanished while being updated")
-        linked = doc.get(users.clerk_id)
-        if not (isinstance(linked, str) and CLERK_USER_ID.match(linked)):
-            # The app's own user, not in Clerk: there is nothing to write back.
-            self.users.update_one({"_id": doc_id}, {"$unset": {bk.DUE: ""}})
-        return doc
+        highest = int(top[field]) if top is not None else 0
+        counters = self.store.counters
+        try:
+            counters.update_one({"_id": key}, {"$max": {"seq": highest}}, upsert=True)
+        except DuplicateKeyError:  # another process seeded it at the same moment
+            counters.update_one({"_id": key}, {"$max": {"seq": highest}})
+        self._counter_seeded = True
 
+    # -- adoption ----------------------------------------------------------------------------
 
-def connect(settings: Settings, *, announce: Any = None) -> UserStore:
-    """Open the store the settings name; the embedded one when ``MONGODB_URL`` is unset.
+    def email_indexed(self) -> bool:
+        """Is the app's email field the first key of an index (checked once a minute)?"""
+        return self._email_index_kind() is not None
 
-    Timeouts are short on purpose: a database that does not answer should cost seconds
-    and an actionable message, not pymongo's 30-second default."""
-    from pymongo import MongoClient
-    from pymongo.errors import ConfigurationError
+    def email_unique(self) -> bool:
+        """Is there a unique index on the app's email field alone, covering every document
+        with the same comparison as equality (no partial filter, no collation)? Then an
+        app-created document with a new user's email refuses the user's insert, and the
+        receiver can insert first and adopt only when refused: no lookup per signup."""
+        return self._email_index_kind() == "unique"
 
-    url = settings.mongodb_url
-    if url is None:
-        from clerksync.store.embedded import ensure_server
+    def _email_index_kind(self) -> str | None:
+        now = time.monotonic()
+        if self._email_index is None or now - self._email_index[0] > 60:
+            email = self.users.email
+            kind = None
+            for index in self.store.app_indexes() if email else []:
+                key = dict(index["key"])
+                if next(iter(key), None) != email:
+                    continue
+                whole = (
+                    len(key) == 1
+                    and index.get("unique")
+                    and "partialFilterExpression" not in index
+                    and "collation" not in index
+                )
+                kind = "unique" if whole else kind or "plain"
+            self._email_index = (now, kind)
+        return self._email_index[1]
 
-        url = ensure_server(settings.state_dir, announce=announce)
-    timeout = settings.mongo_timeout_ms
-    try:
-        client: MongoClient[Any] = MongoClient(
-            url,
-            serverSelectionTimeoutMS=timeout,
-            connectTimeoutMS=timeout,
-            socketTimeoutMS=max(timeout * 3, 10_000),
-            tz_aware=True,
-            appname="clerksync",
+    def adoption_candidates(
+        self, emails: Iterable[str], *, limit: int | None = None
+    ) -> dict[str, list[Any]]:
+        """Documents the app created, by lower-cased email: the email is one of ``emails``
+        and the Clerk-id field is missing, null or not a Clerk user id (``clerk_34``).
+
+        Addresses are matched as given and lower-cased, an equality the app's email index
+        answers (Clerk keeps addresses lower-case; ``doctor`` names app documents whose
+        address has capitals, which this misses)."""
+        users = self.users
+        wanted = sorted({e for email in emails for e in (email, email.lower())})
+        if not users.email or not wanted:
+            return {}
+        query = {
+            users.email: {"$in": wanted},
+            users.clerk_id: {"$not": {"$regex": CLERK_USER_ID.pattern}},
+        }
+        cursor = self.store.users.find(query, {users.email: 1, users.clerk_id: 1})
+        if limit:
+            cursor = cursor.limit(limit)
+        found: dict[str, list[Any]] = {}
+        for doc in cursor:
+            address = doc.get(users.email)
+            if isinstance(address, str):
+                found.setdefault(address.lower(), []).append(doc)
+        return found
+
+    def adoption_map(self, limit: int = 100_000) -> dict[str, list[Any]]:
+        """Every document the app created (no Clerk user id) with an email, by lower-cased
+        email: one read for a whole reconcile run, instead of one per page (without an index
+        on the email field, each would scan the collection)."""
+        users = self.users
+        if not users.email:
+            return {}
+        query = {
+            users.clerk_id: {"$not": {"$regex": CLERK_USER_ID.pattern}},
+            users.email: {"$type": "string"},
+        }
+        found: dict[str, list[Any]] = {}
+        for doc in self.store.users.find(query, {users.email: 1, users.clerk_id: 1}).limit(limit):
+            found.setdefault(doc[users.email].lower(), []).append(doc)
+        return found
+
+    def candidates_for(
+        self, batch: list[ClerkUser], candidates: Mapping[str, list[Any]] | None
+    ) -> Mapping[str, list[Any]]:
+        emails = [u.email for u in batch if u.email]
+        if candidates is None:
+            return self.adoption_candidates(emails)
+        return {e.lower(): candidates[e.lower()] for e in emails if e.lower() in candidates}
+
+    def adopt(self, item: Any, now: datetime) -> WriteResult | None:
+        """Take over the one app-created document with this user's *verified* primary email:
+        the Clerk id and the Clerk-owned fields are set, the app's fields kept, no second
+        document. None when there is nothing (or more than one thing) to adopt."""
+        if not (item.email and item.email_verified and self.users.email):
+            return None
+        found = self.adoption_candidates([item.email], limit=2).get(item.email.lower(), [])
+        if len(found) != 1 or self.store.is_tombstoned(item.id):
+            return None
+        return self.take_over(item, found[0], now)
+
+    def take_over(self, user: ClerkUser, found: Mapping[str, Any], now: Any) -> WriteResult | None:
+        from pymongo.errors import DuplicateKeyError
+
+        users, store = self.users, self.store
+        update, _ = upsert_update(user, now, users)
+        fields = {**update["$set"], bk.DUE: now}
+        candidate = {"_id": found["_id"], users.clerk_id: found.get(users.clerk_id)}
+        try:
+            result = store.users.update_one(candidate, {"$set": fields, "$inc": {bk.SEQ: 1}})
+        except DuplicateKeyError as exc:
+            if not store.ours(USER, exc.details or {}):
+                raise store.refused(USER, exc.details or {}, user.id) from None
+            return None  # the user has a document under its Clerk id after all
+        if not result.modified_count:
+            return None  # adopted or changed by someone else meanwhile
+        # A delete that ran before the take-over found no document under the Clerk id; its
+        # tombstone, written before that, is visible now (the receiver's insert rule).
+        if store.is_tombstoned(user.id):
+            store.users.delete_one({"_id": found["_id"], users.clerk_id: user.id})
+            return WriteResult("stale")
+        return WriteResult("applied", wants_write_back=True, adopted=True)
+
+    # -- a page of states (reconcile) --------------------------------------------------------
+
+    def page_candidates(self) -> Mapping[str, list[Any]] | None:
+        return self.adoption_map()
+
+    def plan_fields(self) -> dict[str, int]:
+        # what the metadata comparison needs: an update whose Clerk copy names every key but
+        # disagrees with the document queues its write-back in the same write
+        return self.users.projection()
+
+    def take_over_page(
+        self, fresh: list[Any], now: datetime, candidates: Mapping[str, list[Any]] | None
+    ) -> tuple[set[str], int]:
+        verified = [u for u in fresh if u.email and u.email_verified]
+        if not verified:
+            return set(), 0
+        found = self.candidates_for(verified, candidates)
+        gone = self.store.tombstoned([u.id for u in verified]) if found else set()
+        taken: set[str] = set()
+        adopted = 0
+        for user in verified:
+            docs = found.get((user.email or "").lower(), [])
+            if len(docs) != 1 or user.id in gone:
+                continue
+            took = self.take_over(user, docs[0], now)
+            if took is not None:  # adopted, or adopted and deleted again (stale)
+                adopted += took.outcome == "applied"
+                taken.add(user.id)
+        return taken, adopted
+
+    def adoptable_in(
+        self, fresh: list[Any], candidates: Mapping[str, list[Any]] | None
+    ) -> set[str]:
+        found = self.candidates_for([u for u in fresh if u.email and u.email_verified], candidates)
+        return {
+            u.id
+            for u in fresh
+            if u.email_verified and len(found.get((u.email or "").lower(), [])) == 1
+        }
+
+    def prepare(self, items: Iterable[Any], now: datetime) -> dict[str, dict[str, Any]]:
+        # none when the schema has an app id: it is allocated at the insert
+        if self.users.app_id:
+            return {}
+        return {u.id: new_document(upsert_update(u, now, self.users)[0]) for u in items}
+
+    def new_documents(
+        self, fresh: list[Any], now: datetime, prepared: Mapping[str, dict[str, Any]] | None
+    ) -> list[dict[str, Any]]:
+        ids = self.allocate_app_ids(len(fresh)) if self.users.app_id else None
+        docs = []
+        for n, user in enumerate(fresh):
+            doc = None if ids or prepared is None else prepared.get(user.id)
+            if doc is None:
+                app_id = ids[n] if ids else None
+                doc = new_document(upsert_update(user, now, self.users, app_id=app_id)[0])
+            # A new document's id is news to Clerk: its write-back is due either way.
+            doc.setdefault(bk.ROOT, {}).update(dueAt=now, seq=1)
+            docs.append(doc)
+        return docs
+
+    def page_update(
+        self, item: Any, now: datetime, held: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """The ordered update of a stored user, marked when Clerk's copy lacks our keys
+        (``upsert_update``) or names them all but disagrees with the stored document."""
+        update, queued = upsert_update(item, now, self.users)
+        doc = held.get(item.id)
+        if (
+            not queued
+            and doc is not None
+            and clerk_copy_differs(item.public_metadata, doc, self.users)
+        ):
+            return with_mark(update, now)
+        return update
+
+    def upserted(self, entries: list[Mapping[str, Any]], now: datetime) -> None:
+        """Gone between the plan and the write, so upserted: created after all, and with a
+        new id, so its write-back is due (and its app id allocated)."""
+        store, users = self.store, self.users
+        store.users.update_many(
+            {"_id": {"$in": [entry["_id"] for entry in entries]}},
+            {"$set": {bk.DUE: now}, "$inc": {bk.SEQ: 1}},
         )
-    except (ConfigurationError, ValueError):
-        # pymongo's own message may quote the URL (and its password): a fixed text instead.
-        # A malformed URL is the user's to fix, like any malformed variable: exit 2.
-        raise ConfigError(
-            "MONGODB_URL is not a usable connection string (check its host list, port, "
-            "brackets around IPv6 addresses, and options; for mongodb+srv:// the DNS name; "
-            "an @, : or / in the user name or password must be percent-encoded, @ as %40)"
-        ) from None
-    return UserStore(client, database_name(settings, client), settings.schema)
+        if users.app_id:
+            field = users.app_id
+            for entry, app_id in zip(entries, self.allocate_app_ids(len(entries)), strict=True):
+                store.users.update_one(
+                    {"_id": entry["_id"], field: {"$exists": False}}, {"$set": {field: app_id}}
+                )
+
+
+@translated
+def set_admin(store: Store, doc_id: Any, value: bool) -> Mapping[str, Any]:
+    """Set the admin flag (``isAdmin``, or the role) and mark the write-back in the same
+    durable write. The mark leaves any claim alone, so a write-back in flight finishes,
+    sees ``seq`` moved and keeps the mark for the newest state. (``update_one`` then a
+    read: ``findAndModify`` is a collection scan on the wire server.)"""
+    users = store.schema.users
+    now = utcnow()
+    change = with_mark(
+        {"$set": {users.admin.field: users.admin.stored(value), **users.touched(now)}}, now
+    )
+    if not store.users.update_one({"_id": doc_id}, change).matched_count:
+        raise NotFound(f"user {doc_id} vanished while being updated")
+    doc = store.users.find_one({"_id": doc_id})
+    if doc is None:
+        raise NotFound(f"user {doc_id} vanished while being updated")
+    linked = doc.get(users.clerk_id)
+    if not (isinstance(linked, str) and CLERK_USER_ID.match(linked)):
+        # The app's own user, not in Clerk: there is nothing to write back.
+        store.users.update_one({"_id": doc_id}, {"$unset": {bk.DUE: ""}})
+    return doc

@@ -3,7 +3,7 @@ it. No collection of its own: the state lives on the user document, so the mark 
 in the same durable write as the change that caused it and survives anything the document
 survives (the fields are listed in ``clerksync.bookkeeping``).
 
-Marking (``UserStore.upsert_user``, ``set_admin``, reconcile) sets ``clerksync.dueAt`` and
+Marking (``Store.upsert_user``, ``set_admin``, reconcile) sets ``clerksync.dueAt`` and
 bumps ``clerksync.seq``, and never touches a claim. Claiming takes a *lease*: an owner id
 and a short expiry (``LEASE``), renewed while the write runs (``writeback.LeaseKeeper``).
 Another process skips a leased user, and a process killed mid-write holds its users for at
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
     from clerksync.mapping.schema import Schema
-    from clerksync.store.users import UserStore
+    from clerksync.store.database import Store
 
 
 #: how long a claim holds without renewal: a killed process's users wait at most this long
@@ -305,7 +305,7 @@ class WriteBackQueue:
 _QUEUES: weakref.WeakKeyDictionary[Any, WriteBackQueue] = weakref.WeakKeyDictionary()
 
 
-def queue_of(store: UserStore) -> WriteBackQueue:
+def queue_of(store: Store) -> WriteBackQueue:
     """The store's write-back queue: one per store, so every claim this process makes through
     it (workers, bulk jobs, promote/demote) carries the same lease owner."""
     queue = _QUEUES.get(store)

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from clerksync.clerk.gateway import ClerkGateway
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 from clerksync.writeback.queue import Key, queue_of
 from clerksync.writeback.writeback import (
     InstanceGuard,
@@ -36,7 +36,7 @@ class WriteBackWorkers:
 
     def __init__(
         self,
-        store: UserStore,
+        store: Store,
         gateway: ClerkGateway,
         *,
         threads: int = 4,

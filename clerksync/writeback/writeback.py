@@ -30,8 +30,8 @@ from clerksync.clerk.pacing import PerUserWindow, RetryPolicy, SlidingWindowPace
 from clerksync.errors import ClerkApiError
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.users import clerk_copy_differs, wanted_metadata
+from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
-from clerksync.store.users import UserStore
 from clerksync.writeback.queue import Key, WriteBackQueue
 
 log = logging.getLogger("clerksync.writeback")
@@ -106,7 +106,7 @@ class InstanceGuard:
     is believed only once the instance is known to be the same. An unbound database has
     nothing to compare with: it passes. Answers are kept ``ttl`` seconds."""
 
-    def __init__(self, store: UserStore, gateway: ClerkGateway, *, ttl: float = 60.0) -> None:
+    def __init__(self, store: Store, gateway: ClerkGateway, *, ttl: float = 60.0) -> None:
         self.store = store
         self.gateway = gateway
         self.ttl = ttl

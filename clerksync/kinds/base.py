@@ -1,0 +1,151 @@
+"""What a synced kind is, as data, and the field validators every kind's parser shares.
+
+A ``Kind`` says everything the rest of clerksync needs to mirror one Clerk object: its
+webhook events and what each does, its parser, the logical fields of its document and their
+names in each preset, the kinds it belongs to (cascades, tombstones that refuse it), and the
+Backend API list it is reconciled from. The store, reconcile, prune, doctor and ``send``
+read these descriptions; none of them has a code path of its own per kind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from clerksync.errors import InvalidEvent
+
+MAX_TEXT = 2048
+#: JavaScript's Number.MAX_SAFE_INTEGER: Clerk's timestamps are JSON numbers
+MAX_MILLIS = 2**53 - 1
+
+#: what an event does to its object
+Action = Literal["upsert", "delete"]
+
+
+class ClerkObject(Protocol):
+    """A validated Clerk object: its id and the ``updated_at`` (ms) that orders its states."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def updated_at(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a delete event names: the object's id, and its user's for the log (a
+    membership's), when the event carries it."""
+
+    id: str
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The instance-wide Backend API list a kind is reconciled from, and how to ask Clerk
+    whether ids it did not list are still there (before calling them orphans).
+
+    ``paging``: ``cursor`` (``starting_after``, the users' list: the same cost at any
+    depth) or ``offset`` (``{data, total_count}`` pages). Confirmation: ``by_ids`` names
+    the list's query parameter taking ids (100 a request); ``per_parent`` is a path
+    template with ``{parent}`` listing one parent's objects, filtered by ``member_param``
+    taking the values of the logical field ``member_field`` (the memberships of one
+    organization, by user id)."""
+
+    path: str
+    paging: Literal["cursor", "offset"] = "offset"
+    by_ids: str | None = None
+    per_parent: str | None = None
+    parent_field: str | None = None
+    member_param: str | None = None
+    member_field: str | None = None
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One Clerk object kind clerksync mirrors. See the module docstring."""
+
+    #: ``user``, ``organization``…: the journal's and tombstones' word for it
+    name: str
+    #: ``users``, ``organizations``…: its mapping section, summary key and default collection
+    plural: str
+    #: the shape of its Clerk ids (``org_…``): ids go into filters, so only these pass
+    id_re: re.Pattern[str]
+    #: event type -> what it does; both spellings where Clerk's own code drifts
+    events: Mapping[str, Action]
+    #: Clerk's JSON (a webhook's data or a list item) -> a validated object, or InvalidEvent
+    parse: Callable[[Any], Any]
+    #: a delete event's data -> what it names
+    parse_deleted: Callable[[Any], Deleted]
+    #: the logical fields of the document besides ``clerk_id``, ``created_at``, ``updated_at``
+    fields: tuple[str, ...] = ()
+    #: those a mapping may drop (``""``): the rest are required
+    optional: tuple[str, ...] = ()
+    #: a validated object -> its logical fields' values
+    values: Callable[[Any], Mapping[str, Any]] = lambda item: {}
+    #: per preset, the document's names: ``collection``, ``clerk_id``, each logical field,
+    #: ``created_at``/``updated_at`` (None: the preset keeps no such field)
+    presets: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    #: parent kind -> the logical field holding its id: a parent's delete removes the
+    #: object (cascade), and a parent's tombstone refuses it
+    parents: Mapping[str, str] = field(default_factory=dict)
+    #: parents whose prune takes the object along, counted under the parent's guard;
+    #: an object of another parent Clerk no longer lists is an orphan of its own
+    pruned_with: tuple[str, ...] = ()
+    #: logical fields worth an index besides the Clerk id (lookups, cascades)
+    indexed: tuple[str, ...] = ()
+    #: a validated object -> the user it concerns, for the delivery log
+    user_of: Callable[[Any], str | None] = lambda item: None
+    listing: Listing | None = None
+
+    def tombstone_keys(self, item: Any) -> list[str]:
+        """The Clerk ids whose tombstone refuses this object: its own and its parents'."""
+        values = self.values(item) if self.parents else {}
+        return [item.id, *(str(values[f]) for f in self.parents.values() if values.get(f))]
+
+
+# -- validators shared by every parser --------------------------------------------------------
+
+
+def json_object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(f"{what} must be a JSON object")
+    return value
+
+
+def text(data: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
+    """A string of at most ``MAX_TEXT`` characters (non-empty when ``required``), or None."""
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT or (required and not value):
+        kind = "a non-empty string" if required else "a string or null"
+        raise InvalidEvent(f"field {key!r} must be {kind}")
+    return value
+
+
+def millis(data: Mapping[str, Any], key: str, *, required: bool) -> int | None:
+    """A timestamp in milliseconds (a non-negative JSON integer), or None."""
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MILLIS:
+        raise InvalidEvent(f"field {key!r} must be a timestamp in milliseconds")
+    return value
+
+
+def updated_at(data: Mapping[str, Any]) -> int:
+    found = millis(data, "updated_at", required=True)
+    assert found is not None
+    return found
+
+
+def clerk_id(value: Any, pattern: re.Pattern[str], key: str, noun: str, prefix: str) -> str:
+    """A Clerk id of one kind, or InvalidEvent: ids go into filters, so only plain strings
+    of the kind's shape pass (never an operator object such as ``{"$ne": ""}``)."""
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidEvent(f"field {key!r} must be a Clerk {noun} id such as {prefix}2abc…")
+    return value

@@ -1,0 +1,91 @@
+"""Is the database there: what deliveries learn of it, and ``/healthz``.
+
+A paused server looks healthy to the driver for seconds, and one slow write on a loaded
+machine is no outage: the database is *away* once the driver knows no server it can write
+to, or ``AWAY_AFTER`` deliveries in a row could not reach it in time. Then one delivery at a
+time finds out whether it is back (and wakes the driver's monitor) while the others are
+answered 503 at once, instead of queueing for threads and timing out in turn.
+``/healthz`` pings on a thread of its own, never queued behind deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from clerksync.errors import ClerkSyncError, StoreUnavailable
+from clerksync.store.database import Store
+from clerksync.store.mongo import database_unreachable
+
+AWAY_AFTER = 3  # timeouts in a row, with no success between, that mean "away"
+HEALTH_TIMEOUT = 0.6  # seconds /healthz waits for the database
+
+
+class DatabaseAway(StoreUnavailable):
+    """Answered at once: the database is known to be away and another delivery is probing."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Was the database unreachable or too slow (not refusing a write)?"""
+    return isinstance(exc, DatabaseAway) or database_unreachable(exc)
+
+
+class DatabaseWatch:
+    """What deliveries learnt of the database (see the module docstring). One event loop:
+    no lock for the counters."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.probing = False  # one delivery is finding out whether the database is back
+        self._failures = 0  # deliveries in a row that could not reach the database in time
+        self._health: Future[float | None] | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="clerksync-health")
+
+    def away(self) -> bool:
+        return self._failures >= AWAY_AFTER or not self._writable()
+
+    def failed(self, exc: BaseException) -> None:
+        if unreachable(exc):  # unreachable or too slow, not a refused write
+            self._failures += 1
+
+    def answered(self) -> None:
+        self._failures = 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _writable(self) -> bool:
+        """Does the driver know a server it can write to? (No I/O: its current view.)"""
+        try:
+            return bool(self.store.client.topology_description.has_writable_server())
+        except Exception:  # pragma: no cover (a client without a topology view)
+            return True
+
+    def _ping(self) -> float | None:
+        """Round trip in ms, or None when the database does not answer in time."""
+        import pymongo
+
+        try:
+            with pymongo.timeout(HEALTH_TIMEOUT):
+                return self.store.ping()[1]
+        except ClerkSyncError:
+            return None
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        """Concurrent checks share one ping."""
+        future = self._health
+        if future is None or future.done():
+            future = self._health = self._pool.submit(self._ping)
+        # The driver knows the database is away: the ping (which also wakes the driver's
+        # monitor) gets a moment, not the full timeout.
+        wait = 0.1 if self.away() else HEALTH_TIMEOUT + 0.1
+        try:
+            ms = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
+        except asyncio.TimeoutError:
+            ms = None
+        if ms is None:
+            return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
+        return JSONResponse({"ok": True, "database": self.store.name, "roundTripMs": round(ms, 1)})

@@ -1,0 +1,44 @@
+"""Opening the store the settings name: the app's MongoDB, or the embedded default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clerksync.errors import ConfigError
+from clerksync.settings import Settings
+from clerksync.store.database import Store
+from clerksync.store.mongo import database_name
+
+
+def connect(settings: Settings, *, announce: Any = None) -> Store:
+    """Open the store the settings name; the embedded one when ``MONGODB_URL`` is unset.
+
+    Timeouts are short on purpose: a database that does not answer should cost seconds
+    and an actionable message, not pymongo's 30-second default."""
+    from pymongo import MongoClient
+    from pymongo.errors import ConfigurationError
+
+    url = settings.mongodb_url
+    if url is None:
+        from clerksync.store.embedded import ensure_server
+
+        url = ensure_server(settings.state_dir, announce=announce)
+    timeout = settings.mongo_timeout_ms
+    try:
+        client: MongoClient[Any] = MongoClient(
+            url,
+            serverSelectionTimeoutMS=timeout,
+            connectTimeoutMS=timeout,
+            socketTimeoutMS=max(timeout * 3, 10_000),
+            tz_aware=True,
+            appname="clerksync",
+        )
+    except (ConfigurationError, ValueError):
+        # pymongo's own message may quote the URL (and its password): a fixed text instead.
+        # A malformed URL is the user's to fix, like any malformed variable: exit 2.
+        raise ConfigError(
+            "MONGODB_URL is not a usable connection string (check its host list, port, "
+            "brackets around IPv6 addresses, and options; for mongodb+srv:// the DNS name; "
+            "an @, : or / in the user name or password must be percent-encoded, @ as %40)"
+        ) from None
+    return Store(client, database_name(settings, client), settings.schema)

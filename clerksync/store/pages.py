@@ -1,0 +1,158 @@
+"""Reconcile's page writes: a page of Clerk states planned with one read and written with
+``insert_many`` and ordered upserts, under the one write path's ordering, tombstone,
+adoption and index rules (``clerksync.store.writer``), for every kind.
+
+One read of the stored versions splits the page: objects MongoDB lacks are inserted
+(``insert_many`` costs the server less than upserts), objects it holds an older state of are
+updated through the ordering filter, and the rest cost no write at all, so a second run
+writes nothing. The read is only a plan: an object inserted meanwhile (by the receiver, say)
+fails its insert on the unique index and takes the ordered upsert instead; and the
+tombstones are read after the writes, for what was inserted, as the receiver does, so a
+delete racing the run cannot be undone by it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from clerksync.kinds.base import Kind
+from clerksync.mapping import bookkeeping as bk
+from clerksync.mapping.documents import held_positions, is_older, ordering_filter
+from clerksync.store.mongo import duplicates_only, translated, utcnow
+from clerksync.store.writer import Writer
+
+
+@dataclass(frozen=True)
+class PageCounts:
+    """What a page write did (or, planned, would do), by object."""
+
+    created: int = 0
+    updated: int = 0
+    adopted: int = 0
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@translated
+def write_page(
+    writer: Writer,
+    kind: Kind,
+    items: Iterable[Any],
+    *,
+    assume_new: bool = False,
+    candidates: Mapping[str, list[Any]] | None = None,
+    prepared: Mapping[str, dict[str, Any]] | None = None,
+) -> PageCounts:
+    """Write a page of one kind's Clerk states (see the module docstring).
+
+    ``assume_new`` skips the planning read and inserts the whole page (what is there
+    already fails on the unique index and goes the ordered way): cheaper when the previous
+    page was all new, as it is when a database missed a stretch of signups or starts empty.
+    ``candidates``: the app's own documents users may adopt, read once for a run.
+    ``prepared``: documents ``Hooks.prepare`` made for some of these items beforehand.
+    """
+    from pymongo import UpdateOne
+    from pymongo.errors import BulkWriteError
+
+    store, hooks = writer.store, writer.hooks(kind)
+    store.ready(kind)
+    collection, key = store.collection(kind), store.key(kind)
+    ours = functools.partial(store.ours, kind)
+    versions = functools.partial(store.stored_versions, kind)
+    what = f"a Clerk {kind.name}'s document"
+    batch = list(items)
+    fields = hooks.plan_fields()
+    held = {} if assume_new else dict(store.stored_docs(kind, [i.id for i in batch], fields))
+    stored = {i: bk.field(d, bk.UPDATED_AT) for i, d in held.items()}
+    now = utcnow()
+    fresh = [i for i in batch if i.id not in stored]
+    older = [i for i in batch if i.id in stored and is_older(stored[i.id], i.updated_at)]
+    taken, adopted = hooks.take_over_page(fresh, now, candidates)
+    fresh = [i for i in fresh if i.id not in taken]
+    inserted: list[Any] = []  # the objects whose documents this call created
+    if fresh:
+        docs = hooks.new_documents(fresh, now, prepared)
+        failed: set[int] = set()
+        try:
+            collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            failed = duplicates_only(
+                exc,
+                ours,
+                collection.name,
+                what,
+                stored=held_positions(fresh, versions, any_state=True),
+            )
+        there = [i for n, i in enumerate(fresh) if n in failed]  # there now: the filter decides
+        if there and fields:
+            held.update(store.stored_docs(kind, [i.id for i in there], fields))
+        older += there
+        inserted += [i for n, i in enumerate(fresh) if n not in failed]
+    updated = 0
+    if older:
+        ops = [
+            UpdateOne(ordering_filter(key, i), hooks.page_update(i, now, held), upsert=True)
+            for i in older
+        ]
+        try:
+            details: Mapping[str, Any] = collection.bulk_write(ops, ordered=False).bulk_api_result
+        except BulkWriteError as exc:
+            # a newer state stored meanwhile: nothing to do
+            duplicates_only(
+                exc, ours, collection.name, what, stored=held_positions(older, versions)
+            )
+            details = exc.details
+        updated = int(details.get("nModified", 0))
+        upserted = list(details.get("upserted", []))
+        if upserted:
+            hooks.upserted(upserted, now)
+            inserted += [older[entry["index"]] for entry in upserted]
+    gone = _tombstoned(writer, kind, inserted)
+    if gone:
+        collection.delete_many({key: {"$in": sorted(gone)}})
+    created = len(inserted) - len(gone)
+    return PageCounts(
+        created=created,
+        updated=updated,
+        adopted=adopted,
+        unchanged=len(batch) - len(gone) - created - updated - adopted,
+    )
+
+
+@translated
+def plan_page(
+    writer: Writer,
+    kind: Kind,
+    items: Iterable[Any],
+    *,
+    candidates: Mapping[str, list[Any]] | None = None,
+) -> PageCounts:
+    """What ``write_page`` would do, writing nothing (reconcile --dry-run)."""
+    store, hooks = writer.store, writer.hooks(kind)
+    batch = list(items)
+    stored = store.stored_versions(kind, [i.id for i in batch])
+    fresh = [i for i in batch if i.id not in stored]
+    older = [i for i in batch if i.id in stored and is_older(stored[i.id], i.updated_at)]
+    gone = _tombstoned(writer, kind, fresh)
+    new = [i for i in fresh if i.id not in gone]
+    adoptable = hooks.adoptable_in(new, candidates)
+    return PageCounts(
+        created=len(new) - len(adoptable),
+        updated=len(older),
+        adopted=len(adoptable),
+        unchanged=len(batch) - len(fresh) - len(older),
+    )
+
+
+def _tombstoned(writer: Writer, kind: Kind, items: list[Any]) -> set[str]:
+    """The ids of ``items`` a tombstone refuses (their own, or a parent's)."""
+    keys = sorted({k for i in items for k in kind.tombstone_keys(i)})
+    if not keys:
+        return set()
+    gone = writer.store.tombstoned(keys)
+    return {i.id for i in items if gone.intersection(kind.tombstone_keys(i))}
