@@ -99,15 +99,6 @@ def mask(secret: str | None) -> str:
     return f"…{secret[-4:]}" if len(secret) > 12 else "…"
 
 
-def mask_url(url: str) -> str:
-    """A connection string without its password: ``mongodb://user:…@host/db``."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":…@", 1)
-        return parts._replace(netloc=netloc).geturl()
-    return url
-
-
 # -- validators: each returns a problem (for a one-line message) or None ------------------------
 
 
@@ -210,7 +201,9 @@ class Settings:
     payload_ttl_days: float = 7.0
     #: how long a MongoDB operation may wait for a server, in ms
     mongo_timeout_ms: int = 3000
-    #: the app's schema (``CLERKSYNC_SCHEMA``): collection and field names, see clerksync.schema
+    #: seconds the embedded store's daemon waits without a client before it stops
+    embedded_idle_seconds: float = 900.0
+    #: the app's schema (``CLERKSYNC_SCHEMA``): collection and field names
     schema: Schema = DEFAULT_SCHEMA
     #: env files that were read, in precedence order (for doctor)
     env_files: tuple[Path, ...] = field(default_factory=tuple)
@@ -326,9 +319,6 @@ def load_settings(
             raise ConfigError(f"{name} must be a number above 0 and at most {largest:g}")
         return value
 
-    # read by the embedded store's daemon from its environment; checked here so a bad value
-    # is one line and exit 2, not an error inside the store's start-up
-    number("CLERKSYNC_EMBEDDED_IDLE_SECONDS", 900, 7 * 86400)
     home = get("CLERKSYNC_HOME")
     state_dir = Path(home) if home else default_state_dir(cwd)
     if state_dir.exists() and not state_dir.is_dir():
@@ -344,6 +334,7 @@ def load_settings(
         state_dir=state_dir,
         payload_ttl_days=number("CLERKSYNC_PAYLOAD_TTL_DAYS", 7.0, 3650),
         mongo_timeout_ms=int(number("CLERKSYNC_MONGO_TIMEOUT_MS", 3000, 600_000)),
+        embedded_idle_seconds=number("CLERKSYNC_EMBEDDED_IDLE_SECONDS", 900, 7 * 86400),
         schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=cwd),
         env_files=tuple(files),
         misnamed=misnamed,

@@ -49,7 +49,7 @@ def test_rotate_secret_needs_dev(cli, db_env, home: Path) -> None:
 
 
 def test_a_mounted_receiver_refuses_the_embedded_store(tmp_path: Path) -> None:
-    from clerksync.receiver.app import create_app
+    from clerksync.receiver.asgi import create_app
 
     settings = load_settings(environ={"WEBHOOK_SECRET": "whsec_" + "QUJDRA" * 6}, cwd=tmp_path)
     with pytest.raises(ConfigError, match="MONGODB_URL is not set"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clerksync.errors import ConfigError
-from clerksync.settings import KNOWN_NAMES, load_settings, mask, mask_url
+from clerksync.settings import KNOWN_NAMES, load_settings, mask
 from tests.conftest import WEBHOOK_SECRET
 
 
@@ -80,7 +80,6 @@ def test_masking_keeps_prefix_and_last_four() -> None:
     assert mask("sk_test_abcdefghijklmnopa1b2") == "sk_test_…a1b2"
     assert mask(WEBHOOK_SECRET) == "whsec_…LaSw"
     assert mask(None) == "(unset)"
-    assert mask_url("mongodb://app:hunter2@db.example/prod") == "mongodb://app:…@db.example/prod"
 
 
 def test_database_named_in_the_url_path_wins(tmp_path: Path) -> None:

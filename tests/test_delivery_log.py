@@ -3,12 +3,14 @@ and the log's writer make the same one, in either order, on the real wire server
 
 from __future__ import annotations
 
+import collections
+import threading
 from typing import Any
 
 import pytest
 
 from clerksync.deliverylog.records import iter_records
-from clerksync.deliverylog.writer import DeliveryLog, record
+from clerksync.deliverylog.writer import DeliveryLog, entry_bytes, record
 from clerksync.store import database as deliveries
 from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
@@ -57,3 +59,42 @@ def test_the_logs_collection_takes_acknowledged_unjournaled_writes(store: Store)
     # diagnostics, not state: w=1, unlike the users collection's w=majority, j=true
     assert store.deliveries.write_concern.document == {"w": 1}
     assert store.users.write_concern.document["w"] == "majority"
+
+
+class _RacingQueue(collections.deque):  # type: ignore[type-arg]
+    """A queue that lets ``add`` run in another thread at the moment the writer looks at its
+    head: where ``add`` drops that very record (memory full), the head is gone."""
+
+    racer: Any = None
+
+    def __getitem__(self, index: Any) -> Any:
+        racer, self.racer = self.racer, None
+        if racer is not None:
+            racer.start()
+            racer.join(1.0)  # it ends here unless the writer holds the lock it needs
+        return super().__getitem__(index)
+
+
+def test_a_record_dropped_while_the_writer_takes_it_stops_nothing(store: Store) -> None:
+    def entry(svix_id: str, outcome: str) -> dict[str, Any]:
+        return record(
+            svix_id=svix_id,
+            event_type="user.created",
+            user_id="user_x",
+            outcome=outcome,
+            received_at=utcnow(),
+            duration_ms=1.0,
+        )
+
+    first = entry("msg_first", "applied")
+    log = DeliveryLog(store, max_bytes=entry_bytes(first))  # room for one record
+    log._other = _RacingQueue()
+    log.add(first)
+    # A failed record arrives while the writer reads the head: it makes room by dropping it.
+    log._other.racer = threading.Thread(target=log.add, args=(entry("msg_failed", "failed"),))
+    assert log.flush_now()
+    assert log.flush_now()  # what the racer added once the writer let go
+    written = [r["svixId"] for r in iter_records(store)]
+    assert "msg_first" in written
+    assert len(written) + sum(log.dropped.values()) == 2  # each one written or counted dropped
+    assert log.pending == 0 and log.pending_bytes == 0

@@ -267,3 +267,42 @@ def test_one_delivery_that_stays_failed_does_not_block_the_others(cli, store: St
     assert [r["outcome"] for r in shown["replays"]] == ["failed", "failed"]
     text = cli("events", "replay", "--failed")
     assert text.exit_code == 1 and "1 still failed" in text.stderr and "username_1" in text.stdout
+
+
+def test_replay_failed_holds_one_payload_at_a_time(store: Store) -> None:
+    """40 failed deliveries of ~256 KB each (an end user's ``unsafe_metadata``, which does
+    not compress): replaying them never holds them all in memory."""
+    import base64
+    import os
+    import tracemalloc
+
+    from clerksync.deliverylog.replay import replay
+
+    now = utcnow()
+    for i in range(40):
+        user = clerk_user(user_id=f"user_big{i}")
+        user["unsafe_metadata"] = {"blob": base64.b64encode(os.urandom(192 * 1024)).decode()}
+        body = json.dumps(event("user.created", user)).encode()
+        append_records(
+            store,
+            [
+                record(
+                    svix_id=f"msg_big{i}",
+                    event_type="user.created",
+                    user_id=f"user_big{i}",
+                    outcome="failed",
+                    received_at=now,
+                    duration_ms=1,
+                    body=body,
+                )
+            ],
+        )
+    tracemalloc.start()
+    try:
+        results = replay(store, failed=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [r.outcome for r in results] == ["applied"] * 40
+    assert [r.id for r in results] == [f"msg_big{i}" for i in range(40)]  # oldest first
+    assert peak < 4 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB: the payloads were all held"

@@ -168,6 +168,8 @@ def test_an_organization_update_the_apps_slug_index_refuses_fails(
         page(store, ORGANIZATION, [parse_organization(takes_two)])
     except IndexRefused as exc:
         assert exc.index == "app_slug"
+        # the kind it refused, in the one line (not "a Clerk user's document")
+        assert "a Clerk organization's document" in str(exc) and " user" not in str(exc)
     else:
         raise AssertionError("a refused update counted as done")
     assert store.collection(ORGANIZATION).find_one({"clerkId": "org_one"})["slug"] == "one"

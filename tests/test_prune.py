@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,3 +219,36 @@ def test_a_reconcile_that_fails_after_pruning_names_the_run(
     assert found, failed.stderr
     undone = json.loads(cli("reconcile", "--undo-prune", found.group(1), "--json").stdout)
     assert undone["users"]["restored"] == 1 and store.count() == 20
+
+
+def temporary_tables() -> int:
+    """SQLite connections this process holds open (reconcile's temporary id tables)."""
+    count = 0
+    for held in gc.get_objects():
+        if type(held) is sqlite3.Connection:
+            try:
+                held.execute("SELECT 1")
+            except sqlite3.ProgrammingError:  # closed
+                continue
+            count += 1
+    return count
+
+
+def test_a_reconcile_whose_page_fails_leaves_no_temporary_table_open(
+    cli, store: Store, fake_clerk: FakeClerk
+) -> None:
+    """Its tables are closed when it fails, not whenever the failure is let go (a caller that
+    keeps the exception, to log or report it, keeps every frame's tables otherwise)."""
+    from clerksync.clerk.gateway import ClerkGateway
+    from clerksync.errors import ClerkApiError
+    from clerksync.jobs.reconcile import reconcile
+    from tests.support.fakeclerk import SECRET_KEY
+
+    synced(cli, fake_clerk, store, 30)  # MongoDB holds users: the snapshot has rows to write
+    before = temporary_tables()
+    fake_clerk.fail_path("/users", status=400)  # the first page of users: not retried
+    gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
+    with pytest.raises(ClerkApiError) as failed:
+        reconcile(store, gateway, rate=1000)
+    assert failed.value.status == 400
+    assert temporary_tables() == before  # while the failure is still held

@@ -74,6 +74,12 @@ class ClerkGateway:
         self.requests = 0
         self._requests_lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the SDK's HTTP client (its pooled connections)."""
+        client = self.sdk.sdk_configuration.client
+        if client is not None:
+            client.close()
+
     def _count(self) -> None:
         """Requests made (the benchmarks' figure); reconcile calls from two threads."""
         with self._requests_lock:
@@ -101,12 +107,6 @@ class ClerkGateway:
         if not isinstance(instance, dict) or not isinstance(instance.get("id"), str):
             raise ClerkApiError("Clerk answered GET /instance without an instance id")
         return instance
-
-    def list_page(
-        self, *, offset: int = 0, limit: int = PAGE_SIZE, order_by: str = "+created_at"
-    ) -> list[dict[str, Any]]:
-        """One page of users in a stable order, as plain dicts."""
-        return self._list({"limit": limit, "offset": offset, "order_by": order_by})
 
     def users_after(self, cursor: str | None, *, limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
         """The page of users that follows ``cursor`` (a user id; None: the first page), oldest

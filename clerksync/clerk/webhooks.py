@@ -12,11 +12,6 @@ import base64
 import secrets
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 MAX_BODY = 1024 * 1024
 

@@ -130,6 +130,7 @@ def open_store(ctx: typer.Context, *, indexes: bool = False) -> Store:
     settings = state(ctx).settings
     settings.check("MONGODB_URL", "MONGODB_DB")
     store = connect(settings, announce=say)
+    ctx.call_on_close(store.close)  # the command's end closes its client, whatever happens
     store.ping()  # fail fast with a clear message instead of on the first query
     if indexes:
         report = store.ensure_indexes()

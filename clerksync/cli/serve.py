@@ -158,11 +158,12 @@ def serve(
             limit_concurrency=limit_concurrency,
         )
     finally:
+        store.close()
         forget_running_server(settings.state_dir)
         if settings.uses_embedded_store:
-            from clerksync.store.embedded import IDLE_SECONDS
-
+            idle = settings.embedded_idle_seconds
+            after = f"{idle / 60:.0f} minutes" if idle >= 120 else f"{idle:.0f} seconds"
             tell(
-                f"Stopped. The embedded store stops by itself after {IDLE_SECONDS / 60:.0f} "
-                "minutes without a client (CLERKSYNC_EMBEDDED_IDLE_SECONDS)."
+                f"Stopped. The embedded store stops by itself after {after} "
+                "without a client (CLERKSYNC_EMBEDDED_IDLE_SECONDS)."
             )

@@ -44,7 +44,9 @@ def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | Non
         settings.require("CLERK_SECRET_KEY")
     if not settings.clerk_secret_key:
         return None
-    return ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url)
+    clerk = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url)
+    ctx.call_on_close(clerk.close)
+    return clerk
 
 
 def rate_for(ctx: typer.Context, rate: float | None) -> float:

@@ -132,7 +132,8 @@ def record_count(entry: Mapping[str, Any]) -> int:
     return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
 
 
-def _deliveries(store: Store, **filters: Any) -> Iterator[Mapping[str, Any]]:
+def deliveries(store: Store, **filters: Any) -> Iterator[Mapping[str, Any]]:
+    """The log's records but doctor's probes (``iter_records``' filters)."""
     return (e for e in iter_records(store, **filters) if not is_probe(e))
 
 
@@ -146,7 +147,7 @@ def list_deliveries(
 ) -> list[Delivery]:
     """Deliveries and replays, newest first (probes left out)."""
     found: list[Delivery] = []
-    for entry in _deliveries(store, event_type=event_type, outcome=outcome, since=since):
+    for entry in deliveries(store, event_type=event_type, outcome=outcome, since=since):
         found.append(Delivery.from_record(entry))
         if limit is not None and len(found) >= limit:
             break
@@ -182,7 +183,7 @@ def show_delivery(store: Store, svix_id: str) -> DeliveryDetail:
     original: Mapping[str, Any] | None = None
     attempts = 0
     replays: list[Delivery] = []
-    for entry in _deliveries(store, svix_id=svix_id, payload=True):
+    for entry in deliveries(store, svix_id=svix_id, payload=True):
         if entry.get("source") == "replay":
             replays.append(Delivery.from_record(entry))
             continue
@@ -223,7 +224,7 @@ def delivery_stats(store: Store, *, since: datetime | None = None) -> Stats:
     outcomes: dict[str, int] = {}
     types: dict[str, int] = {}
     replays = 0
-    for entry in _deliveries(store, since=since):
+    for entry in deliveries(store, since=since):
         if entry.get("source") == "replay":
             replays += 1
             continue

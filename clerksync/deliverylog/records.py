@@ -5,13 +5,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from clerksync.store.database import Store
 from clerksync.store.mongo import translated
-
-if TYPE_CHECKING:
-    pass
 
 
 @translated
@@ -36,8 +33,10 @@ def iter_records(
     since: datetime | None = None,
     svix_id: str | None = None,
     payload: bool = False,
+    oldest_first: bool = False,
 ) -> Iterator[Mapping[str, Any]]:
-    """Records matching every filter given, newest first, streamed bucket by bucket."""
+    """Records matching every filter given, newest first (or ``oldest_first``), streamed
+    bucket by bucket."""
     query: dict[str, Any] = {}
     for field, value in (("type", event_type), ("outcome", outcome), ("svixId", svix_id)):
         if value is not None:
@@ -47,8 +46,13 @@ def iter_records(
     projection = None if payload else {"records.payload": 0}
     # _id order is write order, and _id is indexed anyway: the log keeps no other
     # index but its TTL, to stay cheap to write.
-    for bucket in store.deliveries.find(query, projection).sort("_id", -1).batch_size(20):
-        for entry in reversed(bucket.get("records") or []):
+    direction = 1 if oldest_first else -1
+    # with payloads, a bucket at a time: a bucket holds up to 8 MB of them
+    batch = 1 if payload else 20
+    buckets = store.deliveries.find(query, projection).sort("_id", direction).batch_size(batch)
+    for bucket in buckets:
+        records = bucket.get("records") or []
+        for entry in records if oldest_first else reversed(records):
             if (
                 (event_type is None or entry.get("type") == event_type)
                 and (outcome is None or entry.get("outcome") == outcome)

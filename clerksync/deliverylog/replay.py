@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from clerksync.deliverylog.readers import _deliveries, show_delivery
+from clerksync.deliverylog.readers import deliveries, show_delivery
 from clerksync.deliverylog.records import append_records, stored_body
 from clerksync.deliverylog.writer import record
 from clerksync.errors import ClerkSyncError, NotFound, UsageError
@@ -38,21 +38,26 @@ class ReplayResult:
         }
 
 
-def _replayable_failures(store: Store, since: datetime | None) -> list[Mapping[str, Any]]:
-    """Deliveries whose latest word (a retry or a replay) is still ``failed``, oldest first."""
-    latest: dict[str, Mapping[str, Any]] = {}
-    originals: dict[str, Mapping[str, Any]] = {}
-    for entry in _deliveries(store, since=since, payload=True):
+def _replayable_failures(store: Store, since: datetime | None) -> Iterator[Mapping[str, Any]]:
+    """Deliveries whose latest word (a retry or a replay) is still ``failed``, oldest first,
+    one stored payload at a time: a first pass without payloads finds them, a second (oldest
+    first) yields each one's first record that has its payload (every attempt carries the
+    same body). Memory holds the ids, never every payload."""
+    latest: dict[str, Any] = {}
+    for entry in deliveries(store, since=since):
         svix_id = entry.get("svixId")
-        if not svix_id:
-            continue
-        latest.setdefault(svix_id, entry)
-        if entry.get("source") != "replay" and entry.get("payload") and svix_id not in originals:
-            originals[svix_id] = entry
-    chosen = [
-        originals[i] for i, e in latest.items() if e.get("outcome") == "failed" and i in originals
-    ]
-    return list(reversed(chosen))
+        if svix_id:
+            latest.setdefault(svix_id, entry.get("outcome"))
+    wanted = {svix_id for svix_id, outcome in latest.items() if outcome == "failed"}
+    if not wanted:
+        return
+    for entry in deliveries(store, since=since, payload=True, oldest_first=True):
+        svix_id = entry.get("svixId")
+        if svix_id in wanted and entry.get("source") != "replay" and entry.get("payload"):
+            wanted.discard(svix_id)
+            yield entry
+            if not wanted:
+                return
 
 
 def replay(
@@ -78,6 +83,7 @@ def replay(
 
     if (svix_id is None) == (not failed):
         raise UsageError("give one delivery ID, or --failed")
+    entries: Iterable[Mapping[str, Any]]
     if failed:
         entries = _replayable_failures(store, since)
     else:

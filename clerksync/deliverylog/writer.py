@@ -26,15 +26,11 @@ import time
 import zlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from clerksync.deliverylog.records import append_records
 from clerksync.store.database import Store
 from clerksync.store.mongo import database_unreachable, utcnow
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger("clerksync.deliveries")
 
@@ -265,16 +261,20 @@ class DeliveryLog:
         return True
 
     def _take(self) -> list[dict[str, Any]]:
+        """The next bucket's records, failed ones first. Under the lock ``add`` drops records
+        under: it may take the very record looked at (an IndexError on an emptied queue
+        would end the writer thread)."""
         items: list[dict[str, Any]] = []
         size = 0
-        for queue in (self._failed, self._other):
-            while queue and len(items) < self.batch:
-                entry = queue[0]
-                cost = entry_bytes(entry)
-                if items and size + cost > self.batch_bytes:
-                    return items
-                items.append(queue.popleft())
-                size += cost
+        with self._count:
+            for queue in (self._failed, self._other):
+                while queue and len(items) < self.batch:
+                    entry = queue[0]
+                    cost = entry_bytes(entry)
+                    if items and size + cost > self.batch_bytes:
+                        return items
+                    items.append(queue.popleft())
+                    size += cost
         return items
 
     def _write(self, entries: list[dict[str, Any]]) -> bool:

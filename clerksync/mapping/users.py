@@ -112,12 +112,6 @@ class UserMapping:
         wanted.add("username_or_fallback")
         return tuple(f.name for f in self.fields if f.source in wanted)
 
-    def app_fields(self) -> set[str]:
-        """Every field name the mapping writes (for checks and for ``doctor``)."""
-        names = {self.clerk_id, self.admin.field, *self.on_insert, *(f.name for f in self.fields)}
-        names |= {n for n in (self.created_at, self.updated_at, self.app_id) if n}
-        return names
-
     # -- values --------------------------------------------------------------------------------
 
     def clerk_values(self, user: ClerkUser) -> dict[str, Any]:
@@ -231,21 +225,6 @@ def clerk_copy_differs(
     """True when Clerk's ``publicMetadata`` does not hold what it should for ``doc``."""
     wanted = wanted_metadata(doc, users)
     return any(not same_value(clerk_metadata.get(k), v) for k, v in wanted.items())
-
-
-#: the documented keys of ``users list --json``, whatever the schema (a key it lacks is null)
-PUBLIC_KEYS = (
-    "id",
-    "clerkId",
-    "email",
-    "firstName",
-    "lastName",
-    "username",
-    "profilePicture",
-    "isAdmin",
-    "createdAt",
-    "updatedAt",
-)
 
 
 def public_view(doc: Mapping[str, Any], users: UserMapping) -> dict[str, Any]:

@@ -18,19 +18,15 @@ body size, time and memory), sampled unauthenticated rejections, and the databas
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from clerksync.clerk.gateway import ClerkGateway, default_rate
 from clerksync.clerk.webhooks import SignatureError, verify
@@ -39,7 +35,7 @@ from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent
 from clerksync.mapping.events import parse_event
 from clerksync.receiver.guards import BodyReader, Refused, shown_id, signature_headers_problem
 from clerksync.receiver.health import DatabaseAway, DatabaseWatch
-from clerksync.settings import WEBHOOK_PATH, Settings
+from clerksync.settings import Settings
 from clerksync.store.apply import apply_event
 from clerksync.store.connect import connect
 from clerksync.store.database import Store
@@ -89,32 +85,20 @@ class Receiver:
             )
         self.settings = settings
         self.secret = settings.webhook_secret
-        self.store = store or connect(settings)
-        self.writer = writer(self.store)
-        if gateway is None and settings.clerk_secret_key:
-            gateway = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url)
-        self.gateway = gateway
-        self.log = log or DeliveryLog(self.store)
         self.db_timeout = db_timeout
-        self.bodies = BodyReader()
-        self.database = DatabaseWatch(self.store)
-        self._instance_checked = False
-        self.workers = (
-            WriteBackWorkers(
-                self.store,
-                gateway,
-                threads=writeback_threads,
-                rate=default_rate(settings.clerk_secret_key),
-                base_delay=writeback_base_delay,
-                poll=writeback_poll,
-                limits=writeback_limits,
-            )
-            if gateway is not None
-            else None
-        )
         self.payload_ttl = timedelta(days=settings.payload_ttl_days)
+        self.bodies = BodyReader()
+        self._given = (store, gateway, log)
+        self._workers_options: dict[str, Any] = {
+            "threads": writeback_threads,
+            "rate": default_rate(settings.clerk_secret_key),
+            "base_delay": writeback_base_delay,
+            "poll": writeback_poll,
+            "limits": writeback_limits,
+        }
         self._started = False
         self._lock = threading.Lock()
+        self._instance_checked = False
         # Set once clerksync's Clerk-id uniqueness is enforced; until then every delivery is
         # a 503 (a retry later), never a 2xx that could have made a duplicate user.
         self.indexes_ready = threading.Event()
@@ -123,11 +107,16 @@ class Receiver:
         self._indexer: threading.Thread | None = None
 
     def start(self) -> None:
+        """Connect and start the background parts: the index maker, the log's writer, the
+        write-back workers. Building the app opens nothing; every delivery calls this, and
+        a mounted receiver's parts start with the app's lifespan (``mount``) or its first
+        request."""
         if self._started:  # every delivery calls this; skip the lock once running
             return
         with self._lock:
             if self._started:
                 return
+            self._build()
             self._started = True
         import svix.webhooks  # noqa: F401  (import now, not inside the first delivery)
 
@@ -142,7 +131,26 @@ class Receiver:
         if self.workers is not None:
             self.workers.start()
 
+    def _build(self) -> None:
+        store, gateway, log = self._given
+        settings = self.settings
+        self.store = store or connect(settings)
+        self.writer = writer(self.store)
+        if gateway is None and settings.clerk_secret_key:
+            gateway = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url)
+        self.gateway = gateway
+        self.log = log or DeliveryLog(self.store)
+        self.database = DatabaseWatch(self.store)
+        self.workers = (
+            WriteBackWorkers(self.store, gateway, **self._workers_options)
+            if gateway is not None
+            else None
+        )
+
     def stop(self) -> None:
+        """Stop every thread and close what ``start`` opened (the store, the Clerk client,
+        the health pool), so an app that builds and stops receivers in turn (a test suite)
+        leaves nothing behind. Given parts are the giver's to close."""
         with self._lock:
             if not self._started:
                 return
@@ -151,6 +159,14 @@ class Receiver:
         if self.workers is not None:
             self.workers.stop()
         self.log.stop()
+        if self._indexer is not None:
+            self._indexer.join(5)
+        self.database.close()
+        store, gateway, _ = self._given
+        if gateway is None and self.gateway is not None:
+            self.gateway.close()
+        if store is None:
+            self.store.close()
 
     def _make_indexes(self, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
         """Make clerksync's indexes; retry until the Clerk-id uniqueness is enforced, saying
@@ -186,6 +202,10 @@ class Receiver:
             delay = min(delay * 2, max_delay)
 
     # -- handlers ------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        self.start()
+        return await self.database.healthz(request)
 
     async def webhook(self, request: Request) -> JSONResponse:
         self.start()
@@ -360,26 +380,3 @@ class Receiver:
                 instance_id,
                 bound,
             )
-
-
-def create_app(settings: Settings, **options: Any) -> Starlette:
-    """The receiver as an ASGI app; mount it in FastAPI with ``app.mount("/", create_app(s))``."""
-    receiver = Receiver(settings, **options)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        receiver.start()
-        try:
-            yield
-        finally:
-            receiver.stop()
-
-    app = Starlette(
-        routes=[
-            Route(WEBHOOK_PATH, receiver.webhook, methods=["POST"]),
-            Route("/healthz", receiver.database.healthz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.receiver = receiver
-    return app

@@ -6,7 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from clerksync.receiver.app import create_app
+from clerksync.receiver.asgi import create_app
 from clerksync.receiver.http import LIMIT_CONCURRENCY, server_config
 from clerksync.receiver.logs import configure_logging
 from clerksync.settings import Settings

@@ -22,7 +22,9 @@ def connect(settings: Settings, *, announce: Any = None) -> Store:
     if url is None:
         from clerksync.store.embedded import ensure_server
 
-        url = ensure_server(settings.state_dir, announce=announce)
+        url = ensure_server(
+            settings.state_dir, announce=announce, idle_seconds=settings.embedded_idle_seconds
+        )
     timeout = settings.mongo_timeout_ms
     try:
         client: MongoClient[Any] = MongoClient(

@@ -5,7 +5,8 @@ the first clerksync command that needs the store starts one small daemon
 (``python -m clerksync.embedded DIR``) and records its port in
 ``DIR/embedded.json``; every later process, ``serve`` or ``users list``,
 connects to that daemon over loopback. The daemon exits on its own after
-``IDLE_SECONDS`` without a client, so nothing lingers for long.
+``CLERKSYNC_EMBEDDED_IDLE_SECONDS`` (a setting like the others: the process env,
+``.env.local``, ``.env``) without a client, so nothing lingers for long.
 
 Only its owner can reach it: the daemon requires SCRAM-SHA-256 authentication
 (SecantusDB has no unix sockets, so a loopback port is guarded by credentials),
@@ -36,7 +37,7 @@ from urllib.parse import quote_plus
 from clerksync.errors import ConfigError, StoreUnavailable
 from clerksync.statedir import pid_alive, private_dir, private_open, tighten, write_private_json
 
-IDLE_SECONDS = float(os.environ.get("CLERKSYNC_EMBEDDED_IDLE_SECONDS", "900"))
+IDLE_SECONDS = 900.0  # the default; settings pass CLERKSYNC_EMBEDDED_IDLE_SECONDS
 STATE_FILE = "embedded.json"
 USER = "clerksync"
 
@@ -83,7 +84,11 @@ def _locked(state_dir: Path) -> Iterator[None]:
 
 
 def ensure_server(
-    state_dir: Path, *, announce: Callable[[str], None] | None = None, timeout: float = 20.0
+    state_dir: Path,
+    *,
+    announce: Callable[[str], None] | None = None,
+    timeout: float = 20.0,
+    idle_seconds: float = IDLE_SECONDS,
 ) -> str:
     """Return a URI for the embedded store, starting its daemon if none runs."""
     try:
@@ -101,7 +106,7 @@ def ensure_server(
             info = None
         started = False
         if info is None:
-            info = _start_daemon(state_dir, timeout)
+            info = _start_daemon(state_dir, timeout, idle_seconds)
             started = True
     if announce is not None:
         verb = "started" if started else "using"
@@ -112,12 +117,12 @@ def ensure_server(
     return server_uri(info)
 
 
-def _start_daemon(state_dir: Path, timeout: float) -> dict[str, Any]:
+def _start_daemon(state_dir: Path, timeout: float, idle_seconds: float) -> dict[str, Any]:
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     log_fd = private_open(state_dir / "embedded.log", os.O_WRONLY | os.O_APPEND)
     with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "clerksync.store.embedded", str(state_dir)],
+            [sys.executable, "-m", "clerksync.store.embedded", str(state_dir), str(idle_seconds)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -153,8 +158,8 @@ def stop_server(state_dir: Path) -> bool:
     return True
 
 
-def run_daemon(state_dir: Path) -> None:
-    """Serve ``state_dir/db`` to its owner until SIGTERM or ``IDLE_SECONDS`` with no client."""
+def run_daemon(state_dir: Path, idle_seconds: float = IDLE_SECONDS) -> None:
+    """Serve ``state_dir/db`` to its owner until SIGTERM or ``idle_seconds`` with no client."""
     from secantus import SecantusDBServer
 
     os.umask(0o077)  # WiredTiger's files, the log, the state file: the owner's only
@@ -185,7 +190,7 @@ def run_daemon(state_dir: Path) -> None:
             time.sleep(0.5)
             if len(server.connections):
                 idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > IDLE_SECONDS:
+            elif time.monotonic() - idle_since > idle_seconds:
                 break
     finally:
         with contextlib.suppress(OSError):
@@ -219,4 +224,4 @@ def _provision(server: Any) -> str:
 
 
 if __name__ == "__main__":
-    run_daemon(Path(sys.argv[1]))
+    run_daemon(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else IDLE_SECONDS)

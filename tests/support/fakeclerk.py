@@ -79,6 +79,7 @@ class FakeClerk:
         self.counts: collections.Counter[str] = collections.Counter()
         self.rate_limited = 0
         self.fail_queue: list[int] = []
+        self.path_failures: list[tuple[str, int]] = []
         self.latency = 0.0
         self.metadata_writes: list[tuple[str, dict[str, Any]]] = []
         # Metadata PATCHes being answered now, per user, and (user, start, end) of each one
@@ -108,6 +109,11 @@ class FakeClerk:
     def fail_next(self, count: int = 1, status: int = 500) -> None:
         with self.lock:
             self.fail_queue.extend([status] * count)
+
+    def fail_path(self, path: str, status: int = 500, count: int = 1) -> None:
+        """The next ``count`` requests to ``path`` (``/users``…) answer ``status``."""
+        with self.lock:
+            self.path_failures.extend([(path, status)] * count)
 
     def total_requests(self) -> int:
         return sum(self.counts.values())
@@ -194,6 +200,11 @@ class FakeClerk:
         parts = urlsplit(raw_path)
         path = parts.path.removeprefix("/v1").rstrip("/")
         query = parse_qs(parts.query)
+        with self.lock:
+            failing = next((f for f in self.path_failures if f[0] == path), None)
+            if failing is not None:
+                self.path_failures.remove(failing)
+                return failing[1], _error("internal_error", "injected failure"), {}
         segments = path.strip("/").split("/")
         if segments[0] in ORG_ROOTS:
             return self._handle_orgs(method, segments, query, auth)

@@ -15,7 +15,8 @@ import httpx
 import uvicorn
 
 from clerksync.clerk.webhooks import sign
-from clerksync.receiver.app import Receiver, create_app
+from clerksync.receiver.app import Receiver
+from clerksync.receiver.asgi import create_app
 from clerksync.receiver.http import server_config
 from clerksync.settings import Settings
 

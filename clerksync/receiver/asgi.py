@@ -1,0 +1,61 @@
+"""The receiver as ASGI: an app of its own (``create_app``, what ``serve`` runs), or mounted
+in an app of yours (``mount``), its start and stop tied to that app's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from clerksync.receiver.app import Receiver
+from clerksync.settings import WEBHOOK_PATH, Settings
+
+
+def create_app(settings: Settings, **options: Any) -> Starlette:
+    """The receiver as an ASGI app of its own (``serve`` runs it); to add it to an app of
+    yours, use ``mount``, which also runs its lifespan."""
+    receiver = Receiver(settings, **options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        receiver.start()
+        try:
+            yield
+        finally:
+            receiver.stop()
+
+    app = Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, receiver.webhook, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.receiver = receiver
+    return app
+
+
+def mount(app: Any, settings: Settings, *, path: str = "/", **options: Any) -> Receiver:
+    """Mount the receiver in a Starlette or FastAPI ``app`` at ``path``, its start and stop
+    tied to the app's lifespan: Starlette runs no lifespan of a mounted app, so a receiver
+    merely mounted would be stopped by nothing (its threads, database client and files left
+    behind by every app a test suite builds)."""
+    receiver_app = create_app(settings, **options)
+    receiver: Receiver = receiver_app.state.receiver
+    app.mount(path, receiver_app)
+    outer = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(instance: Any) -> AsyncIterator[Any]:
+        async with outer(instance) as state:
+            receiver.start()
+            try:
+                yield state
+            finally:
+                receiver.stop()
+
+    app.router.lifespan_context = lifespan
+    return receiver
