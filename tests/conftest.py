@@ -30,7 +30,7 @@ WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OUR_VARS = (*KNOWN_NAMES, "CLERKSYNC_TEST_MONGODB_URL")
 
 #: CLERKSYNC_SCHEMA values the schema-parametrized suites run under
-SCHEMA_FILE = Path(__file__).with_name("custom_schema.toml")
+SCHEMA_FILE = Path(__file__).parent / "support" / "custom_schema.toml"
 SCHEMAS = {"nextjs": "nextjs", "fastapi": "fastapi", "custom": str(SCHEMA_FILE)}
 ALL_SCHEMAS = pytest.mark.parametrize("schema", list(SCHEMAS), indirect=True)
 

@@ -18,7 +18,7 @@ from clerksync.devtools.payloads import clerk_user, event
 from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 class OpenClients(pymongo.monitoring.TopologyListener):

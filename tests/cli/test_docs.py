@@ -9,7 +9,7 @@ from typer.main import get_command
 
 from clerksync.cli import app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def command_paths() -> dict[str, object]:

@@ -13,9 +13,9 @@ from clerksync.kinds.membership import MEMBERSHIP
 from clerksync.kinds.organization import ORGANIZATION, parse_organization
 from clerksync.kinds.user import USER
 from clerksync.store.database import Store
+from tests.jobs.test_prune_orgs import FAST, drop_user, reconciled, seed
 from tests.support.fakeclerk import FakeClerk, clerk_organization
 from tests.support.writes import delete, delete_outcome, upsert_outcome
-from tests.test_prune_orgs import FAST, drop_user, reconciled, seed
 
 
 def pruned_run(cli: object, *args: str) -> str:

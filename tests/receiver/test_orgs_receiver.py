@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +12,11 @@ from clerksync.kinds.membership import MEMBERSHIP
 from clerksync.kinds.organization import ORGANIZATION
 from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.examples import EXAMPLES_FILE
 from tests.support.fakeclerk import clerk_membership, clerk_organization
 from tests.support.receiver import RunningReceiver, post
 
-EXAMPLES = json.loads(Path(__file__).with_name("clerk-webhook-examples.json").read_text())["events"]
+EXAMPLES = json.loads(EXAMPLES_FILE.read_text())["events"]
 
 
 def org_event(kind: str, org_id: str, version: int, **kw: Any) -> dict[str, Any]:

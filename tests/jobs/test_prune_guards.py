@@ -7,8 +7,8 @@ import json
 
 from clerksync.jobs.prune import journal
 from clerksync.store.database import Store
+from tests.jobs.test_prune_orgs import FAST, drop_user, reconciled, seed, snapshot
 from tests.support.fakeclerk import FakeClerk
-from tests.test_prune_orgs import FAST, drop_user, reconciled, seed, snapshot
 
 
 def test_an_organization_cascade_cannot_take_memberships_their_guard_kept(

@@ -184,7 +184,7 @@ def test_serve_without_a_secret_mentions_dev(cli, db_env) -> None:
 
 
 def test_env_example_copied_as_is_changes_nothing(cli, db_env) -> None:
-    example = Path(__file__).resolve().parent.parent / ".env.example"
+    example = Path(__file__).resolve().parents[2] / ".env.example"
     (Path.cwd() / ".env.local").write_text(example.read_text())
     result = cli("users", "list")
     assert result.exit_code == 0 and result.stderr == ""

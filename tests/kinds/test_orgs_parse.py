@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +10,11 @@ import pytest
 from clerksync.errors import InvalidEvent
 from clerksync.kinds.membership import parse_membership
 from clerksync.kinds.organization import parse_deleted_organization, parse_organization
+from tests.support.examples import EXAMPLES_FILE
 from tests.support.fakeclerk import clerk_membership, clerk_organization
 
 #: Clerk's documented example of every webhook event (clerk/openapi-specs, MIT; "source" inside)
-EXAMPLES = Path(__file__).with_name("clerk-webhook-examples.json")
+EXAMPLES = EXAMPLES_FILE
 
 
 def example(event_type: str) -> dict[str, Any]:

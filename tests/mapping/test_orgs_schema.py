@@ -11,9 +11,10 @@ from clerksync.errors import ConfigError
 from clerksync.mapping.files import load_schema, schema_from_dict
 from clerksync.store.database import Store
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
+from tests.support.examples import EXAMPLES_FILE
 from tests.support.receiver import RunningReceiver, post
 
-EXAMPLES = json.loads(Path(__file__).with_name("clerk-webhook-examples.json").read_text())["events"]
+EXAMPLES = json.loads(EXAMPLES_FILE.read_text())["events"]
 ORG = EXAMPLES["organization.updated"]["data"]
 MEMBER = EXAMPLES["organizationMembership.updated"]["data"]
 

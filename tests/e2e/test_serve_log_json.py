@@ -12,8 +12,8 @@ import time
 
 from clerksync.devtools.payloads import clerk_user, event
 from tests.conftest import WEBHOOK_SECRET
+from tests.receiver.test_hardening import partial_request
 from tests.support.receiver import post
-from tests.test_hardening import partial_request
 
 
 def free_port() -> int:

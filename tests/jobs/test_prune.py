@@ -19,10 +19,10 @@ from clerksync.store.lookups import find_user
 from clerksync.store.users import set_admin
 from clerksync.store.writer import Writer
 from tests.conftest import WEBHOOK_SECRET
+from tests.jobs.test_prune_orgs import kind_counts
 from tests.support.fakeclerk import FakeClerk
 from tests.support.receiver import post
 from tests.support.writes import upsert
-from tests.test_prune_orgs import kind_counts
 
 FAST = ("--rate", "1000")
 

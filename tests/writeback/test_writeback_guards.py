@@ -28,7 +28,7 @@ from tests.conftest import WEBHOOK_SECRET
 from tests.support.fakeclerk import FakeClerk
 from tests.support.receiver import RunningReceiver, post
 from tests.support.writes import page, upsert
-from tests.test_writeback import FAST, wait_for
+from tests.writeback.test_writeback import FAST, wait_for
 
 PATCH = "PATCH /users/{id}/metadata"
 

@@ -25,8 +25,8 @@ from clerksync.store.connect import connect
 from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
 from tests.conftest import WEBHOOK_SECRET
+from tests.receiver.test_hardening import port_of
 from tests.support.receiver import RunningReceiver, post
-from tests.test_hardening import port_of
 
 
 def signed_request(i: int) -> bytes:

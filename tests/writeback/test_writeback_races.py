@@ -24,7 +24,7 @@ from tests.conftest import WEBHOOK_SECRET
 from tests.support.fakeclerk import FakeClerk
 from tests.support.receiver import RunningReceiver, post
 from tests.support.writes import page, upsert
-from tests.test_writeback import FAST, in_sync, wait_for
+from tests.writeback.test_writeback import FAST, in_sync, wait_for
 
 
 def nested(depth: int) -> list:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.examples import EXAMPLES_FILE
 from tests.support.receiver import RunningReceiver, post
 
-EXAMPLES = json.loads(Path(__file__).with_name("clerk-webhook-examples.json").read_text())["events"]
+EXAMPLES = json.loads(EXAMPLES_FILE.read_text())["events"]
 
 
 def test_events_list_shows_the_object_id_of_every_type(
