@@ -1,7 +1,8 @@
 """Shared fixtures: a real MongoDB-wire server, the fake Clerk, svix signing, a clean env.
 
 ``CLERKSYNC_TEST_MONGODB_URL`` points every test at a real mongod instead of
-the in-process SecantusDB server. Each test gets its own database.
+the SecantusDB server each pytest process starts in a process of its own. Each
+test gets its own database.
 """
 
 from __future__ import annotations
@@ -45,15 +46,16 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The wire server this pytest process (each xdist worker) starts in a process of its own
+    (``tests/wireserver.py``), or ``CLERKSYNC_TEST_MONGODB_URL``'s server."""
     if EXTERNAL_MONGO:
         yield EXTERNAL_MONGO
         return
-    from secantus import SecantusDBServer
+    from tests.wireserver import WireServer
 
-    server = SecantusDBServer(port=0, storage_path=str(tmp_path_factory.mktemp("mongo")))
-    server.start()
+    server = WireServer(tmp_path_factory.mktemp("mongo"))
     try:
-        yield f"mongodb://127.0.0.1:{server.port}/?directConnection=true"
+        yield server.start()
     finally:
         server.stop()
 
