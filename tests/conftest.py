@@ -7,7 +7,9 @@ test gets its own database.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -32,6 +34,39 @@ OUR_VARS = (*KNOWN_NAMES, "CLERKSYNC_TEST_MONGODB_URL")
 SCHEMA_FILE = Path(__file__).with_name("custom_schema.toml")
 SCHEMAS = {"nextjs": "nextjs", "fastapi": "fastapi", "custom": str(SCHEMA_FILE)}
 ALL_SCHEMAS = pytest.mark.parametrize("schema", list(SCHEMAS), indirect=True)
+
+
+#: below this, no port is handed out by bind(port 0) or to an outgoing connection
+EPHEMERAL_LOW = 32768
+with contextlib.suppress(OSError, ValueError):
+    EPHEMERAL_LOW = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server a test starts (and may stop and
+    start again) on a port of its choosing.
+
+    Drawn at random from below the kernel's ephemeral range: a port taken with bind(0) is
+    in that range, and so is the local port of every outgoing connection, so there another
+    test, another xdist worker or any client could take it between the pick and the bind,
+    or while the server is stopped.
+    """
+    if EPHEMERAL_LOW > 11_000:
+        for _ in range(200):
+            port = random.randrange(10_000, EPHEMERAL_LOW)
+            if port in _handed_out:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from clerksync.mongo import utcnow
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore, connect
 from clerksync.webhooks import sign
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import WEBHOOK_SECRET, free_port
 from tests.receiver import RunningReceiver, post
 from tests.test_hardening import port_of
 
@@ -41,9 +41,7 @@ class Database:
     """A SecantusDB server on a fixed port that a test can stop and start again."""
 
     def __init__(self, path: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.path = path
         self.server = None
         self.url = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"

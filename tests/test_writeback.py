@@ -12,7 +12,7 @@ import httpx
 from clerksync.config import load_settings
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore, connect
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import WEBHOOK_SECRET, free_port
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post
 
@@ -155,7 +155,7 @@ def test_database_outage_answers_503_then_the_retry_succeeds(
 ) -> None:
     from secantus import SecantusDBServer
 
-    server = SecantusDBServer(port=0, storage_path=str(tmp_path / "db"))
+    server = SecantusDBServer(port=free_port(), storage_path=str(tmp_path / "db"))
     server.start()
     port = server.port
     monkeypatch.setenv("MONGODB_URL", f"mongodb://127.0.0.1:{port}/?directConnection=true")

@@ -18,7 +18,7 @@ from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore
 from clerksync.users import parse_clerk_user, wanted_metadata
 from clerksync.writeback_queue import WriteBackQueue
-from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
+from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET, free_port
 from tests.fakeclerk import FakeClerk
 from tests.receiver import post
 
@@ -127,14 +127,6 @@ def wait_until(condition, timeout: float) -> float:  # type: ignore[no-untyped-d
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
     return time.monotonic() - started
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_killed_with_write_backs_claimed_finishes_them_soon_after_restart(
