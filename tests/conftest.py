@@ -69,6 +69,38 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def imported_in_the_main_thread() -> None:
+    """Import now, in the main thread, what test threads would otherwise import first.
+
+    On Python 3.11 a first import in a thread can fail with a KeyError in
+    ``importlib._bootstrap`` (python/cpython#87712, fixed in 3.12 only); it was seen, once
+    in about ten parallel runs, in a receiver's uvicorn thread importing its event loop.
+    Receiver threads import uvicorn's loop, protocol and lifespan modules and svix when
+    they start, and the Clerk SDK loads its models lazily on the threads that parse its
+    answers: all of that is imported here before any test starts a thread.
+    """
+    import linecache  # noqa: F401  (warnings from finalizers format with these)
+    import tracemalloc  # noqa: F401
+
+    import clerk_backend_api.models
+    import clerk_backend_api.utils.unmarshal_json_response  # noqa: F401
+    import svix.webhooks  # noqa: F401
+
+    from clerksync.httpserver import server_config
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    config = server_config(app)  # the receiver's settings: its protocol, lifespan and loop
+    config.load()
+    loop_factory = getattr(config, "get_loop_factory", None)  # uvicorn >= 0.36
+    if loop_factory is not None:
+        loop_factory()
+    for name in dir(clerk_backend_api.models):
+        getattr(clerk_backend_api.models, name)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Keep the developer's env and .env files out: clear our variables, work in a tmp dir."""
