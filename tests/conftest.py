@@ -69,6 +69,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): two workers per core, as most tests wait on
+    sockets, subprocesses and timers rather than compute; ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still sets the number."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    return 2 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4
+
+
 @pytest.fixture(scope="session", autouse=True)
 def imported_in_the_main_thread() -> None:
     """Import now, in the main thread, what test threads would otherwise import first.
