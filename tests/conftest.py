@@ -69,6 +69,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def stop_in_process_server(server: Any) -> None:
+    """Stop a ``SecantusDBServer`` a test runs in its own process: at once, its port free.
+
+    ``stop()`` closes the listening socket, which does not wake the thread blocked in
+    ``accept()`` on it: ``stop()`` then waits 2 s for that thread, and the socket listens
+    on (a restart on its port fails) until some client happens to connect. ``shutdown()``
+    wakes it.
+    """
+    listening = getattr(server, "_socket", None)
+    if listening is not None:
+        with contextlib.suppress(OSError):
+            listening.shutdown(socket.SHUT_RDWR)
+    server.stop()
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject's addopts): two workers per core, as most tests wait on
     sockets, subprocesses and timers rather than compute; ``PYTEST_XDIST_AUTO_NUM_WORKERS``

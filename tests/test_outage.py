@@ -23,7 +23,7 @@ from clerksync.mongo import utcnow
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore, connect
 from clerksync.webhooks import sign
-from tests.conftest import WEBHOOK_SECRET, free_port
+from tests.conftest import WEBHOOK_SECRET, free_port, stop_in_process_server
 from tests.receiver import RunningReceiver, post
 from tests.test_hardening import port_of
 
@@ -54,7 +54,7 @@ class Database:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.stop()
+            stop_in_process_server(self.server)
             self.server = None
 
 

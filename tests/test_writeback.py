@@ -12,7 +12,7 @@ import httpx
 from clerksync.config import load_settings
 from clerksync.payloads import clerk_user, event
 from clerksync.store import UserStore, connect
-from tests.conftest import WEBHOOK_SECRET, free_port
+from tests.conftest import WEBHOOK_SECRET, free_port, stop_in_process_server
 from tests.fakeclerk import FakeClerk
 from tests.receiver import RunningReceiver, post
 
@@ -163,7 +163,7 @@ def test_database_outage_answers_503_then_the_retry_succeeds(
     running = RunningReceiver(load_settings()).start()
     try:
         payload = event("user.created", clerk_user(user_id="user_outage"))
-        server.stop()
+        stop_in_process_server(server)
         started = time.monotonic()
         down = post(running.url, WEBHOOK_SECRET, payload, msg_id="msg_out")
         assert down.status_code == 503
@@ -175,4 +175,4 @@ def test_database_outage_answers_503_then_the_retry_succeeds(
         assert running.receiver.store.find_user("user_outage")["clerkId"] == "user_outage"
     finally:
         running.stop()
-        server.stop()
+        stop_in_process_server(server)
