@@ -1,12 +1,15 @@
 """Shared fixtures: a real MongoDB-wire server, the fake Clerk, svix signing, a clean env.
 
 ``CLERKSYNC_TEST_MONGODB_URL`` points every test at a real mongod instead of
-the in-process SecantusDB server. Each test gets its own database.
+the SecantusDB server each pytest process starts in a process of its own. Each
+test gets its own database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -35,6 +38,95 @@ SCHEMAS = {"nextjs": "nextjs", "fastapi": "fastapi", "custom": str(SCHEMA_FILE)}
 ALL_SCHEMAS = pytest.mark.parametrize("schema", list(SCHEMAS), indirect=True)
 
 
+#: below this, no port is handed out by bind(port 0) or to an outgoing connection
+EPHEMERAL_LOW = 32768
+with contextlib.suppress(OSError, ValueError):
+    EPHEMERAL_LOW = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server a test starts (and may stop and
+    start again) on a port of its choosing.
+
+    Drawn at random from below the kernel's ephemeral range: a port taken with bind(0) is
+    in that range, and so is the local port of every outgoing connection, so there another
+    test, another xdist worker or any client could take it between the pick and the bind,
+    or while the server is stopped.
+    """
+    if EPHEMERAL_LOW > 11_000:
+        for _ in range(200):
+            port = random.randrange(10_000, EPHEMERAL_LOW)
+            if port in _handed_out:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop_in_process_server(server: Any) -> None:
+    """Stop a ``SecantusDBServer`` a test runs in its own process: at once, its port free.
+
+    ``stop()`` closes the listening socket, which does not wake the thread blocked in
+    ``accept()`` on it: ``stop()`` then waits 2 s for that thread, and the socket listens
+    on (a restart on its port fails) until some client happens to connect. ``shutdown()``
+    wakes it.
+    """
+    listening = getattr(server, "_socket", None)
+    if listening is not None:
+        with contextlib.suppress(OSError):
+            listening.shutdown(socket.SHUT_RDWR)
+    server.stop()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): two workers per core, as most tests wait on
+    sockets, subprocesses and timers rather than compute; ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still sets the number."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    return 2 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4
+
+
+@pytest.fixture(scope="session", autouse=True)
+def imported_in_the_main_thread() -> None:
+    """Import now, in the main thread, what test threads would otherwise import first.
+
+    On Python 3.11 a first import in a thread can fail with a KeyError in
+    ``importlib._bootstrap`` (python/cpython#87712, fixed in 3.12 only); it was seen, once
+    in about ten parallel runs, in a receiver's uvicorn thread importing its event loop.
+    Receiver threads import uvicorn's loop, protocol and lifespan modules and svix when
+    they start, and the Clerk SDK loads its models lazily on the threads that parse its
+    answers: all of that is imported here before any test starts a thread.
+    """
+    import linecache  # noqa: F401  (warnings from finalizers format with these)
+    import tracemalloc  # noqa: F401
+
+    import clerk_backend_api.models
+    import clerk_backend_api.utils.unmarshal_json_response  # noqa: F401
+    import svix.webhooks  # noqa: F401
+
+    from clerksync.receiver.http import server_config
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    config = server_config(app)  # the receiver's settings: its protocol, lifespan and loop
+    config.load()
+    loop_factory = getattr(config, "get_loop_factory", None)  # uvicorn >= 0.36
+    if loop_factory is not None:
+        loop_factory()
+    for name in dir(clerk_backend_api.models):
+        getattr(clerk_backend_api.models, name)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Keep the developer's env and .env files out: clear our variables, work in a tmp dir."""
@@ -47,15 +139,16 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The wire server this pytest process (each xdist worker) starts in a process of its own
+    (``tests/support/wireserver.py``), or ``CLERKSYNC_TEST_MONGODB_URL``'s server."""
     if EXTERNAL_MONGO:
         yield EXTERNAL_MONGO
         return
-    from secantus import SecantusDBServer
+    from tests.support.wireserver import WireServer
 
-    server = SecantusDBServer(port=0, storage_path=str(tmp_path_factory.mktemp("mongo")))
-    server.start()
+    server = WireServer(tmp_path_factory.mktemp("mongo"))
     try:
-        yield f"mongodb://127.0.0.1:{server.port}/?directConnection=true"
+        yield server.start()
     finally:
         server.stop()
 

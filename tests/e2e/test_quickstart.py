@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,9 @@ import pytest
 
 from clerksync.settings import mask
 from clerksync.store.embedded import stop_server
-from tests.conftest import OUR_VARS
+from tests.conftest import OUR_VARS, free_port
 
 CLI = [sys.executable, "-m", "clerksync"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Demo:

@@ -11,15 +11,9 @@ import sys
 import time
 
 from clerksync.devtools.payloads import clerk_user, event
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import WEBHOOK_SECRET, free_port
 from tests.receiver.test_hardening import partial_request
 from tests.support.receiver import post
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def send_raw(port: int, data: bytes, *, read: bool = True) -> None:

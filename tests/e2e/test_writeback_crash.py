@@ -21,7 +21,7 @@ from clerksync.store.database import Store
 from clerksync.store.lookups import find_user
 from clerksync.store.users import set_admin
 from clerksync.writeback.queue import WriteBackQueue, queue_of
-from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
+from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET, free_port
 from tests.support.fakeclerk import FakeClerk
 from tests.support.receiver import post
 from tests.support.writes import upsert
@@ -129,14 +129,6 @@ def wait_until(condition, timeout: float) -> float:  # type: ignore[no-untyped-d
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
     return time.monotonic() - started
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_killed_with_write_backs_claimed_finishes_them_soon_after_restart(

@@ -1,6 +1,6 @@
 """Run the real receiver app on uvicorn over loopback HTTP, and post svix-signed deliveries.
 
-uvicorn gets the settings ``serve`` gives it (``clerksync.httpserver.server_config``).
+uvicorn gets the settings ``serve`` gives it (``clerksync.receiver.http.server_config``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from clerksync.store.database import Store
 from clerksync.store.lookups import find_user
 from clerksync.store.users import set_admin
 from clerksync.writeback.queue import queue_of
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import WEBHOOK_SECRET, free_port, stop_in_process_server
 from tests.support.fakeclerk import FakeClerk
 from tests.support.receiver import RunningReceiver, post
 
@@ -157,7 +157,7 @@ def test_database_outage_answers_503_then_the_retry_succeeds(
 ) -> None:
     from secantus import SecantusDBServer
 
-    server = SecantusDBServer(port=0, storage_path=str(tmp_path / "db"))
+    server = SecantusDBServer(port=free_port(), storage_path=str(tmp_path / "db"))
     server.start()
     port = server.port
     monkeypatch.setenv("MONGODB_URL", f"mongodb://127.0.0.1:{port}/?directConnection=true")
@@ -165,7 +165,7 @@ def test_database_outage_answers_503_then_the_retry_succeeds(
     running = RunningReceiver(load_settings()).start()
     try:
         payload = event("user.created", clerk_user(user_id="user_outage"))
-        server.stop()
+        stop_in_process_server(server)
         started = time.monotonic()
         down = post(running.url, WEBHOOK_SECRET, payload, msg_id="msg_out")
         assert down.status_code == 503
@@ -177,4 +177,4 @@ def test_database_outage_answers_503_then_the_retry_succeeds(
         assert find_user(running.receiver.store, "user_outage")["clerkId"] == "user_outage"
     finally:
         running.stop()
-        server.stop()
+        stop_in_process_server(server)
