@@ -87,8 +87,10 @@ class Hooks:
         self.kind = kind
 
     def update(self, item: Any, now: datetime, *, creating: bool = False) -> tuple[dict, bool]:
-        """The update for one state, and whether it carries its own write-back mark (users
-        whose Clerk copy lacks our keys). ``creating``: the write may create the document."""
+        """The update for one state, and whether it is final as it is: it carries its own
+        write-back mark (a user whose Clerk copy lacks our keys), or the kind has no
+        write-back. Otherwise the writer adds the mark, or first tries the write with the
+        ``agreeing`` filter. ``creating``: the write may create the document."""
         return state_update(self.kind, self.store.schema.section(self.kind), item, now), True
 
     def agreeing(self, item: Any) -> dict[str, Any] | None:
@@ -176,9 +178,8 @@ class Writer:
 
     def __init__(self, store: Store, hooks: Callable[[Store, Kind], Hooks] | None = None) -> None:
         self.store = store
-        make = hooks or Hooks
         self._hooks: dict[str, Hooks] = {}
-        self._make = make
+        self._make = hooks or Hooks
 
     def hooks(self, kind: Kind) -> Hooks:
         found = self._hooks.get(kind.name)
