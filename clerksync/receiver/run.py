@@ -21,12 +21,13 @@ def run(
     log_json: bool = False,
     store: Store | None = None,
     limit_concurrency: int = LIMIT_CONCURRENCY,
+    metrics: bool = True,
 ) -> None:
     """Serve the receiver with uvicorn until interrupted."""
     import uvicorn
 
     configure_logging(json_lines=log_json)
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, metrics=metrics)
     config = server_config(app, host=host, port=port, limit_concurrency=limit_concurrency)
     with terminated_as_exit():
         uvicorn.Server(config).run()
