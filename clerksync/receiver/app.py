@@ -217,11 +217,10 @@ class Receiver:
         )
 
     async def metrics_page(self, request: Request) -> Response:
-        from clerksync.receiver.metrics import CONTENT_TYPE
-
         self.start()
         assert self.metrics is not None  # the route exists only with metrics on
-        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
+        body, content_type = self.metrics.exposition(request.headers.get("accept"))
+        return Response(body, headers={"content-type": content_type})
 
     async def webhook(self, request: Request) -> JSONResponse:
         self.start()

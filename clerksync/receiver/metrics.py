@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 log = logging.getLogger("clerksync.metrics")
@@ -32,16 +32,14 @@ log = logging.getLogger("clerksync.metrics")
 MAX_TYPES = 100
 #: a delivery that never parsed (rejected before or at the payload): ``events stats``' word
 UNPARSED = "(unparsed)"
-#: seconds between two reads of the write-back backlog (a scrape every second reads once)
-BACKLOG_EVERY = 5.0
+#: seconds between two reads of the write-back backlog (scrapers in a hurry read it once)
+BACKLOG_EVERY = 1.0
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 #: why a request was refused before it became a delivery (``rejected_requests_total``)
 REASONS = ("svix_id", "signature", "payload", "too_large", "timeout", "busy", "bad_request")
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ReceiverMetrics:
@@ -145,9 +143,12 @@ class ReceiverMetrics:
     def database_error(self, operation: str, cause: str) -> None:
         self.database_errors.labels(operation, cause).inc()
 
-    def exposition(self) -> bytes:
-        """Prometheus' text format (prometheus-client's own writer)."""
-        return generate_latest(self.registry)
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The body and its content type, in the format the scraper's ``Accept`` asks for
+        (prometheus-client's own negotiation and writers: Prometheus' text format, or
+        OpenMetrics)."""
+        encode, content_type = choose_encoder(accept)  # type: ignore[arg-type]
+        return encode(self.registry), content_type
 
 
 class _BacklogCollector(Collector):
