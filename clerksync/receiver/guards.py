@@ -82,9 +82,10 @@ def recorded_headers(headers: Any) -> dict[str, str]:
         value = headers.get(name)
         if value is None:
             continue
+        value = UNSAFE_HEADER_CHARS.sub("?", value[:MAX_HEADER_SHOWN])
         if name == "svix-signature":
             value = " ".join(mask_signature(s) for s in value.split()[:8])
-        kept[name] = UNSAFE_HEADER_CHARS.sub("?", value[:MAX_HEADER_SHOWN])
+        kept[name] = value
     return kept
 
 
