@@ -75,11 +75,14 @@ def iter_records(
 
 
 @translated
-def newest_bucket(store: Store) -> str:
-    """The newest bucket's ``_id`` as text ("" for an empty log): it changes exactly when a
-    record is written, so a live view asks for rows only then (one ``_id`` index read)."""
+def log_version(store: Store) -> str:
+    """A word that changes whenever a bucket is written (or expires): the bucket count and
+    the newest ``_id``. A live view asks for rows only when it changed. The count is there
+    because ``_id`` order is only near write order across processes (a replay's bucket
+    can sort before the receiver's of the same second)."""
     newest = store.deliveries.find({}, {"_id": 1}).sort("_id", -1).limit(1)
-    return next((str(bucket["_id"]) for bucket in newest), "")
+    last = next((str(bucket["_id"]) for bucket in newest), "")
+    return f"{store.deliveries.estimated_document_count()}-{last}"
 
 
 def stored_body(entry: Mapping[str, Any]) -> bytes | None:

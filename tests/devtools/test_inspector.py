@@ -74,12 +74,49 @@ def test_rows_answer_204_until_the_log_changes(
 ) -> None:
     deliver(receiver, event("user.created", clerk_user(user_id="user_r1")), "msg_r1")
     page = httpx.get(inspector.base + "/").text
-    marker = re.search(r"seen=([0-9a-f]+)", page)
+    marker = re.search(r"seen=([0-9a-f-]+)", page)
     assert marker is not None
     assert httpx.get(inspector.base + "/rows", params={"seen": marker[1]}).status_code == 204
     deliver(receiver, event("user.created", clerk_user(user_id="user_r2")), "msg_r2")
     fresh = httpx.get(inspector.base + "/rows", params={"seen": marker[1]})
     assert fresh.status_code == 200 and ids_listed(fresh.text) == ["msg_r2", "msg_r1"]
+
+
+def test_a_bucket_that_sorts_before_the_newest_still_changes_the_version(
+    receiver: RunningReceiver, inspector: RunningInspector, store: Store
+) -> None:
+    """``_id`` order is only near write order across processes (a CLI replay's bucket can
+    sort before the receiver's of the same second): the list must still see it."""
+    from datetime import timedelta
+
+    from bson import ObjectId
+
+    from clerksync.deliverylog.writer import record
+    from clerksync.store.mongo import utcnow
+
+    deliver(receiver, event("user.created", clerk_user(user_id="user_o1")), "msg_o1")
+    page = httpx.get(inspector.base + "/").text
+    seen = re.search(r"seen=([0-9a-f-]+)", page)
+    assert seen is not None
+    entry = record(
+        svix_id="msg_o0",
+        event_type="user.created",
+        user_id=None,
+        outcome="applied",
+        received_at=utcnow(),
+        duration_ms=1.0,
+    )
+    earlier = ObjectId.from_datetime(utcnow() - timedelta(seconds=5))
+    store.deliveries.insert_one(
+        {
+            "_id": earlier,
+            "firstAt": entry["receivedAt"],
+            "expiresAt": entry["expiresAt"],
+            "records": [entry],
+        }
+    )
+    fresh = httpx.get(inspector.base + "/rows", params={"seen": seen[1]})
+    assert fresh.status_code == 200 and "msg_o0" in ids_listed(fresh.text)
 
 
 def test_a_delivery_page_shows_headers_masked_payload_and_what_changed(

@@ -30,7 +30,7 @@ from starlette.templating import Jinja2Templates
 
 from clerksync.deliverylog.changes import delivery_changes
 from clerksync.deliverylog.readers import list_deliveries, parse_outcome, parse_since, show_delivery
-from clerksync.deliverylog.records import newest_bucket
+from clerksync.deliverylog.records import log_version
 from clerksync.deliverylog.replay import ReplayResult, replay, still_failed
 from clerksync.deliverylog.timeline import WINDOWS, per_minute
 from clerksync.deliverylog.writer import OUTCOMES
@@ -131,6 +131,9 @@ class Inspector:
     def deliveries(self, request: Request) -> Response:
         filters = Filters.of(request)
         error = None
+        # The version before the rows: a bucket written in between is then the next poll's,
+        # never marked as seen without being shown.
+        version = log_version(self.store)
         try:
             rows = filters.read(self.store)
         except UsageError as exc:
@@ -143,7 +146,7 @@ class Inspector:
             filters=filters,
             error=error,
             outcomes=OUTCOMES,
-            marker=newest_bucket(self.store),
+            marker=version,
             failed=len(still_failed(self.store)),
             limit=ROWS,
         )
@@ -151,7 +154,7 @@ class Inspector:
     def rows(self, request: Request) -> Response:
         """The list's body when the log has changed since ``seen``; 204 (htmx swaps nothing)
         when it has not: a poll costs one index read while nothing arrives."""
-        marker = newest_bucket(self.store)
+        marker = log_version(self.store)
         if marker == request.query_params.get("seen"):
             return Response(status_code=204)
         filters = Filters.of(request)
