@@ -1,7 +1,7 @@
 """``clerksync inspect``: the delivery log in a local web page."""
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -53,6 +53,15 @@ def inspect(
     )
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + ("?token=<the token>" if token else "")
-    say(f"Inspector on {url} (the delivery log of database {store.name!r}). Ctrl-C stops.")
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:  # said once it listens and Ctrl-C is uvicorn's (as serve)
+                say(
+                    f"Inspector on {url} (the delivery log of database {store.name!r}). "
+                    "Ctrl-C stops."
+                )
+
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-    uvicorn.Server(config).run()
+    Server(config).run()
