@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from clerksync.clerk.webhooks import sign
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.settings import load_settings
 from clerksync.store.database import Store
@@ -190,3 +191,40 @@ def test_the_backlog_counts_the_write_backs_that_wait(receiver: RunningReceiver)
     assert samples["clerksync_writeback_backlog"][()] == 3
     assert samples["clerksync_writeback_oldest_due_age_seconds"][()] >= 0
     assert "clerksync_writebacks_total" not in samples  # no workers without a key
+
+
+def test_mounted_in_an_app_with_metrics_of_its_own_both_are_served(
+    store: Store, webhook_secret: str
+) -> None:
+    """The app keeps its ``/metrics`` (prometheus-client's global registry, a metric of the
+    same name even); the receiver mounted at ``/clerk`` serves its own at ``/clerk/metrics``."""
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+    from prometheus_client import REGISTRY, Counter, generate_latest
+    from starlette.testclient import TestClient
+
+    from clerksync.receiver import mount
+
+    app = FastAPI()
+    own = Counter("clerksync_deliveries", "The app's own, same name")
+
+    @app.get("/metrics")
+    def app_metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type="text/plain")
+
+    mount(app, load_settings(), path="/clerk")
+    try:
+        own.inc(5)
+        with TestClient(app) as client:
+            payload = event("user.created", clerk_user(user_id="user_mnt"))
+            body = json.dumps(payload).encode()
+            answer = client.post(
+                "/clerk/api/webhooks/clerk", content=body, headers=sign(WEBHOOK_SECRET, body)
+            )
+            assert answer.status_code == 200
+            theirs = client.get("/metrics").text
+            ours = client.get("/clerk/metrics").text
+        assert "clerksync_deliveries_total 5.0" in theirs
+        assert 'clerksync_deliveries_total{outcome="applied",type="user.created"} 1.0' in ours
+    finally:
+        REGISTRY.unregister(own)
