@@ -19,8 +19,8 @@ from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.users import wanted_metadata
 from clerksync.store.database import Store
 from clerksync.store.lookups import find_user
-from clerksync.store.users import set_admin
 from clerksync.store.mongo import utcnow
+from clerksync.store.users import set_admin
 from clerksync.writeback.queue import LEASE, WriteBackQueue, queue_of
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET, free_port
 from tests.support.fakeclerk import FakeClerk
