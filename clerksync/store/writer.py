@@ -101,6 +101,10 @@ class Hooks:
         """``update`` with the write-back marked due."""
         return update
 
+    def unused(self, update: Mapping[str, Any]) -> None:
+        """A creating ``update`` that created nothing (its insert was refused): what it
+        allocated may be handed out again (users' app id)."""
+
     def needs_create_values(self) -> bool:
         """Does a created document get values an update must not (the app id)?"""
         return False
@@ -211,6 +215,7 @@ class Writer:
         collection, key = store.collection(kind), store.key(kind)
         now = utcnow()
         inserted = False
+        held: Mapping[str, Any] | None = None  # our index refused the insert: its details
         adopting = hooks.adoptable(item)
         if likely_new:
             # With a unique email index, an app-created document to adopt refuses the
@@ -226,7 +231,10 @@ class Writer:
                 collection.insert_one(new_document(update if marked else hooks.mark(update, now)))
                 inserted = True
             except DuplicateKeyError as exc:
-                if not store.ours(kind, exc.details or {}):
+                hooks.unused(update)
+                if store.ours(kind, exc.details or {}):
+                    held = exc.details or {}  # stored under its Clerk id: no insert below
+                else:
                     # One of the app's indexes: the email one if there is a document to
                     # adopt (the server may name another index the copy also collides with),
                     # or a second copy of a stored object, or a real conflict.
@@ -238,7 +246,8 @@ class Writer:
                         if store.tombstoned(kind.tombstone_keys(item)):
                             return STALE  # deleted: nothing to store
                         raise store.refused(kind, exc.details or {}, item.id) from None
-                # stored already under its Clerk id (nothing to adopt): the filter decides
+                    # stored already under its Clerk id (nothing to adopt): the filter decides
+                    held = {}
             adopting = False
         if not inserted:
             update, marked = hooks.update(item, now)
@@ -262,11 +271,18 @@ class Writer:
                     adopted = hooks.adopt(item, now)
                     if adopted is not None:
                         return adopted
+                if held:
+                    # Our index refused the insert and the ordered update missed: what is
+                    # stored is as new or newer (or deleted since). An upsert would be
+                    # refused too: no app id is allocated for it.
+                    return self._refused_upsert(kind, item, held)
                 update, marked = hooks.update(item, now, creating=True)
                 change = update if marked else hooks.mark(update, now)
             try:
                 result = collection.update_one(ordered, change, upsert=True)
             except DuplicateKeyError as exc:
+                if hooks.needs_create_values():
+                    hooks.unused(change)
                 return self._refused_upsert(kind, item, exc.details or {})
             inserted = result.upserted_id is not None
         return self._after_write(kind, hooks, item, inserted=inserted)

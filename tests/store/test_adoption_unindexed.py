@@ -1,0 +1,108 @@
+"""Adoption whatever the app's indexes: the report's schema has no index on ``email``, and
+its hand-made user must not become two documents when it signs up through Clerk. The
+receiver, ``ensure_user`` and ``reconcile`` all adopt; a signup where the app has no
+document of its own to adopt stays one write."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from clerksync.app.ensure import Ensurer
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.user import USER, parse_clerk_user
+from clerksync.store.database import Store
+from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
+from tests.store.test_adoption import app_user, unverified
+from tests.support.commands import Commands
+from tests.support.fakeclerk import FakeClerk
+from tests.support.receiver import post
+from tests.support.writes import upsert
+
+FASTAPI = pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+
+
+def adopt_by(
+    how: str, store: Store, fake: FakeClerk, data: dict[str, Any], **fixtures: Any
+) -> None:
+    """A Clerk user with ``data`` reaches the database the way ``how`` says."""
+    fake.add_raw(data)
+    if how == "receiver":
+        answer = post(fixtures["receiver"].url, WEBHOOK_SECRET, event("user.created", data))
+        assert answer.status_code == 200, answer.text
+    elif how == "ensure_user":
+        fixtures["ensurer"].ensure(data["id"])
+    else:
+        result = fixtures["cli"]("reconcile", "--json", "--rate", "1000")
+        assert result.exit_code == 0, result.stderr
+
+
+@FASTAPI
+@pytest.mark.parametrize("how", ["receiver", "ensure_user", "reconcile"])
+def test_a_verified_email_adopts_the_app_document_without_an_email_index(
+    store: Store, fake_clerk: FakeClerk, receiver: Any, ensurer: Ensurer, cli: Any, how: str
+) -> None:
+    assert not [i for i in store.app_indexes() if "email" in dict(i["key"])]
+    mongo_id = app_user(store, "grace@example.com")  # user_id 34, role "admin"
+    data = clerk_user(user_id="user_grace", email="grace@example.com")
+    adopt_by(how, store, fake_clerk, data, receiver=receiver, ensurer=ensurer, cli=cli)
+    assert store.count() == 1
+    [doc] = store.users.find()
+    assert doc["_id"] == mongo_id and doc["clerk_user_id"] == "user_grace"
+    assert (doc["user_id"], doc["role"], doc["notes"]) == (34, "admin", "created by hand")
+
+
+@FASTAPI
+@pytest.mark.parametrize("how", ["receiver", "ensure_user", "reconcile"])
+def test_an_unverified_email_is_not_adopted(
+    store: Store, fake_clerk: FakeClerk, receiver: Any, ensurer: Ensurer, cli: Any, how: str
+) -> None:
+    mongo_id = app_user(store, "eve@example.com")
+    data = unverified(clerk_user(user_id="user_eve", email="eve@example.com"))
+    adopt_by(how, store, fake_clerk, data, receiver=receiver, ensurer=ensurer, cli=cli)
+    assert store.count() == 2
+    assert store.users.find_one({"_id": mongo_id})["clerk_user_id"] == "clerk_34"
+
+
+@ALL_SCHEMAS
+def test_the_receiver_adopts_on_every_schema_without_an_email_index(
+    store: Store, receiver: Any
+) -> None:
+    mongo_id = app_user(store, "lin@example.com")
+    data = clerk_user(user_id="user_lin", email="lin@example.com")
+    assert post(receiver.url, WEBHOOK_SECRET, event("user.created", data)).status_code == 200
+    assert store.count() == 1
+    assert store.users.find_one({store.clerk_id: "user_lin"})["_id"] == mongo_id
+
+
+@pytest.mark.parametrize("app_documents", [False, True])
+def test_a_signup_looks_for_a_document_to_adopt_only_when_the_app_has_some(
+    watched: tuple[Store, Commands], app_documents: bool
+) -> None:
+    """No email index. With nothing of the app's to adopt, a signup is its insert and the
+    tombstone check (the existence check is asked once, then kept); with app documents,
+    the lookup by email runs before the insert."""
+    store, commands = watched
+    if app_documents:
+        app_user(store, "someone@example.com")
+    first = parse_clerk_user(clerk_user(user_id="user_first", email="first@example.com"))
+    upsert(store, USER, first, likely_new=True)  # asks whether the app has documents
+    commands.sent.clear()
+    user = parse_clerk_user(clerk_user(user_id="user_new", email="new@example.com"))
+    assert upsert(store, USER, user, likely_new=True).outcome == "applied"
+    names = commands.names()
+    assert names.count("insert") == 1
+    assert names.count("find") == (2 if app_documents else 1)  # + the lookup by email
+
+
+def test_doctor_recommends_the_email_index_when_app_documents_wait(store: Store, cli: Any) -> None:
+    app_user(store, "ops@example.com")
+    checks = json.loads(cli("doctor", "--json").stdout)["checks"]
+    [adoption] = [c for c in checks if c["name"] == "adoption"]
+    assert adoption["status"] == "warn" and "scans the collection" in adoption["detail"]
+    assert "createIndex({email: 1})" in adoption["hint"]
+    store.users.create_index("email", name="app_email")
+    checks = json.loads(cli("doctor", "--json").stdout)["checks"]
+    assert not [c for c in checks if c["name"] == "adoption"]
