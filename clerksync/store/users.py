@@ -81,11 +81,14 @@ class UserHooks(Hooks):
             key = f"{self.store.users.name}.{field}"
             self.store.counters.update_one({"_id": key, "seq": app_id}, {"$inc": {"seq": -1}})
 
+    def may_adopt(self, item: Any) -> bool:
+        return bool(item.email and item.email_verified and self.users.email)
+
     def adoptable(self, item: Any) -> bool:
         # With the app's email field indexed, the lookup is one index probe. Without, it
         # scans the collection: only while the app has documents of its own to adopt
         # (``app_documents``), so a signup where there is nothing to adopt stays one write.
-        if not (item.email and item.email_verified and self.users.email):
+        if not self.may_adopt(item):
             return False
         return self.email_indexed() or self.app_documents()
 

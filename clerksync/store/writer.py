@@ -109,6 +109,11 @@ class Hooks:
         """Does a created document get values an update must not (the app id)?"""
         return False
 
+    def may_adopt(self, item: Any) -> bool:
+        """Could this state take over a document the app created, by what it says alone
+        (no database read)? ``adoptable`` then says whether it is worth looking."""
+        return False
+
     def adoptable(self, item: Any) -> bool:
         """Could this state take over a document the app created itself?"""
         return False
@@ -216,8 +221,9 @@ class Writer:
         now = utcnow()
         inserted = False
         held: Mapping[str, Any] | None = None  # our index refused the insert: its details
-        adopting = hooks.adoptable(item)
+        adopting = hooks.may_adopt(item)
         if likely_new:
+            adopting = adopting and hooks.adoptable(item)
             # With a unique email index, an app-created document to adopt refuses the
             # insert: look it up then, not before every signup.
             adopt_if_refused = adopting and hooks.adopt_when_refused()
@@ -265,9 +271,13 @@ class Writer:
             change = update if marked else hooks.mark(update, now)
             if hooks.needs_create_values() or adopting:
                 # Update first: a document that is there needs no app id, nor adoption.
-                if collection.update_one(ordered, change).matched_count:
+                try:
+                    matched = collection.update_one(ordered, change).matched_count
+                except DuplicateKeyError as exc:  # the app's index refused the new state
+                    return self._refused_upsert(kind, item, exc.details or {})
+                if matched:
                     return self._after_write(kind, hooks, item, inserted=False)
-                if adopting:
+                if adopting and hooks.adoptable(item):  # asked only now: an update rarely misses
                     adopted = hooks.adopt(item, now)
                     if adopted is not None:
                         return adopted

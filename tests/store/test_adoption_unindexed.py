@@ -6,11 +6,10 @@ document of its own to adopt stays one write."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from clerksync.app.ensure import Ensurer
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.store.database import Store
@@ -20,6 +19,9 @@ from tests.support.commands import Commands
 from tests.support.fakeclerk import FakeClerk
 from tests.support.receiver import post
 from tests.support.writes import upsert
+
+if TYPE_CHECKING:
+    from clerksync.app.ensure import Ensurer
 
 FASTAPI = pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
 
