@@ -18,6 +18,7 @@ same size. Goals: ratio >= 0.8 in both configurations, the keyed ratio >= 0.9 of
 no-key one, p99 < 200 ms at concurrency 16.
 
     python bench/serve_bench.py [-n 1500] [-c 16] [--chunk 250] [--only nokey|key]
+                                [--app-indexes unique|none]
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ def main() -> None:
     parser.add_argument("-c", type=int, default=16)
     parser.add_argument("--chunk", type=int, default=250)
     parser.add_argument("--only", choices=["nokey", "key"])
+    parser.add_argument(
+        "--app-indexes",
+        choices=["unique", "none"],
+        default="unique",
+        help="the app's unique email and username indexes (the guide's model), or none (the "
+        "report's Beanie model: signups then ask whether the app has documents to adopt)",
+    )
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
     tmp = tempfile.mkdtemp(prefix="clerksync-bench-")
@@ -126,6 +134,10 @@ def main() -> None:
             finally:
                 if db_proc is not None:
                     stop([db_proc])
+        print(
+            f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; app indexes: "
+            f"{args.app_indexes}"
+        )
         print(
             f"{args.n} deliveries per phase at concurrency {args.c}, interleaved in chunks of "
             f"{args.chunk} with the baseline (raw pymongo single-document upserts of the same "
@@ -209,7 +221,8 @@ def run_config(
         if keyed:
             env.update({"CLERK_SECRET_KEY": FAKE_KEY, "CLERK_API_URL": api})
             watched["fake clerk"] = fake_pid
-        app_indexes(MongoClient(url)[db]["users"])
+        if args.app_indexes == "unique":
+            app_indexes(MongoClient(url)[db]["users"])
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "clerksync", "serve", "--port", str(port)],
@@ -226,7 +239,8 @@ def run_config(
         base_store = Store(MongoClient(url, tz_aware=True), db + "_baseline")
         base_store.ensure_indexes()
         base = base_store.users
-        app_indexes(base)
+        if args.app_indexes == "unique":
+            app_indexes(base)
         # One keep-alive connection per sending thread, on the standard library's client:
         # Svix sends from elsewhere, so the sender should take as little of this
         # machine's two cores from the receiver and the database as it can (httpx took

@@ -21,12 +21,14 @@ def run(
     log_json: bool = False,
     store: Store | None = None,
     limit_concurrency: int = LIMIT_CONCURRENCY,
+    users_me: bool = False,
 ) -> None:
-    """Serve the receiver with uvicorn until interrupted."""
+    """Serve the receiver with uvicorn until interrupted (``users_me``: with
+    ``GET /api/users/me``)."""
     import uvicorn
 
     configure_logging(json_lines=log_json)
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, users_me=users_me)
     config = server_config(app, host=host, port=port, limit_concurrency=limit_concurrency)
     with terminated_as_exit():
         uvicorn.Server(config).run()

@@ -1,0 +1,212 @@
+"""The app's side, for a user the database holds: what ``ensure_user`` and the FastAPI
+dependency cost over the least they could.
+
+1. ``ensure_user`` of an existing user against a raw pymongo ``find_one`` by Clerk id on
+   the same collection, client and server (goal: <= 1.2x).
+2. A FastAPI route that depends on ``clerksync.fastapi.current_user`` against the same
+   route that only verifies the session token (the SDK's ``authenticate_request`` with
+   ``CLERK_JWT_KEY``), both served by one uvicorn process, over loopback HTTP on keep-alive
+   connections (goal: <= 1.3x).
+
+Each pair is measured in the same run, interleaved in chunks, after a warm-up; the load is
+printed with the figures. Starts a SecantusDB server unless MONGODB_URL is set.
+
+    python bench/app_bench.py [-n 3000] [--chunk 250] [-c 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from harness import free_port, latency_ms, start_database, teardown, wait_port
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+USERS = 200  # users stored (and asked for in turn), among 10,000 documents
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def serve_app(port: int) -> None:
+    """Child: the two routes on uvicorn (the settings come from the environment)."""
+    import uvicorn
+    from fastapi import Depends, FastAPI, Request
+
+    from clerksync.app.auth import SessionAuth
+    from clerksync.fastapi import current_user
+    from clerksync.settings import load_settings
+
+    auth = SessionAuth.from_settings(load_settings(), None)
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(user: dict = Depends(current_user)) -> dict:  # noqa: B008
+        return {"id": str(user["_id"])}
+
+    def verified(request: Request) -> str:
+        return auth.user_id(request.headers)
+
+    @app.get("/verified")
+    async def only_verified(user_id: str = Depends(verified)) -> dict:  # noqa: B008
+        return {"id": user_id}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def timed(fn: Any, items: list[Any], c: int) -> list[float]:
+    """Each call's latency in seconds, ``c`` callers at a time."""
+
+    def one(item: Any) -> float:
+        started = time.perf_counter()
+        fn(item)
+        return time.perf_counter() - started
+
+    if c == 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(c) as pool:
+        return list(pool.map(one, items))
+
+
+def interleaved(a: Any, b: Any, items: list[Any], chunk: int, c: int) -> tuple[float, float, Any]:
+    """Wall seconds of ``a`` and of ``b`` over ``items``, chunk by chunk in turn, and ``a``'s
+    latencies."""
+    spent_a = spent_b = 0.0
+    latencies: list[float] = []
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        began = time.perf_counter()
+        latencies += timed(a, part, c)
+        spent_a += time.perf_counter() - began
+        began = time.perf_counter()
+        timed(b, part, c)
+        spent_b += time.perf_counter() - began
+    return spent_a, spent_b, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=3000)
+    parser.add_argument("--chunk", type=int, default=250)
+    parser.add_argument("-c", type=int, default=1, help="callers at a time")
+    args = parser.parse_args()
+
+    from pymongo import MongoClient
+
+    from clerksync.app.ensure import Ensurer
+    from clerksync.devtools.payloads import clerk_user
+    from clerksync.kinds.user import USER, parse_clerk_user
+    from clerksync.settings import load_settings
+    from clerksync.store.connect import connect
+    from clerksync.store.users import writer
+    from tests.support import tokens
+
+    procs: list[subprocess.Popen[Any]] = []
+    tmp = tempfile.mkdtemp(prefix="clerksync-app-bench-")
+    try:
+        url = os.environ.get("MONGODB_URL")
+        if not url:
+            db_proc, url = start_database(f"{tmp}/db")
+            procs.append(db_proc)
+        env = {
+            **os.environ,
+            "MONGODB_URL": url,
+            "MONGODB_DB": f"app_bench_{int(time.time())}",
+            "CLERK_JWT_KEY": tokens.public_pem(),
+            "CLERK_AUTHORIZED_PARTIES": tokens.ORIGIN,
+        }
+        env.pop("CLERK_SECRET_KEY", None)  # existing users only: Clerk is never called
+        settings = load_settings(environ=env)
+        store = connect(settings)
+        store.ensure_indexes()
+        write = writer(store)
+        ids = []
+        for i in range(10_000):
+            user = parse_clerk_user(clerk_user(user_id=f"user_b{i:06d}", email=f"b{i}@x.com"))
+            if i % 50 == 0:
+                write.upsert(USER, user, likely_new=True)
+                ids.append(user.id)
+        # the rest as a bulk: the collection the reads run against holds 10,000 documents
+        docs = [
+            {"clerkId": f"user_f{i:06d}", "email": f"f{i}@x.com", "firstName": "F"}
+            for i in range(10_000 - len(ids))
+        ]
+        store.users.insert_many(docs)
+        items = [ids[i % len(ids)] for i in range(args.n)]
+        print(f"{store.count():,} documents, {len(ids)} users asked for in turn, {args.n} calls")
+
+        # -- 1. ensure_user vs find_one ----------------------------------------------------
+        ensurer = Ensurer(store)
+        raw = MongoClient(url, tz_aware=True)[store.name]["users"]  # its own client
+        for user_id in ids:  # warm both
+            ensurer.ensure(user_id)
+            raw.find_one({"clerkId": user_id})
+        print(f"1. ensure_user of an existing user vs a raw find_one by Clerk id ({load()})")
+        ours, base, lat = interleaved(
+            ensurer.ensure, lambda i: raw.find_one({"clerkId": i}), items, args.chunk, args.c
+        )
+        p50, p99 = latency_ms(lat)
+        print(
+            f"   ensure_user {args.n / ours:.0f}/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms); "
+            f"find_one {args.n / base:.0f}/s; ratio {ours / base:.2f}x (goal <= 1.2x)"
+        )
+
+        # -- 2. the dependency vs the token check alone --------------------------------------
+        port = free_port()
+        app = subprocess.Popen(
+            [sys.executable, __file__, "--serve-app", str(port)],
+            env={**env, "PYTHONPATH": str(ROOT)},
+            cwd=tmp,
+        )
+        procs.append(app)
+        wait_port(port)
+        headers = {u: tokens.bearer(tokens.session_token(u, lifetime=3600)) for u in ids}
+        local = threading.local()
+
+        def get(path: str, user_id: str) -> None:
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", path, headers=headers[user_id])
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise SystemExit(f"GET {path} answered {answer.status}")
+
+        for user_id in ids:  # warm: the first request builds the dependency's clients
+            get("/me", user_id)
+            get("/verified", user_id)
+        print(f"2. a route through current_user vs the same route verifying the token ({load()})")
+        ours, base, lat = interleaved(
+            lambda u: get("/me", u), lambda u: get("/verified", u), items, args.chunk, args.c
+        )
+        p50, p99 = latency_ms(lat)
+        print(
+            f"   current_user {args.n / ours:.0f}/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms); "
+            f"token check only {args.n / base:.0f}/s; ratio {ours / base:.2f}x (goal <= 1.3x)"
+        )
+        print(f"   after: {load()}")
+        store.client.drop_database(store.name)
+        store.close()
+    finally:
+        teardown(procs, tmp)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--serve-app":
+        serve_app(int(sys.argv[2]))
+    else:
+        main()
