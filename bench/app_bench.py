@@ -6,15 +6,17 @@ dependency cost over the least they could.
 2. A FastAPI route that depends on ``clerksync.fastapi.current_user`` against the same
    route that only verifies the session token (the SDK's ``authenticate_request`` with
    ``CLERK_JWT_KEY``), both served by one uvicorn process, over loopback HTTP on keep-alive
-   connections (goal: <= 1.3x).
+   connections (goal: <= 1.3x). Beside it, the floors of the one read the dependency must
+   make: the token check plus a raw ``find_one`` in a worker thread (what it does), through
+   pymongo's async client, and blocking the loop. On a server whose ``find_one`` costs as
+   much as a whole HTTP request (the Python test server), no route that reads can meet 1.3x;
+   the figure to watch is the dependency against its floor.
 
 Each pair is measured in the same run, interleaved in chunks, after a warm-up; the load is
 printed with the figures. Starts a SecantusDB server unless MONGODB_URL is set.
 
     python bench/app_bench.py [-n 3000] [--chunk 250] [-c 1]
 """
-
-from __future__ import annotations
 
 import argparse
 import http.client
@@ -63,6 +65,35 @@ def serve_app(port: int) -> None:
     @app.get("/verified")
     async def only_verified(user_id: str = Depends(verified)) -> dict:  # noqa: B008
         return {"id": user_id}
+
+    from anyio import to_thread
+
+    from clerksync.store.connect import connect
+
+    store = connect(load_settings())
+
+    from pymongo import AsyncMongoClient
+
+    settings = load_settings()
+    async_users: list[Any] = []
+
+    @app.get("/async")
+    async def async_floor(user_id: str = Depends(verified)) -> dict:  # noqa: B008
+        if not async_users:
+            client: Any = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
+            async_users.append(client[store.name]["users"])
+        doc = await async_users[0].find_one({"clerkId": user_id})
+        return {"id": str(doc["_id"])}
+
+    @app.get("/inline")
+    async def inline_floor(user_id: str = Depends(verified)) -> dict:  # noqa: B008
+        doc = store.users.find_one({"clerkId": user_id})  # blocks the loop: a floor only
+        return {"id": str(doc["_id"])}
+
+    @app.get("/floor")
+    async def floor(user_id: str = Depends(verified)) -> dict:  # noqa: B008
+        doc = await to_thread.run_sync(store.users.find_one, {"clerkId": user_id})
+        return {"id": str(doc["_id"])}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -189,6 +220,9 @@ def main() -> None:
         for user_id in ids:  # warm: the first request builds the dependency's clients
             get("/me", user_id)
             get("/verified", user_id)
+            get("/floor", user_id)
+            get("/async", user_id)
+            get("/inline", user_id)
         print(f"2. a route through current_user vs the same route verifying the token ({load()})")
         ours, base, lat = interleaved(
             lambda u: get("/me", u), lambda u: get("/verified", u), items, args.chunk, args.c
@@ -198,6 +232,25 @@ def main() -> None:
             f"   current_user {args.n / ours:.0f}/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms); "
             f"token check only {args.n / base:.0f}/s; ratio {ours / base:.2f}x (goal <= 1.3x)"
         )
+        ours, base, lat = interleaved(
+            lambda u: get("/floor", u), lambda u: get("/verified", u), items, args.chunk, args.c
+        )
+        print(
+            "   floors, each against the token check only, for the one read the dependency "
+            "must make:"
+        )
+        print(
+            f"     the token check and a raw find_one in a worker thread (what current_user "
+            f"does): {args.n / ours:.0f}/s, {ours / base:.2f}x"
+        )
+        for path, what in (
+            ("/async", "with pymongo's AsyncMongoClient instead"),
+            ("/inline", "with the find_one blocking the event loop (no app may)"),
+        ):
+            ours, base, lat = interleaved(
+                lambda u, p=path: get(p, u), lambda u: get("/verified", u), items, args.chunk, 1
+            )
+            print(f"     {what}: {args.n / ours:.0f}/s, {ours / base:.2f}x")
         print(f"   after: {load()}")
         store.client.drop_database(store.name)
         store.close()

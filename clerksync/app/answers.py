@@ -32,16 +32,17 @@ class Refusal:
 def refusal(exc: ClerkSyncError) -> Refusal | None:
     """The answer for ``exc``, or None for an error this does not know (the framework's
     500: never a success, never a guess). A deleted user or one Clerk does not have is a
-    401 like a bad token: the session names nobody who may use the app."""
+    401 like a bad token: the session names nobody who may use the app. 401s are logged at
+    debug level only: anyone can send them by the thousand."""
     bearer = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
     if isinstance(exc, NotAuthenticated):
-        log.info("request refused: 401 %s", exc.reason)
+        log.debug("request refused: 401 %s", exc.reason)
         return Refusal(401, f"not authenticated: {exc.reason}", bearer)
     if isinstance(exc, UserDeleted):
-        log.info("request refused: 401 user deleted")
+        log.debug("request refused: 401 user deleted")
         return Refusal(401, "the user was deleted", bearer)
     if isinstance(exc, UserNotFound):
-        log.info("request refused: 401 user not in Clerk")
+        log.debug("request refused: 401 user not in Clerk")
         return Refusal(401, "Clerk has no such user", bearer)
     if isinstance(exc, (ClerkApiError, StoreUnavailable)):
         retry = getattr(exc, "retry_after", None) or RETRY_AFTER
