@@ -158,13 +158,17 @@ def serve(
         if settings.clerk_secret_key
         else "waiting (CLERK_SECRET_KEY is unset; users are still stored)"
     )
-    write_running_server(settings.state_dir, url, dev=dev)
-    tell(
-        f"Receiving on {url} (secret {mask(settings.webhook_secret)}; "
-        f"write-backs {writeback}). Ctrl-C stops."
-    )
-    if users_me:
-        tell(f"Serving {url.rsplit('/api/', 1)[0]}/api/users/me for Clerk session tokens.")
+
+    def started() -> None:
+        # Only now: `send` finds a server that answers, and Ctrl-C is uvicorn's to handle.
+        write_running_server(settings.state_dir, url, dev=dev)
+        tell(
+            f"Receiving on {url} (secret {mask(settings.webhook_secret)}; "
+            f"write-backs {writeback}). Ctrl-C stops."
+        )
+        if users_me:
+            tell(f"Serving {url.rsplit('/api/', 1)[0]}/api/users/me for Clerk session tokens.")
+
     try:
         run(
             settings,
@@ -174,6 +178,7 @@ def serve(
             store=store,
             limit_concurrency=limit_concurrency,
             users_me=users_me,
+            on_started=started,
         )
     finally:
         store.close()
