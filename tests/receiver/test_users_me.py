@@ -5,6 +5,7 @@ authenticated as the FastAPI dependency is; off unless asked; limited per user."
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,13 +67,24 @@ def test_a_new_user_is_ensured_and_shown_as_users_show_shows_it(
 
 
 @pytest.mark.parametrize("case", list(bad_tokens("user_x")))
-def test_a_bad_token_is_a_401_and_writes_nothing(
-    users_me: RunningReceiver, store: Store, fake_clerk: FakeClerk, case: str
+def test_a_bad_token_is_a_401_that_writes_nothing_and_logs_nothing_of_it(
+    users_me: RunningReceiver,
+    store: Store,
+    fake_clerk: FakeClerk,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
 ) -> None:
     fake_clerk.add_user(user_id="user_x")
-    answer = httpx.get(f"{users_me.base}/api/users/me", headers=bad_tokens("user_x")[case])
+    headers = bad_tokens("user_x")[case]
+    with caplog.at_level(logging.DEBUG):
+        answer = httpx.get(f"{users_me.base}/api/users/me", headers=headers)
     assert answer.status_code == 401, answer.text
+    assert answer.headers["www-authenticate"].startswith("Bearer")
     assert store.count() == 0 and fake_clerk.counts["GET /users/{id}"] == 0
+    token = headers.get("Authorization", "").removeprefix("Bearer ")
+    assert "request refused: 401" in caplog.text  # the refusal is logged, its token is not
+    logged = caplog.text + answer.text
+    assert all(part not in logged for part in token.split(".") if len(part) > 16)
 
 
 def test_a_deleted_user_gets_a_401_and_no_document(
