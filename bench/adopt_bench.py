@@ -2,7 +2,8 @@
 index on ``email``), at 10,000 and 100,000 documents:
 
 - nothing of the app's to adopt: the insert, the tombstone read, and the cached "has the
-  app documents of its own?" check (a scan, once per 10 s per process);
+  app documents of its own?" check (a scan, once per 10 s per process or
+  longer, in the background after the first: "the first, which asks" below);
 - app documents to adopt somewhere (one hand-made user): each verified signup also looks
   its email up, a collection scan;
 - the same with the app's index on ``email``: an index probe, for comparison.

@@ -6,12 +6,14 @@ document of its own to adopt stays one write."""
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.kinds.user import USER, parse_clerk_user
+from clerksync.store.adoption import APP_DOCUMENTS_TTL, MAX_SHARE, AppDocuments, kept_for
 from clerksync.store.database import Store
 from tests.conftest import ALL_SCHEMAS, WEBHOOK_SECRET
 from tests.store.test_adoption import app_user, unverified
@@ -97,6 +99,28 @@ def test_a_signup_looks_for_a_document_to_adopt_only_when_the_app_has_some(
     names = commands.names()
     assert names.count("insert") == 1
     assert names.count("find") == (2 if app_documents else 1)  # + the lookup by email
+
+
+@FASTAPI
+def test_a_stale_answer_is_given_at_once_and_asked_again_in_the_background(store: Store) -> None:
+    """Only the first signup waits for the scan: a later one (a user's first request through
+    ``ensure_user``) gets the kept answer while one thread asks again."""
+    docs = AppDocuments(store)
+    assert docs.exist() is False  # the first answer is waited for
+    app_user(store, "late@example.com")
+    assert docs._known is not None
+    asked, ttl, found = docs._known
+    docs._known = (asked - ttl - 1, ttl, found)  # as if it were kept past its time
+    assert docs.exist() is False  # the kept answer, at once: this caller does not scan
+    deadline = time.monotonic() + 20
+    while not docs.exist():  # the background ask lands
+        assert time.monotonic() < deadline, "the answer was not asked again"
+        time.sleep(0.02)
+
+
+def test_a_slow_check_is_kept_longer_so_it_takes_a_bounded_share_of_the_database() -> None:
+    assert kept_for(0.01) == APP_DOCUMENTS_TTL
+    assert kept_for(4.7) == 4.7 / MAX_SHARE  # a 4.7 s scan (100,000 documents) every 94 s
 
 
 def test_doctor_recommends_the_email_index_when_app_documents_wait(store: Store, cli: Any) -> None:
