@@ -118,6 +118,31 @@ def test_a_stale_answer_is_given_at_once_and_asked_again_in_the_background(store
         time.sleep(0.02)
 
 
+@FASTAPI
+def test_a_background_ask_that_fails_keeps_the_answer_and_is_asked_again(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pymongo import MongoClient
+
+    from clerksync.settings import load_settings
+
+    client: MongoClient[Any] = MongoClient(load_settings().mongodb_url, tz_aware=True)
+    docs = AppDocuments(Store(client, store.name, store.schema))
+    app_user(store, "kept@example.com")
+    assert docs.exist() is True
+    client.close()  # the database is gone for this process
+    assert docs._known is not None
+    asked, ttl, found = docs._known
+    docs._known = (asked - ttl - 1, ttl, found)
+    assert docs.exist() is True  # the kept answer
+    deadline = time.monotonic() + 20
+    while "could not check for app documents" not in caplog.text:
+        assert time.monotonic() < deadline, "the background ask did not report its failure"
+        time.sleep(0.02)
+    with docs._lock:  # released once the failed ask is over: the next signup asks again
+        assert docs._known[2] is True
+
+
 def test_a_slow_check_is_kept_longer_so_it_takes_a_bounded_share_of_the_database() -> None:
     assert kept_for(0.01) == APP_DOCUMENTS_TTL
     assert kept_for(4.7) == 4.7 / MAX_SHARE  # a 4.7 s scan (100,000 documents) every 94 s
