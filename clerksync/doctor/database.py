@@ -233,14 +233,16 @@ def check_app_collection(store: Store) -> list[Check]:
                 )
             )
         if by_email and not UserHooks(store).email_indexed():
+            size = store.estimated_count()
             checks.append(
                 Check(
                     "adoption",
                     "warn",
                     f"{len(by_email)} app-created documents wait to be adopted, and "
-                    f"{name}.{users.email} has no index: the receiver does not look them up "
-                    "(a scan per signup); reconcile adopts them",
-                    f"create an index on {name}.{users.email}, or run `clerksync reconcile`",
+                    f"{name}.{users.email} has no index: every signup with a verified email "
+                    f"(the receiver, ensure_user) scans the collection, {size} documents, "
+                    "to look for one",
+                    f"create an index on it: db.{name}.createIndex({{{users.email}: 1}})",
                 )
             )
     return checks

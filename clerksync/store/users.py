@@ -23,6 +23,7 @@ from clerksync.kinds.user import CLERK_USER_ID, USER, ClerkUser
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import new_document, upsert_update
 from clerksync.mapping.users import agreeing_filter, clerk_copy_differs
+from clerksync.store.adoption import AppDocuments
 from clerksync.store.database import Store
 from clerksync.store.mongo import translated, translating, utcnow
 from clerksync.store.writer import Hooks, Writer, WriteResult
@@ -54,6 +55,7 @@ class UserHooks(Hooks):
         self.users = store.schema.users
         self._counter_seeded = False
         self._email_index: tuple[float, str | None] | None = None
+        self._app_docs = AppDocuments(store)
 
     # -- one state ---------------------------------------------------------------------------
 
@@ -70,10 +72,25 @@ class UserHooks(Hooks):
     def needs_create_values(self) -> bool:
         return bool(self.users.app_id)
 
+    def unused(self, update: Mapping[str, Any]) -> None:
+        # The app id of an insert that lost a race goes back to the counter when no other
+        # was handed out since: no document ever held it, so two never will.
+        field = self.users.app_id
+        app_id = (update.get("$setOnInsert") or {}).get(field) if field else None
+        if isinstance(app_id, int):
+            key = f"{self.store.users.name}.{field}"
+            self.store.counters.update_one({"_id": key, "seq": app_id}, {"$inc": {"seq": -1}})
+
+    def may_adopt(self, item: Any) -> bool:
+        return bool(item.email and item.email_verified and self.users.email)
+
     def adoptable(self, item: Any) -> bool:
-        # Only when the app's email field is indexed: the lookup is then one index probe;
-        # without it, a scan per signup (reconcile adopts then, and doctor says so).
-        return bool(item.email and item.email_verified and self.email_indexed())
+        # With the app's email field indexed, the lookup is one index probe. Without, it
+        # scans the collection: only while the app has documents of its own to adopt
+        # (``app_documents``), so a signup where there is nothing to adopt stays one write.
+        if not self.may_adopt(item):
+            return False
+        return self.email_indexed() or self.app_documents()
 
     def adopt_when_refused(self) -> bool:
         return self.email_unique()
@@ -153,6 +170,10 @@ class UserHooks(Hooks):
                 kind = "unique" if whole else kind or "plain"
             self._email_index = (now, kind)
         return self._email_index[1]
+
+    def app_documents(self) -> bool:
+        """Does the collection hold a document the app created (``AppDocuments``)?"""
+        return self._app_docs.exist()
 
     def adoption_candidates(
         self, emails: Iterable[str], *, limit: int | None = None
