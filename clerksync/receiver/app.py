@@ -32,7 +32,7 @@ from clerksync.clerk.gateway import ClerkGateway, default_rate
 from clerksync.clerk.webhooks import SignatureError, verify
 from clerksync.deliverylog.writer import DeliveryLog, record
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent
-from clerksync.mapping.events import parse_event
+from clerksync.mapping.events import logged_body, parse_event
 from clerksync.receiver.guards import BodyReader, Refused, shown_id, signature_headers_problem
 from clerksync.receiver.health import DatabaseAway, DatabaseWatch
 from clerksync.settings import Settings
@@ -226,6 +226,8 @@ class Receiver:
             object_id: str | None = None,
         ) -> JSONResponse:
             duration = (time.perf_counter() - started) * 1000
+            if verified_body is not None:  # without what its kind never keeps
+                verified_body = logged_body(verified_body, event_type)
             # Unauthenticated rejections are sampled: anyone can send them by the thousand.
             if verified or self.log.admit_rejection(error):
                 self.log.add(
