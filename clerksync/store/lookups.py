@@ -67,7 +67,7 @@ def list_users(
     if plan is not None:
         field = store.schema.derived(USER).get("plan")
         if field is None:
-            raise UsageError("--plan: the schema keeps no plan on users ([users] plan = \"\")")
+            raise UsageError('--plan: the schema keeps no plan on users ([users] plan = "")')
         query[field] = plan
     if search:
         pattern = {"$regex": re.escape(search), "$options": "i"}
