@@ -8,7 +8,7 @@ only with ``include_free=true``), ``/organization_roles``, ``/organization_permi
 ``±created_at``. The confirmations reconcile asks before calling an id an orphan:
 ``GET /organization_roles/{id}``, ``/organization_permissions/{id}``,
 ``/organizations/{org}/invitations/{id}``, ``/organizations/{org}/domains``,
-``/waitlist_entries?query=ID``, ``/users/{id}/billing/subscription`` and
+``/waitlist_entries?query=EMAIL``, ``/users/{id}/billing/subscription`` and
 ``/organizations/{id}/billing/subscription`` (the payer's subscription with its
 ``subscription_items``; 404 when it has none). Without organizations the organization
 lists answer Clerk's 403; without billing the billing ones answer ``billing_off_status``.
@@ -125,14 +125,16 @@ class ListsState:
         items = list(self.lists[name].values())
         if name == "subscription_items" and query.get("include_free", ["false"])[0] != "true":
             items = [i for i in items if (i.get("plan") or {}).get("fee", {}).get("amount")]
-        if name == "waitlist_entries" and query.get("query"):
-            wanted = query["query"][0]
-            items = [e for e in items if e["id"] == wanted or wanted in e["email_address"]]
+        searched = name == "waitlist_entries" and query.get("query")
+        if searched:  # Clerk's filter by email address, any case
+            wanted = query["query"][0].lower()
+            items = [e for e in items if wanted in e["email_address"].lower()]
         order = "-created_at" if billing else query.get("order_by", ["-created_at"])[0]
         if order.lstrip("+-") != "created_at":
             return 422, error("form_param_value_invalid", "the fake orders by created_at"), {}
         items.sort(key=lambda o: o["created_at"], reverse=order.startswith("-"))
-        skipped = self.skipped_by_paging  # type: ignore[attr-defined]
+        # what offset paging skipped is left out of the walk, not of a search for it
+        skipped = () if searched else self.skipped_by_paging  # type: ignore[attr-defined]
         return self._page([i for i in items if i["id"] not in skipped], query)
 
     def _page(self, items: list[dict[str, Any]], query: dict[str, list[str]]) -> Answer:
