@@ -229,6 +229,23 @@ def other_objects(
     return made
 
 
+def payer_plans(parsed: list[tuple[Any, list[Any]]]) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """Parent kind -> payer's Clerk id -> (plan, status), from the subscription items, as
+    the kind's rollups derive them."""
+    found: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for kind, items in parsed:
+        for rollup in kind.rollups:
+            by_payer: dict[str, list[dict[str, Any]]] = {}
+            for item in items:
+                values = kind.values(item)
+                if values.get(rollup.via):
+                    view = {"clerk_id": item.id, "updated_at": item.updated_at, **values}
+                    by_payer.setdefault(values[rollup.via], []).append(view)
+            derived = {p: rollup.derive(views) for p, views in by_payer.items()}
+            found[rollup.parent] = {p: (d["plan"], d["plan_status"]) for p, d in derived.items()}
+    return found
+
+
 def serve_instance_fake(users: int, orgs: int, members: int, prefix: str, others: str) -> None:
     """Child: a fake Clerk instance with users, organizations, memberships and the rest."""
     from tests.support.fakeclerk import FakeClerk
@@ -300,8 +317,11 @@ def instance_floor(
 ) -> float:
     """Seconds for the same documents written as plain ``insert_many`` batches of 500 into
     collections with the same indexes and write concern: users, organizations, memberships
-    and the other kinds (no reads, no ordering rule, no tombstones, no plans, no Clerk)."""
-    from pymongo import MongoClient
+    and the other kinds; then each payer's plan set on its document, by its Clerk id (the
+    unique index every lookup uses) in bulk writes of 500 (the plan cannot go into the
+    payer's insert: reconcile writes parents first). No reads, no ordering rule, no
+    tombstones, no Clerk."""
+    from pymongo import MongoClient, UpdateOne
 
     from clerksync.kinds.membership import MEMBERSHIP, parse_membership
     from clerksync.kinds.organization import ORGANIZATION, parse_organization
@@ -332,6 +352,7 @@ def instance_floor(
     def org_doc(kind: Any, item: Any) -> dict[str, Any]:
         return new_document(state_update(kind, store.schema.section(kind), item, now))
 
+    plans = payer_plans(parsed_rest)
     started = time.perf_counter()
     for offset in range(0, users, 500):
         docs = [
@@ -343,6 +364,13 @@ def instance_floor(
         for offset in range(0, len(items), 500):
             batch = [org_doc(kind, i) for i in items[offset : offset + 500]]
             store.collection(kind).insert_many(batch, ordered=False)
+    for parent, payers in plans.items():
+        ops = [
+            UpdateOne({"clerkId": payer}, {"$set": {"plan": p, "planStatus": st}})
+            for payer, (p, st) in sorted(payers.items())
+        ]
+        for offset in range(0, len(ops), 500):
+            store.collection(BY_NAME[parent]).bulk_write(ops[offset : offset + 500], ordered=False)
     elapsed = time.perf_counter() - started
     store.client.drop_database(db)
     return elapsed
