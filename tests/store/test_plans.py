@@ -58,10 +58,12 @@ def test_an_item_through_its_life_in_any_order_leaves_its_newest_state_on_the_us
     store: Store,
 ) -> None:
     """active -> past_due -> canceled -> ended, delivered in each of the 24 orders, with the
-    user's signup at each of the 5 places among them."""
+    user's signup at each of the 5 places among them (under the other schemas, which only
+    rename, at one place per order, in turn: the suite stays fast)."""
     keeps_status = "plan_status" in store.schema.derived(USER)
-    for order in itertools.permutations(range(4)):
-        for signup_at in range(5):
+    every_place = store.schema.name == "nextjs"
+    for n, order in enumerate(itertools.permutations(range(4))):
+        for signup_at in range(5) if every_place else (n % 5,):
             run = next(RUN)
             user_id, item_id = f"user_p{run}", f"csub_item_p{run}"
             bodies = [item(item_id, LIFE[i][1], i + 1, user_id=user_id) for i in order]
