@@ -13,11 +13,11 @@ reject, and a call costs its request, not a validation pass several times longer
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from clerksync.clerk.answers import FeatureDisabled, api_error, transport_errors
 from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
 from clerksync.errors import ClerkApiError
 
@@ -135,7 +135,7 @@ class ClerkGateway:
         self._count()
         status: int | None = None
         try:
-            with _transport_errors():
+            with transport_errors():
                 answer = fn(**kwargs)
             status = 200
             return answer
@@ -144,7 +144,7 @@ class ClerkGateway:
             raise ClerkApiError("Clerk answered something the SDK's models reject") from None
         except models.ClerkBaseError as exc:
             status = exc.status_code
-            raise _api_error(exc.status_code, exc.headers, exc.body) from None
+            raise api_error(exc.status_code, exc.headers, exc.body) from None
         finally:
             self._observe(route, status)
 
@@ -316,7 +316,7 @@ class ClerkGateway:
         self._count()
         route = route_template(method, path)
         try:
-            with _transport_errors():
+            with transport_errors():
                 request = client.build_request(
                     method,
                     f"{self.api_url}{path}",
@@ -331,80 +331,10 @@ class ClerkGateway:
             raise
         self._observe(route, response.status_code)
         if response.status_code != 200:
-            raise _api_error(response.status_code, response.headers, response.text)
+            raise api_error(response.status_code, response.headers, response.text)
         try:
             return response.json()
         except ValueError:
             raise ClerkApiError(
                 f"Clerk answered {method} {path} with a body that is not JSON"
             ) from None
-
-
-class FeatureDisabled(ClerkApiError):
-    """A list answered that its feature is off on this instance (what the list's ``off``
-    names: billing's 403 or 404, say): a note for reconcile and doctor, not a failure."""
-
-
-class OrganizationsDisabled(FeatureDisabled):
-    """The instance has no organizations feature (Clerk's 403
-    ``organization_not_enabled_in_instance``), whatever was asked."""
-
-
-ORGS_DISABLED_CODE = "organization_not_enabled_in_instance"
-
-
-@contextlib.contextmanager
-def _transport_errors() -> Iterator[None]:
-    """httpx's timeouts and connection failures as ``ClerkApiError`` (status 0), for SDK
-    calls and raw requests alike."""
-    import httpx
-
-    try:
-        yield
-    except httpx.TimeoutException:
-        raise ClerkApiError("Clerk did not answer in time", status=0) from None
-    except httpx.TransportError as exc:
-        raise ClerkApiError(
-            f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
-            "and the network",
-            status=0,
-        ) from None
-
-
-def _api_error(status: int, headers: Mapping[str, str], body: str) -> ClerkApiError:
-    retry_after: float | None = None
-    raw = headers.get("retry-after")
-    if raw:
-        try:
-            retry_after = max(0.0, float(raw))
-        except ValueError:
-            retry_after = None
-    detail = ""
-    code = None
-    try:
-        errors = json.loads(body).get("errors") or []
-        if errors:
-            detail = f": {errors[0].get('long_message') or errors[0].get('message')}"
-            found = errors[0].get("code")
-            code = found if isinstance(found, str) else None
-    except (ValueError, AttributeError):
-        pass
-    if status == 403 and code == ORGS_DISABLED_CODE:
-        return OrganizationsDisabled(
-            "organizations are not enabled on this Clerk instance (Dashboard → Configure → "
-            "Organizations)",
-            status=status,
-            code=code,
-        )
-    if status == 401:
-        message = (
-            "Clerk rejected CLERK_SECRET_KEY (401). Copy a current key from Clerk Dashboard → "
-            "Configure → API keys, and check it belongs to this instance"
-        )
-    elif status == 429:
-        message = "Clerk rate limit reached (429)"
-    elif status == 404:
-        message = f"not found in Clerk (404){detail}"
-    else:
-        message = f"Clerk answered {status}{detail}"
-    return ClerkApiError(message, status=status, retry_after=retry_after, code=code)

@@ -81,7 +81,7 @@ def _kind_counts(settings: Settings) -> list[Check]:
 
 
 def _kind_count(store: Store, gateway: ClerkGateway, kind: Kind) -> Check | None:
-    from clerksync.clerk.gateway import FeatureDisabled, OrganizationsDisabled
+    from clerksync.clerk.answers import FeatureDisabled, OrganizationsDisabled
 
     name = f"{kind.name} counts"
     listing = kind.listing

@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from clerksync.clerk.gateway import ClerkGateway, FeatureDisabled, OrganizationsDisabled
+from clerksync.clerk.answers import FeatureDisabled, OrganizationsDisabled
+from clerksync.clerk.gateway import ClerkGateway
 from clerksync.clerk.pacing import instance_pacer
 from clerksync.errors import ClerkApiError, ClerkSyncError
 from clerksync.jobs.common import Progress, call_with_retries
