@@ -380,7 +380,7 @@ def bench_instance(mongo_url: str, specs: str, procs: list[Any]) -> None:
     """Driver: each USERS:ORGS:MEMBERSHIPS spec, then peak memory across them."""
     rate_s = LIMIT / WINDOW
     peaks = {}
-    for spec in (s for s in specs.split(",") if s):
+    for n, spec in enumerate(s for s in specs.split(",") if s):
         users, orgs, members, *rest = (int(x) for x in spec.split(":"))
         others = ":".join(str(n) for n in rest)
         prefix = f"i{users}_"
@@ -388,7 +388,7 @@ def bench_instance(mongo_url: str, specs: str, procs: list[Any]) -> None:
         assert proc.stdout is not None
         api = proc.stdout.readline().strip()
         procs.append(proc)
-        db = f"instance_{users}"
+        db = f"instance_{n}_{users}"  # one database per spec: two specs may share a size
         out, _ = child("--instance-job", mongo_url, db, api).communicate()
         result = json.loads(out.strip().splitlines()[-1])
         again_out, _ = child("--instance-job", mongo_url, db, api).communicate()
@@ -401,7 +401,7 @@ def bench_instance(mongo_url: str, specs: str, procs: list[Any]) -> None:
         sizes = [*rest, *[0] * (len(OTHER_LISTS) - len(rest)), *[0] * len(EMPTY_LISTS)]
         minimum += sum(max(1, math.ceil(n / 500)) for n in sizes)
         floor_db = instance_floor(
-            mongo_url, f"instance_floor_{users}", users, orgs, members, others
+            mongo_url, f"instance_floor_{n}_{users}", users, orgs, members, others
         )
         floor = max(minimum / rate_s, floor_db)
         why = "database" if floor_db >= minimum / rate_s else "rate limit"
