@@ -13,16 +13,18 @@ Prints, for ``reconcile`` of N Clerk users (10,000 and 100,000 by default) and f
 - and ``sync-metadata`` of 1,000 users (250 drifted) on a development key (100 / 10 s):
   wall time over the sliding window's floor, ((ceil(requests / 95) - 1) x 10 s)
   (goal <= 1.1): a small job should not pay a smooth rate's spread.
-- the same for ``reconcile`` of a whole instance (``--instance``, default 10,000 users, 200
-  organizations, 4,000 memberships and 100,000 / 2,000 / 40,000): users by cursor (the fake
-  times out users offsets past 5,000), organizations and memberships by the instance-wide
-  lists; the floor is ``insert_many`` of the same users, organizations and memberships.
+- the same for ``reconcile`` of a whole instance (``--instance``, default issue 20's: 10,000
+  users, 200 organizations, 4,000 memberships, 2,000 subscription items, 50 roles, 500
+  invitations, 100 domains, 1,000 waitlist entries; then 100,000 / 2,000 / 40,000 without
+  the other kinds): users by cursor (the fake times out users offsets past 5,000), every
+  other kind by its instance-wide list; the floor is ``insert_many`` of the same documents.
 
 Each job runs in a fresh child process, the fake Clerk in another, the
 database (secantusd-py) in a third, so none shares a GIL or a heap.
 
     python bench/bulk_bench.py [--sizes 10000,100000] [--sync 10000] [--sync-dev 1000]
-                               [--instance 10000:200:4000,100000:2000:40000]
+                               [--instance USERS:ORGS:MEMBERSHIPS[:ITEMS:ROLES:INVITATIONS:
+                                            DOMAINS:WAITLIST],...]
 """
 
 from __future__ import annotations
@@ -165,8 +167,87 @@ def instance_objects(
     return user_list, org_list, member_list
 
 
-def serve_instance_fake(users: int, orgs: int, members: int, prefix: str) -> None:
-    """Child: a fake Clerk instance with users, organizations and memberships."""
+#: the fake's other lists, in the order an --instance spec gives their sizes (after the
+#: memberships), and the kind each holds
+OTHER_LISTS = (
+    ("subscription_items", "subscription item"),
+    ("roles", "role"),
+    ("invitations", "organization invitation"),
+    ("domains", "organization domain"),
+    ("waitlist_entries", "waitlist entry"),
+)
+#: the fake's lists an instance's spec gives no size to, all empty (still one request each)
+EMPTY_LISTS = ("permissions",)
+
+
+def other_objects(
+    sizes: list[int], users: list[dict[str, Any]], orgs: list[dict[str, Any]], prefix: str
+) -> dict[str, list[dict[str, Any]]]:
+    """The objects of the other lists (``OTHER_LISTS``' sizes): items paid by users (every
+    tenth by an organization), invitations and domains of the organizations."""
+    from tests.support import fakelists as f
+
+    made: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in OTHER_LISTS}
+    counts = dict(zip((n for n, _ in OTHER_LISTS), [*sizes, 0, 0, 0, 0, 0], strict=False))
+    stamp = {"created_at": 30_000, "updated_at": 40_000}
+    for i in range(counts["subscription_items"]):
+        payer = {"org_id": orgs[i % len(orgs)]["id"]} if orgs and i % 10 == 9 else {}
+        payer = payer or {"user_id": users[(i * 104_729) % len(users)]["id"]}
+        item_id = f"csub_item_{prefix}{i:07d}"
+        created = {"created_at": 30_000 + i, "updated_at": 40_000}
+        made["subscription_items"].append(
+            f.clerk_subscription_item(item_id=item_id, **payer, **created)
+        )
+    for i in range(counts["roles"]):
+        role_id = f"role_{prefix}{i:05d}"
+        made["roles"].append(
+            f.clerk_role(role_id=role_id, key=f"org:r{i}", permissions=[], **stamp)
+        )
+    for i in range(counts["invitations"]):
+        made["invitations"].append(
+            f.clerk_invitation(
+                invitation_id=f"orginv_{prefix}{i:06d}",
+                org_id=orgs[i % len(orgs)]["id"],
+                email=f"inv{i}@x.com",
+                **stamp,
+            )
+        )
+    for i in range(counts["domains"]):
+        made["domains"].append(
+            f.clerk_domain(
+                domain_id=f"orgdmn_{prefix}{i:06d}",
+                org_id=orgs[i % len(orgs)]["id"],
+                name=f"d{i}.example",
+                **stamp,
+            )
+        )
+    for i in range(counts["waitlist_entries"]):
+        entry_id = f"wle_{prefix}{i:06d}"
+        made["waitlist_entries"].append(
+            f.clerk_waitlist_entry(entry_id=entry_id, email=f"wait{i}@x.com", **stamp)
+        )
+    return made
+
+
+def payer_plans(parsed: list[tuple[Any, list[Any]]]) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """Parent kind -> payer's Clerk id -> (plan, status), from the subscription items, as
+    the kind's rollups derive them."""
+    found: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for kind, items in parsed:
+        for rollup in kind.rollups:
+            by_payer: dict[str, list[dict[str, Any]]] = {}
+            for item in items:
+                values = kind.values(item)
+                if values.get(rollup.via):
+                    view = {"clerk_id": item.id, "updated_at": item.updated_at, **values}
+                    by_payer.setdefault(values[rollup.via], []).append(view)
+            derived = {p: rollup.derive(views) for p, views in by_payer.items()}
+            found[rollup.parent] = {p: (d["plan"], d["plan_status"]) for p, d in derived.items()}
+    return found
+
+
+def serve_instance_fake(users: int, orgs: int, members: int, prefix: str, others: str) -> None:
+    """Child: a fake Clerk instance with users, organizations, memberships and the rest."""
     from tests.support.fakeclerk import FakeClerk
 
     fake = FakeClerk(secret_key=KEY, instance_limit=LIMIT, window=WINDOW)
@@ -175,6 +256,9 @@ def serve_instance_fake(users: int, orgs: int, members: int, prefix: str) -> Non
     fake.users = {u["id"]: u for u in user_list}
     fake.orgs = {o["id"]: o for o in org_list}
     fake.memberships = {m["id"]: m for m in member_list}
+    sizes = [int(x) for x in others.split(":") if x]
+    for name, objects in other_objects(sizes, user_list, org_list, prefix).items():
+        fake.lists[name] = {o["id"]: o for o in objects}
     print(fake.start(), flush=True)
     while True:
         time.sleep(3600)
@@ -208,30 +292,40 @@ def run_instance_job(mongo_url: str, db: str, api: str) -> None:
     summary = reconcile(store, gateway, rate=default_rate(KEY)).to_json()
     elapsed = time.perf_counter() - started
     counts = ("created", "updated", "unchanged", "orphaned")
+    parts = {"users": {k: summary[k] for k in counts}}
+    parts.update(
+        {
+            key: {k: part[k] for k in counts}
+            for key, part in summary.items()
+            if isinstance(part, dict) and "created" in part
+        }
+    )
     print(
         json.dumps(
             {
                 "elapsed": elapsed,
                 "requests": gateway.requests,
                 "peak_mib": peak_rss_kib() / 1024,
-                "summary": {
-                    "users": {k: summary[k] for k in counts},
-                    "organizations": {k: summary["organizations"][k] for k in counts},
-                    "memberships": {k: summary["memberships"][k] for k in counts},
-                },
+                "summary": parts,
             }
         )
     )
 
 
-def instance_floor(mongo_url: str, db: str, users: int, orgs: int, members: int) -> float:
+def instance_floor(
+    mongo_url: str, db: str, users: int, orgs: int, members: int, others: str
+) -> float:
     """Seconds for the same documents written as plain ``insert_many`` batches of 500 into
     collections with the same indexes and write concern: users, organizations, memberships
-    (no reads, no ordering rule, no tombstones, no Clerk)."""
-    from pymongo import MongoClient
+    and the other kinds; then each payer's plan set on its document, by its Clerk id (the
+    unique index every lookup uses) in bulk writes of 500 (the plan cannot go into the
+    payer's insert: reconcile writes parents first). No reads, no ordering rule, no
+    tombstones, no Clerk."""
+    from pymongo import MongoClient, UpdateOne
 
     from clerksync.kinds.membership import MEMBERSHIP, parse_membership
     from clerksync.kinds.organization import ORGANIZATION, parse_organization
+    from clerksync.kinds.registry import BY_NAME
     from clerksync.kinds.user import parse_clerk_user
     from clerksync.mapping.documents import new_document, state_update, upsert_update
     from clerksync.store.database import Store
@@ -244,15 +338,21 @@ def instance_floor(mongo_url: str, db: str, users: int, orgs: int, members: int)
     parsed_users = [parse_clerk_user(u) for u in user_list]
     parsed_orgs = [parse_organization(o) for o in org_list]
     parsed_members = [parse_membership(m) for m in member_list]
+    sizes = [int(x) for x in others.split(":") if x]
+    rest = other_objects(sizes, user_list, org_list, "floor_")
+    parsed_rest = [
+        (BY_NAME[kind], [BY_NAME[kind].parse(o) for o in rest[name]]) for name, kind in OTHER_LISTS
+    ]
     now = utcnow()
     # The same indexes as the job's collections: reconcile makes these before its first
-    # organization write (without them the floor's memberships cost a quarter as much).
-    for kind in (ORGANIZATION, MEMBERSHIP):
+    # write of the kind (without them the floor's memberships cost a quarter as much).
+    for kind in (ORGANIZATION, MEMBERSHIP, *(k for k, items in parsed_rest if items)):
         store.ready(kind)
 
     def org_doc(kind: Any, item: Any) -> dict[str, Any]:
         return new_document(state_update(kind, store.schema.section(kind), item, now))
 
+    plans = payer_plans(parsed_rest)
     started = time.perf_counter()
     for offset in range(0, users, 500):
         docs = [
@@ -260,10 +360,17 @@ def instance_floor(mongo_url: str, db: str, users: int, orgs: int, members: int)
             for u in parsed_users[offset : offset + 500]
         ]
         store.users.insert_many(docs, ordered=False)
-    for kind, items in ((ORGANIZATION, parsed_orgs), (MEMBERSHIP, parsed_members)):
+    for kind, items in ((ORGANIZATION, parsed_orgs), (MEMBERSHIP, parsed_members), *parsed_rest):
         for offset in range(0, len(items), 500):
             batch = [org_doc(kind, i) for i in items[offset : offset + 500]]
             store.collection(kind).insert_many(batch, ordered=False)
+    for parent, payers in plans.items():
+        ops = [
+            UpdateOne({"clerkId": payer}, {"$set": {"plan": p, "planStatus": st}})
+            for payer, (p, st) in sorted(payers.items())
+        ]
+        for offset in range(0, len(ops), 500):
+            store.collection(BY_NAME[parent]).bulk_write(ops[offset : offset + 500], ordered=False)
     elapsed = time.perf_counter() - started
     store.client.drop_database(db)
     return elapsed
@@ -273,14 +380,15 @@ def bench_instance(mongo_url: str, specs: str, procs: list[Any]) -> None:
     """Driver: each USERS:ORGS:MEMBERSHIPS spec, then peak memory across them."""
     rate_s = LIMIT / WINDOW
     peaks = {}
-    for spec in (s for s in specs.split(",") if s):
-        users, orgs, members = (int(x) for x in spec.split(":"))
+    for n, spec in enumerate(s for s in specs.split(",") if s):
+        users, orgs, members, *rest = (int(x) for x in spec.split(":"))
+        others = ":".join(str(n) for n in rest)
         prefix = f"i{users}_"
-        proc = child("--serve-instance", str(users), str(orgs), str(members), prefix)
+        proc = child("--serve-instance", str(users), str(orgs), str(members), prefix, others)
         assert proc.stdout is not None
         api = proc.stdout.readline().strip()
         procs.append(proc)
-        db = f"instance_{users}"
+        db = f"instance_{n}_{users}"  # one database per spec: two specs may share a size
         out, _ = child("--instance-job", mongo_url, db, api).communicate()
         result = json.loads(out.strip().splitlines()[-1])
         again_out, _ = child("--instance-job", mongo_url, db, api).communicate()
@@ -289,12 +397,19 @@ def bench_instance(mongo_url: str, specs: str, procs: list[Any]) -> None:
         user_pages = users // 500 + 1  # the last page is short, or empty when users % 500 == 0
         # + 1: GET /instance, the check that the database is synced with this instance
         minimum = 1 + user_pages + math.ceil(orgs / 500) + math.ceil(members / 500)
-        floor_db = instance_floor(mongo_url, f"instance_floor_{users}", users, orgs, members)
+        # each other list: its pages, or the one (empty) page that says it has none
+        sizes = [*rest, *[0] * (len(OTHER_LISTS) - len(rest)), *[0] * len(EMPTY_LISTS)]
+        minimum += sum(max(1, math.ceil(n / 500)) for n in sizes)
+        floor_db = instance_floor(
+            mongo_url, f"instance_floor_{n}_{users}", users, orgs, members, others
+        )
         floor = max(minimum / rate_s, floor_db)
         why = "database" if floor_db >= minimum / rate_s else "rate limit"
+        named = ", ".join(f"{n:,} {name}" for n, (name, _) in zip(rest, OTHER_LISTS, strict=False))
         report(
             f"reconcile of an instance: {users:,} users, {orgs:,} organizations, "
-            f"{members:,} memberships (users offsets past {DEEP_OFFSET:,} time out)",
+            f"{members:,} memberships{', ' + named if named else ''} "
+            f"(users offsets past {DEEP_OFFSET:,} time out)",
             result,
             minimum,
             floor,
@@ -505,8 +620,9 @@ def main() -> None:
     parser.add_argument("--sync-dev", type=int, default=1_000)
     parser.add_argument(
         "--instance",
-        default="10000:200:4000,100000:2000:40000",
-        help="USERS:ORGS:MEMBERSHIPS,... for the whole-instance reconcile ('' to skip)",
+        default="10000:200:4000:2000:50:500:100:1000,100000:2000:40000",
+        help="USERS:ORGS:MEMBERSHIPS[:ITEMS:ROLES:INVITATIONS:DOMAINS:WAITLIST],... for the "
+        "whole-instance reconcile ('' to skip)",
     )
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="clerksync-bulk-")
@@ -564,7 +680,9 @@ if __name__ == "__main__":
             int(sys.argv[2]), sys.argv[3], sys.argv[4] or None, sys.argv[5], int(sys.argv[6])
         )
     elif len(sys.argv) > 1 and sys.argv[1] == "--serve-instance":
-        serve_instance_fake(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        serve_instance_fake(
+            int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+        )
     elif len(sys.argv) > 1 and sys.argv[1] == "--instance-job":
         run_instance_job(sys.argv[2], sys.argv[3], sys.argv[4])
     elif len(sys.argv) > 1 and sys.argv[1] == "--job":

@@ -76,13 +76,22 @@ class ClerkApiError(ClerkSyncError):
     """The Clerk Backend API refused or failed a request.
 
     ``status`` is the HTTP status (0 when no answer came), ``retry_after`` the
-    seconds Clerk asked us to wait on a 429.
+    seconds Clerk asked us to wait on a 429, ``code`` Clerk's error code when it gave one
+    (``organization_not_enabled_in_instance``…).
     """
 
-    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        retry_after: float | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.code = code
 
     @property
     def retryable(self) -> bool:

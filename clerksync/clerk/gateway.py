@@ -13,16 +13,20 @@ reject, and a call costs its request, not a validation pass several times longer
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from clerksync.clerk.answers import FeatureDisabled, api_error, transport_errors
 from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
 from clerksync.errors import ClerkApiError, UserNotFound
 
 PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
 ID_BATCH = 100  # user_id filters per request
+#: what an instance-wide list is asked besides its page, unless it says otherwise
+DEFAULT_ORDER = {"order_by": "+created_at"}
+#: the answers meaning a list's feature is off: (status, Clerk's error code or None for any)
+Off = tuple[tuple[int, str | None], ...]
 
 #: requests per 10 s that Clerk allows, by instance kind
 INSTANCE_LIMITS = {"test": 100, "live": 1000}
@@ -131,7 +135,7 @@ class ClerkGateway:
         self._count()
         status: int | None = None
         try:
-            with _transport_errors():
+            with transport_errors():
                 answer = fn(**kwargs)
             status = 200
             return answer
@@ -140,7 +144,7 @@ class ClerkGateway:
             raise ClerkApiError("Clerk answered something the SDK's models reject") from None
         except models.ClerkBaseError as exc:
             status = exc.status_code
-            raise _api_error(exc.status_code, exc.headers, exc.body) from None
+            raise api_error(exc.status_code, exc.headers, exc.body) from None
         finally:
             self._observe(route, status)
 
@@ -192,14 +196,22 @@ class ClerkGateway:
         return self._list(params)
 
     def list_at(
-        self, path: str, *, offset: int = 0, limit: int = PAGE_SIZE
+        self,
+        path: str,
+        *,
+        offset: int = 0,
+        limit: int = PAGE_SIZE,
+        params: Mapping[str, str] | None = None,
+        off: Off = (),
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of an instance-wide ``{data, total_count}`` list (``/organizations``,
-        ``/organization_memberships``…), oldest first, and Clerk's total count: a backfill
-        costs pages, never a request per parent. ``OrganizationsDisabled`` when the
-        instance has no organizations feature."""
-        params = {"limit": limit, "offset": offset, "order_by": "+created_at"}
-        return self._data_page(path, params)
+        ``/organization_memberships``…) and Clerk's total count: a backfill costs pages, never
+        a request per parent. ``params``: the list's own query (default: oldest first).
+        ``FeatureDisabled`` when Clerk answers one of ``off`` (status, code or None for any):
+        the list's feature is not enabled on the instance (``OrganizationsDisabled`` for
+        Clerk's organizations code, whatever the list)."""
+        query = {**(DEFAULT_ORDER if params is None else params), "limit": limit, "offset": offset}
+        return self._data_page(path, query, off)
 
     def find_ids(self, path: str, param: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The objects of a list whose ids are among ``ids`` (at most ``ID_BATCH``), filtered
@@ -209,14 +221,19 @@ class ClerkGateway:
             raise ValueError(f"at most {ID_BATCH} ids per request")
         return self._items("GET", path, {param: list(ids), "limit": ID_BATCH})
 
-    def find_under(self, path: str, param: str, values: Sequence[str]) -> list[dict[str, Any]]:
+    def find_under(
+        self, path: str, param: str | None, values: Sequence[str]
+    ) -> list[dict[str, Any]]:
         """The objects of one parent's list (``/organizations/{id}/memberships``) whose
-        ``param`` is among ``values`` (at most ``ID_BATCH``); a parent Clerk no longer has
-        answers an empty list."""
+        ``param`` is among ``values`` (at most ``ID_BATCH``), or (no ``param``) the first
+        ``PAGE_SIZE`` of them; a parent Clerk no longer has answers an empty list."""
         if len(values) > ID_BATCH:
             raise ValueError(f"at most {ID_BATCH} ids per request")
+        query: dict[str, Any] = {"limit": PAGE_SIZE}
+        if param is not None:
+            query = {param: list(values), "limit": ID_BATCH}
         try:
-            return self._items("GET", path, {param: list(values), "limit": ID_BATCH})
+            return self._items("GET", path, query)
         except ClerkApiError as exc:
             if exc.status == 404:
                 return []
@@ -230,14 +247,42 @@ class ClerkGateway:
             raise ClerkApiError(f"Clerk answered GET {path} with something not a list")
         return [item for item in found if isinstance(item, dict)]
 
-    def count(self, path: str) -> int:
+    def count(self, path: str, *, params: Mapping[str, str] | None = None, off: Off = ()) -> int:
         """The ``total_count`` of an instance-wide list (one request): ``/organizations``…;
-        ``OrganizationsDisabled`` when the instance has no organizations feature."""
-        return self._data_page(path, {"limit": 1})[1]
+        ``FeatureDisabled`` as ``list_at``."""
+        query = {**(DEFAULT_ORDER if params is None else params), "limit": 1}
+        return self._data_page(path, query, off)[1]
 
-    def _data_page(self, path: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    def find_one(self, path: str, key: str | None = None) -> list[dict[str, Any]]:
+        """What ``GET path`` (a query string allowed) answers, as a list of objects: the
+        object itself, a page's ``data``, or the list under ``key`` of the object (a payer's
+        subscription's ``subscription_items``); none when Clerk answers 404."""
+        try:
+            found = self._send("GET", path)
+        except ClerkApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        if isinstance(found, dict) and key is not None:
+            found = found.get(key)
+        elif isinstance(found, dict) and isinstance(found.get("data"), list):
+            found = found["data"]
+        if isinstance(found, dict):
+            return [found]
+        return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+
+    def _data_page(
+        self, path: str, params: Mapping[str, Any], off: Off = ()
+    ) -> tuple[list[dict[str, Any]], int]:
         """A ``{data, total_count}`` list as raw JSON (see ``_send``)."""
-        page = self._send("GET", path, params=params)
+        try:
+            page = self._send("GET", path, params=params)
+        except ClerkApiError as exc:
+            if isinstance(exc, FeatureDisabled) or not any(
+                exc.status == status and code in (None, exc.code) for status, code in off
+            ):
+                raise
+            raise FeatureDisabled(str(exc), status=exc.status, code=exc.code) from None
         data = page.get("data") if isinstance(page, dict) else None
         total = page.get("total_count") if isinstance(page, dict) else None
         if not isinstance(data, list) or isinstance(total, bool) or not isinstance(total, int):
@@ -293,7 +338,7 @@ class ClerkGateway:
         self._count()
         route = route_template(method, path)
         try:
-            with _transport_errors():
+            with transport_errors():
                 request = client.build_request(
                     method,
                     f"{self.api_url}{path}",
@@ -308,73 +353,10 @@ class ClerkGateway:
             raise
         self._observe(route, response.status_code)
         if response.status_code != 200:
-            raise _api_error(response.status_code, response.headers, response.text)
+            raise api_error(response.status_code, response.headers, response.text)
         try:
             return response.json()
         except ValueError:
             raise ClerkApiError(
                 f"Clerk answered {method} {path} with a body that is not JSON"
             ) from None
-
-
-class OrganizationsDisabled(ClerkApiError):
-    """The instance has no organizations feature (Clerk's 403
-    ``organization_not_enabled_in_instance``): a note for reconcile and doctor, not a failure."""
-
-
-ORGS_DISABLED_CODE = "organization_not_enabled_in_instance"
-
-
-@contextlib.contextmanager
-def _transport_errors() -> Iterator[None]:
-    """httpx's timeouts and connection failures as ``ClerkApiError`` (status 0), for SDK
-    calls and raw requests alike."""
-    import httpx
-
-    try:
-        yield
-    except httpx.TimeoutException:
-        raise ClerkApiError("Clerk did not answer in time", status=0) from None
-    except httpx.TransportError as exc:
-        raise ClerkApiError(
-            f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
-            "and the network",
-            status=0,
-        ) from None
-
-
-def _api_error(status: int, headers: Mapping[str, str], body: str) -> ClerkApiError:
-    retry_after: float | None = None
-    raw = headers.get("retry-after")
-    if raw:
-        try:
-            retry_after = max(0.0, float(raw))
-        except ValueError:
-            retry_after = None
-    detail = ""
-    code = None
-    try:
-        errors = json.loads(body).get("errors") or []
-        if errors:
-            detail = f": {errors[0].get('long_message') or errors[0].get('message')}"
-            code = errors[0].get("code")
-    except (ValueError, AttributeError):
-        pass
-    if status == 403 and code == ORGS_DISABLED_CODE:
-        return OrganizationsDisabled(
-            "organizations are not enabled on this Clerk instance (Dashboard → Configure → "
-            "Organizations)",
-            status=status,
-        )
-    if status == 401:
-        message = (
-            "Clerk rejected CLERK_SECRET_KEY (401). Copy a current key from Clerk Dashboard → "
-            "Configure → API keys, and check it belongs to this instance"
-        )
-    elif status == 429:
-        message = "Clerk rate limit reached (429)"
-    elif status == 404:
-        message = f"not found in Clerk (404){detail}"
-    else:
-        message = f"Clerk answered {status}{detail}"
-    return ClerkApiError(message, status=status, retry_after=retry_after)

@@ -249,14 +249,14 @@ def reconcile(
 
 def _say_reconciled(result: "ReconcileResult") -> None:
     """One line per kind, in the registry's order, and its orphans on stdout."""
-    from clerksync.kinds.registry import KINDS
+    from clerksync.kinds.registry import BY_NAME
     from clerksync.kinds.user import USER
 
     def did(verb: str, past: str, count: int) -> str:
         return f"{'would ' + verb if result.dry_run else past} {count}"
 
-    for kind in KINDS:
-        part = result.kinds[kind.name]
+    for name, part in result.kinds.items():
+        kind = BY_NAME[name]
         if part.note:
             say(f"{kind.plural}: {part.note}")
             continue
@@ -285,8 +285,13 @@ def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
         return
     from clerksync.kinds.registry import KINDS
 
-    restored = ", ".join(
-        f"{(n := result[k.plural]['restored'])} {k.name if n == 1 else k.plural}" for k in KINDS
+    restored = (
+        ", ".join(
+            f"{n} {k.name if n == 1 else k.plural}"
+            for k in KINDS
+            if (n := result[k.plural]["restored"])
+        )
+        or "nothing"
     )
     extra = [
         f"{result['present']} were back already",
@@ -306,10 +311,10 @@ def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:
 
 def _orphan_counts(result: "ReconcileResult") -> str:
     """ "3 users, 1 organization, 2 memberships", or "" when there are none."""
-    from clerksync.kinds.registry import KINDS
+    from clerksync.kinds.registry import BY_NAME
 
     return ", ".join(
-        f"{n} {kind.name if n == 1 else kind.plural}"
-        for kind in KINDS
-        if (n := result.kinds[kind.name].orphaned)
+        f"{n} {name if n == 1 else BY_NAME[name].plural}"
+        for name, part in result.kinds.items()
+        if (n := part.orphaned)
     )

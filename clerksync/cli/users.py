@@ -42,6 +42,12 @@ def list_users(
         str | None,
         typer.Option("--search", metavar="TEXT", help="Match email, names or username (any case)."),
     ] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan", metavar="SLUG", help="Only users on this plan (from Clerk Billing)."
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", metavar="N", min=1, help="At most N users.")
     ] = None,
@@ -52,7 +58,7 @@ def list_users(
     from clerksync.store.lookups import list_users
 
     store = open_store(ctx)
-    found = list_users(store, admins=admins, search=search, limit=limit)
+    found = list_users(store, admins=admins, search=search, plan=plan, limit=limit)
     rows = [public_view(doc, store.schema.users) for doc in found]
     if json:
         print_json(rows)

@@ -63,6 +63,11 @@ def session(event_type: str, user_id: str | None) -> dict[str, Any]:
     }
 
 
+#: events whose example has a ``payer`` (``--user-id`` makes it that user), and those whose
+#: example has an ``email_address`` (``--email`` sets it)
+PAID = ("subscription", "subscriptionItem", "paymentAttempt")
+ADDRESSED = ("organizationInvitation", "waitlistEntry")
+
 SESSION_EVENTS = (
     "session.created",
     "session.ended",
@@ -168,14 +173,30 @@ def build_event(
             if key in public:
                 public[key] = known.get(key)
         user_id = None
+    example, prefix = body.get("data"), event_type.split(".", 1)[0]
+    payer = example.get("payer") if isinstance(example, dict) else None
+    if prefix in PAID and user_id is not None and isinstance(payer, dict):
+        # The example's billing object, paid for by that user (one `send` created, say).
+        known = state.users.get(user_id) or {}
+        addresses = known.get("email_addresses") or [{}]
+        mine = {**known, "email": (addresses[0] or {}).get("email_address")}
+        payer.update(user_id=user_id, organization_id="", organization_name="")
+        for key in ("first_name", "last_name", "email", "image_url"):
+            if key in payer:
+                payer[key] = mine.get(key)  # that user's, or nothing (none invented)
+        user_id = None
+    if prefix in ADDRESSED and given["email"] is not None and isinstance(example, dict):
+        example["email_address"] = given["email"]  # the invitation's or entry's address
+        given = {**given, "email": None}
     unused = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
     if user_id is not None:
         unused.insert(0, "--user-id")
     if unused:
         raise UsageError(
             f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to "
-            f"{event_type}: it is sent as Clerk's "
-            "documented example (--user-id names a membership's user; --data sends your own)"
+            f"{event_type}: it is sent as Clerk's documented example (--user-id names a "
+            "membership's user or a billing payer, --email an invitation's or a waitlist "
+            "entry's address; --data sends your own)"
         )
     return body
 
@@ -211,6 +232,9 @@ def example_event(event_type: str) -> dict[str, Any]:
     data = body.get("data")
     if isinstance(data, dict) and "updated_at" in data:
         data["updated_at"] = now
+    for item in data.get("items") or [] if isinstance(data, dict) else []:
+        if isinstance(item, dict) and "updated_at" in item:
+            item["updated_at"] = now  # the items a subscription carries
     return body
 
 

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from clerksync.doctor.checks import Check, ok
 from clerksync.errors import ClerkApiError, ClerkSyncError
 from clerksync.kinds.base import Kind
-from clerksync.kinds.registry import KINDS
 from clerksync.kinds.user import USER
 
 if TYPE_CHECKING:
@@ -43,10 +42,11 @@ def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
 
 
 def check_kind_counts(settings: Settings) -> list[Check]:
-    """Clerk's count of each kind but users (those are ``user counts``) against MongoDB's,
-    one check each (``organization counts``…); nothing when either side cannot answer (the
-    MongoDB and Clerk API checks report why). No organizations feature: a note. An error
-    nobody foresaw is a failing check, never a traceback."""
+    """Clerk's count of each kind the app keeps but users (those are ``user counts``)
+    against MongoDB's, one check each (``organization counts``…); nothing when either side
+    cannot answer (the MongoDB and Clerk API checks report why). A kind whose feature is
+    off (no organizations, no billing): a note. An error nobody foresaw is a failing check,
+    never a traceback."""
     problems = dict(settings.problems())
     if not settings.clerk_secret_key or {"CLERK_SECRET_KEY", "MONGODB_URL", "MONGODB_DB"} & set(
         problems
@@ -73,7 +73,7 @@ def _kind_counts(settings: Settings) -> list[Check]:
     try:
         return [
             check
-            for kind in KINDS
+            for kind in store.kinds
             if kind is not USER and (check := _kind_count(store, gateway, kind)) is not None
         ]
     finally:
@@ -81,16 +81,19 @@ def _kind_counts(settings: Settings) -> list[Check]:
 
 
 def _kind_count(store: Store, gateway: ClerkGateway, kind: Kind) -> Check | None:
-    from clerksync.clerk.gateway import OrganizationsDisabled
+    from clerksync.clerk.answers import FeatureDisabled, OrganizationsDisabled
 
     name = f"{kind.name} counts"
-    if kind.listing is None:
+    listing = kind.listing
+    if listing is None:
         return None
     try:
         try:
-            in_clerk = gateway.count(kind.listing.path)
+            in_clerk = gateway.count(listing.path, params=listing.params, off=listing.off)
         except OrganizationsDisabled:
             return ok(name, "organizations are not enabled on this Clerk instance")
+        except FeatureDisabled:
+            return ok(name, listing.off_note)
         except ClerkApiError:
             return None
         try:

@@ -16,15 +16,18 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from string import Formatter
+from typing import Any
+from urllib.parse import quote
 
 from clerksync.clerk.gateway import ID_BATCH, ClerkGateway
 from clerksync.clerk.pacing import SlidingWindowPacer
 from clerksync.jobs.common import batches, call_with_retries
 from clerksync.jobs.prune import PruneRun, prune_refusal
 from clerksync.jobs.walk import KindSummary, id_table
-from clerksync.kinds.base import Kind
+from clerksync.kinds.base import Kind, Listing
 from clerksync.kinds.registry import BY_NAME
 from clerksync.store.database import Store
 
@@ -41,6 +44,23 @@ class PendingPrune:
     def holds(self, clerk_id: str) -> bool:
         found = self.orphans.execute("SELECT 1 FROM ids WHERE id = ?", (clerk_id,)).fetchone()
         return found is not None
+
+
+def template_fields(listing: Listing) -> set[str]:
+    """The logical fields a listing's confirmation reads from a stored document."""
+    fields = {f for t in listing.one for _, f, _, _ in Formatter().parse(t) if f and f != "id"}
+    fields |= {f for f in (listing.parent_field, listing.member_field) if f}
+    return fields
+
+
+def one_path(listing: Listing, clerk_id: str, view: Mapping[str, Any]) -> str | None:
+    """The first of ``listing.one``'s paths whose fields the document has, filled in."""
+    values = {"id": clerk_id, **view}
+    for template in listing.one:
+        names = [f for _, f, _, _ in Formatter().parse(template) if f]
+        if all(isinstance(values.get(n), str) and values[n] for n in names):
+            return template.format(**{n: quote(str(values[n]), safe="") for n in names})
+    return None
 
 
 def merge_missing(held: sqlite3.Connection, seen: sqlite3.Connection) -> Iterator[str]:
@@ -109,40 +129,53 @@ class OrphanPass:
 
     def _confirm(self, kind: Kind, batch: list[str]) -> set[str]:
         """Of these candidates, those still in Clerk, or taken along by a parent's pending
-        prune (counted under the parent's guard, the same in a preview and the run)."""
+        prune (counted under the parent's guard, the same in a preview and the run). Clerk
+        is asked the way the kind's ``Listing`` says: by ids, per parent, or one by one."""
         listing = kind.listing
         assert listing is not None
         taken: set[str] = set()
-        remaining = batch
-        by_parent: dict[str, list[str]] = defaultdict(list)
-        if kind.pruned_with or listing.per_parent:
+        views: dict[str, dict[str, Any]] = {}
+        if kind.pruned_with or listing.per_parent or listing.one:
             section = self.store.schema.section(kind)
-            fields = {section.require(f): 1 for f in kind.parents.values()}
-            docs = self.store.stored_docs(kind, batch, fields)
-            for clerk_id, doc in docs.items():
-                parents = {p: str(doc.get(section.require(f))) for p, f in kind.parents.items()}
-                if any(self._going(BY_NAME[p], parents[p]) for p in kind.pruned_with):
+            wanted = {*kind.parents.values(), *template_fields(listing)}
+            fields = {section.require(f): 1 for f in wanted}
+            for clerk_id, doc in self.store.stored_docs(kind, batch, fields).items():
+                views[clerk_id] = {f: doc.get(section.require(f)) for f in wanted}
+            for clerk_id, view in views.items():
+                parents = {p: str(view.get(kind.parents[p])) for p in kind.pruned_with}
+                if any(self._going(BY_NAME[p], parent) for p, parent in parents.items()):
                     taken.add(clerk_id)
-                    continue
-                if listing.per_parent and listing.parent_field and listing.member_field:
-                    parent = str(doc.get(section.require(listing.parent_field)))
-                    member = str(doc.get(section.require(listing.member_field)))
-                    by_parent[parent].append(member)
-            remaining = [i for i in batch if i not in taken]
+        remaining = [i for i in batch if i not in taken]
         known: set[str] = set()
         if listing.by_ids and remaining:
             find = functools.partial(self.gateway.find_ids, listing.path, listing.by_ids)
             found = call_with_retries(functools.partial(find, remaining), self.pacer)
             known = {str(item.get("id")) for item in found}
-        elif listing.per_parent and listing.member_param:
+        elif listing.per_parent and listing.parent_field:
+            by_parent: dict[str, list[str]] = defaultdict(list)
+            for clerk_id in (i for i in remaining if i in views):
+                view = views[clerk_id]
+                member = view.get(listing.member_field) if listing.member_field else clerk_id
+                by_parent[str(view.get(listing.parent_field))].append(str(member))
             for parent, members in by_parent.items():
-                path = listing.per_parent.format(parent=parent)
+                path = listing.per_parent.format(parent=quote(parent, safe=""))
                 for start in range(0, len(members), ID_BATCH):
-                    chunk = members[start : start + ID_BATCH]
+                    chunk = members[start : start + ID_BATCH] if listing.member_param else []
                     find = functools.partial(
                         self.gateway.find_under, path, listing.member_param, chunk
                     )
                     known |= {str(i.get("id")) for i in call_with_retries(find, self.pacer)}
+                    if not listing.member_param:
+                        break  # the parent's whole list, once
+        elif listing.one:
+            paths: dict[str, list[str]] = defaultdict(list)
+            for clerk_id in (i for i in remaining if i in views):
+                found_path = one_path(listing, clerk_id, views[clerk_id])
+                if found_path is not None:
+                    paths[found_path].append(clerk_id)
+            for one in paths:  # one request per path: a payer's items are one
+                find = functools.partial(self.gateway.find_one, one, listing.one_key)
+                known |= {str(i.get("id")) for i in call_with_retries(find, self.pacer)}
         return taken | (known & set(batch))
 
     def _going(self, kind: Kind, clerk_id: str) -> bool:

@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from clerksync.clerk.gateway import ClerkGateway, OrganizationsDisabled
+from clerksync.clerk.answers import FeatureDisabled, OrganizationsDisabled
+from clerksync.clerk.gateway import ClerkGateway
 from clerksync.clerk.pacing import instance_pacer
 from clerksync.errors import ClerkApiError, ClerkSyncError
 from clerksync.jobs.common import Progress, call_with_retries
@@ -30,13 +31,11 @@ from clerksync.jobs.orphans import OrphanPass, settle, snapshot
 from clerksync.jobs.prune import PruneRun
 from clerksync.jobs.walk import KindSummary, id_table, walk
 from clerksync.kinds.base import Kind
-from clerksync.kinds.registry import KINDS, prune_order
+from clerksync.kinds.registry import BY_NAME, prune_order
 from clerksync.kinds.user import USER
 from clerksync.store.database import Store
 from clerksync.store.instance import ensure_same_instance
 from clerksync.store.users import writer
-
-DISABLED_NOTE = "organizations are not enabled on this Clerk instance: nothing to sync"
 
 
 class PruneInterrupted(ClerkSyncError):
@@ -74,8 +73,8 @@ class ReconcileResult:
 
     def to_json(self) -> dict[str, Any]:
         """The documented ``reconcile --json`` keys: the users' counts at the top level
-        (``clerk_users``, ``mongo_users``, …), then one object per other kind under its
-        plural, with ``note``/``prune_refused`` only when set."""
+        (``clerk_users``, ``mongo_users``, …), then one object per other kind reconciled
+        under its plural, with ``note``/``prune_refused`` only when set."""
         users = asdict(self.users)
         data: dict[str, Any] = {
             "clerk_users": users.pop("clerk"),
@@ -84,15 +83,15 @@ class ReconcileResult:
         users.pop("note")
         data.update(users)
         data.update(instance=self.instance, bound=self.bound, prune_run=self.prune_run)
-        for kind in KINDS:
-            if kind is USER:
+        for name, summary in self.kinds.items():
+            if name == USER.name:
                 continue
-            part = asdict(self.kinds[kind.name])
+            part = asdict(summary)
             part.pop("adopted")
             for optional in ("note", "prune_refused"):
                 if part[optional] is None:
                     part.pop(optional)
-            data[kind.plural] = part
+            data[BY_NAME[name].plural] = part
         return data
 
 
@@ -118,19 +117,20 @@ def reconcile(
     )
     writes = writer(store)
     run = PruneRun(writes) if prune and not dry_run else None
-    summaries = {kind.name: KindSummary() for kind in KINDS}
+    kinds = reconciled(store)
+    summaries = {kind.name: KindSummary() for kind in kinds}
     orphans = OrphanPass(store, gateway, pacer, prune=prune)
     with contextlib.ExitStack() as tables:
         try:
             walked: dict[str, tuple[sqlite3.Connection, sqlite3.Connection]] = {}
-            for kind in KINDS:
+            for kind in kinds:
                 summary = summaries[kind.name]
                 try:
                     walked[kind.name] = _walk_kind(
                         writes, gateway, pacer, kind, summary, tables, dry_run, progress
                     )
-                except OrganizationsDisabled:
-                    summary.note = DISABLED_NOTE  # a note, not a failure
+                except FeatureDisabled as exc:  # a note, not a failure
+                    summary.note = f"{_off_note(kind, exc)}: nothing to sync"
             # Every kind's orphans and guard first, then the deletes, if no guard refused:
             # a cascade must not take what another guard kept.
             for kind in prune_order():
@@ -138,7 +138,7 @@ def reconcile(
                     held, seen = walked[kind.name]
                     orphans.run(kind, held, seen, summaries[kind.name])
             settle(orphans, run, allow_mass_prune=allow_mass_prune)
-            for kind in KINDS:
+            for kind in kinds:
                 summaries[kind.name].mongo = store.estimated_count(kind)
         except ClerkSyncError as exc:
             if run is not None and run.journaled:
@@ -154,6 +154,19 @@ def reconcile(
         bound=binding.get("bound"),
         prune_run=prune_run,
     )
+
+
+def reconciled(store: Store) -> tuple[Kind, ...]:
+    """The kinds reconcile walks: those the app keeps that Clerk lists (parents first)."""
+    return tuple(kind for kind in store.kinds if kind.listing is not None)
+
+
+def _off_note(kind: Kind, exc: FeatureDisabled) -> str:
+    """Why a list said its feature is off: the listing's words, or organizations' (any
+    list of an instance without them answers Clerk's organizations code)."""
+    if isinstance(exc, OrganizationsDisabled) or kind.listing is None:
+        return "organizations are not enabled on this Clerk instance"
+    return kind.listing.off_note
 
 
 def _walk_kind(

@@ -16,6 +16,7 @@ from clerksync.errors import IndexRefused, NotFound, StoreUnavailable
 from clerksync.jobs.prune import PLURALS, journal
 from clerksync.kinds.base import Kind
 from clerksync.kinds.registry import BY_NAME, KINDS
+from clerksync.store import rollups
 from clerksync.store.mongo import IN_CHUNK, find_in, refused_by, translated, utcnow
 from clerksync.store.writer import PRUNE_RUN
 
@@ -80,6 +81,9 @@ def undo_prune(store: Store, run_id: str) -> dict[str, Any]:
     settled: list[Any] = []  # journal entry ids done with (restored, present, deleted since)
     for kind_of in KINDS:  # parents before what belongs to them
         kind = kind_of.name
+        if not store.stores(kind_of):  # the mapping keeps it no more: left for a rerun
+            parts[kind]["waiting"] += sum(1 for e in pending if e.get("kind", "user") == kind)
+            continue
         if kind_of.parents:
             back = _parents_there(store, kind_of, [e for e in pending if e.get("kind") == kind])
         chosen: list[Mapping[str, Any]] = []
@@ -96,6 +100,7 @@ def undo_prune(store: Store, run_id: str) -> dict[str, Any]:
         present, refused, first = _restore(store, kind_of, documents)
         refusal = refusal or first
         done = [e for n, e in enumerate(chosen) if n not in refused]
+        _recount(store, kind_of, [e["document"] for e in done])
         settled += [e["_id"] for e in done]
         parts[kind]["restored"] = len(documents) - present - len(refused)
         parts[kind]["present"] = present
@@ -126,6 +131,15 @@ def undo_prune(store: Store, run_id: str) -> dict[str, Any]:
     if refusal is not None:
         raise refusal
     return report
+
+
+def _recount(store: Store, kind: Kind, documents: list[Mapping[str, Any]]) -> None:
+    """What restored documents count in: their parents' fields (a payer's plan) and, for
+    a restored parent, the fields its objects keep on it."""
+    if documents:
+        rollups.refresh(store, kind, rollups.parents_of_docs(store, kind, documents))
+        key = store.key(kind)
+        rollups.created(store, kind, [str(d.get(key)) for d in documents])
 
 
 def _parent_ids(store: Store, entry: Mapping[str, Any]) -> list[str]:
@@ -166,6 +180,8 @@ def _parents_there(store: Store, kind: Kind, entries: list[Mapping[str, Any]]) -
     there: set[str] = set()
     for parent, ids in wanted.items():
         parent_kind = BY_NAME[parent]
+        if not store.stores(parent_kind):
+            continue
         key = store.key(parent_kind)
         found = find_in(store.collection(parent_kind), key, sorted(ids), {key: 1, "_id": 0})
         there |= {str(d.get(key)) for d in found}

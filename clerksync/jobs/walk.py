@@ -174,10 +174,12 @@ def _offset_pages(
     gateway: ClerkGateway, pacer: SlidingWindowPacer, kind: Kind, offset: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """The page at ``offset``, and the next page's offset (None: this was the last)."""
-    assert kind.listing is not None
+    listing = kind.listing
+    assert listing is not None
     at = offset or 0
-    page, total = call_with_retries(
-        functools.partial(gateway.list_at, kind.listing.path, offset=at), pacer
+    ask = functools.partial(
+        gateway.list_at, listing.path, offset=at, params=listing.params, off=listing.off
     )
+    page, total = call_with_retries(ask, pacer)
     more = len(page) == PAGE_SIZE and at + PAGE_SIZE < total
     return page, at + PAGE_SIZE if more else None

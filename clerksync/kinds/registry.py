@@ -3,12 +3,30 @@ lookups by event type and by name. Adding a kind is its module and one line here
 
 from __future__ import annotations
 
-from clerksync.kinds.base import Action, Kind
+from clerksync.kinds.base import Action, Kind, Rollup
+from clerksync.kinds.domain import DOMAIN
+from clerksync.kinds.invitation import INVITATION
 from clerksync.kinds.membership import MEMBERSHIP
 from clerksync.kinds.organization import ORGANIZATION
+from clerksync.kinds.payment_attempt import PAYMENT_ATTEMPT
+from clerksync.kinds.permission import PERMISSION
+from clerksync.kinds.role import ROLE
+from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
 from clerksync.kinds.user import USER
+from clerksync.kinds.waitlist import WAITLIST_ENTRY
 
-KINDS: tuple[Kind, ...] = (USER, ORGANIZATION, MEMBERSHIP)
+KINDS: tuple[Kind, ...] = (
+    USER,
+    ORGANIZATION,
+    MEMBERSHIP,
+    SUBSCRIPTION_ITEM,
+    PERMISSION,
+    ROLE,
+    INVITATION,
+    DOMAIN,
+    WAITLIST_ENTRY,
+    PAYMENT_ATTEMPT,
+)
 
 BY_NAME = {kind.name: kind for kind in KINDS}
 _BY_EVENT: dict[str, tuple[Kind, Action]] = {
@@ -19,6 +37,11 @@ _BY_EVENT: dict[str, tuple[Kind, Action]] = {
 def for_event(event_type: str) -> tuple[Kind, Action] | None:
     """The kind an event type is about and what it does, or None (a type not synced)."""
     return _BY_EVENT.get(event_type)
+
+
+def rollups_onto(parent: Kind) -> list[tuple[Kind, Rollup]]:
+    """The kinds that keep fields on ``parent``'s documents, and how (a user's plan)."""
+    return [(k, r) for k in KINDS for r in k.rollups if r.parent == parent.name]
 
 
 def children(kind: Kind) -> list[tuple[Kind, str]]:

@@ -21,6 +21,9 @@ needs to order deliveries and to drive the Clerk write-back lives under it:
                          limit, seen by every process
 ``clerksync.parkedAt``   set when a write-back failed in a way retrying cannot fix; the
                          next change of the user queues it again
+``clerksync.rollups``    on a user's or organization's document, per kind that keeps
+                         fields there (``subscriptionItems``: the plan), the sum of the
+                         versions they were computed from: orders the recomputes
 
 Filters and updates use the dotted paths; ``field`` reads one from a document.
 """
@@ -42,6 +45,7 @@ LEASE_OWNER = f"{ROOT}.leaseOwner"
 LEASE_UNTIL = f"{ROOT}.leaseUntil"
 WRITES = f"{ROOT}.writes"
 PARKED = f"{ROOT}.parkedAt"
+ROLLUPS = f"{ROOT}.rollups"
 
 _MISSING = object()
 

@@ -44,8 +44,11 @@ def state_update(kind: Kind, section: Section, item: Any, now: datetime) -> dict
     update: dict[str, Any] = {"$set": section.values(kind, item)}
     if section.updated_at:
         update["$set"][section.updated_at] = now
+    on_insert = section.absent_sticky(kind, item)
     if section.created_at:
-        update["$setOnInsert"] = {section.created_at: now}
+        on_insert[section.created_at] = now
+    if on_insert:
+        update["$setOnInsert"] = on_insert
     return update
 
 

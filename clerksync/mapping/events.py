@@ -1,7 +1,8 @@
 """A verified webhook body -> a validated ``Event``, or InvalidEvent (a 400: a retry cannot
-fix it). No I/O: the receiver and replay share it. Which kind an event is about, and what it
-does, is the registry's (``clerksync.kinds.registry``); a type clerksync does not sync is an
-event of no kind (acknowledged, ``ignored``).
+fix it), and the body as the delivery log keeps it. No I/O: the receiver and replay share
+it. Which kind an event is about, and what it does, is the registry's
+(``clerksync.kinds.registry``); a type clerksync does not sync is an event of no kind
+(acknowledged, ``ignored``).
 """
 
 from __future__ import annotations
@@ -26,19 +27,25 @@ INSTANCE_ID = re.compile(r"^ins_[A-Za-z0-9_]{1,64}$")
 
 @dataclass(frozen=True)
 class Event:
-    """A verified, validated delivery. ``kind`` and ``action`` (``upsert``/``delete``) are
-    None for a type clerksync does not sync; ``item`` is the validated object an upsert
-    stores. ``object_id`` names what the event is about and ``user_id`` the user it
-    concerns, whatever its type (for the log); ``instance_id`` the Clerk instance that sent
-    it, when it names one plainly."""
+    """A verified, validated delivery. ``kind`` and ``action`` (``upsert``, ``delete``,
+    ``carried``) are None for a type clerksync does not sync; ``items`` are the validated
+    objects it stores (one for an upsert; those a parent object carries). ``object_id``
+    names what the event is about and ``user_id`` the user it concerns, whatever its type
+    (for the log); ``instance_id`` the Clerk instance that sent it, when it names one
+    plainly."""
 
     type: str
     kind: Kind | None = None
     action: Action | None = None
-    item: Any = None
+    items: tuple[Any, ...] = ()
     object_id: str | None = None
     user_id: str | None = None
     instance_id: str | None = None
+
+    @property
+    def item(self) -> Any:
+        """The one object an upsert stores (None for other events)."""
+        return self.items[0] if self.action == "upsert" else None
 
     @property
     def likely_new(self) -> bool:
@@ -80,9 +87,44 @@ def _parse(body: bytes) -> Event:
         raise InvalidEvent("field 'data' must be an object")
     if action == "delete":
         deleted = kind.parse_deleted(data)
-        return Event(event_type, kind, action, None, deleted.id, deleted.user_id, instance)
+        return Event(event_type, kind, action, (), deleted.id, deleted.user_id, instance)
+    if action == "carried":
+        assert kind.parse_carrier is not None
+        carrier = kind.parse_carrier(data)
+        return Event(event_type, kind, action, carrier.items, carrier.id, carrier.user_id, instance)
     item = kind.parse(data)
-    return Event(event_type, kind, action, item, item.id, kind.user_of(item), instance)
+    return Event(event_type, kind, action, (item,), item.id, kind.user_of(item), instance)
+
+
+def logged_body(body: bytes, event_type: str | None = None) -> bytes | None:
+    """The verified body as the delivery log keeps it: whole, unless its kind says
+    otherwise (``Kind.secret``: keys of its data removed, an invitation's ``url``;
+    ``Kind.log_payload``: no body at all, a payment attempt's). ``event_type`` when known;
+    otherwise (a body that did not parse as an event) it is read from the body."""
+    if event_type is None:
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return body
+        found = payload.get("type") if isinstance(payload, dict) else None
+        event_type = found if isinstance(found, str) else None
+    synced = for_event(event_type) if event_type else None
+    if synced is None:
+        return body
+    kind = synced[0]
+    if not kind.log_payload:
+        return None
+    if not kind.secret:
+        return body
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # not an event: what it holds cannot be told apart
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if isinstance(data, dict):
+        for key in kind.secret:
+            data.pop(key, None)
+    return json.dumps(payload).encode()
 
 
 def _loggable_id(data: Any) -> str | None:
@@ -134,8 +176,8 @@ def _check_storable(event: Event, schema: Schema) -> None:
             f.name: getattr(item, f.name) for f in fields(item) if f.name != "public_metadata"
         }
         stored["user"] = {"parsed": parsed, "set": user_fields(item, schema.users)}
-    elif item is not None:  # every field of the other kinds' objects is written
-        stored["item"] = asdict(item)
+    else:  # every field of the other kinds' objects is written
+        stored["items"] = [asdict(i) for i in event.items]
     try:
         bson.encode(stored)
     except OverflowError:

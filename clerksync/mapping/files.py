@@ -13,7 +13,8 @@ from typing import Any
 
 from clerksync.errors import ConfigError
 from clerksync.kinds.base import Kind
-from clerksync.kinds.registry import BY_NAME, KINDS
+from clerksync.kinds.registry import BY_NAME, KINDS, rollups_onto
+from clerksync.kinds.user import USER
 from clerksync.mapping.schema import DEFAULT, PRESETS, Schema
 from clerksync.mapping.sections import Section
 from clerksync.mapping.users import METADATA_VALUES, SOURCES, AdminFlag, ClerkField, UserMapping
@@ -85,22 +86,28 @@ def schema_from_dict(data: Mapping[str, Any], *, name: str) -> Schema:
     return Schema(name=name, users=users, sections=sections)
 
 
+def _derived_fields(kind: Kind) -> set[str]:
+    """The fields other kinds keep on ``kind``'s documents (``plan``, ``plan_status``)."""
+    return {f for _, rollup in rollups_onto(kind) for f in rollup.fields}
+
+
 def _section_over(kind: Kind, base: Section, table: Any) -> Section:
     """``[organizations]``, ``[memberships]``…: field names over the preset's; "" drops an
-    optional field. Each name is a top-level field, used once."""
+    optional field, or (``collection``) the kind: the app keeps none. Each name is a
+    top-level field, used once."""
     if table is None:
         return base
     where = kind.plural
     table = _table(table, f"[{where}]")
-    keys = ("collection", "clerk_id", *kind.fields, "created_at", "updated_at")
+    derived = _derived_fields(kind)
+    keys = ("collection", "clerk_id", *kind.fields, "created_at", "updated_at", *derived)
     _only(table, set(keys), f"[{where}]")
-    optional = {*kind.optional, "created_at", "updated_at"}
+    optional = {*kind.optional, "collection", "created_at", "updated_at", *derived}
     names = dict(base.names)
     collection = base.collection
     for key, value in table.items():
         name = _name(value, f"{where}.{key}", optional=key in optional)
         if key == "collection":
-            assert name is not None
             collection = name
         else:
             names[key] = name
@@ -138,8 +145,14 @@ def _name(value: Any, where: str, *, optional: bool = False) -> str | None:
 def _users_over(base: UserMapping, table: Mapping[str, Any]) -> UserMapping:
     allowed = {"collection", "clerk_id", "fields", "on_insert", "null_on_insert", "omit"}
     allowed |= {"admin", "created_at", "updated_at", "app_id", "metadata"}
-    _only(table, allowed, "[users]")
+    derived = _derived_fields(USER)
+    _only(table, allowed | derived, "[users]")
     changes: dict[str, Any] = {}
+    if derived & set(table):
+        changes["derived"] = {
+            **base.derived,
+            **{f: _name(table[f], f"users.{f}", optional=True) for f in derived if f in table},
+        }
     if "collection" in table:
         changes["collection"] = _name(table["collection"], "users.collection")
     if "clerk_id" in table:
@@ -233,6 +246,8 @@ def _check_users(users: UserMapping) -> None:
     claim(users.created_at, "created_at")
     claim(users.updated_at, "updated_at")
     claim(users.app_id, "the app id")
+    for logical, derived in users.derived.items():
+        claim(derived, f'the {logical} kept from other kinds ([users] {logical} = "…" renames it)')
     if "_id" in seen:
         raise ValueError("_id is MongoDB's: map no field to it")
     if "app_id" in users.metadata.values() and not users.app_id:

@@ -24,9 +24,12 @@ What a mapping says about the users collection (``UserMapping``):
 - ``app_id``: an integer id allocated from an atomic counter (``clerksync_counters``);
 - ``metadata``: the keys written back into Clerk's ``publicMetadata``.
 
+- ``derived``: the fields other kinds keep on a user's document (``Rollup``: the plan).
+
 Building a Schema validates it, so a mapping file's mistake is a configuration error (exit 2)
-at start, never a strange document later. Organizations and memberships get their own
-mappings beside ``users``.
+at start, never a strange document later. Every other kind gets its section beside
+``users`` (``clerksync.mapping.sections``); a section without a collection is a kind the
+app does not store.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from clerksync.kinds.base import Kind
-from clerksync.kinds.registry import KINDS
+from clerksync.kinds.registry import KINDS, rollups_onto
+from clerksync.kinds.user import USER
 from clerksync.mapping.sections import Section
 from clerksync.mapping.users import AdminFlag, ClerkField, UserMapping
 
@@ -58,6 +62,25 @@ class Schema:
         """The kind's collection, Clerk-id field and timestamps, users included."""
         return self.users if kind.name == "user" else self.sections[kind.name]
 
+    def stores(self, kind: Kind) -> bool:
+        """Does the app keep this kind (users always; others when their section has a
+        collection)?"""
+        return kind.name == "user" or (kind.name in self.sections and self.section(kind).stored)
+
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        """The kinds the app keeps, in the registry's order (parents first)."""
+        return tuple(kind for kind in KINDS if self.stores(kind))
+
+    def derived(self, parent: Kind) -> dict[str, str]:
+        """The fields other kinds keep on ``parent``'s documents, logical -> the app's name
+        (those the mapping dropped left out)."""
+        if not self.stores(parent):
+            return {}
+        fields = {f for _, rollup in rollups_onto(parent) for f in rollup.fields}
+        names = self.users.derived if parent.name == "user" else self.section(parent).names
+        return {f: name for f in sorted(fields) if (name := names.get(f)) is not None}
+
     @property
     def organizations(self) -> Section:
         return self.sections["organization"]
@@ -69,6 +92,11 @@ class Schema:
 
 def _sections(preset: str) -> dict[str, Section]:
     return {kind.name: Section.preset(kind, preset) for kind in KINDS if kind.presets}
+
+
+def _derived(preset: str) -> dict[str, str | None]:
+    """The preset's names of the fields other kinds keep on a user's document."""
+    return {f: n for _, rollup in rollups_onto(USER) for f, n in rollup.names[preset].items()}
 
 
 NEXTJS = Schema(
@@ -87,6 +115,7 @@ NEXTJS = Schema(
         created_at="createdAt",
         updated_at="updatedAt",
         metadata={"userMongoId": "mongo_id", "isAdmin": "admin"},
+        derived=_derived("nextjs"),
     ),
     sections=_sections("nextjs"),
 )
@@ -113,6 +142,7 @@ FASTAPI = Schema(
         },
         app_id="user_id",
         metadata={"userMongoId": "mongo_id", "userId": "app_id", "isAdmin": "admin"},
+        derived=_derived("fastapi"),
     ),
     sections=_sections("fastapi"),
 )

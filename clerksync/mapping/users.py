@@ -90,6 +90,8 @@ class UserMapping:
     updated_at: str | None = None
     app_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: fields other kinds keep on the user's document (logical -> name; None: not kept)
+    derived: Mapping[str, str | None] = field(default_factory=dict)
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -236,7 +238,7 @@ def public_view(doc: Mapping[str, Any], users: UserMapping) -> dict[str, Any]:
     def get(name: str | None) -> Any:
         return doc.get(name) if name else None
 
-    return {
+    view = {
         "id": str(doc["_id"]),
         "clerkId": doc.get(users.clerk_id),
         "email": get(users.email),
@@ -248,6 +250,15 @@ def public_view(doc: Mapping[str, Any], users: UserMapping) -> dict[str, Any]:
         "createdAt": iso(get(users.created_at)),
         "updatedAt": iso(get(users.updated_at)),
     }
+    for logical, name in users.derived.items():  # the plan: `plan`, `planStatus`
+        view[camel(logical)] = get(name)
+    return view
+
+
+def camel(name: str) -> str:
+    """``plan_status`` -> ``planStatus``: a logical field as a documented JSON key."""
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 def seen_copy(copy: Mapping[str, Any], users: UserMapping) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from clerksync.clerk.gateway import ClerkGateway, default_rate
 from clerksync.clerk.webhooks import SignatureError, verify
 from clerksync.deliverylog.writer import DeliveryLog, record
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent
-from clerksync.mapping.events import parse_event
+from clerksync.mapping.events import logged_body, parse_event
 from clerksync.receiver.guards import (
     BodyReader,
     Refused,
@@ -249,6 +249,8 @@ class Receiver:
                 self.metrics.delivery(event_type, outcome, elapsed, stamp)
                 if reason is not None:
                     self.metrics.rejection(reason)
+            if verified_body is not None:  # without what its kind never keeps
+                verified_body = logged_body(verified_body, event_type)
             # Unauthenticated rejections are sampled: anyone can send them by the thousand.
             if verified or self.log.admit_rejection(error):
                 self.log.add(

@@ -7,13 +7,22 @@ from __future__ import annotations
 from clerksync.mapping.events import Event
 from clerksync.store.writer import Writer
 
+#: what an event that carries several objects did, by what each of its writes did: the
+#: first outcome any of them had, in this order
+OUTCOMES = ("applied", "duplicate", "stale")
+
 
 def apply_event(writer: Writer, event: Event) -> tuple[str, bool]:
-    """Apply a verified event: (outcome, wants_write_back). One durable write on the hot path;
-    a type clerksync does not sync is ``ignored``."""
-    if event.kind is None or event.object_id is None:
+    """Apply a verified event: (outcome, wants_write_back). One durable write on the hot path
+    (one per object an event carries); a type clerksync does not sync, or of a kind the app
+    does not keep, is ``ignored``."""
+    kind = event.kind
+    if kind is None or event.object_id is None or not writer.store.stores(kind):
         return "ignored", False
     if event.action == "delete":
-        return writer.delete(event.kind, event.object_id).outcome, False
-    result = writer.upsert(event.kind, event.item, likely_new=event.likely_new)
-    return result.outcome, result.wants_write_back
+        return writer.delete(kind, event.object_id).outcome, False
+    if not event.items:
+        return "ignored", False  # a subscription that carries no items
+    results = [writer.upsert(kind, item, likely_new=event.likely_new) for item in event.items]
+    outcome = next(o for o in OUTCOMES if any(r.outcome == o for r in results))
+    return outcome, any(r.wants_write_back for r in results)

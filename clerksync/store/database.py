@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from clerksync.errors import IndexRefused, StoreUnavailable
 from clerksync.kinds.base import Kind
-from clerksync.kinds.registry import KINDS
 from clerksync.kinds.user import USER
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.schema import DEFAULT, Schema
@@ -98,8 +97,10 @@ class Store:
         self.db = client[db_name]
         durable = WriteConcern(w="majority", j=True)
         self._collections: dict[str, Collection[Any]] = {
-            kind.name: self.db.get_collection(schema.names(kind).collection, write_concern=durable)
-            for kind in KINDS
+            kind.name: self.db.get_collection(
+                str(schema.names(kind).collection), write_concern=durable
+            )
+            for kind in schema.kinds
         }
         self.tombstones: Collection[Any] = self.db.get_collection(TOMBSTONES, write_concern=durable)
         self.counters: Collection[Any] = self.db.get_collection(COUNTERS, write_concern=durable)
@@ -129,6 +130,15 @@ class Store:
 
     def collection(self, kind: Kind) -> Collection[Any]:
         return self._collections[kind.name]
+
+    def stores(self, kind: Kind) -> bool:
+        """Does the app keep this kind (the schema gives it a collection)?"""
+        return kind.name in self._collections
+
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        """The kinds the app keeps, parents first."""
+        return self.schema.kinds
 
     def names(self, kind: Kind) -> UserMapping | Section:
         return self.schema.names(kind)

@@ -7,10 +7,12 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from clerksync.errors import Ambiguous, NotFound
+from clerksync.errors import Ambiguous, NotFound, UsageError
 from clerksync.kinds.membership import MEMBERSHIP
 from clerksync.kinds.organization import ORGANIZATION
-from clerksync.mapping.users import public_view
+from clerksync.kinds.registry import rollups_onto
+from clerksync.kinds.user import USER
+from clerksync.mapping.users import camel, public_view
 from clerksync.store.database import Store
 from clerksync.store.mongo import IN_CHUNK, find_in, translated
 
@@ -65,12 +67,24 @@ def user_detail(store: Store, doc: Mapping[str, Any]) -> dict[str, Any]:
 
 @translated
 def list_users(
-    store: Store, *, admins: bool = False, search: str | None = None, limit: int | None = None
+    store: Store,
+    *,
+    admins: bool = False,
+    search: str | None = None,
+    plan: str | None = None,
+    limit: int | None = None,
 ) -> Iterator[Mapping[str, Any]]:
+    """Users newest first: admins only, matching ``search``, on the plan ``plan`` (the
+    slug their subscription items give them)."""
     users = store.schema.users
     query: dict[str, Any] = {}
     if admins:
         query[users.admin.field] = users.admin.value
+    if plan is not None:
+        field = store.schema.derived(USER).get("plan")
+        if field is None:
+            raise UsageError('--plan: the schema keeps no plan on users ([users] plan = "")')
+        query[field] = plan
     if search:
         pattern = {"$regex": re.escape(search), "$options": "i"}
         query["$or"] = [{field: pattern} for field in users.search_fields] or [
@@ -169,6 +183,9 @@ def organization_detail(store: Store, ident: str) -> dict[str, Any]:
     view = org_view(store, doc, len(members))
     image = o.field("image_url")
     view["imageUrl"] = doc.get(image) if image else None
+    derived = store.schema.derived(ORGANIZATION)  # its plan, from its subscription items
+    for logical in sorted({f for _, r in rollups_onto(ORGANIZATION) for f in r.fields}):
+        view[camel(logical)] = doc.get(derived[logical]) if logical in derived else None
     view["members"] = [
         {"userId": x.get(user_field), "role": x.get(role), "email": emails.get(x.get(user_field))}
         for x in members

@@ -8,7 +8,10 @@ updated through the ordering filter, and the rest cost no write at all, so a sec
 writes nothing. The read is only a plan: an object inserted meanwhile (by the receiver, say)
 fails its insert on the unique index and takes the ordered upsert instead; and the
 tombstones are read after the writes, for what was inserted, as the receiver does, so a
-delete racing the run cannot be undone by it.
+delete racing the run cannot be undone by it. Fields the kind keeps on its parents (a
+payer's plan) are recomputed for the parents of what the page wrote, and those other kinds
+keep on it for what it created (``clerksync.store.rollups``): a page that wrote nothing
+recomputes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from clerksync.kinds.base import Kind
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import held_positions, is_older, ordering_filter
+from clerksync.store import rollups
 from clerksync.store.mongo import duplicates_only, translated, utcnow
 from clerksync.store.writer import Writer
 
@@ -116,6 +120,10 @@ def write_page(
     if gone:
         collection.delete_many({key: {"$in": sorted(gone)}})
     created = len(inserted) - len(gone)
+    new = [i for i in inserted if i.id not in gone]
+    if kind.rollups:
+        rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
+    rollups.created(store, kind, [*(i.id for i in new), *taken])
     return PageCounts(
         created=created,
         updated=updated,

@@ -18,7 +18,9 @@ parents') are read after an insert: a delete that wrote its tombstone earlier is
 and one that writes it later removes what the insert wrote.
 
 What only users need (the app id, adoption of the app's own documents, the write-back mark)
-are ``Hooks`` on this path (``clerksync.store.users``), not a second path.
+are ``Hooks`` on this path (``clerksync.store.users``), not a second path. Fields a kind
+keeps on its parents (a user's plan) are recomputed after each write of it, and when a
+parent is created (``clerksync.store.rollups``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from clerksync.kinds.base import Kind
 from clerksync.kinds.registry import children
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import is_older, new_document, ordering_filter, state_update
+from clerksync.store import rollups
 from clerksync.store.database import Store
 from clerksync.store.mongo import IN_CHUNK, translating, utcnow
 
@@ -49,12 +52,14 @@ Keep = Callable[[Kind, list[Mapping[str, Any]]], None]
 @dataclass(frozen=True)
 class WriteResult:
     """What one write did: ``applied``, ``duplicate`` (this state again) or ``stale`` (an
-    older state, or a deleted object); whether Clerk's metadata now needs a write-back; and
-    whether the state took over a document the app had created (``adopted``)."""
+    older state, or a deleted object); whether Clerk's metadata now needs a write-back;
+    whether the state took over a document the app had created (``adopted``) or created
+    one (``created``)."""
 
     outcome: Outcome
     wants_write_back: bool = False
     adopted: bool = False
+    created: bool = False
 
 
 APPLIED = WriteResult("applied")
@@ -207,11 +212,17 @@ class Writer:
         hooks = self.hooks(kind)
         self.store.ready(kind)
         try:
-            return self._upsert(kind, hooks, item, likely_new)
+            result = self._upsert(kind, hooks, item, likely_new)
         except IndexRefused as exc:
             if not hooks.retry_refused(exc):
                 raise
-            return self._upsert(kind, hooks, item, likely_new)
+            result = self._upsert(kind, hooks, item, likely_new)
+        if result.outcome != "stale":
+            # A duplicate too: the delivery that stored it may have stopped before this.
+            rollups.refresh(self.store, kind, rollups.parents_of_items(kind, [item]))
+            if result.created or result.adopted or result.outcome == "duplicate":
+                rollups.created(self.store, kind, [item.id])
+        return result
 
     def _upsert(self, kind: Kind, hooks: Hooks, item: Any, likely_new: bool) -> WriteResult:
         from pymongo.errors import DuplicateKeyError
@@ -323,7 +334,7 @@ class Writer:
                 {self.store.key(kind): item.id, bk.UPDATED_AT: item.updated_at}
             )
             return STALE
-        return WriteResult("applied", wants_write_back=hooks.writes_back)
+        return WriteResult("applied", wants_write_back=hooks.writes_back, created=inserted)
 
     # -- deletes -----------------------------------------------------------------------------
 
@@ -343,11 +354,35 @@ class Writer:
             upsert=True,
             return_document=ReturnDocument.BEFORE,
         )
-        removed = store.collection(kind).delete_one({store.key(kind): clerk_id}).deleted_count
+        collection, key = store.collection(kind), store.key(kind)
+        held = (  # the parents whose fields it counts in (a payer's plan)
+            collection.find_one({key: clerk_id}, rollups.fields_read(store, kind))
+            if kind.rollups
+            else None
+        )
+        removed = collection.delete_one({key: clerk_id}).deleted_count
+        if held is not None:
+            rollups.refresh(
+                store, kind, rollups.parents_of_docs(store, kind, [held]), after_delete=True
+            )
         for child, field in children(kind):  # after the tombstone
-            query = {store.schema.section(child).require(field): clerk_id}
-            removed += self.remove(child, query, keep)
+            if store.stores(child):
+                query = {store.schema.section(child).require(field): clerk_id}
+                removed += self._cascade(kind, child, query, keep)
         return APPLIED if removed or before is None else DUPLICATE
+
+    def _cascade(self, kind: Kind, child: Kind, query: Mapping[str, Any], keep: Keep | None) -> int:
+        """Remove what belongs to a deleted object, and recompute what those documents
+        counted in on their other parents (the deleted one is gone)."""
+        others = [r for r in child.rollups if r.parent != kind.name]
+        fields = rollups.fields_read(self.store, child) if others else {}
+        docs = list(self.store.collection(child).find(query, fields)) if others else []
+        removed = self.remove(child, query, keep)
+        if docs:
+            parents = rollups.parents_of_docs(self.store, child, docs)
+            parents = {p: ids for p, ids in parents.items() if p != kind.name}
+            rollups.refresh(self.store, child, parents, after_delete=True)
+        return removed
 
     def remove(self, kind: Kind, query: Mapping[str, Any], keep: Keep | None = None) -> int:
         """A cascade. Without ``keep``, one ``delete_many``. With it, a few documents at a

@@ -23,6 +23,8 @@ FIELDS = {
     "isAdmin",
     "createdAt",
     "updatedAt",
+    "plan",
+    "planStatus",
 }
 
 

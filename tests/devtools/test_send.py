@@ -223,3 +223,33 @@ def test_a_membership_is_sent_for_the_user_named_and_unused_options_are_refused(
     assert refused.exit_code == 2
     assert "--email does not apply to organization.created" in refused.stderr
     assert store.collection(ORGANIZATION).count_documents({}) == 0  # nothing sent
+
+
+def test_billing_events_are_paid_by_the_user_send_created_and_set_its_plan(
+    cli, receiver, store: Store
+) -> None:
+    target = ("--url", receiver.url)
+    assert cli("send", "user.created", "--email", "payer@example.com", *target).exit_code == 0
+    payer = find_user(store, "payer@example.com")
+    sent = cli("send", "subscriptionItem.active", "--user-id", payer["clerkId"], *target)
+    assert sent.exit_code == 0, sent.stderr
+    paid = find_user(store, "payer@example.com")
+    assert (paid["plan"], paid["planStatus"]) == ("free-plan", "active")
+    item = store.db["subscriptionItems"].find_one({"payerUserId": payer["clerkId"]})
+    assert item is not None and item["planSlug"] == "free-plan"
+
+
+def test_an_invitation_and_a_waitlist_entry_take_the_given_address(
+    cli, receiver, store: Store
+) -> None:
+    target = ("--url", receiver.url)
+    for event_type, collection in (
+        ("organizationInvitation.created", "organizationInvitations"),
+        ("waitlistEntry.created", "waitlistEntries"),
+    ):
+        sent = cli("send", event_type, "--email", "Someone@Example.com", *target)
+        assert sent.exit_code == 0, sent.stderr
+        doc = store.db[collection].find_one()
+        assert doc is not None and doc["email"] == "someone@example.com", event_type
+    refused = cli("send", "role.created", "--email", "x@example.com", *target)
+    assert refused.exit_code == 2 and "--email does not apply to role.created" in refused.stderr

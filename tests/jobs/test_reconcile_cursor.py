@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from clerksync.clerk.gateway import ClerkGateway, OrganizationsDisabled
+from clerksync.clerk.answers import OrganizationsDisabled
+from clerksync.clerk.gateway import ClerkGateway
 from clerksync.store.database import Store
 from clerksync.store.lookups import find_user
 from clerksync.store.users import UserHooks

@@ -92,17 +92,17 @@ def test_a_mapping_file_renames_computes_and_keeps_app_fields(store: Store) -> N
     doc = store.users.find_one({"clerk_uid": "user_c"})
     assert doc is not None and store.users.name == "members"
     assert doc["display_name"] == "Ada Lovelace" and doc["handle"] == "c"
-    assert (doc["mobile"], doc["plan"], doc["avatar_override"], doc["is_staff"]) == (
+    assert (doc["mobile"], doc["tier"], doc["avatar_override"], doc["is_staff"]) == (
         "none",
         "free",
         None,
         False,
     )
     assert not {"address", "password_hash", "name", "phone", "user_id"} & set(doc)
-    store.users.update_one({"_id": doc["_id"]}, {"$set": {"plan": "team", "is_staff": True}})
+    store.users.update_one({"_id": doc["_id"]}, {"$set": {"tier": "team", "is_staff": True}})
     upsert(store, USER, state(user_id="user_c", username="cee", updated_at=user.updated_at + 1))
     again = find_user(store, "user_c")
-    assert (again["plan"], again["is_staff"], again["handle"]) == ("team", True, "cee")
+    assert (again["tier"], again["is_staff"], again["handle"]) == ("team", True, "cee")
     assert public_view(again, store.schema.users)["isAdmin"] is True
     assert set(wanted_metadata(again, store.schema.users)) == {"userMongoId", "memberNo", "isAdmin"}
 
@@ -122,6 +122,8 @@ def test_users_list_json_keeps_its_keys_whatever_the_schema(store: Store) -> Non
         "isAdmin",
         "createdAt",
         "updatedAt",
+        "plan",
+        "planStatus",
     ]
     assert (view["clerkId"], view["email"], view["username"]) == (
         "user_v",

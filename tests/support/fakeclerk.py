@@ -11,6 +11,8 @@ Organizations: ``GET /organizations`` and the instance-wide
 offset), ``GET /organizations/{id}/memberships``; ``GET /jwks`` (the instance's public
 keys: ``tests.support.tokens`` signs session tokens with the private half); an instance without
 organizations answers Clerk's 403 ``organization_not_enabled_in_instance``.
+Billing, roles, permissions, invitations, domains and the waitlist:
+``tests/support/fakelists.py``.
 ``user_offset_limit`` makes a users page past that offset fail with a 504, as
 a deep offset on the real API "eventually times out". It enforces an
 instance rate limit and Clerk's 10 metadata writes per user per 10 s with 429
@@ -32,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from clerksync.devtools.payloads import clerk_user
+from tests.support.fakelists import ListsState
 
 SECRET_KEY = "sk_test_" + "f4ke" * 8
 
@@ -50,7 +53,7 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"errors": [{"code": code, "message": message, "long_message": message}]}
 
 
-class FakeClerk:
+class FakeClerk(ListsState):
     """State plus knobs; ``url`` is the base to hand to ``CLERK_API_URL``."""
 
     def __init__(
@@ -94,6 +97,7 @@ class FakeClerk:
         from tests.support.tokens import jwks
 
         self.jwks = jwks()
+        self._init_lists()
         self._server: ThreadingHTTPServer | None = None
 
     # -- state helpers for tests -------------------------------------------------------------
@@ -213,6 +217,10 @@ class FakeClerk:
                 self.path_failures.remove(failing)
                 return failing[1], _error("internal_error", "injected failure"), {}
         segments = path.strip("/").split("/")
+        listed = self.lists_route(method, segments)
+        if listed is not None:
+            with self.lock:
+                return self._admit(listed, auth) or self.answer_lists(listed, segments, query)
         if segments[0] in ORG_ROOTS:
             return self._handle_orgs(method, segments, query, auth)
         route = (
@@ -426,13 +434,19 @@ class FakeClerk:
         return copy.deepcopy(member)
 
     def remove_org(self, org_id: str) -> None:
-        """Delete an organization and, as Clerk does, its memberships."""
+        """Delete an organization and, as Clerk does, its memberships, invitations and
+        domains."""
         with self.lock:
             del self.orgs[org_id]
             for mem_id in [
                 m for m, v in self.memberships.items() if v["organization"]["id"] == org_id
             ]:
                 del self.memberships[mem_id]
+            for name in ("invitations", "domains"):
+                for gone in [
+                    i for i, v in self.lists[name].items() if v["organization_id"] == org_id
+                ]:
+                    del self.lists[name][gone]
             self.version += 1
 
     def _handle_orgs(
@@ -445,21 +459,9 @@ class FakeClerk:
         else:
             route = f"{method} /organizations" + ("/{id}" if len(segments) > 1 else "")
         with self.lock:
-            self.counts[route] += 1
-            if auth != f"Bearer {self.secret_key}":
-                return 401, _error("authentication_invalid", "Invalid authentication"), {}
-            if self.instance_limit is not None:
-                wait = self._limited(self._instance_hits, self.instance_limit, time.monotonic())
-                if wait is not None:
-                    self.rate_limited += 1
-                    return (
-                        429,
-                        _error("too_many_requests", "Too many requests"),
-                        {"retry-after": str(max(1, int(wait + 0.999)))},
-                    )
-            if self.fail_queue:
-                status = self.fail_queue.pop(0)
-                return status, _error("internal_error", "injected failure"), {}
+            refused = self._admit(route, auth)
+            if refused is not None:
+                return refused
             if not self.orgs_enabled:
                 return 403, ORGS_DISABLED, {}
             if method != "GET":
@@ -513,6 +515,26 @@ class FakeClerk:
                 return 200, org, {}
             # Serialised by the handler under the lock: no copy needed.
             return 200, {"data": items[offset : offset + limit], "total_count": len(items)}, {}
+
+    def _admit(self, route: str, auth: str) -> tuple[int, Any, dict[str, str]] | None:
+        """Count the request; Clerk's answer when it is refused (bearer auth, the instance
+        limit, an injected failure), else None. With the lock held."""
+        self.counts[route] += 1
+        if auth != f"Bearer {self.secret_key}":
+            return 401, _error("authentication_invalid", "Invalid authentication"), {}
+        if self.instance_limit is not None:
+            wait = self._limited(self._instance_hits, self.instance_limit, time.monotonic())
+            if wait is not None:
+                self.rate_limited += 1
+                return (
+                    429,
+                    _error("too_many_requests", "Too many requests"),
+                    {"retry-after": str(max(1, int(wait + 0.999)))},
+                )
+        if self.fail_queue:
+            status = self.fail_queue.pop(0)
+            return status, _error("internal_error", "injected failure"), {}
+        return None
 
     def _sorted_objects(
         self, name: str, objects: dict[str, dict[str, Any]], order: str

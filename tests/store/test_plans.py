@@ -1,0 +1,134 @@
+"""The plan on the user (and the organization): the slug and status of the payer's current
+subscription item, kept right by every item event whatever order they arrive in, and by
+the payer's own creation (items that came first count)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.organization import ORGANIZATION
+from clerksync.kinds.user import USER
+from clerksync.mapping.events import parse_event
+from clerksync.store.apply import apply_event
+from clerksync.store.database import Store
+from tests.conftest import ALL_SCHEMAS
+from tests.support.fakeclerk import clerk_organization
+from tests.support.fakelists import clerk_subscription_item
+from tests.support.writes import writer_of
+
+RUN = itertools.count()
+LIFE = (("active", "active"), ("pastDue", "past_due"), ("canceled", "canceled"), ("ended", "ended"))
+
+
+def deliver(store: Store, body: dict[str, Any]) -> str:
+    return apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))[0]
+
+
+def item(
+    item_id: str, status: str, version: int, *, plan: str = "pro", **payer: str
+) -> dict[str, Any]:
+    event_type = {"past_due": "pastDue"}.get(status, status)
+    data = clerk_subscription_item(
+        item_id=item_id,
+        status=status,
+        plan=plan,
+        created_at=1000,
+        updated_at=1000 * version,
+        webhook=True,
+        **payer,
+    )
+    return event(f"subscriptionItem.{event_type}", data)
+
+
+def signup(user_id: str) -> dict[str, Any]:
+    return event("user.created", clerk_user(user_id=user_id, updated_at=500))
+
+
+def plan_of(store: Store, kind: Any, clerk_id: str) -> tuple[Any, Any]:
+    names = store.schema.derived(kind)
+    doc = store.collection(kind).find_one({store.key(kind): clerk_id}) or {}
+    return doc.get(names.get("plan", "")), doc.get(names.get("plan_status", ""))
+
+
+@ALL_SCHEMAS
+def test_an_item_through_its_life_in_any_order_leaves_its_newest_state_on_the_user(
+    store: Store,
+) -> None:
+    """active -> past_due -> canceled -> ended, delivered in each of the 24 orders, with the
+    user's signup at each of the 5 places among them (under the other schemas, which only
+    rename, at one place per order, in turn: the suite stays fast)."""
+    keeps_status = "plan_status" in store.schema.derived(USER)
+    every_place = store.schema.name == "nextjs"
+    for n, order in enumerate(itertools.permutations(range(4))):
+        for signup_at in range(5) if every_place else (n % 5,):
+            run = next(RUN)
+            user_id, item_id = f"user_p{run}", f"csub_item_p{run}"
+            bodies = [item(item_id, LIFE[i][1], i + 1, user_id=user_id) for i in order]
+            bodies.insert(signup_at, signup(user_id))
+            outcomes = [deliver(store, body) for body in bodies]
+            assert set(outcomes) <= {"applied", "stale"}  # stale: older than what came
+            assert plan_of(store, USER, user_id) == ("pro", "ended" if keeps_status else None)
+
+
+def test_an_upgrade_leaves_the_active_item_whichever_arrives_first(store: Store) -> None:
+    """Free, then pro: the free item ends as the pro one becomes active (two items for one
+    payer). And a downgrade to come (an upcoming item) leaves the active plan."""
+    for first_free in (True, False):
+        run = next(RUN)
+        user_id = f"user_u{run}"
+        free_ended = item(f"csub_item_f{run}", "ended", 3, plan="free", user_id=user_id)
+        pro_active = item(f"csub_item_p{run}", "active", 2, plan="pro", user_id=user_id)
+        deliver(store, signup(user_id))
+        for body in (free_ended, pro_active) if first_free else (pro_active, free_ended):
+            deliver(store, body)
+        assert plan_of(store, USER, user_id) == ("pro", "active")
+        deliver(store, item(f"csub_item_d{run}", "upcoming", 4, plan="free", user_id=user_id))
+        assert plan_of(store, USER, user_id) == ("pro", "active")
+
+
+def test_a_redelivered_item_is_a_duplicate_and_the_plan_holds(store: Store) -> None:
+    deliver(store, signup("user_dup"))
+    body = item("csub_item_dup", "active", 2, user_id="user_dup")
+    assert deliver(store, body) == "applied"
+    assert deliver(store, body) == "duplicate"
+    assert deliver(store, item("csub_item_dup", "canceled", 1, user_id="user_dup")) == "stale"
+    assert plan_of(store, USER, "user_dup") == ("pro", "active")
+
+
+def test_an_organization_pays_for_itself(store: Store) -> None:
+    org = clerk_organization(org_id="org_paying", updated_at=5)
+    deliver(store, item("csub_item_org", "past_due", 2, plan="team", org_id="org_paying"))
+    deliver(store, event("organization.created", org))
+    assert plan_of(store, ORGANIZATION, "org_paying") == ("team", "past_due")
+    deliver(store, item("csub_item_org", "active", 3, plan="team", org_id="org_paying"))
+    assert plan_of(store, ORGANIZATION, "org_paying") == ("team", "active")
+
+
+def test_a_subscription_event_applies_the_items_it_carries(store: Store) -> None:
+    """``subscription.*`` carries its items, with the payer on the subscription: each is
+    stored as that subscription's and that payer's, and the plan follows."""
+    from tests.support.objects import subscription
+
+    deliver(store, signup("user_rsubu0"))
+    assert deliver(store, subscription("rsub", 0, 2)) == "applied"
+    assert deliver(store, subscription("rsub", 0, 2)) == "duplicate"
+    stored = store.collection(USER).find_one({"clerkId": "user_rsubu0"}) or {}
+    assert (stored.get("plan"), stored.get("planStatus")) == ("plan-v2", "past_due")
+    from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
+
+    doc = store.collection(SUBSCRIPTION_ITEM).find_one({"clerkId": "csub_item_rsubs0"}) or {}
+    assert (doc["subscriptionId"], doc["payerUserId"]) == ("csub_rsubs0", "user_rsubu0")
+
+
+def test_a_deleted_user_takes_its_items_and_a_late_one_is_stale(store: Store) -> None:
+    from clerksync.devtools.payloads import deleted_user
+    from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
+
+    deliver(store, signup("user_gone"))
+    deliver(store, item("csub_item_gone", "active", 1, user_id="user_gone"))
+    assert deliver(store, event("user.deleted", deleted_user("user_gone"))) == "applied"
+    assert store.collection(SUBSCRIPTION_ITEM).count_documents({"payerUserId": "user_gone"}) == 0
+    assert deliver(store, item("csub_item_gone", "canceled", 2, user_id="user_gone")) == "stale"
