@@ -12,6 +12,12 @@ by a token, the sum of the versions (``clerksync.updatedAt``) of the objects it 
 from, kept in ``clerksync.rollups.<plural>``: versions only grow, so the read that saw every
 write has the largest sum, and an update computed from a staler read changes nothing. A
 delete makes the sum smaller: the recompute after one writes whatever the token holds.
+
+A parent's creation reads its objects only when one is waiting: an object written while its
+parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
+collection, then recomputes once more; the parent's insert reads its tombstone and that
+marker in one query (``waiting_keys``). So a signup costs no read of its own, and either
+the marker is seen or the second recompute finds the parent.
 """
 
 from __future__ import annotations
@@ -24,10 +30,19 @@ from clerksync.kinds.base import Kind, Rollup
 from clerksync.kinds.registry import BY_NAME, rollups_onto
 from clerksync.mapping import bookkeeping as bk
 from clerksync.store.database import Store
-from clerksync.store.mongo import IN_CHUNK, find_in
+from clerksync.store.mongo import IN_CHUNK, find_in, utcnow
 
 #: parent kind name -> the Clerk ids of the parents a write touched
 Parents = Mapping[str, set[str]]
+
+#: the tombstones collection's ``_id`` of a marker: an object for this parent is waiting
+WAITING = "rollups-waiting:"
+
+
+def waiting_keys(store: Store, parent: Kind, parent_id: str) -> list[str]:
+    """The marker a new ``parent`` document reads with its tombstone: none when the app keeps
+    no field another kind rolls up onto it."""
+    return [WAITING + parent_id] if store.schema.derived(parent) else []
 
 
 def token_field(child: Kind) -> str:
@@ -75,8 +90,9 @@ def refresh(store: Store, child: Kind, parents: Parents, *, after_delete: bool =
         return
     for rollup in child.rollups:
         ids = parents.get(rollup.parent)
-        if ids:
-            _apply(store, child, rollup, ids, ordered=not after_delete, only_found=False)
+        ordered = not after_delete
+        if ids and _apply(store, child, rollup, ids, ordered=ordered, only_found=False):
+            _mark_missing(store, child, rollup, ids, ordered=ordered)
 
 
 def created(store: Store, parent: Kind, ids: Iterable[str]) -> None:
@@ -101,13 +117,14 @@ def _apply(
     *,
     ordered: bool,
     only_found: bool,
-) -> None:
+) -> bool:
+    """Recompute; whether some parent's update matched nothing (not stored, or newer)."""
     from pymongo import UpdateOne
 
     parent = BY_NAME[rollup.parent]
     names = {f: n for f, n in store.schema.derived(parent).items() if f in rollup.fields}
     if not names:
-        return  # the app keeps no such fields (or not the parent)
+        return False  # the app keeps no such fields (or not the parent)
     found = _objects(store, child, rollup, parent_ids)
     key, token_path = store.key(parent), token_field(child)
     ops = []
@@ -122,8 +139,35 @@ def _apply(
         if ordered:
             query[token_path] = {"$not": {"$gt": token}}
         ops.append(UpdateOne(query, change))
-    if ops:
-        store.collection(parent).bulk_write(ops, ordered=False)
+    matched = store.collection(parent).bulk_write(ops, ordered=False).matched_count if ops else 0
+    if only_found and found:  # the parents' markers are answered
+        store.tombstones.delete_many({"_id": {"$in": [WAITING + p for p in found]}})
+    return matched < len(ops)
+
+
+def _mark_missing(
+    store: Store, child: Kind, rollup: Rollup, parent_ids: set[str], *, ordered: bool
+) -> None:
+    """Leave a marker for the parents not stored, then recompute once more (module
+    docstring)."""
+    from pymongo import UpdateOne
+
+    parent = BY_NAME[rollup.parent]
+    if not store.schema.derived(parent):
+        return
+    key = store.key(parent)
+    stored = find_in(store.collection(parent), key, sorted(parent_ids), {key: 1})
+    present = {d.get(key) for d in stored}
+    missing = parent_ids - present
+    if missing:
+        marks = [
+            UpdateOne({"_id": WAITING + p}, {"$setOnInsert": {"since": utcnow()}}, upsert=True)
+            for p in sorted(missing)
+        ]
+        store.tombstones.bulk_write(marks, ordered=False)
+    # Again for all: one found present now may have been created after the first recompute
+    # and have read its tombstone before the marker (the ordering token keeps this safe).
+    _apply(store, child, rollup, parent_ids, ordered=ordered, only_found=False)
 
 
 def _objects(

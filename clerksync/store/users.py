@@ -25,8 +25,9 @@ from clerksync.mapping.documents import new_document, upsert_update
 from clerksync.mapping.users import agreeing_filter, clerk_copy_differs
 from clerksync.store.adoption import AppDocuments
 from clerksync.store.database import Store
+from clerksync.store.hooks import Hooks, WriteResult
 from clerksync.store.mongo import translated, translating, utcnow
-from clerksync.store.writer import Hooks, Writer, WriteResult
+from clerksync.store.writer import Writer
 
 
 def with_mark(update: Mapping[str, Any], now: Any) -> dict[str, Any]:

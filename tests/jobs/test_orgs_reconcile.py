@@ -10,7 +10,7 @@ import pytest
 from clerksync.kinds.membership import MEMBERSHIP, parse_membership
 from clerksync.kinds.organization import ORGANIZATION, parse_organization
 from clerksync.store.database import Store
-from clerksync.store.writer import Hooks
+from clerksync.store.hooks import Hooks
 from tests.support.fakeclerk import FakeClerk, clerk_membership, clerk_organization
 from tests.support.writes import upsert_outcome
 

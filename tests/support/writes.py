@@ -9,9 +9,10 @@ from typing import Any
 
 from clerksync.kinds.base import Kind
 from clerksync.store.database import Store
+from clerksync.store.hooks import WriteResult
 from clerksync.store.pages import plan_page, write_page
 from clerksync.store.users import UserHooks, writer
-from clerksync.store.writer import Writer, WriteResult
+from clerksync.store.writer import Writer
 
 _WRITERS: weakref.WeakKeyDictionary[Store, Writer] = weakref.WeakKeyDictionary()
 
