@@ -67,6 +67,7 @@ class ClerkSyncGroup(TyperGroup):
         return super().parse_args(ctx, hoist_env_file(list(args)))
 
     def invoke(self, ctx: Any) -> Any:
+        from clerksync.cli.common import json_messages
         from clerksync.errors import ClerkSyncError
 
         try:
@@ -84,6 +85,8 @@ class ClerkSyncGroup(TyperGroup):
                 "run again with CLERKSYNC_DEBUG=1 for the traceback, and report it)",
                 1,
             )
+        finally:
+            json_messages(False)
 
 
 def click_exceptions() -> tuple[type[BaseException], ...]:
@@ -111,9 +114,15 @@ def click_exceptions() -> tuple[type[BaseException], ...]:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    from clerksync.cli.common import one_line
+    """One line on stderr (a JSON line under ``serve --log-json``), then exit ``code``."""
+    from clerksync.cli.common import json_messages, one_line
 
-    typer.echo(one_line(message), err=True)
+    if json_messages():
+        import logging
+
+        logging.getLogger("clerksync.serve").error(message)
+    else:
+        typer.echo(one_line(message), err=True)
     raise typer.Exit(code) from None
 
 

@@ -51,7 +51,10 @@ def record(
     payload_ttl: timedelta = timedelta(days=7),
     source: str = "webhook",
     object_id: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """One log record. ``notes``: what was cut or left out of a stored field to store it
+    (field names and limits, never the values)."""
     entry: dict[str, Any] = {
         "svixId": svix_id,
         "type": event_type,
@@ -64,6 +67,8 @@ def record(
         "source": source,
         "expiresAt": received_at + payload_ttl,
     }
+    if notes:
+        entry["notes"] = list(notes)
     if body is not None:
         from bson import Binary
 

@@ -224,6 +224,7 @@ class Receiver:
             verified_body: bytes | None = None,
             verified: bool = True,
             object_id: str | None = None,
+            notes: tuple[str, ...] = (),
         ) -> JSONResponse:
             duration = (time.perf_counter() - started) * 1000
             # Unauthenticated rejections are sampled: anyone can send them by the thousand.
@@ -240,10 +241,24 @@ class Receiver:
                         error=error,
                         body=verified_body,
                         payload_ttl=self.payload_ttl,
+                        notes=notes,
                     )
                 )
-                log.info(
-                    "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s",
+                delivery: dict[str, Any] = {
+                    "id": svix_id,
+                    "type": event_type,
+                    "objectId": object_id,
+                    "userId": user_id,
+                    "outcome": outcome,
+                    "status": status,
+                    "durationMs": round(duration, 2),
+                    "error": error,
+                }
+                if notes:  # stored all the same (what an end user typed never refuses it)
+                    delivery["notes"] = list(notes)
+                log.log(
+                    logging.WARNING if notes else logging.INFO,
+                    "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s%s",
                     svix_id,
                     event_type,
                     object_id,
@@ -252,18 +267,8 @@ class Receiver:
                     status,
                     duration,
                     f" error={error!r}" if error else "",
-                    extra={
-                        "delivery": {
-                            "id": svix_id,
-                            "type": event_type,
-                            "objectId": object_id,
-                            "userId": user_id,
-                            "outcome": outcome,
-                            "status": status,
-                            "durationMs": round(duration, 2),
-                            "error": error,
-                        }
-                    },
+                    f" notes={'; '.join(notes)!r}" if notes else "",
+                    extra={"delivery": delivery},
                 )
             body: dict[str, Any] = {"outcome": outcome}
             if error:
@@ -348,6 +353,7 @@ class Receiver:
             user_id=event.user_id,
             object_id=event.object_id,
             verified_body=body,
+            notes=event.notes,
         )
 
     def _apply(self, event: Any, probe: bool) -> tuple[str, bool]:

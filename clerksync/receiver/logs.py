@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any
 
+from clerksync.display import visible
+
 
 class JsonLines(logging.Formatter):
     """One JSON object per line, whoever logs (clerksync, uvicorn, asyncio); a delivery's
@@ -31,7 +33,20 @@ class JsonLines(logging.Formatter):
             entry["message"] = record.getMessage()
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)  # escapes every control character
+
+
+class PlainLines(logging.Formatter):
+    """``time level message``, the message shown by the one rule (``clerksync.display``):
+    a delivery's type, a database's error, anything a sender or an end user could have
+    written reaches the operator's terminal escaped, and one entry is one line. A traceback
+    stays as Python prints it, after the line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return visible(super().formatMessage(record))
 
 
 class RepeatLimit(logging.Filter):
@@ -73,11 +88,7 @@ def configure_logging(*, json_lines: bool) -> None:
     """One handler for clerksync's, uvicorn's and asyncio's loggers (and warnings), so
     ``--log-json`` output is JSON on every line."""
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonLines()
-        if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    )
+    handler.setFormatter(JsonLines() if json_lines else PlainLines())
     handler.addFilter(RepeatLimit())
     for name in LOGGERS:
         logger = logging.getLogger(name)
