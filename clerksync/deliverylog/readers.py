@@ -220,9 +220,14 @@ def show_delivery(store: Store, svix_id: str) -> DeliveryDetail:
         attempts += 1
         if original is None:
             original = entry
-    if original is None:
+    if original is None and not replays:
         raise NotFound(f"no delivery {svix_id[:100]!r} in the log")
+    newest_replay = replays[0] if replays else None
     replays.reverse()  # oldest first, as they happened
+    if original is None and newest_replay is not None:
+        # the delivery's own record expired before its replays: they are what is left
+        return DeliveryDetail(newest_replay, 0, replays, None)
+    assert original is not None
     return DeliveryDetail(Delivery.from_record(original), attempts, replays, stored_body(original))
 
 

@@ -21,16 +21,8 @@ from clerksync.receiver.logs import JsonLines
 from clerksync.store.database import Store
 from clerksync.store.lookups import find_user
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.output import strict_json
 from tests.support.receiver import RunningReceiver, post
-
-
-def strict_json(text: str) -> Any:
-    """Parse as RFC 8259 does: NaN, Infinity and -Infinity are not JSON."""
-
-    def refuse(constant: str) -> Any:
-        raise AssertionError(f"{constant} is not JSON")
-
-    return json.loads(text, parse_constant=refuse, parse_int=str, parse_float=str)
 
 
 def body_with(user_id: str, placeholder_value: bytes, *, field: str = "unsafe_metadata") -> bytes:
