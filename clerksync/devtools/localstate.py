@@ -1,10 +1,5 @@
-"""``clerksync send``: build a realistic Clerk event, sign it with the svix library, post it.
-
-A delivery signed ``v1,test_signature`` proves nothing; this one verifies
-exactly as Clerk's would, so a non-2xx answer says something about the
-receiver. ``diagnose`` turns that answer into the likely cause.
-
-Local state, in the state dir (``CLERKSYNC_HOME``, default ``./.clerksync``), all mode 0600:
+"""What ``serve --dev`` and ``send`` keep between runs, in the state dir (``CLERKSYNC_HOME``,
+default ``./.clerksync``), all mode 0600:
 
 * ``dev-secret.json``: the signing secret of ``serve --dev``. It is made once
   and kept across restarts (an app's ``.env`` can hold it), until

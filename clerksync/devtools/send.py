@@ -2,19 +2,9 @@
 
 A delivery signed ``v1,test_signature`` proves nothing; this one verifies
 exactly as Clerk's would, so a non-2xx answer says something about the
-receiver. ``diagnose`` turns that answer into the likely cause.
-
-Local state, in the state dir (``CLERKSYNC_HOME``, default ``./.clerksync``), all mode 0600:
-
-* ``dev-secret.json``: the signing secret of ``serve --dev``. It is made once
-  and kept across restarts (an app's ``.env`` can hold it), until
-  ``serve --dev --rotate-secret`` makes a new one.
-* ``serve.json``: the URL and pid of the running ``serve``, written once it
-  can bind, removed when it stops by the process that wrote it (never by a
-  second ``serve`` that could not start).
-* ``send-state.json``: the users ``send`` created, as last sent, so
-  ``send user.updated`` changes the last one (or the one named) and keeps
-  every field it was not told to change.
+receiver. ``diagnose`` turns that answer into the likely cause. What ``send``
+remembers between runs (the users it made, the running ``serve``, the dev
+secret) is ``clerksync.devtools.localstate``'s.
 """
 
 from __future__ import annotations
