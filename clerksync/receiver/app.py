@@ -310,19 +310,11 @@ class Receiver:
                     verified_body=body,
                 )
         try:
-            if self.database.away():
-                # One delivery at a time finds out whether it is back (and wakes the
-                # driver's monitor); the rest are answered at once instead of queueing for
-                # threads and timing out in turn.
-                if self.database.probing:
-                    raise DatabaseAway("the database is unavailable (another delivery probes)")
-                self.database.probing = True
-                try:
-                    outcome, wants = await run_in_threadpool(self._apply, event, True)
-                finally:
-                    self.database.probing = False
-            else:
-                outcome, wants = await run_in_threadpool(self._apply, event, False)
+            # While the database is away, one delivery at a time finds out whether it is
+            # back (and wakes the driver's monitor); the rest wait for its answer.
+            outcome, wants = await self.database.through(
+                lambda probe: run_in_threadpool(self._apply, event, probe)
+            )
         except ClerkSyncError as exc:  # the store says what failed: an index, the database
             if isinstance(exc, IndexRefused):
                 log.error("delivery %s refused by index %s: %s", svix_id, exc.index, exc)
