@@ -150,3 +150,18 @@ def test_a_subfolder_of_the_project_uses_the_projects_state(tmp_path: Path) -> N
     loose.mkdir(parents=True)
     assert load_settings(environ={}, cwd=loose).state_dir == loose / ".clerksync"
     assert load_settings(environ={"CLERKSYNC_HOME": str(other)}, cwd=project).state_dir == other
+
+
+def test_a_webhook_secret_is_checked_as_svix_decodes_it() -> None:
+    import base64
+
+    from svix.webhooks import Webhook
+
+    from clerksync.settings import check_webhook_secret
+
+    padded = "whsec_" + base64.b64encode(b"k" * 32).decode()  # ends in '='
+    assert padded.endswith("=")
+    for secret in (padded, padded.rstrip("="), padded + "="):
+        Webhook(secret)  # svix takes each
+        assert check_webhook_secret(secret) is None, secret
+    assert "not valid base64" in (check_webhook_secret(padded[:-2] + "%=") or "")
