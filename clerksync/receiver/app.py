@@ -13,7 +13,8 @@ Hostile traffic is bounded before it costs anything: the HTTP layer's limits
 (``clerksync.receiver.http``: header size and deadline, connections, keep-alive; ``serve``
 runs them), the request's (``clerksync.receiver.guards``: ``svix-id``, signature header,
 body size, time and memory), sampled unauthenticated rejections, and the database's
-(``clerksync.receiver.health``: ``DB_TIMEOUT`` per delivery, 503 at once while it is away).
+(``clerksync.receiver.health``: ``DB_TIMEOUT`` per delivery; while it is away one
+delivery probes and the others wait for its answer).
 """
 
 from __future__ import annotations
