@@ -260,6 +260,7 @@ def test_hostile_bodies_are_answered_as_documented_and_read_back_by_every_comman
         ("events", "list", "--limit", "1000", "--json"),
         ("events", "stats"),
         ("events", "stats", "--json"),
+        ("events", "tail", "--lines", "1000"),
         ("events", "replay", "--failed"),
     ]:
         result = cli(*command)
@@ -268,5 +269,5 @@ def test_hostile_bodies_are_answered_as_documented_and_read_back_by_every_comman
         assert_clean(result.stderr)
         if "--json" in command:
             strict_json(result.stdout)
-    for line in cli("events", "tail", "--json").stdout.splitlines():
+    for line in cli("events", "tail", "--lines", "1000", "--json").stdout.splitlines():
         strict_json(line)
