@@ -105,6 +105,9 @@ class Receiver:
         self.indexes_ready = threading.Event()
         self.index_problem = "the indexes are being made"
         self._stopping = threading.Event()
+        # Set by a delivery that finds the indexes not made: the index maker retries now,
+        # not after its back-off (up to 30 s of 503s once the database is back).
+        self._retry_indexes = threading.Event()
         self._indexer: threading.Thread | None = None
 
     def start(self) -> None:
@@ -124,6 +127,7 @@ class Receiver:
         # Off the event loop, and again until it works: a database that is away, or a
         # Clerk-id index that cannot be built yet (duplicates), must not stall requests.
         self._stopping.clear()
+        self._retry_indexes.clear()
         self._indexer = threading.Thread(
             target=self._make_indexes, name="clerksync-indexes", daemon=True
         )
@@ -157,6 +161,7 @@ class Receiver:
                 return
             self._started = False
         self._stopping.set()
+        self._retry_indexes.set()
         if self.workers is not None:
             self.workers.stop()
         self.log.stop()
@@ -199,7 +204,12 @@ class Receiver:
                 problem,
                 delay,
             )
-            self._stopping.wait(delay)
+            failed_at = time.monotonic()
+            self._retry_indexes.wait(delay)
+            self._retry_indexes.clear()
+            # Woken by deliveries, at most one attempt a `first_delay` (an index build that
+            # duplicates refuse scans the collection).
+            self._stopping.wait(first_delay - (time.monotonic() - failed_at))
             delay = min(delay * 2, max_delay)
 
     # -- handlers ------------------------------------------------------------------------------
@@ -298,7 +308,9 @@ class Receiver:
         except InvalidEvent as exc:
             return finish(400, "rejected", error=f"payload: {exc}", verified_body=body)
         if not self.indexes_ready.is_set():
-            # Starting up (mounted apps start on their first request): wait a little.
+            # Starting up (mounted apps start on their first request), or the database was
+            # away: the index maker tries now, and the delivery waits a little for it.
+            self._retry_indexes.set()
             await run_in_threadpool(self.indexes_ready.wait, 2.0)
             if not self.indexes_ready.is_set():
                 log.error("delivery %s refused: %s", svix_id, self.index_problem)

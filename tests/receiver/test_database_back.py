@@ -9,6 +9,7 @@ retry minutes later, though the database was back a moment after.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -138,3 +139,33 @@ def test_a_probe_that_finds_it_still_away_answers_the_waiting_deliveries_503_tog
         paused.resume()
         running.stop()
     assert json.loads(ok.text)["outcome"] == "applied"
+
+
+def test_a_delivery_after_the_database_is_back_gets_the_indexes_made_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The receiver started while the database was away: its index maker backs off (1, 2,
+    4, 8 s...). Before the fix, once the database was back, every delivery was a 503 until
+    the back-off ended (up to 30 s); now the first delivery makes it try at once."""
+    from tests.receiver.test_outage import Database
+
+    database = Database(tmp_path / "db")
+    monkeypatch.setenv("MONGODB_URL", database.url)
+    monkeypatch.setenv("MONGODB_DB", "late")
+    monkeypatch.setenv("CLERKSYNC_MONGO_TIMEOUT_MS", "500")
+    monkeypatch.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
+    caplog.set_level(logging.ERROR, "clerksync.server")
+    running = RunningReceiver(load_settings()).start()  # the database is not there
+    try:
+        deadline = time.monotonic() + 60
+        while not any("retrying in 8 s" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+            time.sleep(0.05)
+        time.sleep(1.0)  # the index maker now sleeps about 7 s more
+        database.start()
+        payload = event("user.created", clerk_user(user_id="user_late"))
+        answer = post(running.url, WEBHOOK_SECRET, payload)
+        assert answer.status_code == 200, answer.text
+    finally:
+        running.stop()
+        database.stop()
