@@ -122,7 +122,7 @@ def test_the_suite_isolates_every_variable_clerksync_reads(developer_env: None) 
 def test_a_webhook_secret_without_its_prefix_is_told_to_add_it() -> None:
     import base64
 
-    from clerksync.settings import check_webhook_secret
+    from clerksync.settings.checks import check_webhook_secret
 
     bare = base64.b64encode(b"k" * 24).decode()
     assert check_webhook_secret("whsec_" + bare) is None
@@ -188,3 +188,18 @@ def test_malformed_session_token_settings_say_what_is_wrong(
 def test_the_names_clerk_used_before_for_the_key_get_a_did_you_mean() -> None:
     settings = load_settings(environ={"CLERK_PEM_PUBLIC_KEY": "x"})
     assert settings.misnamed == (("CLERK_PEM_PUBLIC_KEY", "CLERK_JWT_KEY"),)
+
+
+def test_a_webhook_secret_is_checked_as_svix_decodes_it() -> None:
+    import base64
+
+    from svix.webhooks import Webhook
+
+    from clerksync.settings.checks import check_webhook_secret
+
+    padded = "whsec_" + base64.b64encode(b"k" * 32).decode()  # ends in '='
+    assert padded.endswith("=")
+    for secret in (padded, padded.rstrip("="), padded + "="):
+        Webhook(secret)  # svix takes each
+        assert check_webhook_secret(secret) is None, secret
+    assert "not valid base64" in (check_webhook_secret(padded[:-2] + "%=") or "")

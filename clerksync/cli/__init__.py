@@ -64,16 +64,27 @@ class ClerkSyncGroup(TyperGroup):
     """Root group: turns library errors into one line on stderr and the documented exit code."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["clerksync.args"] = list(args)
         return super().parse_args(ctx, hoist_env_file(list(args)))
 
     def invoke(self, ctx: Any) -> Any:
+        from clerksync.cli.common import json_messages
         from clerksync.errors import ClerkSyncError
 
         try:
             return super().invoke(ctx)
         except ClerkSyncError as exc:
             fail(f"Error: {exc}", exc.exit_code)
-        except click_exceptions():
+        except click_exceptions() as exc:
+            args = ctx.meta.get("clerksync.args", [])
+            if "serve" in args and "--log-json" in args and hasattr(exc, "format_message"):
+                # `serve --log-json`: a bad option is a start-up error like any other, one
+                # JSON line (a log collector reads every line as JSON).
+                from clerksync.receiver.logs import configure_logging
+
+                configure_logging(json_lines=True)
+                json_messages(True)
+                fail(f"Error: {exc.format_message()}", getattr(exc, "exit_code", 2))
             raise  # usage errors (exit 2 with click's message), exits, aborts: click's to show
         except Exception as exc:
             if os.environ.get("CLERKSYNC_DEBUG"):
@@ -84,6 +95,8 @@ class ClerkSyncGroup(TyperGroup):
                 "run again with CLERKSYNC_DEBUG=1 for the traceback, and report it)",
                 1,
             )
+        finally:
+            json_messages(False)
 
 
 def click_exceptions() -> tuple[type[BaseException], ...]:
@@ -111,9 +124,15 @@ def click_exceptions() -> tuple[type[BaseException], ...]:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    from clerksync.cli.common import one_line
+    """One line on stderr (a JSON line under ``serve --log-json``), then exit ``code``."""
+    from clerksync.cli.common import json_messages, one_line
 
-    typer.echo(one_line(message), err=True)
+    if json_messages():
+        import logging
+
+        logging.getLogger("clerksync.serve").error(message)
+    else:
+        typer.echo(one_line(message), err=True)
     raise typer.Exit(code) from None
 
 

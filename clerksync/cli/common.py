@@ -2,19 +2,22 @@
 
 Data from the database or from Clerk is printed as plain text, never as Rich
 markup: a user named ``[/]`` or a forged ``svix-id`` of ``[red]x`` must print as
-itself, and control characters (ESC, OSC) are shown escaped, so nothing a
-delivery carries can reach the terminal as a command.
+itself, and control characters (ESC, OSC), bidi controls and line separators are
+shown escaped (``clerksync.display``, one rule everywhere), so nothing a delivery
+carries can reach the terminal as a command or print as something it is not.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from clerksync.clerk.jsonbody import dumps
+from clerksync.display import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -81,35 +84,44 @@ def stdout(width: int | None = None) -> Console:
 
 
 def one_line(message: str) -> str:
-    """A message as exactly one line: newlines folded, control characters escaped."""
-    return safe(" ".join(message.split("\n")))
+    """A message as exactly one line: newlines folded, the rest shown by the one rule."""
+    return visible(" ".join(message.split("\n")))
 
 
 def say(message: str) -> None:
-    """A message for the person: always stderr, one logical line, never hard-wrapped."""
-    sys.stderr.write(safe(message) + "\n")
+    """A message for the person: always stderr, one logical line, never hard-wrapped; with
+    ``serve --log-json``, one JSON line like every other line it prints."""
+    if json_messages():
+        import logging
+
+        logging.getLogger("clerksync.serve").info(message)
+        return
+    sys.stderr.write(visible(message) + "\n")  # data in it cannot start a line of its own
     sys.stderr.flush()
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F)}
-_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
-_CONTROL.pop(0x0A)  # a newline in a message is its own; data never reaches here unescaped
+#: this invocation prints its messages and errors as JSON lines (``serve --log-json``); the
+#: root group resets it when the command ends (tests run many commands in one process)
+_JSON_MESSAGES = [False]
 
 
-def safe(value: Any) -> str:
-    """Text for a terminal: C0/C1 control characters (ESC, BEL, CR…) shown as ``\\x1b``."""
-    return str(value).translate(_CONTROL)
+def json_messages(on: bool | None = None) -> bool:
+    """Does this command print its messages as JSON lines? ``on`` sets it."""
+    if on is not None:
+        _JSON_MESSAGES[0] = on
+    return _JSON_MESSAGES[0]
 
 
 def cell(value: Any) -> str:
-    """A table cell: blank for None, ✓ for True, escaped text otherwise (newlines too)."""
+    """A table cell or a shown value: blank for None, ✓ for True, escaped text otherwise
+    (newlines too)."""
     if value is None:
         return ""
     if value is True:
         return "✓"
     if value is False:
         return ""
-    return safe(value).replace("\n", "\\n")
+    return visible(value)
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -194,7 +206,7 @@ def print_table(
         widths[widest] -= 1
         excess -= 1
     table = Table(
-        title=Text(safe(title)),
+        title=Text(cell(title)),
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
@@ -213,4 +225,5 @@ def print_table(
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """``--json`` output: always strict JSON (RFC 8259), see ``clerksync.clerk.jsonbody``."""
+    sys.stdout.write(dumps(data, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 import typer
 
-from clerksync.cli.common import JsonOption, print_json, safe, state, stdout
+from clerksync.cli.common import JsonOption, cell, print_json, state, stdout
 
 MARKS = {
     "pass": ("✓", "green"),
@@ -37,12 +37,12 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
         for check in checks:
             mark, color = MARKS[check.status]
             line = Text()
-            line.append(f"{safe(check.name)}: ", style="bold")
-            line.append(safe(check.detail))
+            line.append(f"{cell(check.name)}: ", style="bold")
+            line.append(cell(check.detail))  # names emails, ids, errors: data, escaped
             grid.add_row(Text(mark, style=color), line)
             if check.hint:
                 label = "note" if check.status == "info" else "fix"
-                grid.add_row("", Text(f"{label}: {safe(check.hint)}", style="dim"))
+                grid.add_row("", Text(f"{label}: {cell(check.hint)}", style="dim"))
         console.print(grid)
         console.print("All checks passed." if healthy else "Some checks failed.")
     if not healthy:

@@ -1,6 +1,5 @@
 """``clerksync events list|show|stats|tail|replay``: the receiver's delivery log."""
 
-import json as jsonlib
 import sys
 import time
 from datetime import timedelta
@@ -8,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from clerksync.clerk.jsonbody import dumps
 from clerksync.cli.common import (
     JsonOption,
     SinceOption,
@@ -102,14 +102,19 @@ def show_event(
         print_json(view)
         return
     for key, value in view.items():
-        if value is None or key == "replays":
+        if value is None or value == [] or key == "replays":
             continue  # no "error: None": an absent field is not printed
         if key == "headers":
             for name, header in value.items():
                 typer.echo(f"header {cell(name)}: {cell(header)}")
-            continue
-        shown = jsonlib.dumps(value, indent=2) if key == "payload" else value
-        typer.echo(f"{key}: {cell(shown) if key != 'payload' else shown}")
+        elif key == "payload":  # strict JSON: every character past ASCII escaped
+            typer.echo(f"payload: {dumps(value, indent=2)}")
+        elif key == "payloadText":
+            typer.echo(f"payload (not JSON, {len(detail.payload or b'')} bytes): {cell(value)}")
+        elif key == "notes":
+            typer.echo(f"notes: {cell('; '.join(value))}")
+        else:
+            typer.echo(f"{key}: {cell(value)}")
     for replayed in detail.replays:
         typer.echo(
             f"replayed: {cell(table_row(replayed)['receivedAt'])} -> {cell(replayed.outcome)}"
@@ -185,7 +190,7 @@ def tail(
 
     def emit(found: list["Delivery"]) -> None:
         for delivery in found:
-            line = jsonlib.dumps(delivery.to_json()) if json else tail_line(delivery)
+            line = dumps(delivery.to_json()) if json else tail_line(delivery)
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
@@ -230,17 +235,20 @@ def replay(
     ttl = timedelta(days=state(ctx).settings.payload_ttl_days)
     results = run(store, svix_id=svix_id, failed=failed, since=after, payload_ttl=ttl)
     failures = sum(r.outcome == "failed" for r in results)
+    # what the receiver refuses stays refused: no rerun can fix it, so it is no failure
+    rejected = sum(r.outcome == "rejected" for r in results)
     if json:
         print_json([r.to_json() for r in results])
     else:
         for r in results:
             typer.echo(
-                f"{cell(r.id)} {cell(r.type)} {cell(r.user_id or '')}: {r.outcome} "
+                f"{cell(r.id)} {cell(r.type)} {cell(r.user_id or '')}: {cell(r.outcome)} "
                 f"(was {cell(r.original_outcome)})" + (f": {cell(r.error)}" if r.error else "")
             )
         say(
             f"replayed {plural(len(results), 'delivery', 'deliveries')}"
             + (f", {failures} still failed (rerun once fixed)" if failures else "")
+            + (f", {rejected} rejected (a replay cannot fix them)" if rejected else "")
         )
     if failures:
         raise typer.Exit(1)

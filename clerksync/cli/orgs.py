@@ -11,6 +11,7 @@ from clerksync.cli.common import (
     print_json,
     print_table,
     stdout,
+    text,
 )
 
 app = typer.Typer(help="The organizations the database holds.", no_args_is_help=True)
@@ -71,7 +72,7 @@ def show_org(
     table.add_column("value", overflow="fold")
     for key, value in view.items():
         if key != "members":
-            table.add_row(key, "" if value is None else str(value))
+            table.add_row(key, text(value))  # plain text, escaped: never markup or a command
     stdout().print(table)
     members = view["members"]
     print_table(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from clerksync.cli.common import say, state
+from clerksync.cli.common import json_messages, say, state
 from clerksync.errors import ClerkSyncError, UsageError
 
 
@@ -124,6 +124,11 @@ def serve(
     from clerksync.settings import mask
     from clerksync.store.connect import connect
 
+    if log_json:  # every line JSON from here on: notes, errors, start-up messages
+        from clerksync.receiver.logs import configure_logging
+
+        configure_logging(json_lines=True)
+        json_messages(True)
     settings = state(ctx).settings
     if rotate_secret and not dev:
         raise UsageError("--rotate-secret goes with --dev (it renews the local secret)")
@@ -140,20 +145,14 @@ def serve(
     check_bindable(host, port)  # before anything is announced or written
     url = local_url(host, port)
     tell: Callable[[str], None] = say
-    if log_json:  # every line JSON, these messages too
-        import logging
-
-        from clerksync.receiver.logs import configure_logging
-
-        configure_logging(json_lines=True)
-        tell = logging.getLogger("clerksync.serve").info
     if dev:
         secret, made = dev_secret(settings.state_dir, rotate=rotate_secret)
         settings = dataclasses.replace(settings, webhook_secret=secret)
         kept = "new" if made else "kept"
-        # In full only when new (made or rotated): it is to be copied once; `send` and
-        # `doctor` find it in the file anyway. A log line is no place for it at all.
-        shown = secret if made and not log_json else mask(secret)
+        # Whole once, when new (made or rotated), with --log-json too: it is to be copied
+        # from this one line (the README says so); masked on every later start. `send` and
+        # `doctor` find it in the file anyway.
+        shown = secret if made else mask(secret)
         tell(
             f"Dev mode: the webhook signing secret is {shown} ({kept}; in "
             f"{settings.state_dir / DEV_SECRET_FILE}, reused until --rotate-secret). "

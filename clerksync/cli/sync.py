@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clerksync.cli.common import JsonOption, open_store, print_json, safe, say, state
+from clerksync.cli.common import JsonOption, cell, open_store, print_json, say, state
 
 if TYPE_CHECKING:
     from clerksync.clerk.gateway import ClerkGateway
@@ -117,7 +117,7 @@ def sync_metadata(
             + (f", busy {result.busy} (a receiver is writing them back now)" if result.busy else "")
         )
         for clerk_id in result.would_change:
-            typer.echo(safe(clerk_id))
+            typer.echo(cell(clerk_id))
         for error in result.errors:
             say(f"  failed: {error}")
     if result.failed:
@@ -273,7 +273,7 @@ def _say_reconciled(result: "ReconcileResult") -> None:
             counts.append(f"{part.invalid} invalid (no valid id or updated_at)")
         say(f"{head if kind is USER else kind.plural + ': ' + head}: " + ", ".join(counts))
         for clerk_id in part.orphans:
-            typer.echo(f"orphan: {safe(clerk_id)}")
+            typer.echo(f"orphan: {cell(clerk_id)}")
 
 
 def _undo_prune(ctx: typer.Context, run_id: str, json: bool) -> None:

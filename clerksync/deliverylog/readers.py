@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from clerksync.clerk.jsonbody import NotJson, loads
 from clerksync.deliverylog.records import iter_records, stored_body
 from clerksync.deliverylog.writer import OUTCOMES
 from clerksync.errors import NotFound, UsageError
@@ -73,6 +74,11 @@ def _iso(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _text(value: Any) -> str | None:
+    """A record's text field as text (a record another version wrote may hold anything)."""
+    return None if value is None else value if isinstance(value, str) else str(value)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One log record as documented: ids, type, outcome, timing; no email, no name."""
@@ -90,21 +96,30 @@ class Delivery:
     #: deliveries this record stands for: a sampled summary of rejections counts the many
     #: it left out (``deliveries.RejectionSampler``); every other record is one
     count: int = 1
+    #: what was cut or left out of a stored field to store it (field names, no values)
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, entry: Mapping[str, Any]) -> Delivery:
         received = entry.get("receivedAt")
+        duration = entry.get("durationMs")
+        notes = entry.get("notes")
         return cls(
-            id=entry.get("svixId"),
-            type=entry.get("type"),
-            user_id=entry.get("userId"),
+            id=_text(entry.get("svixId")),
+            type=_text(entry.get("type")),
+            user_id=_text(entry.get("userId")),
             outcome=str(entry.get("outcome")),
             received_at=received if isinstance(received, datetime) else None,
-            duration_ms=entry.get("durationMs"),
-            error=entry.get("error"),
+            duration_ms=(
+                float(duration)
+                if isinstance(duration, (int, float)) and not isinstance(duration, bool)
+                else None
+            ),
+            error=_text(entry.get("error")),
             source=str(entry.get("source") or "webhook"),
-            object_id=entry.get("objectId"),
+            object_id=_text(entry.get("objectId")),
             count=record_count(entry),
+            notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
         )
 
     @property
@@ -123,6 +138,7 @@ class Delivery:
             "error": self.error,
             "replay": self.replay,
             "count": self.count,
+            "notes": list(self.notes),
         }
 
 
@@ -170,8 +186,9 @@ class DeliveryDetail:
     headers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self, *, payload: bool = False) -> dict[str, Any]:
-        import json
-
+        """As documented; with ``payload``, the body parsed (``payload``), or when it is not
+        JSON clerksync can read (a rejected delivery's), null and the body as text
+        (``payloadText``, bytes that are not UTF-8 shown as ``\\xff``)."""
         data = self.delivery.to_json()
         data.pop("replay")
         data["headers"] = self.headers
@@ -181,8 +198,21 @@ class DeliveryDetail:
             for r in self.replays
         ]
         if payload:
-            data["payload"] = json.loads(self.payload) if self.payload is not None else None
+            data["payload"], text = payload_view(self.payload)
+            if text is not None:
+                data["payloadText"] = text
         return data
+
+
+def payload_view(body: bytes | None) -> tuple[Any, str | None]:
+    """A stored body as (its JSON value, None), or (None, its text) when it is not JSON
+    clerksync can read; (None, None) when there is none."""
+    if body is None:
+        return None, None
+    try:
+        return loads(body), None
+    except NotJson:
+        return None, body.decode("utf-8", "backslashreplace")
 
 
 def show_delivery(store: Store, svix_id: str) -> DeliveryDetail:
@@ -197,9 +227,14 @@ def show_delivery(store: Store, svix_id: str) -> DeliveryDetail:
         attempts += 1
         if original is None:
             original = entry
-    if original is None:
+    if original is None and not replays:
         raise NotFound(f"no delivery {svix_id[:100]!r} in the log")
+    newest_replay = replays[0] if replays else None
     replays.reverse()  # oldest first, as they happened
+    if original is None and newest_replay is not None:
+        # the delivery's own record expired before its replays: they are what is left
+        return DeliveryDetail(newest_replay, 0, replays, None)
+    assert original is not None
     headers = original.get("headers")
     return DeliveryDetail(
         Delivery.from_record(original),
@@ -243,7 +278,8 @@ def delivery_stats(store: Store, *, since: datetime | None = None) -> Stats:
             replays += 1
             continue
         count = record_count(entry)
-        outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + count
+        outcome = str(entry.get("outcome"))
+        outcomes[outcome] = outcomes.get(outcome, 0) + count
         key = entry.get("type") or "(unparsed)"
         types[key] = types.get(key, 0) + count
     return Stats(sum(outcomes.values()), outcomes, types, replays)

@@ -52,7 +52,10 @@ def record(
     source: str = "webhook",
     object_id: str | None = None,
     headers: Mapping[str, str] | None = None,
+    notes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """One log record. ``notes``: what was cut or left out of a stored field to store it
+    (field names and limits, never the values)."""
     entry: dict[str, Any] = {
         "svixId": svix_id,
         "type": event_type,
@@ -67,6 +70,8 @@ def record(
     }
     if headers:
         entry["headers"] = dict(headers)
+    if notes:
+        entry["notes"] = list(notes)
     if body is not None:
         from bson import Binary
 

@@ -55,7 +55,7 @@ def check_variables(settings: Settings) -> list[Check]:
                     name,
                     "fail",
                     f"{shown} {problems[name]}",
-                    f"fix it in .env.local — {WHERE[name]}",
+                    f"fix it in {settings.origins.get(name, '.env.local')} — {WHERE[name]}",
                 )
             )
         else:

@@ -12,14 +12,19 @@ of its own per kind.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
 from clerksync.errors import InvalidEvent
 
+#: characters a stored text field keeps (names, username, slug…): past it the text is cut,
+#: or for an address, a phone number or a URL (whose first part is another, wrong one) not
+#: stored, and the delivery is stored all the same (``noting_cuts`` says which)
 MAX_TEXT = 2048
 #: JavaScript's Number.MAX_SAFE_INTEGER: Clerk's timestamps are JSON numbers
 MAX_MILLIS = 2**53 - 1
@@ -180,14 +185,46 @@ def json_object(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def text(data: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
-    """A string of at most ``MAX_TEXT`` characters (non-empty when ``required``), or None."""
+_cuts: ContextVar[list[str] | None] = ContextVar("clerksync_cuts", default=None)
+
+
+@contextlib.contextmanager
+def noting_cuts() -> Iterator[list[str]]:
+    """Collect what the validators below cut or left out while parsing (one note per field:
+    ``first_name cut to 2048 characters``), for the log and the delivery's record."""
+    found: list[str] = []
+    token = _cuts.set(found)
+    try:
+        yield found
+    finally:
+        _cuts.reset(token)
+
+
+def _note(message: str) -> None:
+    found = _cuts.get()
+    if found is not None and message not in found:
+        found.append(message)
+
+
+def text(
+    data: Mapping[str, Any], key: str, *, required: bool = False, whole: bool = False
+) -> str | None:
+    """A string (non-empty when ``required``), or None. Over ``MAX_TEXT`` characters it is
+    cut to them; when only the ``whole`` value means anything (an address, a number, a URL:
+    its first part is another, wrong one) it is left out (None). Either way it is noted,
+    never a refusal: an end user typed it, and Clerk took it."""
     value = data.get(key)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or len(value) > MAX_TEXT or (required and not value):
+    if not isinstance(value, str) or (required and not value):
         kind = "a non-empty string" if required else "a string or null"
         raise InvalidEvent(f"field {key!r} must be {kind}")
+    if len(value) > MAX_TEXT:
+        if whole and not required:
+            _note(f"{key} over {MAX_TEXT} characters, not stored")
+            return None
+        _note(f"{key} cut to {MAX_TEXT} characters")
+        return value[:MAX_TEXT]
     return value
 
 
@@ -197,6 +234,7 @@ def millis(data: Mapping[str, Any], key: str, *, required: bool) -> int | None:
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MILLIS:
+        # Clerk's own clock, not an end user's: a value that is no timestamp is a 400
         raise InvalidEvent(f"field {key!r} must be a timestamp in milliseconds")
     return value
 

@@ -19,6 +19,7 @@ from clerksync.kinds.organization import parse_org_id
 from clerksync.kinds.user import parse_clerk_id
 
 MEMBERSHIP_ID = re.compile(r"^orgmem_[A-Za-z0-9_]{1,100}$")
+#: a role is a key (``org:admin``), as an id is: never cut (a cut key is another role)
 MAX_ROLE = 256
 
 

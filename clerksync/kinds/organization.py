@@ -54,7 +54,7 @@ def parse_organization(data: Any) -> ClerkOrganization:
         id=parse_org_id(data.get("id")),
         name=name,
         slug=text(data, "slug"),
-        image_url=text(data, "image_url"),
+        image_url=text(data, "image_url", whole=True),
         created_at=millis(data, "created_at", required=False),
         updated_at=stamp,
     )

@@ -73,7 +73,7 @@ def primary_email(data: Mapping[str, Any]) -> str | None:
     signed up by phone or username; they have no email, and that is fine.
     """
     entry = _primary(data, "email_addresses", "primary_email_address_id")
-    address = text(entry, "email_address") if entry is not None else None
+    address = text(entry, "email_address", whole=True) if entry is not None else None
     return address.lower() if address else None
 
 
@@ -96,11 +96,12 @@ def parse_clerk_user(data: Any) -> ClerkUser:
         id=parse_clerk_id(data.get("id")),
         email=primary_email(data),
         email_verified=_verified(email_entry),
-        phone=text(phone_entry, "phone_number") if phone_entry is not None else None,
+        phone=text(phone_entry, "phone_number", whole=True) if phone_entry is not None else None,
         first_name=text(data, "first_name"),
         last_name=text(data, "last_name"),
         username=text(data, "username"),
-        image_url=text(data, "image_url") or text(data, "profile_image_url"),
+        image_url=text(data, "image_url", whole=True)
+        or text(data, "profile_image_url", whole=True),
         created_at=millis(data, "created_at", required=False),
         updated_at=updated_at(data),
         public_metadata=dict(metadata),

@@ -7,13 +7,14 @@ it. Which kind an event is about, and what it does, is the registry's
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from clerksync.clerk.jsonbody import MAX_DEPTH, NotJson, dumps, loads
 from clerksync.errors import InvalidEvent
-from clerksync.kinds.base import Action, Kind
+from clerksync.kinds.base import Action, Kind, noting_cuts
 from clerksync.kinds.registry import for_event
 from clerksync.kinds.user import USER
 from clerksync.mapping.schema import DEFAULT, Schema
@@ -23,6 +24,9 @@ from clerksync.mapping.users import user_fields
 #: clerksync does not sync
 OBJECT_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 INSTANCE_ID = re.compile(r"^ins_[A-Za-z0-9_]{1,64}$")
+#: an event type as Clerk names them (``organizationMembership.created``, both spellings of
+#: ``subscriptionItem.past_due``): the log stores it, so nothing longer or odder passes
+EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class Event:
     objects it stores (one for an upsert; those a parent object carries). ``object_id``
     names what the event is about and ``user_id`` the user it concerns, whatever its type
     (for the log); ``instance_id`` the Clerk instance that sent it, when it names one
-    plainly."""
+    plainly; ``notes`` what was cut to store it."""
 
     type: str
     kind: Kind | None = None
@@ -41,6 +45,8 @@ class Event:
     object_id: str | None = None
     user_id: str | None = None
     instance_id: str | None = None
+    #: what parsing cut or left out of a stored field (``first_name cut to 2048 characters``)
+    notes: tuple[str, ...] = ()
 
     @property
     def item(self) -> Any:
@@ -57,25 +63,25 @@ def parse_event(body: bytes, schema: Schema | None = None) -> Event:
     """A verified body -> Event, or InvalidEvent (a 400: retrying cannot fix it).
 
     ``schema`` is the mapping the store writes with: its metadata keys decide what of
-    Clerk's ``public_metadata`` is kept (the default mapping when not given)."""
-    event = _parse(body)
+    Clerk's ``public_metadata`` is kept (the default mapping when not given). A stored text
+    field over its limit is cut (or left out) and the event keeps a note of it (``notes``):
+    what an end user typed is stored, never refused."""
+    with noting_cuts() as cuts:
+        event = _parse(body)
     _check_storable(event, schema or DEFAULT)
-    return event
+    return dataclasses.replace(event, notes=tuple(cuts)) if cuts else event
 
 
 def _parse(body: bytes) -> Event:
     try:
-        payload = json.loads(body)
-    except ValueError:
-        raise InvalidEvent("body is not JSON") from None
-    except RecursionError:
-        raise InvalidEvent("body is nested too deeply") from None
+        payload = loads(body, max_depth=MAX_DEPTH)
+    except NotJson as exc:
+        raise InvalidEvent(f"body {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidEvent("body is not a JSON object")
-    _check_depth(payload)
     event_type = payload.get("type")
-    if not isinstance(event_type, str) or not event_type:
-        raise InvalidEvent("field 'type' must be a string")
+    if not isinstance(event_type, str) or not EVENT_TYPE.match(event_type):
+        raise InvalidEvent("field 'type' must be an event type such as user.created")
     data = payload.get("data")
     instance = payload.get("instance_id")
     instance = instance if isinstance(instance, str) and INSTANCE_ID.match(instance) else None
@@ -103,8 +109,8 @@ def logged_body(body: bytes, event_type: str | None = None) -> bytes | None:
     otherwise (a body that did not parse as an event) it is read from the body."""
     if event_type is None:
         try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
+            payload = loads(body)
+        except NotJson:
             return body
         found = payload.get("type") if isinstance(payload, dict) else None
         event_type = found if isinstance(found, str) else None
@@ -117,39 +123,20 @@ def logged_body(body: bytes, event_type: str | None = None) -> bytes | None:
     if not kind.secret:
         return body
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
+        payload = loads(body)
+    except NotJson:
         return None  # not an event: what it holds cannot be told apart
     data = payload.get("data") if isinstance(payload, dict) else None
     if isinstance(data, dict):
         for key in kind.secret:
             data.pop(key, None)
-    return json.dumps(payload).encode()
+    return dumps(payload).encode()
 
 
 def _loggable_id(data: Any) -> str | None:
     """The id of an event type clerksync ignores, for the log, if it looks like an id."""
     value = data.get("id") if isinstance(data, dict) else None
     return value if isinstance(value, str) and OBJECT_ID.match(value) else None
-
-
-#: nesting every reader of the stored body can parse again (``events show``, ``replay``):
-#: Python's JSON parser stops at its recursion limit (1000) minus the caller's stack, so
-#: what the receiver's thread could take, a deeper CLI stack could not. Far past any Clerk
-#: event (a handful of levels); ``unsafe_metadata`` 40 or 500 levels deep is taken.
-MAX_DEPTH = 512
-
-
-def _check_depth(payload: dict[str, Any]) -> None:
-    """InvalidEvent when the body nests deeper than ``MAX_DEPTH``: a bound that does not
-    depend on the stack of whoever parses it."""
-    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise InvalidEvent(f"body is nested deeper than {MAX_DEPTH} levels")
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def _check_storable(event: Event, schema: Schema) -> None:
@@ -163,8 +150,9 @@ def _check_storable(event: Event, schema: Schema) -> None:
     ``private_metadata``, unmapped keys) is never written as fields, only as the log's
     compressed bytes: a 1e20 or 40 levels of nesting there must never refuse a signup
     (only nesting past ``MAX_DEPTH``, which no reader could parse again, does).
-    JSON allows what BSON does not: integers past 64 bits (OverflowError) and unpaired
-    surrogates (``"\\ud800"``, UnicodeEncodeError); ``bson.encode`` finds both in C.
+    JSON allows what BSON does not: unpaired surrogates (``"\\ud800"``, UnicodeEncodeError,
+    which Clerk never sends: its JSON is valid UTF-8) and integers past 64 bits (which the
+    parser keeps as text, so no validator takes one); ``bson.encode`` finds them in C.
     """
     import bson
 

@@ -272,6 +272,8 @@ def seen_copy(copy: Mapping[str, Any], users: UserMapping) -> dict[str, Any]:
             return value if isinstance(value, str) and len(value) <= 64 else None
         if what == "admin":
             return value if isinstance(value, bool) else None
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        # an app id is ours, from a 64-bit counter: a larger number is not one (nor storable)
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        return value if is_int and -(2**63) <= value < 2**63 else None
 
     return {key: typed(what, copy.get(key)) for key, what in users.metadata.items()}

@@ -15,7 +15,8 @@ Hostile traffic is bounded before it costs anything: the HTTP layer's limits
 (``clerksync.receiver.http``: header size and deadline, connections, keep-alive; ``serve``
 runs them), the request's (``clerksync.receiver.guards``: ``svix-id``, signature header,
 body size, time and memory), sampled unauthenticated rejections, and the database's
-(``clerksync.receiver.health``: ``DB_TIMEOUT`` per delivery, 503 at once while it is away).
+(``clerksync.receiver.health``: ``DB_TIMEOUT`` per delivery; while it is away one
+delivery probes and the others wait for its answer).
 """
 
 from __future__ import annotations
@@ -240,6 +241,7 @@ class Receiver:
             verified: bool = True,
             object_id: str | None = None,
             reason: str | None = None,
+            notes: tuple[str, ...] = (),
         ) -> JSONResponse:
             elapsed = time.perf_counter() - started
             duration = elapsed * 1000
@@ -266,10 +268,11 @@ class Receiver:
                         body=verified_body,
                         payload_ttl=self.payload_ttl,
                         headers=recorded_headers(request.headers),
+                        notes=notes,
                     )
                 )
                 log_delivery(
-                    svix_id, event_type, object_id, user_id, outcome, status, duration, error
+                    svix_id, event_type, object_id, user_id, outcome, status, duration, error, notes
                 )
             body: dict[str, Any] = {"outcome": outcome}
             if error:
@@ -302,7 +305,9 @@ class Receiver:
                 400, "rejected", error=f"payload: {exc}", verified_body=body, reason="payload"
             )
         if not self.indexes_ready.is_set():
-            # Starting up (mounted apps start on their first request): wait a little.
+            # Starting up (mounted apps start on their first request), or the database was
+            # away: the index maker tries now, and the delivery waits a little for it.
+            self.indexes.retry_now()
             await run_in_threadpool(self.indexes_ready.wait, 2.0)
             if not self.indexes_ready.is_set():
                 log.error("delivery %s refused: %s", svix_id, self.index_problem)
@@ -315,19 +320,11 @@ class Receiver:
                     verified_body=body,
                 )
         try:
-            if self.database.away():
-                # One delivery at a time finds out whether it is back (and wakes the
-                # driver's monitor); the rest are answered at once instead of queueing for
-                # threads and timing out in turn.
-                if self.database.probing:
-                    raise DatabaseAway("the database is unavailable (another delivery probes)")
-                self.database.probing = True
-                try:
-                    outcome, wants = await run_in_threadpool(self._apply, event, True)
-                finally:
-                    self.database.probing = False
-            else:
-                outcome, wants = await run_in_threadpool(self._apply, event, False)
+            # While the database is away, one delivery at a time finds out whether it is
+            # back (and wakes the driver's monitor); the rest wait for its answer.
+            outcome, wants = await self.database.through(
+                lambda probe: run_in_threadpool(self._apply, event, probe)
+            )
         except ClerkSyncError as exc:  # the store says what failed: an index, the database
             if isinstance(exc, IndexRefused):
                 log.error("delivery %s refused by index %s: %s", svix_id, exc.index, exc)
@@ -365,6 +362,7 @@ class Receiver:
             user_id=event.user_id,
             object_id=event.object_id,
             verified_body=body,
+            notes=event.notes,
         )
 
     def _apply(self, event: Any, probe: bool) -> tuple[str, bool]:

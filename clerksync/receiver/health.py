@@ -3,17 +3,22 @@
 A paused server looks healthy to the driver for seconds, and one slow write on a loaded
 machine is no outage: the database is *away* once the driver knows no server it can write
 to, or ``AWAY_AFTER`` deliveries in a row could not reach it in time. Then one delivery at a
-time finds out whether it is back (and wakes the driver's monitor) while the others are
-answered 503 at once, instead of queueing for threads and timing out in turn.
-``/healthz`` and ``/readyz`` ping on a thread of its own, never queued behind deliveries;
-``/livez`` checks nothing but that the process answers (a liveness probe that checked the
-database would restart every healthy pod during a database blip).
+time finds out whether it is back (and wakes the driver's monitor) while the others wait for
+its answer, holding no thread: when it finds the database back they all go through at once,
+when not they are answered 503 together, instead of queueing for threads and timing out in
+turn. (Answering them 503 at once cost each a Svix retry, minutes later, after the database
+was back.) ``/healthz`` and ``/readyz`` ping on a thread of their own, never queued behind
+deliveries; a ping that answers also says the database is back. ``/livez`` checks nothing
+but that the process answers (a liveness probe that checked the database would restart
+every healthy pod during a database blip).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,6 +29,8 @@ from clerksync.store.mongo import database_unreachable
 
 AWAY_AFTER = 3  # timeouts in a row, with no success between, that mean "away"
 HEALTH_TIMEOUT = 0.6  # seconds /healthz waits for the database
+
+T = TypeVar("T")
 
 
 class DatabaseAway(StoreUnavailable):
@@ -41,7 +48,8 @@ class DatabaseWatch:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.probing = False  # one delivery is finding out whether the database is back
+        # Set while one delivery finds out whether the database is back: True when it is.
+        self._probe: asyncio.Future[bool] | None = None
         self._failures = 0  # deliveries in a row that could not reach the database in time
         self._health: Future[float | None] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="clerksync-health")
@@ -49,12 +57,42 @@ class DatabaseWatch:
     def away(self) -> bool:
         return self._failures >= AWAY_AFTER or not self._writable()
 
+    @property
+    def probing(self) -> bool:
+        return self._probe is not None
+
     def failed(self, exc: BaseException) -> None:
-        if unreachable(exc):  # unreachable or too slow, not a refused write
+        # Unreachable or too slow, not a refused write; a delivery answered because the
+        # probe failed learnt nothing new.
+        if unreachable(exc) and not isinstance(exc, DatabaseAway):
             self._failures += 1
 
     def answered(self) -> None:
         self._failures = 0
+
+    async def through(self, apply: Callable[[bool], Awaitable[T]]) -> T:
+        """Run ``apply(probe)`` as the database's state allows: at once while it is there;
+        while it is away, as the one probe, or after the probe found it back (``DatabaseAway``
+        when the probe found it still away)."""
+        if not self.away():
+            return await apply(False)
+        if self._probe is not None:
+            if not await asyncio.shield(self._probe):
+                raise DatabaseAway("the database is unavailable (another delivery probed)")
+            return await apply(False)
+        probe = self._probe = asyncio.get_running_loop().create_future()
+        back = False
+        try:
+            result = await apply(True)
+            back = True
+            self.answered()
+            return result
+        except ClerkSyncError as exc:
+            back = not unreachable(exc)  # a refused write: the database is there
+            raise
+        finally:
+            self._probe = None
+            probe.set_result(back)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -113,6 +151,8 @@ class DatabaseWatch:
             ms = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
         except asyncio.TimeoutError:
             ms = None
+        if ms is not None and self._probe is None:
+            self.answered()  # it answers: deliveries need not probe again
         return ms
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from clerksync.errors import ClerkSyncError
 from clerksync.store.database import Store
@@ -23,17 +24,26 @@ class IndexMaker:
         self.problem = "the indexes are being made"
         self.warnings: list[str] = []
         self._stopping = threading.Event()
+        # Set by a delivery that finds the indexes not made: the maker tries now, not after
+        # its back-off (up to 30 s of 503s once the database is back).
+        self._retry = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, store: Store) -> None:
         self._stopping.clear()
+        self._retry.clear()
         self._thread = threading.Thread(
             target=self._run, args=(store,), name="clerksync-indexes", daemon=True
         )
         self._thread.start()
 
+    def retry_now(self) -> None:
+        """Try again now (at most once a second), not after the back-off."""
+        self._retry.set()
+
     def stop(self) -> None:
         self._stopping.set()
+        self._retry.set()
         if self._thread is not None:
             self._thread.join(5)
 
@@ -69,5 +79,10 @@ class IndexMaker:
                 problem,
                 delay,
             )
-            self._stopping.wait(delay)
+            failed_at = time.monotonic()
+            self._retry.wait(delay)
+            self._retry.clear()
+            # Woken by deliveries, at most one attempt a `first_delay` (an index build that
+            # duplicates refuse scans the collection).
+            self._stopping.wait(first_delay - (time.monotonic() - failed_at))
             delay = min(delay * 2, max_delay)

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any
 
+from clerksync.display import visible
+
 
 def log_delivery(
     svix_id: str | None,
@@ -23,10 +25,26 @@ def log_delivery(
     status: int,
     duration_ms: float,
     error: str | None,
+    notes: tuple[str, ...] = (),
 ) -> None:
-    """One line per delivery; with ``--log-json`` its fields are the line's own."""
-    logging.getLogger("clerksync.server").info(
-        "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s",
+    """One line per delivery; with ``--log-json`` its fields are the line's own. ``notes``
+    (what was cut to store it: stored all the same, what an end user typed never refuses
+    it) make it a warning."""
+    delivery: dict[str, Any] = {
+        "id": svix_id,
+        "type": event_type,
+        "objectId": object_id,
+        "userId": user_id,
+        "outcome": outcome,
+        "status": status,
+        "durationMs": round(duration_ms, 2),
+        "error": error,
+    }
+    if notes:
+        delivery["notes"] = list(notes)
+    logging.getLogger("clerksync.server").log(
+        logging.WARNING if notes else logging.INFO,
+        "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s%s",
         svix_id,
         event_type,
         object_id,
@@ -35,18 +53,8 @@ def log_delivery(
         status,
         duration_ms,
         f" error={error!r}" if error else "",
-        extra={
-            "delivery": {
-                "id": svix_id,
-                "type": event_type,
-                "objectId": object_id,
-                "userId": user_id,
-                "outcome": outcome,
-                "status": status,
-                "durationMs": round(duration_ms, 2),
-                "error": error,
-            }
-        },
+        f" notes={'; '.join(notes)!r}" if notes else "",
+        extra={"delivery": delivery},
     )
 
 
@@ -67,7 +75,20 @@ class JsonLines(logging.Formatter):
             entry["message"] = record.getMessage()
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)  # escapes every control character
+
+
+class PlainLines(logging.Formatter):
+    """``time level message``, the message shown by the one rule (``clerksync.display``):
+    a delivery's type, a database's error, anything a sender or an end user could have
+    written reaches the operator's terminal escaped, and one entry is one line. A traceback
+    stays as Python prints it, after the line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return visible(super().formatMessage(record))
 
 
 class RepeatLimit(logging.Filter):
@@ -109,11 +130,7 @@ def configure_logging(*, json_lines: bool) -> None:
     """One handler for clerksync's, uvicorn's and asyncio's loggers (and warnings), so
     ``--log-json`` output is JSON on every line."""
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonLines()
-        if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    )
+    handler.setFormatter(JsonLines() if json_lines else PlainLines())
     handler.addFilter(RepeatLimit())
     for name in LOGGERS:
         logger = logging.getLogger(name)

@@ -166,6 +166,8 @@ class Settings:
     env_files: tuple[Path, ...] = field(default_factory=tuple)
     #: (name set, name clerksync reads): likely typos, reported as "did you mean"
     misnamed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: where each set variable's value came from: an env file, or the process environment
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def webhook_url(self) -> str | None:
@@ -218,7 +220,8 @@ class Settings:
         ``WEBHOOK_SECRET`` does not stop ``users list``.
         """
         for name, problem in self.problems(*names):
-            raise ConfigError(f"{name} {problem}. Fix it in .env.local ({WHERE[name]}).")
+            where = self.origins.get(name, ".env.local")
+            raise ConfigError(f"{name} {problem}. Fix it in {where} ({WHERE[name]}).")
 
     def require(self, *names: str, hint: str = "") -> None:
         """``check(*names)``, then ConfigError (exit 2) for the first of ``names`` unset.
@@ -261,15 +264,22 @@ def load_settings(
         files = [p for p in (cwd / ".env.local", cwd / ".env") if p.is_file()]
 
     merged: dict[str, str] = {}
+    came_from: dict[str, str] = {}  # variable -> where its value was read
     for path in reversed(files):  # lowest precedence first
-        merged.update(_read_env_file(path))
+        values = _read_env_file(path)
+        merged.update(values)
+        shown = f"--env-file {path}" if env_file is not None else path.name
+        came_from.update(dict.fromkeys(values, shown))
     merged.update({k: v for k, v in environ.items()})
+    came_from.update(dict.fromkeys(environ, "the process environment"))
     misnamed = likely_typos(merged)
+    origins: dict[str, str] = {}
 
     def get(name: str) -> str | None:
         for alias in ALIASES.get(name, (name,)):
             value = merged.get(alias, "").strip()
             if value:
+                origins[name] = came_from[alias]
                 return value
         return None
 
@@ -306,6 +316,7 @@ def load_settings(
         schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=cwd),
         env_files=tuple(files),
         misnamed=misnamed,
+        origins=origins,
     )
 
 

@@ -59,8 +59,11 @@ def check_webhook_secret(value: str) -> str | None:
             return "must start with whsec_ (put whsec_ in front of it: the Signing Secret has it)"
         return "must start with whsec_ (copy the Signing Secret, not the endpoint id)"
     body = value[len("whsec_") :]
+    # What svix decodes (it adds '==' and skips extra padding): a key with its '=' padding,
+    # without it, or with more of it; strict about anything else.
+    digits = body.rstrip("=")
     try:
-        key = base64.b64decode(body + "==", validate=True)
+        key = base64.b64decode(digits + "=" * (-len(digits) % 4), validate=True)
     except (binascii.Error, ValueError):
         return "is not valid base64 after whsec_ (was it cut when copied?)"
     if len(key) < 16:

@@ -51,6 +51,7 @@ def test_list_shows_each_delivery_with_its_outcome_and_no_personal_data(cli, rec
         "error",
         "replay",
         "count",
+        "notes",
     }
     assert "private@x.com" not in result.stdout
     only = json.loads(cli("events", "list", "--outcome", "applied", "--json").stdout)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from clerksync.errors import InvalidEvent
+from clerksync.kinds.base import MAX_TEXT, noting_cuts
 from clerksync.kinds.membership import parse_membership
 from clerksync.kinds.organization import parse_deleted_organization, parse_organization
 from tests.support.examples import EXAMPLES_FILE
@@ -87,7 +88,6 @@ def test_backend_api_objects_parse_like_webhook_data() -> None:
         {"id": "org_a;b"},
         {"name": ""},
         {"name": None},
-        {"name": "x" * 5000},
         {"slug": {"$gt": ""}},
         {"image_url": 3},
         {"updated_at": "yesterday"},
@@ -100,6 +100,19 @@ def test_backend_api_objects_parse_like_webhook_data() -> None:
 def test_malformed_organizations_are_rejected(patch: dict[str, Any]) -> None:
     with pytest.raises(InvalidEvent):
         parse_organization({**example("organization.updated"), **patch})
+
+
+def test_long_names_are_cut_long_urls_left_out_and_both_noted() -> None:
+    """Typed by an end user and taken by Clerk: stored, never a 400."""
+    patch = {"name": "n" * 5000, "slug": "s" * 3000, "image_url": "https://x/" + "u" * 3000}
+    with noting_cuts() as cuts:
+        org = parse_organization({**example("organization.updated"), **patch})
+    assert (org.name, org.slug, org.image_url) == ("n" * MAX_TEXT, "s" * MAX_TEXT, None)
+    assert cuts == [
+        f"name cut to {MAX_TEXT} characters",
+        f"slug cut to {MAX_TEXT} characters",
+        f"image_url over {MAX_TEXT} characters, not stored",
+    ]
 
 
 @pytest.mark.parametrize(
