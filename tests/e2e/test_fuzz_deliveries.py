@@ -147,11 +147,15 @@ def put(body: dict[str, Any], path: str, value: Any) -> None:
     where: Any = body if path.startswith("^") else body["data"]
     keys = path.lstrip("^").split(".")
     for key in keys[:-1]:
-        where = where[int(key)] if isinstance(where, list) else where.get(key)
+        if isinstance(where, list):
+            where = where[int(key)] if int(key) < len(where) else None
+        else:
+            where = where.get(key)
         if not isinstance(where, (dict, list)):
-            return  # a mutation above replaced it already
+            return  # a mutation above replaced it already (an empty list: no item 0)
     if isinstance(where, list):
-        where[int(keys[-1])] = value
+        if int(keys[-1]) < len(where):
+            where[int(keys[-1])] = value
     else:
         where[keys[-1]] = value
 
