@@ -1,8 +1,9 @@
 """Settings: loaded once from the process env, ``.env.local`` and ``.env``.
 
 Precedence follows Next.js, so one set of files serves the app and clerksync:
-the process environment wins, then ``.env.local``, then ``.env`` in the
-working folder. ``--env-file PATH`` replaces the two files.
+the process environment wins, then ``.env.local``, then ``.env`` of the working folder
+or, from a subfolder, of the project's root (``clerksync.statedir.env_files``: where its
+``.clerksync`` is found). ``--env-file PATH`` replaces the two files.
 
 Values are kept as given; each command checks only what it needs
 (``Settings.require``) so ``doctor`` can report a malformed value as a failing
@@ -24,7 +25,7 @@ from clerksync.errors import ConfigError
 from clerksync.mapping.files import load_schema
 from clerksync.mapping.schema import DEFAULT as DEFAULT_SCHEMA
 from clerksync.mapping.schema import Schema
-from clerksync.statedir import default_state_dir
+from clerksync.statedir import default_state_dir, env_files
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
 
@@ -292,7 +293,7 @@ def load_settings(
             raise ConfigError(f"--env-file {env_file}: no such file")
         files = [env_file]
     else:
-        files = [p for p in (cwd / ".env.local", cwd / ".env") if p.is_file()]
+        files = list(env_files(cwd))
 
     merged: dict[str, str] = {}
     for path in reversed(files):  # lowest precedence first
