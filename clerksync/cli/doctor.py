@@ -30,11 +30,11 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
         from rich.table import Table
 
         console = stdout()
-        # a grid, so a long detail or fix wraps under its own text, not under the mark
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column(overflow="fold")
         for check in checks:
+            # a grid, so a long detail or fix wraps under its own text, not under the mark
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="fold")
             mark, color = MARKS[check.status]
             line = Text()
             line.append(f"{safe(check.name)}: ", style="bold")
@@ -43,7 +43,10 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
             if check.hint:
                 label = "note" if check.status == "info" else "fix"
                 grid.add_row("", Text(f"{label}: {safe(check.hint)}", style="dim"))
-        console.print(grid)
+            console.print(grid)
+            for command in check.commands:
+                # one line each, never hard-wrapped: copied and run as they are
+                console.print(Text(f"    {safe(command)}", style="cyan"), soft_wrap=True)
         console.print("All checks passed." if healthy else "Some checks failed.")
     if not healthy:
         raise typer.Exit(1)

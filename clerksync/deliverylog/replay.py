@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from clerksync.deliverylog.readers import deliveries, show_delivery
+from clerksync.deliverylog.readers import deliveries, show_delivery, still_failed
 from clerksync.deliverylog.records import append_records, stored_body
 from clerksync.deliverylog.writer import record
 from clerksync.errors import ClerkSyncError, NotFound, UsageError
@@ -43,12 +43,7 @@ def _replayable_failures(store: Store, since: datetime | None) -> Iterator[Mappi
     one stored payload at a time: a first pass without payloads finds them, a second (oldest
     first) yields each one's first record that has its payload (every attempt carries the
     same body). Memory holds the ids, never every payload."""
-    latest: dict[str, Any] = {}
-    for entry in deliveries(store, since=since):
-        svix_id = entry.get("svixId")
-        if svix_id:
-            latest.setdefault(svix_id, entry.get("outcome"))
-    wanted = {svix_id for svix_id, outcome in latest.items() if outcome == "failed"}
+    wanted = set(still_failed(store, since=since))
     if not wanted:
         return
     for entry in deliveries(store, since=since, payload=True, oldest_first=True):

@@ -20,7 +20,9 @@ def check_env_files(settings: Settings) -> list[Check]:
         checks.append(ok("env files", "read " + ", ".join(str(p) for p in settings.env_files)))
     else:
         folders = project_folders(Path.cwd())
-        where = str(folders[0]) + (f" or up to the project's root {folders[-1]}" * (len(folders) > 1))
+        where = str(folders[0])
+        if len(folders) > 1:
+            where += f" or up to the project's root {folders[-1]}"
         checks.append(
             Check(
                 "env files",
