@@ -109,8 +109,9 @@ def send(
             sent_state.save(settings.state_dir)
         except OSError:
             say("Note: could not remember this user for the next `send` (state dir not writable).")
-    made = body.get("data") if isinstance(body.get("data"), dict) else {}
-    object_id = made.get("id") if isinstance(made.get("id"), str) else None
+    made = body.get("data")
+    object_id = made.get("id") if isinstance(made, dict) else None
+    object_id = object_id if isinstance(object_id, str) else None
     if json:
         # what was sent is named: the id of the user (or other object) it made or changed
         print_json(
