@@ -102,4 +102,10 @@ def _kind_count(store: Store, gateway: ClerkGateway, kind: Kind) -> Check | None
     detail = f"Clerk {in_clerk}, MongoDB {in_mongo}"
     if in_clerk == in_mongo:
         return ok(name, detail)
-    return Check(name, "warn", detail, "run `clerksync reconcile` to bring MongoDB in line")
+    return Check(
+        name,
+        "warn",
+        detail,
+        "run `clerksync reconcile` to bring MongoDB in line",
+        ("clerksync reconcile",),
+    )

@@ -218,7 +218,9 @@ def check_schema_sample(store: Store, sample: int = 200) -> Check:
                     "fail",
                     f"{schema}: the documents have {preset.users.clerk_id}, not "
                     f"{users.clerk_id}, as the {preset.name} schema writes",
-                    f"set CLERKSYNC_SCHEMA={preset.name} (or a mapping file naming your fields)",
+                    f"set CLERKSYNC_SCHEMA={preset.name} in .env.local (or a mapping file "
+                    "naming your fields)",
+                    (f"echo CLERKSYNC_SCHEMA={preset.name} >> .env.local",),
                 )
         return ok(
             "schema",
@@ -235,7 +237,9 @@ def check_schema_sample(store: Store, sample: int = 200) -> Check:
                     "fail",
                     f"{schema}: no sampled document has {users.clerk_id}; they have "
                     f"{preset.users.clerk_id}, as the {preset.name} schema writes",
-                    f"set CLERKSYNC_SCHEMA={preset.name} (or a mapping file naming your fields)",
+                    f"set CLERKSYNC_SCHEMA={preset.name} in .env.local (or a mapping file "
+                    "naming your fields)",
+                    (f"echo CLERKSYNC_SCHEMA={preset.name} >> .env.local",),
                 )
     expected: dict[str, tuple[type, ...]] = {users.clerk_id: (str,)}
     for mapped in users.fields:

@@ -2,7 +2,10 @@
 // db.users.deleteOne({ _id: ObjectId("...") }), ...) with the Node driver mongoose ships:
 // the tests apply doctor's fixes exactly as printed, without a mongosh binary.
 // Usage: node mongoshell.js URL DBNAME < lines (one statement a line)
-const { MongoClient, ObjectId } = require("mongoose").mongo;
+const { MongoClient, ObjectId: Id } = require("mongoose").mongo;
+
+// as in mongosh, ObjectId("…") without `new`
+const ObjectId = (hex) => new Id(hex);
 
 async function main() {
   const [url, name] = process.argv.slice(2);
