@@ -320,6 +320,13 @@ def load_settings(
             raise ConfigError(f"{name} must be a number above 0 and at most {largest:g}")
         return value
 
+    # a relative mapping file is read from the folder of the env file that names it (the
+    # project's root, from a subfolder too), or the working folder when the process env does
+    schema_base = cwd
+    if files and not environ.get("CLERKSYNC_SCHEMA", "").strip():
+        schema_base = next(
+            (p.parent for p in files if _read_env_file(p).get("CLERKSYNC_SCHEMA")), cwd
+        )
     home = get("CLERKSYNC_HOME")
     state_dir = Path(home) if home else default_state_dir(cwd)
     if state_dir.exists() and not state_dir.is_dir():
@@ -336,7 +343,7 @@ def load_settings(
         payload_ttl_days=number("CLERKSYNC_PAYLOAD_TTL_DAYS", 7.0, 3650),
         mongo_timeout_ms=int(number("CLERKSYNC_MONGO_TIMEOUT_MS", 3000, 600_000)),
         embedded_idle_seconds=number("CLERKSYNC_EMBEDDED_IDLE_SECONDS", 900, 7 * 86400),
-        schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=cwd),
+        schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=schema_base),
         env_files=tuple(files),
         misnamed=misnamed,
     )

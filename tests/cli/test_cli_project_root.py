@@ -57,3 +57,11 @@ def test_a_command_from_src_uses_the_projects_database_and_doctor_names_the_file
     checks = {c["name"]: c for c in json.loads(cli("doctor", "--json").stdout)["checks"]}
     assert checks["env files"]["status"] == "pass"
     assert checks["env files"]["detail"] == f"read {tmp_path / 'proj' / '.env.local'}"
+
+
+def test_a_mapping_file_named_in_the_roots_env_file_is_read_from_the_root(tmp_path: Path) -> None:
+    from tests.conftest import SCHEMA_FILE
+
+    (tmp_path / "members.toml").write_text(SCHEMA_FILE.read_text())
+    sub = project(tmp_path, {"CLERKSYNC_SCHEMA": "members.toml"})
+    assert load_settings(environ={}, cwd=sub).schema.users.clerk_id == "clerk_uid"

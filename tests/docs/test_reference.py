@@ -1,0 +1,60 @@
+"""The command reference is made from the Typer app: every command has a page, and the page
+is its ``--help``; the README stays a front door and lists exactly the CLI's commands."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from tests.cli.test_docs import README, command_paths
+
+HOOK = Path(__file__).resolve().parents[2] / "docs" / "hooks" / "reference.py"
+
+
+def hook():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("docs_reference_hook", HOOK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_command_has_a_page_and_the_index_lists_it() -> None:
+    pages = hook().command_markdown()
+    for path in command_paths():
+        slug = path.replace(" ", "-")
+        assert f"commands/{slug}.md" in pages, path
+        assert f"({slug}.md)" in pages["commands/index.md"], path
+    assert len(pages) == len(command_paths()) + 1
+
+
+def test_each_command_page_is_its_help(cli, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    pages = hook().command_markdown()
+    for path in command_paths():
+        shown = cli(*path.split(), "--help").stdout.rstrip()
+        assert shown in pages[f"commands/{path.replace(' ', '-')}.md"], path
+
+
+def test_the_nav_lists_every_command_page() -> None:
+    config = {"nav": [{"Reference": [{"Commands": "commands/index.md"}]}]}
+    hook().on_config(config)
+    listed = config["nav"][0]["Reference"][0]["Commands"]
+    assert len(listed) == len(command_paths()) + 1
+
+
+def test_the_readme_is_a_front_door() -> None:
+    text = README.read_text()
+    assert len(text.splitlines()) <= 220
+    for journey in ("nextjs-mongoose", "fastapi-beanie", "other-model"):
+        assert f"docs/journeys/{journey}.md" in text
+    for install in ("pip install clerksync", "pipx install clerksync", "uvx clerksync doctor"):
+        assert install in text
+
+
+def test_the_schema_page_shows_the_documents_clerksync_writes() -> None:
+    module = hook()
+    page = (HOOK.parents[1] / "schema.md").read_text()
+    shown = module.on_page_markdown(page, None, None, None)
+    assert '"clerkId": "user_2abc"' in shown and '"clerk_user_id": "user_2abc"' in shown
+    assert "<!-- clerksync:document" not in shown
