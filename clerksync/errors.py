@@ -58,14 +58,25 @@ class ClerkApiError(ClerkSyncError):
     """The Clerk Backend API refused or failed a request.
 
     ``status`` is the HTTP status (0 when no answer came), ``retry_after`` the
-    seconds Clerk asked us to wait on a 429.
+    seconds Clerk asked us to wait on a 429. ``unreachable``: no connection could be made to
+    a Clerk API that never answered (a wrong ``CLERK_API_URL``): retrying cannot help.
     """
 
-    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        retry_after: float | None = None,
+        unreachable: bool = False,
+    ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
     @property
     def retryable(self) -> bool:
+        if self.unreachable:
+            return False
         return self.status == 0 or self.status == 429 or self.status >= 500

@@ -22,6 +22,8 @@ from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
 from clerksync.errors import ClerkApiError
 
 PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
+#: seconds a connection to the Backend API may take: Clerk answers within it from anywhere
+CONNECT_TIMEOUT = 2.0
 ID_BATCH = 100  # user_id filters per request
 
 #: requests per 10 s that Clerk allows, by instance kind
@@ -44,7 +46,13 @@ def default_rate(secret_key: str | None) -> float:
 
 
 class ClerkGateway:
-    """Backend API access. ``retry_budget_ms`` caps the SDK's own 5xx retries."""
+    """Backend API access. ``retry_budget_ms`` caps the SDK's own 5xx retries.
+
+    ``fail_fast``: until Clerk has answered once, a connection that cannot be made (refused,
+    a host that does not resolve, ``CONNECT_TIMEOUT`` without an answer) is a configuration
+    error naming the URL, not a failure to retry: a bulk job with a wrong ``CLERK_API_URL``
+    stops at once instead of retrying silently. The receiver's workers keep retrying (Clerk
+    may come back)."""
 
     def __init__(
         self,
@@ -53,6 +61,7 @@ class ClerkGateway:
         api_url: str = DEFAULT_API_URL,
         timeout_ms: int = 10_000,
         retry_budget_ms: int = 0,
+        fail_fast: bool = False,
     ) -> None:
         from clerk_backend_api import Clerk
         from clerk_backend_api.utils import BackoffStrategy, RetryConfig
@@ -73,6 +82,8 @@ class ClerkGateway:
         )
         self.requests = 0
         self._requests_lock = threading.Lock()
+        self.fail_fast = fail_fast
+        self._answered = False  # has Clerk answered anything yet?
 
     def close(self) -> None:
         """Close the SDK's HTTP client (its pooled connections)."""
@@ -90,12 +101,47 @@ class ClerkGateway:
 
         self._count()
         try:
-            with _transport_errors():
-                return fn(**kwargs)
+            with self._transport_errors():
+                result = fn(**kwargs)
+            self._answered = True
+            return result
         except models.ResponseValidationError:
             raise ClerkApiError("Clerk answered something the SDK's models reject") from None
         except models.ClerkBaseError as exc:
+            self._answered = True
             raise _api_error(exc.status_code, exc.headers, exc.body) from None
+
+    @contextlib.contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """httpx's timeouts and connection failures as ``ClerkApiError`` (status 0), for SDK
+        calls and raw requests alike; with ``fail_fast``, one that no connection could be
+        made to before Clerk ever answered is ``unreachable`` and names the URL."""
+        import httpx
+
+        try:
+            yield
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if self.fail_fast and not self._answered:
+                reason = "no answer" if isinstance(exc, httpx.ConnectTimeout) else _reason(exc)
+                raise ClerkApiError(
+                    f"cannot connect to the Clerk API at {self.api_url} ({reason}): check "
+                    "CLERK_API_URL (leave it unset for Clerk's own) and the network",
+                    status=0,
+                    unreachable=True,
+                ) from None
+            raise ClerkApiError(
+                f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
+                "and the network",
+                status=0,
+            ) from None
+        except httpx.TimeoutException:
+            raise ClerkApiError("Clerk did not answer in time", status=0) from None
+        except httpx.TransportError as exc:
+            raise ClerkApiError(
+                f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
+                "and the network",
+                status=0,
+            ) from None
 
     def count_users(self) -> int:
         result = self._call(self.sdk.users.count)
@@ -221,17 +267,20 @@ class ClerkGateway:
         """
         client = self.sdk.sdk_configuration.client
         assert client is not None
+        import httpx
+
         self._count()
-        with _transport_errors():
+        with self._transport_errors():
             request = client.build_request(
                 method,
                 f"{self.api_url}{path}",
                 params=params,
                 json=body,
                 headers={"authorization": f"Bearer {self.secret_key}"},
-                timeout=self.timeout_ms / 1000,
+                timeout=httpx.Timeout(self.timeout_ms / 1000, connect=CONNECT_TIMEOUT),
             )
             response = client.send(request)
+        self._answered = True
         if response.status_code != 200:
             raise _api_error(response.status_code, response.headers, response.text)
         try:
@@ -250,22 +299,15 @@ class OrganizationsDisabled(ClerkApiError):
 ORGS_DISABLED_CODE = "organization_not_enabled_in_instance"
 
 
-@contextlib.contextmanager
-def _transport_errors() -> Iterator[None]:
-    """httpx's timeouts and connection failures as ``ClerkApiError`` (status 0), for SDK
-    calls and raw requests alike."""
-    import httpx
-
-    try:
-        yield
-    except httpx.TimeoutException:
-        raise ClerkApiError("Clerk did not answer in time", status=0) from None
-    except httpx.TransportError as exc:
-        raise ClerkApiError(
-            f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
-            "and the network",
-            status=0,
-        ) from None
+def _reason(exc: Exception) -> str:
+    """A connection failure in a few words (never the URL's credentials: there are none in it,
+    the key goes in a header)."""
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service" in text or "nodename" in text or "resolv" in text or "getaddrinfo" in text:
+        return "the host name does not resolve"
+    return exc.__class__.__name__
 
 
 def _api_error(status: int, headers: Mapping[str, str], body: str) -> ClerkApiError:
