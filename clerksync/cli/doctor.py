@@ -2,7 +2,7 @@
 
 import typer
 
-from clerksync.cli.common import JsonOption, print_json, safe, state, stdout
+from clerksync.cli.common import JsonOption, print_json, print_rendered, safe, state
 
 MARKS = {
     "pass": ("✓", "green"),
@@ -29,7 +29,7 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
     else:
         from rich.table import Table
 
-        console = stdout()
+        shown: list[object] = []
         for check in checks:
             # a grid, so a long detail or fix wraps under its own text, not under the mark
             grid = Table.grid(padding=(0, 1))
@@ -43,10 +43,10 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
             if check.hint:
                 label = "note" if check.status == "info" else "fix"
                 grid.add_row("", Text(f"{label}: {safe(check.hint)}", style="dim"))
-            console.print(grid)
-            for command in check.commands:
-                # one line each, never hard-wrapped: copied and run as they are
-                console.print(Text(f"    {safe(command)}", style="cyan"), soft_wrap=True)
-        console.print("All checks passed." if healthy else "Some checks failed.")
+            shown.append(grid)
+            # one line each, never hard-wrapped: copied and run as they are
+            shown += [f"    {safe(command)}" for command in check.commands]
+        shown.append("All checks passed." if healthy else "Some checks failed.")
+        print_rendered(*shown)
     if not healthy:
         raise typer.Exit(1)

@@ -9,8 +9,8 @@ from clerksync.cli.common import (
     open_store,
     plural,
     print_json,
+    print_rendered,
     print_table,
-    stdout,
 )
 
 app = typer.Typer(help="The organizations the database holds.", no_args_is_help=True)
@@ -72,7 +72,7 @@ def show_org(
     for key, value in view.items():
         if key != "members":
             table.add_row(key, "" if value is None else str(value))
-    stdout().print(table)
+    print_rendered(table)
     members = view["members"]
     print_table(
         members,
