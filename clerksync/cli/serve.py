@@ -143,11 +143,15 @@ def serve(
         if settings.clerk_secret_key
         else "waiting (CLERK_SECRET_KEY is unset; users are still stored)"
     )
-    write_running_server(settings.state_dir, url, dev=dev)
-    tell(
-        f"Receiving on {url} (secret {mask(settings.webhook_secret)}; "
-        f"write-backs {writeback}). Ctrl-C stops."
-    )
+
+    def started() -> None:
+        # Only now: `send` finds a server that answers, and Ctrl-C is uvicorn's to handle.
+        write_running_server(settings.state_dir, url, dev=dev)
+        tell(
+            f"Receiving on {url} (secret {mask(settings.webhook_secret)}; "
+            f"write-backs {writeback}). Ctrl-C stops."
+        )
+
     try:
         run(
             settings,
@@ -156,6 +160,7 @@ def serve(
             log_json=log_json,
             store=store,
             limit_concurrency=limit_concurrency,
+            on_started=started,
         )
     finally:
         store.close()

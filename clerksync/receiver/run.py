@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from clerksync.receiver.asgi import create_app
 from clerksync.receiver.http import LIMIT_CONCURRENCY, server_config
@@ -21,15 +22,24 @@ def run(
     log_json: bool = False,
     store: Store | None = None,
     limit_concurrency: int = LIMIT_CONCURRENCY,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Serve the receiver with uvicorn until interrupted."""
+    """Serve the receiver with uvicorn until interrupted. ``on_started`` runs once uvicorn
+    listens and handles Ctrl-C and SIGTERM itself: a "Ctrl-C stops" said before then could
+    be answered by a Ctrl-C that asyncio's own handler takes, and the process stays up."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if on_started is not None and not self.should_exit:
+                on_started()
 
     configure_logging(json_lines=log_json)
     app = create_app(settings, store=store)
     config = server_config(app, host=host, port=port, limit_concurrency=limit_concurrency)
     with terminated_as_exit():
-        uvicorn.Server(config).run()
+        Server(config).run()
 
 
 @contextlib.contextmanager

@@ -197,6 +197,12 @@ def run_daemon(state_dir: Path, idle_seconds: float = IDLE_SECONDS) -> None:
             info = json.loads((state_dir / STATE_FILE).read_text())
             if info.get("pid") == os.getpid():
                 (state_dir / STATE_FILE).unlink()
+        # SecantusDB's stop() closes its listening socket, which does not wake the thread
+        # blocked in accept(): it waits 2 s for it. shutdown() wakes it, so a stop is at once.
+        listening = getattr(server, "_socket", None)
+        if listening is not None:
+            with contextlib.suppress(OSError):
+                listening.shutdown(socket.SHUT_RDWR)
         server.stop()
 
 
