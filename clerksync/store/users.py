@@ -12,6 +12,7 @@ a crash cannot lose a write-back.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -26,6 +27,15 @@ from clerksync.mapping.users import agreeing_filter, clerk_copy_differs
 from clerksync.store.database import Store
 from clerksync.store.mongo import translated, translating, utcnow
 from clerksync.store.writer import Hooks, Writer, WriteResult
+
+log = logging.getLogger("clerksync.store")
+
+#: what adoption by email relies on, by the kind of index the app's email field has
+EMAIL_INDEX_USE = {
+    "unique": "a new user whose email an app document holds is adopted when the index refuses it",
+    "plain": "a new user with a verified email is looked up by it and adopts the app's document",
+    None: "no index: new users are not adopted by email (reconcile adopts them)",
+}
 
 
 def with_mark(update: Mapping[str, Any], now: Any) -> dict[str, Any]:
@@ -136,23 +146,34 @@ class UserHooks(Hooks):
         return self._email_index_kind() == "unique"
 
     def _email_index_kind(self) -> str | None:
-        now = time.monotonic()
-        if self._email_index is None or now - self._email_index[0] > 60:
-            email = self.users.email
-            kind = None
-            for index in self.store.app_indexes() if email else []:
-                key = dict(index["key"])
-                if next(iter(key), None) != email:
-                    continue
-                whole = (
-                    len(key) == 1
-                    and index.get("unique")
-                    and "partialFilterExpression" not in index
-                    and "collation" not in index
-                )
-                kind = "unique" if whole else kind or "plain"
-            self._email_index = (now, kind)
-        return self._email_index[1]
+        """The kind of the email field's index, read once a minute; while the field has none,
+        at each use (a signup with a verified email), so an index the app creates while the
+        receiver runs is used from the next signup on, not from a restart."""
+        cached = self._email_index
+        if cached is None or cached[1] is None or time.monotonic() - cached[0] > 60:
+            return self._read_email_index()
+        return cached[1]
+
+    def _read_email_index(self) -> str | None:
+        email = self.users.email
+        kind = None
+        for index in self.store.app_indexes() if email else []:
+            key = dict(index["key"])
+            if next(iter(key), None) != email:
+                continue
+            whole = (
+                len(key) == 1
+                and index.get("unique")
+                and "partialFilterExpression" not in index
+                and "collation" not in index
+            )
+            kind = "unique" if whole else kind or "plain"
+        previous = self._email_index
+        if previous is not None and previous[1] != kind:
+            where = f"{self.store.users.name}.{email}"
+            log.warning("the app's index on %s changed: %s", where, EMAIL_INDEX_USE[kind])
+        self._email_index = (time.monotonic(), kind)
+        return kind
 
     def adoption_candidates(
         self, emails: Iterable[str], *, limit: int | None = None
