@@ -141,10 +141,10 @@ def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
     if json:
         print_json(result.to_json())
     user = result.user
-    role = "admin" if value else "not admin"
+    role = "is now an admin" if value else "is no longer an admin"
     if result.clerk == "failed":
         say(
-            f"MongoDB: {user['clerkId']} is now {role}. Clerk was not updated "
+            f"MongoDB: {user['clerkId']} {role}. Clerk was not updated "
             f"({result.error}); `clerksync sync-metadata` will finish it."
         )
         raise typer.Exit(1)
@@ -153,7 +153,7 @@ def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
             "updated": "MongoDB and Clerk",
             "not linked": "MongoDB (the app's own user: no Clerk id)",
         }.get(result.clerk, "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)")
-        say(f"{user['clerkId']} ({user['email'] or 'no email'}) is now {role} in {where}.")
+        say(f"{user['clerkId']} ({user['email'] or 'no email'}) {role} in {where}.")
 
 
 IdArgument = Annotated[str, typer.Argument(metavar="ID", help="Clerk id, Mongo id or email.")]
