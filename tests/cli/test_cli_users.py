@@ -89,9 +89,7 @@ def test_show_by_every_id_form(cli, store: Store) -> None:
 
 
 @pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
-def test_show_json_under_the_fastapi_preset_has_its_name_app_id_and_role(
-    cli, store: Store
-) -> None:
+def test_show_json_under_the_fastapi_preset_has_its_name_app_id_and_role(cli, store: Store) -> None:
     """The report's Beanie model keeps a full name, an integer ``user_id`` and a ``role``:
     ``users show --json`` left all three out (only the guide's fields had keys)."""
     seed(store)

@@ -116,9 +116,7 @@ def test_promote_and_demote_by_every_id_form(cli, store: Store, fake_clerk: Fake
         assert fake_clerk.users[clerk_id]["public_metadata"]["userMongoId"] == mongo_id
 
 
-def test_promote_and_demote_say_it_in_plain_words(
-    cli, store: Store, fake_clerk: FakeClerk
-) -> None:
+def test_promote_and_demote_say_it_in_plain_words(cli, store: Store, fake_clerk: FakeClerk) -> None:
     """demote said "user_… is now not admin"."""
     [clerk_id] = seed_both(fake_clerk, store, 1)
     promoted, demoted = cli("promote", clerk_id), cli("demote", clerk_id)
