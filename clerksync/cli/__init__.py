@@ -21,7 +21,8 @@ HELP = """Keep your app's MongoDB users in step with Clerk.
 \b
 Settings, the first found wins:
   1. the process environment
-  2. .env.local, then .env, in the working folder
+  2. .env.local, then .env, in the working folder or, from a subfolder, the
+     nearest folder up to the project's root that has them
      (--env-file FILE reads that file instead; it may come anywhere on the line)
 Run `clerksync doctor` to see what is set, and what to fix.
 
@@ -64,7 +65,10 @@ class ClerkSyncGroup(TyperGroup):
     """Root group: turns library errors into one line on stderr and the documented exit code."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_env_file(list(args)))
+        try:
+            return super().parse_args(ctx, hoist_env_file(list(args)))
+        except click_exceptions() as exc:
+            raise with_close_options(exc) from None
 
     def invoke(self, ctx: Any) -> Any:
         from clerksync.errors import ClerkSyncError
@@ -73,8 +77,9 @@ class ClerkSyncGroup(TyperGroup):
             return super().invoke(ctx)
         except ClerkSyncError as exc:
             fail(f"Error: {exc}", exc.exit_code)
-        except click_exceptions():
-            raise  # usage errors (exit 2 with click's message), exits, aborts: click's to show
+        except click_exceptions() as exc:
+            # usage errors (exit 2 with click's message), exits, aborts: click's to show
+            raise with_close_options(exc) from None
         except Exception as exc:
             if os.environ.get("CLERKSYNC_DEBUG"):
                 raise
@@ -108,6 +113,38 @@ def click_exceptions() -> tuple[type[BaseException], ...]:
     else:
         found.append(bundled.ClickException)  # UsageError, NoSuchOption, BadParameter, ...
     return tuple(found)
+
+
+def with_close_options(exc: BaseException) -> BaseException:
+    """An unknown option's "Possible options" as click offers them are any near enough by its
+    loose measure (``--phone`` got ``--help, --json``): only the command's options close to
+    what was typed are offered; when none is, the command's options are listed."""
+    import difflib
+
+    typed = getattr(exc, "option_name", None)
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ != "NoSuchOption" or not typed or ctx is None:
+        return exc
+    options = sorted(
+        {
+            name
+            for param in ctx.command.get_params(ctx)
+            for name in (*param.opts, *param.secondary_opts)
+            if name.startswith("--") and name != "--help"
+        }
+    )
+    close = [
+        name
+        for name in options
+        if difflib.SequenceMatcher(None, typed, name).ratio() >= 0.75
+        or (len(typed) > 4 and name.startswith(typed))
+    ]
+    exc.possibilities = close  # type: ignore[attr-defined]
+    if not close and options:
+        exc.message = (  # type: ignore[attr-defined]
+            f"No such option: {typed}. `{ctx.command_path}` takes {', '.join(options)}"
+        )
+    return exc
 
 
 def fail(message: str, code: int) -> NoReturn:
