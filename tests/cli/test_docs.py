@@ -91,3 +91,13 @@ def test_the_docs_list_every_key_of_reconcile_json() -> None:
     keys |= {key for part in printed.values() if isinstance(part, dict) for key in part}
     missing = [k for k in sorted(keys) if f'"{k}"' not in listed and f"`{k}`" not in listed]
     assert missing == []
+
+
+def test_the_license_pyproject_names_is_at_the_root() -> None:
+    """pyproject said MIT and there was no LICENSE file."""
+    root = README.parent
+    declared = re.search(r'^license = "(.*)"$', (root / "pyproject.toml").read_text(), re.M)
+    assert declared is not None
+    text = (root / "LICENSE").read_text()
+    assert declared.group(1) == "MIT" and text.startswith("MIT License")
+    assert "Permission is hereby granted, free of charge" in text
