@@ -17,7 +17,7 @@ from clerksync.devtools.payloads import clerk_user, event
 from clerksync.settings import load_settings
 from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
-from tests.support.apps import MongooseApp
+from tests.support.apps import BEANIE_MODELS, BeanieApp, MongooseApp
 from tests.support.fakeclerk import FakeClerk
 from tests.support.mongoshell import run_shell_lines
 from tests.support.receiver import RunningReceiver, post
@@ -49,7 +49,9 @@ def doctor(cli: Any) -> tuple[int, dict[str, dict]]:
     return result.exit_code, {c["name"]: c for c in json.loads(result.stdout)["checks"]}
 
 
-def follow(check: dict, cli: Any, db_env: dict[str, str], app: MongooseApp | None = None) -> None:
+def follow(
+    check: dict, cli: Any, db_env: dict[str, str], app: MongooseApp | BeanieApp | None = None
+) -> None:
     """Apply ``check``'s commands as printed, in order: a model line goes into the app's
     model (in place of the field's own ``unique: true``), shell lines run, the app starts
     again (its ORM builds what the model declares), then the clerksync commands."""
@@ -62,8 +64,18 @@ def follow(check: dict, cli: Any, db_env: dict[str, str], app: MongooseApp | Non
             subprocess.run(line, shell=True, check=True)  # in the working folder, as typed
         elif line.startswith("db."):
             run_shell_lines(db_env["MONGODB_URL"], db_env["MONGODB_DB"], [line])
+        elif line.startswith("IndexModel("):
+            assert isinstance(app, BeanieApp), line
+            field = line.split('[("', 1)[1].split('"', 1)[0]
+            model = app.models.read_text()
+            model = model.replace(
+                f"{field}: Annotated[Optional[str], Indexed(unique=True)]",
+                f"{field}: Optional[str]",
+            )
+            model = model.replace("indexes = [", f"indexes = [\n            {line},", 1)
+            app.models.write_text(model)
         elif line.startswith("UserSchema.index("):
-            assert app is not None, line
+            assert isinstance(app, MongooseApp), line
             field = line.split("{ ", 1)[1].split(":", 1)[0]
             model = app.model_file.read_text()
             model = model.replace(f"{field}: {{ type: String, unique: true }}", f"{field}: String")
@@ -118,6 +130,44 @@ def test_the_guides_unique_username_index(
     assert code == 0, [c for c in checks.values() if c["status"] == "fail"]
     assert store.users.count_documents({"clerkId": "user_b"}) == 1
     assert app.start().users == 2  # and the app starts again as it is
+
+
+def report_model(folder: Path) -> Path:
+    """The report's Beanie model as the report has it: its email unique everywhere
+    (``Indexed(unique=True)``), which a second Clerk user without an email meets."""
+    text = BEANIE_MODELS.read_text().replace(
+        "from beanie import Document",
+        "from typing import Annotated\n\nfrom beanie import Document, Indexed",
+    )
+    text = text.replace(
+        "email: Optional[str] = None",
+        "email: Annotated[Optional[str], Indexed(unique=True)] = None",
+    )
+    start = text.index("            # unique where present")
+    end = text.index("            # not unique: the username")
+    path = folder / "models.py"
+    path.write_text(text[:start] + text[end:])
+    return path
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_the_reports_unique_email_index(
+    store: Store, cli: Any, db_env: dict[str, str], tmp_path: Path, webhook_secret: str
+) -> None:
+    app = BeanieApp(db_env["MONGODB_URL"], db_env["MONGODB_DB"], report_model(tmp_path))
+    store.users.drop_indexes()
+    app.start()  # init_beanie built the report's indexes
+    seed_user(store, "user_phone", emails=[])  # a phone sign-up: email null
+    code, checks = doctor(cli)
+    assert code == 1 and checks["unique index email_1"]["status"] == "fail"
+    assert checks["unique index email_1"]["commands"][0].startswith("IndexModel(")
+    follow(checks["unique index email_1"], cli, db_env, app)
+    code, checks = doctor(cli)
+    assert "unique index email_1" not in checks
+    assert code == 0, [c for c in checks.values() if c["status"] == "fail"]
+    seed_user(store, "user_phone2", emails=[])  # a second one is stored now
+    started = app.start()  # and the app starts again as it is, reading both
+    assert started.users == 2 and started.invalid == []
 
 
 @pytest.mark.parametrize("schema", ["custom"], indirect=True)
@@ -203,6 +253,24 @@ def test_the_guides_app_documents_the_receiver_cannot_look_up(
     assert checks["adoption index"]["status"] == "warn"
     follow(checks["adoption index"], cli, db_env, app)
     assert "adoption index" not in doctor(cli)[1]
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_the_reports_app_documents_the_receiver_cannot_look_up(
+    store: Store, cli: Any, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    models = report_model(tmp_path)
+    unindexed = "email: Annotated[Optional[str], Indexed(unique=True)] = None"
+    models.write_text(models.read_text().replace(unindexed, "email: Optional[str] = None"))
+    app = BeanieApp(db_env["MONGODB_URL"], db_env["MONGODB_DB"], models)
+    store.users.drop_indexes()
+    app.start()
+    store.users.insert_one({"email": "waiting@app.com", "user_id": 1, "username": "w", "name": "W"})
+    checks = doctor(cli)[1]
+    assert checks["adoption index"]["status"] == "warn"
+    follow(checks["adoption index"], cli, db_env, app)
+    assert "adoption index" not in doctor(cli)[1]
+    assert app.start().invalid == []
 
 
 def test_several_app_documents_with_one_email(
