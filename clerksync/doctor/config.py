@@ -124,7 +124,7 @@ def check_variables(settings: Settings) -> list[Check]:
             "info" if local else "warn",
             "unset: cannot derive the webhook endpoint Clerk must post to",
             "set NEXT_PUBLIC_URL to your app's public base URL; to receive Clerk's deliveries "
-            "on this machine, see `clerk webhooks listen` in the README",
+            "on this machine, see `clerk webhooks listen` in docs/receiver.md",
         ),
     )
     if settings.public_url and "NEXT_PUBLIC_URL" not in problems:

@@ -3,7 +3,7 @@ documents the app created itself, and the write-back mark; and the admin flag.
 
 The app id (the fastapi preset's ``user_id``) comes from one counter document: ``$inc`` is
 atomic, so concurrent signups never share one, and a number handed out is never handed out
-again. Adoption (README, "Adoption"): a Clerk user with no document under its Clerk id,
+again. Adoption (docs/schema.md, "Adoption"): a Clerk user with no document under its Clerk id,
 whose primary email is *verified* and matches exactly one document the app created (no
 Clerk user id), takes that document over instead of getting a second one. The mark
 (``clerksync.dueAt``, ``seq``) is written in the same write as the state that needs it, so

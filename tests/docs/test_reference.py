@@ -58,3 +58,19 @@ def test_the_schema_page_shows_the_documents_clerksync_writes() -> None:
     shown = module.on_page_markdown(page, None, None, None)
     assert '"clerkId": "user_2abc"' in shown and '"clerk_user_id": "user_2abc"' in shown
     assert "<!-- clerksync:document" not in shown
+
+
+def test_the_docs_pages_the_code_names_exist() -> None:
+    """What doctor, errors and docstrings point a user to: README sections that moved into
+    ``docs/`` were still named after the README became a front door."""
+    import re
+
+    root = README.parent
+    named = set()
+    for source in (root / "clerksync").rglob("*.py"):
+        text = source.read_text()
+        assert 'README, "' not in text, f"{source}: names a README section"
+        named |= set(re.findall(r"docs/[\w/-]+\.md", text))
+    assert named, "no docs page named"
+    for page in named:
+        assert (root / page).is_file(), page
