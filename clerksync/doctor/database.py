@@ -273,6 +273,6 @@ def check_schema_sample(store: Store, sample: int = 200) -> Check:
         "schema",
         "warn",
         f"{schema}, {len(docs)} sampled documents: " + "; ".join(parts),
-        'check CLERKSYNC_SCHEMA names your model\'s fields (docs/schema.md); '
+        "check CLERKSYNC_SCHEMA names your model's fields (docs/schema.md); "
         "`clerksync reconcile` fills the Clerk-owned ones",
     )
