@@ -74,3 +74,14 @@ def test_the_docs_pages_the_code_names_exist() -> None:
     assert named, "no docs page named"
     for page in named:
         assert (root / page).is_file(), page
+
+
+def test_the_index_links_every_page() -> None:
+    """A page added for a topic is reachable from the index, not only from the nav."""
+    docs = README.parent / "docs"
+    index = (docs / "index.md").read_text()
+    pages = [p.relative_to(docs).as_posix() for p in docs.rglob("*.md")]
+    pages = [p for p in pages if p != "index.md" and not p.startswith(("hooks/", "examples/"))]
+    assert pages
+    for page in pages:
+        assert f"]({page})" in index, page
