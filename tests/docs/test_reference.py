@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.cli.test_docs import README, command_paths
 
+MODEL = "docs/examples/mongoose/models/User.js"
 HOOK = Path(__file__).resolve().parents[2] / "docs" / "hooks" / "reference.py"
 
 
@@ -50,6 +51,18 @@ def test_the_readme_is_a_front_door() -> None:
         assert f"docs/journeys/{journey}.md" in text
     for install in ("pip install clerksync", "pipx install clerksync", "uvx clerksync doctor"):
         assert install in text
+    assert "**Contents:**" in text  # it had no table of contents
+    # the quick start runs the two commands before any detail (SCRAM, folder modes, the GPL)
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "clerksync doctor" in quick and "clerksync serve" in quick
+    assert not any(word in quick for word in ("SCRAM", "0700", "GPL", ".venv/bin"))
+    # the guide's Mongoose model is shown (it was named throughout, never shown)
+    journey = (README.parent / "docs" / "journeys" / "nextjs-mongoose.md").read_text()
+    assert '--8<-- "examples/mongoose/models/User.js"' in journey
+    assert "new mongoose.Schema(" in (README.parent / MODEL).read_text()
+    # command-table cells are a line, not paragraphs
+    rows = [line for line in text.splitlines() if line.startswith("| `clerksync ")]
+    assert rows and all(len(row) <= 100 for row in rows)
 
 
 def test_the_schema_page_shows_the_documents_clerksync_writes() -> None:
