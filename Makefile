@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint docs bench clean
+.PHONY: setup browser demo test lint docs bench clean
 
 $(BIN)/.installed-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,21 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/.installed-dev
+setup: $(BIN)/.installed-dev browser
+
+# The inspector's browser tests drive Debian's chromium through Playwright (never a browser
+# Playwright would download). Installed with apt when missing and we are root; otherwise
+# say how, and the browser tests skip with that reason (with CI set they fail instead).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests (apt-get)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else \
+	    echo "note: no /usr/bin/chromium; the browser tests will skip (sudo apt-get install chromium)"; \
+	  fi; \
+	fi
 
 # The journeys' Next.js app (mongoose) and doctor's MongoDB-shell fixes run under Node in
 # the tests: npm installs what tests/support/node/package-lock.json pins.

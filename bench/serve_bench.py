@@ -17,7 +17,13 @@ baseline upserts of the same size, so both always write to collections of the
 same size. Goals: ratio >= 0.8 in both configurations, the keyed ratio >= 0.9 of the
 no-key one, p99 < 200 ms at concurrency 16.
 
+``--metrics both`` (the default) runs two receivers per configuration, one with its
+``/metrics`` recording and one started with ``--no-metrics``, each on a database of its own
+on the same server, their chunks interleaved with each other and the baseline: the
+metrics' cost on ingest is the ratio of the two, measured in the same run.
+
     python bench/serve_bench.py [-n 1500] [-c 16] [--chunk 250] [--only nokey|key]
+                                [--metrics on|off|both]
 """
 
 from __future__ import annotations
@@ -83,7 +89,9 @@ def main() -> None:
     parser.add_argument("-c", type=int, default=16)
     parser.add_argument("--chunk", type=int, default=250)
     parser.add_argument("--only", choices=["nokey", "key"])
+    parser.add_argument("--metrics", choices=["on", "off", "both"], default="both")
     args = parser.parse_args()
+    arms = ["on", "off"] if args.metrics == "both" else [args.metrics]
     procs: list[subprocess.Popen[bytes]] = []
     tmp = tempfile.mkdtemp(prefix="clerksync-bench-")
     try:
@@ -91,15 +99,21 @@ def main() -> None:
         configs = [c for c in ("nokey", "key") if args.only in (None, c)]
         # Distinct emails and usernames: the app's unique indexes (below) are in place.
         users = {
-            c: [clerk_user(email=f"{c}{i}@x.com", username=f"{c}{i}") for i in range(args.n)]
+            (c, a): [
+                clerk_user(email=f"{c}{a}{i}@x.com", username=f"{c}{a}{i}") for i in range(args.n)
+            ]
             for c in configs
+            for a in arms
         }
         warm = {
-            c: [clerk_user(email=f"w{c}{i}@x.com", username=f"w{c}{i}") for i in range(30)]
+            (c, a): [
+                clerk_user(email=f"w{c}{a}{i}@x.com", username=f"w{c}{a}{i}") for i in range(30)
+            ]
             for c in configs
+            for a in arms
         }
         users_file = Path(tmp) / "users.json"
-        users_file.write_text(json.dumps([u for c in configs for u in users[c] + warm[c]]))
+        users_file.write_text(json.dumps([u for k in users for u in users[k] + warm[k]]))
         fake = subprocess.Popen(
             [sys.executable, __file__, "--serve-fake", str(users_file)],
             stdout=subprocess.PIPE,
@@ -121,7 +135,15 @@ def main() -> None:
                 watched["database"] = db_proc.pid
             try:
                 results[config] = run_config(
-                    args, url, watched, users[config], warm[config], keyed, api, fake.pid, tmp
+                    args,
+                    url,
+                    watched,
+                    {a: users[config, a] for a in arms},
+                    {a: warm[config, a] for a in arms},
+                    keyed,
+                    api,
+                    fake.pid,
+                    tmp,
                 )
             finally:
                 if db_proc is not None:
@@ -129,23 +151,37 @@ def main() -> None:
         print(
             f"{args.n} deliveries per phase at concurrency {args.c}, interleaved in chunks of "
             f"{args.chunk} with the baseline (raw pymongo single-document upserts of the same "
-            "documents, w=majority, j=true, same indexes)"
+            "documents, w=majority, j=true, same indexes); load "
+            + ", ".join(f"{x:.2f}" for x in os.getloadavg())
         )
-        for config, (created, updated, written) in results.items():
+        for config, (phases, written) in results.items():
             print(
                 "no CLERK_SECRET_KEY (write-backs wait)"
                 if config == "nokey"
                 else "CLERK_SECRET_KEY set, fake Clerk at a development limit (100 / 10 s): "
                 f"write-back workers running ({written} users written back during the run)"
             )
-            for label, r in (
-                ("user.created (new users: an insert + a tombstone read)", created),
-                ("user.updated (existing users: one write)", updated),
+            for label, by_arm in zip(
+                (
+                    "user.created (new users: an insert + a tombstone read)",
+                    "user.updated (existing users: one write)",
+                ),
+                phases,
+                strict=True,
             ):
-                report(label, r, args.n)
+                for arm, r in by_arm.items():
+                    report(f"{label}, metrics {arm}", r, args.n)
+                if len(by_arm) == 2:
+                    on, off = by_arm["on"], by_arm["off"]
+                    print(
+                        f"    metrics on vs off: {on['rate'] / off['rate']:.2f} of the events/s, "
+                        f"p50 {on['p50']:.1f} vs {off['p50']:.1f} ms, p99 {on['p99']:.1f} vs "
+                        f"{off['p99']:.1f} ms"
+                    )
         if len(results) == 2:
             for phase in (0, 1):
-                nokey, key = results["nokey"][phase], results["key"][phase]
+                nokey = results["nokey"][0][phase][arms[0]]
+                key = results["key"][0][phase][arms[0]]
                 ratio_nokey = nokey["rate"] / nokey["base"]
                 ratio_key = key["rate"] / key["base"]
                 print(
@@ -191,60 +227,70 @@ def run_config(
     args: Any,
     url: str,
     watched: dict[str, int],
-    users: list[dict[str, Any]],
-    warm: list[dict[str, Any]],
+    users: dict[str, list[dict[str, Any]]],
+    warm: dict[str, list[dict[str, Any]]],
     keyed: bool,
     api: str,
     fake_pid: int,
     tmp: str,
-) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """One configuration: its own receiver process and databases; both phases."""
+) -> tuple[tuple[dict[str, Any], dict[str, Any]], int]:
+    """One configuration: a receiver process and a database per arm (metrics on, off), one
+    baseline; both phases, each arm's chunks interleaved with the other's and the baseline's."""
     procs: list[subprocess.Popen[bytes]] = []
+    stamp = int(time.time())
+    dbs = {arm: f"bench_{'key' if keyed else 'nokey'}_{arm}_{stamp}" for arm in users}
+    ports = {arm: free_port() for arm in users}
     try:
-        db = f"bench_{'key' if keyed else 'nokey'}_{int(time.time())}"
         secret = new_secret()
-        port = free_port()
-        env = {**os.environ, "MONGODB_URL": url, "MONGODB_DB": db, "WEBHOOK_SECRET": secret}
-        env.pop("CLERK_SECRET_KEY", None)
-        if keyed:
-            env.update({"CLERK_SECRET_KEY": FAKE_KEY, "CLERK_API_URL": api})
-            watched["fake clerk"] = fake_pid
-        app_indexes(MongoClient(url)[db]["users"])
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "clerksync", "serve", "--port", str(port)],
-                env=env,
-                cwd=tmp,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+        for arm, db in dbs.items():
+            env = {**os.environ, "MONGODB_URL": url, "MONGODB_DB": db, "WEBHOOK_SECRET": secret}
+            env.pop("CLERK_SECRET_KEY", None)
+            if keyed:
+                env.update({"CLERK_SECRET_KEY": FAKE_KEY, "CLERK_API_URL": api})
+                watched["fake clerk"] = fake_pid
+            app_indexes(MongoClient(url)[db]["users"])
+            command = [sys.executable, "-m", "clerksync", "serve", "--port", str(ports[arm])]
+            if arm == "off":
+                command.append("--no-metrics")
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    env=env,
+                    cwd=tmp,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             )
-        )
-        wait_port(port)
-        watched["receiver"] = procs[-1].pid
+            wait_port(ports[arm])
+            watched[f"receiver {arm}"] = procs[-1].pid
 
         # The baseline collection: the same indexes as users, the same write concern.
-        base_store = Store(MongoClient(url, tz_aware=True), db + "_baseline")
+        first = next(iter(dbs.values()))
+        base_store = Store(MongoClient(url, tz_aware=True), first + "_baseline")
         base_store.ensure_indexes()
         base = base_store.users
         app_indexes(base)
-        # One keep-alive connection per sending thread, on the standard library's client:
-        # Svix sends from elsewhere, so the sender should take as little of this
-        # machine's two cores from the receiver and the database as it can (httpx took
-        # 1.9 ms of CPU per request here, http.client takes a fraction of that).
+        # One keep-alive connection per sending thread and receiver, on the standard
+        # library's client: Svix sends from elsewhere, so the sender should take as little
+        # of this machine's two cores from the receiver and the database as it can (httpx
+        # took 1.9 ms of CPU per request here, http.client takes a fraction of that).
         local = threading.local()
 
-        def post(body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-            conn = getattr(local, "conn", None)
+        def post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+            conns = getattr(local, "conns", None)
+            if conns is None:
+                conns = local.conns = {}
+            conn = conns.get(port)
             if conn is None:
-                conn = local.conn = http.client.HTTPConnection("127.0.0.1", port)
+                conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port)
             conn.request("POST", "/api/webhooks/clerk", body=body, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
 
-        def deliver(item: tuple[bytes, dict[str, str], list[float]]) -> None:
-            body, headers, latencies = item
+        def deliver(item: tuple[int, bytes, dict[str, str], list[float]]) -> None:
+            port, body, headers, latencies = item
             started = time.perf_counter()
-            status, answer = post(body, headers)
+            status, answer = post(port, body, headers)
             latencies.append(time.perf_counter() - started)
             if status != 200 or json.loads(answer)["outcome"] != "applied":
                 raise SystemExit(f"receiver answered {status} {answer!r}")
@@ -262,19 +308,32 @@ def run_config(
             for name, value in cpu().items():
                 into[name] = into.get(name, 0.0) + value - before[name]
 
-        def phase(event_type: str, updated_at: int) -> dict[str, Any]:
-            latencies: list[float] = []
-            ours = theirs = 0.0
-            cpu_ours: dict[str, float] = {}
+        def phase(event_type: str, updated_at: int) -> dict[str, dict[str, Any]]:
+            latencies: dict[str, list[float]] = {arm: [] for arm in users}
+            ours = dict.fromkeys(users, 0.0)
+            theirs = 0.0
+            cpu_ours: dict[str, dict[str, float]] = {arm: {} for arm in users}
             cpu_theirs: dict[str, float] = {}
             now = utcnow()
             for start in range(0, args.n, args.chunk):
-                chunk = [{**u, "updated_at": updated_at} for u in users[start : start + args.chunk]]
-                bodies = [json.dumps(event(event_type, u)).encode() for u in chunk]
-                items = [(b, sign(secret, b), latencies) for b in bodies]
-                before = cpu()
-                ours += timed_pool(deliver, items, args.c)
-                spent(before, cpu_ours)
+                # each arm goes first every other chunk: neither always meets a fresher server
+                order = list(users.items())
+                if (start // args.chunk) % 2:
+                    order.reverse()
+                for arm, arm_users in order:
+                    chunk = [
+                        {**u, "updated_at": updated_at}
+                        for u in arm_users[start : start + args.chunk]
+                    ]
+                    bodies = [json.dumps(event(event_type, u)).encode() for u in chunk]
+                    items = [(ports[arm], b, sign(secret, b), latencies[arm]) for b in bodies]
+                    before = cpu()
+                    ours[arm] += timed_pool(deliver, items, args.c)
+                    spent(before, cpu_ours[arm])
+                chunk = [
+                    {**u, "updated_at": updated_at}
+                    for u in next(iter(users.values()))[start : start + args.chunk]
+                ]
                 parsed = [parse_clerk_user(u) for u in chunk]
                 before = cpu()
                 theirs += timed_pool(
@@ -285,34 +344,42 @@ def run_config(
                     args.c,
                 )
                 spent(before, cpu_theirs)
-            p50, p99 = latency_ms(latencies)
-            return {
-                "rate": args.n / ours,
-                "base": args.n / theirs,
-                "p50": p50,
-                "p99": p99,
-                "cpu_ours": cpu_ours,
-                "cpu_theirs": cpu_theirs,
-            }
+            found = {}
+            for arm in users:
+                p50, p99 = latency_ms(latencies[arm])
+                found[arm] = {
+                    "rate": args.n / ours[arm],
+                    "base": args.n / theirs,
+                    "p50": p50,
+                    "p99": p99,
+                    "cpu_ours": cpu_ours[arm],
+                    "cpu_theirs": cpu_theirs,
+                }
+            return found
 
-        # warm up both paths (imports, connections) on users outside the measured set
-        timed_pool(
-            deliver,
-            [
-                (b, sign(secret, b), [])
-                for b in (json.dumps(event("user.created", u)).encode() for u in warm)
-            ],
-            4,
-        )
+        # warm up every path (imports, connections) on users outside the measured set
+        for arm, arm_warm in warm.items():
+            timed_pool(
+                deliver,
+                [
+                    (ports[arm], b, sign(secret, b), [])
+                    for b in (json.dumps(event("user.created", u)).encode() for u in arm_warm)
+                ],
+                4,
+            )
         created = phase("user.created", 1_000)
         updated = phase("user.updated", 2_000)
-        written = base_store.client[db].users.count_documents(
-            {"clerksync.metadata.userMongoId": {"$type": "string"}}
+        written = sum(
+            base_store.client[db].users.count_documents(
+                {"clerksync.metadata.userMongoId": {"$type": "string"}}
+            )
+            for db in dbs.values()
         )
-        base_store.client.drop_database(db)
-        base_store.client.drop_database(db + "_baseline")
+        for db in dbs.values():
+            base_store.client.drop_database(db)
+        base_store.client.drop_database(first + "_baseline")
         base_store.client.close()
-        return created, updated, written
+        return (created, updated), written
     finally:
         stop(procs)
 

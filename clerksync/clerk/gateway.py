@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
@@ -28,6 +28,37 @@ ID_BATCH = 100  # user_id filters per request
 
 #: requests per 10 s that Clerk allows, by instance kind
 INSTANCE_LIMITS = {"test": 100, "live": 1000}
+
+
+#: path segments of the Backend API routes clerksync calls; any other segment is an id
+ROUTE_WORDS = frozenset(
+    (
+        "users",
+        "count",
+        "metadata",
+        "instance",
+        "organizations",
+        "organization_memberships",
+        "memberships",
+        "billing",
+        "subscription_items",
+        "organization_roles",
+        "organization_permissions",
+        "organization_invitations",
+        "organization_domains",
+        "waitlist_entries",
+    )
+)
+
+#: told of every request: its route template and Clerk's status (None: no answer)
+RequestObserver = Callable[[str, int | None], None]
+
+
+def route_template(method: str, path: str) -> str:
+    """``PATCH /users/user_2x…/metadata`` -> ``PATCH /users/{id}/metadata``: a bounded name
+    for a request, whatever ids it carries (a metric label must never hold one)."""
+    parts = [p if p in ROUTE_WORDS else "{id}" for p in path.split("?", 1)[0].split("/") if p]
+    return f"{method} /" + "/".join(parts)
 
 
 #: share of the instance limit clerksync takes by default: the rest is headroom for the
@@ -46,7 +77,9 @@ def default_rate(secret_key: str | None) -> float:
 
 
 class ClerkGateway:
-    """Backend API access. ``retry_budget_ms`` caps the SDK's own 5xx retries.
+    """Backend API access. ``retry_budget_ms`` caps the SDK's own 5xx retries;
+    ``on_request`` is told of every request (route template, status), for the receiver's
+    metrics: passed in, so this layer knows nothing of who counts.
 
     ``fail_fast``: until Clerk has answered once, a connection that cannot be made (refused,
     a host that does not resolve, ``CONNECT_TIMEOUT`` without an answer) is a configuration
@@ -62,6 +95,7 @@ class ClerkGateway:
         timeout_ms: int = 10_000,
         retry_budget_ms: int = 0,
         fail_fast: bool = False,
+        on_request: RequestObserver | None = None,
     ) -> None:
         from clerk_backend_api import Clerk
         from clerk_backend_api.utils import BackoffStrategy, RetryConfig
@@ -84,6 +118,7 @@ class ClerkGateway:
         self._requests_lock = threading.Lock()
         self.fail_fast = fail_fast
         self._answered = False  # has Clerk answered anything yet?
+        self.on_request = on_request
 
     def close(self) -> None:
         """Close the SDK's HTTP client (its pooled connections)."""
@@ -96,20 +131,31 @@ class ClerkGateway:
         with self._requests_lock:
             self.requests += 1
 
-    def _call(self, fn: Any, **kwargs: Any) -> Any:
+    def _observe(self, route: str, status: int | None) -> None:
+        if self.on_request is not None:
+            with contextlib.suppress(Exception):  # counting must never fail a request
+                self.on_request(route, status)
+
+    def _call(self, route: str, fn: Any, **kwargs: Any) -> Any:
         from clerk_backend_api import models
 
         self._count()
+        status: int | None = None
         try:
             with self._transport_errors():
-                result = fn(**kwargs)
+                answer = fn(**kwargs)
             self._answered = True
-            return result
+            status = 200
+            return answer
         except models.ResponseValidationError:
+            status = 200
             raise ClerkApiError("Clerk answered something the SDK's models reject") from None
         except models.ClerkBaseError as exc:
             self._answered = True
+            status = exc.status_code
             raise _api_error(exc.status_code, exc.headers, exc.body) from None
+        finally:
+            self._observe(route, status)
 
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
@@ -144,7 +190,7 @@ class ClerkGateway:
             ) from None
 
     def count_users(self) -> int:
-        result = self._call(self.sdk.users.count)
+        result = self._call("GET /users/count", self.sdk.users.count)
         return int(result.total_count)
 
     def get_instance(self) -> dict[str, Any]:
@@ -270,17 +316,23 @@ class ClerkGateway:
         import httpx
 
         self._count()
-        with self._transport_errors():
-            request = client.build_request(
-                method,
-                f"{self.api_url}{path}",
-                params=params,
-                json=body,
-                headers={"authorization": f"Bearer {self.secret_key}"},
-                timeout=httpx.Timeout(self.timeout_ms / 1000, connect=CONNECT_TIMEOUT),
-            )
-            response = client.send(request)
+        route = route_template(method, path)
+        try:
+            with self._transport_errors():
+                request = client.build_request(
+                    method,
+                    f"{self.api_url}{path}",
+                    params=params,
+                    json=body,
+                    headers={"authorization": f"Bearer {self.secret_key}"},
+                    timeout=httpx.Timeout(self.timeout_ms / 1000, connect=CONNECT_TIMEOUT),
+                )
+                response = client.send(request)
+        except ClerkApiError:
+            self._observe(route, None)
+            raise
         self._answered = True
+        self._observe(route, response.status_code)
         if response.status_code != 200:
             raise _api_error(response.status_code, response.headers, response.text)
         try:

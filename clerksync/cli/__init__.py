@@ -191,7 +191,7 @@ def root(
 
 
 def _register() -> None:
-    from clerksync.cli import doctor, events, orgs, send, serve, sync, users
+    from clerksync.cli import doctor, events, inspector, orgs, send, serve, sync, users
 
     # short_help: the one line `clerksync --help` shows, whole at 80 columns
     app.command("doctor", short_help="Check the whole chain and say what to fix.")(doctor.doctor)
@@ -205,6 +205,9 @@ def _register() -> None:
     app.command("serve", short_help="Run the webhook receiver.")(serve.serve)
     app.command("send", short_help="Post a signed test event to a receiver.")(send.send)
     app.add_typer(events.app, name="events")
+    app.command("inspect", short_help="Browse the delivery log in a local web page.")(
+        inspector.inspect
+    )
     app.add_typer(orgs.app, name="orgs")
 
 

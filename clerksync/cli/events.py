@@ -104,6 +104,10 @@ def show_event(
     for key, value in view.items():
         if value is None or key == "replays":
             continue  # no "error: None": an absent field is not printed
+        if key == "headers":
+            for name, header in value.items():
+                typer.echo(f"header {cell(name)}: {cell(header)}")
+            continue
         shown = jsonlib.dumps(value, indent=2) if key == "payload" else value
         typer.echo(f"{key}: {cell(shown) if key != 'payload' else shown}")
     for replayed in detail.replays:

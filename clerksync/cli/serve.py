@@ -89,8 +89,16 @@ def serve(
     rotate_secret: Annotated[
         bool, typer.Option("--rotate-secret", help="With --dev: make a new local secret.")
     ] = False,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics/--no-metrics",
+            help="Serve GET /metrics (Prometheus' text format); --no-metrics records none.",
+        ),
+    ] = True,
 ) -> None:
-    """Run the webhook receiver: POST /api/webhooks/clerk, GET /healthz.
+    """Run the webhook receiver: POST /api/webhooks/clerk, GET /healthz, /livez, /readyz,
+    /metrics.
 
     Needs WEBHOOK_SECRET, or --dev for a local one. Without CLERK_SECRET_KEY
     users are still stored; their metadata write-backs wait until a key is set.
@@ -160,6 +168,7 @@ def serve(
             log_json=log_json,
             store=store,
             limit_concurrency=limit_concurrency,
+            metrics=metrics,
             on_started=started,
         )
     finally:

@@ -159,11 +159,14 @@ def list_deliveries(
     event_type: str | None = None,
     outcome: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    object_id: str | None = None,
     limit: int | None = None,
 ) -> list[Delivery]:
-    """Deliveries and replays, newest first (probes left out)."""
+    """Deliveries and replays, newest first (probes left out), every filter given combined."""
     found: list[Delivery] = []
-    for entry in deliveries(store, event_type=event_type, outcome=outcome, since=since):
+    filters = {"since": since, "until": until, "object_id": object_id}
+    for entry in deliveries(store, event_type=event_type, outcome=outcome, **filters):
         found.append(Delivery.from_record(entry))
         if limit is not None and len(found) >= limit:
             break
@@ -178,12 +181,16 @@ class DeliveryDetail:
     attempts: int
     replays: list[Delivery]
     payload: bytes | None
+    #: the headers kept of it (``svix-*``, content type and length, user agent; the
+    #: signatures masked), empty for records older than that
+    headers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self, *, payload: bool = False) -> dict[str, Any]:
         import json
 
         data = self.delivery.to_json()
         data.pop("replay")
+        data["headers"] = self.headers
         data["attempts"] = self.attempts
         data["replays"] = [
             {k: v for k, v in r.to_json().items() if k in ("outcome", "receivedAt", "durationMs")}
@@ -209,7 +216,14 @@ def show_delivery(store: Store, svix_id: str) -> DeliveryDetail:
     if original is None:
         raise NotFound(f"no delivery {svix_id[:100]!r} in the log")
     replays.reverse()  # oldest first, as they happened
-    return DeliveryDetail(Delivery.from_record(original), attempts, replays, stored_body(original))
+    headers = original.get("headers")
+    return DeliveryDetail(
+        Delivery.from_record(original),
+        attempts,
+        replays,
+        stored_body(original),
+        {str(k): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {},
+    )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,7 @@ def record(
     payload_ttl: timedelta = timedelta(days=7),
     source: str = "webhook",
     object_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "svixId": svix_id,
@@ -64,6 +65,8 @@ def record(
         "source": source,
         "expiresAt": received_at + payload_ttl,
     }
+    if headers:
+        entry["headers"] = dict(headers)
     if body is not None:
         from bson import Binary
 
@@ -79,6 +82,8 @@ def entry_bytes(entry: Mapping[str, Any]) -> int:
         value = entry.get(key)
         if value is not None:
             size += len(value)
+    for name, value in (entry.get("headers") or {}).items():
+        size += len(name) + len(value)
     return size
 
 
@@ -161,7 +166,8 @@ class DeliveryLog:
     with backoff, so the ``failed`` records of an outage, the ones ``events
     replay --failed`` needs, are written once the database is back. When memory
     runs out, other records go first (newest dropped), then the oldest
-    ``failed`` ones; every drop is counted and logged.
+    ``failed`` ones; every drop is counted and logged. ``on_write_error`` is told of each
+    bucket the database did not take (``unavailable`` or ``refused``), for the metrics.
     """
 
     def __init__(
@@ -174,8 +180,10 @@ class DeliveryLog:
         max_bytes: int = 64 * 1024 * 1024,
         sampler: RejectionSampler | None = None,
         write_timeout: float = 5.0,
+        on_write_error: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_write_error = on_write_error
         self.flush_every = flush_every
         self.batch = batch
         self.batch_bytes = batch_bytes
@@ -287,7 +295,10 @@ class DeliveryLog:
                     self._indexed = True
                 append_records(self.store, entries)
         except Exception as exc:
-            if not database_unreachable(exc):
+            unreachable = database_unreachable(exc)
+            if self.on_write_error is not None:
+                self.on_write_error("unavailable" if unreachable else "refused")
+            if not unreachable:
                 # The database answered and refused: retrying the bucket cannot help, and
                 # one record it will never take must not hold up all the others.
                 self._write_one_by_one(entries, exc)

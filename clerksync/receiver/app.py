@@ -2,6 +2,8 @@
 
     POST /api/webhooks/clerk   raw bytes -> svix verify -> parse -> one durable write -> 2xx
     GET  /healthz              200 when the database answers, 503 otherwise
+    GET  /livez, /readyz       the process answers; a delivery can be taken now (or why not)
+    GET  /metrics              Prometheus' text format (``clerksync.receiver.metrics``)
 
 Answers: 2xx for applied, duplicate, stale and ignored deliveries; 400 when the signature
 or the payload is wrong (a retry cannot fix it); 413 over 1 MiB; 503, fast, when the
@@ -26,15 +28,24 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from clerksync.clerk.gateway import ClerkGateway, default_rate
 from clerksync.clerk.webhooks import SignatureError, verify
 from clerksync.deliverylog.writer import DeliveryLog, record
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent
 from clerksync.mapping.events import parse_event
-from clerksync.receiver.guards import BodyReader, Refused, shown_id, signature_headers_problem
-from clerksync.receiver.health import DatabaseAway, DatabaseWatch
+from clerksync.receiver.guards import (
+    BodyReader,
+    Refused,
+    recorded_headers,
+    shown_id,
+    signature_headers_problem,
+)
+from clerksync.receiver.health import DatabaseAway, DatabaseWatch, unreachable
+from clerksync.receiver.indexes import IndexMaker
+from clerksync.receiver.logs import log_delivery
+from clerksync.receiver.metrics import ReceiverMetrics
 from clerksync.settings import Settings
 from clerksync.store.apply import apply_event
 from clerksync.store.connect import connect
@@ -42,6 +53,7 @@ from clerksync.store.database import Store
 from clerksync.store.instance import is_real_instance
 from clerksync.store.mongo import utcnow
 from clerksync.store.users import writer
+from clerksync.writeback.queue import queue_of
 from clerksync.writeback.workers import WriteBackWorkers
 from clerksync.writeback.writeback import Limits
 
@@ -55,7 +67,9 @@ DB_TIMEOUT = 2.0
 
 
 class Receiver:
-    """The receiver's parts: store, delivery log, write-back workers. Start/stop are idempotent."""
+    """The receiver's parts: store, delivery log, write-back workers, and its metrics (a
+    registry of its own; ``metrics=False``: none recorded, no ``/metrics``). Start/stop are
+    idempotent."""
 
     def __init__(
         self,
@@ -69,6 +83,7 @@ class Receiver:
         writeback_limits: Limits | None = None,
         db_timeout: float = DB_TIMEOUT,
         log: DeliveryLog | None = None,
+        metrics: bool = True,
     ) -> None:
         if not settings.webhook_secret:
             from clerksync.errors import ConfigError
@@ -99,12 +114,11 @@ class Receiver:
         self._started = False
         self._lock = threading.Lock()
         self._instance_checked = False
-        # Set once clerksync's Clerk-id uniqueness is enforced; until then every delivery is
-        # a 503 (a retry later), never a 2xx that could have made a duplicate user.
-        self.indexes_ready = threading.Event()
-        self.index_problem = "the indexes are being made"
-        self._stopping = threading.Event()
-        self._indexer: threading.Thread | None = None
+        # Until the Clerk-id uniqueness is enforced every delivery is a 503 (a retry later),
+        # never a 2xx that could have made a duplicate user.
+        self.indexes = IndexMaker()
+        self.indexes_ready = self.indexes.ready
+        self.metrics = ReceiverMetrics(backlog=self._backlog) if metrics else None
 
     def start(self) -> None:
         """Connect and start the background parts: the index maker, the log's writer, the
@@ -122,11 +136,7 @@ class Receiver:
 
         # Off the event loop, and again until it works: a database that is away, or a
         # Clerk-id index that cannot be built yet (duplicates), must not stall requests.
-        self._stopping.clear()
-        self._indexer = threading.Thread(
-            target=self._make_indexes, name="clerksync-indexes", daemon=True
-        )
-        self._indexer.start()
+        self.indexes.start(self.store)
         self.log.start()
         if self.workers is not None:
             self.workers.start()
@@ -136,16 +146,40 @@ class Receiver:
         settings = self.settings
         self.store = store or connect(settings)
         self.writer = writer(self.store)
+        metrics = self.metrics
         if gateway is None and settings.clerk_secret_key:
-            gateway = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url)
+            gateway = ClerkGateway(
+                settings.clerk_secret_key,
+                api_url=settings.clerk_api_url,
+                on_request=metrics.clerk_request if metrics else None,
+            )
         self.gateway = gateway
-        self.log = log or DeliveryLog(self.store)
+        self.log = log or DeliveryLog(
+            self.store,
+            on_write_error=(lambda cause: metrics.database_error("delivery_log", cause))
+            if metrics
+            else None,
+        )
         self.database = DatabaseWatch(self.store)
         self.workers = (
-            WriteBackWorkers(self.store, gateway, **self._workers_options)
+            WriteBackWorkers(
+                self.store,
+                gateway,
+                on_result=metrics.writeback if metrics else None,
+                **self._workers_options,
+            )
             if gateway is not None
             else None
         )
+
+    def _backlog(self) -> tuple[int, float | None]:
+        """The write-back backlog for ``/metrics``, within a second (it waits for no start)."""
+        import pymongo
+
+        if not self._started:
+            raise RuntimeError("not started")
+        with pymongo.timeout(1.0):
+            return queue_of(self.store).backlog()
 
     def stop(self) -> None:
         """Stop every thread and close what ``start`` opened (the store, the Clerk client,
@@ -155,12 +189,10 @@ class Receiver:
             if not self._started:
                 return
             self._started = False
-        self._stopping.set()
         if self.workers is not None:
             self.workers.stop()
         self.log.stop()
-        if self._indexer is not None:
-            self._indexer.join(5)
+        self.indexes.stop()
         self.database.close()
         store, gateway, _ = self._given
         if gateway is None and self.gateway is not None:
@@ -168,44 +200,27 @@ class Receiver:
         if store is None:
             self.store.close()
 
-    def _make_indexes(self, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
-        """Make clerksync's indexes; retry until the Clerk-id uniqueness is enforced, saying
-        loudly why deliveries are refused meanwhile."""
-        delay = first_delay
-        while not self._stopping.is_set():
-            try:
-                report = self.store.ensure_indexes()
-            except ClerkSyncError as exc:
-                problem = f"database: {exc}"
-            else:
-                for failure in report.failures:
-                    log.error(
-                        "index %s on %s could not be made: %s",
-                        failure.name,
-                        failure.collection,
-                        failure.error,
-                    )
-                if report.clerk_id_enforced:
-                    self.indexes_ready.set()
-                    return
-                where = f"{self.store.users.name}.{self.store.clerk_id}"
-                reasons = "; ".join(f.error or "" for f in report.failures) or "unknown"
-                problem = f"no unique index on {where} ({reasons})"
-            self.index_problem = problem
-            log.error(
-                "deliveries are answered 503 until the Clerk-id uniqueness is enforced: %s; "
-                "retrying in %.0f s (`clerksync doctor` says more)",
-                problem,
-                delay,
-            )
-            self._stopping.wait(delay)
-            delay = min(delay * 2, max_delay)
-
     # -- handlers ------------------------------------------------------------------------------
+
+    @property
+    def index_problem(self) -> str:
+        return self.indexes.problem
 
     async def healthz(self, request: Request) -> JSONResponse:
         self.start()
         return await self.database.healthz(request)
+
+    async def readyz(self, request: Request) -> JSONResponse:
+        self.start()
+        return await self.database.readyz(
+            self.indexes_ready.is_set(), self.indexes.problem, self.indexes.warnings
+        )
+
+    async def metrics_page(self, request: Request) -> Response:
+        self.start()
+        assert self.metrics is not None  # the route exists only with metrics on
+        body, content_type = self.metrics.exposition(request.headers.get("accept"))
+        return Response(body, headers={"content-type": content_type})
 
     async def webhook(self, request: Request) -> JSONResponse:
         self.start()
@@ -224,8 +239,16 @@ class Receiver:
             verified_body: bytes | None = None,
             verified: bool = True,
             object_id: str | None = None,
+            reason: str | None = None,
         ) -> JSONResponse:
-            duration = (time.perf_counter() - started) * 1000
+            elapsed = time.perf_counter() - started
+            duration = elapsed * 1000
+            if self.metrics is not None:
+                signed = verified_body is not None  # the svix-timestamp is the signed one
+                stamp = float(request.headers["svix-timestamp"]) if signed else None
+                self.metrics.delivery(event_type, outcome, elapsed, stamp)
+                if reason is not None:
+                    self.metrics.rejection(reason)
             # Unauthenticated rejections are sampled: anyone can send them by the thousand.
             if verified or self.log.admit_rejection(error):
                 self.log.add(
@@ -240,57 +263,42 @@ class Receiver:
                         error=error,
                         body=verified_body,
                         payload_ttl=self.payload_ttl,
+                        headers=recorded_headers(request.headers),
                     )
                 )
-                log.info(
-                    "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s",
-                    svix_id,
-                    event_type,
-                    object_id,
-                    user_id,
-                    outcome,
-                    status,
-                    duration,
-                    f" error={error!r}" if error else "",
-                    extra={
-                        "delivery": {
-                            "id": svix_id,
-                            "type": event_type,
-                            "objectId": object_id,
-                            "userId": user_id,
-                            "outcome": outcome,
-                            "status": status,
-                            "durationMs": round(duration, 2),
-                            "error": error,
-                        }
-                    },
+                log_delivery(
+                    svix_id, event_type, object_id, user_id, outcome, status, duration, error
                 )
             body: dict[str, Any] = {"outcome": outcome}
             if error:
                 body["error"] = error
             return JSONResponse(body, status_code=status)
 
-        def reject(status: int, error: str) -> JSONResponse:
-            return finish(status, "rejected", error=error, verified=False)
+        def reject(status: int, error: str, reason: str) -> JSONResponse:
+            return finish(status, "rejected", error=error, verified=False, reason=reason)
 
         if raw_id is not None and svix_id != raw_id:
-            return reject(400, "svix-id: not a message id (up to 128 of A-Z a-z 0-9 _ . : -)")
+            return reject(
+                400, "svix-id: not a message id (up to 128 of A-Z a-z 0-9 _ . : -)", "svix_id"
+            )
         # What can be refused from the headers alone is, before a byte of the body is read.
         problem = signature_headers_problem(request.headers)
         if problem:
-            return reject(400, f"signature: {problem}")
+            return reject(400, f"signature: {problem}", "signature")
         try:
             body = await self.bodies.read(request)
         except Refused as refused:
-            return reject(refused.status, refused.error)
+            return reject(refused.status, refused.error, refused.reason)
         try:
             verify(self.secret, body, request.headers)
         except SignatureError as exc:
-            return reject(400, f"signature: {exc}")
+            return reject(400, f"signature: {exc}", "signature")
         try:
             event = parse_event(body, self.store.schema)
         except InvalidEvent as exc:
-            return finish(400, "rejected", error=f"payload: {exc}", verified_body=body)
+            return finish(
+                400, "rejected", error=f"payload: {exc}", verified_body=body, reason="payload"
+            )
         if not self.indexes_ready.is_set():
             # Starting up (mounted apps start on their first request): wait a little.
             await run_in_threadpool(self.indexes_ready.wait, 2.0)
@@ -325,6 +333,13 @@ class Receiver:
             else:
                 error = f"database: {exc}"
             self.database.failed(exc)
+            if self.metrics is not None:
+                cause = (
+                    "index"
+                    if isinstance(exc, IndexRefused)
+                    else ("unavailable" if unreachable(exc) else "refused")
+                )
+                self.metrics.database_error("delivery", cause)
             return finish(
                 503,
                 "failed",

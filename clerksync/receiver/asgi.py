@@ -11,13 +11,23 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from clerksync.receiver.app import Receiver
+from clerksync.receiver.health import livez
 from clerksync.settings import WEBHOOK_PATH, Settings
 
 
 def create_app(settings: Settings, **options: Any) -> Starlette:
     """The receiver as an ASGI app of its own (``serve`` runs it); to add it to an app of
-    yours, use ``mount``, which also runs its lifespan."""
+    yours, use ``mount``, which also runs its lifespan. ``metrics=False`` records none and
+    serves no ``/metrics``."""
     receiver = Receiver(settings, **options)
+    routes = [
+        Route(WEBHOOK_PATH, receiver.webhook, methods=["POST"]),
+        Route("/healthz", receiver.healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", receiver.readyz, methods=["GET"]),
+    ]
+    if receiver.metrics is not None:
+        routes.append(Route("/metrics", receiver.metrics_page, methods=["GET"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -27,13 +37,7 @@ def create_app(settings: Settings, **options: Any) -> Starlette:
         finally:
             receiver.stop()
 
-    app = Starlette(
-        routes=[
-            Route(WEBHOOK_PATH, receiver.webhook, methods=["POST"]),
-            Route("/healthz", receiver.healthz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.receiver = receiver
     return app
 

@@ -62,13 +62,53 @@ def shown_id(raw: str | None) -> str | None:
     return cut + "…" if len(raw) > 40 else cut
 
 
+#: headers a delivery's record keeps (``events show``, the inspector): what says how it came
+RECORDED_HEADERS = (
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "content-type",
+    "content-length",
+    "user-agent",
+)
+MAX_HEADER_SHOWN = 200
+
+
+def recorded_headers(headers: Any) -> dict[str, str]:
+    """The delivery's ``RECORDED_HEADERS`` as kept in its record: each cut to 200 plain
+    characters, the signatures masked (``v1,g0hM…``: enough to tell two apart)."""
+    kept: dict[str, str] = {}
+    for name in RECORDED_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        value = UNSAFE_HEADER_CHARS.sub("?", value[:MAX_HEADER_SHOWN])
+        if name == "svix-signature":
+            value = " ".join(mask_signature(s) for s in value.split()[:8])
+        kept[name] = value
+    return kept
+
+
+UNSAFE_HEADER_CHARS = re.compile(r"[^\x20-\x7e]")
+
+
+def mask_signature(signature: str) -> str:
+    version, _, mac = signature.partition(",")
+    return f"{version[:8]},{mac[:4]}…" if mac else "…"
+
+
 class Refused(Exception):
-    """A request answered at once: ``status`` and the error for the log and the answer."""
+    """A request answered at once: ``status`` and the error for the log and the answer,
+    ``reason`` the metrics' word for it."""
 
     def __init__(self, status: int, error: str) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
+
+    @property
+    def reason(self) -> str:
+        return {413: "too_large", 408: "timeout", 503: "busy"}.get(self.status, "bad_request")
 
 
 class BodyReader:

@@ -1,11 +1,13 @@
-"""Is the database there: what deliveries learn of it, and ``/healthz``.
+"""Is the database there: what deliveries learn of it, ``/healthz`` and ``/readyz``.
 
 A paused server looks healthy to the driver for seconds, and one slow write on a loaded
 machine is no outage: the database is *away* once the driver knows no server it can write
 to, or ``AWAY_AFTER`` deliveries in a row could not reach it in time. Then one delivery at a
 time finds out whether it is back (and wakes the driver's monitor) while the others are
 answered 503 at once, instead of queueing for threads and timing out in turn.
-``/healthz`` pings on a thread of its own, never queued behind deliveries.
+``/healthz`` and ``/readyz`` ping on a thread of its own, never queued behind deliveries;
+``/livez`` checks nothing but that the process answers (a liveness probe that checked the
+database would restart every healthy pod during a database blip).
 """
 
 from __future__ import annotations
@@ -75,7 +77,32 @@ class DatabaseWatch:
             return None
 
     async def healthz(self, request: Request) -> JSONResponse:
-        """Concurrent checks share one ping."""
+        ms = await self.round_trip()
+        if ms is None:
+            return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
+        return JSONResponse({"ok": True, "database": self.store.name, "roundTripMs": round(ms, 1)})
+
+    async def readyz(self, indexes_ready: bool, problem: str, warnings: list[str]) -> JSONResponse:
+        """200 when a delivery can be taken now: the database answers and the Clerk-id
+        uniqueness is enforced (clerksync's indexes made); 503 naming the reason else.
+        Indexes other than that one which could not be made are named, not refused on."""
+        ms = await self.round_trip()
+        reasons = []
+        if ms is None:
+            reasons.append("database: unreachable (no answer within 0.6 s)")
+        if not indexes_ready:
+            reasons.append(f"indexes: Clerk-id uniqueness not enforced yet ({problem})")
+        body: dict[str, object] = {"ok": not reasons, "database": self.store.name}
+        if ms is not None:
+            body["roundTripMs"] = round(ms, 1)
+        if reasons:
+            body["reason"] = "; ".join(reasons)
+        if warnings:
+            body["warnings"] = warnings
+        return JSONResponse(body, status_code=503 if reasons else 200)
+
+    async def round_trip(self) -> float | None:
+        """The database's round trip in ms, or None. Concurrent checks share one ping."""
         future = self._health
         if future is None or future.done():
             future = self._health = self._pool.submit(self._ping)
@@ -86,6 +113,9 @@ class DatabaseWatch:
             ms = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
         except asyncio.TimeoutError:
             ms = None
-        if ms is None:
-            return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
-        return JSONResponse({"ok": True, "database": self.store.name, "roundTripMs": round(ms, 1)})
+        return ms
+
+
+async def livez(request: Request) -> JSONResponse:
+    """The process answers: nothing else is checked."""
+    return JSONResponse({"ok": True})

@@ -14,6 +14,42 @@ import time
 from typing import Any
 
 
+def log_delivery(
+    svix_id: str | None,
+    event_type: str | None,
+    object_id: str | None,
+    user_id: str | None,
+    outcome: str,
+    status: int,
+    duration_ms: float,
+    error: str | None,
+) -> None:
+    """One line per delivery; with ``--log-json`` its fields are the line's own."""
+    logging.getLogger("clerksync.server").info(
+        "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s",
+        svix_id,
+        event_type,
+        object_id,
+        user_id,
+        outcome,
+        status,
+        duration_ms,
+        f" error={error!r}" if error else "",
+        extra={
+            "delivery": {
+                "id": svix_id,
+                "type": event_type,
+                "objectId": object_id,
+                "userId": user_id,
+                "outcome": outcome,
+                "status": status,
+                "durationMs": round(duration_ms, 2),
+                "error": error,
+            }
+        },
+    )
+
+
 class JsonLines(logging.Formatter):
     """One JSON object per line, whoever logs (clerksync, uvicorn, asyncio); a delivery's
     fields at the top level, a traceback as one string field, never as lines of its own."""

@@ -22,6 +22,7 @@ def run(
     log_json: bool = False,
     store: Store | None = None,
     limit_concurrency: int = LIMIT_CONCURRENCY,
+    metrics: bool = True,
     on_started: Callable[[], None] | None = None,
 ) -> None:
     """Serve the receiver with uvicorn until interrupted. ``on_started`` runs once uvicorn
@@ -36,7 +37,7 @@ def run(
                 on_started()
 
     configure_logging(json_lines=log_json)
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, metrics=metrics)
     config = server_config(app, host=host, port=port, limit_concurrency=limit_concurrency)
     with terminated_as_exit():
         Server(config).run()

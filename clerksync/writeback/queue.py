@@ -71,6 +71,17 @@ class WriteBackQueue:
     def pending(self) -> int:
         return self.users.count_documents({bk.DUE: {"$exists": True}})
 
+    def backlog(self) -> tuple[int, float | None]:
+        """(users marked, seconds the oldest due one has been due, or None): the receiver's
+        ``/metrics`` reads it when scraped. The age is one indexed read (``dueAt``
+        ascending); the count costs what is marked, so it is the scrape's, never a
+        delivery's."""
+        now = utcnow()
+        oldest = self.users.find({bk.DUE: {"$lte": now}}, {bk.DUE: 1}).sort(bk.DUE, 1).limit(1)
+        due = next((bk.field(doc, bk.DUE) for doc in oldest), None)
+        age = (now - due).total_seconds() if isinstance(due, datetime) else None
+        return self.pending(), age
+
     # Write-backs that stopped: no mark (``dueAt``), so ``pending`` cannot see them, but Clerk
     # does not hold what MongoDB says. These read fields with no index (a collection scan):
     # for ``doctor``, never for the hot path.

@@ -3,11 +3,13 @@ them in memory (no polling) and those a slow indexed sweep finds."""
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +34,8 @@ MAX_QUEUED = 50_000
 
 class WriteBackWorkers:
     """A few threads that write back the users handed to them (``submit``) and those the
-    sweep finds, until stopped. ``wake()`` asks for a sweep now."""
+    sweep finds, until stopped. ``wake()`` asks for a sweep now. ``on_result`` is told each
+    write-back's outcome (``error``: the claim itself failed), for the receiver's metrics."""
 
     def __init__(
         self,
@@ -46,8 +49,10 @@ class WriteBackWorkers:
         max_delay: float = 300.0,
         limits: Limits | None = None,
         sweep_batch: int = 5000,
+        on_result: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_result = on_result
         self.queue = queue_of(store)
         self.gateway = gateway
         self.threads = threads
@@ -139,6 +144,11 @@ class WriteBackWorkers:
 
     # -- threads -----------------------------------------------------------------------------
 
+    def _tell(self, outcome: str) -> None:
+        if self.on_result is not None:
+            with contextlib.suppress(Exception):  # counting must never stop a worker
+                self.on_result(outcome)
+
     def _idle(self) -> bool:
         with self._cond:
             return not self._heap or self._heap[0][0] > time.monotonic()
@@ -187,8 +197,10 @@ class WriteBackWorkers:
                 with self._cond:
                     self._failures[item] = (failures, time.monotonic() + min(600.0, 2.0**failures))
                 log.warning("write-back claim failed key=%s: %s", item[1], exc.__class__.__name__)
+                self._tell("error")
                 self.submit(key)
                 continue
+            self._tell(result.outcome)
             if result.remarked:
                 self.submit(key)
             elif result.outcome == "deferred":

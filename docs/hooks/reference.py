@@ -26,6 +26,7 @@ TOPICS = {
     "users": ("Schema", "../schema.md"),
     "events": ("Operating", "../operating.md#the-delivery-log"),
     "orgs": ("Organizations", "../organizations.md"),
+    "inspect": ("The inspector", "../inspector.md"),
 }
 
 
@@ -37,7 +38,10 @@ def command_markdown() -> dict[str, str]:
     rows = ["# Commands", "", "Every page is the command's `--help`, made from the code.", ""]
     rows += ["| command | what it does |", "|---|---|"]
     for page in command_pages():
-        title, link = TOPICS[page.path.split()[0]]
+        top = page.path.split()[0]
+        if top not in TOPICS:
+            raise KeyError(f"`clerksync {top}` has no topic page: add it to TOPICS in {__file__}")
+        title, link = TOPICS[top]
         pages[f"commands/{page.slug}.md"] = page.markdown(f"More in [{title}]({link}).")
         rows.append(f"| [`clerksync {page.path}`]({page.slug}.md) | {page.summary} |")
     pages["commands/index.md"] = "\n".join(rows) + "\n"

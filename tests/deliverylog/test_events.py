@@ -61,6 +61,11 @@ def test_show_with_payload_and_stats(cli, receiver) -> None:
     deliver(receiver)
     shown = json.loads(cli("events", "show", "msg_ev1", "--payload", "--json").stdout)
     assert shown["payload"]["data"]["id"] == "user_ev"
+    headers = shown["headers"]  # as it came, the signature masked (enough to tell two apart)
+    assert headers["svix-id"] == "msg_ev1" and headers["svix-timestamp"].isdigit()
+    assert re.fullmatch(r"v1,\S{4}…", headers["svix-signature"])
+    text = cli("events", "show", "msg_ev1").stdout
+    assert "header svix-id: msg_ev1" in text and "header svix-signature: v1," in text
     stats = json.loads(cli("events", "stats", "--json").stdout)
     assert stats["total"] == 3 and stats["outcomes"]["applied"]["count"] == 1
     assert cli("events", "show", "msg_missing").exit_code == 1

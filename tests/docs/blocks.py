@@ -12,7 +12,7 @@ FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 INCLUDE = re.compile(r'^--8<-- "([^"]+)"$', re.MULTILINE)
 
 #: block languages the tests run, and the ones only shown (installs, Clerk's CLI, placeholders)
-RUN = {"sh", "python", "toml", "js", "dotenv"}
+RUN = {"sh", "python", "toml", "js", "dotenv", "yaml"}
 SHOWN = {"shell", "text", "json", ""}
 
 

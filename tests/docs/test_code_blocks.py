@@ -36,6 +36,34 @@ def test_dotenv_blocks_name_only_variables_clerksync_reads() -> None:
                 assert set(names) <= set(KNOWN_NAMES), (block.page, names)
 
 
+def test_yaml_blocks_are_probes_the_receiver_serves(
+    db_env: dict[str, str], webhook_secret: str
+) -> None:
+    """Kubernetes probes: each names a path the receiver answers, on serve's port."""
+    import time
+
+    import yaml
+    from starlette.testclient import TestClient
+
+    from clerksync.receiver.asgi import create_app
+    from clerksync.settings import load_settings
+
+    probes = []
+    for page in pages():
+        for block in blocks(page):
+            if block.lang == "yaml":
+                for probe in yaml.safe_load(block.text).values():
+                    probes.append(probe["httpGet"])
+    assert probes
+    with TestClient(create_app(load_settings())) as client:
+        for probe in probes:
+            assert probe["port"] == 8000  # serve's default port
+            deadline = time.monotonic() + 30  # /readyz: once the indexes are made
+            while (status := client.get(probe["path"]).status_code) != 200:
+                assert status == 503 and time.monotonic() < deadline, (probe, status)
+                time.sleep(0.1)
+
+
 def test_toml_blocks_are_mapping_files_that_load(tmp_path: Path) -> None:
     from clerksync.mapping.files import load_schema
 

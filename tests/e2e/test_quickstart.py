@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -139,6 +140,49 @@ def test_demo_started_twice_fails_cleanly_and_the_first_keeps_working(demo: Demo
 
     sent = demo.run("send", "user.created", "--email", "still@example.com")
     assert sent.returncode == 0, sent.stderr
+
+
+def test_inspect_shows_the_demos_deliveries_on_the_embedded_store(demo: Demo) -> None:
+    """`clerksync inspect` beside the demo, as the README runs it: its own process and port,
+    the embedded store found as every command finds it, new deliveries listed."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "inspect", "--port", str(port)],
+        env=demo.env,
+        cwd=demo.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                page = httpx.get(base + "/", timeout=5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert page.status_code == 200 and "Deliveries" in page.text
+        listed = re.findall(r'data-id="([^"]+)"', page.text)
+        sent = demo.run("send", "user.created", "--email", "seen@example.com")
+        assert sent.returncode == 0, sent.stderr
+        while len(now := re.findall(r'data-id="([^"]+)"', httpx.get(base + "/rows").text)) == len(
+            listed
+        ):
+            assert time.monotonic() < deadline, "the delivery never showed"
+            time.sleep(0.2)
+        assert "seen@example.com" not in httpx.get(base + "/").text  # no email in the list
+        assert "seen@example.com" in httpx.get(f"{base}/deliveries/{now[0]}", timeout=5).text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, said = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, said = proc.communicate()
+    assert f"Inspector on {base}/" in said and "Traceback" not in said
 
 
 def test_dev_secret_is_kept_across_restarts_until_rotated(demo: Demo) -> None:
