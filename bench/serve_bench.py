@@ -24,6 +24,7 @@ metrics' cost on ingest is the ratio of the two, measured in the same run.
 
     python bench/serve_bench.py [-n 1500] [-c 16] [--chunk 250] [--only nokey|key]
                                 [--metrics on|off|both]
+                                [--app-indexes unique|none]
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=250)
     parser.add_argument("--only", choices=["nokey", "key"])
     parser.add_argument("--metrics", choices=["on", "off", "both"], default="both")
+    parser.add_argument(
+        "--app-indexes",
+        choices=["unique", "none"],
+        default="unique",
+        help="the app's unique email and username indexes (the guide's model), or none (the "
+        "report's Beanie model: signups then ask whether the app has documents to adopt)",
+    )
     args = parser.parse_args()
     arms = ["on", "off"] if args.metrics == "both" else [args.metrics]
     procs: list[subprocess.Popen[bytes]] = []
@@ -148,6 +156,7 @@ def main() -> None:
             finally:
                 if db_proc is not None:
                     stop([db_proc])
+        print(f"app indexes: {args.app_indexes}")
         print(
             f"{args.n} deliveries per phase at concurrency {args.c}, interleaved in chunks of "
             f"{args.chunk} with the baseline (raw pymongo single-document upserts of the same "
@@ -248,7 +257,8 @@ def run_config(
             if keyed:
                 env.update({"CLERK_SECRET_KEY": FAKE_KEY, "CLERK_API_URL": api})
                 watched["fake clerk"] = fake_pid
-            app_indexes(MongoClient(url)[db]["users"])
+            if args.app_indexes == "unique":
+                app_indexes(MongoClient(url)[db]["users"])
             command = [sys.executable, "-m", "clerksync", "serve", "--port", str(ports[arm])]
             if arm == "off":
                 command.append("--no-metrics")
@@ -269,7 +279,8 @@ def run_config(
         base_store = Store(MongoClient(url, tz_aware=True), first + "_baseline")
         base_store.ensure_indexes()
         base = base_store.users
-        app_indexes(base)
+        if args.app_indexes == "unique":
+            app_indexes(base)
         # One keep-alive connection per sending thread and receiver, on the standard
         # library's client: Svix sends from elsewhere, so the sender should take as little
         # of this machine's two cores from the receiver and the database as it can (httpx

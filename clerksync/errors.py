@@ -46,6 +46,24 @@ class NotFound(ClerkSyncError):
     """No user matches the id, Mongo id or email given."""
 
 
+class UserNotFound(NotFound):
+    """Clerk has no user with this id (``GET /users/{id}`` answered 404): nothing is written."""
+
+
+class UserDeleted(NotFound):
+    """The user was deleted (a ``user.deleted`` left its tombstone): never brought back."""
+
+
+class NotAuthenticated(ClerkSyncError):
+    """A request without a valid Clerk session token (missing, malformed, expired, not yet
+    valid, signed by another key, for another origin): a 401. ``reason`` is a short code
+    (``token-expired``…); no part of the token is ever kept in it."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class Ambiguous(ClerkSyncError):
     """More than one user matches: the message lists the candidates."""
 

@@ -187,6 +187,36 @@ def store(db_env: dict[str, str], schema: Schema) -> Iterator[Store]:
 
 
 @pytest.fixture
+def watched(store: Store) -> Iterator[tuple[Store, Any]]:
+    """The test database on a client of its own whose commands are recorded
+    (``tests.support.commands.Commands``)."""
+    from pymongo import MongoClient
+
+    from tests.support.commands import Commands
+
+    listener = Commands()
+    url = load_settings().mongodb_url
+    client: MongoClient[Any] = MongoClient(url, tz_aware=True, event_listeners=[listener])
+    try:
+        yield Store(client, store.name, store.schema), listener
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def ensurer(store: Store, fake_clerk: FakeClerk) -> Iterator[Any]:
+    """``ensure_user``'s ``Ensurer`` as the settings build it: the test database, the fake
+    Clerk."""
+    from clerksync.app.ensure import Ensurer
+
+    built = Ensurer.from_settings(load_settings())
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
 def fake_clerk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClerk]:
     fake = FakeClerk()
     fake.start()

@@ -150,3 +150,41 @@ def test_a_subfolder_of_the_project_uses_the_projects_state(tmp_path: Path) -> N
     loose.mkdir(parents=True)
     assert load_settings(environ={}, cwd=loose).state_dir == loose / ".clerksync"
     assert load_settings(environ={"CLERKSYNC_HOME": str(other)}, cwd=project).state_dir == other
+
+
+def test_the_session_token_settings() -> None:
+    from tests.support.tokens import public_pem
+
+    pem = public_pem()
+    one_line = pem.replace("\n", "\\n")  # as a container's settings hold it
+    settings = load_settings(
+        environ={
+            "CLERK_JWT_KEY": one_line,
+            "CLERK_AUTHORIZED_PARTIES": "https://app.example.com/, http://localhost:3000",
+        }
+    )
+    assert settings.clerk_jwt_key == pem and settings.problems() == []
+    assert settings.authorized_origins == ["https://app.example.com", "http://localhost:3000"]
+    assert load_settings(environ={}).authorized_origins is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("CLERK_JWT_KEY", "sk_test_abc", "PEM public key"),
+        ("CLERK_JWT_KEY", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", "cut"),
+        ("CLERK_AUTHORIZED_PARTIES", "example.com", "origin"),
+        ("CLERK_AUTHORIZED_PARTIES", "https://example.com/login", "no path"),
+        ("CLERK_AUTHORIZED_PARTIES", " , ", "names no origin"),
+    ],
+)
+def test_malformed_session_token_settings_say_what_is_wrong(
+    name: str, value: str, said: str
+) -> None:
+    [(named, problem)] = load_settings(environ={name: value}).problems()
+    assert named == name and said in problem
+
+
+def test_the_names_clerk_used_before_for_the_key_get_a_did_you_mean() -> None:
+    settings = load_settings(environ={"CLERK_PEM_PUBLIC_KEY": "x"})
+    assert settings.misnamed == (("CLERK_PEM_PUBLIC_KEY", "CLERK_JWT_KEY"),)

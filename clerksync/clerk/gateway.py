@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
-from clerksync.errors import ClerkApiError
+from clerksync.errors import ClerkApiError, UserNotFound
 
 PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
 #: seconds a connection to the Backend API may take: Clerk answers within it from anywhere
@@ -199,6 +199,28 @@ class ClerkGateway:
         if not isinstance(instance, dict) or not isinstance(instance.get("id"), str):
             raise ClerkApiError("Clerk answered GET /instance without an instance id")
         return instance
+
+    def get_user(self, user_id: str) -> dict[str, Any]:
+        """``GET /users/{id}``: one user as raw JSON (the models reject some real users);
+        ``UserNotFound`` when Clerk does not know the id (404)."""
+        from urllib.parse import quote
+
+        try:
+            user = self._send("GET", f"/users/{quote(user_id, safe='')}")
+        except ClerkApiError as exc:
+            if exc.status == 404:
+                raise UserNotFound(f"Clerk has no user {user_id}") from None
+            raise
+        if not isinstance(user, dict):
+            raise ClerkApiError("Clerk answered GET /users/{id} with something not a user")
+        return user
+
+    def get_jwks(self) -> dict[str, Any]:
+        """``GET /jwks``: the instance's public keys (session tokens are signed with them)."""
+        jwks = self._send("GET", "/jwks")
+        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+            raise ClerkApiError("Clerk answered GET /jwks without a list of keys")
+        return jwks
 
     def users_after(self, cursor: str | None, *, limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
         """The page of users that follows ``cursor`` (a user id; None: the first page), oldest

@@ -96,12 +96,22 @@ def serve(
             help="Serve GET /metrics (Prometheus' text format); --no-metrics records none.",
         ),
     ] = True,
+    users_me: Annotated[
+        bool,
+        typer.Option(
+            "--users-me",
+            help="Also serve GET /api/users/me: the caller's document for a Clerk session "
+            "token, fetched from Clerk if no webhook brought it yet. Needs CLERK_SECRET_KEY; "
+            "CLERK_JWT_KEY verifies tokens without a network call; CLERK_AUTHORIZED_PARTIES.",
+        ),
+    ] = False,
 ) -> None:
     """Run the webhook receiver: POST /api/webhooks/clerk, GET /healthz, /livez, /readyz,
     /metrics.
 
     Needs WEBHOOK_SECRET, or --dev for a local one. Without CLERK_SECRET_KEY
     users are still stored; their metadata write-backs wait until a key is set.
+    With --users-me, also GET /api/users/me (off unless asked).
     Exits 1 at once if the port is in use.
     """
     from clerksync.devtools.localstate import (
@@ -118,6 +128,11 @@ def serve(
     if rotate_secret and not dev:
         raise UsageError("--rotate-secret goes with --dev (it renews the local secret)")
     settings.check("MONGODB_URL", "MONGODB_DB", "CLERK_SECRET_KEY", "CLERK_API_URL")
+    if users_me:
+        settings.check("CLERK_JWT_KEY", "CLERK_AUTHORIZED_PARTIES")
+        settings.require(
+            "CLERK_SECRET_KEY", hint=" (--users-me fetches users the database lacks from Clerk)"
+        )
     if not dev:
         settings.require(
             "WEBHOOK_SECRET", hint=", or run `clerksync serve --dev` for a local secret"
@@ -159,6 +174,8 @@ def serve(
             f"Receiving on {url} (secret {mask(settings.webhook_secret)}; "
             f"write-backs {writeback}). Ctrl-C stops."
         )
+        if users_me:
+            tell(f"Serving {url.rsplit('/api/', 1)[0]}/api/users/me for Clerk session tokens.")
 
     try:
         run(
@@ -169,6 +186,7 @@ def serve(
             store=store,
             limit_concurrency=limit_concurrency,
             metrics=metrics,
+            users_me=users_me,
             on_started=started,
         )
     finally:

@@ -76,12 +76,12 @@ def show_user(
     from rich import box
     from rich.table import Table
 
-    from clerksync.mapping.users import public_view
-    from clerksync.store.lookups import find_user, user_organizations
+    from clerksync.store.lookups import find_user, user_detail
 
     store = open_store(ctx)
-    view = public_view(find_user(store, ident), store.schema.users)
-    organizations = user_organizations(store, str(view["clerkId"]))
+    detail = user_detail(store, find_user(store, ident))
+    organizations = detail.pop("organizations")
+    view = detail
     if json:
         print_json({**view, "organizations": organizations})
         return

@@ -219,9 +219,9 @@ def check_adoption(store: Store, has_key: bool) -> list[Check]:
                 "adoption index",
                 "warn",
                 f"{waiting} app-created documents have an email and no Clerk user yet, and "
-                f"{name}.{users.email} has no index: the receiver does not look them up (a "
-                "scan per signup), so a Clerk user signing up with one of those emails gets "
-                "a second document",
+                f"{name}.{users.email} has no index: every signup with a verified email (the "
+                f"receiver, ensure_user) scans the collection, {store.estimated_count()} "
+                "documents, to look for one",
                 (
                     where_declared(schema, users.email, replacing=False)
                     if declared

@@ -135,6 +135,8 @@ def check_variables(settings: Settings) -> list[Check]:
             )
     var("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", mask(settings.publishable_key), None)
     var("MONGODB_DB", settings.mongodb_db or "", None)
+    var("CLERK_JWT_KEY", "a PEM public key (session tokens verified without Clerk)", None)
+    var("CLERK_AUTHORIZED_PARTIES", settings.authorized_parties or "", None)
     if settings.clerk_api_url != DEFAULT_API_URL:
         var("CLERK_API_URL", settings.clerk_api_url, None)
     if settings.publishable_key and "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY" not in problems:

@@ -12,13 +12,17 @@ from starlette.routing import Route
 
 from clerksync.receiver.app import Receiver
 from clerksync.receiver.health import livez
+from clerksync.receiver.users_me import PerUser, users_me_route
 from clerksync.settings import WEBHOOK_PATH, Settings
 
 
-def create_app(settings: Settings, **options: Any) -> Starlette:
+def create_app(
+    settings: Settings, *, users_me: bool | PerUser = False, **options: Any
+) -> Starlette:
     """The receiver as an ASGI app of its own (``serve`` runs it); to add it to an app of
     yours, use ``mount``, which also runs its lifespan. ``metrics=False`` records none and
-    serves no ``/metrics``."""
+    serves no ``/metrics``. ``users_me``: also serve ``GET /api/users/me``
+    (``clerksync.receiver.users_me``; a ``PerUser``: with its limits)."""
     receiver = Receiver(settings, **options)
     routes = [
         Route(WEBHOOK_PATH, receiver.webhook, methods=["POST"]),
@@ -28,6 +32,9 @@ def create_app(settings: Settings, **options: Any) -> Starlette:
     ]
     if receiver.metrics is not None:
         routes.append(Route("/metrics", receiver.metrics_page, methods=["GET"]))
+    if users_me:
+        limiter = users_me if isinstance(users_me, PerUser) else None
+        routes.append(users_me_route(receiver, limiter))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -23,11 +23,13 @@ def run(
     store: Store | None = None,
     limit_concurrency: int = LIMIT_CONCURRENCY,
     metrics: bool = True,
+    users_me: bool = False,
     on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Serve the receiver with uvicorn until interrupted. ``on_started`` runs once uvicorn
-    listens and handles Ctrl-C and SIGTERM itself: a "Ctrl-C stops" said before then could
-    be answered by a Ctrl-C that asyncio's own handler takes, and the process stays up."""
+    """Serve the receiver with uvicorn until interrupted (``users_me``: with
+    ``GET /api/users/me``; ``metrics=False``: no ``/metrics``). ``on_started`` runs once
+    uvicorn listens and handles Ctrl-C and SIGTERM itself: a "Ctrl-C stops" said before then
+    could be answered by a Ctrl-C that asyncio's own handler takes, and the process stays up."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -37,7 +39,7 @@ def run(
                 on_started()
 
     configure_logging(json_lines=log_json)
-    app = create_app(settings, store=store, metrics=metrics)
+    app = create_app(settings, store=store, metrics=metrics, users_me=users_me)
     config = server_config(app, host=host, port=port, limit_concurrency=limit_concurrency)
     with terminated_as_exit():
         Server(config).run()

@@ -10,6 +10,7 @@ from typing import Any
 from clerksync.errors import Ambiguous, NotFound
 from clerksync.kinds.membership import MEMBERSHIP
 from clerksync.kinds.organization import ORGANIZATION
+from clerksync.mapping.users import public_view
 from clerksync.store.database import Store
 from clerksync.store.mongo import IN_CHUNK, find_in, translated
 
@@ -44,6 +45,22 @@ def find_user(store: Store, ident: str) -> Mapping[str, Any]:
         f"no user {ident!r} in database {store.name!r} "
         "(give a Clerk id user_…, a Mongo id or an email; `clerksync users list` shows them)"
     )
+
+
+@translated
+def find_by_clerk_id(store: Store, clerk_user_id: str) -> Mapping[str, Any] | None:
+    """The user stored under this Clerk id: one equality read on the unique Clerk-id index."""
+    return store.users.find_one({store.clerk_id: clerk_user_id})
+
+
+def user_detail(store: Store, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``users show --json`` (and ``GET /api/users/me``): the documented view of a user (the
+    mapped fields only, never the app's own such as ``password_hash``) and the user's
+    organizations."""
+    view = public_view(doc, store.schema.users)
+    clerk_id = view["clerkId"]
+    organizations = user_organizations(store, clerk_id) if isinstance(clerk_id, str) else []
+    return {**view, "organizations": organizations}
 
 
 @translated

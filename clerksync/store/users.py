@@ -24,6 +24,7 @@ from clerksync.kinds.user import CLERK_USER_ID, USER, ClerkUser
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import new_document, upsert_update
 from clerksync.mapping.users import agreeing_filter, clerk_copy_differs
+from clerksync.store.adoption import AppDocuments
 from clerksync.store.database import Store
 from clerksync.store.mongo import translated, translating, utcnow
 from clerksync.store.writer import Hooks, Writer, WriteResult
@@ -34,7 +35,7 @@ log = logging.getLogger("clerksync.store")
 EMAIL_INDEX_USE = {
     "unique": "a new user whose email an app document holds is adopted when the index refuses it",
     "plain": "a new user with a verified email is looked up by it and adopts the app's document",
-    None: "no index: new users are not adopted by email (reconcile adopts them)",
+    None: "no index: a new user's email is looked for by a scan while the app has documents",
 }
 
 
@@ -64,6 +65,7 @@ class UserHooks(Hooks):
         self.users = store.schema.users
         self._counter_seeded = False
         self._email_index: tuple[float, str | None] | None = None
+        self._app_docs = AppDocuments(store)
 
     # -- one state ---------------------------------------------------------------------------
 
@@ -80,10 +82,25 @@ class UserHooks(Hooks):
     def needs_create_values(self) -> bool:
         return bool(self.users.app_id)
 
+    def unused(self, update: Mapping[str, Any]) -> None:
+        # The app id of an insert that lost a race goes back to the counter when no other
+        # was handed out since: no document ever held it, so two never will.
+        field = self.users.app_id
+        app_id = (update.get("$setOnInsert") or {}).get(field) if field else None
+        if isinstance(app_id, int):
+            key = f"{self.store.users.name}.{field}"
+            self.store.counters.update_one({"_id": key, "seq": app_id}, {"$inc": {"seq": -1}})
+
+    def may_adopt(self, item: Any) -> bool:
+        return bool(item.email and item.email_verified and self.users.email)
+
     def adoptable(self, item: Any) -> bool:
-        # Only when the app's email field is indexed: the lookup is then one index probe;
-        # without it, a scan per signup (reconcile adopts then, and doctor says so).
-        return bool(item.email and item.email_verified and self.email_indexed())
+        # With the app's email field indexed, the lookup is one index probe. Without, it
+        # scans the collection: only while the app has documents of its own to adopt
+        # (``app_documents``), so a signup where there is nothing to adopt stays one write.
+        if not self.may_adopt(item):
+            return False
+        return self.email_indexed() or self.app_documents()
 
     def adopt_when_refused(self) -> bool:
         return self.email_unique()
@@ -147,8 +164,9 @@ class UserHooks(Hooks):
 
     def _email_index_kind(self) -> str | None:
         """The kind of the email field's index, read once a minute; while the field has none,
-        at each use (a signup with a verified email), so an index the app creates while the
-        receiver runs is used from the next signup on, not from a restart."""
+        at each use (a signup with a verified email: one listIndexes), so an index the app
+        creates while the receiver runs is used from the next signup on (before, that signup
+        was refused by it, or duplicated a document the app had just made)."""
         cached = self._email_index
         if cached is None or cached[1] is None or time.monotonic() - cached[0] > 60:
             return self._read_email_index()
@@ -174,6 +192,10 @@ class UserHooks(Hooks):
             log.warning("the app's index on %s changed: %s", where, EMAIL_INDEX_USE[kind])
         self._email_index = (time.monotonic(), kind)
         return kind
+
+    def app_documents(self) -> bool:
+        """Does the collection hold a document the app created (``AppDocuments``)?"""
+        return self._app_docs.exist()
 
     def adoption_candidates(
         self, emails: Iterable[str], *, limit: int | None = None

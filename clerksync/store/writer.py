@@ -101,8 +101,17 @@ class Hooks:
         """``update`` with the write-back marked due."""
         return update
 
+    def unused(self, update: Mapping[str, Any]) -> None:
+        """A creating ``update`` that created nothing (its insert was refused): what it
+        allocated may be handed out again (users' app id)."""
+
     def needs_create_values(self) -> bool:
         """Does a created document get values an update must not (the app id)?"""
+        return False
+
+    def may_adopt(self, item: Any) -> bool:
+        """Could this state take over a document the app created, by what it says alone
+        (no database read)? ``adoptable`` then says whether it is worth looking."""
         return False
 
     def adoptable(self, item: Any) -> bool:
@@ -211,8 +220,10 @@ class Writer:
         collection, key = store.collection(kind), store.key(kind)
         now = utcnow()
         inserted = False
-        adopting = hooks.adoptable(item)
+        held: Mapping[str, Any] | None = None  # our index refused the insert: its details
+        adopting = hooks.may_adopt(item)
         if likely_new:
+            adopting = adopting and hooks.adoptable(item)
             # With a unique email index, an app-created document to adopt refuses the
             # insert: look it up then, not before every signup.
             adopt_if_refused = adopting and hooks.adopt_when_refused()
@@ -226,7 +237,10 @@ class Writer:
                 collection.insert_one(new_document(update if marked else hooks.mark(update, now)))
                 inserted = True
             except DuplicateKeyError as exc:
-                if not store.ours(kind, exc.details or {}):
+                hooks.unused(update)
+                if store.ours(kind, exc.details or {}):
+                    held = exc.details or {}  # stored under its Clerk id: no insert below
+                else:
                     # One of the app's indexes: the email one if there is a document to
                     # adopt (the server may name another index the copy also collides with),
                     # or a second copy of a stored object, or a real conflict.
@@ -238,7 +252,8 @@ class Writer:
                         if store.tombstoned(kind.tombstone_keys(item)):
                             return STALE  # deleted: nothing to store
                         raise store.refused(kind, exc.details or {}, item.id) from None
-                # stored already under its Clerk id (nothing to adopt): the filter decides
+                    # stored already under its Clerk id (nothing to adopt): the filter decides
+                    held = {}
             adopting = False
         if not inserted:
             update, marked = hooks.update(item, now)
@@ -256,17 +271,28 @@ class Writer:
             change = update if marked else hooks.mark(update, now)
             if hooks.needs_create_values() or adopting:
                 # Update first: a document that is there needs no app id, nor adoption.
-                if collection.update_one(ordered, change).matched_count:
+                try:
+                    matched = collection.update_one(ordered, change).matched_count
+                except DuplicateKeyError as exc:  # the app's index refused the new state
+                    return self._refused_upsert(kind, item, exc.details or {})
+                if matched:
                     return self._after_write(kind, hooks, item, inserted=False)
-                if adopting:
+                if adopting and hooks.adoptable(item):  # asked only now: an update rarely misses
                     adopted = hooks.adopt(item, now)
                     if adopted is not None:
                         return adopted
+                if held:
+                    # Our index refused the insert and the ordered update missed: what is
+                    # stored is as new or newer (or deleted since). An upsert would be
+                    # refused too: no app id is allocated for it.
+                    return self._refused_upsert(kind, item, held)
                 update, marked = hooks.update(item, now, creating=True)
                 change = update if marked else hooks.mark(update, now)
             try:
                 result = collection.update_one(ordered, change, upsert=True)
             except DuplicateKeyError as exc:
+                if hooks.needs_create_values():
+                    hooks.unused(change)
                 return self._refused_upsert(kind, item, exc.details or {})
             inserted = result.upserted_id is not None
         return self._after_write(kind, hooks, item, inserted=inserted)

@@ -28,6 +28,8 @@ MALFORMED = {
     "CLERKSYNC_HOME": "<a file>",
     "CLERKSYNC_SCHEMA": "no-such-preset",
     "CLERKSYNC_EMBEDDED_IDLE_SECONDS": "soon",
+    "CLERK_JWT_KEY": "https://example.clerk.accounts.dev/.well-known/jwks.json",
+    "CLERK_AUTHORIZED_PARTIES": "https://example.com/app",
 }
 #: read when settings load, so every command stops on them
 EAGER = {
@@ -49,6 +51,9 @@ COMMANDS: dict[tuple[str, ...], set[str]] = {
     ("demote", "nobody@example.com"): STORE | CLERK,
     ("reconcile",): STORE | CLERK,
     ("serve", "--port", "<busy>"): STORE | CLERK | {"WEBHOOK_SECRET"},
+    ("serve", "--port", "<busy>", "--users-me"): STORE
+    | CLERK
+    | {"WEBHOOK_SECRET", "CLERK_JWT_KEY", "CLERK_AUTHORIZED_PARTIES"},
     ("send", "user.created"): {"WEBHOOK_SECRET", "NEXT_PUBLIC_URL"},
     ("events", "list"): STORE,
     ("events", "show", "msg_none"): STORE,
@@ -187,6 +192,13 @@ def test_secret_key_with_the_right_prefix_is_told_what_is_wrong(cli, db_env, mon
     result = cli("reconcile")
     assert result.exit_code == 2
     assert "must start with" not in result.stderr and "was it cut" in result.stderr
+
+
+def test_serve_users_me_needs_the_secret_key(cli, db_env, monkeypatch) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
+    result = cli("serve", "--port", "1", "--users-me")
+    assert result.exit_code == 2
+    assert "CLERK_SECRET_KEY is not set" in result.stderr and "--users-me" in result.stderr
 
 
 def test_serve_without_a_secret_mentions_dev(cli, db_env) -> None:

@@ -13,7 +13,7 @@ INCLUDE = re.compile(r'^--8<-- "([^"]+)"$', re.MULTILINE)
 
 #: block languages the tests run, and the ones only shown (installs, Clerk's CLI, placeholders)
 RUN = {"sh", "python", "toml", "js", "dotenv", "yaml"}
-SHOWN = {"shell", "text", "json", ""}
+SHOWN = {"shell", "text", "json", "", "py", "ts"}
 
 
 @dataclass(frozen=True)

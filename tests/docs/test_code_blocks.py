@@ -78,6 +78,16 @@ def test_toml_blocks_are_mapping_files_that_load(tmp_path: Path) -> None:
     assert found
 
 
+def test_py_blocks_shown_only_compile() -> None:
+    """Python the docs show without running (it needs a Clerk user or the app's modules)."""
+    shown = [b for p in pages() for b in blocks(p) if b.lang == "py"]
+    assert shown
+    import ast
+
+    for block in shown:  # top-level await as an example shows it inside an async function
+        compile(block.text, block.page, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
 def test_python_blocks_run(db_env: dict[str, str], webhook_secret: str) -> None:
     from fastapi.testclient import TestClient
 

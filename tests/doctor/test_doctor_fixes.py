@@ -214,8 +214,12 @@ def test_app_documents_duplicated_by_the_receiver(
     fake_clerk.add_user(user_id="user_seeded", email="seeded@app.com")
     if key == "without":
         monkeypatch.delenv("CLERK_SECRET_KEY")
-    receiver = receiver_on()  # no index on email: the receiver cannot look the admin up
-    assert signup(receiver, "user_seeded", "msg_s", email="seeded@app.com") == 200
+    receiver = receiver_on()
+    # signed up before the address was verified: no adoption, a document of its own
+    data = clerk_user(user_id="user_seeded", email="seeded@app.com")
+    data["email_addresses"][0]["verification"]["status"] = "unverified"
+    assert post(receiver.url, WEBHOOK_SECRET, event("user.created", data)).status_code == 200
+    receiver.receiver.log.flush_now()
     assert store.users.count_documents({"email": "seeded@app.com"}) == 2
     code, checks = doctor(cli)
     assert code == 1 and checks["duplicate users"]["status"] == "fail"

@@ -81,9 +81,10 @@ def test_the_receiver_adopts_the_app_created_document(
 def test_an_email_index_the_app_creates_while_the_receiver_runs_is_used_at_once(
     receiver: RunningReceiver, store: Store, index: str
 ) -> None:
-    """The receiver read the index list (no email index) at a first signup; the app then
-    makes its index. The next signup adopts the app's document (it was refused 503, or got a
-    second document, until the index list was read again a minute later or at a restart)."""
+    """The receiver read the index list (no email index) and found no app document at a
+    first signup; the app then makes its index and a document. The next signup adopts it (it
+    was refused 503 by a unique index, or got a second document beside a plain one, until
+    the index list was read again a minute later or at a restart)."""
     first = clerk_user(user_id="user_first", email="first@example.com")
     assert post(receiver.url, WEBHOOK_SECRET, event("user.created", first)).status_code == 200
     email_index(store, index)  # the app starts and its ORM makes its indexes

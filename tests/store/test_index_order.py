@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.kinds.organization import ORGANIZATION
 from clerksync.kinds.user import USER, parse_clerk_user
@@ -173,3 +175,20 @@ def test_an_organization_update_the_apps_slug_index_refuses_fails(
     else:
         raise AssertionError("a refused update counted as done")
     assert store.collection(ORGANIZATION).find_one({"clerkId": "org_one"})["slug"] == "one"
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_an_update_the_apps_index_refuses_names_it_on_a_schema_with_an_app_id(
+    receiver: RunningReceiver, store: Store
+) -> None:
+    """With an app id the stored user is updated first (no id is allocated for it): the
+    app's index refusing that update is named as the upsert's refusal is, not a bare 11000."""
+    store.users.create_index("username", unique=True, name="app_username")
+    a = clerk_user(user_id="user_a", email="a@x.com", username="alice", updated_at=1000)
+    b = clerk_user(user_id="user_b", email="b@x.com", username="bob", updated_at=1000)
+    for data in (a, b):
+        assert post(receiver.url, WEBHOOK_SECRET, event("user.created", data)).status_code == 200
+    takes_bob = event("user.updated", {**a, "username": "bob", "updated_at": 3000})
+    answer = post(receiver.url, WEBHOOK_SECRET, takes_bob)
+    assert answer.status_code == 503 and "app_username" in answer.text
+    assert find_user(store, "user_a")["username"] == "alice"

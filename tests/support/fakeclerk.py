@@ -8,7 +8,8 @@ offset: 422 otherwise, as Clerk does), count, get, ``GET /instance`` (its id and
 environment type), metadata deep merge (null deletes a key), delete.
 Organizations: ``GET /organizations`` and the instance-wide
 ``GET /organization_memberships`` (``{data, total_count}``, limit 1-500,
-offset), ``GET /organizations/{id}/memberships``; an instance without
+offset), ``GET /organizations/{id}/memberships``; ``GET /jwks`` (the instance's public
+keys: ``tests.support.tokens`` signs session tokens with the private half); an instance without
 organizations answers Clerk's 403 ``organization_not_enabled_in_instance``.
 ``user_offset_limit`` makes a users page past that offset fail with a 504, as
 a deep offset on the real API "eventually times out". It enforces an
@@ -90,6 +91,9 @@ class FakeClerk:
         # offset as argument): lets a test change Clerk in the middle of a paging run.
         self.after_page: Callable[[int], None] | None = None
         self._init_orgs()
+        from tests.support.tokens import jwks
+
+        self.jwks = jwks()
         self._server: ThreadingHTTPServer | None = None
 
     # -- state helpers for tests -------------------------------------------------------------
@@ -212,8 +216,8 @@ class FakeClerk:
         if segments[0] in ORG_ROOTS:
             return self._handle_orgs(method, segments, query, auth)
         route = (
-            f"{method} /instance"
-            if segments[0] == "instance"
+            f"{method} /{segments[0]}"
+            if segments[0] in ("instance", "jwks")
             else f"{method} /users"
             + (
                 "/count"
@@ -252,6 +256,8 @@ class FakeClerk:
                     },
                     {},
                 )
+            if route == "GET /jwks":
+                return 200, copy.deepcopy(self.jwks), {}
             if segments[0] != "users":
                 return 404, _error("resource_not_found", "not found"), {}
             if route == "GET /users":

@@ -21,12 +21,11 @@ from clerksync.receiver.http import server_config
 from clerksync.settings import Settings
 
 
-class RunningReceiver:
-    def __init__(
-        self, settings: Settings, *, limits: dict[str, Any] | None = None, **options: Any
-    ) -> None:
-        self.app = create_app(settings, **options)
-        self.receiver: Receiver = self.app.state.receiver
+class RunningApp:
+    """An ASGI app on uvicorn over loopback HTTP (in a thread), with the receiver's settings."""
+
+    def __init__(self, app: Any, *, limits: dict[str, Any] | None = None) -> None:
+        self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -39,7 +38,7 @@ class RunningReceiver:
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
 
-    def start(self) -> RunningReceiver:
+    def start(self) -> Any:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
@@ -52,6 +51,14 @@ class RunningReceiver:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+class RunningReceiver(RunningApp):
+    def __init__(
+        self, settings: Settings, *, limits: dict[str, Any] | None = None, **options: Any
+    ) -> None:
+        super().__init__(create_app(settings, **options), limits=limits)
+        self.receiver: Receiver = self.app.state.receiver
 
 
 def post(

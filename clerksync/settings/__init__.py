@@ -7,25 +7,41 @@ or, from a subfolder, of the project's root (``clerksync.statedir.env_files``: w
 
 Values are kept as given; each command checks only what it needs
 (``Settings.require``) so ``doctor`` can report a malformed value as a failing
-check while every other command stops with one line and exit 2.
+check while every other command stops with one line and exit 2. The validators are
+``clerksync.settings.checks``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from clerksync.clerk.keys import DEFAULT_API_URL
 from clerksync.errors import ConfigError
 from clerksync.mapping.files import load_schema
 from clerksync.mapping.schema import DEFAULT as DEFAULT_SCHEMA
 from clerksync.mapping.schema import Schema
+from clerksync.settings.checks import (
+    check_authorized_parties,
+    check_database_name,
+    check_http_url,
+    check_jwt_key,
+    check_mongodb_url,
+    check_publishable_key,
+    check_secret_key,
+    check_webhook_secret,
+)
 from clerksync.statedir import default_state_dir, env_files
+
+__all__ = [
+    "Settings",
+    "check_http_url",
+    "check_webhook_secret",
+    "load_settings",
+    "mask",
+]
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
 
@@ -52,6 +68,8 @@ KNOWN_NAMES = (
     "CLERKSYNC_MONGO_TIMEOUT_MS",
     "CLERKSYNC_SCHEMA",
     "CLERKSYNC_EMBEDDED_IDLE_SECONDS",
+    "CLERK_JWT_KEY",
+    "CLERK_AUTHORIZED_PARTIES",
 )
 
 #: names people reach for that clerksync does not read -> the one it reads
@@ -74,10 +92,15 @@ LIKELY_MEANT = {
     "NEXT_PUBLIC_APP_URL": "NEXT_PUBLIC_URL",
     "NEXT_PUBLIC_SITE_URL": "NEXT_PUBLIC_URL",
     "NEXT_PUBLIC_BASE_URL": "NEXT_PUBLIC_URL",
+    "CLERK_PEM_PUBLIC_KEY": "CLERK_JWT_KEY",
+    "CLERK_JWT_PUBLIC_KEY": "CLERK_JWT_KEY",
+    "CLERK_PUBLIC_KEY": "CLERK_JWT_KEY",
+    "CLERK_AUTHORIZED_PARTY": "CLERK_AUTHORIZED_PARTIES",
+    "AUTHORIZED_PARTIES": "CLERK_AUTHORIZED_PARTIES",
 }
 
 #: prefixes worth a typo check; the rest of a process environment (PATH, HOME…) is not ours
-_TYPO_PREFIXES = ("MONGO", "CLERK", "WEBHO", "NEXT_PUBLIC_", "SVIX")
+_TYPO_PREFIXES = ("MONGO", "CLERK", "WEBHO", "NEXT_PUBLIC_", "SVIX", "AUTHORIZED")
 
 WHERE = {
     "MONGODB_URL": "your MongoDB connection string (Atlas: Connect → Drivers)",
@@ -87,6 +110,8 @@ WHERE = {
     "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": "Clerk Dashboard → Configure → API keys",
     "CLERK_API_URL": "leave unset for https://api.clerk.com/v1",
     "MONGODB_DB": "the database name, when MONGODB_URL names none",
+    "CLERK_JWT_KEY": "Clerk Dashboard → Configure → API keys → Show JWT public key → PEM",
+    "CLERK_AUTHORIZED_PARTIES": "your app's origins, comma-separated, e.g. https://example.com",
 }
 
 
@@ -100,80 +125,6 @@ def mask(secret: str | None) -> str:
     return f"…{secret[-4:]}" if len(secret) > 12 else "…"
 
 
-# -- validators: each returns a problem (for a one-line message) or None ------------------------
-
-
-def check_mongodb_url(value: str) -> str | None:
-    if not value.startswith(("mongodb://", "mongodb+srv://")):
-        return "must start with mongodb:// or mongodb+srv://"
-    hosts = value.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
-    if not hosts:
-        return "has no host"
-    for host in hosts.split(","):  # a replica set lists several host:port pairs
-        name, port = host, ""
-        if ":" in host and not host.endswith("]"):  # [::1] alone is an IPv6 host
-            name, _, port = host.rpartition(":")
-            if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-                return f"has a port that is not a number from 1 to 65535 ({port[:10]!r})"
-        if not name:
-            return "has no host"
-    return None
-
-
-def check_database_name(value: str) -> str | None:
-    if len(value) > 63 or any(c in value for c in '/\\. "$*<>:|?\0'):
-        return (
-            "is not a valid MongoDB database name "
-            "(no spaces, dots, slashes or $; 63 characters at most)"
-        )
-    return None
-
-
-def check_secret_key(value: str) -> str | None:
-    if not value.startswith(("sk_test_", "sk_live_")):
-        return "must be a Clerk secret key starting with sk_test_ or sk_live_"
-    body = value[len("sk_test_") :]
-    if len(body) < 20 or not body.isascii() or not body.isalnum():
-        return "is not a whole Clerk secret key (too short, or odd characters: was it cut?)"
-    return None
-
-
-def check_publishable_key(value: str) -> str | None:
-    if not value.startswith(("pk_test_", "pk_live_")):
-        return "must start with pk_test_ or pk_live_"
-    return None
-
-
-def check_webhook_secret(value: str) -> str | None:
-    if not value.startswith("whsec_"):
-        try:
-            bare = len(base64.b64decode(value + "==", validate=True)) >= 24
-        except (binascii.Error, ValueError):
-            bare = False
-        if bare:  # the secret without its prefix
-            return "must start with whsec_ (put whsec_ in front of it: the Signing Secret has it)"
-        return "must start with whsec_ (copy the Signing Secret, not the endpoint id)"
-    body = value[len("whsec_") :]
-    try:
-        key = base64.b64decode(body + "==", validate=True)
-    except (binascii.Error, ValueError):
-        return "is not valid base64 after whsec_ (was it cut when copied?)"
-    if len(key) < 16:
-        return "decodes to a key shorter than 16 bytes (was it cut when copied?)"
-    return None
-
-
-def check_http_url(value: str) -> str | None:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018  (raises ValueError on a port out of range)
-    except ValueError:
-        return "is not a valid URL (check the host and port)"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an http:// or https:// URL"
-    return None
-
-
 VALIDATORS: dict[str, Callable[[str], str | None]] = {
     "MONGODB_URL": check_mongodb_url,
     "CLERK_SECRET_KEY": check_secret_key,
@@ -182,6 +133,8 @@ VALIDATORS: dict[str, Callable[[str], str | None]] = {
     "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": check_publishable_key,
     "CLERK_API_URL": check_http_url,
     "MONGODB_DB": check_database_name,
+    "CLERK_JWT_KEY": check_jwt_key,
+    "CLERK_AUTHORIZED_PARTIES": check_authorized_parties,
 }
 
 
@@ -196,6 +149,10 @@ class Settings:
     webhook_secret: str | None = None
     public_url: str | None = None
     publishable_key: str | None = None
+    #: the instance's PEM public key: session tokens verified without a network call
+    clerk_jwt_key: str | None = None
+    #: comma-separated origins a session token's ``azp`` must be one of (as given)
+    authorized_parties: str | None = None
     #: where the embedded store, the dev secret and other local state live
     state_dir: Path = Path(".clerksync")
     #: days a delivery's payload is kept for replay (personal data expires)
@@ -222,6 +179,13 @@ class Settings:
     def uses_embedded_store(self) -> bool:
         return not self.mongodb_url
 
+    @property
+    def authorized_origins(self) -> list[str] | None:
+        """``CLERK_AUTHORIZED_PARTIES`` as a list (None: any party is accepted)."""
+        if not self.authorized_parties:
+            return None
+        return [p.strip().rstrip("/") for p in self.authorized_parties.split(",") if p.strip()]
+
     def value(self, name: str) -> str | None:
         return {
             "MONGODB_URL": self.mongodb_url,
@@ -231,6 +195,8 @@ class Settings:
             "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY": self.publishable_key,
             "CLERK_API_URL": self.clerk_api_url,
             "MONGODB_DB": self.mongodb_db,
+            "CLERK_JWT_KEY": self.clerk_jwt_key,
+            "CLERK_AUTHORIZED_PARTIES": self.authorized_parties,
         }[name]
 
     def problems(self, *names: str) -> list[tuple[str, str]]:
@@ -339,6 +305,8 @@ def load_settings(
         webhook_secret=get("WEBHOOK_SECRET"),
         public_url=get("NEXT_PUBLIC_URL"),
         publishable_key=get("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY"),
+        clerk_jwt_key=pem(get("CLERK_JWT_KEY")),
+        authorized_parties=get("CLERK_AUTHORIZED_PARTIES"),
         state_dir=state_dir,
         payload_ttl_days=number("CLERKSYNC_PAYLOAD_TTL_DAYS", 7.0, 3650),
         mongo_timeout_ms=int(number("CLERKSYNC_MONGO_TIMEOUT_MS", 3000, 600_000)),
@@ -347,6 +315,12 @@ def load_settings(
         env_files=tuple(files),
         misnamed=misnamed,
     )
+
+
+def pem(value: str | None) -> str | None:
+    """A PEM as an env var holds it: line breaks written ``\\n`` (one line in a process
+    environment or a container's settings) become real ones."""
+    return value.replace("\\n", "\n") if value else value
 
 
 def likely_typos(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
