@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
+from clerksync.clerk.routes import route_template
 from clerksync.errors import ClerkApiError, UserNotFound
 
 PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
@@ -30,35 +31,8 @@ ID_BATCH = 100  # user_id filters per request
 INSTANCE_LIMITS = {"test": 100, "live": 1000}
 
 
-#: path segments of the Backend API routes clerksync calls; any other segment is an id
-ROUTE_WORDS = frozenset(
-    (
-        "users",
-        "count",
-        "metadata",
-        "instance",
-        "organizations",
-        "organization_memberships",
-        "memberships",
-        "billing",
-        "subscription_items",
-        "organization_roles",
-        "organization_permissions",
-        "organization_invitations",
-        "organization_domains",
-        "waitlist_entries",
-    )
-)
-
 #: told of every request: its route template and Clerk's status (None: no answer)
 RequestObserver = Callable[[str, int | None], None]
-
-
-def route_template(method: str, path: str) -> str:
-    """``PATCH /users/user_2x…/metadata`` -> ``PATCH /users/{id}/metadata``: a bounded name
-    for a request, whatever ids it carries (a metric label must never hold one)."""
-    parts = [p if p in ROUTE_WORDS else "{id}" for p in path.split("?", 1)[0].split("/") if p]
-    return f"{method} /" + "/".join(parts)
 
 
 #: share of the instance limit clerksync takes by default: the rest is headroom for the
