@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test lint docs bench clean
 
 $(BIN)/.installed-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,21 @@ browser:
 	  fi; \
 	fi
 
+# The journeys' Next.js app (mongoose) and doctor's MongoDB-shell fixes run under Node in
+# the tests: npm installs what tests/support/node/package-lock.json pins.
+NODE_DIR := tests/support/node
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: setup  ## the embedded store + a local receiver with this machine's kept dev secret
 	$(BIN)/clerksync serve --dev
 
-test: setup
+test: setup $(NODE_DIR)/node_modules/.installed
 	$(BIN)/python -m pytest
+
+docs: setup  ## the docs site into site/; --strict: a broken link or anchor fails the build
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: setup
 	$(BIN)/ruff check clerksync tests bench
@@ -44,4 +54,4 @@ bench: setup
 	$(BIN)/python bench/serve_bench.py
 
 clean:
-	rm -rf $(VENV) .clerksync
+	rm -rf $(VENV) .clerksync site $(NODE_DIR)/node_modules

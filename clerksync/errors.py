@@ -77,7 +77,9 @@ class ClerkApiError(ClerkSyncError):
 
     ``status`` is the HTTP status (0 when no answer came), ``retry_after`` the
     seconds Clerk asked us to wait on a 429, ``code`` Clerk's error code when it gave one
-    (``organization_not_enabled_in_instance``…).
+    (``organization_not_enabled_in_instance``…). ``unreachable``: no connection could be
+    made to a Clerk API that never answered (a wrong ``CLERK_API_URL``): retrying cannot
+    help.
     """
 
     def __init__(
@@ -87,12 +89,16 @@ class ClerkApiError(ClerkSyncError):
         status: int = 0,
         retry_after: float | None = None,
         code: str | None = None,
+        unreachable: bool = False,
     ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
         self.code = code
+        self.unreachable = unreachable
 
     @property
     def retryable(self) -> bool:
+        if self.unreachable:
+            return False
         return self.status == 0 or self.status == 429 or self.status >= 500

@@ -19,29 +19,43 @@ from typing import Any
 PROJECT_MARKERS = (".git", "pyproject.toml", "package.json")
 
 
-def default_state_dir(cwd: Path) -> Path:
-    """``./.clerksync``, or, from a subfolder of a project, the project's: the nearest one
-    between here and the project's root (the first folder up with ``.git``,
-    ``pyproject.toml`` or ``package.json``), as git finds ``.git``. A command run from
-    ``src/`` then uses the project's embedded store and dev secret, not a new empty store.
-    Outside a project, or past the home folder, nothing is searched: a stray ``.clerksync``
-    in a home or temporary folder is never taken up."""
-    if (cwd / ".clerksync").is_dir():
-        return cwd / ".clerksync"
+def project_folders(cwd: Path) -> tuple[Path, ...]:
+    """The folders from ``cwd`` up to its project's root (the first folder up with ``.git``,
+    ``pyproject.toml`` or ``package.json``), nearest first; just ``cwd`` outside a project or
+    when the search would pass the home folder first."""
     home = Path.home()
     chain: list[Path] = []
     for folder in (cwd, *cwd.parents):
         chain.append(folder)
         if any((folder / marker).exists() for marker in PROJECT_MARKERS):
-            break
+            return tuple(chain)
         if folder == home:
-            return cwd / ".clerksync"
-    else:
-        return cwd / ".clerksync"  # no project root above: no search
-    for folder in chain:
+            break
+    return (cwd,)
+
+
+def default_state_dir(cwd: Path) -> Path:
+    """``./.clerksync``, or, from a subfolder of a project, the project's: the nearest one
+    between here and the project's root (``project_folders``), as git finds ``.git``. A
+    command run from ``src/`` then uses the project's embedded store and dev secret, not a
+    new empty store. Outside a project, or past the home folder, nothing is searched: a stray
+    ``.clerksync`` in a home or temporary folder is never taken up."""
+    for folder in project_folders(cwd):
         if (folder / ".clerksync").is_dir():
             return folder / ".clerksync"
     return cwd / ".clerksync"
+
+
+def env_files(cwd: Path) -> tuple[Path, ...]:
+    """The ``.env.local`` and ``.env`` clerksync reads: those of the nearest folder between
+    ``cwd`` and the project's root that has either, searched as ``.clerksync`` is, so a
+    command run from ``src/`` reads the project's settings, not none (and then another
+    database: the embedded store)."""
+    for folder in project_folders(cwd):
+        found = tuple(p for p in (folder / ".env.local", folder / ".env") if p.is_file())
+        if found:
+            return found
+    return ()
 
 
 def private_dir(path: Path) -> Path:

@@ -26,13 +26,29 @@ ORGS_DISABLED_CODE = "organization_not_enabled_in_instance"
 
 
 @contextlib.contextmanager
-def transport_errors() -> Iterator[None]:
+def transport_errors(unreachable_url: str | None = None) -> Iterator[None]:
     """httpx's timeouts and connection failures as ``ClerkApiError`` (status 0), for SDK
-    calls and raw requests alike."""
+    calls and raw requests alike. ``unreachable_url`` (no answer from Clerk yet, and the
+    caller fails fast): a connection that could not be made is ``unreachable`` and names
+    that URL, not a blip to retry for seconds."""
     import httpx
 
     try:
         yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        if unreachable_url is not None:
+            reason = "no answer" if isinstance(exc, httpx.ConnectTimeout) else _reason(exc)
+            raise ClerkApiError(
+                f"cannot connect to the Clerk API at {unreachable_url} ({reason}): check "
+                "CLERK_API_URL (leave it unset for Clerk's own) and the network",
+                status=0,
+                unreachable=True,
+            ) from None
+        raise ClerkApiError(
+            f"cannot reach the Clerk API ({exc.__class__.__name__}); check CLERK_API_URL "
+            "and the network",
+            status=0,
+        ) from None
     except httpx.TimeoutException:
         raise ClerkApiError("Clerk did not answer in time", status=0) from None
     except httpx.TransportError as exc:
@@ -41,6 +57,17 @@ def transport_errors() -> Iterator[None]:
             "and the network",
             status=0,
         ) from None
+
+
+def _reason(exc: Exception) -> str:
+    """A connection failure in a few words (never the URL's credentials: there are none in it,
+    the key goes in a header)."""
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service" in text or "nodename" in text or "resolv" in text or "getaddrinfo" in text:
+        return "the host name does not resolve"
+    return exc.__class__.__name__
 
 
 def api_error(status: int, headers: Mapping[str, str], body: str) -> ClerkApiError:

@@ -19,9 +19,12 @@ from typing import Any
 
 from clerksync.clerk.answers import FeatureDisabled, api_error, transport_errors
 from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
+from clerksync.clerk.routes import route_template
 from clerksync.errors import ClerkApiError, UserNotFound
 
 PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
+#: seconds a connection to the Backend API may take: Clerk answers within it from anywhere
+CONNECT_TIMEOUT = 2.0
 ID_BATCH = 100  # user_id filters per request
 #: what an instance-wide list is asked besides its page, unless it says otherwise
 DEFAULT_ORDER = {"order_by": "+created_at"}
@@ -32,35 +35,8 @@ Off = tuple[tuple[int, str | None], ...]
 INSTANCE_LIMITS = {"test": 100, "live": 1000}
 
 
-#: path segments of the Backend API routes clerksync calls; any other segment is an id
-ROUTE_WORDS = frozenset(
-    (
-        "users",
-        "count",
-        "metadata",
-        "instance",
-        "organizations",
-        "organization_memberships",
-        "memberships",
-        "billing",
-        "subscription_items",
-        "organization_roles",
-        "organization_permissions",
-        "organization_invitations",
-        "organization_domains",
-        "waitlist_entries",
-    )
-)
-
 #: told of every request: its route template and Clerk's status (None: no answer)
 RequestObserver = Callable[[str, int | None], None]
-
-
-def route_template(method: str, path: str) -> str:
-    """``PATCH /users/user_2x…/metadata`` -> ``PATCH /users/{id}/metadata``: a bounded name
-    for a request, whatever ids it carries (a metric label must never hold one)."""
-    parts = [p if p in ROUTE_WORDS else "{id}" for p in path.split("?", 1)[0].split("/") if p]
-    return f"{method} /" + "/".join(parts)
 
 
 #: share of the instance limit clerksync takes by default: the rest is headroom for the
@@ -81,7 +57,13 @@ def default_rate(secret_key: str | None) -> float:
 class ClerkGateway:
     """Backend API access. ``retry_budget_ms`` caps the SDK's own 5xx retries;
     ``on_request`` is told of every request (route template, status), for the receiver's
-    metrics: passed in, so this layer knows nothing of who counts."""
+    metrics: passed in, so this layer knows nothing of who counts.
+
+    ``fail_fast``: until Clerk has answered once, a connection that cannot be made (refused,
+    a host that does not resolve, ``CONNECT_TIMEOUT`` without an answer) is a configuration
+    error naming the URL, not a failure to retry: a bulk job with a wrong ``CLERK_API_URL``
+    stops at once instead of retrying silently. The receiver's workers keep retrying (Clerk
+    may come back)."""
 
     def __init__(
         self,
@@ -90,6 +72,7 @@ class ClerkGateway:
         api_url: str = DEFAULT_API_URL,
         timeout_ms: int = 10_000,
         retry_budget_ms: int = 0,
+        fail_fast: bool = False,
         on_request: RequestObserver | None = None,
     ) -> None:
         from clerk_backend_api import Clerk
@@ -111,6 +94,8 @@ class ClerkGateway:
         )
         self.requests = 0
         self._requests_lock = threading.Lock()
+        self.fail_fast = fail_fast
+        self._answered = False  # has Clerk answered anything yet?
         self.on_request = on_request
 
     def close(self) -> None:
@@ -135,18 +120,25 @@ class ClerkGateway:
         self._count()
         status: int | None = None
         try:
-            with transport_errors():
+            with self._transport_errors():
                 answer = fn(**kwargs)
+            self._answered = True
             status = 200
             return answer
         except models.ResponseValidationError:
             status = 200
             raise ClerkApiError("Clerk answered something the SDK's models reject") from None
         except models.ClerkBaseError as exc:
+            self._answered = True
             status = exc.status_code
             raise api_error(exc.status_code, exc.headers, exc.body) from None
         finally:
             self._observe(route, status)
+
+    def _transport_errors(self) -> contextlib.AbstractContextManager[None]:
+        """httpx's failures as ``ClerkApiError``; with ``fail_fast``, a connection refused
+        (or never made) before Clerk ever answered is ``unreachable`` and names the URL."""
+        return transport_errors(self.api_url if self.fail_fast and not self._answered else None)
 
     def count_users(self) -> int:
         result = self._call("GET /users/count", self.sdk.users.count)
@@ -335,22 +327,25 @@ class ClerkGateway:
         """
         client = self.sdk.sdk_configuration.client
         assert client is not None
+        import httpx
+
         self._count()
         route = route_template(method, path)
         try:
-            with transport_errors():
+            with self._transport_errors():
                 request = client.build_request(
                     method,
                     f"{self.api_url}{path}",
                     params=params,
                     json=body,
                     headers={"authorization": f"Bearer {self.secret_key}"},
-                    timeout=self.timeout_ms / 1000,
+                    timeout=httpx.Timeout(self.timeout_ms / 1000, connect=CONNECT_TIMEOUT),
                 )
                 response = client.send(request)
         except ClerkApiError:
             self._observe(route, None)
             raise
+        self._answered = True
         self._observe(route, response.status_code)
         if response.status_code != 200:
             raise api_error(response.status_code, response.headers, response.text)

@@ -21,7 +21,8 @@ HELP = """Keep your app's MongoDB users in step with Clerk.
 \b
 Settings, the first found wins:
   1. the process environment
-  2. .env.local, then .env, in the working folder
+  2. .env.local, then .env, in the working folder or, from a subfolder, the
+     nearest folder up to the project's root that has them
      (--env-file FILE reads that file instead; it may come anywhere on the line)
 Run `clerksync doctor` to see what is set, and what to fix.
 
@@ -65,7 +66,10 @@ class ClerkSyncGroup(TyperGroup):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta["clerksync.args"] = list(args)
-        return super().parse_args(ctx, hoist_env_file(list(args)))
+        try:
+            return super().parse_args(ctx, hoist_env_file(list(args)))
+        except click_exceptions() as exc:
+            raise with_close_options(exc) from None
 
     def invoke(self, ctx: Any) -> Any:
         from clerksync.cli.common import json_messages
@@ -75,17 +79,19 @@ class ClerkSyncGroup(TyperGroup):
             return super().invoke(ctx)
         except ClerkSyncError as exc:
             fail(f"Error: {exc}", exc.exit_code)
-        except click_exceptions() as exc:
+        except click_exceptions() as raised:
+            shown = with_close_options(raised)
             args = ctx.meta.get("clerksync.args", [])
-            if "serve" in args and "--log-json" in args and hasattr(exc, "format_message"):
+            if "serve" in args and "--log-json" in args and hasattr(shown, "format_message"):
                 # `serve --log-json`: a bad option is a start-up error like any other, one
                 # JSON line (a log collector reads every line as JSON).
                 from clerksync.receiver.logs import configure_logging
 
                 configure_logging(json_lines=True)
                 json_messages(True)
-                fail(f"Error: {exc.format_message()}", getattr(exc, "exit_code", 2))
-            raise  # usage errors (exit 2 with click's message), exits, aborts: click's to show
+                fail(f"Error: {shown.format_message()}", getattr(shown, "exit_code", 2))
+            # usage errors (exit 2 with click's message), exits, aborts: click's to show
+            raise shown from None
         except Exception as exc:
             if os.environ.get("CLERKSYNC_DEBUG"):
                 raise
@@ -121,6 +127,38 @@ def click_exceptions() -> tuple[type[BaseException], ...]:
     else:
         found.append(bundled.ClickException)  # UsageError, NoSuchOption, BadParameter, ...
     return tuple(found)
+
+
+def with_close_options(exc: BaseException) -> BaseException:
+    """An unknown option's "Possible options" as click offers them are any near enough by its
+    loose measure (``--phone`` got ``--help, --json``): only the command's options close to
+    what was typed are offered; when none is, the command's options are listed."""
+    import difflib
+
+    typed = getattr(exc, "option_name", None)
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ != "NoSuchOption" or not typed or ctx is None:
+        return exc
+    options = sorted(
+        {
+            name
+            for param in ctx.command.get_params(ctx)
+            for name in (*param.opts, *param.secondary_opts)
+            if name.startswith("--") and name != "--help"
+        }
+    )
+    close = [
+        name
+        for name in options
+        if difflib.SequenceMatcher(None, typed, name).ratio() >= 0.75
+        or (len(typed) > 4 and name.startswith(typed))
+    ]
+    exc.possibilities = close  # type: ignore[attr-defined]
+    if not close and options:
+        exc.message = (  # type: ignore[attr-defined]
+            f"No such option: {typed}. `{ctx.command_path}` takes {', '.join(options)}"
+        )
+    return exc
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -68,18 +68,16 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-#: the width of tables written to a pipe or a file (no terminal to fit): wide enough that
-#: `| grep` sees whole cells; a table is only as wide as its cells need
-PIPED_WIDTH = 1000
+def piped() -> bool:
+    """stdout is a pipe or a file, and COLUMNS does not give a width: tables are then
+    tab-separated lines, whole (for ``cut``, ``awk``, ``grep``), not a layout for a screen."""
+    return "COLUMNS" not in os.environ and not sys.stdout.isatty()
 
 
 def stdout(width: int | None = None) -> Console:
-    """The console for results. On a terminal (or with COLUMNS set), its width; into a pipe
-    or a file, wide: rich would otherwise assume 80 columns and cut cells short."""
+    """The console for results: the terminal's width (or COLUMNS)."""
     from rich.console import Console
 
-    if width is None and "COLUMNS" not in os.environ and not sys.stdout.isatty():
-        width = PIPED_WIDTH
     return Console(highlight=False, width=width)
 
 
@@ -166,19 +164,26 @@ def print_table(
     keep: Sequence[str] = (),
     drop: Sequence[str] = (),
 ) -> None:
-    """Rows as one line each on stdout, whatever the width (a pipe counts as 80 columns).
+    """Rows on stdout, ``columns`` being (key, heading); cells are plain text (module
+    docstring).
 
-    ``columns`` is (key, heading). Columns in ``keep`` (ids a person copies) are
-    never cut; when the line would not fit, the columns in ``drop`` go first, in
-    that order (``--json`` and ``show`` still have them), then the others shrink
-    and end in "…". Cells are plain text: see the module docstring.
+    On a terminal (or with COLUMNS): a table as wide as the screen, no line ending in spaces.
+    Columns in ``keep`` (ids and emails a person copies) are never cut: they wrap when they
+    cannot fit. When a row would not fit on one line, the columns in ``drop`` go first, in
+    that order, and a note on stderr names them (``--json`` and ``show`` have them); then
+    the other columns shrink and end in "…".
+
+    Into a pipe or a file (COLUMNS unset): the heading line and one line per row,
+    tab-separated, every cell whole; the title goes to stderr.
     """
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    console = stdout()
     cells = {key: [cell(row.get(key)) for row in rows] for key, _ in columns}
+    if piped():
+        say(title)
+        out = ["\t".join(heading for _, heading in columns)]
+        out += ["\t".join(cells[key][i] for key, _ in columns) for i in range(len(rows))]
+        sys.stdout.write("".join(line + "\n" for line in out))
+        return
+    width = stdout().width
 
     def natural(key: str, heading: str) -> int:
         return max([len(heading), *(len(c) for c in cells[key])])
@@ -187,17 +192,19 @@ def print_table(
         widest = natural(key, heading)
         return widest if key in keep else min(widest, max(len(heading), 10))
 
-    # a droppable column with nothing in it (no errors, say) is dropped first
+    # a droppable column with nothing in it (no errors, say) goes first, unannounced
     shown = [(k, h) for k, h in columns if k not in drop or any(cells[k])]
+    left_out = []
     for key in drop:
         needed = sum(least(k, h) for k, h in shown) + 3 * (len(shown) - 1)
-        if needed <= console.width:
+        if needed <= width:
             break
+        left_out += [h for k, h in shown if k == key]
         shown = [(k, h) for k, h in shown if k != key]
     # Widths are set here rather than left to Rich, which would cut the last column
     # instead of shortening the long ones: the widest shrinkable column gives way first.
     widths = {k: natural(k, h) for k, h in shown}
-    excess = sum(widths.values()) + 3 * (len(shown) - 1) - console.width
+    excess = sum(widths.values()) + 3 * (len(shown) - 1) - width
     while excess > 0:
         shrinkable = [k for k, h in shown if k not in keep and widths[k] > least(k, h)]
         if not shrinkable:
@@ -205,23 +212,72 @@ def print_table(
         widest = max(shrinkable, key=lambda k: widths[k])
         widths[widest] -= 1
         excess -= 1
-    table = Table(
-        title=Text(cell(title)),
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        title_justify="left",
-    )
+    while excess > 0:  # what must stay whole still does not fit: the widest of it wraps
+        wrappable = [k for k, h in shown if widths[k] > max(len(h), 8)]
+        if not wrappable:
+            break
+        widest = max(wrappable, key=lambda k: widths[k])
+        widths[widest] -= 1
+        excess -= 1
+    _print_table(rows, shown, cells, widths, keep, title, width)
+    if left_out:
+        say(
+            f"({', '.join(left_out)} left out to fit {width} columns: a wider terminal, "
+            "`show` or --json has them)"
+        )
+
+
+def _print_table(
+    rows: Sequence[Any],
+    shown: Sequence[tuple[str, str]],
+    cells: dict[str, list[str]],
+    widths: dict[str, int],
+    keep: Sequence[str],
+    title: str,
+    width: int,
+) -> None:
+    """The table as Rich lays it out, each line without the spaces Rich pads it with."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for key, heading in shown:
+        whole = key in keep  # never cut: wraps instead
         table.add_column(
             heading,
-            no_wrap=True,
-            overflow="fold" if key in keep else "ellipsis",
+            no_wrap=not whole,
+            overflow="fold" if whole else "ellipsis",
             width=widths[key],
         )
     for i in range(len(rows)):
         table.add_row(*(Text(cells[key][i]) for key, _ in shown))
-    console.print(table)
+    print_rendered(cell(title), table, width=width)
+
+
+def print_rendered(*renderables: Any, width: int | None = None) -> None:
+    """Rich renderables on stdout; a ``str`` is one line of plain text (never markup), never
+    hard-wrapped. On a terminal, as Rich prints them (in colour); into a pipe or a file,
+    plain, and no line ends in the spaces Rich pads cells with."""
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    buffer = None if sys.stdout.isatty() else io.StringIO()
+    console = (
+        stdout(width)
+        if buffer is None
+        else Console(file=buffer, width=width, highlight=False, color_system=None)
+    )
+    for renderable in renderables:
+        if isinstance(renderable, str):
+            console.print(Text(renderable), soft_wrap=True)
+        else:
+            console.print(renderable)
+    if buffer is None:
+        return
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
 
 
 def print_json(data: Any) -> None:

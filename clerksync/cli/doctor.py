@@ -2,7 +2,7 @@
 
 import typer
 
-from clerksync.cli.common import JsonOption, cell, print_json, state, stdout
+from clerksync.cli.common import JsonOption, cell, print_json, print_rendered, state
 
 MARKS = {
     "pass": ("✓", "green"),
@@ -29,12 +29,12 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
     else:
         from rich.table import Table
 
-        console = stdout()
-        # a grid, so a long detail or fix wraps under its own text, not under the mark
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column(overflow="fold")
+        shown: list[object] = []
         for check in checks:
+            # a grid, so a long detail or fix wraps under its own text, not under the mark
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="fold")
             mark, color = MARKS[check.status]
             line = Text()
             line.append(f"{cell(check.name)}: ", style="bold")
@@ -43,7 +43,10 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
             if check.hint:
                 label = "note" if check.status == "info" else "fix"
                 grid.add_row("", Text(f"{label}: {cell(check.hint)}", style="dim"))
-        console.print(grid)
-        console.print("All checks passed." if healthy else "Some checks failed.")
+            shown.append(grid)
+            # one line each, never hard-wrapped: copied and run as they are
+            shown += [f"    {cell(command)}" for command in check.commands]
+        shown.append("All checks passed." if healthy else "Some checks failed.")
+        print_rendered(*shown)
     if not healthy:
         raise typer.Exit(1)

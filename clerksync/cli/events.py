@@ -132,13 +132,22 @@ def stats(ctx: typer.Context, since: SinceOption = None, json: JsonOption = Fals
     if json:
         print_json(result.to_json())
         return
-    typer.echo(plural(result.total, "delivery", "deliveries"))
-    for name, count in sorted(result.outcomes.items()):
-        typer.echo(f"  {cell(name):<10} {count:>7}  {result.rate(name):6.1%}")
-    for name, count in sorted(result.types.items()):
-        typer.echo(f"  {cell(name):<32} {count:>7}")
+    total = plural(result.total, "delivery", "deliveries")
+    print_table(
+        [
+            {"outcome": name, "count": count, "rate": f"{result.rate(name):.1%}"}
+            for name, count in sorted(result.outcomes.items())
+        ],
+        (("outcome", "outcome"), ("count", "count"), ("rate", "rate")),
+        f"{total}, by outcome",
+    )
+    print_table(
+        [{"type": name, "count": count} for name, count in sorted(result.types.items())],
+        (("type", "event type"), ("count", "count")),
+        "by event type",
+    )
     if result.replays:
-        typer.echo(f"  (and {plural(result.replays, 'replay')}, not counted above)")
+        say(f"(and {plural(result.replays, 'replay')}, not counted above)")
 
 
 def tail_line(delivery: "Delivery") -> str:

@@ -9,8 +9,8 @@ from clerksync.cli.common import (
     open_store,
     plural,
     print_json,
+    print_rendered,
     print_table,
-    stdout,
     text,
 )
 
@@ -73,7 +73,7 @@ def show_org(
     for key, value in view.items():
         if key != "members":
             table.add_row(key, text(value))  # plain text, escaped: never markup or a command
-    stdout().print(table)
+    print_rendered(table)
     members = view["members"]
     print_table(
         members,

@@ -109,8 +109,19 @@ def send(
             sent_state.save(settings.state_dir)
         except OSError:
             say("Note: could not remember this user for the next `send` (state dir not writable).")
+    made = body.get("data")
+    object_id = made.get("id") if isinstance(made, dict) else None
+    object_id = object_id if isinstance(object_id, str) else None
     if json:
-        print_json(result.to_json())
+        # what was sent is named: the id of the user (or other object) it made or changed
+        print_json(
+            {
+                **result.to_json(),
+                "type": event_type,
+                "objectId": object_id,
+                "userId": object_id if event_type.startswith("user.") else None,
+            }
+        )
     elif result.status is None:
         say(f"POST {target}: no answer after {result.latency_ms:.0f} ms")
     else:
@@ -122,7 +133,9 @@ def send(
             f"in {result.latency_ms:.0f} ms ({what})"
         )
         if not result.ok:
-            say(f"  answer: {result.response[:300]}")
+            error = answer.get("error") if isinstance(answer, dict) else None
+            # the receiver's own word, whole: a cut error loses the index it names
+            say(f"  answer: {error if isinstance(error, str) else result.response[:2000]}")
     if not result.ok:
         if not json:
             say(f"  likely cause: {result.diagnosis}")

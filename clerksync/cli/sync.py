@@ -44,7 +44,7 @@ def gateway(ctx: typer.Context, *, required: bool = True) -> "ClerkGateway | Non
         settings.require("CLERK_SECRET_KEY")
     if not settings.clerk_secret_key:
         return None
-    clerk = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url)
+    clerk = ClerkGateway(settings.clerk_secret_key, api_url=settings.clerk_api_url, fail_fast=True)
     ctx.call_on_close(clerk.close)
     return clerk
 
@@ -55,25 +55,34 @@ def rate_for(ctx: typer.Context, rate: float | None) -> float:
     return rate if rate is not None else default_rate(state(ctx).settings.clerk_secret_key)
 
 
+def progress_count(done: int, total: int | None) -> str:
+    """``12/500`` once the total is known; before it, what is done so far (or nothing)."""
+    if total is None:
+        return f"{done}" if done else ""
+    return f"{done}/{total}"
+
+
 @contextlib.contextmanager
 def progress_bar(label: str, quiet: bool) -> Iterator[Any]:
-    """A Rich bar with ETA on a terminal; nothing with --json or when piped."""
+    """A Rich bar with ETA on a terminal; nothing with --json or when piped. A spinner (and
+    the count so far) until the total is known: never ``0/None``."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 
     with Progress(
+        SpinnerColumn(),
         TextColumn(label),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[count]}"),
         TimeRemainingColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(label, total=None, count="")
 
         def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total, count=progress_count(done, total))
 
         yield update
 
@@ -132,10 +141,10 @@ def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
     if json:
         print_json(result.to_json())
     user = result.user
-    role = "admin" if value else "not admin"
+    role = "is now an admin" if value else "is no longer an admin"
     if result.clerk == "failed":
         say(
-            f"MongoDB: {user['clerkId']} is now {role}. Clerk was not updated "
+            f"MongoDB: {user['clerkId']} {role}. Clerk was not updated "
             f"({result.error}); `clerksync sync-metadata` will finish it."
         )
         raise typer.Exit(1)
@@ -144,7 +153,7 @@ def _set_admin(ctx: typer.Context, ident: str, value: bool, json: bool) -> None:
             "updated": "MongoDB and Clerk",
             "not linked": "MongoDB (the app's own user: no Clerk id)",
         }.get(result.clerk, "MongoDB (Clerk waits: CLERK_SECRET_KEY is unset)")
-        say(f"{user['clerkId']} ({user['email'] or 'no email'}) is now {role} in {where}.")
+        say(f"{user['clerkId']} ({user['email'] or 'no email'}) {role} in {where}.")
 
 
 IdArgument = Annotated[str, typer.Argument(metavar="ID", help="Clerk id, Mongo id or email.")]

@@ -9,8 +9,8 @@ from clerksync.cli.common import (
     open_store,
     plural,
     print_json,
+    print_rendered,
     print_table,
-    stdout,
     text,
 )
 
@@ -67,8 +67,8 @@ def list_users(
         [table_row(r) for r in rows],
         COLUMNS,
         f"{plural(len(rows), 'user')} in {store.name!r}",
-        keep=("clerkId",),
-        drop=("username", "created", "name"),
+        keep=("clerkId", "email"),  # what a person copies: never cut, wrapped if it must
+        drop=("username", "created", "name", "isAdmin"),
     )
 
 
@@ -96,7 +96,7 @@ def show_user(
     table.add_column("value", overflow="fold")
     for key, value in view.items():
         table.add_row(key, text(value))
-    stdout().print(table)
+    print_rendered(table)
     if organizations:
         title = plural(len(organizations), "organization")
         print_table(

@@ -153,6 +153,22 @@ def deliveries(store: Store, **filters: Any) -> Iterator[Mapping[str, Any]]:
     return (e for e in iter_records(store, **filters) if not is_probe(e))
 
 
+def still_failed(store: Store, *, since: datetime | None = None) -> dict[str, Delivery]:
+    """The deliveries whose latest word (an attempt, a retry or a replay) is ``failed``:
+    svix-id -> that latest record, newest first. What ``events replay --failed`` replays and
+    ``doctor`` reports. Memory holds each delivery's id and only the failed records."""
+    seen: set[str] = set()
+    found: dict[str, Delivery] = {}
+    for entry in deliveries(store, since=since):
+        svix_id = entry.get("svixId")
+        if not svix_id or svix_id in seen:
+            continue
+        seen.add(svix_id)
+        if entry.get("outcome") == "failed":
+            found[svix_id] = Delivery.from_record(entry)
+    return found
+
+
 def list_deliveries(
     store: Store,
     *,

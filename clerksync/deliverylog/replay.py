@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from clerksync.deliverylog.readers import deliveries, show_delivery
+from clerksync.deliverylog.readers import deliveries, show_delivery, still_failed
 from clerksync.deliverylog.records import append_records, stored_body
 from clerksync.deliverylog.writer import record
 from clerksync.errors import ClerkSyncError, InvalidEvent, NotFound, UsageError
@@ -38,23 +38,12 @@ class ReplayResult:
         }
 
 
-def still_failed(store: Store, since: datetime | None = None) -> set[str]:
-    """The svix-ids of deliveries whose latest word (a retry or a replay) is ``failed``:
-    what ``replay --failed`` would replay (the inspector shows the count first)."""
-    latest: dict[str, Any] = {}
-    for entry in deliveries(store, since=since):
-        svix_id = entry.get("svixId")
-        if svix_id:
-            latest.setdefault(svix_id, entry.get("outcome"))
-    return {svix_id for svix_id, outcome in latest.items() if outcome == "failed"}
-
-
 def _replayable_failures(store: Store, since: datetime | None) -> Iterator[Mapping[str, Any]]:
     """Deliveries whose latest word (a retry or a replay) is still ``failed``, oldest first,
     one stored payload at a time: a first pass without payloads finds them, a second (oldest
     first) yields each one's first record that has its payload (every attempt carries the
     same body). Memory holds the ids, never every payload."""
-    wanted = still_failed(store, since)
+    wanted = set(still_failed(store, since=since))
     if not wanted:
         return
     for entry in deliveries(store, since=since, payload=True, oldest_first=True):

@@ -312,8 +312,18 @@ def diagnose(status: int | None, error: str | None = None) -> str | None:
         return f"wrong path: the receiver must answer POST {WEBHOOK_PATH}"
     if status == 413:
         return "the body is over the receiver's size limit"
+    if status >= 500 and error and error.startswith("index "):
+        return (
+            "an index of the app's refused the write (the error names it): `clerksync doctor` "
+            "says how to fix it; Svix would retry this, and `clerksync events replay --failed` "
+            "replays it once fixed"
+        )
+    if status >= 500 and error and error.startswith("Clerk-id uniqueness"):
+        return "the receiver has no unique Clerk-id index yet: `clerksync doctor` says why"
+    if status >= 500 and error and error.startswith("database:"):
+        return "the receiver could not reach its database; Svix would retry this"
     if status >= 500:
-        return "the receiver failed (5xx): its database may be down; Svix would retry this"
+        return "the receiver failed (5xx); Svix would retry this"
     return f"unexpected answer {status}"
 
 
@@ -338,7 +348,7 @@ def post_event(url: str, secret: str, body: bytes, *, timeout: float = 15.0) -> 
         said = None
     error = said.get("error") if isinstance(said, dict) else None
     diagnosis = diagnose(status, error if isinstance(error, str) else None)
-    return SendResult(url, status, latency, response.text[:500], diagnosis)
+    return SendResult(url, status, latency, response.text[:65536], diagnosis)
 
 
 def curl_command(url: str, secret: str, body: bytes) -> str:

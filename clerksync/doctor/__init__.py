@@ -56,6 +56,7 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
                     "warn",
                     f"Clerk {clerk_users}, MongoDB {mongo_users}",
                     "run `clerksync reconcile` to bring MongoDB in line",
+                    ("clerksync reconcile",),
                 )
             )
     checks += counts.result()
@@ -70,6 +71,7 @@ def run_doctor(settings: Settings, *, probes: bool = True) -> list[Check]:
                 f"{pending} metadata write-back{'' if pending == 1 else 's'} pending{waiting}",
                 "they run while `clerksync serve` runs with CLERK_SECRET_KEY set; "
                 "`clerksync sync-metadata` finishes them now",
+                ("clerksync sync-metadata",) if settings.clerk_secret_key else (),
             )
         )
     elif pending == 0:

@@ -10,13 +10,21 @@ Status = Literal["pass", "info", "warn", "fail"]
 
 @dataclass(frozen=True)
 class Check:
+    """``hint`` says what to do; ``commands`` are the fix's steps to copy, in order, each one
+    line: a shell command (``clerksync …``), a MongoDB shell line (``db.users.…``) or the line
+    the app's model declares (``UserSchema.index(…)``, ``IndexModel(…)``). Followed as
+    written, they make the check pass (each has a test that does exactly that)."""
+
     name: str
     status: Status
     detail: str
     hint: str = ""
+    commands: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["commands"] = list(self.commands)
+        return data
 
 
 def ok(name: str, detail: str) -> Check:

@@ -21,7 +21,7 @@ def check_clerk(settings: Settings) -> tuple[list[Check], int | None]:
     from clerksync.clerk.gateway import ClerkGateway
 
     gateway = ClerkGateway(
-        settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000
+        settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000, fail_fast=True
     )
     try:
         total = gateway.count_users()
@@ -64,7 +64,7 @@ def _kind_counts(settings: Settings) -> list[Check]:
     from clerksync.store.connect import connect
 
     gateway = ClerkGateway(
-        settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000
+        settings.clerk_secret_key, api_url=settings.clerk_api_url, timeout_ms=5000, fail_fast=True
     )
     try:
         store = connect(settings)
@@ -105,4 +105,10 @@ def _kind_count(store: Store, gateway: ClerkGateway, kind: Kind) -> Check | None
     detail = f"Clerk {in_clerk}, MongoDB {in_mongo}"
     if in_clerk == in_mongo:
         return ok(name, detail)
-    return Check(name, "warn", detail, "run `clerksync reconcile` to bring MongoDB in line")
+    return Check(
+        name,
+        "warn",
+        detail,
+        "run `clerksync reconcile` to bring MongoDB in line",
+        ("clerksync reconcile",),
+    )

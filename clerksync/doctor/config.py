@@ -11,16 +11,25 @@ from clerksync.settings import WHERE, Settings, mask
 
 
 def check_env_files(settings: Settings) -> list[Check]:
+    """Which env files were read (those of the working folder, or of the project's root:
+    ``clerksync.statedir.env_files``), or where none was found."""
+    from clerksync.statedir import project_folders
+
     checks = []
     if settings.env_files:
         checks.append(ok("env files", "read " + ", ".join(str(p) for p in settings.env_files)))
     else:
+        folders = project_folders(Path.cwd())
+        where = str(folders[0])
+        if len(folders) > 1:
+            where += f" or up to the project's root {folders[-1]}"
         checks.append(
             Check(
                 "env files",
                 "info" if settings.uses_embedded_store else "warn",
-                f"no .env.local or .env in {Path.cwd()}; using the process environment only",
-                "put your settings in .env.local (see .env.example), or pass --env-file",
+                f"no .env.local or .env in {where}; using the process environment only",
+                "put your settings in .env.local at your project's root (see .env.example), "
+                "or pass --env-file",
             )
         )
     for found, meant in settings.misnamed:
@@ -115,7 +124,7 @@ def check_variables(settings: Settings) -> list[Check]:
             "info" if local else "warn",
             "unset: cannot derive the webhook endpoint Clerk must post to",
             "set NEXT_PUBLIC_URL to your app's public base URL; to receive Clerk's deliveries "
-            "on this machine, see `clerk webhooks listen` in the README",
+            "on this machine, see `clerk webhooks listen` in docs/receiver.md",
         ),
     )
     if settings.public_url and "NEXT_PUBLIC_URL" not in problems:

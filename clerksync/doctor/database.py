@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from clerksync.doctor.checks import Check, ok
+from clerksync.doctor.checks import Check, info, ok
 from clerksync.errors import ClerkSyncError
 from clerksync.settings import Settings
 from clerksync.writeback.queue import queue_of
@@ -69,9 +69,8 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
         where = f"{store.users.name}.{store.clerk_id}"
         if store.users.name not in store.db.list_collection_names():
             checks.append(
-                Check(
+                info(
                     "Clerk-id index",
-                    "warn",
                     f"no {store.users.name} collection yet",
                     "it is created with its index by `clerksync serve` on start",
                 )
@@ -79,17 +78,25 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
         elif store.has_unique_clerk_index():
             checks.append(ok("Clerk-id index", f"unique index on {where}"))
         else:
+            twins, remove = shared_clerk_ids(store)
             checks.append(
                 Check(
                     "Clerk-id index",
                     "fail",
                     f"{where} has no unique index: "
-                    "concurrent deliveries can create duplicate users",
-                    "start `clerksync serve` once to create it (it fails if duplicates "
-                    "already exist: `clerksync users list --search` finds them)",
+                    "concurrent deliveries can create duplicate users"
+                    + (f"; documents share a Clerk id: {twins}" if twins else ""),
+                    (
+                        "delete the extra copies (keep one document per Clerk id), then make "
+                        "the index (every command that writes makes it first)"
+                        if twins
+                        else "make it: `clerksync serve` does on start, and so does every "
+                        "command that writes"
+                    ),
+                    (*remove, "clerksync events replay --failed"),
                 )
             )
-        checks += check_app_collection(store)
+        checks += check_app_collection(store, has_key=bool(settings.clerk_secret_key))
         users, pending = store.count(), queue_of(store).pending()
         checks += check_stopped_write_backs(store)
     except Exception as exc:  # database errors mid-check: report, never trace
@@ -105,6 +112,26 @@ def check_mongodb(settings: Settings) -> tuple[list[Check], int | None, int | No
     finally:
         store.close()
     return checks, users, pending
+
+
+def shared_clerk_ids(store: Store, limit: int = 5) -> tuple[str, list[str]]:
+    """Clerk ids several documents share (what keeps the unique index from being made): a
+    few named, and the commands deleting every copy but the first (the oldest ``_id``)."""
+    key = store.clerk_id
+    groups = store.users.aggregate(
+        [
+            {"$match": {key: {"$type": "string"}}},
+            {"$group": {"_id": f"${key}", "ids": {"$push": "$_id"}, "n": {"$sum": 1}}},
+            {"$match": {"n": {"$gt": 1}}},
+            {"$limit": limit},
+        ]
+    )
+    named, remove = [], []
+    for group in groups:
+        ids = sorted(group["ids"])
+        named.append(f"{group['_id']} ({len(ids)} documents)")
+        remove += [f'db.{store.users.name}.deleteOne({{ _id: ObjectId("{i}") }})' for i in ids[1:]]
+    return ", ".join(named), remove
 
 
 def check_stopped_write_backs(store: Store) -> list[Check]:
@@ -131,14 +158,16 @@ def check_stopped_write_backs(store: Store) -> list[Check]:
     ]
 
 
-def check_app_collection(store: Store) -> list[Check]:
+def check_app_collection(store: Store, *, has_key: bool = False) -> list[Check]:
     """The app's collection under the schema: clerksync's indexes, the app's unique indexes
     that can refuse Clerk users, the mapping against sampled documents, adoption conflicts."""
-    from clerksync.kinds.user import CLERK_USER_ID
+    from clerksync.doctor.appdata import (
+        check_adoption,
+        check_failed_deliveries,
+        check_unique_indexes,
+    )
     from clerksync.store.database import DUE_INDEX
-    from clerksync.store.users import UserHooks
 
-    users = store.schema.users
     name = store.users.name
     indexes = store.app_indexes()
     checks = [check_schema_sample(store)]
@@ -154,97 +183,17 @@ def check_app_collection(store: Store) -> list[Check]:
             "clerksync indexes",
             "warn" if fresh else "fail",
             "missing: " + "; ".join(missing),
-            "start `clerksync serve` (or run `clerksync reconcile --dry-run`): each index is "
-            "made on its own, and the receiver logs why one cannot be",
+            "`clerksync serve` makes them on start, and so does every command that writes "
+            "(this one also replays what failed, nothing if nothing did); each index is made "
+            "on its own, and one that cannot be is named with why",
+            ("clerksync events replay --failed",),
         )
         if missing
         else ok("clerksync indexes", "the delivery log's TTL index and the write-back index")
     )
-    # the app's unique indexes that can refuse a Clerk user
-    sources = {f.name: f for f in users.fields}
-    for index in indexes:
-        keys = list(dict(index["key"]))
-        if not index.get("unique") or keys in (["_id"], [users.clerk_id]):
-            continue
-        reasons = []
-        partial = index.get("partialFilterExpression") or {}
-        for key in keys:
-            mapped = sources.get(key)
-            if mapped is None:
-                continue
-            empty = mapped.default
-            if key not in partial:
-                shown = "null" if empty is None else repr(empty)
-                what = {"email": "an email", "phone": "a phone number"}.get(
-                    mapped.source, f"a {mapped.source.replace('_', ' ')}"
-                )
-                reasons.append(f"every Clerk user without {what} stores {key}={shown}")
-            if mapped.source in ("username_or_fallback", "full_name"):
-                reasons.append(f"{key} is computed and two Clerk users can share it")
-        if not reasons:
-            continue
-        fields = ", ".join(keys)
-        checks.append(
-            Check(
-                f"unique index {index['name']}",
-                "warn",
-                f"{name}({fields}) can refuse Clerk users: " + "; ".join(reasons) + " (such "
-                "deliveries fail with 503 naming it, and Svix retries)",
-                f"make it partial so it skips missing values: db.{name}.dropIndex("
-                f'"{index["name"]}"); db.{name}.createIndex({{{keys[0]}: 1}}, {{unique: true, '
-                f'partialFilterExpression: {{{keys[0]}: {{$type: "string"}}}}}}) — or drop it '
-                "(Clerk keeps usernames and emails unique among its users); then "
-                "`clerksync events replay --failed`",
-            )
-        )
-    # adoption: app-created documents by email
-    if users.email:
-        app_made = store.users.find(
-            {users.clerk_id: {"$not": {"$regex": CLERK_USER_ID.pattern}}, users.email: {"$gt": ""}},
-            {users.email: 1},
-        ).limit(10_000)
-        by_email: dict[str, list[str]] = {}
-        capitals = 0
-        for doc in app_made:
-            address = doc.get(users.email)
-            if isinstance(address, str):
-                by_email.setdefault(address.lower(), []).append(str(doc["_id"]))
-                capitals += address != address.lower()
-        conflicts = [ids for ids in by_email.values() if len(ids) > 1]
-        if conflicts:
-            listed = "; ".join(", ".join(ids) for ids in conflicts[:5])
-            checks.append(
-                Check(
-                    "adoption",
-                    "warn",
-                    f"{len(conflicts)} emails are held by several app-created documents "
-                    f"(Mongo ids: {listed}): a Clerk user with that email adopts none of them",
-                    "merge or delete the extra documents, then `clerksync reconcile`",
-                )
-            )
-        if capitals:
-            checks.append(
-                Check(
-                    "adoption",
-                    "warn",
-                    f"{capitals} app-created documents keep their email with capitals: "
-                    "adoption compares lower-case addresses (as Clerk keeps them)",
-                    f"lower-case {name}.{users.email} in those documents",
-                )
-            )
-        if by_email and not UserHooks(store).email_indexed():
-            size = store.estimated_count()
-            checks.append(
-                Check(
-                    "adoption",
-                    "warn",
-                    f"{len(by_email)} app-created documents wait to be adopted, and "
-                    f"{name}.{users.email} has no index: every signup with a verified email "
-                    f"(the receiver, ensure_user) scans the collection, {size} documents, "
-                    "to look for one",
-                    f"create an index on it: db.{name}.createIndex({{{users.email}: 1}})",
-                )
-            )
+    checks += check_unique_indexes(store, indexes)
+    checks += check_adoption(store, has_key)
+    checks += check_failed_deliveries(store)
     return checks
 
 
@@ -254,12 +203,30 @@ def check_schema_sample(store: Store, sample: int = 200) -> Check:
     from clerksync.mapping.schema import PRESETS
 
     users = store.schema.users
+    # Only what clerksync wrote is compared: the app's own documents may lack Clerk's fields
+    # (a null Clerk id waits for its user to be adopted); they only tell a wrong preset.
     docs = list(store.users.find({bk.UPDATED_AT: {"$exists": True}}).limit(sample))
-    if not docs:
-        docs = list(store.users.find({}).limit(sample))
     schema = f"schema {store.schema.name}"
     if not docs:
-        return ok("schema", f"{schema}: no documents to compare yet")
+        theirs = list(store.users.find({}).limit(sample))
+        for preset in PRESETS.values():
+            if preset.users.clerk_id != users.clerk_id and any(
+                preset.users.clerk_id in d and users.clerk_id not in d for d in theirs
+            ):
+                return Check(
+                    "schema",
+                    "fail",
+                    f"{schema}: the documents have {preset.users.clerk_id}, not "
+                    f"{users.clerk_id}, as the {preset.name} schema writes",
+                    f"set CLERKSYNC_SCHEMA={preset.name} in .env.local (or a mapping file "
+                    "naming your fields)",
+                    (f"echo CLERKSYNC_SCHEMA={preset.name} >> .env.local",),
+                )
+        return ok(
+            "schema",
+            f"{schema}: no documents clerksync wrote to compare yet"
+            + (f" ({len(theirs)} of the app's)" if theirs else ""),
+        )
     if not any(users.clerk_id in d for d in docs):
         for preset in PRESETS.values():
             if preset.users.clerk_id != users.clerk_id and any(
@@ -270,7 +237,9 @@ def check_schema_sample(store: Store, sample: int = 200) -> Check:
                     "fail",
                     f"{schema}: no sampled document has {users.clerk_id}; they have "
                     f"{preset.users.clerk_id}, as the {preset.name} schema writes",
-                    f"set CLERKSYNC_SCHEMA={preset.name} (or a mapping file naming your fields)",
+                    f"set CLERKSYNC_SCHEMA={preset.name} in .env.local (or a mapping file "
+                    "naming your fields)",
+                    (f"echo CLERKSYNC_SCHEMA={preset.name} >> .env.local",),
                 )
     expected: dict[str, tuple[type, ...]] = {users.clerk_id: (str,)}
     for mapped in users.fields:
@@ -304,6 +273,6 @@ def check_schema_sample(store: Store, sample: int = 200) -> Check:
         "schema",
         "warn",
         f"{schema}, {len(docs)} sampled documents: " + "; ".join(parts),
-        'check CLERKSYNC_SCHEMA names your model\'s fields (README, "Your schema"); '
+        "check CLERKSYNC_SCHEMA names your model's fields (docs/schema.md); "
         "`clerksync reconcile` fills the Clerk-owned ones",
     )

@@ -1,5 +1,5 @@
 """``CLERKSYNC_SCHEMA``: a preset's name, or a TOML mapping file that starts from a preset
-and overrides it (README, "Your schema"). Every mistake is one ConfigError (exit 2) at
+and overrides it (docs/schema.md, "Mapping files"). Every mistake is one ConfigError (exit 2) at
 start, never a strange document later."""
 
 from __future__ import annotations

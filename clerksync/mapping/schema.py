@@ -9,8 +9,8 @@ asks one ``Schema`` (chosen by ``CLERKSYNC_SCHEMA``) instead of naming fields it
              from an atomic counter), ``username``, ``name``, ``email``, ``phone``,
              ``address``, ``password_hash``, ``role``, ``auth_provider``, ``is_active``,
              ``status``
-a path       a TOML mapping file that starts from a preset and overrides it (README, "Your
-             schema"; ``load_mapping_file`` below)
+a path       a TOML mapping file that starts from a preset and overrides it (docs/schema.md,
+             "Mapping files"; ``load_mapping_file`` below)
 
 What a mapping says about the users collection (``UserMapping``):
 

@@ -246,6 +246,10 @@ def public_view(doc: Mapping[str, Any], users: UserMapping) -> dict[str, Any]:
         "lastName": get(users.field_for("last_name")),
         "username": get(users.username),
         "profilePicture": get(users.field_for("image_url")),
+        "name": get(users.field_for("full_name")),
+        "appId": get(users.app_id),
+        # the app's role field when admin rights are a role (the fastapi preset's ``role``)
+        "role": None if isinstance(users.admin.value, bool) else get(users.admin.field),
         "isAdmin": users.is_admin(doc),
         "createdAt": iso(get(users.created_at)),
         "updatedAt": iso(get(users.updated_at)),

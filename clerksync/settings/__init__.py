@@ -1,8 +1,9 @@
 """Settings: loaded once from the process env, ``.env.local`` and ``.env``.
 
 Precedence follows Next.js, so one set of files serves the app and clerksync:
-the process environment wins, then ``.env.local``, then ``.env`` in the
-working folder. ``--env-file PATH`` replaces the two files.
+the process environment wins, then ``.env.local``, then ``.env`` of the working folder
+or, from a subfolder, of the project's root (``clerksync.statedir.env_files``: where its
+``.clerksync`` is found). ``--env-file PATH`` replaces the two files.
 
 Values are kept as given; each command checks only what it needs
 (``Settings.require``) so ``doctor`` can report a malformed value as a failing
@@ -32,7 +33,7 @@ from clerksync.settings.checks import (
     check_secret_key,
     check_webhook_secret,
 )
-from clerksync.statedir import default_state_dir
+from clerksync.statedir import default_state_dir, env_files
 
 __all__ = [
     "Settings",
@@ -261,7 +262,7 @@ def load_settings(
             raise ConfigError(f"--env-file {env_file}: no such file")
         files = [env_file]
     else:
-        files = [p for p in (cwd / ".env.local", cwd / ".env") if p.is_file()]
+        files = list(env_files(cwd))
 
     merged: dict[str, str] = {}
     came_from: dict[str, str] = {}  # variable -> where its value was read
@@ -295,6 +296,13 @@ def load_settings(
             raise ConfigError(f"{name} must be a number above 0 and at most {largest:g}")
         return value
 
+    # a relative mapping file is read from the folder of the env file that names it (the
+    # project's root, from a subfolder too), or the working folder when the process env does
+    schema_base = cwd
+    if files and not environ.get("CLERKSYNC_SCHEMA", "").strip():
+        schema_base = next(
+            (p.parent for p in files if _read_env_file(p).get("CLERKSYNC_SCHEMA")), cwd
+        )
     home = get("CLERKSYNC_HOME")
     state_dir = Path(home) if home else default_state_dir(cwd)
     if state_dir.exists() and not state_dir.is_dir():
@@ -313,7 +321,7 @@ def load_settings(
         payload_ttl_days=number("CLERKSYNC_PAYLOAD_TTL_DAYS", 7.0, 3650),
         mongo_timeout_ms=int(number("CLERKSYNC_MONGO_TIMEOUT_MS", 3000, 600_000)),
         embedded_idle_seconds=number("CLERKSYNC_EMBEDDED_IDLE_SECONDS", 900, 7 * 86400),
-        schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=cwd),
+        schema=load_schema(get("CLERKSYNC_SCHEMA"), cwd=schema_base),
         env_files=tuple(files),
         misnamed=misnamed,
         origins=origins,

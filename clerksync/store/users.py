@@ -3,7 +3,7 @@ documents the app created itself, and the write-back mark; and the admin flag.
 
 The app id (the fastapi preset's ``user_id``) comes from one counter document: ``$inc`` is
 atomic, so concurrent signups never share one, and a number handed out is never handed out
-again. Adoption (README, "Adoption"): a Clerk user with no document under its Clerk id,
+again. Adoption (docs/schema.md, "Adoption"): a Clerk user with no document under its Clerk id,
 whose primary email is *verified* and matches exactly one document the app created (no
 Clerk user id), takes that document over instead of getting a second one. The mark
 (``clerksync.dueAt``, ``seq``) is written in the same write as the state that needs it, so
@@ -12,6 +12,7 @@ a crash cannot lose a write-back.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -28,6 +29,15 @@ from clerksync.store.database import Store
 from clerksync.store.hooks import Hooks, WriteResult
 from clerksync.store.mongo import translated, translating, utcnow
 from clerksync.store.writer import Writer
+
+log = logging.getLogger("clerksync.store")
+
+#: what adoption by email relies on, by the kind of index the app's email field has
+EMAIL_INDEX_USE = {
+    "unique": "a new user whose email an app document holds is adopted when the index refuses it",
+    "plain": "a new user with a verified email is looked up by it and adopts the app's document",
+    None: "no index: a new user's email is looked for by a scan while the app has documents",
+}
 
 
 def with_mark(update: Mapping[str, Any], now: Any) -> dict[str, Any]:
@@ -154,23 +164,35 @@ class UserHooks(Hooks):
         return self._email_index_kind() == "unique"
 
     def _email_index_kind(self) -> str | None:
-        now = time.monotonic()
-        if self._email_index is None or now - self._email_index[0] > 60:
-            email = self.users.email
-            kind = None
-            for index in self.store.app_indexes() if email else []:
-                key = dict(index["key"])
-                if next(iter(key), None) != email:
-                    continue
-                whole = (
-                    len(key) == 1
-                    and index.get("unique")
-                    and "partialFilterExpression" not in index
-                    and "collation" not in index
-                )
-                kind = "unique" if whole else kind or "plain"
-            self._email_index = (now, kind)
-        return self._email_index[1]
+        """The kind of the email field's index, read once a minute; while the field has none,
+        at each use (a signup with a verified email: one listIndexes), so an index the app
+        creates while the receiver runs is used from the next signup on (before, that signup
+        was refused by it, or duplicated a document the app had just made)."""
+        cached = self._email_index
+        if cached is None or cached[1] is None or time.monotonic() - cached[0] > 60:
+            return self._read_email_index()
+        return cached[1]
+
+    def _read_email_index(self) -> str | None:
+        email = self.users.email
+        kind = None
+        for index in self.store.app_indexes() if email else []:
+            key = dict(index["key"])
+            if next(iter(key), None) != email:
+                continue
+            whole = (
+                len(key) == 1
+                and index.get("unique")
+                and "partialFilterExpression" not in index
+                and "collation" not in index
+            )
+            kind = "unique" if whole else kind or "plain"
+        previous = self._email_index
+        if previous is not None and previous[1] != kind:
+            where = f"{self.store.users.name}.{email}"
+            log.warning("the app's index on %s changed: %s", where, EMAIL_INDEX_USE[kind])
+        self._email_index = (time.monotonic(), kind)
+        return kind
 
     def app_documents(self) -> bool:
         """Does the collection hold a document the app created (``AppDocuments``)?"""

@@ -152,6 +152,18 @@ def test_did_you_mean_for_a_mistyped_name(cli, db_env, monkeypatch: pytest.Monke
     assert "CLERK_SECRET_KEY" in checks["CLERK_API_KEY"]["hint"]
 
 
+def test_an_unknown_option_is_offered_only_close_options(cli) -> None:
+    """``send --phone`` was offered ``--help, --json`` (click's loose "Possible options")."""
+    phone = cli("send", "user.created", "--phone", "+15550100")
+    assert phone.exit_code == 2
+    assert "--help, --json" not in phone.stderr and "Possible options" not in phone.stderr
+    said = " ".join(phone.stderr.split())
+    assert "No such option: --phone. `clerksync send` takes --data, --email," in said
+    typo = cli("send", "user.created", "--emial", "a@b.co")
+    assert typo.exit_code == 2 and "(Possible options: --email)" in typo.stderr
+    assert "(Possible options: --json)" in cli("users", "list", "--jsno").stderr
+
+
 def test_no_did_you_mean_when_the_real_name_is_set(
     cli, db_env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from clerksync.devtools.payloads import clerk_user
 from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.store.database import Store
@@ -20,6 +22,9 @@ FIELDS = {
     "lastName",
     "username",
     "profilePicture",
+    "name",
+    "appId",
+    "role",
     "isAdmin",
     "createdAt",
     "updatedAt",
@@ -83,6 +88,19 @@ def test_show_by_every_id_form(cli, store: Store) -> None:
         view = json.loads(result.stdout)
         assert set(view) == FIELDS | {"organizations"}  # show adds the user's orgs
         assert view["id"] == mongo_id
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_show_json_under_the_fastapi_preset_has_its_name_app_id_and_role(cli, store: Store) -> None:
+    """The report's Beanie model keeps a full name, an integer ``user_id`` and a ``role``:
+    ``users show --json`` left all three out (only the guide's fields had keys)."""
+    seed(store)
+    bob = json.loads(cli("users", "show", "user_bob", "--json").stdout)
+    ada = json.loads(cli("users", "show", "user_ada", "--json").stdout)
+    assert bob["name"] == find_user(store, "user_bob")["name"] and bob["name"]
+    assert {bob["appId"], ada["appId"]} == {1, 2}  # the counter's integers
+    assert (bob["role"], bob["isAdmin"]) == ("admin", True)
+    assert (ada["role"], ada["isAdmin"]) == (None, False)
 
 
 def test_show_unknown_id_exits_1_with_a_clear_message(cli, store: Store) -> None:

@@ -78,13 +78,13 @@ def test_readme_documents_what_help_says_about_exit_codes() -> None:
     assert "port" in section and "already in use" in section
 
 
-def test_readme_lists_every_key_of_reconcile_json() -> None:
+def test_the_docs_list_every_key_of_reconcile_json() -> None:
     from clerksync.jobs.reconcile import ReconcileResult
     from clerksync.jobs.walk import KindSummary
     from clerksync.kinds.registry import KINDS
 
-    text = " ".join(README.read_text().split())
-    listed = text.split("`reconcile --json` prints", 1)[1].split("A progress bar", 1)[0]
+    text = " ".join((README.parent / "docs" / "bulk-jobs.md").read_text().split())
+    listed = text.split("`reconcile --json` prints", 1)[1].split("Users are paged", 1)[0]
     # every kind reconcile can walk: those with a Backend API list (payment attempts have none)
     every = {k.name: KindSummary(note="n", prune_refused="r") for k in KINDS if k.listing}
     printed = ReconcileResult(every).to_json()
@@ -92,3 +92,13 @@ def test_readme_lists_every_key_of_reconcile_json() -> None:
     keys |= {key for part in printed.values() if isinstance(part, dict) for key in part}
     missing = [k for k in sorted(keys) if f'"{k}"' not in listed and f"`{k}`" not in listed]
     assert missing == []
+
+
+def test_the_license_pyproject_names_is_at_the_root() -> None:
+    """pyproject said MIT and there was no LICENSE file."""
+    root = README.parent
+    declared = re.search(r'^license = "(.*)"$', (root / "pyproject.toml").read_text(), re.M)
+    assert declared is not None
+    text = (root / "LICENSE").read_text()
+    assert declared.group(1) == "MIT" and text.startswith("MIT License")
+    assert "Permission is hereby granted, free of charge" in text

@@ -253,3 +253,29 @@ def test_an_invitation_and_a_waitlist_entry_take_the_given_address(
         assert doc is not None and doc["email"] == "someone@example.com", event_type
     refused = cli("send", "role.created", "--email", "x@example.com", *target)
     assert refused.exit_code == 2 and "--email does not apply to role.created" in refused.stderr
+
+
+def test_an_index_refusal_is_shown_whole_with_its_real_cause(cli, receiver, store: Store) -> None:
+    """The answer was cut at 300 characters (mid-word, the index's name lost past it) and
+    blamed on the database ("its database may be down")."""
+    from tests.support.writes import seed_user
+
+    name = "app_username_unique_" + "u" * 200  # the app's index, named at length
+    store.users.create_index("username", unique=True, name=name)
+    seed_user(store, "user_first", username="grace")
+    args = ("send", "user.created", "--username", "grace", "--url", receiver.url)
+    result = cli(*args)
+    assert result.exit_code == 1 and ": 503 failed in" in result.stderr
+    answer = " ".join(result.stderr.split("answer:", 1)[1].split("likely cause:", 1)[0].split())
+    assert name in answer and len(answer) > 300
+    cause = result.stderr.split("likely cause:", 1)[1]
+    assert "an index of the app's refused the write" in cause and "clerksync doctor" in cause
+    assert "database may be down" not in result.stderr
+
+
+def test_json_names_the_user_send_made(cli, receiver, store: Store) -> None:
+    made = json.loads(cli("send", "user.created", "--url", receiver.url, "--json").stdout)
+    assert made["type"] == "user.created" and made["userId"] == made["objectId"]
+    assert find_user(store, made["userId"])["clerkId"] == made["userId"]
+    org = json.loads(cli("send", "organization.created", "--url", receiver.url, "--json").stdout)
+    assert org["userId"] is None and org["objectId"].startswith("org_")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from clerksync.kinds.user import USER
 from clerksync.store.database import Store
 from clerksync.writeback.queue import queue_of
@@ -193,3 +195,21 @@ def test_doctor_probes_no_guessed_port(cli, store: Store, webhook_secret: str) -
     assert check["status"] == "warn" and "no receiver to probe" in check["detail"]
     assert ":8000" not in everything
     assert not [name for name in by_name(report) if name.startswith("receiver http")]
+
+
+@pytest.mark.parametrize("schema", ["fastapi"], indirect=True)
+def test_the_apps_own_users_with_a_null_clerk_id_are_no_schema_warning(store: Store) -> None:
+    """The report's app creates users itself, ``clerk_user_id`` null until Clerk's user
+    arrives: before any Clerk user existed, doctor warned "of another type clerk_user_id
+    (NoneType)" about them. Only what clerksync wrote is compared with the mapping."""
+    from clerksync.doctor.database import check_schema_sample
+    from tests.support.writes import seed_user
+
+    own = {"clerk_user_id": None, "user_id": 7, "username": "ada", "name": "Ada", "role": None}
+    store.users.insert_one({**own, "email": "ada@example.com", "phone": ""})
+    before = check_schema_sample(store)
+    assert before.status == "pass", before.detail
+    assert "no documents clerksync wrote" in before.detail
+    seed_user(store, "user_grace", email="grace@example.com")
+    after = check_schema_sample(store)
+    assert after.status == "pass" and "1 sampled document matches" in after.detail, after.detail

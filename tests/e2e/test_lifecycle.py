@@ -1,4 +1,4 @@
-"""What clerksync opens it closes: a receiver mounted as the README shows, the CLI's store,
+"""What clerksync opens it closes: a receiver mounted as the docs show, the CLI's store,
 and the embedded store's idle time read with the other settings."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from clerksync.devtools.payloads import clerk_user, event
 from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+RECEIVER_PAGE = Path(__file__).resolve().parents[2] / "docs" / "receiver.md"
 
 
 def open_clients() -> int:
@@ -27,8 +27,8 @@ def open_clients() -> int:
     return sum(1 for t in threading.enumerate() if t.name == "pymongo_kill_cursors_thread")
 
 
-def readme_mount_example() -> str:
-    text = README.read_text()
+def mount_example() -> str:
+    text = RECEIVER_PAGE.read_text()
     section = text.split("Mount it in your own FastAPI or Starlette app:", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)  # type: ignore[union-attr]
 
@@ -49,11 +49,11 @@ def settled(count: Any, at_most: int, seconds: float = 10.0) -> int:
 def test_twenty_apps_mounting_the_receiver_as_the_readme_shows_leave_nothing_behind(
     db_env: dict[str, str], store: Store, webhook_secret: str
 ) -> None:
-    code = readme_mount_example()
+    code = mount_example()
 
     def one_app(n: int) -> None:
         scope: dict[str, Any] = {}
-        exec(code, scope)  # the README's example, as written
+        exec(code, scope)  # the docs' example, as written
         with TestClient(scope["app"]) as client:
             body = json.dumps(event("user.created", clerk_user(user_id=f"user_mount{n}")))
             from clerksync.clerk.webhooks import sign

@@ -116,6 +116,15 @@ def test_promote_and_demote_by_every_id_form(cli, store: Store, fake_clerk: Fake
         assert fake_clerk.users[clerk_id]["public_metadata"]["userMongoId"] == mongo_id
 
 
+def test_promote_and_demote_say_it_in_plain_words(cli, store: Store, fake_clerk: FakeClerk) -> None:
+    """demote said "user_… is now not admin"."""
+    [clerk_id] = seed_both(fake_clerk, store, 1)
+    promoted, demoted = cli("promote", clerk_id), cli("demote", clerk_id)
+    assert f"{clerk_id} (s0@x.com) is now an admin in MongoDB and Clerk." in promoted.stderr
+    assert f"{clerk_id} (s0@x.com) is no longer an admin in MongoDB and Clerk." in demoted.stderr
+    assert "not admin" not in demoted.stderr
+
+
 @ALL_SCHEMAS
 def test_promote_when_clerk_fails_keeps_mongo_and_exits_1(
     cli, store: Store, fake_clerk: FakeClerk

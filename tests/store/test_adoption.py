@@ -77,6 +77,25 @@ def test_the_receiver_adopts_the_app_created_document(
     assert bk.has(doc, bk.DUE)  # Clerk learns the document's id
 
 
+@pytest.mark.parametrize("index", ["plain", "unique"])
+def test_an_email_index_the_app_creates_while_the_receiver_runs_is_used_at_once(
+    receiver: RunningReceiver, store: Store, index: str
+) -> None:
+    """The receiver read the index list (no email index) and found no app document at a
+    first signup; the app then makes its index and a document. The next signup adopts it (it
+    was refused 503 by a unique index, or got a second document beside a plain one, until
+    the index list was read again a minute later or at a restart)."""
+    first = clerk_user(user_id="user_first", email="first@example.com")
+    assert post(receiver.url, WEBHOOK_SECRET, event("user.created", first)).status_code == 200
+    email_index(store, index)  # the app starts and its ORM makes its indexes
+    mongo_id = app_user(store, "grace@example.com")
+    data = clerk_user(user_id="user_grace", email="grace@example.com")
+    response = post(receiver.url, WEBHOOK_SECRET, event("user.created", data))
+    assert (response.status_code, response.json()["outcome"]) == (200, "applied")
+    assert store.count() == 2  # user_first and the adopted document: no second Grace
+    assert find_user(store, "user_grace")["_id"] == mongo_id
+
+
 def test_adoption_when_the_server_names_the_username_index_first(
     receiver: RunningReceiver, store: Store
 ) -> None:

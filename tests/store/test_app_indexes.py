@@ -68,8 +68,8 @@ def test_a_unique_username_index_fails_the_delivery_until_it_is_fixed(
     assert entry.outcome == "failed" and "username_1" in (entry.error or "")
     assert store.users.count_documents({"clerkId": "user_p2"}) == 0
     flagged = {c.name: c for c in check_app_collection(store)}
-    assert flagged["unique index username_1"].status == "warn"
-    assert "partialFilterExpression" in flagged["unique index username_1"].hint
+    assert flagged["unique index username_1"].status == "fail"  # user_p1 holds null
+    assert any("partialFilterExpression" in c for c in flagged["unique index username_1"].commands)
     # The operator applies doctor's fix; Svix's retry (same svix-id) stores the user.
     store.users.drop_index("username_1")
     store.users.create_index(
@@ -166,7 +166,7 @@ def test_doctor_json_names_a_refusing_index(store: Store, cli: object) -> None:
     upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_e", emails=[], username="e")))
     result = cli("doctor", "--json")  # type: ignore[operator]
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
-    assert checks["unique index email_1"]["status"] == "warn"
+    assert checks["unique index email_1"]["status"] == "fail"  # user_e holds null
     assert "without an email" in checks["unique index email_1"]["detail"]
 
 

@@ -55,3 +55,12 @@ def upsert_outcome(store: Store, kind: Kind, item: Any, *, likely_new: bool = Fa
 
 def delete_outcome(store: Store, kind: Kind, clerk_id: str, **options: Any) -> str:
     return delete(store, kind, clerk_id, **options).outcome
+
+
+def seed_user(store: Store, user_id: str, **fields: Any) -> WriteResult:
+    """A Clerk user stored through the one write path, as a delivery stores it
+    (``clerk_user``'s keywords: ``email``, ``username``, ``first_name``…)."""
+    from clerksync.devtools.payloads import clerk_user
+    from clerksync.kinds.user import USER, parse_clerk_user
+
+    return upsert(store, USER, parse_clerk_user(clerk_user(user_id=user_id, **fields)))

@@ -29,9 +29,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from clerksync.deliverylog.changes import delivery_changes
-from clerksync.deliverylog.readers import list_deliveries, parse_outcome, parse_since, show_delivery
+from clerksync.deliverylog.readers import (
+    list_deliveries,
+    parse_outcome,
+    parse_since,
+    show_delivery,
+    still_failed,
+)
 from clerksync.deliverylog.records import log_version
-from clerksync.deliverylog.replay import ReplayResult, replay, still_failed
+from clerksync.deliverylog.replay import ReplayResult, replay
 from clerksync.deliverylog.timeline import WINDOWS, per_minute
 from clerksync.deliverylog.writer import OUTCOMES
 from clerksync.devtools.inspector.access import Guard
