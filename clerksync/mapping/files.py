@@ -77,7 +77,8 @@ def schema_from_dict(data: Mapping[str, Any], *, name: str) -> Schema:
     base = PRESETS[preset_name]
     users = base.users
     if "users" in data:
-        users = _users_over(base.users, _table(data["users"], "[users]"))
+        table = _table(data["users"], "[users]")
+        users = _yield_derived(_users_over(base.users, table), named=set(table))
     _check_users(users)
     sections = {
         kind: _section_over(BY_NAME[kind], section, data.get(BY_NAME[kind].plural))
@@ -224,6 +225,20 @@ def _admin(spec: Any) -> AdminFlag:
     if not isinstance(value, str) or not value:
         raise ValueError("users.admin.value must be true (a boolean flag) or a role string")
     return AdminFlag(name, value, table.get("unset"))
+
+
+def _yield_derived(users: UserMapping, named: set[str]) -> UserMapping:
+    """A field kept from other kinds (the plan) that the mapping did not name itself gives
+    way to a field of the app's own of that name (an insert constant ``plan = "free"``, say):
+    a mapping written before clerksync kept plans still loads, and the app's field is left
+    as the app writes it. Named in ``[users]``, a clash is an error (``_check_users``)."""
+    taken = {users.clerk_id, users.admin.field, users.created_at, users.updated_at}
+    taken |= {users.app_id, *users.on_insert, *(f.name for f in users.fields)}
+    derived = {
+        logical: None if logical not in named and name in taken else name
+        for logical, name in users.derived.items()
+    }
+    return replace(users, derived=derived) if derived != dict(users.derived) else users
 
 
 def _check_users(users: UserMapping) -> None:

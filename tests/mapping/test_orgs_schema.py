@@ -102,3 +102,23 @@ def test_a_bad_org_mapping_is_a_clear_error(data: dict, tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="CLERKSYNC_SCHEMA"):
         load_schema(str(path))
+
+
+def test_an_apps_own_plan_field_wins_over_the_plan_kept_from_subscription_items() -> None:
+    """A mapping written before clerksync kept plans (``[users.on_insert] plan = "free"``, as
+    the docs' own example has) still loads: the app's field is its own and no plan is kept
+    under that name. Naming the plan in ``[users]`` on the same field is the error it was."""
+    from clerksync.kinds.user import USER
+
+    schema = schema_from_dict(
+        {"preset": "fastapi", "users": {"on_insert": {"plan": "free"}}}, name="t"
+    )
+    assert schema.users.on_insert["plan"] == "free"
+    assert "plan" not in schema.derived(USER)  # no plan kept: the field is the app's
+    assert schema.derived(USER).get("plan_status") == "plan_status"
+    moved = schema_from_dict(
+        {"users": {"on_insert": {"plan": "free"}, "plan": "billing_plan"}}, name="t"
+    )
+    assert moved.derived(USER)["plan"] == "billing_plan"
+    with pytest.raises(ValueError, match="both an insert constant"):
+        schema_from_dict({"users": {"on_insert": {"plan": "free"}, "plan": "plan"}}, name="t")
