@@ -28,7 +28,9 @@ from tests.support.receiver import RunningReceiver, post
 #: text as a sender or an end user could make it (BSON holds no lone surrogate: the
 #: database would refuse such a record, so the writer cannot produce one)
 TEXT = st.text(
-    alphabet=st.one_of(st.sampled_from(list(HOSTILE) + ["\n", "\x00", "{", '"']), st.characters(codec="utf-8")),
+    alphabet=st.one_of(
+        st.sampled_from(list(HOSTILE) + ["\n", "\x00", "{", '"']), st.characters(codec="utf-8")
+    ),
     max_size=40,
 )
 BODIES = st.one_of(
