@@ -91,9 +91,12 @@ def test_a_record_dropped_while_the_writer_takes_it_stops_nothing(store: Store) 
     log._other = _RacingQueue()
     log.add(first)
     # A failed record arrives while the writer reads the head: it makes room by dropping it.
-    log._other.racer = threading.Thread(target=log.add, args=(entry("msg_failed", "failed"),))
+    racer = threading.Thread(target=log.add, args=(entry("msg_failed", "failed"),))
+    log._other.racer = racer
     assert log.flush_now()
-    assert log.flush_now()  # what the racer added once the writer let go
+    racer.join(60)  # it finishes once the writer lets go (a loaded machine may take a while)
+    assert not racer.is_alive()
+    assert log.flush_now()  # what the racer added
     written = [r["svixId"] for r in iter_records(store)]
     assert "msg_first" in written
     assert len(written) + sum(log.dropped.values()) == 2  # each one written or counted dropped
