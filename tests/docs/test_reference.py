@@ -52,8 +52,11 @@ def test_the_readme_is_a_front_door() -> None:
     for install in ("pip install clerksync", "pipx install clerksync", "uvx clerksync doctor"):
         assert install in text
     assert "**Contents:**" in text  # it had no table of contents
-    # the quick start runs the two commands before any detail (SCRAM, folder modes, the GPL)
+    # the quick start's two commands on a fresh machine (the demo on the embedded store, the
+    # tests CI runs), then the app's two, before any detail (SCRAM, folder modes, the GPL)
     quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    first = quick.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert [line.split()[:2] for line in first.splitlines()] == [["make", "demo"], ["make", "test"]]
     assert "clerksync doctor" in quick and "clerksync serve" in quick
     assert not any(word in quick for word in ("SCRAM", "0700", "GPL", ".venv/bin"))
     # the guide's Mongoose model is shown (it was named throughout, never shown)
