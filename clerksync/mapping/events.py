@@ -8,6 +8,7 @@ it. Which kind an event is about, and what it does, is the registry's
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -111,7 +112,12 @@ def logged_body(body: bytes, event_type: str | None = None) -> bytes | None:
         try:
             payload = loads(body)
         except NotJson:
-            return body
+            # What the strict reader refuses (duplicate keys, say) Python's may read: its
+            # type still decides what is kept (an invitation's url never is).
+            try:
+                payload = json.loads(body)
+            except (ValueError, RecursionError):
+                return body  # not JSON at all: shown as text, it names no kind
         found = payload.get("type") if isinstance(payload, dict) else None
         event_type = found if isinstance(found, str) else None
     synced = for_event(event_type) if event_type else None

@@ -83,7 +83,10 @@ def list_users(
     if plan is not None:
         field = store.schema.derived(USER).get("plan")
         if field is None:
-            raise UsageError('--plan: the schema keeps no plan on users ([users] plan = "")')
+            raise UsageError(
+                "--plan: the schema keeps no plan on users (the mapping file's [users] plan = "
+                '"", or a field of the app\'s own named plan: [users] plan = "…" names another)'
+            )
         query[field] = plan
     if search:
         pattern = {"$regex": re.escape(search), "$options": "i"}

@@ -39,6 +39,11 @@ Parents = Mapping[str, set[str]]
 WAITING = "rollups-waiting:"
 
 
+def answered(store: Store, parent_ids: list[str]) -> None:
+    """Remove these parents' markers: created (and recomputed) or deleted, none is read again."""
+    store.tombstones.delete_many({"_id": {"$in": [WAITING + p for p in parent_ids]}})
+
+
 def waiting_keys(store: Store, parent: Kind, parent_id: str) -> list[str]:
     """The marker a new ``parent`` document reads with its tombstone: none when the app keeps
     no field another kind rolls up onto it."""
@@ -141,7 +146,7 @@ def _apply(
         ops.append(UpdateOne(query, change))
     matched = store.collection(parent).bulk_write(ops, ordered=False).matched_count if ops else 0
     if only_found and found:  # the parents' markers are answered
-        store.tombstones.delete_many({"_id": {"$in": [WAITING + p for p in found]}})
+        answered(store, sorted(found))
     return matched < len(ops)
 
 
@@ -158,7 +163,9 @@ def _mark_missing(
     key = store.key(parent)
     stored = find_in(store.collection(parent), key, sorted(parent_ids), {key: 1})
     present = {d.get(key) for d in stored}
+    # A deleted parent never comes back: nothing will read its marker.
     missing = parent_ids - present
+    missing -= store.tombstoned(sorted(missing)) if missing else set()
     if missing:
         marks = [
             UpdateOne({"_id": WAITING + p}, {"$setOnInsert": {"since": utcnow()}}, upsert=True)

@@ -20,7 +20,7 @@ and one that writes it later removes what the insert wrote.
 What only users need (the app id, adoption of the app's own documents, the write-back mark)
 are ``Hooks`` on this path (``clerksync.store.users``), not a second path. Fields a kind
 keeps on its parents (a user's plan) are recomputed after each write of it, and when a
-parent is created (``clerksync.store.rollups``).
+parent is created while one of them waits for it (``clerksync.store.rollups``).
 """
 
 from __future__ import annotations
@@ -212,9 +212,12 @@ class Writer:
                 self.store.collection(kind).delete_one(
                     {self.store.key(kind): item.id, bk.UPDATED_AT: item.updated_at}
                 )
+                if found.intersection(waiting):  # deleted: nothing will read it
+                    rollups.answered(self.store, [item.id])
                 return STALE
             if found:
                 rollups.created(self.store, kind, [item.id])
+                rollups.answered(self.store, [item.id])  # even if its objects have gone
         return WriteResult("applied", wants_write_back=hooks.writes_back, created=inserted)
 
     # -- deletes -----------------------------------------------------------------------------
@@ -235,6 +238,8 @@ class Writer:
             upsert=True,
             return_document=ReturnDocument.BEFORE,
         )
+        if rollups.waiting_keys(store, kind, clerk_id):
+            rollups.answered(store, [clerk_id])  # no document will read it now
         collection, key = store.collection(kind), store.key(kind)
         held = (  # the parents whose fields it counts in (a payer's plan)
             collection.find_one({key: clerk_id}, rollups.fields_read(store, kind))

@@ -190,3 +190,18 @@ def test_both_spellings_apply_and_an_unknown_type_is_ignored_and_counted(
     stats = json.loads(cli("events", "stats", "--json").stdout)
     assert "subscriptionItem.someStateClerkAddsLater" in json.dumps(stats)
     assert '"ignored"' in json.dumps(stats)
+
+
+def test_an_invitation_body_the_strict_reader_refuses_is_kept_without_its_url() -> None:
+    """A signed body nested past the 512 levels clerksync reads is a 400, yet the log keeps
+    it: its type still decides, so an invitation's acceptance url is never kept."""
+    from clerksync.mapping.events import logged_body
+
+    deep = b"[" * 600 + b"]" * 600
+    body = (
+        b'{"type": "organizationInvitation.created", "x": ' + deep + b","
+        b' "data": {"id": "orginv_1", "url": "https://accept.example/?token=SECRET"}}'
+    )
+    kept = logged_body(body)
+    assert kept is None or b"SECRET" not in kept
+    assert logged_body(b"not json at all") == b"not json at all"  # shown as text

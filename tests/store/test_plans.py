@@ -174,3 +174,26 @@ def test_a_payer_created_between_the_items_miss_and_its_marker_still_gets_the_pl
     assert plan_of(store, USER, "user_r1")[0] is None
     rollups._mark_missing(store, kind, rollup, {"user_r1"}, ordered=True)
     assert plan_of(store, USER, "user_r1")[0] == "pro"
+
+
+def test_no_marker_outlives_its_payer(store: Store) -> None:
+    """A marker is read once: the payer's creation removes it (even when its items went
+    before), a deleted payer's is removed with it, and an item for a deleted payer leaves
+    none (nothing would ever read it)."""
+    gone = rollups.WAITING + "user_m1"
+    assert deliver(store, item("csub_item_m1", "active", 1, user_id="user_m1")) == "applied"
+    assert store.tombstones.find_one({"_id": gone}) is not None
+    writer_of(store).delete(BY_NAME["subscription item"], "csub_item_m1")
+    assert deliver(store, signup("user_m1")) == "applied"  # its item went before it came
+    assert store.tombstones.find_one({"_id": gone}) is None
+    # a payer deleted while its marker waits takes the marker with it
+    assert deliver(store, item("csub_item_m2", "active", 1, user_id="user_m2")) == "applied"
+    writer_of(store).delete(USER, "user_m2")
+    assert store.tombstones.find_one({"_id": rollups.WAITING + "user_m2"}) is None
+    # and an item for a deleted payer leaves none (the payer's tombstone refuses it, and a
+    # recompute that misses a deleted payer writes no marker)
+    assert deliver(store, item("csub_item_m3", "active", 1, user_id="user_m2")) in (
+        "applied",
+        "stale",
+    )
+    assert store.tombstones.find_one({"_id": rollups.WAITING + "user_m2"}) is None
