@@ -112,8 +112,8 @@ def logged_body(body: bytes, event_type: str | None = None) -> bytes | None:
         try:
             payload = loads(body)
         except NotJson:
-            # What the strict reader refuses (duplicate keys, say) Python's may read: its
-            # type still decides what is kept (an invitation's url never is).
+            # What the strict reader refuses (nesting past its 512 levels, say) Python's may
+            # read: its type still decides what is kept (an invitation's url never is).
             try:
                 payload = json.loads(body)
             except (ValueError, RecursionError):
