@@ -121,6 +121,12 @@ class Rollup:
         return tuple(next(iter(self.names.values())))
 
 
+def _SAME_NAMED(item: Any) -> Mapping[str, Any]:  # noqa: N802 (a marker, replaced per kind)
+    """``Kind.values``' default, replaced in ``__post_init__`` by the attributes named by
+    its ``fields``."""
+    raise AssertionError("replaced when the Kind is made")
+
+
 @dataclass(frozen=True)
 class Kind:
     """One Clerk object kind clerksync mirrors. See the module docstring."""
@@ -141,8 +147,9 @@ class Kind:
     fields: tuple[str, ...] = ()
     #: those a mapping may drop (``""``): the rest are required
     optional: tuple[str, ...] = ()
-    #: a validated object -> its logical fields' values
-    values: Callable[[Any], Mapping[str, Any]] = lambda item: {}
+    #: a validated object -> its logical fields' values; by default each field is the
+    #: attribute of that name (give one only where a value is converted on the way)
+    values: Callable[[Any], Mapping[str, Any]] = _SAME_NAMED
     #: per preset, the document's names: ``collection``, ``clerk_id``, each logical field,
     #: ``created_at``/``updated_at`` (None: the preset keeps no such field)
     presets: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
@@ -169,6 +176,11 @@ class Kind:
     sticky: tuple[str, ...] = ()
     #: fields kept on parents' documents from their objects of this kind
     rollups: tuple[Rollup, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.values is _SAME_NAMED:
+            names = self.fields
+            object.__setattr__(self, "values", lambda item: {f: getattr(item, f) for f in names})
 
     def tombstone_keys(self, item: Any) -> list[str]:
         """The Clerk ids whose tombstone refuses this object: its own and its parents'."""

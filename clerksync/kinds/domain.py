@@ -83,12 +83,6 @@ DOMAIN = Kind(
     parse_deleted=deleted_parser(DOMAIN_ID, "organization domain", "orgdmn_"),
     fields=("organization_id", "name", "enrollment_mode", "verified"),
     optional=("enrollment_mode", "verified"),
-    values=lambda d: {
-        "organization_id": d.organization_id,
-        "name": d.name,
-        "enrollment_mode": d.enrollment_mode,
-        "verified": d.verified,
-    },
     presets={
         "nextjs": {
             "collection": "organizationDomains",

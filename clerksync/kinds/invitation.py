@@ -75,12 +75,6 @@ INVITATION = Kind(
     parse_deleted=deleted_parser(INVITATION_ID, "organization invitation", "orginv_"),
     fields=("organization_id", "email", "role", "status"),
     optional=("role", "status"),
-    values=lambda i: {
-        "organization_id": i.organization_id,
-        "email": i.email,
-        "role": i.role,
-        "status": i.status,
-    },
     presets={
         "nextjs": {
             "collection": "organizationInvitations",

@@ -81,11 +81,6 @@ MEMBERSHIP = Kind(
     parse=parse_membership,
     parse_deleted=parse_deleted_membership,
     fields=("organization_id", "user_id", "role"),
-    values=lambda m: {
-        "organization_id": m.organization_id,
-        "user_id": m.user_id,
-        "role": m.role,
-    },
     presets={
         "nextjs": {
             "collection": "memberships",

@@ -80,7 +80,6 @@ ORGANIZATION = Kind(
     parse_deleted=parse_deleted_organization,
     fields=("name", "slug", "image_url"),
     optional=("image_url",),
-    values=lambda org: {"name": org.name, "slug": org.slug, "image_url": org.image_url},
     presets={
         "nextjs": {
             "collection": "organizations",

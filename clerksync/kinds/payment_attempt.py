@@ -77,13 +77,6 @@ PAYMENT_ATTEMPT = Kind(
     parse_deleted=deleted_parser(ATTEMPT_ID, "payment attempt", "pa_"),
     fields=("status", "payer_user_id", "payer_organization_id", "amount", "currency"),
     optional=("payer_organization_id", "amount", "currency"),
-    values=lambda a: {
-        "status": a.status,
-        "payer_user_id": a.payer_user_id,
-        "payer_organization_id": a.payer_organization_id,
-        "amount": a.amount,
-        "currency": a.currency,
-    },
     # No collection unless a mapping file names one: the names it then gets.
     presets={
         "nextjs": {

@@ -70,7 +70,6 @@ PERMISSION = Kind(
     parse_deleted=deleted_parser(PERMISSION_ID, "permission", "perm_"),
     fields=("key", "name", "description", "type"),
     optional=("description", "type"),
-    values=lambda p: {"key": p.key, "name": p.name, "description": p.description, "type": p.type},
     presets={
         "nextjs": {
             "collection": "permissions",

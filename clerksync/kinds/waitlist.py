@@ -60,7 +60,6 @@ WAITLIST_ENTRY = Kind(
     parse_deleted=deleted_parser(ENTRY_ID, "waitlist entry", "wle_"),
     fields=("email", "status"),
     optional=("status",),
-    values=lambda e: {"email": e.email, "status": e.status},
     presets={
         "nextjs": {
             "collection": "waitlistEntries",
