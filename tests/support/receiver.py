@@ -25,14 +25,19 @@ class RunningApp:
     """An ASGI app on uvicorn over loopback HTTP (in a thread), with the receiver's settings."""
 
     def __init__(self, app: Any, *, limits: dict[str, Any] | None = None) -> None:
+        self._bind()
         self.app = app
+        self._serve(server_config(self.app, **(limits or {})))
+
+    def _bind(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        port = self.sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
+        self.port = self.sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
         self.url = self.base + "/api/webhooks/clerk"
-        config = server_config(self.app, **(limits or {}))
+
+    def _serve(self, config: uvicorn.Config) -> None:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
@@ -43,7 +48,7 @@ class RunningApp:
         deadline = time.monotonic() + 10
         while not self.server.started:
             if time.monotonic() > deadline:
-                raise RuntimeError("receiver did not start")
+                raise RuntimeError(f"{type(self).__name__}: uvicorn did not start")
             time.sleep(0.01)
         return self
 
