@@ -13,7 +13,7 @@ import time
 from clerksync.devtools.payloads import clerk_user, event
 from tests.conftest import WEBHOOK_SECRET, free_port
 from tests.receiver.test_hardening import partial_request
-from tests.support.receiver import post
+from tests.support.receiver import post, wait_listening
 
 
 def send_raw(port: int, data: bytes, *, read: bool = True) -> None:
@@ -36,14 +36,7 @@ def test_log_json_is_json_on_every_line(db_env: dict[str, str], tmp_path) -> Non
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.05)
+        wait_listening(proc, port)
         url = f"http://127.0.0.1:{port}/api/webhooks/clerk"
         payload = event("user.created", clerk_user(user_id="user_json"))
         assert post(url, WEBHOOK_SECRET, payload).status_code == 200

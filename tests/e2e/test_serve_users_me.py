@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from clerksync.store.database import Store
 from tests.conftest import WEBHOOK_SECRET, free_port
 from tests.support import tokens
 from tests.support.fakeclerk import SECRET_KEY, FakeClerk
+from tests.support.receiver import wait_listening
 
 
 def test_serve_users_me_answers_a_new_user_and_writes_it_back(
@@ -38,14 +38,7 @@ def test_serve_users_me_answers_a_new_user_and_writes_it_back(
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.05)
+        wait_listening(proc, port)
         token = tokens.bearer(tokens.session_token("user_first"))
         answer = httpx.get(f"http://127.0.0.1:{port}/api/users/me", headers=token, timeout=30)
         assert answer.status_code == 200, answer.text

@@ -84,3 +84,16 @@ def post(
     if client is not None:
         return client.post(url, content=body, headers=signed)
     return httpx.post(url, content=body, headers=signed, timeout=30)
+
+
+def wait_listening(proc: Any, port: int, timeout: float = 30) -> None:
+    """Until a ``clerksync serve`` started as ``proc`` accepts connections on ``port``; an
+    assertion error if it exits first or takes longer than ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
