@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 from clerksync.clerk.gateway import ClerkGateway, default_rate
 from clerksync.clerk.webhooks import SignatureError, verify
 from clerksync.deliverylog.writer import DeliveryLog, record
-from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent
+from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUnavailable
 from clerksync.mapping.events import logged_body, parse_event
 from clerksync.receiver.guards import (
     BodyReader,
@@ -178,7 +178,7 @@ class Receiver:
         import pymongo
 
         if not self._started:
-            raise RuntimeError("not started")
+            raise StoreUnavailable("the receiver has not started")
         with pymongo.timeout(1.0):
             return queue_of(self.store).backlog()
 

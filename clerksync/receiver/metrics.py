@@ -26,6 +26,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from clerksync.errors import ClerkSyncError
+
 log = logging.getLogger("clerksync.metrics")
 
 #: distinct event types labelled one by one; past it, ``(other)`` (Clerk sends 45)
@@ -169,7 +171,7 @@ class _BacklogCollector(Collector):
             if self._value is None or time.monotonic() - self._at >= BACKLOG_EVERY:
                 try:
                     self._value = self.read()
-                except Exception as exc:  # the database away: no figure rather than a stale one
+                except ClerkSyncError as exc:  # the database away: no figure, not a stale one
                     log.debug("write-back backlog not read: %s", exc.__class__.__name__)
                     self._value = None
                 self._at = time.monotonic()
