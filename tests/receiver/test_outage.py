@@ -17,6 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+# Imported with the module, not in a test: its first import (shapely, numpy) while other
+# threads of the worker import too raced in importlib once (KeyError in the module lock).
+from secantus import SecantusDBServer
+
 from clerksync.clerk.webhooks import sign
 from clerksync.deliverylog.writer import DeliveryLog, record
 from clerksync.devtools.payloads import clerk_user, event
@@ -48,8 +52,6 @@ class Database:
         self.url = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self) -> None:
-        from secantus import SecantusDBServer
-
         self.server = SecantusDBServer(port=self.port, storage_path=str(self.path))
         self.server.start()
 

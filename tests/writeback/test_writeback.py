@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from secantus import SecantusDBServer  # at import: see tests/receiver/test_outage.py
 
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.settings import load_settings
@@ -155,8 +156,6 @@ def test_two_receivers_on_one_database_apply_and_write_back_once(
 def test_database_outage_answers_503_then_the_retry_succeeds(
     tmp_path: Path, webhook_secret: str, monkeypatch
 ) -> None:
-    from secantus import SecantusDBServer
-
     server = SecantusDBServer(port=free_port(), storage_path=str(tmp_path / "db"))
     server.start()
     port = server.port
