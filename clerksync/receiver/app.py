@@ -21,13 +21,16 @@ delivery probes and the others wait for its answer).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -38,6 +41,7 @@ from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUn
 from clerksync.mapping.events import logged_body, parse_event
 from clerksync.receiver.guards import (
     BodyReader,
+    Receive,
     Refused,
     recorded_headers,
     shown_id,
@@ -65,6 +69,32 @@ log = logging.getLogger("clerksync.server")
 # fast (and, once known, at once), while a loaded database's slow write is not a spurious
 # 503 (1 s was: 24 concurrent signups on a busy two-core machine took 1.0-1.5 s).
 DB_TIMEOUT = 2.0
+
+# Threads that run deliveries' database writes (anyio's default limit, which they had).
+DELIVERY_THREADS = 40
+
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+def answer_bytes(outcome: str, error: str | None = None) -> bytes:
+    """The JSON a delivery is answered with (what Starlette's ``JSONResponse`` wrote)."""
+    body = {"outcome": outcome, "error": error} if error else {"outcome": outcome}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+#: the answers without an error, made once
+ANSWERS = {o: answer_bytes(o) for o in ("applied", "duplicate", "stale", "ignored")}
+
+
+def asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI request's headers by (lower-case) name, the first of repeated ones (as
+    Starlette's ``Headers.get``): a plain dict, read a few times per delivery."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+    return headers
 
 
 class Receiver:
@@ -162,6 +192,7 @@ class Receiver:
             else None,
         )
         self.database = DatabaseWatch(self.store)
+        self.pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="clerksync-delivery")
         self.workers = (
             WriteBackWorkers(
                 self.store,
@@ -194,6 +225,7 @@ class Receiver:
             self.workers.stop()
         self.log.stop()
         self.indexes.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
         self.database.close()
         store, gateway, _ = self._given
         if gateway is None and self.gateway is not None:
@@ -223,11 +255,33 @@ class Receiver:
         body, content_type = self.metrics.exposition(request.headers.get("accept"))
         return Response(body, headers={"content-type": content_type})
 
-    async def webhook(self, request: Request) -> JSONResponse:
+    async def webhook(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+        """``POST /api/webhooks/clerk`` as plain ASGI: a delivery is the hot path, so it
+        skips the framework's request, response and middleware objects (``create_app``
+        routes it before them). An error not identified is a 500 (Svix retries), logged."""
         self.start()
+        headers = asgi_headers(scope)
+        try:
+            status, answer = await self._deliver(headers, receive)
+        except Exception:
+            log.exception("delivery %s failed", shown_id(headers.get("svix-id")))
+            status, answer = 500, answer_bytes("failed", "internal error")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    async def _deliver(self, headers: Mapping[str, str], receive: Receive) -> tuple[int, bytes]:
         started = time.perf_counter()
         received = utcnow()
-        raw_id = request.headers.get("svix-id")
+        raw_id = headers.get("svix-id")
         svix_id = shown_id(raw_id)
 
         def finish(
@@ -242,12 +296,12 @@ class Receiver:
             object_id: str | None = None,
             reason: str | None = None,
             notes: tuple[str, ...] = (),
-        ) -> JSONResponse:
+        ) -> tuple[int, bytes]:
             elapsed = time.perf_counter() - started
             duration = elapsed * 1000
             if self.metrics is not None:
                 signed = verified_body is not None  # the svix-timestamp is the signed one
-                stamp = float(request.headers["svix-timestamp"]) if signed else None
+                stamp = float(headers["svix-timestamp"]) if signed else None
                 self.metrics.delivery(event_type, outcome, elapsed, stamp)
                 if reason is not None:
                     self.metrics.rejection(reason)
@@ -267,19 +321,17 @@ class Receiver:
                         error=error,
                         body=verified_body,
                         payload_ttl=self.payload_ttl,
-                        headers=recorded_headers(request.headers),
+                        headers=recorded_headers(headers),
                         notes=notes,
                     )
                 )
                 log_delivery(
                     svix_id, event_type, object_id, user_id, outcome, status, duration, error, notes
                 )
-            body: dict[str, Any] = {"outcome": outcome}
-            if error:
-                body["error"] = error
-            return JSONResponse(body, status_code=status)
+            answer = ANSWERS.get(outcome) if error is None else None
+            return status, answer or answer_bytes(outcome, error)
 
-        def reject(status: int, error: str, reason: str) -> JSONResponse:
+        def reject(status: int, error: str, reason: str) -> tuple[int, bytes]:
             return finish(status, "rejected", error=error, verified=False, reason=reason)
 
         if raw_id is not None and svix_id != raw_id:
@@ -287,15 +339,15 @@ class Receiver:
                 400, "svix-id: not a message id (up to 128 of A-Z a-z 0-9 _ . : -)", "svix_id"
             )
         # What can be refused from the headers alone is, before a byte of the body is read.
-        problem = signature_headers_problem(request.headers)
+        problem = signature_headers_problem(headers)
         if problem:
             return reject(400, f"signature: {problem}", "signature")
         try:
-            body = await self.bodies.read(request)
+            body = await self.bodies.read(headers, receive)
         except Refused as refused:
             return reject(refused.status, refused.error, refused.reason)
         try:
-            verify(self.secret, body, request.headers)
+            verify(self.secret, body, headers)
         except SignatureError as exc:
             return reject(400, f"signature: {exc}", "signature")
         try:
@@ -304,11 +356,12 @@ class Receiver:
             return finish(
                 400, "rejected", error=f"payload: {exc}", verified_body=body, reason="payload"
             )
+        loop = asyncio.get_running_loop()
         if not self.indexes_ready.is_set():
             # Starting up (mounted apps start on their first request), or the database was
             # away: the index maker tries now, and the delivery waits a little for it.
             self.indexes.retry_now()
-            await run_in_threadpool(self.indexes_ready.wait, 2.0)
+            await loop.run_in_executor(self.pool, self.indexes_ready.wait, 2.0)
             if not self.indexes_ready.is_set():
                 log.error("delivery %s refused: %s", svix_id, self.index_problem)
                 return finish(
@@ -321,9 +374,10 @@ class Receiver:
                 )
         try:
             # While the database is away, one delivery at a time finds out whether it is
-            # back (and wakes the driver's monitor); the rest wait for its answer.
+            # back (and wakes the driver's monitor); the rest wait for its answer. One hop
+            # to a thread of our own (no anyio capacity limiter or cancel scope per call).
             outcome, wants = await self.database.through(
-                lambda probe: run_in_threadpool(self._apply, event, probe)
+                lambda probe: loop.run_in_executor(self.pool, self._apply, event, probe)
             )
         except ClerkSyncError as exc:  # the store says what failed: an index, the database
             if isinstance(exc, IndexRefused):
@@ -354,7 +408,7 @@ class Receiver:
             self.workers.submit(self.store.clerk_key(event.user_id))
         if not self._instance_checked and event.instance_id and is_real_instance(event.instance_id):
             self._instance_checked = True
-            await run_in_threadpool(self._learn_instance, event.instance_id)
+            await loop.run_in_executor(self.pool, self._learn_instance, event.instance_id)
         return finish(
             200,
             outcome,

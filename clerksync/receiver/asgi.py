@@ -4,7 +4,8 @@ in an app of yours (``mount``), its start and stop tied to that app's lifespan."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,6 +17,42 @@ from clerksync.receiver.users_me import PerUser, users_me_route
 from clerksync.settings import WEBHOOK_PATH, Settings
 
 
+class ReceiverApp(Starlette):
+    """Starlette, but a delivery (``POST`` to the webhook's path) goes straight to the
+    receiver's plain ASGI handler: a delivery is the hot path, and Starlette's middleware
+    stack, router and request objects cost about as much CPU as the delivery itself. Every
+    other request (and any other method on the webhook's path: a 405) is Starlette's."""
+
+    def __init__(self, receiver: Receiver, **options: Any) -> None:
+        super().__init__(**options)
+        self.receiver = receiver
+        self.state.receiver = receiver
+
+    async def __call__(
+        self,
+        scope: Any,
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and route_path(scope) == WEBHOOK_PATH
+        ):
+            await self.receiver.webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The request's path below where the app is mounted (Starlette's router's rule)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path != root and path[len(root)] == "/":
+        return path[len(root) :]
+    return path
+
+
 def create_app(
     settings: Settings, *, users_me: bool | PerUser = False, **options: Any
 ) -> Starlette:
@@ -25,7 +62,9 @@ def create_app(
     (``clerksync.receiver.users_me``; a ``PerUser``: with its limits)."""
     receiver = Receiver(settings, **options)
     routes = [
-        Route(WEBHOOK_PATH, receiver.webhook, methods=["POST"]),
+        # Deliveries never reach it (``ReceiverApp``): it answers other methods with a 405.
+        # A partial, so Starlette takes it for the plain ASGI app it is.
+        Route(WEBHOOK_PATH, functools.partial(receiver.webhook), methods=["POST"]),
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
@@ -44,9 +83,7 @@ def create_app(
         finally:
             receiver.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.receiver = receiver
-    return app
+    return ReceiverApp(receiver, routes=routes, lifespan=lifespan)
 
 
 def mount(app: Any, settings: Settings, *, path: str = "/", **options: Any) -> Receiver:

@@ -5,13 +5,17 @@ request shares. The answers are the ones ``verify`` would give, without reading 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
-
 from clerksync.clerk.webhooks import MAX_BODY
+
+#: an ASGI ``receive``
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 
 BODY_TIMEOUT = 10.0  # seconds for the body, once the headers are in
 
@@ -118,10 +122,11 @@ class BodyReader:
     def __init__(self) -> None:
         self.in_flight = 0  # bytes of large bodies being read now
 
-    async def read(self, request: Request) -> bytes:
-        """The body, or ``Refused``: a bad or too large content-length (400, 413), the
-        budget spent (503: Svix retries), a body too slow (408) or cut short (400)."""
-        declared = request.headers.get("content-length")
+    async def read(self, headers: Mapping[str, str], receive: Receive) -> bytes:
+        """The body (from ASGI ``receive``), or ``Refused``: a bad or too large
+        content-length (400, 413), the budget spent (503: Svix retries), a body too slow
+        (408) or cut short (400)."""
+        declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit() or len(declared) > 12:
                 raise Refused(400, "bad content-length")
@@ -136,29 +141,30 @@ class BodyReader:
             raise Refused(503, "busy: too many large request bodies in flight")
         self.in_flight += reserved
         try:
-            return await self._read(request, reserved)
+            return await self._read(receive, reserved)
         except _BodyTooLarge:
             raise Refused(413, "body over 1 MiB") from None
         except _Busy:
             raise Refused(503, "busy: too many request bodies in flight") from None
         except TimeoutError:
             raise Refused(408, f"body not received within {BODY_TIMEOUT:.0f} s") from None
-        except ClientDisconnect:
+        except _Disconnected:
             raise Refused(400, "client disconnected before the body was complete") from None
         finally:
             self.in_flight -= reserved
 
-    async def _read(self, request: Request, reserved: int) -> bytes:
+    async def _read(self, receive: Receive, reserved: int) -> bytes:
         """The body, within ``BODY_TIMEOUT`` and ``MAX_BODY``; bytes past ``reserved`` (no
         content-length, or a lying one) are taken from the in-flight budget as they come."""
-        import anyio
-
         body = bytearray()
         extra = 0
         try:
-            with anyio.fail_after(BODY_TIMEOUT):
-                async for chunk in request.stream():
-                    body += chunk
+            async with _deadline(BODY_TIMEOUT):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        raise _Disconnected
+                    body += message.get("body", b"")
                     if len(body) > MAX_BODY:
                         raise _BodyTooLarge
                     if len(body) > max(reserved, SMALL_BODY) + extra:
@@ -167,9 +173,24 @@ class BodyReader:
                             raise _Busy
                         self.in_flight += grow
                         extra += grow
+                    if not message.get("more_body", False):
+                        break
         finally:
             self.in_flight -= extra
         return bytes(body)
+
+
+if sys.version_info >= (3, 11):
+    _deadline = asyncio.timeout
+else:  # pragma: no cover (3.10: anyio's, a little dearer)
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def _deadline(seconds: float) -> Any:
+        from anyio import fail_after
+
+        with fail_after(seconds):
+            yield
 
 
 class _BodyTooLarge(Exception):
@@ -177,4 +198,8 @@ class _BodyTooLarge(Exception):
 
 
 class _Busy(Exception):
+    pass
+
+
+class _Disconnected(Exception):
     pass

@@ -119,7 +119,7 @@ class Writer:
             update, marked = hooks.update(item, now, creating=True)
             try:
                 # A new document's id is news to Clerk: its write-back is due either way.
-                collection.insert_one(new_document(update if marked else hooks.mark(update, now)))
+                store.inserter(kind)(new_document(update if marked else hooks.mark(update, now)))
                 inserted = True
             except DuplicateKeyError as exc:
                 hooks.unused(update)
@@ -207,7 +207,7 @@ class Writer:
         # subscription item delivered before its payer): only then are they read.
         if inserted:
             waiting = rollups.waiting_keys(self.store, kind, item.id)
-            found = self.store.tombstoned([*kind.tombstone_keys(item), *waiting])
+            found = self.store.tombstoned_now([*kind.tombstone_keys(item), *waiting])
             if found.difference(waiting):
                 self.store.collection(kind).delete_one(
                     {self.store.key(kind): item.id, bk.UPDATED_AT: item.updated_at}
