@@ -28,7 +28,7 @@ from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.schema import DEFAULT, Schema
 from clerksync.mapping.sections import Section
 from clerksync.mapping.users import UserMapping
-from clerksync.store.group import Group, insert_group
+from clerksync.store.group import Group, Update, bulk_updates, insert_group, update_group
 from clerksync.store.mongo import (
     IN_CHUNK,
     describe_mongo_error,
@@ -111,6 +111,7 @@ class Store:
             DELIVERIES, write_concern=WriteConcern(w=1)
         )
         self._inserts: dict[str, Group[Mapping[str, Any], None]] = {}
+        self._updates: dict[str, Group[Update, Any]] = {}
         self._tombstone_reads: Group[list[str], set[str]] = Group(
             self._read_tombstones, most=IN_CHUNK
         )
@@ -318,6 +319,21 @@ class Store:
             with self._ready_lock:
                 group = self._inserts.setdefault(kind.name, insert_group(self.collection(kind)))
         return group
+
+    def updater(self, kind: Kind) -> Callable[[Update], Any]:
+        """``update_one`` on the kind's collection, called with (filter, update, upsert),
+        answering its ``UpdateResult``: sent with other threads' updates of the same moment
+        as one command where the server has one that answers each update
+        (``clerksync.store.group``); the same pymongo errors, untranslated (a duplicate key
+        is the writer's to read)."""
+        group = self._updates.get(kind.name)
+        if group is not None:
+            return group
+        collection = self.collection(kind)
+        if not bulk_updates(collection):  # not known yet, or a server before 8.0
+            return lambda ask: collection.update_one(ask[0], ask[1], upsert=ask[2])
+        with self._ready_lock:
+            return self._updates.setdefault(kind.name, update_group(collection))
 
     def _read_tombstones(self, asked: list[list[str]]) -> list[set[str]]:
         found = self.tombstoned(sorted({i for ids in asked for i in ids}))

@@ -107,11 +107,69 @@ def insert_group(collection: Collection[Any]) -> Group[Mapping[str, Any], None]:
     return Group(run)
 
 
+#: one ``update_one``: filter, update, upsert
+Update = tuple[Mapping[str, Any], Mapping[str, Any], bool]
+
+
+def update_group(collection: Collection[Any]) -> Group[Update, Any]:
+    """``update_one`` for concurrent callers, as one unordered ``bulkWrite`` (MongoDB 8.0's
+    client-level command, the only one that answers each update with its own match count
+    and upserted id): each caller gets its ``UpdateResult``, or the error ``update_one``
+    would have raised for it; a write-concern error or any failure of the command is every
+    caller's. Only for servers that have the command (``bulk_updates``)."""
+
+    def run(asks: list[Update]) -> list[Any]:
+        from pymongo import UpdateOne
+        from pymongo.errors import ClientBulkWriteException
+
+        if len(asks) == 1:
+            query, update, upsert = asks[0]
+            return [collection.update_one(query, update, upsert=upsert)]
+        space = collection.full_name
+        models = [UpdateOne(q, u, upsert=up, namespace=space) for q, u, up in asks]
+        client = collection.database.client
+        answers: list[Any] = [None] * len(asks)
+        result: Any
+        try:
+            result = client.bulk_write(
+                models,
+                ordered=False,
+                verbose_results=True,
+                write_concern=collection.write_concern,
+            )
+        except ClientBulkWriteException as exc:
+            if exc.error is not None:
+                raise exc.error from None
+            details = exc.details or {}
+            if details.get("writeConcernErrors"):
+                raise _concern_error(details) from None
+            result = exc.partial_result
+            for error in details.get("writeErrors") or []:  # the server's documents
+                answers[error["idx"]] = _write_error(error)
+        if result is not None:
+            for index, answer in result.update_results.items():
+                answers[index] = answer
+        if any(a is None for a in answers):  # pragma: no cover (the server left one out)
+            raise RuntimeError("bulkWrite answered fewer updates than it was sent")
+        return answers
+
+    return Group(run)
+
+
+def bulk_updates(collection: Collection[Any]) -> bool:
+    """Does every server the driver knows have ``bulkWrite`` (MongoDB 8.0, wire version
+    25)? Older ones take one ``update_one`` each."""
+    servers = collection.database.client.topology_description.server_descriptions().values()
+    versions = [s.max_wire_version for s in servers if s.is_writable]
+    return bool(versions) and min(versions) >= 25
+
+
 def _write_error(error: Mapping[str, Any]) -> Exception:
-    """The error ``insert_one`` raises for one write error (pymongo's own rule)."""
+    """The error ``insert_one`` or ``update_one`` raises for one write error (pymongo's own
+    rule)."""
     from pymongo.errors import DuplicateKeyError, WriteError
 
-    details = {k: v for k, v in error.items() if k != "index"}
+    details = {k: v for k, v in error.items() if k not in ("index", "idx", "ok")}
     message = str(error.get("errmsg", "write error"))
     code = error.get("code")
     if code == 11000:

@@ -102,7 +102,7 @@ class Writer:
         from pymongo.errors import DuplicateKeyError
 
         store = self.store
-        collection, key = store.collection(kind), store.key(kind)
+        update_one, key = store.updater(kind), store.key(kind)
         now = utcnow()
         inserted = False
         held: Mapping[str, Any] | None = None  # our index refused the insert: its details
@@ -150,14 +150,14 @@ class Writer:
             agrees = None if marked else hooks.agreeing(item)
             if (
                 agrees is not None
-                and collection.update_one({**ordered, **agrees}, update).matched_count
+                and update_one(({**ordered, **agrees}, update, False)).matched_count
             ):
                 return APPLIED
             change = update if marked else hooks.mark(update, now)
             if hooks.needs_create_values() or adopting:
                 # Update first: a document that is there needs no app id, nor adoption.
                 try:
-                    matched = collection.update_one(ordered, change).matched_count
+                    matched = update_one((ordered, change, False)).matched_count
                 except DuplicateKeyError as exc:  # the app's index refused the new state
                     return self._refused_upsert(kind, item, exc.details or {})
                 if matched:
@@ -174,7 +174,7 @@ class Writer:
                 update, marked = hooks.update(item, now, creating=True)
                 change = update if marked else hooks.mark(update, now)
             try:
-                result = collection.update_one(ordered, change, upsert=True)
+                result = update_one((ordered, change, True))
             except DuplicateKeyError as exc:
                 if hooks.needs_create_values():
                     hooks.unused(change)
