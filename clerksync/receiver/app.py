@@ -22,11 +22,11 @@ delivery probes and the others wait for its answer).
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -36,20 +36,19 @@ from starlette.responses import JSONResponse, Response
 
 from clerksync.clerk.gateway import ClerkGateway, default_rate
 from clerksync.clerk.webhooks import SignatureError, verify
-from clerksync.deliverylog.writer import DeliveryLog, record
+from clerksync.deliverylog.writer import DeliveryLog
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUnavailable
-from clerksync.mapping.events import logged_body, parse_event
+from clerksync.mapping.events import parse_event
+from clerksync.receiver.answers import Send, answer_bytes, asgi_headers, conclude
 from clerksync.receiver.guards import (
     BodyReader,
     Receive,
     Refused,
-    recorded_headers,
     shown_id,
     signature_headers_problem,
 )
 from clerksync.receiver.health import DatabaseAway, DatabaseWatch, unreachable
 from clerksync.receiver.indexes import IndexMaker
-from clerksync.receiver.logs import log_delivery
 from clerksync.receiver.metrics import ReceiverMetrics
 from clerksync.settings import Settings
 from clerksync.store.apply import apply_event
@@ -72,29 +71,6 @@ DB_TIMEOUT = 2.0
 
 # Threads that run deliveries' database writes (anyio's default limit, which they had).
 DELIVERY_THREADS = 40
-
-Send = Callable[[Mapping[str, Any]], Awaitable[None]]
-
-
-def answer_bytes(outcome: str, error: str | None = None) -> bytes:
-    """The JSON a delivery is answered with (what Starlette's ``JSONResponse`` wrote)."""
-    body = {"outcome": outcome, "error": error} if error else {"outcome": outcome}
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-#: the answers without an error, made once
-ANSWERS = {o: answer_bytes(o) for o in ("applied", "duplicate", "stale", "ignored")}
-
-
-def asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:
-    """An ASGI request's headers by (lower-case) name, the first of repeated ones (as
-    Starlette's ``Headers.get``): a plain dict, read a few times per delivery."""
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1")
-        if key not in headers:
-            headers[key] = value.decode("latin-1")
-    return headers
 
 
 class Receiver:
@@ -284,52 +260,8 @@ class Receiver:
         raw_id = headers.get("svix-id")
         svix_id = shown_id(raw_id)
 
-        def finish(
-            status: int,
-            outcome: str,
-            *,
-            event_type: str | None = None,
-            user_id: str | None = None,
-            error: str | None = None,
-            verified_body: bytes | None = None,
-            verified: bool = True,
-            object_id: str | None = None,
-            reason: str | None = None,
-            notes: tuple[str, ...] = (),
-        ) -> tuple[int, bytes]:
-            elapsed = time.perf_counter() - started
-            duration = elapsed * 1000
-            if self.metrics is not None:
-                signed = verified_body is not None  # the svix-timestamp is the signed one
-                stamp = float(headers["svix-timestamp"]) if signed else None
-                self.metrics.delivery(event_type, outcome, elapsed, stamp)
-                if reason is not None:
-                    self.metrics.rejection(reason)
-            if verified_body is not None:  # without what its kind never keeps
-                verified_body = logged_body(verified_body, event_type)
-            # Unauthenticated rejections are sampled: anyone can send them by the thousand.
-            if verified or self.log.admit_rejection(error):
-                self.log.add(
-                    record(
-                        svix_id=svix_id,
-                        event_type=event_type,
-                        user_id=user_id,
-                        object_id=object_id,
-                        outcome=outcome,
-                        received_at=received,
-                        duration_ms=duration,
-                        error=error,
-                        body=verified_body,
-                        payload_ttl=self.payload_ttl,
-                        headers=recorded_headers(headers),
-                        notes=notes,
-                    )
-                )
-                log_delivery(
-                    svix_id, event_type, object_id, user_id, outcome, status, duration, error, notes
-                )
-            answer = ANSWERS.get(outcome) if error is None else None
-            return status, answer or answer_bytes(outcome, error)
+        # the delivery's answer, record, log line and metrics
+        finish = functools.partial(conclude, self, headers, started, received, svix_id)
 
         def reject(status: int, error: str, reason: str) -> tuple[int, bytes]:
             return finish(status, "rejected", error=error, verified=False, reason=reason)

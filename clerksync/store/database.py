@@ -28,9 +28,7 @@ from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.schema import DEFAULT, Schema
 from clerksync.mapping.sections import Section
 from clerksync.mapping.users import UserMapping
-from clerksync.store.group import Group, Update, bulk_updates, insert_group, update_group
 from clerksync.store.mongo import (
-    IN_CHUNK,
     describe_mongo_error,
     find_in,
     index_refused,
@@ -109,11 +107,6 @@ class Store:
         # The log is diagnostics, not state: an acknowledged w=1 write is enough.
         self.deliveries: Collection[Any] = self.db.get_collection(
             DELIVERIES, write_concern=WriteConcern(w=1)
-        )
-        self._inserts: dict[str, Group[Mapping[str, Any], None]] = {}
-        self._updates: dict[str, Group[Update, Any]] = {}
-        self._tombstone_reads: Group[list[str], set[str]] = Group(
-            self._read_tombstones, most=IN_CHUNK
         )
         self._ready: set[str] = set()  # kinds whose indexes this process made
         self._ready_lock = threading.Lock()
@@ -302,42 +295,6 @@ class Store:
             return {clerk_ids[0]} if found is not None else set()
         query = {"_id": {"$in": clerk_ids}}
         return {t["_id"] for t in self.tombstones.find(query, {"_id": 1})}
-
-    def tombstoned_now(self, clerk_ids: list[str]) -> set[str]:
-        """``tombstoned``, its read shared with other threads asking at the same moment
-        (``clerksync.store.group``): the read starts after this call did, so it sees every
-        tombstone written before it, as a read of its own would."""
-        return self._tombstone_reads(clerk_ids)
-
-    def inserter(self, kind: Kind) -> Group[Mapping[str, Any], None]:
-        """``insert_one`` into the kind's collection, sent with other threads' inserts of
-        the same moment as one command (``clerksync.store.group``): the same answer and
-        the same pymongo error (untranslated: a duplicate key is the writer's to read) for
-        each document as its own ``insert_one``."""
-        group = self._inserts.get(kind.name)
-        if group is None:
-            with self._ready_lock:
-                group = self._inserts.setdefault(kind.name, insert_group(self.collection(kind)))
-        return group
-
-    def updater(self, kind: Kind) -> Callable[[Update], Any]:
-        """``update_one`` on the kind's collection, called with (filter, update, upsert),
-        answering its ``UpdateResult``: sent with other threads' updates of the same moment
-        as one command where the server has one that answers each update
-        (``clerksync.store.group``); the same pymongo errors, untranslated (a duplicate key
-        is the writer's to read)."""
-        group = self._updates.get(kind.name)
-        if group is not None:
-            return group
-        collection = self.collection(kind)
-        if not bulk_updates(collection):  # not known yet, or a server before 8.0
-            return lambda ask: collection.update_one(ask[0], ask[1], upsert=ask[2])
-        with self._ready_lock:
-            return self._updates.setdefault(kind.name, update_group(collection))
-
-    def _read_tombstones(self, asked: list[list[str]]) -> list[set[str]]:
-        found = self.tombstoned(sorted({i for ids in asked for i in ids}))
-        return [found.intersection(ids) for ids in asked]
 
     def is_tombstoned(self, clerk_id: str) -> bool:
         return bool(self.tombstoned([clerk_id]))

@@ -18,93 +18,131 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from clerksync.store.mongo import IN_CHUNK
+
 if TYPE_CHECKING:
     from pymongo.collection import Collection
+
+    from clerksync.kinds.base import Kind
+    from clerksync.store.database import Store
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 class _Slot(Generic[T]):
-    __slots__ = ("item", "done", "result", "error")
+    """One caller: its item, its answer, and the lock it sleeps on (held until it is
+    answered, or handed the lead with ``batch``)."""
+
+    __slots__ = ("item", "result", "error", "batch", "wake")
 
     def __init__(self, item: T) -> None:
         self.item = item
-        self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.batch: list[_Slot[T]] | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 class Group(Generic[T, R]):
     """``group(item)`` answers what ``run([item])[0]`` would: ``run`` gets the items of every
     caller waiting (up to ``most``) and answers each, in order, with a result or an exception
-    for that item alone; an exception ``run`` raises is every caller's."""
+    for that item alone; an exception ``run`` raises is every caller's.
+
+    One command is in flight at a time; callers arriving meanwhile queue, and when it is
+    answered the first of them is woken to send the queue (no other caller is woken but
+    those answered: waking every waiter each time costs more than the batching saves)."""
 
     def __init__(self, run: Callable[[list[T]], Sequence[Any]], *, most: int = 100) -> None:
         self._run = run
         self._most = most
         self._queued: list[_Slot[T]] = []
-        self._busy = False
-        self._cond = threading.Condition()
+        self._busy = False  # a command in flight; never False while callers queue
+        self._lock = threading.Lock()
 
     def __call__(self, item: T) -> R:
         slot = _Slot(item)
-        batch: list[_Slot[T]] = []
-        with self._cond:
-            self._queued.append(slot)
-            while self._busy and not slot.done:
-                self._cond.wait()
-            if not slot.done:  # the command in flight is over: this caller sends the next
+        with self._lock:
+            if self._busy:
+                self._queued.append(slot)
+                batch = None
+            else:
                 self._busy = True
-                batch, self._queued = self._queued[: self._most], self._queued[self._most :]
-        if batch:
+                batch = [slot]
+        if batch is None:
+            slot.wake.acquire()  # answered, or handed the lead (``batch`` set)
+            batch = slot.batch
+        if batch is not None:
             self._lead(batch)
         if slot.error is not None:
             raise slot.error
         return slot.result
 
     def _lead(self, batch: list[_Slot[T]]) -> None:
+        """Send ``batch`` (its first slot is this thread's), answer its callers, and hand
+        the lead to the first caller queued meanwhile."""
         try:
             answers: Sequence[Any] = self._run([s.item for s in batch])
             if len(answers) != len(batch):  # pragma: no cover (a bug in run)
                 raise RuntimeError("group: one answer per item expected")
         except BaseException as exc:  # every caller's: their documents went in one command
             answers = [exc] * len(batch)
-        with self._cond:
-            for slot, answer in zip(batch, answers, strict=True):
-                if isinstance(answer, BaseException):
-                    slot.error = answer
-                else:
-                    slot.result = answer
-                slot.done = True
-            self._busy = False
-            self._cond.notify_all()
+        for slot, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, BaseException):
+                slot.error = answer
+            else:
+                slot.result = answer
+        with self._lock:
+            following = self._queued[: self._most]
+            self._queued = self._queued[self._most :]
+            self._busy = bool(following)
+        for slot in batch[1:]:
+            slot.wake.release()
+        if following:
+            following[0].batch = following
+            following[0].wake.release()
 
 
-def insert_group(collection: Collection[Any]) -> Group[Mapping[str, Any], None]:
-    """``insert_one`` for concurrent callers, as one unordered ``insert_many``: each caller
-    gets ``None`` or the error ``insert_one`` would have raised for its document (a
-    ``DuplicateKeyError`` with that document's details); a write-concern error or any
-    failure of the command is every caller's."""
+#: a new document, and the ids whose tombstones are read once it is in
+Insert = tuple[Mapping[str, Any], list[str]]
 
-    def run(docs: list[Mapping[str, Any]]) -> list[Any]:
+
+def insert_group(
+    collection: Collection[Any], tombstoned: Callable[[list[str]], set[str]], *, most: int = 100
+) -> Group[Insert, set[str]]:
+    """``insert_one`` for concurrent callers, as one unordered ``insert_many``, then one read
+    of the tombstones (``tombstoned``) the inserted documents' callers asked about: each
+    caller gets the ids of its own that were tombstoned (read after its document was in),
+    or the error ``insert_one`` would have raised for its document (a ``DuplicateKeyError``
+    with that document's details); a write-concern error or any failure of the command or
+    the read is every caller's."""
+
+    def run(asks: list[Insert]) -> list[Any]:
         from pymongo.errors import BulkWriteError
 
-        if len(docs) == 1:
-            collection.insert_one(docs[0])  # the answer insert_one gives, as it gives it
-            return [None]
-        answers: list[Any] = [None] * len(docs)
-        try:
-            collection.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            details = exc.details or {}
-            if details.get("writeConcernErrors"):
-                raise _concern_error(details) from None
-            for error in details.get("writeErrors", []):
-                answers[error["index"]] = _write_error(error)
-        return answers
+        answers: list[Any] = [None] * len(asks)
+        if len(asks) == 1:
+            collection.insert_one(asks[0][0])  # the answer insert_one gives, as it gives it
+        else:
+            try:
+                collection.insert_many([doc for doc, _ in asks], ordered=False)
+            except BulkWriteError as exc:
+                details = exc.details or {}
+                if details.get("writeConcernErrors"):
+                    raise _concern_error(details) from None
+                for error in details.get("writeErrors", []):
+                    answers[error["index"]] = _write_error(error)
+        asked = sorted(
+            {i for (_, ids), a in zip(asks, answers, strict=True) if a is None for i in ids}
+        )
+        found = tombstoned(asked) if asked else set()
+        return [
+            found.intersection(ids) if a is None else a
+            for (_, ids), a in zip(asks, answers, strict=True)
+        ]
 
-    return Group(run)
+    return Group(run, most=most)
 
 
 #: one ``update_one``: filter, update, upsert
@@ -186,3 +224,40 @@ def _concern_error(details: Mapping[str, Any]) -> Exception:
     if error.get("code") == 64 or (error.get("errInfo") or {}).get("wtimeout"):
         return WTimeoutError(message, error.get("code"), error)
     return WriteConcernError(message, error.get("code"), error)
+
+
+class Groups:
+    """A store's groups, one per kind and operation, made when first used. ``updater``
+    groups only once the server is known to have ``bulkWrite``; until then, and on older
+    servers, it is the collection's own ``update_one``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._inserts: dict[str, Group[Insert, set[str]]] = {}
+        self._updates: dict[str, Group[Update, Any]] = {}
+        self._lock = threading.Lock()
+
+    def inserter(self, kind: Kind) -> Group[Insert, set[str]]:
+        """``insert_one`` into the kind's collection, then ``Store.tombstoned`` of the ids
+        given with the document (its answer), grouped (``insert_group``)."""
+        group = self._inserts.get(kind.name)
+        if group is None:
+            with self._lock:
+                group = self._inserts.get(kind.name)
+                if group is None:
+                    collection = self.store.collection(kind)
+                    group = insert_group(collection, self.store.tombstoned, most=IN_CHUNK)
+                    self._inserts[kind.name] = group
+        return group
+
+    def updater(self, kind: Kind) -> Callable[[Update], Any]:
+        """``update_one`` on the kind's collection, called with (filter, update, upsert),
+        answering its ``UpdateResult``; grouped (``update_group``) where the server can."""
+        group = self._updates.get(kind.name)
+        if group is not None:
+            return group
+        collection = self.store.collection(kind)
+        if not bulk_updates(collection):  # not known yet, or a server before 8.0
+            return lambda ask: collection.update_one(ask[0], ask[1], upsert=ask[2])
+        with self._lock:
+            return self._updates.setdefault(kind.name, update_group(collection))

@@ -35,6 +35,7 @@ from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import is_older, new_document, ordering_filter
 from clerksync.store import rollups
 from clerksync.store.database import Store
+from clerksync.store.group import Groups
 from clerksync.store.hooks import APPLIED, DUPLICATE, STALE, Hooks, WriteResult
 from clerksync.store.mongo import IN_CHUNK, translating, utcnow
 
@@ -66,6 +67,7 @@ class Writer:
 
     def __init__(self, store: Store, hooks: Callable[[Store, Kind], Hooks] | None = None) -> None:
         self.store = store
+        self._groups = Groups(store)  # concurrent callers' writes as one command
         self._hooks: dict[str, Hooks] = {}
         self._make = hooks or Hooks
 
@@ -102,9 +104,10 @@ class Writer:
         from pymongo.errors import DuplicateKeyError
 
         store = self.store
-        update_one, key = store.updater(kind), store.key(kind)
+        update_one, key = self._groups.updater(kind), store.key(kind)
         now = utcnow()
         inserted = False
+        found: set[str] | None = None  # read with the insert: the tombstones asked about
         held: Mapping[str, Any] | None = None  # our index refused the insert: its details
         adopting = hooks.may_adopt(item)
         if likely_new:
@@ -119,7 +122,9 @@ class Writer:
             update, marked = hooks.update(item, now, creating=True)
             try:
                 # A new document's id is news to Clerk: its write-back is due either way.
-                store.inserter(kind)(new_document(update if marked else hooks.mark(update, now)))
+                # Its tombstones are read once it is in, with others' (``_after_write``).
+                document = new_document(update if marked else hooks.mark(update, now))
+                found = self._groups.inserter(kind)((document, self._asked(kind, item)))
                 inserted = True
             except DuplicateKeyError as exc:
                 hooks.unused(update)
@@ -180,7 +185,7 @@ class Writer:
                     hooks.unused(change)
                 return self._refused_upsert(kind, item, exc.details or {})
             inserted = result.upserted_id is not None
-        return self._after_write(kind, hooks, item, inserted=inserted)
+        return self._after_write(kind, hooks, item, inserted=inserted, found=found)
 
     def _refused_upsert(self, kind: Kind, item: Any, details: Mapping[str, Any]) -> WriteResult:
         """The ordered upsert missed a stored document and its insert was refused: what is
@@ -199,15 +204,23 @@ class Writer:
             return DUPLICATE
         return STALE
 
-    def _after_write(self, kind: Kind, hooks: Hooks, item: Any, *, inserted: bool) -> WriteResult:
+    def _asked(self, kind: Kind, item: Any) -> list[str]:
+        """The ids read after an insert: its tombstones, and its waiting marker."""
+        return [*kind.tombstone_keys(item), *rollups.waiting_keys(self.store, kind, item.id)]
+
+    def _after_write(
+        self, kind: Kind, hooks: Hooks, item: Any, *, inserted: bool, found: set[str] | None = None
+    ) -> WriteResult:
         # Only an insert can resurrect a deleted object: a delete writes its tombstone
         # before removing the document, so if ours inserted, a tombstone written before that
         # is visible now. (If ours updated, the removal comes after it.)
         # The same read says whether objects that count in its fields wait for it (a
         # subscription item delivered before its payer): only then are they read.
+        # ``found``: that read, made already (with the insert, ``Groups.inserter``).
         if inserted:
             waiting = rollups.waiting_keys(self.store, kind, item.id)
-            found = self.store.tombstoned_now([*kind.tombstone_keys(item), *waiting])
+            if found is None:
+                found = self.store.tombstoned(self._asked(kind, item))
             if found.difference(waiting):
                 self.store.collection(kind).delete_one(
                     {self.store.key(kind): item.id, bk.UPDATED_AT: item.updated_at}

@@ -1,0 +1,150 @@
+"""Group commit (``clerksync.store.group``): concurrent callers' one-document operations go
+as one command, and each caller still gets exactly its own answer or error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from pymongo.errors import DuplicateKeyError
+
+from clerksync.devtools.payloads import clerk_user
+from clerksync.kinds.user import USER, parse_clerk_user
+from clerksync.mapping.documents import ordering_filter
+from clerksync.store.database import Store
+from clerksync.store.group import Group, Groups
+from tests.support.writes import delete, upsert
+
+
+def queued(group: Group[Any, Any], n: int) -> None:
+    """Wait until ``n`` callers queue behind the command in flight."""
+    deadline = time.monotonic() + 10
+    while len(group._queued) < n:
+        assert time.monotonic() < deadline, "callers never queued"
+        time.sleep(0.005)
+
+
+def test_callers_arriving_during_a_command_go_together_each_with_its_own_answer() -> None:
+    batches: list[list[int]] = []
+    first = threading.Event()
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[Any]:
+        batches.append(items)
+        if len(batches) == 1:
+            first.set()
+            release.wait(10)
+        return [ValueError(f"no {i}") if i == 3 else i * 10 for i in items]
+
+    group: Group[int, int] = Group(run)
+
+    def call(i: int) -> Any:
+        try:
+            return group(i)
+        except ValueError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(4) as pool:
+        lead = pool.submit(call, 1)
+        assert first.wait(10)
+        rest = [pool.submit(call, i) for i in (2, 3, 4)]
+        queued(group, 3)
+        release.set()
+        answers = [lead.result(10), *(f.result(10) for f in rest)]
+    assert answers == [10, 20, "no 3", 40]  # the error is its caller's alone
+    assert batches[0] == [1] and sorted(batches[1]) == [2, 3, 4]
+    assert group(5) == 50 and batches[-1] == [5]  # alone: sent at once
+
+
+def test_a_failed_command_is_every_callers_failure() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    calls = 0
+
+    def run(items: list[int]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            release.wait(10)
+            return items
+        raise TimeoutError("the database did not answer")
+
+    group: Group[int, int] = Group(run)
+    with ThreadPoolExecutor(4) as pool:
+        lead = pool.submit(group, 1)
+        assert started.wait(10)
+        rest = [pool.submit(group, i) for i in (2, 3)]
+        queued(group, 2)
+        release.set()
+        assert lead.result(10) == 1
+        for future in rest:
+            with pytest.raises(TimeoutError):
+                future.result(10)
+    assert calls == 2
+
+
+def concurrently(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``fn`` on every item at once (all threads released together: the first caller's
+    command is in flight while the others arrive); each answer, or the exception raised."""
+    barrier = threading.Barrier(len(items))
+
+    def call(item: Any) -> Any:
+        barrier.wait(10)
+        try:
+            return fn(item)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(items)) as pool:
+        return list(pool.map(call, items))
+
+
+def user(user_id: str, updated_at: int, **kw: Any) -> Any:
+    return parse_clerk_user(clerk_user(user_id=user_id, updated_at=updated_at, **kw))
+
+
+def test_grouped_inserts_answer_each_document_and_read_tombstones_after(store: Store) -> None:
+    delete(store, USER, "user_gone")
+    inserts = Groups(store).inserter(USER)
+    docs = [
+        ({"clerkId": f"user_{i}", "email": f"{i}@x.com"}, [f"user_{i}"]) for i in range(12)
+    ]
+    docs.append(({"clerkId": "user_3", "email": "again@x.com"}, ["user_3"]))
+    docs.append(({"clerkId": "user_gone", "email": "gone@x.com"}, ["user_gone", "user_x"]))
+    answers = concurrently(inserts, docs)
+    refused = [a for a in answers if isinstance(a, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], DuplicateKeyError)
+    assert refused[0].details and refused[0].details.get("keyValue") == {"clerkId": "user_3"}
+    assert answers[-1] == {"user_gone"}  # read after its insert: the delete is seen
+    assert all(a == set() for a in answers[:-1] if not isinstance(a, Exception))
+    assert store.users.count_documents({}) == 13
+
+
+def test_grouped_updates_answer_each_its_own_match(watched: tuple[Store, Any]) -> None:
+    store, commands = watched
+    for i in range(10):
+        upsert(store, USER, user(f"user_{i}", 100, email=f"{i}@x.com"))
+    store.users.create_index("email", unique=True, name="email_1")
+    commands.sent.clear()
+    updates = Groups(store).updater(USER)
+    asks: list[Any] = []
+    for i in range(10):
+        newer = user(f"user_{i}", 50 if i % 3 == 0 else 200)  # every third: stale
+        asks.append((ordering_filter("clerkId", newer), {"$set": {"firstName": f"N{i}"}}, False))
+    asks.append(({"clerkId": "user_1"}, {"$set": {"email": "0@x.com"}}, False))  # taken
+    asks.append((ordering_filter("clerkId", user("user_new", 1)), {"$set": {"x": 1}}, True))
+    answers = concurrently(updates, asks)
+    for i, answer in enumerate(answers[:10]):
+        assert answer.matched_count == (0 if i % 3 == 0 else 1), i
+    assert isinstance(answers[10], DuplicateKeyError)
+    assert answers[10].details and answers[10].details.get("keyValue") == {"email": "0@x.com"}
+    assert answers[11].matched_count == 0 and answers[11].upserted_id is not None
+    names = {d["clerkId"]: d.get("firstName") for d in store.users.find()}
+    assert names["user_0"] != "N0" and names["user_1"] == "N1"
+    sent = commands.names()
+    assert sent.count("bulkWrite") + sent.count("update") < len(asks)  # grouped
