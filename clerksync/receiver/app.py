@@ -21,13 +21,11 @@ delivery probes and the others wait for its answer).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +46,7 @@ from clerksync.receiver.guards import (
     signature_headers_problem,
 )
 from clerksync.receiver.health import DatabaseAway, DatabaseWatch, unreachable
+from clerksync.receiver.hop import Hop
 from clerksync.receiver.indexes import IndexMaker
 from clerksync.receiver.metrics import ReceiverMetrics
 from clerksync.settings import Settings
@@ -168,7 +167,7 @@ class Receiver:
             else None,
         )
         self.database = DatabaseWatch(self.store)
-        self.pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="clerksync-delivery")
+        self.hop = Hop(DELIVERY_THREADS, name="clerksync-delivery")
         self.workers = (
             WriteBackWorkers(
                 self.store,
@@ -201,7 +200,7 @@ class Receiver:
             self.workers.stop()
         self.log.stop()
         self.indexes.stop()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.hop.close()
         self.database.close()
         store, gateway, _ = self._given
         if gateway is None and self.gateway is not None:
@@ -288,12 +287,11 @@ class Receiver:
             return finish(
                 400, "rejected", error=f"payload: {exc}", verified_body=body, reason="payload"
             )
-        loop = asyncio.get_running_loop()
         if not self.indexes_ready.is_set():
             # Starting up (mounted apps start on their first request), or the database was
             # away: the index maker tries now, and the delivery waits a little for it.
             self.indexes.retry_now()
-            await loop.run_in_executor(self.pool, self.indexes_ready.wait, 2.0)
+            await self.hop.run(self.indexes_ready.wait, 2.0)
             if not self.indexes_ready.is_set():
                 log.error("delivery %s refused: %s", svix_id, self.index_problem)
                 return finish(
@@ -306,10 +304,10 @@ class Receiver:
                 )
         try:
             # While the database is away, one delivery at a time finds out whether it is
-            # back (and wakes the driver's monitor); the rest wait for its answer. One hop
-            # to a thread of our own (no anyio capacity limiter or cancel scope per call).
+            # back (and wakes the driver's monitor); the rest wait for its answer. The hop to
+            # a thread is ``Hop``'s: a queue entry, and a wake-up shared with other answers.
             outcome, wants = await self.database.through(
-                lambda probe: loop.run_in_executor(self.pool, self._apply, event, probe)
+                lambda probe: self.hop.run(self._apply, event, probe)
             )
         except ClerkSyncError as exc:  # the store says what failed: an index, the database
             if isinstance(exc, IndexRefused):
@@ -340,7 +338,7 @@ class Receiver:
             self.workers.submit(self.store.clerk_key(event.user_id))
         if not self._instance_checked and event.instance_id and is_real_instance(event.instance_id):
             self._instance_checked = True
-            await loop.run_in_executor(self.pool, self._learn_instance, event.instance_id)
+            await self.hop.run(self._learn_instance, event.instance_id)
         return finish(
             200,
             outcome,

@@ -107,6 +107,37 @@ def _is_real_delivery(method: bytes, url: bytes, headers: list[tuple[bytes, byte
     return signature_headers_problem(named) is None
 
 
+class CoalescingTransport:
+    """A transport whose writes of one event-loop turn go out as one: uvicorn writes an
+    answer's status line and headers, then its body, each a send to the socket (a system
+    call, and a packet); a delivery's answer is small, and one send costs the receiver half.
+    Everything else is the transport's own; ``close`` sends what is held first."""
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(bytes(data))
+
+    def flush(self) -> None:
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def guarded_protocol(
     *,
     max_header_bytes: int = MAX_HEADER_BYTES,
@@ -132,6 +163,7 @@ def guarded_protocol(
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
             self._header_bytes = 0
             self._in_flight = collections.deque()
             self._arm_header_timer()

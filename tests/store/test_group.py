@@ -111,9 +111,7 @@ def user(user_id: str, updated_at: int, **kw: Any) -> Any:
 def test_grouped_inserts_answer_each_document_and_read_tombstones_after(store: Store) -> None:
     delete(store, USER, "user_gone")
     inserts = Groups(store).inserter(USER)
-    docs = [
-        ({"clerkId": f"user_{i}", "email": f"{i}@x.com"}, [f"user_{i}"]) for i in range(12)
-    ]
+    docs = [({"clerkId": f"user_{i}", "email": f"{i}@x.com"}, [f"user_{i}"]) for i in range(12)]
     docs.append(({"clerkId": "user_3", "email": "again@x.com"}, ["user_3"]))
     docs.append(({"clerkId": "user_gone", "email": "gone@x.com"}, ["user_gone", "user_x"]))
     answers = concurrently(inserts, docs)
