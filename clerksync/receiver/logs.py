@@ -58,7 +58,20 @@ def log_delivery(
     )
 
 
-class JsonLines(logging.Formatter):
+class SecondClock(logging.Formatter):
+    """A formatter whose time (whole seconds) is made once per second, not once per line."""
+
+    _last: tuple[tuple[int, str | None], str] = ((-1, None), "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        key = (int(record.created), datefmt)
+        last = self._last
+        if last[0] != key:
+            last = self._last = (key, super().formatTime(record, datefmt))
+        return last[1]
+
+
+class JsonLines(SecondClock):
     """One JSON object per line, whoever logs (clerksync, uvicorn, asyncio); a delivery's
     fields at the top level, a traceback as one string field, never as lines of its own."""
 
@@ -78,7 +91,7 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, default=str)  # escapes every control character
 
 
-class PlainLines(logging.Formatter):
+class PlainLines(SecondClock):
     """``time level message``, the message shown by the one rule (``clerksync.display``):
     a delivery's type, a database's error, anything a sender or an end user could have
     written reaches the operator's terminal escaped, and one entry is one line. A traceback
@@ -123,13 +136,65 @@ class RepeatLimit(logging.Filter):
             return seen[1] <= self.burst
 
 
+class BatchedLines(logging.StreamHandler):
+    """A stream handler that writes a busy receiver's INFO lines (one per delivery) a batch
+    at a time, at most ``delay`` seconds after the first of them: one write to the stream
+    instead of one per line. A WARNING or worse goes out at once, with what waits before
+    it; ``close`` (at exit) and ``flush`` write what waits."""
+
+    def __init__(self, stream: Any = None, *, delay: float = 0.2) -> None:
+        super().__init__(stream)
+        self.delay = delay
+        self._waiting: list[str] = []
+        self._due = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:  # under the handler's lock
+        try:
+            self._waiting.append(self.format(record))
+            if record.levelno >= logging.WARNING:
+                self._write()
+            elif len(self._waiting) == 1:
+                if self._flusher is None:
+                    self._flusher = threading.Thread(
+                        target=self._flush_later, name="clerksync-log", daemon=True
+                    )
+                    self._flusher.start()
+                self._due.set()
+        except Exception:
+            self.handleError(record)
+
+    def _flush_later(self) -> None:
+        while True:
+            self._due.wait()
+            time.sleep(self.delay)
+            self._due.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+    def _write(self) -> None:
+        if self._waiting:
+            text = self.terminator.join(self._waiting) + self.terminator
+            self._waiting.clear()
+            self.stream.write(text)
+            if hasattr(self.stream, "flush"):
+                self.stream.flush()
+
+
 LOGGERS = ("clerksync", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "py.warnings")
 
 
 def configure_logging(*, json_lines: bool) -> None:
     """One handler for clerksync's, uvicorn's and asyncio's loggers (and warnings), so
     ``--log-json`` output is JSON on every line."""
-    handler = logging.StreamHandler()
+    handler = BatchedLines()
     handler.setFormatter(JsonLines() if json_lines else PlainLines())
     handler.addFilter(RepeatLimit())
     for name in LOGGERS:

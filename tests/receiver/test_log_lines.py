@@ -1,0 +1,66 @@
+"""``BatchedLines``: a busy receiver's delivery lines reach the stream a batch per write,
+soon; a warning at once; nothing is left behind at exit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from clerksync.receiver.logs import BatchedLines, PlainLines
+
+
+class Stream:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def lines(self) -> list[str]:
+        return "".join(self.writes).splitlines()
+
+
+def logger_to(handler: logging.Handler, name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def wait_for(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_info_lines_go_out_together_soon_and_a_warning_at_once() -> None:
+    stream = Stream()
+    handler = BatchedLines(stream, delay=0.1)
+    handler.setFormatter(PlainLines())
+    log = logger_to(handler, "test.batched.info")
+    for n in range(50):
+        log.info("delivery %d", n)
+    assert stream.writes == []  # waiting for the batch
+    wait_for(lambda: len(stream.lines()) == 50)
+    assert len(stream.writes) == 1
+    assert stream.lines()[-1].endswith("INFO delivery 49")
+    log.info("one more")
+    log.warning("the database is away")  # out at once, after what waited
+    last = [line.split(" ", 1)[1] for line in stream.lines()[-2:]]
+    assert last == ["INFO one more", "WARNING the database is away"]
+
+
+def test_close_writes_what_waits() -> None:
+    stream = Stream()
+    handler = BatchedLines(stream, delay=60)
+    handler.setFormatter(PlainLines())
+    log = logger_to(handler, "test.batched.close")
+    log.info("last words")
+    handler.close()  # what logging.shutdown does at exit, after a flush
+    assert [line.split(" ", 1)[1] for line in stream.lines()] == ["INFO last words"]
