@@ -1,6 +1,9 @@
-"""Receiver throughput vs raw pymongo upserts, against the same database in the same run,
-in both configurations: no Clerk key (write-backs wait) and a key with the write-back
-workers running against a fake Clerk at a development instance's limit (100 requests / 10 s).
+"""Receiver throughput and CPU vs raw pymongo upserts, against the same database in the same
+run, in three configurations: no Clerk key (write-backs wait); a key with the write-back
+workers running against a fake Clerk at a development instance's limit (100 requests /
+10 s); and that with the app's unique email and username indexes in place (the Next.js
+guide's model: what its users run). The first two have no app indexes (the FastAPI
+report's Beanie model: each signup asks whether the app has documents to adopt).
 
 Starts a SecantusDB server per configuration unless MONGODB_URL is set, a fake Clerk in its
 own process, then `clerksync serve` in its own process per configuration, and sends
@@ -14,17 +17,18 @@ The baseline is raw pymongo single-document upserts of the same user documents
 collection of its own. The test server gets slower as a collection grows, so
 the two are interleaved in chunks: after each chunk of deliveries, a chunk of
 baseline upserts of the same size, so both always write to collections of the
-same size. Goals: ratio >= 0.8 in both configurations, the keyed ratio >= 0.9 of the
-no-key one, p99 < 200 ms at concurrency 16.
+same size. Goals, per configuration and phase: the receiver's CPU per delivery <= 0.6 ms;
+the database's CPU per delivery <= 1.2x its CPU per raw upsert in the same run; ingest
+>= 0.8x the raw upserts; p99 < 200 ms at concurrency 16; the keyed ratio >= 0.9 of the
+no-key one. A summary table ends the run.
 
 ``--metrics both`` (the default) runs two receivers per configuration, one with its
 ``/metrics`` recording and one started with ``--no-metrics``, each on a database of its own
 on the same server, their chunks interleaved with each other and the baseline: the
 metrics' cost on ingest is the ratio of the two, measured in the same run.
 
-    python bench/serve_bench.py [-n 1500] [-c 16] [--chunk 250] [--only nokey|key]
-                                [--metrics on|off|both]
-                                [--app-indexes unique|none]
+    python bench/serve_bench.py [-n 1500] [-c 16] [--chunk 250]
+                                [--only nokey|key|key+indexes] [--metrics on|off|both]
 """
 
 from __future__ import annotations
@@ -95,33 +99,28 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1500)
     parser.add_argument("-c", type=int, default=16)
     parser.add_argument("--chunk", type=int, default=250)
-    parser.add_argument("--only", choices=["nokey", "key"])
+    parser.add_argument("--only", choices=list(CONFIGS))
     parser.add_argument("--metrics", choices=["on", "off", "both"], default="both")
-    parser.add_argument(
-        "--app-indexes",
-        choices=["unique", "none"],
-        default="unique",
-        help="the app's unique email and username indexes (the guide's model), or none (the "
-        "report's Beanie model: signups then ask whether the app has documents to adopt)",
-    )
     args = parser.parse_args()
     arms = ["on", "off"] if args.metrics == "both" else [args.metrics]
     procs: list[subprocess.Popen[bytes]] = []
     tmp = tempfile.mkdtemp(prefix="clerksync-bench-")
     try:
         shared_url = os.environ.get("MONGODB_URL")
-        configs = [c for c in ("nokey", "key") if args.only in (None, c)]
+        configs = [c for c in CONFIGS if args.only in (None, c)]
         # Distinct emails and usernames: the app's unique indexes (below) are in place.
         users = {
             (c, a): [
-                clerk_user(email=f"{c}{a}{i}@x.com", username=f"{c}{a}{i}") for i in range(args.n)
+                clerk_user(email=f"{tag(c)}{a}{i}@x.com", username=f"{tag(c)}{a}{i}")
+                for i in range(args.n)
             ]
             for c in configs
             for a in arms
         }
         warm = {
             (c, a): [
-                clerk_user(email=f"w{c}{a}{i}@x.com", username=f"w{c}{a}{i}") for i in range(30)
+                clerk_user(email=f"w{tag(c)}{a}{i}@x.com", username=f"w{tag(c)}{a}{i}")
+                for i in range(30)
             ]
             for c in configs
             for a in arms
@@ -138,7 +137,7 @@ def main() -> None:
         api = fake.stdout.readline().strip()
         results = {}
         for config in configs:
-            keyed = config == "key"
+            keyed, indexed = CONFIGS[config]
             watched: dict[str, int] = {}  # process -> pid, for CPU time per event
             url = shared_url
             db_proc = None
@@ -155,6 +154,7 @@ def main() -> None:
                     {a: users[config, a] for a in arms},
                     {a: warm[config, a] for a in arms},
                     keyed,
+                    indexed,
                     api,
                     fake.pid,
                     tmp,
@@ -162,7 +162,6 @@ def main() -> None:
             finally:
                 if db_proc is not None:
                     stop([db_proc])
-        print(f"app indexes: {args.app_indexes}")
         print(
             f"{args.n} deliveries per phase at concurrency {args.c}, interleaved in chunks of "
             f"{args.chunk} with the baseline (raw pymongo single-document upserts of the same "
@@ -170,20 +169,8 @@ def main() -> None:
             + ", ".join(f"{x:.2f}" for x in os.getloadavg())
         )
         for config, (phases, written) in results.items():
-            print(
-                "no CLERK_SECRET_KEY (write-backs wait)"
-                if config == "nokey"
-                else "CLERK_SECRET_KEY set, fake Clerk at a development limit (100 / 10 s): "
-                f"write-back workers running ({written} users written back during the run)"
-            )
-            for label, by_arm in zip(
-                (
-                    "user.created (new users: an insert + a tombstone read)",
-                    "user.updated (existing users: one write)",
-                ),
-                phases,
-                strict=True,
-            ):
+            print(f"{LABELS[config]} ({written} users written back during the run)")
+            for label, by_arm in zip(PHASES, phases, strict=True):
                 for arm, r in by_arm.items():
                     report(f"{label}, metrics {arm}", r, args.n)
                 if len(by_arm) == 2:
@@ -193,7 +180,7 @@ def main() -> None:
                         f"p50 {on['p50']:.1f} vs {off['p50']:.1f} ms, p99 {on['p99']:.1f} vs "
                         f"{off['p99']:.1f} ms"
                     )
-        if len(results) == 2:
+        if "nokey" in results and "key" in results:
             for phase in (0, 1):
                 nokey = results["nokey"][0][phase][arms[0]]
                 key = results["key"][0][phase][arms[0]]
@@ -204,8 +191,57 @@ def main() -> None:
                     f"{ratio_key:.2f} vs {ratio_nokey:.2f} without: "
                     f"{ratio_key / ratio_nokey:.2f} of the no-key figure (goal >= 0.9)"
                 )
+        summary(results, args.n)
     finally:
         teardown(procs, tmp)
+
+
+CONFIGS = {  # name -> (a Clerk key with the write-back running, the app's unique indexes)
+    "nokey": (False, False),
+    "key": (True, False),
+    "key+indexes": (True, True),
+}
+LABELS = {
+    "nokey": "no CLERK_SECRET_KEY (write-backs wait), no app indexes",
+    "key": "CLERK_SECRET_KEY set, fake Clerk at a development limit (100 / 10 s): write-back "
+    "workers running; no app indexes",
+    "key+indexes": "CLERK_SECRET_KEY set, write-back workers running, and the app's unique "
+    "email and username indexes in place (what the Next.js guide's users run)",
+}
+PHASES = (
+    "user.created (new users: an insert + a tombstone read, grouped)",
+    "user.updated (existing users: one ordered write, grouped)",
+)
+
+
+def tag(config: str) -> str:
+    """The configuration's name as it may appear in an email and a username."""
+    return config.replace("+", "")
+
+
+def per_delivery(r: dict[str, Any], n: int) -> tuple[float, float, float]:
+    """(receiver CPU ms per delivery, database CPU ms per delivery, per raw upsert)."""
+    receiver = sum(v for k, v in r["cpu_ours"].items() if k.startswith("receiver")) / n * 1000
+    database = r["cpu_ours"].get("database", float("nan")) / n * 1000
+    raw = r["cpu_theirs"].get("database", float("nan")) / n * 1000
+    return receiver, database, raw
+
+
+def summary(results: dict[str, Any], n: int) -> None:
+    """One line per configuration, phase and metrics arm: the issue's figures and goals."""
+    print(
+        "summary: receiver CPU/delivery (goal <= 0.6 ms) | database CPU/delivery vs per raw "
+        "upsert (goal <= 1.2x) | ingest vs raw upserts (goal >= 0.8) | p99 (goal < 200 ms)"
+    )
+    for config, (phases, _) in results.items():
+        for phase, by_arm in zip(("created", "updated"), phases, strict=True):
+            for arm, r in by_arm.items():
+                receiver, database, raw = per_delivery(r, n)
+                print(
+                    f"  {config:<12} {phase:<8} metrics {arm:<3}  receiver {receiver:.2f} ms | "
+                    f"database {database:.2f} vs {raw:.2f} ms: {database / raw:.2f}x | "
+                    f"ingest {r['rate'] / r['base']:.2f} | p99 {r['p99']:.0f} ms"
+                )
 
 
 def report(label: str, r: dict[str, Any], n: int) -> None:
@@ -245,6 +281,7 @@ def run_config(
     users: dict[str, list[dict[str, Any]]],
     warm: dict[str, list[dict[str, Any]]],
     keyed: bool,
+    indexed: bool,
     api: str,
     fake_pid: int,
     tmp: str,
@@ -253,7 +290,8 @@ def run_config(
     baseline; both phases, each arm's chunks interleaved with the other's and the baseline's."""
     procs: list[subprocess.Popen[bytes]] = []
     stamp = int(time.time())
-    dbs = {arm: f"bench_{'key' if keyed else 'nokey'}_{arm}_{stamp}" for arm in users}
+    name = ("key" if keyed else "nokey") + ("_indexed" if indexed else "")
+    dbs = {arm: f"bench_{name}_{arm}_{stamp}" for arm in users}
     ports = {arm: free_port() for arm in users}
     try:
         secret = new_secret()
@@ -263,7 +301,7 @@ def run_config(
             if keyed:
                 env.update({"CLERK_SECRET_KEY": FAKE_KEY, "CLERK_API_URL": api})
                 watched["fake clerk"] = fake_pid
-            if args.app_indexes == "unique":
+            if indexed:
                 app_indexes(MongoClient(url)[db]["users"])
             command = [sys.executable, "-m", "clerksync", "serve", "--port", str(ports[arm])]
             if arm == "off":
@@ -285,7 +323,7 @@ def run_config(
         base_store = Store(MongoClient(url, tz_aware=True), first + "_baseline")
         base_store.ensure_indexes()
         base = base_store.users
-        if args.app_indexes == "unique":
+        if indexed:
             app_indexes(base)
         # One keep-alive connection per sending thread and receiver, on the standard
         # library's client: Svix sends from elsewhere, so the sender should take as little

@@ -26,6 +26,7 @@ from clerksync.mapping.documents import new_document, upsert_update
 from clerksync.mapping.users import agreeing_filter, clerk_copy_differs
 from clerksync.store.adoption import AppDocuments
 from clerksync.store.database import Store
+from clerksync.store.group import Group
 from clerksync.store.hooks import Hooks, WriteResult
 from clerksync.store.mongo import translated, translating, utcnow
 from clerksync.store.writer import Writer
@@ -66,6 +67,9 @@ class UserHooks(Hooks):
         self.users = store.schema.users
         self._counter_seeded = False
         self._email_index: tuple[float, str | None] | None = None
+        self._index_reads: Group[None, str | None] = Group(
+            lambda asks: [self._read_email_index()] * len(asks)
+        )
         self._app_docs = AppDocuments(store)
 
     # -- one state ---------------------------------------------------------------------------
@@ -165,12 +169,14 @@ class UserHooks(Hooks):
 
     def _email_index_kind(self) -> str | None:
         """The kind of the email field's index, read once a minute; while the field has none,
-        at each use (a signup with a verified email: one listIndexes), so an index the app
-        creates while the receiver runs is used from the next signup on (before, that signup
-        was refused by it, or duplicated a document the app had just made)."""
+        at each use (a signup with a verified email: one listIndexes, shared by the signups
+        of the same moment, ``Group``), so an index the app creates while the receiver runs
+        is used from the next signup on (before, that signup was refused by it, or
+        duplicated a document the app had just made)."""
         cached = self._email_index
         if cached is None or cached[1] is None or time.monotonic() - cached[0] > 60:
-            return self._read_email_index()
+            # Signups at the same moment share one read, made after each of them asked.
+            return self._index_reads(None)
         return cached[1]
 
     def _read_email_index(self) -> str | None:
