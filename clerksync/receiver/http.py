@@ -351,4 +351,5 @@ def server_config(
         timeout_graceful_shutdown=10,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         server_header=False,
+        proxy_headers=False,  # nothing reads the client address: no middleware per request
     )

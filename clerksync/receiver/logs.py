@@ -2,7 +2,10 @@
 
 ``serve --log-json`` makes every line one JSON object (a delivery's fields at the top
 level); either way a message repeated by hostile traffic is capped (``RepeatLimit``), so
-the log stays bounded whatever is sent.
+the log stays bounded whatever is sent. Routine deliveries (applied, duplicate, stale,
+ignored) get a line each up to ``ROUTINE_PER_SECOND`` a second, then one line saying how
+many more there were (``RoutineLines``): a busy receiver's log stays readable and costs
+it little; every delivery is in the delivery log (``clerksync events``) all the same.
 """
 
 from __future__ import annotations
@@ -14,6 +17,58 @@ import time
 from typing import Any
 
 from clerksync.display import visible
+
+#: routine delivery lines per second before the rest are counted (``RoutineLines``)
+ROUTINE_PER_SECOND = 20
+
+ROUTINE = frozenset({"applied", "duplicate", "stale", "ignored"})
+
+log = logging.getLogger("clerksync.server")
+
+
+class RoutineLines:
+    """Admits ``per_second`` routine lines a second; counts the rest, and once that second
+    is over says how many (one line, from a timer: a receiver gone quiet says it too)."""
+
+    def __init__(
+        self, per_second: int = ROUTINE_PER_SECOND, *, clock: Any = time.monotonic
+    ) -> None:
+        self.per_second = per_second
+        self._clock = clock
+        self._second = 0
+        self._admitted = 0
+        self._left_out: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, outcome: str) -> bool:
+        second = int(self._clock())
+        with self._lock:
+            if second != self._second:
+                self._second, self._admitted = second, 0
+            if self._admitted < self.per_second:
+                self._admitted += 1
+                return True
+            if not self._left_out:
+                timer = threading.Timer(1.0, self.report)
+                timer.daemon = True
+                timer.start()
+            self._left_out[outcome] = self._left_out.get(outcome, 0) + 1
+            return False
+
+    def report(self) -> None:
+        with self._lock:
+            left_out, self._left_out = self._left_out, {}
+        if left_out:
+            counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(left_out.items()))
+            log.info(
+                "deliveries not logged one by one (over %d a second): %s; each is in the "
+                "delivery log (clerksync events)",
+                self.per_second,
+                counts,
+            )
+
+
+routine_lines = RoutineLines()
 
 
 def log_delivery(
@@ -29,7 +84,9 @@ def log_delivery(
 ) -> None:
     """One line per delivery; with ``--log-json`` its fields are the line's own. ``notes``
     (what was cut to store it: stored all the same, what an end user typed never refuses
-    it) make it a warning."""
+    it) make it a warning. Routine ones past ``ROUTINE_PER_SECOND`` are counted instead."""
+    if outcome in ROUTINE and not notes and not routine_lines.admit(outcome):
+        return
     delivery: dict[str, Any] = {
         "id": svix_id,
         "type": event_type,
@@ -42,7 +99,7 @@ def log_delivery(
     }
     if notes:
         delivery["notes"] = list(notes)
-    logging.getLogger("clerksync.server").log(
+    log.log(
         logging.WARNING if notes else logging.INFO,
         "delivery id=%s type=%s object=%s user=%s outcome=%s status=%d ms=%.1f%s%s",
         svix_id,

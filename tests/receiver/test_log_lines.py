@@ -64,3 +64,21 @@ def test_close_writes_what_waits() -> None:
     log.info("last words")
     handler.close()  # what logging.shutdown does at exit, after a flush
     assert [line.split(" ", 1)[1] for line in stream.lines()] == ["INFO last words"]
+
+
+def test_routine_lines_past_the_rate_are_counted_and_said_once(
+    caplog: Any,
+) -> None:
+    from clerksync.receiver.logs import RoutineLines
+
+    now = [100.2]
+    lines = RoutineLines(3, clock=lambda: now[0])
+    admitted = [lines.admit("applied") for _ in range(5)] + [lines.admit("duplicate")]
+    assert admitted == [True, True, True, False, False, False]
+    with caplog.at_level(logging.INFO, logger="clerksync.server"):
+        lines.report()  # what its timer does once the second is over
+        lines.report()  # nothing more to say
+    said = [r.getMessage() for r in caplog.records if r.name == "clerksync.server"]
+    assert len(said) == 1 and "2 applied, 1 duplicate" in said[0]
+    now[0] = 101.0  # the next second: lines again
+    assert lines.admit("applied")
