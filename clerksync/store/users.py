@@ -67,9 +67,8 @@ class UserHooks(Hooks):
         self.users = store.schema.users
         self._counter_seeded = False
         self._email_index: tuple[float, str | None] | None = None
-        self._index_reads: Group[None, str | None] = Group(
-            lambda asks: [self._read_email_index()] * len(asks)
-        )
+        read = self._read_email_index
+        self._index_reads: Group[None, str | None] = Group(lambda a: [read()] * len(a))
         self._app_docs = AppDocuments(store)
 
     # -- one state ---------------------------------------------------------------------------
@@ -169,10 +168,8 @@ class UserHooks(Hooks):
 
     def _email_index_kind(self) -> str | None:
         """The kind of the email field's index, read once a minute; while the field has none,
-        at each use (a signup with a verified email: one listIndexes, shared by the signups
-        of the same moment, ``Group``), so an index the app creates while the receiver runs
-        is used from the next signup on (before, that signup was refused by it, or
-        duplicated a document the app had just made)."""
+        at each use (one listIndexes, shared by the signups of the same moment), so an index
+        the app creates while the receiver runs is used from the next signup on."""
         cached = self._email_index
         if cached is None or cached[1] is None or time.monotonic() - cached[0] > 60:
             # Signups at the same moment share one read, made after each of them asked.
