@@ -158,7 +158,7 @@ def update_group(collection: Collection[Any]) -> Group[Update, Any]:
 
     def run(asks: list[Update]) -> list[Any]:
         from pymongo import UpdateOne
-        from pymongo.errors import ClientBulkWriteException
+        from pymongo.errors import ClientBulkWriteException, InvalidOperation
 
         if len(asks) == 1:
             query, update, upsert = asks[0]
@@ -175,6 +175,8 @@ def update_group(collection: Collection[Any]) -> Group[Update, Any]:
                 verbose_results=True,
                 write_concern=collection.write_concern,
             )
+        except InvalidOperation:  # the primary is now a server before 8.0: one by one
+            return [_one(collection, ask) for ask in asks]
         except ClientBulkWriteException as exc:
             if exc.error is not None:
                 raise exc.error from None
@@ -192,6 +194,14 @@ def update_group(collection: Collection[Any]) -> Group[Update, Any]:
         return answers
 
     return Group(run)
+
+
+def _one(collection: Collection[Any], ask: Update) -> Any:
+    """One ``update_one``: its result, or the exception it raised."""
+    try:
+        return collection.update_one(ask[0], ask[1], upsert=ask[2])
+    except Exception as exc:
+        return exc
 
 
 def bulk_updates(collection: Collection[Any]) -> bool:
