@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +36,10 @@ def run(
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
+            # What start-up made (modules, the driver, the receiver's parts) lives as long
+            # as the process: out of the collector's reach, a full collection under load
+            # walks only what deliveries made (less CPU, shorter pauses).
+            gc.freeze()
             if on_started is not None and not self.should_exit:
                 on_started()
 
