@@ -4,7 +4,6 @@ in an app of yours (``mount``), its start and stop tied to that app's lifespan."
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -44,6 +43,17 @@ class ReceiverApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+class Delivery:
+    """The receiver's webhook as a plain ASGI app (an instance: Starlette wraps functions
+    and methods as request handlers, and calls an app as it is)."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.receiver.webhook(scope, receive, send)
+
+
 def route_path(scope: Mapping[str, Any]) -> str:
     """The request's path below where the app is mounted (Starlette's router's rule)."""
     path: str = scope["path"]
@@ -63,8 +73,7 @@ def create_app(
     receiver = Receiver(settings, **options)
     routes = [
         # Deliveries never reach it (``ReceiverApp``): it answers other methods with a 405.
-        # A partial, so Starlette takes it for the plain ASGI app it is.
-        Route(WEBHOOK_PATH, functools.partial(receiver.webhook), methods=["POST"]),
+        Route(WEBHOOK_PATH, Delivery(receiver), methods=["POST"]),
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),

@@ -59,13 +59,15 @@ class Hop:
             future, fn, args = job
             try:
                 answer: tuple[Any, Any, BaseException | None] = (future, fn(*args), None)
+            except StopIteration as exc:  # a future cannot hold it: as asyncio does
+                answer = (future, None, RuntimeError(f"StopIteration: {exc}"))
             except BaseException as exc:
                 answer = (future, None, exc)
             del job, fn, args
             loop = future.get_loop()
             with self._lock:
                 waiting = self._answers.get(loop)
-                if waiting is not None:  # the loop is woken already: this rides along
+                if waiting is not None and not loop.is_closed():  # woken already: rides along
                     waiting.append(answer)
                     continue
                 self._answers[loop] = [answer]
@@ -79,12 +81,15 @@ class Hop:
         with self._lock:
             answers = self._answers.pop(loop, [])
         for future, result, error in answers:
-            if future.cancelled():
+            if future.done():  # cancelled: its awaiter is gone
                 continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+            try:
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+            except Exception as exc:  # never the others' answers with it
+                future.set_exception(RuntimeError(f"could not answer: {exc!r}"))
 
     def close(self) -> None:
         """Let the threads end once the calls queued are done (the caller does not wait)."""

@@ -10,6 +10,7 @@ it little; every delivery is in the delivery log (``clerksync events``) all the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -65,6 +66,7 @@ class RoutineLines:
                 "delivery log (clerksync events)",
                 self.per_second,
                 counts,
+                extra={"counted": left_out},  # once a second at most: not a repeat to cap
             )
 
 
@@ -175,8 +177,8 @@ class RepeatLimit(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "delivery", None):
-            return True  # deliveries are sampled where they are made
+        if getattr(record, "delivery", None) or getattr(record, "counted", None):
+            return True  # deliveries are sampled where they are made, and counted there
         key = f"{record.name}:{record.msg}"[:200]
         now = time.monotonic()
         with self._lock:
@@ -206,8 +208,13 @@ class BatchedLines(logging.StreamHandler):
         self._due = threading.Event()
         self._flusher: threading.Thread | None = None
 
+    #: lines held at most (a stream that stopped taking them must not grow memory)
+    MOST_WAITING = 10_000
+
     def emit(self, record: logging.LogRecord) -> None:  # under the handler's lock
         try:
+            if len(self._waiting) >= self.MOST_WAITING:
+                self._waiting.clear()  # what the stream would not take: gone, as it would be
             self._waiting.append(self.format(record))
             if record.levelno >= logging.WARNING:
                 self._write()
@@ -226,7 +233,9 @@ class BatchedLines(logging.StreamHandler):
             self._due.wait()
             time.sleep(self.delay)
             self._due.clear()
-            self.flush()
+            # a stream that fails (its reader gone) loses this batch; the next one tries again
+            with contextlib.suppress(Exception):
+                self.flush()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]

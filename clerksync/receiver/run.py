@@ -39,6 +39,7 @@ def run(
             # What start-up made (modules, the driver, the receiver's parts) lives as long
             # as the process: out of the collector's reach, a full collection under load
             # walks only what deliveries made (less CPU, shorter pauses).
+            gc.collect()  # not start-up's garbage: it would never be collected
             gc.freeze()
             if on_started is not None and not self.should_exit:
                 on_started()

@@ -4,17 +4,24 @@ Each receiver delivery is one caller on a thread of its own; what each asks of t
 (insert this new user, is this id tombstoned) is the same command for a different document.
 ``Group`` lets the first caller take everything queued behind it and send it as one command
 (``insert_many``, one ``$in``), while the others wait for their own answer: per delivery the
-database and the driver then do a fraction of a command, and none waits longer than one
-batch in flight plus its own. Nothing is delayed on purpose: a caller alone is sent at once.
+database and the driver then do a fraction of a command. Nothing is delayed on purpose: a
+caller alone is sent at once, and a caller waits for the command in flight and the one that
+carries it (more, only past ``most`` callers queued).
 
 Every caller gets exactly its own answer, or the error of the command that carried it (a
 timeout, the database away): the same answers as one command each, never a success for a
-document whose write failed.
+document whose write failed. A command runs within the time the most patient of its callers
+has left (their ``pymongo.timeout``), not only its sender's: a caller that waited long does
+not fail the others it sends for.
 """
 
 from __future__ import annotations
 
+import collections
+import contextvars
+import copy
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -34,10 +41,11 @@ class _Slot(Generic[T]):
     """One caller: its item, its answer, and the lock it sleeps on (held until it is
     answered, or handed the lead with ``batch``)."""
 
-    __slots__ = ("item", "result", "error", "batch", "wake")
+    __slots__ = ("item", "deadline", "result", "error", "batch", "wake")
 
     def __init__(self, item: T) -> None:
         self.item = item
+        self.deadline = _deadline()
         self.result: Any = None
         self.error: BaseException | None = None
         self.batch: list[_Slot[T]] | None = None
@@ -81,16 +89,25 @@ class Group(Generic[T, R]):
 
     def _lead(self, batch: list[_Slot[T]]) -> None:
         """Send ``batch`` (its first slot is this thread's), answer its callers, and hand
-        the lead to the first caller queued meanwhile."""
+        the lead to the first caller queued meanwhile, whatever happened."""
+        interrupted: BaseException | None = None
         try:
-            answers: Sequence[Any] = self._run([s.item for s in batch])
+            answers: Sequence[Any] = _within(
+                [s.deadline for s in batch], self._run, [s.item for s in batch]
+            )
             if len(answers) != len(batch):  # pragma: no cover (a bug in run)
                 raise RuntimeError("group: one answer per item expected")
-        except BaseException as exc:  # every caller's: their documents went in one command
+        except Exception as exc:  # every caller's: their documents went in one command
             answers = [exc] * len(batch)
+        except BaseException as exc:  # this thread is interrupted: the others are not
+            interrupted = exc
+            answers = [RuntimeError("the command's sender was interrupted")] * len(batch)
+        raised = collections.Counter(id(a) for a in answers if isinstance(a, BaseException))
+        shared = {i for i, n in raised.items() if n > 1}
         for slot, answer in zip(batch, answers, strict=True):
             if isinstance(answer, BaseException):
-                slot.error = answer
+                # one exception raised in many threads would mix their tracebacks
+                slot.error = _copied(answer) if id(answer) in shared else answer
             else:
                 slot.result = answer
         with self._lock:
@@ -102,6 +119,44 @@ class Group(Generic[T, R]):
         if following:
             following[0].batch = following
             following[0].wake.release()
+        if interrupted is not None:
+            raise interrupted
+
+
+def _deadline() -> float | None:
+    """The caller's ``pymongo.timeout`` deadline (monotonic), or None without one. (pymongo
+    has no public reader of it: its ``_csot`` module, with None when that changes.)"""
+    try:
+        from pymongo import _csot
+
+        return _csot.get_deadline() if _csot.get_timeout() is not None else None
+    except Exception:  # pragma: no cover (a pymongo without it)
+        return None
+
+
+def _within(deadlines: list[float | None], run: Callable[[Any], Any], items: Any) -> Any:
+    """``run(items)`` within the latest of the callers' deadlines (none if none has one), in a
+    context of its own: the sender's own, shorter, deadline does not bind the others'."""
+    known = [d for d in deadlines if d is not None]
+    if not known:
+        return contextvars.Context().run(run, items)
+
+    def bounded() -> Any:
+        import pymongo
+
+        with pymongo.timeout(max(0.001, max(known) - time.monotonic())):
+            return run(items)
+
+    return contextvars.Context().run(bounded)
+
+
+def _copied(error: BaseException) -> BaseException:
+    """A caller's own copy of an exception others raise too (the original, if it cannot be
+    copied)."""
+    try:
+        return copy.copy(error).with_traceback(None)
+    except Exception:  # pragma: no cover
+        return error
 
 
 #: a new document, and the ids whose tombstones are read once it is in
@@ -129,10 +184,11 @@ def insert_group(
                 collection.insert_many([doc for doc, _ in asks], ordered=False)
             except BulkWriteError as exc:
                 details = exc.details or {}
-                if details.get("writeConcernErrors"):
-                    raise _concern_error(details) from None
                 for error in details.get("writeErrors", []):
                     answers[error["index"]] = _write_error(error)
+                if details.get("writeConcernErrors"):  # for the rest (as insert_one raises)
+                    concern = _concern_error(details)
+                    return [concern if a is None else a for a in answers]
         asked = sorted(
             {i for (_, ids), a in zip(asks, answers, strict=True) if a is None for i in ids}
         )
@@ -178,14 +234,15 @@ def update_group(collection: Collection[Any]) -> Group[Update, Any]:
         except InvalidOperation:  # the primary is now a server before 8.0: one by one
             return [_one(collection, ask) for ask in asks]
         except ClientBulkWriteException as exc:
-            if exc.error is not None:
-                raise exc.error from None
+            if exc.error is not None:  # the command failed: pymongo's error, or the reply
+                raise (exc.error if isinstance(exc.error, BaseException) else exc) from None
             details = exc.details or {}
-            if details.get("writeConcernErrors"):
-                raise _concern_error(details) from None
             result = exc.partial_result
             for error in details.get("writeErrors") or []:  # the server's documents
                 answers[error["idx"]] = _write_error(error)
+            if details.get("writeConcernErrors"):  # for the rest (as update_one raises)
+                concern = _concern_error(details)
+                return [concern if a is None else a for a in answers]
         if result is not None:
             for index, answer in result.update_results.items():
                 answers[index] = answer
@@ -217,7 +274,8 @@ def _write_error(error: Mapping[str, Any]) -> Exception:
     rule)."""
     from pymongo.errors import DuplicateKeyError, WriteError
 
-    details = {k: v for k, v in error.items() if k not in ("index", "idx", "ok")}
+    # not ``op``: the document itself (an email, names) has no place in an error's text
+    details = {k: v for k, v in error.items() if k not in ("index", "idx", "ok", "op")}
     message = str(error.get("errmsg", "write error"))
     code = error.get("code")
     if code == 11000:

@@ -75,3 +75,21 @@ def test_one_hop_serves_loop_after_loop_and_a_cancelled_call_spoils_nothing() ->
         assert asyncio.run(second()) == 2  # another loop: answered on it
     finally:
         hop.close()
+
+
+def test_a_stop_iteration_is_an_error_and_spoils_no_other_answer() -> None:
+    hop = Hop(2)
+
+    def stop() -> None:
+        raise StopIteration("done")
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            hop.run(stop), *(hop.run(lambda n=n: n) for n in range(5)), return_exceptions=True
+        )
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        hop.close()
+    assert isinstance(answers[0], RuntimeError) and answers[1:] == [0, 1, 2, 3, 4]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from clerksync.receiver.logs import BatchedLines, PlainLines
 
@@ -22,6 +25,23 @@ class Stream:
 
     def lines(self) -> list[str]:
         return "".join(self.writes).splitlines()
+
+
+@pytest.fixture(autouse=True)
+def loggers_restored() -> Iterator[None]:
+    """What ``logger_to`` changes on a logger is put back after each test."""
+    names = ("test.batched.info", "test.batched.close", "clerksync.server")
+    saved = {
+        n: (list(lg.handlers), lg.propagate, lg.level)
+        for n in names
+        if (lg := logging.getLogger(n))
+    }
+    yield
+    for name, (handlers, propagate, level) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        logger.setLevel(level)
 
 
 def logger_to(handler: logging.Handler, name: str) -> logging.Logger:
@@ -82,3 +102,20 @@ def test_routine_lines_past_the_rate_are_counted_and_said_once(
     assert len(said) == 1 and "2 applied, 1 duplicate" in said[0]
     now[0] = 101.0  # the next second: lines again
     assert lines.admit("applied")
+
+
+def test_the_summary_line_is_never_capped_as_a_repeat() -> None:
+    """Once a second under sustained load: past ``RepeatLimit``'s 20 a minute all the same."""
+    from clerksync.receiver.logs import RepeatLimit, RoutineLines
+
+    stream = Stream()
+    handler = BatchedLines(stream, delay=60)
+    handler.setFormatter(PlainLines())
+    handler.addFilter(RepeatLimit())
+    logger_to(handler, "clerksync.server")
+    lines = RoutineLines(0, clock=lambda: 0.0)
+    for _ in range(30):
+        lines.admit("applied")
+        lines.report()
+    handler.flush()
+    assert len(stream.lines()) == 30

@@ -146,3 +146,102 @@ def test_grouped_updates_answer_each_its_own_match(watched: tuple[Store, Any]) -
     assert names["user_0"] != "N0" and names["user_1"] == "N1"
     sent = commands.names()
     assert sent.count("bulkWrite") + sent.count("update") < len(asks)  # grouped
+
+
+def test_a_command_runs_within_the_most_patient_callers_time() -> None:
+    """A caller whose own time ran out while it waited still sends for the others: the
+    command gets the latest deadline of its callers, not its sender's."""
+    import pymongo
+    from pymongo import _csot
+
+    left: list[float | None] = []
+    first = threading.Event()
+    release = threading.Event()
+
+    def run(items: list[str]) -> list[str]:
+        left.append(_csot.remaining())
+        if len(left) == 1:
+            first.set()
+            release.wait(10)
+        return items
+
+    group: Group[str, str] = Group(run)
+
+    def call(name: str, seconds: float) -> str:
+        with pymongo.timeout(seconds):
+            return group(name)
+
+    with ThreadPoolExecutor(3) as pool:
+        lead = pool.submit(call, "a", 30)
+        assert first.wait(10)
+        impatient = pool.submit(call, "b", 0.2)
+        queued(group, 1)
+        patient = pool.submit(call, "c", 30)
+        queued(group, 2)
+        time.sleep(0.3)  # b's time is over; b leads the next command all the same
+        release.set()
+        assert (lead.result(10), impatient.result(10), patient.result(10)) == ("a", "b", "c")
+    assert left[1] is not None and left[1] > 20
+
+
+def test_an_interrupted_sender_answers_the_others_and_the_group_goes_on() -> None:
+    calls = 0
+    started = threading.Event()
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            release.wait(10)
+            raise KeyboardInterrupt
+        return items
+
+    group: Group[int, int] = Group(run)
+
+    def call(n: int) -> Any:
+        try:
+            return group(n)
+        except BaseException as exc:
+            return exc
+
+    with ThreadPoolExecutor(2) as pool:
+        lead = pool.submit(call, 1)
+        assert started.wait(10)
+        release.set()
+        assert isinstance(lead.result(10), KeyboardInterrupt)
+    assert group(2) == 2  # the lead was handed on: nothing hangs
+
+
+def test_callers_sharing_a_failure_each_raise_their_own_copy() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    calls = 0
+
+    def run(items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            release.wait(10)
+            return items
+        raise TimeoutError("the database did not answer")
+
+    group: Group[int, int] = Group(run)
+
+    def call(n: int) -> Any:
+        try:
+            return group(n)
+        except TimeoutError as exc:
+            return exc
+
+    with ThreadPoolExecutor(3) as pool:
+        lead = pool.submit(call, 1)
+        assert started.wait(10)
+        rest = [pool.submit(call, n) for n in (2, 3)]
+        queued(group, 2)
+        release.set()
+        lead.result(10)
+        errors = [f.result(10) for f in rest]
+    assert all(isinstance(e, TimeoutError) for e in errors) and errors[0] is not errors[1]
