@@ -151,12 +151,17 @@ def _within(deadlines: list[float | None], run: Callable[[Any], Any], items: Any
 
 
 def _copied(error: BaseException) -> BaseException:
-    """A caller's own copy of an exception others raise too (the original, if it cannot be
-    copied)."""
+    """A caller's own copy of an exception others raise too, with what it was raised from
+    (a ``StoreUnavailable`` says through its ``__context__`` whether the database was
+    unreachable); the original, if it cannot be copied."""
     try:
-        return copy.copy(error).with_traceback(None)
+        duplicate = copy.copy(error).with_traceback(None)
     except Exception:  # pragma: no cover
         return error
+    duplicate.__context__ = error.__context__
+    duplicate.__cause__ = error.__cause__
+    duplicate.__suppress_context__ = error.__suppress_context__
+    return duplicate
 
 
 #: a new document, and the ids whose tombstones are read once it is in

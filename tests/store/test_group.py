@@ -245,3 +245,23 @@ def test_callers_sharing_a_failure_each_raise_their_own_copy() -> None:
         lead.result(10)
         errors = [f.result(10) for f in rest]
     assert all(isinstance(e, TimeoutError) for e in errors) and errors[0] is not errors[1]
+
+
+def test_a_shared_failure_s_copies_keep_what_it_was_raised_from() -> None:
+    """Whether the database was unreachable is read from an error's ``__context__``."""
+    from pymongo.errors import NetworkTimeout
+
+    from clerksync.errors import StoreUnavailable
+    from clerksync.store.mongo import database_unreachable
+
+    try:
+        try:
+            raise NetworkTimeout("timed out")
+        except NetworkTimeout:
+            raise StoreUnavailable("MongoDB failed: NetworkTimeout") from None
+    except StoreUnavailable as exc:
+        shared = exc
+    from clerksync.store.group import _copied
+
+    copied = _copied(shared)
+    assert copied is not shared and database_unreachable(copied)
