@@ -208,15 +208,14 @@ class BatchedLines(logging.StreamHandler):
         self._due = threading.Event()
         self._flusher: threading.Thread | None = None
 
-    #: lines held at most (a stream that stopped taking them must not grow memory)
+    #: lines held at most: past it they are written at once (memory stays bounded; a stream
+    #: that fails says so through ``handleError``, as a plain handler's would)
     MOST_WAITING = 10_000
 
     def emit(self, record: logging.LogRecord) -> None:  # under the handler's lock
         try:
-            if len(self._waiting) >= self.MOST_WAITING:
-                self._waiting.clear()  # what the stream would not take: gone, as it would be
             self._waiting.append(self.format(record))
-            if record.levelno >= logging.WARNING:
+            if record.levelno >= logging.WARNING or len(self._waiting) >= self.MOST_WAITING:
                 self._write()
             elif len(self._waiting) == 1:
                 if self._flusher is None:

@@ -258,20 +258,24 @@ def update_group(collection: Collection[Any]) -> Group[Update, Any]:
     return Group(run)
 
 
+def _one_raising(collection: Collection[Any], ask: Update) -> Any:
+    return collection.update_one(ask[0], ask[1], upsert=ask[2])
+
+
 def _one(collection: Collection[Any], ask: Update) -> Any:
     """One ``update_one``: its result, or the exception it raised."""
     try:
-        return collection.update_one(ask[0], ask[1], upsert=ask[2])
+        return _one_raising(collection, ask)
     except Exception as exc:
         return exc
 
 
-def bulk_updates(collection: Collection[Any]) -> bool:
-    """Does every server the driver knows have ``bulkWrite`` (MongoDB 8.0, wire version
-    25)? Older ones take one ``update_one`` each."""
+def bulk_updates(collection: Collection[Any]) -> bool | None:
+    """Does every writable server the driver knows have ``bulkWrite`` (MongoDB 8.0, wire
+    version 25)? None while it knows none. Older ones take one ``update_one`` each."""
     servers = collection.database.client.topology_description.server_descriptions().values()
     versions = [s.max_wire_version for s in servers if s.is_writable]
-    return bool(versions) and min(versions) >= 25
+    return min(versions) >= 25 if versions else None
 
 
 def _write_error(error: Mapping[str, Any]) -> Exception:
@@ -301,13 +305,13 @@ def _concern_error(details: Mapping[str, Any]) -> Exception:
 
 class Groups:
     """A store's groups, one per kind and operation, made when first used. ``updater``
-    groups only once the server is known to have ``bulkWrite``; until then, and on older
-    servers, it is the collection's own ``update_one``."""
+    groups once the server is known to have ``bulkWrite``; until a server is known, and
+    for good on older servers, it is the collection's own ``update_one``."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._inserts: dict[str, Group[Insert, set[str]]] = {}
-        self._updates: dict[str, Group[Update, Any]] = {}
+        self._updates: dict[str, Callable[[Update], Any]] = {}
         self._lock = threading.Lock()
 
     def inserter(self, kind: Kind) -> Group[Insert, set[str]]:
@@ -326,11 +330,15 @@ class Groups:
     def updater(self, kind: Kind) -> Callable[[Update], Any]:
         """``update_one`` on the kind's collection, called with (filter, update, upsert),
         answering its ``UpdateResult``; grouped (``update_group``) where the server can."""
-        group = self._updates.get(kind.name)
-        if group is not None:
-            return group
+        known = self._updates.get(kind.name)
+        if known is not None:
+            return known
         collection = self.store.collection(kind)
-        if not bulk_updates(collection):  # not known yet, or a server before 8.0
-            return lambda ask: collection.update_one(ask[0], ask[1], upsert=ask[2])
-        with self._lock:
-            return self._updates.setdefault(kind.name, update_group(collection))
+        bulk = bulk_updates(collection)
+        if bulk is None:  # no server known yet: asked again next time, not kept
+            return lambda ask: _one_raising(collection, ask)
+        with self._lock:  # decided once: not a topology read per delivery
+            return self._updates.setdefault(
+                kind.name,
+                update_group(collection) if bulk else lambda ask: _one_raising(collection, ask),
+            )

@@ -220,7 +220,7 @@ class Writer:
         if inserted:
             waiting = rollups.waiting_keys(self.store, kind, item.id)
             if found is None:
-                found = self.store.tombstoned(self._asked(kind, item))
+                found = self.store.tombstoned([*kind.tombstone_keys(item), *waiting])
             if found.difference(waiting):
                 self.store.collection(kind).delete_one(
                     {self.store.key(kind): item.id, bk.UPDATED_AT: item.updated_at}

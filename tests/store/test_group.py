@@ -60,32 +60,49 @@ def test_callers_arriving_during_a_command_go_together_each_with_its_own_answer(
     assert group(5) == 50 and batches[-1] == [5]  # alone: sent at once
 
 
-def test_a_failed_command_is_every_callers_failure() -> None:
-    started = threading.Event()
-    release = threading.Event()
-    calls = 0
+class Held:
+    """A group's ``run`` whose first command waits for ``release`` (``started`` is set
+    meanwhile) and then does ``first``; the commands after it do ``later``."""
 
-    def run(items: list[int]) -> list[Any]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            started.set()
-            release.wait(10)
-            return items
-        raise TimeoutError("the database did not answer")
+    def __init__(self, first: Callable[[list[int]], Any], later: Callable[[list[int]], Any]):
+        self.first, self.later = first, later
+        self.started, self.release = threading.Event(), threading.Event()
+        self.calls = 0
 
+    def __call__(self, items: list[int]) -> Any:
+        self.calls += 1
+        if self.calls > 1:
+            return self.later(items)
+        self.started.set()
+        self.release.wait(10)
+        return self.first(items)
+
+
+def timed_out(items: list[int]) -> Any:
+    raise TimeoutError("the database did not answer")
+
+
+def interrupted(items: list[int]) -> Any:
+    raise KeyboardInterrupt
+
+
+def test_a_failed_command_is_every_callers_failure_each_raising_its_own_copy() -> None:
+    run = Held(first=lambda items: items, later=timed_out)
     group: Group[int, int] = Group(run)
     with ThreadPoolExecutor(4) as pool:
         lead = pool.submit(group, 1)
-        assert started.wait(10)
+        assert run.started.wait(10)
         rest = [pool.submit(group, i) for i in (2, 3)]
         queued(group, 2)
-        release.set()
+        run.release.set()
         assert lead.result(10) == 1
+        errors = []
         for future in rest:
-            with pytest.raises(TimeoutError):
+            with pytest.raises(TimeoutError) as raised:
                 future.result(10)
-    assert calls == 2
+            errors.append(raised.value)
+    assert run.calls == 2
+    assert errors[0] is not errors[1]  # one exception raised in two threads would mix them
 
 
 def concurrently(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -185,19 +202,7 @@ def test_a_command_runs_within_the_most_patient_callers_time() -> None:
 
 
 def test_an_interrupted_sender_answers_the_others_and_the_group_goes_on() -> None:
-    calls = 0
-    started = threading.Event()
-    release = threading.Event()
-
-    def run(items: list[int]) -> list[int]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            started.set()
-            release.wait(10)
-            raise KeyboardInterrupt
-        return items
-
+    run = Held(first=interrupted, later=lambda items: items)
     group: Group[int, int] = Group(run)
 
     def call(n: int) -> Any:
@@ -208,43 +213,10 @@ def test_an_interrupted_sender_answers_the_others_and_the_group_goes_on() -> Non
 
     with ThreadPoolExecutor(2) as pool:
         lead = pool.submit(call, 1)
-        assert started.wait(10)
-        release.set()
+        assert run.started.wait(10)
+        run.release.set()
         assert isinstance(lead.result(10), KeyboardInterrupt)
     assert group(2) == 2  # the lead was handed on: nothing hangs
-
-
-def test_callers_sharing_a_failure_each_raise_their_own_copy() -> None:
-    started = threading.Event()
-    release = threading.Event()
-    calls = 0
-
-    def run(items: list[int]) -> list[int]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            started.set()
-            release.wait(10)
-            return items
-        raise TimeoutError("the database did not answer")
-
-    group: Group[int, int] = Group(run)
-
-    def call(n: int) -> Any:
-        try:
-            return group(n)
-        except TimeoutError as exc:
-            return exc
-
-    with ThreadPoolExecutor(3) as pool:
-        lead = pool.submit(call, 1)
-        assert started.wait(10)
-        rest = [pool.submit(call, n) for n in (2, 3)]
-        queued(group, 2)
-        release.set()
-        lead.result(10)
-        errors = [f.result(10) for f in rest]
-    assert all(isinstance(e, TimeoutError) for e in errors) and errors[0] is not errors[1]
 
 
 def test_a_shared_failure_s_copies_keep_what_it_was_raised_from() -> None:
