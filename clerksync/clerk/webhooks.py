@@ -9,9 +9,11 @@ in 2.x, and a malformed signature header raises plain ``ValueError``s
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 import time
 from collections.abc import Mapping
+from typing import Any
 
 MAX_BODY = 1024 * 1024
 
@@ -20,16 +22,24 @@ class SignatureError(Exception):
     """The delivery is not provably from Clerk: missing headers, bad or stale signature."""
 
 
+@functools.lru_cache(maxsize=4)
+def _webhook(secret: str) -> Any:
+    """svix's verifier for a secret, made once: it decodes the secret's base64 when made."""
+    from svix.webhooks import Webhook
+
+    return Webhook(secret)
+
+
 def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
     """Raise SignatureError unless ``body`` carries a valid, fresh svix signature."""
-    from svix.webhooks import Webhook, WebhookVerificationError
+    from svix.webhooks import WebhookVerificationError
 
     wanted = {k: headers.get(k, "") for k in ("svix-id", "svix-timestamp", "svix-signature")}
     if not all(wanted.values()):
         missing = ", ".join(k for k, v in wanted.items() if not v)
         raise SignatureError(f"missing header(s): {missing}")
     try:
-        Webhook(secret).verify(body, wanted)
+        _webhook(secret).verify(body, wanted)
     except WebhookVerificationError as exc:
         raise SignatureError(str(exc) or "bad signature") from None
     except ValueError:  # malformed signature header, or a body that is not UTF-8

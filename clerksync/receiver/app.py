@@ -25,7 +25,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -50,7 +50,7 @@ from clerksync.receiver.hop import Hop
 from clerksync.receiver.indexes import IndexMaker
 from clerksync.receiver.metrics import ReceiverMetrics
 from clerksync.settings import Settings
-from clerksync.store.apply import apply_event
+from clerksync.store.apply import apply_event, ignores
 from clerksync.store.connect import connect
 from clerksync.store.database import Store
 from clerksync.store.instance import is_real_instance
@@ -287,6 +287,9 @@ class Receiver:
             return finish(
                 400, "rejected", error=f"payload: {exc}", verified_body=body, reason="payload"
             )
+        if ignores(self.store, event) and not self.database.away():
+            # Nothing of it is kept: answered without a thread or the database.
+            return await self._ended(event, body, "ignored", finish)
         if not self.indexes_ready.is_set():
             # Starting up (mounted apps start on their first request), or the database was
             # away: the index maker tries now, and the delivery waits a little for it.
@@ -336,6 +339,12 @@ class Receiver:
         if wants and self.workers is not None and event.user_id is not None:
             # The hand-off: the workers claim this user by key, no database polling.
             self.workers.submit(self.store.clerk_key(event.user_id))
+        return await self._ended(event, body, outcome, finish)
+
+    async def _ended(
+        self, event: Any, body: bytes, outcome: str, finish: Callable[..., tuple[int, bytes]]
+    ) -> tuple[int, bytes]:
+        """A delivery's 200: the instance it came from learnt (once), then its answer."""
         if not self._instance_checked and event.instance_id and is_real_instance(event.instance_id):
             self._instance_checked = True
             await self.hop.run(self._learn_instance, event.instance_id)

@@ -114,13 +114,19 @@ def test_a_crash_between_clerk_write_and_finish_is_redone_after_the_lease(
 
 
 def serve(env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "clerksync", "serve", "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """``clerksync serve``, its log kept in ``cwd`` (``serve_logs`` reads it on a failure)."""
+    with open(cwd / f"serve-{time.monotonic_ns()}.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "clerksync", "serve", "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=log,
+        )
+
+
+def serve_logs(cwd: Path) -> str:
+    return "\n".join(f"{p.name}:\n{p.read_text()[-4000:]}" for p in sorted(cwd.glob("serve-*.log")))
 
 
 def wait_until(condition, timeout: float) -> float:  # type: ignore[no-untyped-def]
@@ -167,7 +173,11 @@ def test_serve_killed_with_write_backs_claimed_finishes_them_soon_after_restart(
         proc = serve(env, port, tmp_path)
         restarted = time.monotonic()
         # A generous deadline, not a timing assertion: the machine may be loaded.
-        wait_until(lambda: queue_of(store).pending() == 0, 120)
+        try:
+            wait_until(lambda: queue_of(store).pending() == 0, 120)
+        except AssertionError:
+            due = [d["clerksync"] for d in store.users.find({bk.DUE: {"$exists": True}})]
+            raise AssertionError(f"still due: {due}\n{serve_logs(tmp_path)}") from None
         took = time.monotonic() - restarted
     finally:
         proc.kill()
