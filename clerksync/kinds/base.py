@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
+from clerksync.clerk.routes import add_route_words
 from clerksync.errors import InvalidEvent
 
 #: characters a stored text field keeps (names, username, slug…): past it the text is cut,
@@ -95,6 +96,10 @@ class Listing:
     member_field: str | None = None
     one: tuple[str, ...] = ()
     one_key: str | None = None
+
+    def __post_init__(self) -> None:
+        # the kind's requests are labelled by route in the receiver's metrics
+        add_route_words(self.path, self.per_parent or "", *self.one)
 
 
 @dataclass(frozen=True)
