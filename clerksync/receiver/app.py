@@ -48,12 +48,12 @@ from clerksync.receiver.guards import (
 from clerksync.receiver.health import DatabaseAway, DatabaseWatch, unreachable
 from clerksync.receiver.hop import Hop
 from clerksync.receiver.indexes import IndexMaker
+from clerksync.receiver.instance import InstanceCheck
 from clerksync.receiver.metrics import ReceiverMetrics
 from clerksync.settings import Settings
 from clerksync.store.apply import apply_event, ignores
 from clerksync.store.connect import connect
 from clerksync.store.database import Store
-from clerksync.store.instance import is_real_instance
 from clerksync.store.mongo import utcnow
 from clerksync.store.users import writer
 from clerksync.writeback.queue import queue_of
@@ -119,7 +119,7 @@ class Receiver:
         }
         self._started = False
         self._lock = threading.Lock()
-        self._instance_checked = False
+        self.instance = InstanceCheck(lambda: self.store, db_timeout)
         # Until the Clerk-id uniqueness is enforced every delivery is a 503 (a retry later),
         # never a 2xx that could have made a duplicate user.
         self.indexes = IndexMaker()
@@ -287,8 +287,10 @@ class Receiver:
             return finish(
                 400, "rejected", error=f"payload: {exc}", verified_body=body, reason="payload"
             )
-        if ignores(self.store, event) and not self.database.away():
-            # Nothing of it is kept: answered without a thread or the database.
+        if ignores(self.store, event):
+            # Nothing of it is kept: answered without a thread or the database, even while
+            # the database is away (a 503 would have Svix retry every session event, and one
+            # answered without the database is no probe of it).
             return await self._ended(event, body, "ignored", finish)
         if not self.indexes_ready.is_set():
             # Starting up (mounted apps start on their first request), or the database was
@@ -345,9 +347,8 @@ class Receiver:
         self, event: Any, body: bytes, outcome: str, finish: Callable[..., tuple[int, bytes]]
     ) -> tuple[int, bytes]:
         """A delivery's 200: the instance it came from learnt (once), then its answer."""
-        if not self._instance_checked and event.instance_id and is_real_instance(event.instance_id):
-            self._instance_checked = True
-            await self.hop.run(self._learn_instance, event.instance_id)
+        if self.instance.due(event.instance_id):
+            await self.hop.run(self.instance.learn, event.instance_id)
         return finish(
             200,
             outcome,
@@ -368,23 +369,3 @@ class Receiver:
             raise DatabaseAway("the database is unavailable (another delivery probes)")
         with pymongo.timeout(self.db_timeout):
             return apply_event(self.writer, event)
-
-    def _learn_instance(self, instance_id: str) -> None:
-        """Bind an unbound database to the deliveries' Clerk instance; warn on a mismatch."""
-        from clerksync.store.instance import learn_from_delivery
-
-        try:
-            import pymongo
-
-            with pymongo.timeout(self.db_timeout):
-                bound = learn_from_delivery(self.store, instance_id)
-        except Exception as exc:  # diagnostics only: retried by the next process
-            log.warning("could not record the Clerk instance: %s", exc.__class__.__name__)
-            return
-        if bound != instance_id:
-            log.warning(
-                "deliveries come from Clerk instance %s, but the database is synced with %s: "
-                "is WEBHOOK_SECRET from the right endpoint?",
-                instance_id,
-                bound,
-            )

@@ -34,3 +34,10 @@ def test_the_gateways_own_routes_and_no_id_in_a_label() -> None:
     assert route_template("GET", "/users/count?x=1") == "GET /users/count"
     assert route_template("GET", "/users/grace@example.com") == "GET /users/{id}"
     assert route_template("GET", "/somethingelse/abc") == "GET /{id}/{id}"
+
+
+def test_route_words_are_words_never_ids() -> None:
+    import clerksync.kinds.registry  # noqa: F401  (every kind has added its words)
+    from clerksync.clerk.routes import ROUTE_WORDS
+
+    assert all(re.fullmatch(r"[a-z_]+", word) for word in ROUTE_WORDS), sorted(ROUTE_WORDS)

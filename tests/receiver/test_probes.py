@@ -72,3 +72,32 @@ def test_readyz_is_503_until_the_clerk_id_uniqueness_is_enforced(
     store.users.delete_one({"clerkId": "user_dup"})
     until(lambda: httpx.get(running.base + "/readyz", timeout=10).status_code == 200)
     assert httpx.get(running.base + "/readyz", timeout=10).json()["ok"] is True
+
+
+def test_events_nothing_keeps_are_answered_while_the_database_is_away(
+    database: Database,  # noqa: F811
+) -> None:
+    """A session event stores nothing: with the database stopped it is answered 200
+    ``ignored`` at once (a 503 would have Svix retry every sign-in), a user's delivery still
+    a 503; its delivery-log record waits in memory and is written once the database is
+    back."""
+    running = RunningReceiver(load_settings()).start()
+    try:
+        warm = event("user.created", clerk_user(user_id="user_s1"))
+        assert post(running.url, WEBHOOK_SECRET, warm).status_code == 200
+        database.stop()
+        session = event("session.created", {"id": "sess_away", "user_id": "user_s1"})
+        answer = post(running.url, WEBHOOK_SECRET, session, msg_id="msg_sess_away")
+        assert answer.status_code == 200 and answer.json() == {"outcome": "ignored"}
+        signup = event("user.created", clerk_user(user_id="user_s2"))
+        assert post(running.url, WEBHOOK_SECRET, signup).status_code == 503
+
+        database.start()
+        until(lambda: post(running.url, WEBHOOK_SECRET, signup).status_code == 200, 60)
+        until(lambda: running.receiver.log.flush_now(), 60)
+        bucket = running.receiver.store.deliveries.find_one({"records.svixId": "msg_sess_away"})
+        assert bucket is not None
+        [record] = [r for r in bucket["records"] if r["svixId"] == "msg_sess_away"]
+        assert record["outcome"] == "ignored" and record["type"] == "session.created"
+    finally:
+        running.stop()
