@@ -38,7 +38,6 @@ from clerksync.deliverylog.writer import DeliveryLog
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUnavailable
 from clerksync.mapping.events import parse_event
 from clerksync.receiver.answers import Send, answer_bytes, asgi_headers, conclude
-from clerksync.receiver.batch import Batch
 from clerksync.receiver.guards import (
     BodyReader,
     Receive,
@@ -52,7 +51,7 @@ from clerksync.receiver.indexes import IndexMaker
 from clerksync.receiver.instance import InstanceCheck
 from clerksync.receiver.metrics import ReceiverMetrics
 from clerksync.settings import Settings
-from clerksync.store.apply import apply_event, apply_events, ignores
+from clerksync.store.apply import apply_event, ignores
 from clerksync.store.connect import connect
 from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
@@ -169,7 +168,6 @@ class Receiver:
         )
         self.database = DatabaseWatch(self.store)
         self.hop = Hop(DELIVERY_THREADS, name="clerksync-delivery")
-        self.batch = Batch(self.hop, self._apply_many)
         self.workers = (
             WriteBackWorkers(
                 self.store,
@@ -313,12 +311,9 @@ class Receiver:
             # While the database is away, one delivery at a time finds out whether it is
             # back (and wakes the driver's monitor); the rest wait for its answer. The hop to
             # a thread is ``Hop``'s: a queue entry, and a wake-up shared with other answers.
-            if event.action != "delete" and not self.database.away():
-                outcome, wants = await self.batch.apply(event)  # with this moment's others
-            else:  # a delete (a few commands of its own), or the database away: a probe
-                outcome, wants = await self.database.through(
-                    lambda probe: self.hop.run(self._apply, event, probe)
-                )
+            outcome, wants = await self.database.through(
+                lambda probe: self.hop.run(self._apply, event, probe)
+            )
         except ClerkSyncError as exc:  # the store says what failed: an index, the database
             if isinstance(exc, IndexRefused):
                 log.error("delivery %s refused by index %s: %s", svix_id, exc.index, exc)
@@ -363,15 +358,6 @@ class Receiver:
             verified_body=body,
             notes=event.notes,
         )
-
-    def _apply_many(self, events: list[Any]) -> list[Any]:
-        """``apply_events`` within ``db_timeout``; none while the database is found away."""
-        import pymongo
-
-        if self.database.away():
-            raise DatabaseAway("the database is unavailable (another delivery probes)")
-        with pymongo.timeout(self.db_timeout):
-            return apply_events(self.writer, events)
 
     def _apply(self, event: Any, probe: bool) -> tuple[str, bool]:
         """``apply_event`` within ``db_timeout`` (server selection included): an outage is a

@@ -4,11 +4,9 @@ delivery."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from clerksync.mapping.events import Event
 from clerksync.store.database import Store
-from clerksync.store.writer import Steps, Writer
+from clerksync.store.writer import Writer
 
 #: what an event that carries several objects did, by what each of its writes did: the
 #: first outcome any of them had, in this order
@@ -28,24 +26,11 @@ def ignores(store: Store, event: Event) -> bool:
 def apply_event(writer: Writer, event: Event) -> tuple[str, bool]:
     """Apply a verified event: (outcome, wants_write_back). One durable write on the hot path
     (one per object an event carries); one ``ignores`` is ``ignored``."""
-    return writer.run(apply_steps(writer, event))
-
-
-def apply_events(writer: Writer, events: list[Event]) -> list[Any]:
-    """Apply events that came together from this one thread, their writes sent together
-    (``Writer.run_many``): each event's ``apply_event`` answer, or the exception it raised."""
-    return writer.run_many([apply_steps(writer, event) for event in events])
-
-
-def apply_steps(writer: Writer, event: Event) -> Steps[tuple[str, bool]]:
-    """``apply_event`` as steps (``Writer.upsert_steps``)."""
     kind = event.kind
     if kind is None or event.object_id is None or ignores(writer.store, event):
         return "ignored", False
     if event.action == "delete":
         return writer.delete(kind, event.object_id).outcome, False
-    results = []
-    for item in event.items:
-        results.append((yield from writer.upsert_steps(kind, item, likely_new=event.likely_new)))
+    results = [writer.upsert(kind, item, likely_new=event.likely_new) for item in event.items]
     outcome = next(o for o in OUTCOMES if any(r.outcome == o for r in results))
     return outcome, any(r.wants_write_back for r in results)

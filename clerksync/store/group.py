@@ -87,20 +87,6 @@ class Group(Generic[T, R]):
             raise slot.error
         return slot.result
 
-    def answers(self, items: list[T]) -> list[Any]:
-        """What each item's caller would be answered, sent now from this thread (a caller
-        that holds them all: the receiver's batch), ``most`` at a time, within this
-        thread's ``pymongo.timeout``: a result or an exception per item."""
-        answers: list[Any] = []
-        for start in range(0, len(items), self._most):
-            chunk = items[start : start + self._most]
-            try:
-                answered = list(self._run(chunk))
-            except Exception as exc:  # every item's: they went in one command
-                answered = [exc] * len(chunk)
-            answers.extend(answered)
-        return own_errors(answers)
-
     def _lead(self, batch: list[_Slot[T]]) -> None:
         """Send ``batch`` (its first slot is this thread's), answer its callers, and hand
         the lead to the first caller queued meanwhile, whatever happened."""
@@ -116,9 +102,12 @@ class Group(Generic[T, R]):
         except BaseException as exc:  # this thread is interrupted: the others are not
             interrupted = exc
             answers = [RuntimeError("the command's sender was interrupted")] * len(batch)
-        for slot, answer in zip(batch, own_errors(answers), strict=True):
+        raised = collections.Counter(id(a) for a in answers if isinstance(a, BaseException))
+        shared = {i for i, n in raised.items() if n > 1}
+        for slot, answer in zip(batch, answers, strict=True):
             if isinstance(answer, BaseException):
-                slot.error = answer
+                # one exception raised in many threads would mix their tracebacks
+                slot.error = _copied(answer) if id(answer) in shared else answer
             else:
                 slot.result = answer
         with self._lock:
@@ -159,14 +148,6 @@ def _within(deadlines: list[float | None], run: Callable[[Any], Any], items: Any
             return run(items)
 
     return contextvars.Context().run(bounded)
-
-
-def own_errors(answers: Sequence[Any]) -> list[Any]:
-    """``answers`` with an exception answered to several callers copied for each: one
-    exception raised in many places would mix their tracebacks."""
-    raised = collections.Counter(id(a) for a in answers if isinstance(a, BaseException))
-    shared = {i for i, n in raised.items() if n > 1}
-    return [_copied(a) if id(a) in shared else a for a in answers]
 
 
 def _copied(error: BaseException) -> BaseException:
@@ -345,22 +326,6 @@ class Groups:
                     group = insert_group(collection, self.store.tombstoned, most=IN_CHUNK)
                     self._inserts[kind.name] = group
         return group
-
-    def together(self, op: str, kind: Kind, asks: list[Any]) -> list[Any]:
-        """Asks of one operation (``insert`` or ``update``) on the kind's collection, from
-        callers this thread holds: what each would be answered (``Group.answers``)."""
-        if op == "insert":
-            return self.inserter(kind).answers(asks)
-        update = self.updater(kind)
-        if isinstance(update, Group):
-            return update.answers(asks)
-        answers: list[Any] = []
-        for ask in asks:  # a server without bulkWrite: one by one
-            try:
-                answers.append(update(ask))
-            except Exception as exc:
-                answers.append(exc)
-        return answers
 
     def updater(self, kind: Kind) -> Callable[[Update], Any]:
         """``update_one`` on the kind's collection, called with (filter, update, upsert),

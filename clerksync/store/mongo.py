@@ -62,7 +62,7 @@ def translated(fn: F) -> F:
         @functools.wraps(fn)
         def generator(*args: Any, **kwargs: Any) -> Any:
             try:
-                return (yield from fn(*args, **kwargs))
+                yield from fn(*args, **kwargs)
             except Exception as exc:
                 _translate(exc)
                 raise

@@ -17,10 +17,6 @@ parent). Only an insert can bring something back, so the tombstones (its own and
 parents') are read after an insert: a delete that wrote its tombstone earlier is seen then,
 and one that writes it later removes what the insert wrote.
 
-A write is a generator of the commands it sends (``upsert_steps``), so writes can go out
-together: ``run`` sends one caller's, each grouped with other threads' (``Groups``);
-``run_many`` sends many callers' from one thread (the receiver's batch of one moment).
-
 What only users need (the app id, adoption of the app's own documents, the write-back mark)
 are ``Hooks`` on this path (``clerksync.store.users``), not a second path. Fields a kind
 keeps on its parents (a user's plan) are recomputed after each write of it, and when a
@@ -29,9 +25,8 @@ parent is created while one of them waits for it (``clerksync.store.rollups``).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Generator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from clerksync.errors import IndexRefused
 from clerksync.kinds.base import Kind
@@ -50,13 +45,6 @@ PRUNE_RUN = "pruneRun"
 
 #: handed the documents of a kind a cascade is about to remove (a prune journals them)
 Keep = Callable[[Kind, list[Mapping[str, Any]]], None]
-
-#: a command a write waits on: ``insert`` (document, ids whose tombstones are read) or
-#: ``update`` (filter, update, upsert), on a kind's collection (``clerksync.store.group``)
-Step = tuple[str, Kind, Any]
-R = TypeVar("R")
-#: a write as steps (``Writer.upsert_steps``): yields its commands, returns its result
-Steps = Generator[Step, Any, R]
 
 
 def tombstone_update(
@@ -97,22 +85,14 @@ class Writer:
         ``likely_new`` (a ``*.created`` event) tries a plain insert first: it costs the
         server less than an upsert, and the unique Clerk-id index turns it into the ordered
         upsert when the object is there already."""
-        return self.run(self.upsert_steps(kind, item, likely_new=likely_new))
-
-    def upsert_steps(
-        self, kind: Kind, item: Any, *, likely_new: bool = False
-    ) -> Steps[WriteResult]:
-        """``upsert`` as steps: it yields each insert or update it would send and is sent
-        the answer (or has the error thrown in), so callers' writes can go out together
-        (``run`` one caller's, ``run_many`` many callers')."""
         hooks = self.hooks(kind)
         self.store.ready(kind)
         try:
-            result = yield from self._upsert(kind, hooks, item, likely_new)
+            result = self._upsert(kind, hooks, item, likely_new)
         except IndexRefused as exc:
             if not hooks.retry_refused(exc):
                 raise
-            result = yield from self._upsert(kind, hooks, item, likely_new)
+            result = self._upsert(kind, hooks, item, likely_new)
         if result.outcome != "stale":
             # A duplicate too: the delivery that stored it may have stopped before this.
             rollups.refresh(self.store, kind, rollups.parents_of_items(kind, [item]))
@@ -120,62 +100,11 @@ class Writer:
                 rollups.created(self.store, kind, [item.id])
         return result
 
-    def run(self, steps: Steps[R]) -> R:
-        """One caller's steps, each command grouped with other threads' (``Groups``)."""
-        try:
-            step = next(steps)
-            while True:
-                op, kind, ask = step
-                send = self._groups.inserter(kind) if op == "insert" else self._groups.updater(kind)
-                try:
-                    answer = send(ask)
-                except Exception as exc:
-                    step = steps.throw(exc)
-                else:
-                    step = steps.send(answer)
-        except StopIteration as done:
-            return done.value
-
-    def run_many(self, many: list[Steps[Any]]) -> list[Any]:
-        """Many callers' steps from this one thread, in rounds: each round sends what they
-        wait on together, one command per operation and kind (the receiver's deliveries of
-        one moment: no thread and no hand-off per delivery). Each caller's result, or the
-        exception its steps raised."""
-        answers: list[Any] = [None] * len(many)
-        waiting: dict[int, Step] = {}
-
-        def advance(i: int, go: Callable[[], Step]) -> None:
-            try:
-                waiting[i] = go()
-            except StopIteration as done:
-                answers[i] = done.value
-            except Exception as exc:
-                answers[i] = exc
-
-        for i, steps in enumerate(many):
-            advance(i, steps.__next__)
-        while waiting:
-            now = dict(waiting)
-            rounds: dict[tuple[str, str], list[int]] = {}
-            waiting.clear()
-            for i, (op, kind, _) in now.items():
-                rounds.setdefault((op, kind.name), []).append(i)
-            for (op, _), callers in rounds.items():
-                kind = now[callers[0]][1]
-                sent = self._groups.together(op, kind, [now[i][2] for i in callers])
-                for i, answer in zip(callers, sent, strict=True):
-                    steps = many[i]
-                    if isinstance(answer, BaseException):
-                        advance(i, functools.partial(steps.throw, answer))
-                    else:
-                        advance(i, functools.partial(steps.send, answer))
-        return answers
-
-    def _upsert(self, kind: Kind, hooks: Hooks, item: Any, likely_new: bool) -> Steps[WriteResult]:
+    def _upsert(self, kind: Kind, hooks: Hooks, item: Any, likely_new: bool) -> WriteResult:
         from pymongo.errors import DuplicateKeyError
 
         store = self.store
-        key = store.key(kind)
+        update_one, key = self._groups.updater(kind), store.key(kind)
         now = utcnow()
         inserted = False
         found: set[str] | None = None  # read with the insert: the tombstones asked about
@@ -195,7 +124,7 @@ class Writer:
                 # A new document's id is news to Clerk: its write-back is due either way.
                 # Its tombstones are read once it is in, with others' (``_after_write``).
                 document = new_document(update if marked else hooks.mark(update, now))
-                found = yield ("insert", kind, (document, self._asked(kind, item)))
+                found = self._groups.inserter(kind)((document, self._asked(kind, item)))
                 inserted = True
             except DuplicateKeyError as exc:
                 hooks.unused(update)
@@ -224,15 +153,16 @@ class Writer:
             # to agree with it. If it matches, no write-back is due; if not, every write below
             # carries the mark. Either way one write stores the state and the mark together.
             agrees = None if marked else hooks.agreeing(item)
-            if agrees is not None:
-                agreed = yield ("update", kind, ({**ordered, **agrees}, update, False))
-                if agreed.matched_count:
-                    return APPLIED
+            if (
+                agrees is not None
+                and update_one(({**ordered, **agrees}, update, False)).matched_count
+            ):
+                return APPLIED
             change = update if marked else hooks.mark(update, now)
             if hooks.needs_create_values() or adopting:
                 # Update first: a document that is there needs no app id, nor adoption.
                 try:
-                    matched = (yield ("update", kind, (ordered, change, False))).matched_count
+                    matched = update_one((ordered, change, False)).matched_count
                 except DuplicateKeyError as exc:  # the app's index refused the new state
                     return self._refused_upsert(kind, item, exc.details or {})
                 if matched:
@@ -249,7 +179,7 @@ class Writer:
                 update, marked = hooks.update(item, now, creating=True)
                 change = update if marked else hooks.mark(update, now)
             try:
-                result = yield ("update", kind, (ordered, change, True))
+                result = update_one((ordered, change, True))
             except DuplicateKeyError as exc:
                 if hooks.needs_create_values():
                     hooks.unused(change)
