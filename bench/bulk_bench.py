@@ -19,7 +19,8 @@ Prints, for ``reconcile`` of N Clerk users (10,000 and 100,000 by default) and f
   the other kinds): users by cursor (the fake times out users offsets past 5,000), every
   other kind by its instance-wide list; the floor is ``insert_many`` of the same documents.
   The job and its floor run ``--repeats`` times each (3), alternated, each on a fresh
-  database server; each pair's ratio is printed, and the ratio of the medians is the figure.
+  database server; each pair's ratio is printed, then the median of those ratios and the ratio
+  of the medians (the goal holds when both do).
 
 Each job runs in a fresh child process, the fake Clerk in another, the
 database (secantusd-py) in a third, so none shares a GIL or a heap.
@@ -432,7 +433,14 @@ def bench_instance(scratch: str, specs: str, procs: list[Any], repeats: int = 3)
             f"{r['elapsed']:.1f}/{max(least, f):.1f} s = {r['elapsed'] / max(least, f):.2f}"
             for r, f in zip(results, floors, strict=True)
         )
-        print(f"  job/floor, in the order run: {pairs}; the medians below")
+        paired = statistics.median(
+            r["elapsed"] / max(least, f) for r, f in zip(results, floors, strict=True)
+        )
+        # A fresh server's speed varies by as much as 40% from one run to the next, for a
+        # job and its floor alike: both figures are printed, the pairs' own median and the
+        # ratio of the medians below (the goal holds only when both do).
+        print(f"  job/floor, in the order run: {pairs}")
+        print(f"  median of the pairs' ratios: {paired:.2f} (goal <= 1.15); the medians below")
         result = {**results[0], "elapsed": statistics.median(r["elapsed"] for r in results)}
         result["peak_mib"] = max(r["peak_mib"] for r in results)
         result["requests"] = max(r["requests"] for r in results)
