@@ -63,11 +63,6 @@ def session(event_type: str, user_id: str | None) -> dict[str, Any]:
     }
 
 
-#: events whose example has a ``payer`` (``--user-id`` makes it that user), and those whose
-#: example has an ``email_address`` (``--email`` sets it)
-PAID = ("subscription", "subscriptionItem", "paymentAttempt")
-ADDRESSED = ("organizationInvitation", "waitlistEntry")
-
 SESSION_EVENTS = (
     "session.created",
     "session.ended",
@@ -173,9 +168,12 @@ def build_event(
             if key in public:
                 public[key] = known.get(key)
         user_id = None
-    example, prefix = body.get("data"), event_type.split(".", 1)[0]
+    # The overrides follow the example's shape, not its type, so an event of a kind added
+    # later gets them too: ``--user-id`` names the payer of an example that has one (billing),
+    # ``--email`` sets the ``email_address`` of one that has it (an invitation, an entry).
+    example = body.get("data")
     payer = example.get("payer") if isinstance(example, dict) else None
-    if prefix in PAID and user_id is not None and isinstance(payer, dict):
+    if user_id is not None and isinstance(payer, dict):
         # The example's billing object, paid for by that user (one `send` created, say).
         known = state.users.get(user_id) or {}
         addresses = known.get("email_addresses") or [{}]
@@ -185,7 +183,11 @@ def build_event(
             if key in payer:
                 payer[key] = mine.get(key)  # that user's, or nothing (none invented)
         user_id = None
-    if prefix in ADDRESSED and given["email"] is not None and isinstance(example, dict):
+    if (
+        isinstance(example, dict)
+        and isinstance(example.get("email_address"), str)
+        and given["email"] is not None
+    ):
         example["email_address"] = given["email"]  # the invitation's or entry's address
         given = {**given, "email": None}
     unused = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]

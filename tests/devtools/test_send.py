@@ -255,6 +255,34 @@ def test_an_invitation_and_a_waitlist_entry_take_the_given_address(
     assert refused.exit_code == 2 and "--email does not apply to role.created" in refused.stderr
 
 
+def test_the_overrides_follow_each_examples_shape() -> None:
+    """``--user-id`` pays for every documented example with a payer, ``--email`` addresses
+    every one with an address, whatever its type; any other example refuses them."""
+    from clerksync.devtools.send import build_event, examples
+    from clerksync.errors import UsageError
+
+    paid = addressed = 0
+    for event_type, example in sorted(examples().items()):
+        if event_type.startswith(("user.", "organizationMembership.", "session.")):
+            continue  # --user-id names their user (tested above)
+        data = example.get("data") or {}
+        if isinstance(data.get("payer"), dict):
+            body = build_event(event_type, user_id="user_2payer")
+            assert body["data"]["payer"]["user_id"] == "user_2payer", event_type
+            paid += 1
+        else:
+            with pytest.raises(UsageError, match="--user-id does not apply"):
+                build_event(event_type, user_id="user_2payer")
+        if isinstance(data.get("email_address"), str):
+            body = build_event(event_type, email="given@example.com")
+            assert body["data"]["email_address"] == "given@example.com", event_type
+            addressed += 1
+        else:
+            with pytest.raises(UsageError, match="--email does not apply"):
+                build_event(event_type, email="given@example.com")
+    assert paid >= 15 and addressed >= 5  # billing's events; invitations' and entries'
+
+
 def test_an_index_refusal_is_shown_whole_with_its_real_cause(cli, receiver, store: Store) -> None:
     """The answer was cut at 300 characters (mid-word, the index's name lost past it) and
     blamed on the database ("its database may be down")."""
