@@ -174,6 +174,9 @@ def duplicates_only(
     for error in others:
         if int(error["index"]) not in held:
             raise index_refused(error, collection, what) from None
+    concern = exc.details.get("writeConcernErrors") or []
+    if concern:  # what went in is not known durable: as insert_one/update_one raise
+        raise StoreUnavailable(f"write concern failed: {concern[0].get('errmsg')}") from None
     return {int(e["index"]) for e in errors}
 
 

@@ -7,11 +7,11 @@ One read of the stored versions splits the page: objects MongoDB lacks are inser
 updated through the ordering filter, and the rest cost no write at all, so a second run
 writes nothing. The read is only a plan: an object inserted meanwhile (by the receiver, say)
 fails its insert on the unique index and takes the ordered upsert instead; and the
-tombstones are read after the writes, for what was inserted, as the receiver does, so a
-delete racing the run cannot be undone by it. Fields the kind keeps on its parents (a
-payer's plan) are recomputed for the parents of what the page wrote, and those other kinds
-keep on it for what it created (``clerksync.store.rollups``): a page that wrote nothing
-recomputes nothing.
+tombstones are read after the writes, for every object the page stores (one read), so a
+delete racing the run cannot be undone by it, nor by an earlier run whose read never came.
+Fields the kind keeps on its parents (a payer's plan) are recomputed for the parents of what
+the page wrote, and those other kinds keep on it for what it created
+(``clerksync.store.rollups``): a page that wrote nothing recomputes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from clerksync.errors import IndexRefused
 from clerksync.kinds.base import Kind
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import held_positions, is_older, ordering_filter
@@ -85,13 +86,17 @@ def write_page(
         try:
             collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            failed = duplicates_only(
-                exc,
-                ours,
-                collection.name,
-                what,
-                stored=held_positions(fresh, versions, any_state=True),
-            )
+            try:
+                failed = duplicates_only(
+                    exc,
+                    ours,
+                    collection.name,
+                    what,
+                    stored=held_positions(fresh, versions, any_state=True),
+                )
+            except IndexRefused:  # the app's index refused one: the others went in
+                _refuse_tombstoned(writer, kind, _went_in(fresh, exc.details))
+                raise
         there = [i for n, i in enumerate(fresh) if n in failed]  # there now: the filter decides
         if there and fields:
             held.update(store.stored_docs(kind, [i.id for i in there], fields))
@@ -106,20 +111,30 @@ def write_page(
         try:
             details: Mapping[str, Any] = collection.bulk_write(ops, ordered=False).bulk_api_result
         except BulkWriteError as exc:
-            # a newer state stored meanwhile: nothing to do
-            duplicates_only(
-                exc, ours, collection.name, what, stored=held_positions(older, versions)
-            )
             details = exc.details
+            try:  # a newer state stored meanwhile: nothing to do
+                duplicates_only(
+                    exc, ours, collection.name, what, stored=held_positions(older, versions)
+                )
+            except IndexRefused:  # what the updates created is settled first
+                made = list(details.get("upserted", []))
+                if made:
+                    hooks.upserted(made, now)
+                    _refuse_tombstoned(writer, kind, [older[e["index"]] for e in made])
+                raise
         updated = int(details.get("nModified", 0))
         upserted = list(details.get("upserted", []))
         if upserted:
             hooks.upserted(upserted, now)
             inserted += [older[entry["index"]] for entry in upserted]
-    gone = _tombstoned(writer, kind, inserted)
-    if gone:
-        collection.delete_many({key: {"$in": sorted(gone)}})
-    created = len(inserted) - len(gone)
+    # The tombstones of all the page stores, not only of what it inserted: one read either
+    # way, and an earlier run's insert whose read failed or never came (a timeout, a crash)
+    # is held now, and would never be read again. What a tombstone refuses goes.
+    written = {i.id for i in inserted}
+    gone = _refuse_tombstoned(writer, kind, [i for i in batch if i.id not in taken])
+    created = len(written) - len(gone & written)
+    # an ordered update of an object deleted since is no update
+    updated = max(0, updated - len({i.id for i in older if i.id in gone} - written))
     new = [i for i in inserted if i.id not in gone]
     if kind.rollups:
         rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
@@ -164,3 +179,18 @@ def _tombstoned(writer: Writer, kind: Kind, items: list[Any]) -> set[str]:
         return set()
     gone = writer.store.tombstoned(keys)
     return {i.id for i in items if gone.intersection(kind.tombstone_keys(i))}
+
+
+def _refuse_tombstoned(writer: Writer, kind: Kind, items: list[Any]) -> set[str]:
+    """Remove the documents of ``items`` a tombstone refuses, whatever state they hold; their
+    ids. (A document a page wrote after the object's delete, or an earlier run's.)"""
+    gone = _tombstoned(writer, kind, items)
+    if gone:
+        writer.store.collection(kind).delete_many({writer.store.key(kind): {"$in": sorted(gone)}})
+    return gone
+
+
+def _went_in(fresh: list[Any], details: Mapping[str, Any]) -> list[Any]:
+    """The objects of an unordered ``insert_many`` whose documents went in."""
+    failed = {int(e["index"]) for e in details.get("writeErrors", [])}
+    return [i for n, i in enumerate(fresh) if n not in failed]

@@ -200,8 +200,30 @@ class Writer:
             existing is None or is_older(stored, item.updated_at)
         ):
             raise store.refused(kind, details, item.id) from None
+        if existing is not None and store.tombstoned(kind.tombstone_keys(item)):
+            # Deleted, yet stored: an insert (this delivery's, or an older state's) whose
+            # tombstone read failed or never came (a timeout, a crash). Its retry ends here.
+            return self._gone(kind, item)
         if existing is not None and stored == item.updated_at:
             return DUPLICATE
+        return STALE
+
+    def _gone(self, kind: Kind, item: Any) -> WriteResult:
+        """A tombstone refuses ``item``, yet a document is stored under its id: an insert
+        that came after the delete. It goes whatever state it holds now (another delivery
+        may have updated it since, seeing no tombstone: only inserts read them), and the
+        fields it counted in on its parents are recomputed. ``stale``: nothing is stored."""
+        store = self.store
+        collection, key = store.collection(kind), store.key(kind)
+        held = (
+            collection.find_one({key: item.id}, rollups.fields_read(store, kind))
+            if kind.rollups
+            else None
+        )
+        collection.delete_one({key: item.id})
+        if held is not None:
+            parents = rollups.parents_of_docs(store, kind, [held])
+            rollups.refresh(store, kind, parents, after_delete=True)
         return STALE
 
     def _asked(self, kind: Kind, item: Any) -> list[str]:
@@ -222,12 +244,10 @@ class Writer:
             if found is None:
                 found = self.store.tombstoned([*kind.tombstone_keys(item), *waiting])
             if found.difference(waiting):
-                self.store.collection(kind).delete_one(
-                    {self.store.key(kind): item.id, bk.UPDATED_AT: item.updated_at}
-                )
+                result = self._gone(kind, item)
                 if found.intersection(waiting):  # deleted: nothing will read it
                     rollups.answered(self.store, [item.id])
-                return STALE
+                return result
             if found:
                 rollups.created(self.store, kind, [item.id])
                 rollups.answered(self.store, [item.id])  # even if its objects have gone
