@@ -1,8 +1,9 @@
 """A deleted object stays deleted when the insert that came after its delete never read the
 tombstone (a timeout, a crash: the retry does), when a newer state updated that insert's
 document before its read (the update reads none), and when the app's index refused part of
-a reconcile page (what went in is read before the refusal is raised). Faults come from the
-wire server's ``failCommand`` fail point, on a client of the test's own."""
+a reconcile page (what went in is read before the refusal is raised); and a page whose write
+concern failed is a failure. Faults come from the wire server's ``failCommand`` fail point,
+on a client of the test's own."""
 
 from __future__ import annotations
 
@@ -42,14 +43,10 @@ def faulty(store: Store) -> Iterator[tuple[Store, Any]]:
     )
     admin = store.client.admin
 
-    def fail(command: str, times: int = 1) -> None:
+    def fail(command: str, times: int = 1, **how: Any) -> None:
+        data = {"failCommands": [command], "appName": name, **(how or {"errorCode": 50})}
         try:
-            admin.command(
-                "configureFailPoint",
-                "failCommand",
-                mode={"times": times},
-                data={"failCommands": [command], "errorCode": 50, "appName": name},
-            )
+            admin.command("configureFailPoint", "failCommand", mode={"times": times}, data=data)
         except OperationFailure as exc:  # a mongod without enableTestCommands
             pytest.skip(f"the server has no failCommand fail point: {exc}")
 
@@ -147,3 +144,14 @@ def test_a_rerun_removes_what_an_earlier_runs_page_left_unread(
     assert store.users.find_one({"clerkId": "user_gone"}) is None
     assert store.users.find_one({"clerkId": "user_kept"}) is not None
     assert (counts.created, counts.updated, counts.unchanged) == (0, 0, 1)
+
+
+def test_a_page_whose_write_concern_failed_is_a_failure(
+    store: Store, faulty: tuple[Store, Any]
+) -> None:
+    """The inserts went in, but not known durable: the job fails (a rerun finishes it)
+    rather than count them created."""
+    own, fail = faulty
+    fail("insert", writeConcernError={"code": 64, "errmsg": "waiting for replication timed out"})
+    with pytest.raises(ClerkSyncError, match="write concern"):
+        write_page(writer(own), USER, [state("user_one", 100)], assume_new=True)
