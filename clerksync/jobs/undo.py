@@ -120,6 +120,9 @@ def undo_prune(store: Store, run_id: str) -> dict[str, Any]:
                     query[PRUNE_RUN] = run_id
                 removed = store.tombstones.delete_many(query).deleted_count
                 parts[kind]["tombstones_removed"] += removed
+        gone = _deleted_meanwhile(store, kind_of, done, tombstones)
+        parts[kind]["restored"] = max(0, parts[kind]["restored"] - gone)
+        parts[kind]["deleted_since"] += gone
     for start in range(0, len(settled), IN_CHUNK):
         pruned.update_many(
             {"_id": {"$in": settled[start : start + IN_CHUNK]}}, {"$set": {"undoneAt": utcnow()}}
@@ -131,6 +134,39 @@ def undo_prune(store: Store, run_id: str) -> dict[str, Any]:
     if refusal is not None:
         raise refusal
     return report
+
+
+def _deleted_meanwhile(
+    store: Store, kind: Kind, done: list[Mapping[str, Any]], before: Mapping[str, Any]
+) -> int:
+    """A real delete that came while the undo ran (after its tombstones were read, before
+    its insert) claimed the run's tombstone, and found nothing to remove: what was put back
+    goes again, as an insert after a delete does (``Writer``). A tombstone of a real delete
+    read ``before`` the undo is not one (what it bears on was put back "as then"), nor are
+    entries restored as then (legacy, or with a tombstone before the prune). How many went."""
+    keys = {
+        str(e["clerkId"]): [str(e["clerkId"]), *_parent_ids(store, e)]
+        for e in done
+        if e.get("marks") and not e.get("hadTombstone") and isinstance(e.get("clerkId"), str)
+    }
+    if not keys:
+        return 0
+    found = store.tombstoned(sorted({k for ids in keys.values() for k in ids}))
+    new = {k for k in found if k not in before or before[k] is not None}  # None: a real delete
+    gone = sorted(i for i, ids in keys.items() if new.intersection(ids))
+    if not gone:
+        return 0
+    collection, key = store.collection(kind), store.key(kind)
+    held = (  # the parents whose fields they count in (a payer's plan)
+        list(find_in(collection, key, gone, {"_id": 0, **rollups.fields_read(store, kind)}))
+        if kind.rollups
+        else []
+    )
+    collection.delete_many({key: {"$in": gone}})
+    if held:
+        parents = rollups.parents_of_docs(store, kind, held)
+        rollups.refresh(store, kind, parents, after_delete=True)
+    return len(gone)
 
 
 def _recount(store: Store, kind: Kind, documents: list[Mapping[str, Any]]) -> None:
@@ -255,6 +291,10 @@ def _restore(
         for error in errors:
             if error.get("code") != 11000:
                 raise StoreUnavailable(f"undo failed: {error.get('errmsg')}") from None
+        concern = exc.details.get("writeConcernErrors") or []
+        if concern:  # what went in is not known durable: a rerun finishes the undo
+            message = f"undo: write concern failed: {concern[0].get('errmsg')}"
+            raise StoreUnavailable(message) from None
         # The server names one index of those a write collides with (mongod: the first it
         # checks), so one of the app's may be named for a document that is there again.
         others = [e for e in errors if not already(e)]

@@ -118,3 +118,77 @@ def test_undoing_an_older_run_waits_for_a_later_prune_of_the_membership_s_user(
     assert again["memberships"]["restored"] == 1  # type: ignore[index]
     assert members.count_documents({"userId": "user_m0001"}) == 3
     assert store.tombstones.count_documents({}) == 0
+
+
+def test_a_real_delete_while_the_undo_runs_is_not_undone(
+    cli: object, store: Store, fake_clerk: FakeClerk
+) -> None:
+    """``user.deleted`` lands after the undo read the tombstones and before its insert (the
+    insert is held by the wire server's fail point until the delete is done): the delete
+    takes the run's tombstone over and finds nothing to remove, so the undo's check after
+    its insert removes what it put back."""
+    import threading
+    import uuid
+    from typing import Any
+
+    import pytest
+    from pymongo import MongoClient, monitoring
+    from pymongo.errors import OperationFailure
+
+    from clerksync.jobs.undo import undo_prune
+
+    seed(fake_clerk, 20, 0, [])
+    reconciled(cli)
+    drop_user(fake_clerk, "user_m0004")
+    run = pruned_run(cli)
+    name = f"undo-{uuid.uuid4().hex[:8]}"
+    inserting = threading.Event()
+
+    class Inserts(monitoring.CommandListener):
+        def started(self, event: Any) -> None:
+            if event.command_name == "insert" and event.command.get("insert") == "users":
+                inserting.set()
+
+        def succeeded(self, event: Any) -> None: ...
+
+        def failed(self, event: Any) -> None: ...
+
+    address = store.client.address
+    assert address is not None
+    client: MongoClient[Any] = MongoClient(
+        host=address[0],
+        port=address[1],
+        appname=name,
+        directConnection=True,
+        tz_aware=True,
+        event_listeners=[Inserts()],
+    )
+    try:
+        store.client.admin.command(
+            "configureFailPoint",
+            "failCommand",
+            mode={"times": 1},
+            data={
+                "failCommands": ["insert"],
+                "blockConnection": True,
+                "blockTimeMS": 3000,
+                "appName": name,
+            },
+        )
+    except OperationFailure as exc:
+        pytest.skip(f"the server has no failCommand fail point: {exc}")
+    report: dict[str, Any] = {}
+    undoing = threading.Thread(
+        target=lambda: report.update(undo_prune(Store(client, store.name, store.schema), run))
+    )
+    try:
+        undoing.start()
+        assert inserting.wait(30), "the undo never inserted"
+        assert delete(store, USER, "user_m0004").outcome == "duplicate"  # the run's tombstone
+        undoing.join(60)
+    finally:
+        store.client.admin.command("configureFailPoint", "failCommand", mode="off")
+        client.close()
+    assert report["users"]["deleted_since"] == 1 and report["restored"] == 0, report
+    assert store.users.count_documents({"clerkId": "user_m0004"}) == 0
+    assert store.is_tombstoned("user_m0004")
