@@ -338,10 +338,13 @@ class Receiver:
                 verified_body=body,
             )
         self.database.answered()
+        # The instance is learnt before the hand-off: a 404 is believed only once the
+        # database is bound to the key's instance (``writeback.InstanceGuard``).
+        ended = await self._ended(event, body, outcome, finish)
         if wants and self.workers is not None and event.user_id is not None:
             # The hand-off: the workers claim this user by key, no database polling.
             self.workers.submit(self.store.clerk_key(event.user_id))
-        return await self._ended(event, body, outcome, finish)
+        return ended
 
     async def _ended(
         self, event: Any, body: bytes, outcome: str, finish: Callable[..., tuple[int, bytes]]

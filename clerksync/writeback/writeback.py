@@ -104,7 +104,8 @@ class InstanceGuard:
     404 drops the write-back: with the wrong key every signup's write-back would be lost.
     So the workers check before they start, promote/demote before they write, and any 404
     is believed only once the instance is known to be the same. An unbound database has
-    nothing to compare with: it passes. Answers are kept ``ttl`` seconds."""
+    nothing to compare with: it passes, but a 404 is not believed on it (``unbound_ok``).
+    Answers are kept ``ttl`` seconds."""
 
     def __init__(self, store: Store, gateway: ClerkGateway, *, ttl: float = 60.0) -> None:
         self.store = store
@@ -113,9 +114,11 @@ class InstanceGuard:
         self._answer: tuple[float, str | None] | None = None
         self._lock = threading.Lock()
 
-    def problem(self, *, fresh: bool = False) -> str | None:
+    def problem(self, *, fresh: bool = False, unbound_ok: bool = True) -> str | None:
         """Why this key must not write back to this database, or None. Raises when Clerk
-        or the database cannot be asked (the caller decides what that means)."""
+        or the database cannot be asked (the caller decides what that means). Without
+        ``unbound_ok``, a database bound to no instance yet is a reason too: a receiver's
+        first deliveries are handed to the workers as their instance is being bound."""
         from clerksync.store.instance import bound_instance
 
         with self._lock:
@@ -127,7 +130,12 @@ class InstanceGuard:
         if bound is None:
             # Not bound yet (a delivery or a bulk job binds it): nothing is kept, so the next
             # question reads again (one read of the database, no request to Clerk).
-            return None
+            if unbound_ok:
+                return None
+            return (
+                f"database {self.store.name!r} is bound to no Clerk instance yet, so a 404 "
+                "cannot tell a user gone from Clerk from a key of another instance"
+            )
         answer = None
         current = str(self.gateway.get_instance()["id"])
         if bound.get("instanceId") != current:
@@ -269,7 +277,7 @@ def _write_claimed(
         except ClerkApiError as exc:
             if exc.status == 404 and guard is not None:
                 try:
-                    problem = guard.problem()
+                    problem = guard.problem(unbound_ok=False)
                 except Exception as check:  # cannot tell: keep the user, ask again later
                     problem = f"could not check the Clerk instance ({check.__class__.__name__})"
                 if problem is not None:

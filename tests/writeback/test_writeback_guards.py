@@ -73,6 +73,39 @@ def test_a_404_drops_nobody_once_the_database_is_bound_elsewhere(
     assert bk.has(doc, bk.DUE)  # held, not dropped: a right key writes it later
 
 
+def test_a_404_is_not_believed_while_the_database_is_bound_to_no_instance(
+    receivers, store: Store, fake_clerk: FakeClerk
+) -> None:
+    """The delivery names no instance, so nothing binds the database: a 404 cannot tell a
+    user gone from Clerk from a key of another instance, and the write-back waits."""
+    fake_clerk.instance_id = "ins_other"
+    running = RunningReceiver(load_settings(), **FAST).start()
+    receivers.append(running)
+    stranger = clerk_user(user_id="user_unbound")  # not in the key's instance: 404 there
+    assert post(running.url, WEBHOOK_SECRET, event("user.created", stranger)).status_code == 200
+    wait_for(lambda: fake_clerk.counts[PATCH] >= 1)
+    error = lambda: str(bk.field(find_user(store, "user_unbound"), bk.ERROR))  # noqa: E731
+    wait_for(lambda: "bound to no Clerk instance" in error())
+    assert bk.has(find_user(store, "user_unbound"), bk.DUE)  # held, not dropped
+
+
+def test_the_first_delivery_binds_the_database_before_its_write_back_is_tried(
+    receivers, store: Store, fake_clerk: FakeClerk
+) -> None:
+    """A new database, a key of another instance: the first delivery's instance is bound
+    before the workers get its user, so its 404 is judged against it (held, and why)."""
+    fake_clerk.instance_id = "ins_other"
+    running = RunningReceiver(load_settings(), **FAST).start()
+    receivers.append(running)
+    first = event("user.created", clerk_user(user_id="user_first"), instance_id="ins_theirs")
+    assert post(running.url, WEBHOOK_SECRET, first).status_code == 200
+    wait_for(lambda: fake_clerk.counts[PATCH] >= 1)
+    error = lambda: str(bk.field(find_user(store, "user_first"), bk.ERROR))  # noqa: E731
+    wait_for(lambda: "waits for the right key" in error())
+    assert "ins_theirs" in error() and "ins_other" in error()
+    assert bk.has(find_user(store, "user_first"), bk.DUE)
+
+
 def test_promote_refuses_a_key_of_another_instance_before_any_change(
     cli, store: Store, fake_clerk: FakeClerk
 ) -> None:
