@@ -13,6 +13,7 @@ from clerksync.clerk.gateway import ClerkGateway
 from clerksync.clerk.pacing import PerUserWindow, RetryPolicy, instance_pacer
 from clerksync.jobs.common import call_with_retries
 from clerksync.kinds.user import CLERK_USER_ID
+from clerksync.mapping import bookkeeping as bk
 from clerksync.store.database import Store
 from clerksync.store.lookups import find_user
 from clerksync.store.users import set_admin as store_set_admin
@@ -112,7 +113,12 @@ def set_admin(
             if outcome.outcome != "busy":
                 break
             if queue_of(store).next_try(key) is None:
-                # The worker that held it finished after our change: it wrote our state.
+                # The worker that held it is done with our change: it wrote our state, or
+                # it dropped or parked the user (its error says which).
+                ended = store.users.find_one(key, {bk.ERROR: 1})
+                error = bk.field(ended, bk.ERROR) if ended is not None else "the user is gone"
+                if error:
+                    return SetAdminResult(user, "failed", str(error))
                 return SetAdminResult(user, "updated")
             if time.monotonic() > deadline:
                 error = "another process kept this user busy; its write-back is queued"

@@ -218,3 +218,53 @@ def test_sync_metadata_leaves_a_user_another_process_is_writing_back(
     assert summary.updated == 2 and summary.busy == 1
     assert {user for user, _ in fake_clerk.metadata_writes} == set(ids[1:])
     assert queue_of(store).pending() == 1  # the receiver's user keeps its mark
+
+
+def test_promote_reports_a_write_back_another_worker_dropped_after_its_change(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """Another process's worker claims the user just after promote's change (promote finds
+    it busy) and drops it, Clerk not knowing the user: promote says failed, with the
+    worker's reason, not updated. The worker's turns come from a command listener on
+    promote's own client, so they fall exactly between promote's claim and its next look."""
+    from typing import Any
+
+    from pymongo import MongoClient, monitoring
+
+    from clerksync.clerk.gateway import ClerkGateway
+    from clerksync.writeback.queue import WriteBackQueue
+
+    upsert(store, USER, parse_clerk_user(clerk_user(user_id="user_unknown")), likely_new=True)
+    other = WriteBackQueue(store.users, store.schema)  # another process: its own lease owner
+    key = {"_id": find_user(store, "user_unknown")["_id"]}
+    turns: list[str] = []
+
+    class Between(monitoring.CommandListener):
+        def started(self, event: Any) -> None: ...
+
+        def failed(self, event: Any) -> None: ...
+
+        def succeeded(self, event: Any) -> None:
+            if event.command_name != "update" or turns == ["claimed", "dropped"]:
+                return
+            if not turns and event.reply.get("nModified") == 1:  # promote's change is in
+                assert other.claim(key, due_only=False) is not None
+                turns.append("claimed")
+            elif turns == ["claimed"] and event.reply.get("n") == 0:  # promote found it busy
+                doc = other.users.find_one(key)
+                other.drop(doc, "user not found in Clerk")
+                turns.append("dropped")
+
+    address = store.client.address
+    assert address is not None
+    client: MongoClient[Any] = MongoClient(
+        host=address[0], port=address[1], directConnection=True, event_listeners=[Between()]
+    )
+    gateway = ClerkGateway(fake_clerk.secret_key, api_url=fake_clerk.url)
+    try:
+        result = set_admin(Store(client, store.name, store.schema), gateway, "user_unknown", True)
+    finally:
+        client.close()
+        gateway.close()
+    assert turns == ["claimed", "dropped"]
+    assert result.clerk == "failed" and result.error == "user not found in Clerk"
