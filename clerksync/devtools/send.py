@@ -77,6 +77,23 @@ def event_types() -> tuple[str, ...]:
     return tuple(sorted({*USER_EVENTS, *SESSION_EVENTS, *examples()}))
 
 
+def known_types(wrong: str) -> str:
+    """What ``send`` can send instead of ``wrong``: the closest names, then the types of the
+    same object (``subscriptionItem.…``), or else every object's name."""
+    import difflib
+
+    types = event_types()
+    close = difflib.get_close_matches(wrong, types, n=3, cutoff=0.7)
+    prefix = wrong.split(".", 1)[0]
+    same = [t.split(".", 1)[1] for t in types if t.split(".", 1)[0] == prefix]
+    if same:
+        listed = f"{prefix} events: {', '.join(same)}"
+    else:
+        objects = sorted({t.split(".", 1)[0] for t in types})
+        listed = f"send takes object.action, the objects being {', '.join(objects)}"
+    return f"did you mean {' or '.join(close)}? ({listed})" if close else listed
+
+
 def read_data_file(path: Path) -> dict[str, Any]:
     """A captured event or user object; at most 1 MiB, read without trusting its size."""
     try:
@@ -115,10 +132,7 @@ def build_event(
     state = state or SendState()
     types = event_types()
     if event_type not in types:
-        raise UsageError(
-            f"unknown event type {event_type[:60]!r}: use user.created, user.updated, "
-            "user.deleted, session.created, … (`clerksync send --help` lists them all)"
-        )
+        raise UsageError(f"unknown event type {event_type[:60]!r}: {known_types(event_type)}")
     if data_file is not None:
         data = read_data_file(data_file)
         if isinstance(data.get("data"), dict):  # a captured event: keep it whole
@@ -146,8 +160,9 @@ def build_event(
         target = user_id or state.last
         if target is None:
             raise UsageError(
-                f"{event_type} needs --user-id: `send` has created no user yet here "
-                "(run `clerksync send user.created` first, or name one)"
+                f"{event_type} needs --user-id: `send` holds no user of its own here (none "
+                "created yet, or the ones it created were deleted): run `clerksync send "
+                "user.created` first, or name one"
             )
         if event_type == "user.deleted":
             return event(event_type, deleted_user(target))

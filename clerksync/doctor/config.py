@@ -63,7 +63,7 @@ def check_variables(settings: Settings) -> list[Check]:
                 Check(
                     name,
                     "fail",
-                    f"{shown} {problems[name]}",
+                    f"{shown}, but {problems[name]}",
                     f"fix it in {settings.origins.get(name, '.env.local')} — {WHERE[name]}",
                 )
             )

@@ -222,7 +222,7 @@ class Settings:
         """
         for name, problem in self.problems(*names):
             where = self.origins.get(name, ".env.local")
-            raise ConfigError(f"{name} {problem}. Fix it in {where} ({WHERE[name]}).")
+            raise ConfigError(f"{name} {problem}. Fix it in {where}: {WHERE[name]}.")
 
     def require(self, *names: str, hint: str = "") -> None:
         """``check(*names)``, then ConfigError (exit 2) for the first of ``names`` unset.

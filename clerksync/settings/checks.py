@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 def check_mongodb_url(value: str) -> str | None:
     if not value.startswith(("mongodb://", "mongodb+srv://")):
         return "must start with mongodb:// or mongodb+srv://"
+    if any(c.isspace() for c in value):  # pymongo takes "a b" for a host, then times out
+        return "has a space or line break in it (a space in a password is written %20)"
     hosts = value.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
     if not hosts:
         return "has no host"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 from clerksync.errors import ConfigError
 from clerksync.settings import Settings
 from clerksync.store.database import Store
 from clerksync.store.mongo import database_name
+
+log = logging.getLogger("clerksync.store")
 
 
 def connect(settings: Settings, *, announce: Any = None) -> Store:
@@ -27,14 +31,20 @@ def connect(settings: Settings, *, announce: Any = None) -> Store:
         )
     timeout = settings.mongo_timeout_ms
     try:
-        client: MongoClient[Any] = MongoClient(
-            url,
-            serverSelectionTimeoutMS=timeout,
-            connectTimeoutMS=timeout,
-            socketTimeoutMS=max(timeout * 3, 10_000),
-            tz_aware=True,
-            appname="clerksync",
-        )
+        # pymongo warns of an option it does not know (a typo, or one only the Node driver
+        # reads: the app shares this URL), with a source line: one line of ours instead.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client: MongoClient[Any] = MongoClient(
+                url,
+                serverSelectionTimeoutMS=timeout,
+                connectTimeoutMS=timeout,
+                socketTimeoutMS=max(timeout * 3, 10_000),
+                tz_aware=True,
+                appname="clerksync",
+            )
+        if caught:
+            log.warning("MONGODB_URL: %s", _ignored_options(url))
     except (ConfigurationError, ValueError):
         # pymongo's own message may quote the URL (and its password): a fixed text instead.
         # A malformed URL is the user's to fix, like any malformed variable: exit 2.
@@ -44,3 +54,24 @@ def connect(settings: Settings, *, announce: Any = None) -> Store:
             "an @, : or / in the user name or password must be percent-encoded, @ as %40)"
         ) from None
     return Store(client, database_name(settings, client), settings.schema)
+
+
+def _ignored_options(url: str) -> str:
+    """Which options of the URL pymongo does not know (its warning names none): their names
+    only, never a value (a password may be one)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from pymongo.common import URI_OPTIONS_VALIDATOR_MAP, VALIDATORS
+
+    known = {name.lower() for name in (*URI_OPTIONS_VALIDATOR_MAP, *VALIDATORS)}
+    try:
+        names = [k for k, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+    except ValueError:
+        names = []
+    unknown = sorted({k for k in names if k.lower() not in known})
+    if not unknown:
+        return "pymongo ignores an option it does not know"
+    return (
+        f"pymongo ignores {', '.join(unknown)} (not an option it knows: a typo, or one only "
+        "your app's driver reads)"
+    )

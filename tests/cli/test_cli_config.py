@@ -235,3 +235,38 @@ def test_a_url_pymongo_cannot_parse_is_a_config_error(
     assert checks["MongoDB"]["status"] == "fail"
     assert "not a usable connection string" in checks["MongoDB"]["detail"]
     assert "hunter2" not in json.dumps(checks)
+
+
+def test_a_url_with_a_space_is_a_config_error_not_a_timeout(
+    cli, good_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pymongo takes ``a b`` for a host name and waits for it: a malformed variable (2)."""
+    monkeypatch.setenv("MONGODB_URL", "mongodb://u:hunter2@db.example/app ?w=majority")
+    result = cli("users", "list")
+    assert result.exit_code == 2, result.stderr
+    assert "space" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_an_option_pymongo_does_not_know_is_named_in_one_line(
+    good_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pymongo's warning names no option and comes with a source line; ours names it (the
+    Next.js app shares the URL, so an option only its driver reads is not an error)."""
+    import os
+    import subprocess
+    import sys
+
+    url = os.environ["MONGODB_URL"]
+    monkeypatch.setenv("MONGODB_URL", url + ("&" if "?" in url else "?") + "retryWrite=true")
+    # a process of its own: what a terminal shows (pytest's log capture is not in the way)
+    done = subprocess.run(
+        [sys.executable, "-m", "clerksync", "users", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "MONGODB_URL: pymongo ignores retryWrite (not an option it knows: a typo, or one only "
+        "your app's driver reads)"
+    ]

@@ -255,6 +255,22 @@ def test_an_invitation_and_a_waitlist_entry_take_the_given_address(
     assert refused.exit_code == 2 and "--email does not apply to role.created" in refused.stderr
 
 
+def test_an_unknown_event_type_is_answered_with_the_ones_that_exist() -> None:
+    from clerksync.devtools.send import build_event
+    from clerksync.errors import UsageError
+
+    with pytest.raises(UsageError) as typo:
+        build_event("user.craeted")
+    assert "did you mean user.created" in str(typo.value)
+    with pytest.raises(UsageError) as gone:  # removed from Clerk's spec in 2026
+        build_event("subscriptionItem.created")
+    assert "subscriptionItem events: abandoned, active, canceled" in str(gone.value)
+    with pytest.raises(UsageError) as unknown:
+        build_event("invoice.paid")
+    assert "the objects being email, organization," in str(unknown.value)
+    assert "waitlistEntry" in str(unknown.value)
+
+
 def test_the_overrides_follow_each_examples_shape() -> None:
     """``--user-id`` pays for every documented example with a payer, ``--email`` addresses
     every one with an address, whatever its type; any other example refuses them."""
