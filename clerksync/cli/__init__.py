@@ -28,7 +28,7 @@ Run `clerksync doctor` to see what is set, and what to fix.
 
 \b
 Exit codes:
-  0  done (doctor: nothing failed; warnings allowed)
+  0  done (doctor: nothing failed; warnings and notes allowed)
   1  the job or a check failed (database down, Clerk refused, a non-2xx,
      a port already in use)
   2  usage or configuration error (a bad option, a missing or malformed setting)

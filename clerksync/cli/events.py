@@ -168,7 +168,7 @@ def tail_line(delivery: "Delivery") -> str:
     return "  ".join(parts)
 
 
-@app.command("tail", short_help="Print deliveries as they arrive (with --follow).")
+@app.command("tail", short_help="Print the last deliveries; --follow, each as it arrives.")
 def tail(
     ctx: typer.Context,
     follow: Annotated[
@@ -229,6 +229,8 @@ def replay(
 ) -> None:
     """Re-apply stored payloads through the receiver's own code path.
 
+    One delivery by its ID, or every one still failed (--failed; --since narrows it).
+
     Payloads were verified when they arrived; a replay obeys the same ordering
     and tombstone rules, so replaying is always safe. Each replay is logged as
     a replay, beside the delivery it repeats.
@@ -237,8 +239,13 @@ def replay(
     from clerksync.deliverylog.replay import replay as run
     from clerksync.errors import UsageError
 
+    if since is not None and not failed:
+        raise UsageError(
+            "--since narrows --failed: `clerksync events replay --failed --since 1h` "
+            "(one delivery is named by its ID alone)"
+        )
     if (svix_id is None) == (not failed):
-        raise UsageError("give one delivery ID, or --failed")
+        raise UsageError(f"give one delivery ID, or --failed{' (not both)' if failed else ''}")
     after = parse_since(since) if since else None
     store = open_store(ctx, indexes=True)
     ttl = timedelta(days=state(ctx).settings.payload_ttl_days)

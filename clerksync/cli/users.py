@@ -95,7 +95,8 @@ def show_user(
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for key, value in view.items():
-        table.add_row(key, text(value))
+        # a table's blank reads "no" in a column of ✓; alone, a blank reads "unknown"
+        table.add_row(key, text("no") if value is False else text(value))
     print_rendered(table)
     if organizations:
         title = plural(len(organizations), "organization")

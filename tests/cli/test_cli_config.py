@@ -270,3 +270,9 @@ def test_an_option_pymongo_does_not_know_is_named_in_one_line(
         "MONGODB_URL: pymongo ignores retryWrite (not an option it knows: a typo, or one only "
         "your app's driver reads)"
     ]
+
+
+def test_replay_says_since_goes_with_failed(cli, good_env) -> None:
+    result = cli("events", "replay", "--since", "1h")
+    assert result.exit_code == 2
+    assert "--since narrows --failed" in result.stderr and "--failed --since 1h" in result.stderr

@@ -103,6 +103,15 @@ def test_show_json_under_the_fastapi_preset_has_its_name_app_id_and_role(cli, st
     assert (ada["role"], ada["isAdmin"]) == (None, False)
 
 
+def test_show_says_no_for_a_flag_that_is_off(cli, store: Store) -> None:
+    """A table's blank reads "no" in a column of ✓; alone in ``users show`` it read as
+    unknown."""
+    seed(store)
+    lines = cli("users", "show", "user_ada").stdout.splitlines()
+    admin = [line.split() for line in lines if line.split()[:1] == ["isAdmin"]]
+    assert admin == [["isAdmin", "no"]]
+
+
 def test_show_unknown_id_exits_1_with_a_clear_message(cli, store: Store) -> None:
     result = cli("users", "show", "user_nobody")
     assert result.exit_code == 1
