@@ -13,6 +13,14 @@ $(BIN)/.installed-dev: pyproject.toml
 
 setup: $(BIN)/.installed-dev browser
 
+# What the demo needs and no more: clerksync and its embedded store (the dev extra and the
+# browser are the tests').
+$(BIN)/.installed-demo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded]'
+	touch $@
+
 # The inspector's browser tests drive Debian's chromium through Playwright (never a browser
 # Playwright would download). Installed with apt when missing and we are root; otherwise
 # say how, and the browser tests skip with that reason (with CI set they fail instead).
@@ -34,7 +42,7 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: setup  ## the embedded store + a local receiver with this machine's kept dev secret
+demo: $(BIN)/.installed-demo  ## the embedded store + a local receiver with this machine's kept dev secret
 	$(BIN)/clerksync serve --dev
 
 test: setup $(NODE_DIR)/node_modules/.installed
