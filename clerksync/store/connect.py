@@ -43,8 +43,11 @@ def connect(settings: Settings, *, announce: Any = None) -> Store:
                 tz_aware=True,
                 appname="clerksync",
             )
-        if caught:
-            log.warning("MONGODB_URL: %s", _ignored_options(url))
+        for warning in caught:
+            message = str(warning.message)
+            if message.startswith("Unknown option"):  # it names none: ours names them
+                message = _ignored_options(url)
+            log.warning("MONGODB_URL: %s", message)
     except (ConfigurationError, ValueError):
         # pymongo's own message may quote the URL (and its password): a fixed text instead.
         # A malformed URL is the user's to fix, like any malformed variable: exit 2.

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 TOMBSTONES = "clerksync_tombstones"
+#: a tombstone's field naming the prune run that wrote it (none: a real delete's)
+PRUNE_RUN = "pruneRun"
 COUNTERS = "clerksync_counters"
 #: the delivery log's collection and its one index (``clerksync.deliverylog``)
 DELIVERIES = "clerksync_deliveries"
@@ -298,6 +300,16 @@ class Store:
 
     def is_tombstoned(self, clerk_id: str) -> bool:
         return bool(self.tombstoned([clerk_id]))
+
+    def tombstones_of(self, clerk_ids: list[str]) -> dict[str, str | None]:
+        """The tombstones of these Clerk ids: id -> the prune run that wrote it, or None for
+        a real delete's (one ``$in``)."""
+        if not clerk_ids:
+            return {}
+        query = {"_id": {"$in": clerk_ids}}
+        found = self.tombstones.find(query, {PRUNE_RUN: 1})
+        runs = {t["_id"]: t.get(PRUNE_RUN) for t in found}
+        return {i: run if isinstance(run, str) else None for i, run in runs.items()}
 
     def held(self, kind: Kind, clerk_id: str) -> bool:
         """Is a document stored under this Clerk id?"""

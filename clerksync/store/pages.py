@@ -16,12 +16,13 @@ the page wrote, and those other kinds keep on it for what it created
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from clerksync.errors import IndexRefused
+from clerksync.errors import ClerkSyncError, IndexRefused
 from clerksync.kinds.base import Kind
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import held_positions, is_older, ordering_filter
@@ -95,7 +96,8 @@ def write_page(
                     stored=held_positions(fresh, versions, any_state=True),
                 )
             except IndexRefused:  # the app's index refused one: the others went in
-                _refuse_tombstoned(writer, kind, _went_in(fresh, exc.details))
+                with contextlib.suppress(ClerkSyncError):  # else a rerun reads them
+                    _refuse_tombstoned(writer, kind, _went_in(fresh, exc.details))
                 raise
         there = [i for n, i in enumerate(fresh) if n in failed]  # there now: the filter decides
         if there and fields:
@@ -120,7 +122,8 @@ def write_page(
                 made = list(details.get("upserted", []))
                 if made:
                     hooks.upserted(made, now)
-                    _refuse_tombstoned(writer, kind, [older[e["index"]] for e in made])
+                    with contextlib.suppress(ClerkSyncError):  # else a rerun reads them
+                        _refuse_tombstoned(writer, kind, [older[e["index"]] for e in made])
                 raise
         updated = int(details.get("nModified", 0))
         upserted = list(details.get("upserted", []))
@@ -129,15 +132,20 @@ def write_page(
             inserted += [older[entry["index"]] for entry in upserted]
     # The tombstones of all the page stores, not only of what it inserted: one read either
     # way, and an earlier run's insert whose read failed or never came (a timeout, a crash)
-    # is held now, and would never be read again. What a tombstone refuses goes.
+    # is held now, and would never be read again. What this page inserted goes if any
+    # tombstone refuses it; what it found stored, if a real delete's does (a prune's is the
+    # prune's to journal, and its undo's to lift).
     written = {i.id for i in inserted}
-    gone = _refuse_tombstoned(writer, kind, [i for i in batch if i.id not in taken])
+    gone = _refuse_tombstoned(
+        writer, kind, [i for i in batch if i.id not in taken], real_only=lambda i: i not in written
+    )
     created = len(written) - len(gone & written)
     # an ordered update of an object deleted since is no update
     updated = max(0, updated - len({i.id for i in older if i.id in gone} - written))
     new = [i for i in inserted if i.id not in gone]
     if kind.rollups:
-        rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
+        removed = [i for i in batch if i.id in gone and i.id not in written]
+        rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older, *removed]))
     rollups.created(store, kind, [*(i.id for i in new), *taken])
     return PageCounts(
         created=created,
@@ -181,10 +189,20 @@ def _tombstoned(writer: Writer, kind: Kind, items: list[Any]) -> set[str]:
     return {i.id for i in items if gone.intersection(kind.tombstone_keys(i))}
 
 
-def _refuse_tombstoned(writer: Writer, kind: Kind, items: list[Any]) -> set[str]:
+def _refuse_tombstoned(
+    writer: Writer, kind: Kind, items: list[Any], *, real_only: Callable[[str], bool] | None = None
+) -> set[str]:
     """Remove the documents of ``items`` a tombstone refuses, whatever state they hold; their
-    ids. (A document a page wrote after the object's delete, or an earlier run's.)"""
-    gone = _tombstoned(writer, kind, items)
+    ids. (A document a page wrote after the object's delete, or an earlier run's.) For the
+    ids ``real_only`` names, only a real delete's tombstone refuses, not a prune run's."""
+    keys = sorted({k for i in items for k in kind.tombstone_keys(i)})
+    stones = writer.store.tombstones_of(keys) if keys else {}
+    every, real = set(stones), {k for k, run in stones.items() if run is None}
+    gone = set()
+    for i in items:
+        refusing = real if real_only is not None and real_only(i.id) else every
+        if refusing.intersection(kind.tombstone_keys(i)):
+            gone.add(i.id)
     if gone:
         writer.store.collection(kind).delete_many({writer.store.key(kind): {"$in": sorted(gone)}})
     return gone

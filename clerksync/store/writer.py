@@ -34,17 +34,21 @@ from clerksync.kinds.registry import children
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import is_older, new_document, ordering_filter
 from clerksync.store import rollups
-from clerksync.store.database import Store
+from clerksync.store.database import PRUNE_RUN, Store
 from clerksync.store.group import Groups
 from clerksync.store.hooks import APPLIED, DUPLICATE, STALE, Hooks, WriteResult
 from clerksync.store.mongo import IN_CHUNK, translating, utcnow
 
 #: on a tombstone a prune wrote, the prune run's id; any other delete of the object removes
 #: it, so ``undo_prune`` can tell the run's tombstones from those of real deletes since
-PRUNE_RUN = "pruneRun"
 
 #: handed the documents of a kind a cascade is about to remove (a prune journals them)
 Keep = Callable[[Kind, list[Mapping[str, Any]]], None]
+
+
+def deleted_for_real(store: Store, clerk_ids: list[str]) -> bool:
+    """Is one of these ids tombstoned by a real delete (not by a prune run)?"""
+    return any(run is None for run in store.tombstones_of(clerk_ids).values())
 
 
 def tombstone_update(
@@ -200,9 +204,11 @@ class Writer:
             existing is None or is_older(stored, item.updated_at)
         ):
             raise store.refused(kind, details, item.id) from None
-        if existing is not None and store.tombstoned(kind.tombstone_keys(item)):
+        if existing is not None and deleted_for_real(store, kind.tombstone_keys(item)):
             # Deleted, yet stored: an insert (this delivery's, or an older state's) whose
             # tombstone read failed or never came (a timeout, a crash). Its retry ends here.
+            # A prune's tombstone is left to the prune (its cascade journals what it removes)
+            # and its undo (which puts documents back before it removes the tombstones).
             return self._gone(kind, item)
         if existing is not None and stored == item.updated_at:
             return DUPLICATE

@@ -148,13 +148,14 @@ def put(body: dict[str, Any], path: str, value: Any) -> None:
     keys = path.lstrip("^").split(".")
     for key in keys[:-1]:
         if isinstance(where, list):
-            where = where[int(key)] if int(key) < len(where) else None
+            # a field path into a list a mutation above put in its place: nothing to put
+            where = where[int(key)] if key.isdigit() and int(key) < len(where) else None
         else:
             where = where.get(key)
         if not isinstance(where, (dict, list)):
             return  # a mutation above replaced it already (an empty list: no item 0)
     if isinstance(where, list):
-        if int(keys[-1]) < len(where):
+        if keys[-1].isdigit() and int(keys[-1]) < len(where):
             where[int(keys[-1])] = value
     else:
         where[keys[-1]] = value

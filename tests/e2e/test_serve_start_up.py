@@ -103,7 +103,7 @@ def test_a_malformed_secret_names_the_file_it_was_read_from(cli, tmp_path: Path)
     (tmp_path / ".env").write_text("WEBHOOK_SECRET=whsec_%%%\n")
     result = cli("serve")
     assert result.exit_code == 2
-    assert "base64" in result.stderr and "Fix it in .env (" in result.stderr, result.stderr
+    assert "base64" in result.stderr and "Fix it in .env: " in result.stderr, result.stderr
     assert ".env.local" not in result.stderr and not (tmp_path / ".env.local").exists()
 
 

@@ -8,6 +8,9 @@ leaves such objects deleted, and a membership comes back only with its user and 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+from pymongo import monitoring
 
 from clerksync.kinds.membership import MEMBERSHIP
 from clerksync.kinds.organization import ORGANIZATION, parse_organization
@@ -124,12 +127,11 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
     cli: object, store: Store, fake_clerk: FakeClerk
 ) -> None:
     """``user.deleted`` lands after the undo read the tombstones and before its insert (the
-    insert is held by the wire server's fail point until the delete is done): the delete
+    insert is held by the wire server's fail point, 5 s, while the delete is done): the delete
     takes the run's tombstone over and finds nothing to remove, so the undo's check after
     its insert removes what it put back."""
     import threading
     import uuid
-    from typing import Any
 
     import pytest
     from pymongo import MongoClient, monitoring
@@ -171,7 +173,7 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
             data={
                 "failCommands": ["insert"],
                 "blockConnection": True,
-                "blockTimeMS": 3000,
+                "blockTimeMS": 5000,
                 "appName": name,
             },
         )
@@ -192,3 +194,112 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
     assert report["users"]["deleted_since"] == 1 and report["restored"] == 0, report
     assert store.users.count_documents({"clerkId": "user_m0004"}) == 0
     assert store.is_tombstoned("user_m0004")
+
+
+class AfterCommand(monitoring.CommandListener):
+    """A command listener that runs ``then`` once, in the commanding thread, right after the
+    first command ``when`` picks (from its start event) succeeds: another writer's turn,
+    exactly between two of a job's commands."""
+
+    def __init__(self, when: Any, then: Any) -> None:
+        self.when, self.then = when, then
+        self.picked: int | None = None
+        self.done = False
+
+    def started(self, event: Any) -> None:
+        if self.picked is None and self.when(event):
+            self.picked = event.request_id
+
+    def failed(self, event: Any) -> None: ...
+
+    def succeeded(self, event: Any) -> None:
+        if not self.done and event.request_id == self.picked:
+            self.done = True
+            self.then()
+
+
+def listened(store: Store, listener: Any) -> Store:
+    from pymongo import MongoClient
+
+    address = store.client.address
+    assert address is not None
+    client: MongoClient[Any] = MongoClient(
+        host=address[0], port=address[1], directConnection=True, event_listeners=[listener]
+    )
+    return Store(client, store.name, store.schema)
+
+
+def test_a_retry_between_the_undos_insert_and_its_tombstones_keeps_the_restored_user(
+    cli: object, store: Store, fake_clerk: FakeClerk
+) -> None:
+    """The undo puts the document back, then lifts the run's tombstones: a Svix retry of the
+    user's last state in between is a duplicate (a prune's tombstone is the prune's to
+    lift), not a delete of what the undo restored."""
+    import copy
+
+    from clerksync.jobs.undo import undo_prune
+    from clerksync.kinds.user import parse_clerk_user
+
+    seed(fake_clerk, 20, 0, [])
+    reconciled(cli)
+    store.users.update_one({"clerkId": "user_m0004"}, {"$set": {"isAdmin": True}})  # the app's
+    last = copy.deepcopy(fake_clerk.users["user_m0004"])  # the state a retry carries
+    drop_user(fake_clerk, "user_m0004")
+    run = pruned_run(cli)
+    outcomes: list[str] = []
+    retry = AfterCommand(
+        lambda e: e.command_name == "insert" and e.command.get("insert") == "users",
+        lambda: outcomes.append(upsert_outcome(store, USER, parse_clerk_user(last))),
+    )
+    undoing = listened(store, retry)
+    try:
+        report = undo_prune(undoing, run)
+    finally:
+        undoing.client.close()
+    assert outcomes == ["duplicate"]
+    assert report["users"]["restored"] == 1  # type: ignore[index]
+    assert store.users.find_one({"clerkId": "user_m0004"})["isAdmin"] is True  # type: ignore[index]
+
+
+def test_a_retry_during_a_prunes_cascade_leaves_the_journal_whole(
+    cli: object, store: Store, fake_clerk: FakeClerk
+) -> None:
+    """The prune writes the user's tombstone, then journals and removes its memberships: a
+    Svix retry of one in between (its parent tombstoned by the prune) leaves it for the
+    cascade, which journals it, so the undo brings it back."""
+    import copy
+
+    from clerksync.jobs.prune import PruneRun, journal
+    from clerksync.kinds.membership import parse_membership
+    from clerksync.store.users import writer
+
+    seed(fake_clerk, 3, 2, [0, 1])
+    reconciled(cli)
+    members = store.collection(MEMBERSHIP)
+    before = members.count_documents({})
+    mine = [
+        copy.deepcopy(m)
+        for m in fake_clerk.memberships.values()
+        if m["public_user_data"]["user_id"] == "user_m0001"
+    ]
+    outcomes: list[str] = []
+    retry = AfterCommand(
+        lambda e: (
+            e.command_name == "findAndModify"
+            and e.command.get("findAndModify") == ("clerksync_tombstones")
+        ),
+        lambda: outcomes.extend(
+            upsert_outcome(store, MEMBERSHIP, parse_membership(m)) for m in mine
+        ),
+    )
+    pruning = listened(store, retry)
+    try:
+        run = PruneRun(writer(pruning))
+        assert run.prune(USER, ["user_m0001"]) == 1
+    finally:
+        pruning.client.close()
+    assert outcomes == ["duplicate", "duplicate"]
+    kinds = [e.get("kind") for e in journal(store).find({"runId": run.run_id})]
+    assert sorted(kinds) == ["membership", "membership", "user"]
+    undo(cli, run.run_id)
+    assert members.count_documents({}) == before

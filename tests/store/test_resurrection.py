@@ -155,3 +155,22 @@ def test_a_page_whose_write_concern_failed_is_a_failure(
     fail("insert", writeConcernError={"code": 64, "errmsg": "waiting for replication timed out"})
     with pytest.raises(ClerkSyncError, match="write concern"):
         write_page(writer(own), USER, [state("user_one", 100)], assume_new=True)
+
+
+def test_a_page_leaves_a_document_a_prune_tombstoned_to_the_prune(store: Store) -> None:
+    """A prune's tombstone beside its document is a prune cascading (it journals what it
+    removes) or an undo putting it back (it lifts the tombstone next): not the page's to
+    remove. A real delete's is."""
+    from clerksync.store.mongo import utcnow
+
+    write = writer(store)
+    for user_id in ("user_pruning", "user_deleted"):
+        write.upsert(USER, state(user_id, 100))
+    store.tombstones.insert_one(
+        {"_id": "user_pruning", "pruneRun": "prune-x", "deletedAt": utcnow()}
+    )
+    store.tombstones.insert_one({"_id": "user_deleted", "deletedAt": utcnow()})
+    counts = write_page(write, USER, [state("user_pruning", 100), state("user_deleted", 100)])
+    assert store.users.find_one({"clerkId": "user_pruning"}) is not None
+    assert store.users.find_one({"clerkId": "user_deleted"}) is None
+    assert (counts.created, counts.updated, counts.unchanged) == (0, 0, 1)
