@@ -97,7 +97,8 @@ def undo_prune(store: Store, run_id: str) -> dict[str, Any]:
             else:  # its user or organization is not back (refused, or pruned again later)
                 parts[kind]["waiting"] += 1  # left for a rerun
         documents = [e["document"] for e in chosen]
-        present, refused, first = _restore(store, kind_of, documents)
+        there, refused, first = _restore(store, kind_of, documents)
+        present = len(there)
         refusal = refusal or first
         done = [e for n, e in enumerate(chosen) if n not in refused]
         _recount(store, kind_of, [e["document"] for e in done])
@@ -120,8 +121,9 @@ def undo_prune(store: Store, run_id: str) -> dict[str, Any]:
                     query[PRUNE_RUN] = run_id
                 removed = store.tombstones.delete_many(query).deleted_count
                 parts[kind]["tombstones_removed"] += removed
-        gone = _deleted_meanwhile(store, kind_of, done, tombstones)
-        parts[kind]["restored"] = max(0, parts[kind]["restored"] - gone)
+        put_back = [e for n, e in enumerate(chosen) if n not in refused and n not in there]
+        gone = _deleted_meanwhile(store, kind_of, put_back, tombstones)
+        parts[kind]["restored"] -= gone
         parts[kind]["deleted_since"] += gone
     for start in range(0, len(settled), IN_CHUNK):
         pruned.update_many(
@@ -267,13 +269,13 @@ def _verdict(
 
 def _restore(
     store: Store, kind: Kind, documents: list[Mapping[str, Any]]
-) -> tuple[int, set[int], IndexRefused | None]:
-    """Insert ``documents`` into ``kind``'s collection with their own ``_id``: (how many
-    were there already, the positions an index of the app's refused, the first refusal)."""
+) -> tuple[set[int], set[int], IndexRefused | None]:
+    """Insert ``documents`` into ``kind``'s collection with their own ``_id``: (the positions
+    that were there already, those an index of the app's refused, the first refusal)."""
     from pymongo.errors import BulkWriteError
 
     if not documents:
-        return 0, set(), None
+        return set(), set(), None
     store.ready(kind)  # the unique Clerk ids tell "already there" from a refusal
     collection, key = store.collection(kind), store.key(kind)
 
@@ -304,8 +306,8 @@ def _restore(
         refusal = (
             _refused(refused_errors[0], collection.name, kind.name) if refused_errors else None
         )
-        return len(errors) - len(refused), refused, refusal
-    return 0, set(), None
+        return {int(e["index"]) for e in errors} - refused, refused, refusal
+    return set(), set(), None
 
 
 def _stored(
