@@ -204,6 +204,36 @@ def watched(store: Store) -> Iterator[tuple[Store, Any]]:
 
 
 @pytest.fixture
+def fail_points(store: Store) -> Iterator[Any]:
+    """``configure(**failCommand)``: the server's one ``failCommand`` fail point, switched off
+    after the test. The fail point is server-wide: on a server the xdist workers share
+    (``CLERKSYNC_TEST_MONGODB_URL``) the tests that set it take turns (a file lock), so one
+    never replaces or clears another's. A server without test commands skips the test."""
+    import fcntl
+    import tempfile
+
+    from pymongo.errors import OperationFailure
+
+    admin = store.client.admin
+    lock = open(Path(tempfile.gettempdir()) / "clerksync-test-failpoint.lock", "w")  # noqa: SIM115
+    if EXTERNAL_MONGO:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+    def configure(mode: Any, data: dict[str, Any]) -> None:
+        try:
+            admin.command("configureFailPoint", "failCommand", mode=mode, data=data)
+        except OperationFailure as exc:  # a mongod without enableTestCommands
+            pytest.skip(f"the server has no failCommand fail point: {exc}")
+
+    try:
+        yield configure
+    finally:
+        with contextlib.suppress(OperationFailure):
+            admin.command("configureFailPoint", "failCommand", mode="off")
+        lock.close()  # and its lock with it
+
+
+@pytest.fixture
 def ensurer(store: Store, fake_clerk: FakeClerk) -> Iterator[Any]:
     """``ensure_user``'s ``Ensurer`` as the settings build it: the test database, the fake
     Clerk."""

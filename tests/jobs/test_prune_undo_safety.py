@@ -124,7 +124,7 @@ def test_undoing_an_older_run_waits_for_a_later_prune_of_the_membership_s_user(
 
 
 def test_a_real_delete_while_the_undo_runs_is_not_undone(
-    cli: object, store: Store, fake_clerk: FakeClerk
+    cli: object, store: Store, fake_clerk: FakeClerk, fail_points: Any
 ) -> None:
     """``user.deleted`` lands after the undo read the tombstones and before its insert (the
     insert is held by the wire server's fail point, 5 s, while the delete is done): the delete
@@ -133,9 +133,7 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
     import threading
     import uuid
 
-    import pytest
     from pymongo import MongoClient, monitoring
-    from pymongo.errors import OperationFailure
 
     from clerksync.jobs.undo import undo_prune
 
@@ -155,6 +153,10 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
 
         def failed(self, event: Any) -> None: ...
 
+    fail_points(
+        {"times": 1},
+        {"failCommands": ["insert"], "blockConnection": True, "blockTimeMS": 5000, "appName": name},
+    )
     address = store.client.address
     assert address is not None
     client: MongoClient[Any] = MongoClient(
@@ -165,20 +167,6 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
         tz_aware=True,
         event_listeners=[Inserts()],
     )
-    try:
-        store.client.admin.command(
-            "configureFailPoint",
-            "failCommand",
-            mode={"times": 1},
-            data={
-                "failCommands": ["insert"],
-                "blockConnection": True,
-                "blockTimeMS": 5000,
-                "appName": name,
-            },
-        )
-    except OperationFailure as exc:
-        pytest.skip(f"the server has no failCommand fail point: {exc}")
     report: dict[str, Any] = {}
     undoing = threading.Thread(
         target=lambda: report.update(undo_prune(Store(client, store.name, store.schema), run))
@@ -189,7 +177,6 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
         assert delete(store, USER, "user_m0004").outcome == "duplicate"  # the run's tombstone
         undoing.join(60)
     finally:
-        store.client.admin.command("configureFailPoint", "failCommand", mode="off")
         client.close()
     assert report["users"]["deleted_since"] == 1 and report["restored"] == 0, report
     assert store.users.count_documents({"clerkId": "user_m0004"}) == 0

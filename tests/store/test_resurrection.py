@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
-from pymongo.errors import OperationFailure
 
 from clerksync.devtools.payloads import clerk_user
 from clerksync.errors import ClerkSyncError, IndexRefused
@@ -32,7 +31,7 @@ def state(user_id: str, updated_at: int, **fields: Any) -> Any:
 
 
 @pytest.fixture
-def faulty(store: Store) -> Iterator[tuple[Store, Any]]:
+def faulty(store: Store, fail_points: Any) -> Iterator[tuple[Store, Any]]:
     """The test database on a client of its own, and ``fail(command, times)``: that client's
     next ``times`` ``command`` fail as a server-side timeout (code 50) would."""
     name = f"resurrect-{uuid.uuid4().hex[:8]}"
@@ -41,19 +40,14 @@ def faulty(store: Store) -> Iterator[tuple[Store, Any]]:
     client: MongoClient[Any] = MongoClient(
         host=address[0], port=address[1], appname=name, tz_aware=True, directConnection=True
     )
-    admin = store.client.admin
 
     def fail(command: str, times: int = 1, **how: Any) -> None:
         data = {"failCommands": [command], "appName": name, **(how or {"errorCode": 50})}
-        try:
-            admin.command("configureFailPoint", "failCommand", mode={"times": times}, data=data)
-        except OperationFailure as exc:  # a mongod without enableTestCommands
-            pytest.skip(f"the server has no failCommand fail point: {exc}")
+        fail_points({"times": times}, data)
 
     try:
         yield Store(client, store.name, store.schema), fail
     finally:
-        admin.command("configureFailPoint", "failCommand", mode="off")
         client.close()
 
 
