@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 TOMBSTONES = "clerksync_tombstones"
-#: a tombstone's field naming the prune run that wrote it (none: a real delete's)
+#: on a tombstone a prune wrote, the prune run's id; any other delete of the object removes
+#: it, so ``undo_prune`` can tell the run's tombstones from those of real deletes since
 PRUNE_RUN = "pruneRun"
 COUNTERS = "clerksync_counters"
 #: the delivery log's collection and its one index (``clerksync.deliverylog``)

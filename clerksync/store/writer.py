@@ -39,9 +39,6 @@ from clerksync.store.group import Groups
 from clerksync.store.hooks import APPLIED, DUPLICATE, STALE, Hooks, WriteResult
 from clerksync.store.mongo import IN_CHUNK, translating, utcnow
 
-#: on a tombstone a prune wrote, the prune run's id; any other delete of the object removes
-#: it, so ``undo_prune`` can tell the run's tombstones from those of real deletes since
-
 #: handed the documents of a kind a cascade is about to remove (a prune journals them)
 Keep = Callable[[Kind, list[Mapping[str, Any]]], None]
 
