@@ -76,11 +76,16 @@ class WriteBackQueue:
         ``/metrics`` reads it when scraped. The age is one indexed read (``dueAt``
         ascending); the count costs what is marked, so it is the scrape's, never a
         delivery's."""
+        # The count first: a worker finishing between the two reads then shows as a backlog
+        # without an age, never as none with an age (the order the other way round did).
+        marked = self.pending()
+        if not marked:
+            return 0, None
         now = utcnow()
         oldest = self.users.find({bk.DUE: {"$lte": now}}, {bk.DUE: 1}).sort(bk.DUE, 1).limit(1)
         due = next((bk.field(doc, bk.DUE) for doc in oldest), None)
         age = (now - due).total_seconds() if isinstance(due, datetime) else None
-        return self.pending(), age
+        return marked, age
 
     # Write-backs that stopped: no mark (``dueAt``), so ``pending`` cannot see them, but Clerk
     # does not hold what MongoDB says. These read fields with no index (a collection scan):
