@@ -18,7 +18,7 @@ from clerksync.kinds.base import Kind
 from clerksync.kinds.registry import BY_NAME, KINDS
 from clerksync.store import rollups
 from clerksync.store.mongo import IN_CHUNK, find_in, refused_by, translated, utcnow
-from clerksync.store.writer import PRUNE_RUN
+from clerksync.store.writer import PRUNE_RUN, remove_refused
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -158,16 +158,7 @@ def _deleted_meanwhile(
     gone = sorted(i for i, ids in keys.items() if new.intersection(ids))
     if not gone:
         return 0
-    collection, key = store.collection(kind), store.key(kind)
-    held = (  # the parents whose fields they count in (a payer's plan)
-        list(find_in(collection, key, gone, {"_id": 0, **rollups.fields_read(store, kind)}))
-        if kind.rollups
-        else []
-    )
-    collection.delete_many({key: {"$in": gone}})
-    if held:
-        parents = rollups.parents_of_docs(store, kind, held)
-        rollups.refresh(store, kind, parents, after_delete=True)
+    remove_refused(store, kind, gone)
     return len(gone)
 
 

@@ -28,7 +28,7 @@ from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import held_positions, is_older, ordering_filter
 from clerksync.store import rollups
 from clerksync.store.mongo import duplicates_only, translated, utcnow
-from clerksync.store.writer import Writer
+from clerksync.store.writer import Writer, remove_refused
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,7 @@ def write_page(
     updated = max(0, updated - len({i.id for i in older if i.id in gone} - written))
     new = [i for i in inserted if i.id not in gone]
     if kind.rollups:
-        removed = [i for i in batch if i.id in gone and i.id not in written]
-        rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older, *removed]))
+        rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
     rollups.created(store, kind, [*(i.id for i in new), *taken])
     return PageCounts(
         created=created,
@@ -204,7 +203,7 @@ def _refuse_tombstoned(
         if refusing.intersection(kind.tombstone_keys(i)):
             gone.add(i.id)
     if gone:
-        writer.store.collection(kind).delete_many({writer.store.key(kind): {"$in": sorted(gone)}})
+        remove_refused(writer.store, kind, sorted(gone))
     return gone
 
 

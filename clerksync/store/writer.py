@@ -37,10 +37,27 @@ from clerksync.store import rollups
 from clerksync.store.database import PRUNE_RUN, Store
 from clerksync.store.group import Groups
 from clerksync.store.hooks import APPLIED, DUPLICATE, STALE, Hooks, WriteResult
-from clerksync.store.mongo import IN_CHUNK, translating, utcnow
+from clerksync.store.mongo import IN_CHUNK, find_in, translating, utcnow
 
 #: handed the documents of a kind a cascade is about to remove (a prune journals them)
 Keep = Callable[[Kind, list[Mapping[str, Any]]], None]
+
+
+def remove_refused(store: Store, kind: Kind, clerk_ids: list[str]) -> None:
+    """Remove what is stored under these Clerk ids, which a tombstone refuses: documents an
+    insert made after the delete. They go whatever state they hold now (another write may
+    have updated one since, seeing no tombstone: only inserts read them), and the fields they
+    counted in on their parents (a payer's plan) are recomputed."""
+    collection, key = store.collection(kind), store.key(kind)
+    held = (
+        list(find_in(collection, key, clerk_ids, {"_id": 0, **rollups.fields_read(store, kind)}))
+        if kind.rollups
+        else []
+    )
+    collection.delete_many({key: {"$in": clerk_ids}})
+    if held:
+        parents = rollups.parents_of_docs(store, kind, held)
+        rollups.refresh(store, kind, parents, after_delete=True)
 
 
 def deleted_for_real(store: Store, clerk_ids: list[str]) -> bool:
@@ -213,20 +230,8 @@ class Writer:
 
     def _gone(self, kind: Kind, item: Any) -> WriteResult:
         """A tombstone refuses ``item``, yet a document is stored under its id: an insert
-        that came after the delete. It goes whatever state it holds now (another delivery
-        may have updated it since, seeing no tombstone: only inserts read them), and the
-        fields it counted in on its parents are recomputed. ``stale``: nothing is stored."""
-        store = self.store
-        collection, key = store.collection(kind), store.key(kind)
-        held = (
-            collection.find_one({key: item.id}, rollups.fields_read(store, kind))
-            if kind.rollups
-            else None
-        )
-        collection.delete_one({key: item.id})
-        if held is not None:
-            parents = rollups.parents_of_docs(store, kind, [held])
-            rollups.refresh(store, kind, parents, after_delete=True)
+        that came after the delete (``remove_refused``). ``stale``: nothing is stored."""
+        remove_refused(self.store, kind, [item.id])
         return STALE
 
     def _asked(self, kind: Kind, item: Any) -> list[str]:
