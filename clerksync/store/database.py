@@ -29,6 +29,7 @@ from clerksync.mapping.schema import DEFAULT, Schema
 from clerksync.mapping.sections import Section
 from clerksync.mapping.users import UserMapping
 from clerksync.store.mongo import (
+    IN_CHUNK,
     describe_mongo_error,
     find_in,
     index_refused,
@@ -296,8 +297,18 @@ class Store:
         if len(clerk_ids) == 1:
             found = self.tombstones.find_one({"_id": clerk_ids[0]}, {"_id": 1})
             return {clerk_ids[0]} if found is not None else set()
+        if not clerk_ids or self._none_kept(clerk_ids):
+            return set()
         query = {"_id": {"$in": clerk_ids}}
         return {t["_id"] for t in self.tombstones.find(query, {"_id": 1})}
+
+    def _none_kept(self, clerk_ids: list[str]) -> bool:
+        """For a page's ids: is the collection empty, as while a database is first filled?
+        As exact as the ``$in`` (both read what is there then); costs the test server 0.6 ms
+        where an ``$in`` of 500-1,000 ids costs 6-20 ms, or 0.6 ms more if anything is kept."""
+        if len(clerk_ids) < IN_CHUNK:
+            return False
+        return self.tombstones.find_one({}, {"_id": 1}) is None
 
     def is_tombstoned(self, clerk_id: str) -> bool:
         return bool(self.tombstoned([clerk_id]))
@@ -305,7 +316,7 @@ class Store:
     def tombstones_of(self, clerk_ids: list[str]) -> dict[str, str | None]:
         """The tombstones of these Clerk ids: id -> the prune run that wrote it, or None for
         a real delete's (one ``$in``)."""
-        if not clerk_ids:
+        if not clerk_ids or self._none_kept(clerk_ids):
             return {}
         query = {"_id": {"$in": clerk_ids}}
         found = self.tombstones.find(query, {PRUNE_RUN: 1})
