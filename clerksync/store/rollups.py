@@ -11,7 +11,9 @@ Two recomputes can race (two items of one payer delivered at once). Each update 
 by a token, the sum of the versions (``clerksync.updatedAt``) of the objects it was computed
 from, kept in ``clerksync.rollups.<plural>``: versions only grow, so the read that saw every
 write has the largest sum, and an update computed from a staler read changes nothing. A
-delete makes the sum smaller: the recompute after one writes whatever the token holds.
+delete makes the sum smaller: the recompute after one writes whatever the token holds, then
+recomputes once more, ordered, from a read after that write: an object written meanwhile
+whose own recompute landed first is counted again, not undone by the delete's.
 
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
@@ -90,14 +92,17 @@ def fields_read(store: Store, child: Kind) -> dict[str, int]:
 
 def refresh(store: Store, child: Kind, parents: Parents, *, after_delete: bool = False) -> None:
     """Recompute ``child``'s fields on these parents from what is stored (see the module
-    docstring); ``after_delete``: whatever the token holds."""
+    docstring); ``after_delete``: whatever the token holds, then ordered."""
     if not child.rollups or not store.stores(child):
         return
     for rollup in child.rollups:
         ids = parents.get(rollup.parent)
-        ordered = not after_delete
-        if ids and _apply(store, child, rollup, ids, ordered=ordered, only_found=False):
-            _mark_missing(store, child, rollup, ids, ordered=ordered)
+        if not ids:
+            continue
+        if after_delete:
+            _apply(store, child, rollup, ids, ordered=False, only_found=False)
+        if _apply(store, child, rollup, ids, ordered=True, only_found=False):
+            _mark_missing(store, child, rollup, ids, ordered=True)
 
 
 def created(store: Store, parent: Kind, ids: Iterable[str]) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pymongo import monitoring
-
 from clerksync.kinds.membership import MEMBERSHIP
 from clerksync.kinds.organization import ORGANIZATION, parse_organization
 from clerksync.kinds.user import USER
 from clerksync.store.database import Store
 from tests.jobs.test_prune_orgs import FAST, drop_user, reconciled, seed
+from tests.support.commands import AfterCommand, listened
 from tests.support.fakeclerk import FakeClerk, clerk_organization
 from tests.support.writes import delete, delete_outcome, upsert_outcome
 
@@ -181,39 +180,6 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
     assert report["users"]["deleted_since"] == 1 and report["restored"] == 0, report
     assert store.users.count_documents({"clerkId": "user_m0004"}) == 0
     assert store.is_tombstoned("user_m0004")
-
-
-class AfterCommand(monitoring.CommandListener):
-    """A command listener that runs ``then`` once, in the commanding thread, right after the
-    first command ``when`` picks (from its start event) succeeds: another writer's turn,
-    exactly between two of a job's commands."""
-
-    def __init__(self, when: Any, then: Any) -> None:
-        self.when, self.then = when, then
-        self.picked: int | None = None
-        self.done = False
-
-    def started(self, event: Any) -> None:
-        if self.picked is None and self.when(event):
-            self.picked = event.request_id
-
-    def failed(self, event: Any) -> None: ...
-
-    def succeeded(self, event: Any) -> None:
-        if not self.done and event.request_id == self.picked:
-            self.done = True
-            self.then()
-
-
-def listened(store: Store, listener: Any) -> Store:
-    from pymongo import MongoClient
-
-    address = store.client.address
-    assert address is not None
-    client: MongoClient[Any] = MongoClient(
-        host=address[0], port=address[1], directConnection=True, event_listeners=[listener]
-    )
-    return Store(client, store.name, store.schema)
 
 
 def test_a_retry_between_the_undos_insert_and_its_tombstones_keeps_the_restored_user(

@@ -19,6 +19,7 @@ from clerksync.store.apply import apply_event
 from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
 from tests.conftest import ALL_SCHEMAS
+from tests.support.commands import AfterCommand, listened
 from tests.support.fakeclerk import clerk_organization
 from tests.support.fakelists import clerk_subscription_item
 from tests.support.writes import writer_of
@@ -197,3 +198,33 @@ def test_no_marker_outlives_its_payer(store: Store) -> None:
         "stale",
     )
     assert store.tombstones.find_one({"_id": rollups.WAITING + "user_m2"}) is None
+
+
+def test_a_recompute_after_a_delete_never_undoes_a_newer_items_plan(store: Store) -> None:
+    """An item's delete recomputes its payer's plan from what is left, unordered (a delete
+    makes the versions' sum smaller). A new item of the payer written between that
+    recompute's read and its update lands its own (ordered) recompute first: the delete's
+    update, computed without it, must not leave the payer without the new item's plan."""
+    kind = BY_NAME["subscription item"]
+    deliver(store, signup("user_del"))
+    old = item("csub_item_old", "active", 1, plan="free", user_id="user_del")
+    assert deliver(store, old) == "applied"
+    name = store.collection(kind).name
+
+    def payers_read(event: Any) -> bool:  # the recompute's read, not the delete's own
+        found = event.command.get("find") == name
+        return found and "$in" in json.dumps(event.command.get("filter"), default=str)
+
+    def new_item_lands() -> None:
+        new = item("csub_item_new", "active", 2, plan="pro", user_id="user_del")
+        assert deliver(store, new) == "applied"
+        assert plan_of(store, USER, "user_del") == ("pro", "active")
+
+    turn = AfterCommand(payers_read, new_item_lands)
+    own = listened(store, turn)
+    try:
+        assert writer_of(own).delete(kind, "csub_item_old").outcome == "applied"
+    finally:
+        own.client.close()
+    assert turn.done
+    assert plan_of(store, USER, "user_del") == ("pro", "active")
