@@ -143,6 +143,10 @@ class RetryPolicy:
             wait = min(max(asked, 0.0), self.max_retry_after)
             # Up to 10% later: processes told the same Retry-After do not return together.
             return wait + self.rng.uniform(0, 0.1 * wait + 0.05)
+        return self.backoff(attempt)
+
+    def backoff(self, attempt: int) -> float:
+        """The jittered exponential wait before attempt ``attempt + 1``, up to ``cap``."""
         ceiling = min(self.cap, self.base * 2 ** min(attempt, 30))
         return self.rng.uniform(min(self.base, ceiling), ceiling)
 

@@ -113,6 +113,11 @@ class InstanceGuard:
         self.ttl = ttl
         self._answer: tuple[float, str | None] | None = None
         self._lock = threading.Lock()
+        #: ``problem``'s answer for an unbound database (a delivery binds it in a moment)
+        self.unbound = (
+            f"database {store.name!r} is bound to no Clerk instance yet, so a 404 cannot "
+            "tell a user gone from Clerk from a key of another instance"
+        )
 
     def problem(self, *, fresh: bool = False, unbound_ok: bool = True) -> str | None:
         """Why this key must not write back to this database, or None. Raises when Clerk
@@ -130,12 +135,7 @@ class InstanceGuard:
         if bound is None:
             # Not bound yet (a delivery or a bulk job binds it): nothing is kept, so the next
             # question reads again (one read of the database, no request to Clerk).
-            if unbound_ok:
-                return None
-            return (
-                f"database {self.store.name!r} is bound to no Clerk instance yet, so a 404 "
-                "cannot tell a user gone from Clerk from a key of another instance"
-            )
+            return None if unbound_ok else self.unbound
         answer = None
         current = str(self.gateway.get_instance()["id"])
         if bound.get("instanceId") != current:
@@ -281,9 +281,14 @@ def _write_claimed(
                 except Exception as check:  # cannot tell: keep the user, ask again later
                     problem = f"could not check the Clerk instance ({check.__class__.__name__})"
                 if problem is not None:
+                    # Unbound: the delivery that marked the user binds it in a moment (a
+                    # worker's poll may claim the user first): asked again soon, backing off.
+                    # A key of another instance waits for the operator.
+                    soon = problem == guard.unbound
+                    wait = limits.policy.backoff(attempt) if soon else limits.policy.cap
                     problem += ": the write-back waits for the right key"
-                    retry_at = utcnow() + timedelta(seconds=limits.policy.cap)
-                    queue.defer(doc, retry_at, problem, failed=False)
+                    retry_at = utcnow() + timedelta(seconds=wait)
+                    queue.defer(doc, retry_at, problem, failed=soon)
                     log.error("write-back held user=%s: %s", clerk_id, problem)
                     return WriteBack("deferred", error=problem, retry_at=retry_at)
             if exc.status == 404:

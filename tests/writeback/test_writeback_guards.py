@@ -77,7 +77,9 @@ def test_a_404_is_not_believed_while_the_database_is_bound_to_no_instance(
     receivers, store: Store, fake_clerk: FakeClerk
 ) -> None:
     """The delivery names no instance, so nothing binds the database: a 404 cannot tell a
-    user gone from Clerk from a key of another instance, and the write-back waits."""
+    user gone from Clerk from a key of another instance, and the write-back waits. Not for
+    long: a delivery binds the database in a moment, so it is asked again soon (backing
+    off), and once bound, the 404 is judged against the instance."""
     fake_clerk.instance_id = "ins_other"
     running = RunningReceiver(load_settings(), **FAST).start()
     receivers.append(running)
@@ -87,6 +89,10 @@ def test_a_404_is_not_believed_while_the_database_is_bound_to_no_instance(
     error = lambda: str(bk.field(find_user(store, "user_unbound"), bk.ERROR))  # noqa: E731
     wait_for(lambda: "bound to no Clerk instance" in error())
     assert bk.has(find_user(store, "user_unbound"), bk.DUE)  # held, not dropped
+    bind(store, "ins_theirs", environment="development", source="test")  # as a delivery does
+    wait_for(lambda: "ins_theirs" in error())  # asked again soon, not in max_delay (300 s)
+    assert "ins_other" in error()
+    assert bk.has(find_user(store, "user_unbound"), bk.DUE)
 
 
 def test_a_new_databases_first_write_back_with_a_key_of_another_instance_is_held(
@@ -94,8 +100,9 @@ def test_a_new_databases_first_write_back_with_a_key_of_another_instance_is_held
 ) -> None:
     """A new database, a key of another instance: the first delivery's 404 is never a drop,
     and the error names both instances. (The receiver binds the instance before it hands
-    the user over; here the bind also wins the race without that order, so this checks the
-    outcome, not the order.)"""
+    the user over; a worker's poll can still claim the user first, and hold it as bound to
+    no instance yet: its retry, after the bind, names both. This checks the outcome, not
+    the order.)"""
     fake_clerk.instance_id = "ins_other"
     running = RunningReceiver(load_settings(), **FAST).start()
     receivers.append(running)
@@ -103,8 +110,8 @@ def test_a_new_databases_first_write_back_with_a_key_of_another_instance_is_held
     assert post(running.url, WEBHOOK_SECRET, first).status_code == 200
     wait_for(lambda: fake_clerk.counts[PATCH] >= 1)
     error = lambda: str(bk.field(find_user(store, "user_first"), bk.ERROR))  # noqa: E731
-    wait_for(lambda: "waits for the right key" in error())
-    assert "ins_theirs" in error() and "ins_other" in error()
+    wait_for(lambda: "ins_theirs" in error())
+    assert "ins_other" in error() and "waits for the right key" in error()
     assert bk.has(find_user(store, "user_first"), bk.DUE)
 
 
