@@ -11,8 +11,9 @@ carries it (more, only past ``most`` callers queued).
 Every caller gets exactly its own answer, or the error of the command that carried it (a
 timeout, the database away): the same answers as one command each, never a success for a
 document whose write failed. A command runs within the time the most patient of its callers
-has left (their ``pymongo.timeout``), not only its sender's: a caller that waited long does
-not fail the others it sends for.
+has left (their ``pymongo.timeout``; one without a deadline has all the time the client
+allows), not only its sender's: a caller that waited long does not fail the others it sends
+for.
 """
 
 from __future__ import annotations
@@ -135,10 +136,11 @@ def _deadline() -> float | None:
 
 
 def _within(deadlines: list[float | None], run: Callable[[Any], Any], items: Any) -> Any:
-    """``run(items)`` within the latest of the callers' deadlines (none if none has one), in a
-    context of its own: the sender's own, shorter, deadline does not bind the others'."""
+    """``run(items)`` within the latest of the callers' deadlines (none if one has none: a
+    caller without a deadline is the most patient), in a context of its own: the sender's
+    own, shorter, deadline does not bind the others'."""
     known = [d for d in deadlines if d is not None]
-    if not known:
+    if not known or len(known) < len(deadlines):
         return contextvars.Context().run(run, items)
 
     def bounded() -> Any:

@@ -201,6 +201,45 @@ def test_a_command_runs_within_the_most_patient_callers_time() -> None:
     assert left[1] is not None and left[1] > 20
 
 
+def test_a_caller_without_a_deadline_is_the_most_patient() -> None:
+    """A caller with no ``pymongo.timeout`` (the app's ``ensure_user``) queued behind
+    deliveries that have 2 s: the command carrying it runs without a deadline, as it would
+    alone; a delivery's deadline would have made its write a spurious timeout."""
+    import pymongo
+    from pymongo import _csot
+
+    left: list[float | None] = []
+    first = threading.Event()
+    release = threading.Event()
+
+    def run(items: list[str]) -> list[str]:
+        left.append(_csot.get_timeout())
+        if len(left) == 1:
+            first.set()
+            release.wait(10)
+        return items
+
+    group: Group[str, str] = Group(run)
+
+    def call(name: str, seconds: float | None) -> str:
+        if seconds is None:
+            return group(name)
+        with pymongo.timeout(seconds):
+            return group(name)
+
+    with ThreadPoolExecutor(3) as pool:
+        lead = pool.submit(call, "a", 2)
+        assert first.wait(10)
+        delivery = pool.submit(call, "b", 2)
+        queued(group, 1)
+        app = pool.submit(call, "c", None)
+        queued(group, 2)
+        release.set()
+        assert (lead.result(10), delivery.result(10), app.result(10)) == ("a", "b", "c")
+    assert left[0] is not None  # the delivery alone: its own 2 s
+    assert left[1] is None  # b and c together: no deadline
+
+
 def test_an_interrupted_sender_answers_the_others_and_the_group_goes_on() -> None:
     run = Held(first=interrupted, later=lambda items: items)
     group: Group[int, int] = Group(run)
