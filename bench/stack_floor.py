@@ -5,14 +5,16 @@ uvloop), svix's ``Webhook.verify``, one JSON parse, one pymongo ``insert_one`` o
 Clerk id, email, name and version (``w="majority", j=True``, a unique Clerk-id index), a JSON
 200. No ordering, tombstones, field validation, delivery log, metrics or write-back: a
 receiver that loses users, kept here as the floor. It runs with the insert on a thread
-(``run_in_executor``, as the receiver does) and with pymongo's native asyncio client.
+(``run_in_executor``, as the receiver does), with pymongo's native asyncio client, and, to
+split the cost, without the write.
 
 Each receiver runs in its own process, takes N signed ``user.created`` deliveries at
 concurrency C over loopback (after 100 to warm up) on the same database server, in turns,
 ``--repeats`` times; printed: each one's CPU per delivery (its process's user + system time
-over the run / N) and deliveries per second. `clerksync serve` runs as users run it: a Clerk
-key set (a fake Clerk at a development limit, so the write-back workers run) and the app's
-unique email and username indexes in place; ``--no-key`` also runs it without a key.
+over the run / N) and deliveries per second; then what one pymongo command costs the
+client's CPU, one at a time. `clerksync serve` runs as users run it: a Clerk key set (a fake
+Clerk at a development limit, so the write-back workers run) and the app's unique email and
+username indexes in place; ``--no-key`` also runs it without a key.
 
     python bench/stack_floor.py [-n 1500] [-c 16] [--repeats 2] [--no-key]
 """
@@ -67,7 +69,9 @@ def bare_app() -> Any:
             "firstName": data.get("first_name"),
             "updatedAt": data["updated_at"],
         }
-        if BARE_MODE == "async":
+        if BARE_MODE == "no write":
+            pass
+        elif BARE_MODE == "async":
             await users.insert_one(doc)
         else:
             await asyncio.get_running_loop().run_in_executor(None, users.insert_one, doc)
@@ -102,7 +106,7 @@ def main() -> None:
     procs: list[Any] = [db]
     secret = new_secret()
     here = Path(__file__).resolve().parent
-    runs = ["bare, thread", "bare, async", "clerksync serve, key"]
+    runs = ["bare, thread", "bare, async", "bare, no write", "clerksync serve, key"]
     runs += ["clerksync serve, no key"] if args.no_key else []
     users = {  # (run, receiver) -> warm-up users, measured users; all in the fake Clerk
         (rep, n): (
@@ -175,6 +179,7 @@ def main() -> None:
                 proc.terminate()
                 proc.wait()
                 procs.remove(proc)
+        one = command_cpu(url)
         print(f"{args.n} user.created at concurrency {args.c}, {args.repeats} runs each (median):")
         floor = statistics.median(f[0] for f in figures["bare, thread"])
         for name, runs_of in figures.items():
@@ -184,8 +189,37 @@ def main() -> None:
                 f"  {name:26s} {cpu:.2f} ms CPU per delivery ({cpu / floor:.2f}x bare, thread)"
                 f", {rate:.0f}/s"
             )
+        print(
+            "  one pymongo command, one thread, costs this process "
+            + ", ".join(f"{what} {ms:.2f} ms" for what, ms in one.items())
+            + " of CPU"
+        )
     finally:
         stop(procs)
+
+
+def command_cpu(url: str, n: int = 2000) -> dict[str, float]:
+    """This process's CPU per pymongo command, one at a time: a ``ping``, and an
+    ``insert_one`` as the bare receiver's (``w="majority", j=True``)."""
+    import resource
+
+    from pymongo import MongoClient, WriteConcern
+
+    client: Any = MongoClient(url)
+    users = client["bare"].get_collection("cpu", write_concern=WriteConcern(w="majority", j=True))
+    calls = {"ping": lambda i: client.admin.command("ping"), "insert_one": users.insert_one}
+    found = {}
+    for what, call in calls.items():
+        for i in range(100):
+            call({"warm": i} if what == "insert_one" else i)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        for i in range(n):
+            call({"clerkId": f"user_{i}", "email": f"{i}@x.com"} if what == "insert_one" else i)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        spent = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        found[what] = spent / n * 1000
+    client.close()
+    return found
 
 
 if __name__ == "__main__" and not BARE_MODE:
