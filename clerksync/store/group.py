@@ -11,9 +11,10 @@ carries it (more, only past ``most`` callers queued).
 Every caller gets exactly its own answer, or the error of the command that carried it (a
 timeout, the database away): the same answers as one command each, never a success for a
 document whose write failed. A command runs within the time the most patient of its callers
-has left (their ``pymongo.timeout``; one without a deadline has all the time the client
-allows), not only its sender's: a caller that waited long does not fail the others it sends
-for.
+has left (their ``pymongo.timeout``), not only its sender's: a caller that waited long does
+not fail the others it sends for. Callers without a deadline (the app's ``ensure_user``) go
+in a command of their own, after the others': a delivery's 2 s would fail their write, and
+their having none would take the delivery's bound away.
 """
 
 from __future__ import annotations
@@ -92,17 +93,29 @@ class Group(Generic[T, R]):
         """Send ``batch`` (its first slot is this thread's), answer its callers, and hand
         the lead to the first caller queued meanwhile, whatever happened."""
         interrupted: BaseException | None = None
-        try:
-            answers: Sequence[Any] = _within(
-                [s.deadline for s in batch], self._run, [s.item for s in batch]
-            )
-            if len(answers) != len(batch):  # pragma: no cover (a bug in run)
-                raise RuntimeError("group: one answer per item expected")
-        except Exception as exc:  # every caller's: their documents went in one command
-            answers = [exc] * len(batch)
-        except BaseException as exc:  # this thread is interrupted: the others are not
-            interrupted = exc
-            answers = [RuntimeError("the command's sender was interrupted")] * len(batch)
+        answered: dict[int, Any] = {}
+        # Callers with a deadline and callers without one never share a command: a
+        # delivery's 2 s must bind its write, and must not fail the app's (``_within``).
+        parts = [
+            [s for s in batch if s.deadline is not None],
+            [s for s in batch if s.deadline is None],
+        ]
+        for part in (p for p in parts if p):
+            if interrupted is not None:
+                got: Sequence[Any] = [RuntimeError("the command's sender was interrupted")]
+                answered.update((id(s), got[0]) for s in part)
+                continue
+            try:
+                got = _within([s.deadline for s in part], self._run, [s.item for s in part])
+                if len(got) != len(part):  # pragma: no cover (a bug in run)
+                    raise RuntimeError("group: one answer per item expected")
+            except Exception as exc:  # every caller's: their documents went in one command
+                got = [exc] * len(part)
+            except BaseException as exc:  # this thread is interrupted: the others are not
+                interrupted = exc
+                got = [RuntimeError("the command's sender was interrupted")] * len(part)
+            answered.update(zip((id(s) for s in part), got, strict=True))
+        answers = [answered[id(s)] for s in batch]
         raised = collections.Counter(id(a) for a in answers if isinstance(a, BaseException))
         shared = {i for i, n in raised.items() if n > 1}
         for slot, answer in zip(batch, answers, strict=True):
@@ -136,11 +149,10 @@ def _deadline() -> float | None:
 
 
 def _within(deadlines: list[float | None], run: Callable[[Any], Any], items: Any) -> Any:
-    """``run(items)`` within the latest of the callers' deadlines (none if one has none: a
-    caller without a deadline is the most patient), in a context of its own: the sender's
-    own, shorter, deadline does not bind the others'."""
+    """``run(items)`` within the latest of the callers' deadlines (none if none has one), in a
+    context of its own: the sender's own, shorter, deadline does not bind the others'."""
     known = [d for d in deadlines if d is not None]
-    if not known or len(known) < len(deadlines):
+    if not known:
         return contextvars.Context().run(run, items)
 
     def bounded() -> Any:

@@ -201,20 +201,21 @@ def test_a_command_runs_within_the_most_patient_callers_time() -> None:
     assert left[1] is not None and left[1] > 20
 
 
-def test_a_caller_without_a_deadline_is_the_most_patient() -> None:
-    """A caller with no ``pymongo.timeout`` (the app's ``ensure_user``) queued behind
-    deliveries that have 2 s: the command carrying it runs without a deadline, as it would
-    alone; a delivery's deadline would have made its write a spurious timeout."""
+def test_callers_with_and_without_a_deadline_never_share_a_command() -> None:
+    """A caller with no ``pymongo.timeout`` (the app's ``ensure_user``) queued with a
+    delivery that has 2 s: the delivery's command runs within its 2 s (its 503 comes fast
+    while the database is away), the app's in a command of its own, without a deadline (a
+    delivery's would make its write a spurious timeout)."""
     import pymongo
     from pymongo import _csot
 
-    left: list[float | None] = []
+    sent: list[tuple[list[str], float | None]] = []
     first = threading.Event()
     release = threading.Event()
 
     def run(items: list[str]) -> list[str]:
-        left.append(_csot.get_timeout())
-        if len(left) == 1:
+        sent.append((items, _csot.get_timeout()))
+        if len(sent) == 1:
             first.set()
             release.wait(10)
         return items
@@ -227,17 +228,19 @@ def test_a_caller_without_a_deadline_is_the_most_patient() -> None:
         with pymongo.timeout(seconds):
             return group(name)
 
-    with ThreadPoolExecutor(3) as pool:
+    with ThreadPoolExecutor(4) as pool:
         lead = pool.submit(call, "a", 2)
         assert first.wait(10)
-        delivery = pool.submit(call, "b", 2)
+        app = pool.submit(call, "b", None)
         queued(group, 1)
-        app = pool.submit(call, "c", None)
-        queued(group, 2)
+        deliveries = [pool.submit(call, name, 2) for name in ("c", "d")]
+        queued(group, 3)
         release.set()
-        assert (lead.result(10), delivery.result(10), app.result(10)) == ("a", "b", "c")
-    assert left[0] is not None  # the delivery alone: its own 2 s
-    assert left[1] is None  # b and c together: no deadline
+        answers = [f.result(10) for f in (lead, app, *deliveries)]
+    assert answers == ["a", "b", "c", "d"]
+    assert [items for items, _ in sent] == [["a"], ["c", "d"], ["b"]]
+    timeouts = [timeout for _, timeout in sent]
+    assert timeouts[0] is not None and timeouts[1] is not None and timeouts[2] is None
 
 
 def test_an_interrupted_sender_answers_the_others_and_the_group_goes_on() -> None:
