@@ -7,8 +7,9 @@ One read of the stored versions splits the page: objects MongoDB lacks are inser
 updated through the ordering filter, and the rest cost no write at all, so a second run
 writes nothing. The read is only a plan: an object inserted meanwhile (by the receiver, say)
 fails its insert on the unique index and takes the ordered upsert instead; and the
-tombstones are read after the writes, for every object the page stores (one read), so a
-delete racing the run cannot be undone by it, nor by an earlier run whose read never came.
+tombstones are read after the writes, for every object the page stores (one read, or a
+probe that finds none kept: ``Store.tombstones_of``), so a delete racing the run cannot be
+undone by it, nor by an earlier run whose read never came.
 Fields the kind keeps on its parents (a payer's plan) are recomputed for the parents of what
 the page wrote, and those other kinds keep on it for what it created
 (``clerksync.store.rollups``): a page that wrote nothing recomputes nothing.
