@@ -13,7 +13,12 @@ from, kept in ``clerksync.rollups.<plural>``: versions only grow, so the read th
 write has the largest sum, and an update computed from a staler read changes nothing. A
 delete makes the sum smaller: the recompute after one writes whatever the token holds, then
 recomputes once more, ordered, from a read after that write: an object written meanwhile
-whose own recompute landed first is counted again, not undone by the delete's.
+whose own recompute landed first is counted again, not undone by the delete's. Known gap:
+a recompute whose read still saw the deleted object carries a larger sum than any made
+after the delete, so if it lands last (an item's update racing a prune's delete of another
+item of its payer; two deletes of one payer's items at once) the parent keeps a plan that
+counts the deleted item until the payer's next item event. No Clerk event deletes an item:
+a prune does, or a deleted payer's cascade (its other payer is recomputed).
 
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
