@@ -2,23 +2,21 @@
 organization's plan, from their subscription items), kept right by the one write path.
 
 After every write of such an object (a delivery, a page of reconcile, a prune's delete, an
-undo) the parent's fields are recomputed from every object stored for that parent: one
-indexed read of those objects, one update of the parent. The same is done when a parent's
-document is created or adopted, so objects that arrived before their parent count. So the
-order deliveries arrive in never matters: each recompute reads what is stored.
+undo) the parent's fields are recomputed from every object stored for that parent: a read of
+the parents' tokens, one indexed read of those objects, one update of the parent. The same
+is done when a parent's document is created or adopted, so objects that arrived before their
+parent count. So the order deliveries arrive in never matters: each recompute reads what is
+stored.
 
-Two recomputes can race (two items of one payer delivered at once). Each update is ordered
-by a token, the sum of the versions (``clerksync.updatedAt``) of the objects it was computed
-from, kept in ``clerksync.rollups.<plural>``: versions only grow, so the read that saw every
-write has the largest sum, and an update computed from a staler read changes nothing. A
-delete makes the sum smaller: the recompute after one writes whatever the token holds, then
-recomputes once more, ordered, from a read after that write: an object written meanwhile
-whose own recompute landed first is counted again, not undone by the delete's. Known gap:
-a recompute whose read still saw the deleted object carries a larger sum than any made
-after the delete, so if it lands last (an item's update racing a prune's delete of another
-item of its payer; two deletes of one payer's items at once) the parent keeps a plan that
-counts the deleted item until the payer's next item event. No Clerk event deletes an item:
-a prune does, or a deleted payer's cascade (its other payer is recomputed).
+Two recomputes can race (two items of one payer delivered at once, an item's update and a
+prune's delete of another). Each is optimistic: it reads the parents' tokens
+(``clerksync.rollups.<plural>``), then their objects, and updates each parent only if its
+token is still the one read, writing a new one; a parent whose token changed meanwhile
+(another recompute wrote first) is read and recomputed again. So the update that lands last
+was computed from a read made after every earlier one landed: deletes included, the parent
+ends as what is stored says. (A token an older clerksync wrote, a sum of versions, is
+matched the same way.) A parent that keeps changing ``TRIES`` times fails the write, and its
+retry recomputes it.
 
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
@@ -33,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clerksync.errors import StoreUnavailable
 from clerksync.kinds.base import Kind, Rollup
 from clerksync.kinds.registry import BY_NAME, rollups_onto
 from clerksync.mapping import bookkeeping as bk
@@ -44,6 +43,12 @@ Parents = Mapping[str, set[str]]
 
 #: the tombstones collection's ``_id`` of a marker: an object for this parent is waiting
 WAITING = "rollups-waiting:"
+
+#: recomputes of one parent that may lose to others' before the write fails (a retry redoes it)
+TRIES = 5
+
+#: a parent that holds no token yet (none of its objects was ever recomputed onto it)
+NO_TOKEN = object()
 
 
 def answered(store: Store, parent_ids: list[str]) -> None:
@@ -95,19 +100,16 @@ def fields_read(store: Store, child: Kind) -> dict[str, int]:
     return {section.require(rollup.via): 1 for rollup in child.rollups}
 
 
-def refresh(store: Store, child: Kind, parents: Parents, *, after_delete: bool = False) -> None:
+def refresh(store: Store, child: Kind, parents: Parents) -> None:
     """Recompute ``child``'s fields on these parents from what is stored (see the module
-    docstring); ``after_delete``: whatever the token holds, then ordered."""
+    docstring)."""
     if not child.rollups or not store.stores(child):
         return
     for rollup in child.rollups:
         ids = parents.get(rollup.parent)
-        if not ids:
-            continue
-        if after_delete:
-            _apply(store, child, rollup, ids, ordered=False, only_found=False)
-        if _apply(store, child, rollup, ids, ordered=True, only_found=False):
-            _mark_missing(store, child, rollup, ids, ordered=True)
+        missing = _apply(store, child, rollup, ids, only_found=False) if ids else set()
+        if missing:
+            _mark_missing(store, child, rollup, missing)
 
 
 def created(store: Store, parent: Kind, ids: Iterable[str]) -> None:
@@ -121,70 +123,80 @@ def created(store: Store, parent: Kind, ids: Iterable[str]) -> None:
             continue
         if len(wanted) > IN_CHUNK and not store.collection(child).estimated_document_count():
             continue  # a page of new users while no item is stored: one command, not a read
-        _apply(store, child, rollup, wanted, ordered=True, only_found=True)
+        _apply(store, child, rollup, wanted, only_found=True)
 
 
 def _apply(
-    store: Store,
-    child: Kind,
-    rollup: Rollup,
-    parent_ids: set[str],
-    *,
-    ordered: bool,
-    only_found: bool,
-) -> bool:
-    """Recompute; whether some parent's update matched nothing (not stored, or newer)."""
+    store: Store, child: Kind, rollup: Rollup, parent_ids: set[str], *, only_found: bool
+) -> set[str]:
+    """Recompute, each parent's update conditional on the token read before its objects
+    were (module docstring); a parent whose token changed meanwhile is recomputed again.
+    The parents not stored."""
+    from bson import ObjectId
     from pymongo import UpdateOne
 
     parent = BY_NAME[rollup.parent]
     names = {f: n for f, n in store.schema.derived(parent).items() if f in rollup.fields}
     if not names:
-        return False  # the app keeps no such fields (or not the parent)
-    found = _objects(store, child, rollup, parent_ids)
-    key, token_path = store.key(parent), token_field(child)
-    ops = []
-    for parent_id in sorted(parent_ids):
-        objects = found.get(parent_id, [])
-        if only_found and not objects:
-            continue
-        token = sum(o["updated_at"] for o in objects if isinstance(o["updated_at"], int))
-        values = rollup.derive(objects)
-        change = {"$set": {**{n: values.get(f) for f, n in names.items()}, token_path: token}}
-        query: dict[str, Any] = {key: parent_id}
-        if ordered:
-            query[token_path] = {"$not": {"$gt": token}}
-        ops.append(UpdateOne(query, change))
-    matched = store.collection(parent).bulk_write(ops, ordered=False).matched_count if ops else 0
-    if only_found and found:  # the parents' markers are answered
-        answered(store, sorted(found))
-    return matched < len(ops)
+        return set()  # the app keeps no such fields (or not the parent)
+    collection, key, token_path = store.collection(parent), store.key(parent), token_field(child)
+    pending, missing = set(parent_ids), set()
+    for _ in range(TRIES):
+        tokens = _tokens(collection, key, token_path, pending)
+        missing |= pending - tokens.keys()
+        found = _objects(store, child, rollup, set(tokens)) if tokens else {}
+        stamp, ops, sent = ObjectId(), [], []
+        for parent_id in sorted(tokens):
+            objects = found.get(parent_id, [])
+            if only_found and not objects:
+                continue
+            values = rollup.derive(objects)
+            change = {"$set": {**{n: values.get(f) for f, n in names.items()}, token_path: stamp}}
+            read = tokens[parent_id]
+            held = {"$exists": False} if read is NO_TOKEN else read  # cheaper than a null
+            ops.append(UpdateOne({key: parent_id, token_path: held}, change))
+            sent.append(parent_id)
+        if only_found and found:  # the parents' markers are answered
+            answered(store, sorted(found))
+        if not ops or collection.bulk_write(ops, ordered=False).matched_count == len(ops):
+            return missing
+        now = _tokens(collection, key, token_path, set(sent))
+        missing |= set(sent) - now.keys()  # deleted meanwhile
+        pending = {p for p, token in now.items() if token != stamp}
+        if not pending:
+            return missing
+    raise StoreUnavailable(
+        f"the {child.name} fields of {len(pending)} {parent.name}(s) kept changing while "
+        f"recomputed ({TRIES} tries): the retry recomputes them"
+    )
 
 
-def _mark_missing(
-    store: Store, child: Kind, rollup: Rollup, parent_ids: set[str], *, ordered: bool
-) -> None:
-    """Leave a marker for the parents not stored, then recompute once more (module
+def _tokens(collection: Any, key: str, token_path: str, ids: set[str]) -> dict[str, Any]:
+    """Clerk id -> the token stored (``NO_TOKEN`` when none is) of the parents stored."""
+    stored = find_in(collection, key, sorted(ids), {key: 1, token_path: 1})
+    return {
+        str(d[key]): bk.field(d, token_path, NO_TOKEN)
+        for d in stored
+        if isinstance(d.get(key), str)
+    }
+
+
+def _mark_missing(store: Store, child: Kind, rollup: Rollup, missing: set[str]) -> None:
+    """Leave a marker for the parents not stored, then recompute them once more (module
     docstring)."""
     from pymongo import UpdateOne
 
-    parent = BY_NAME[rollup.parent]
-    if not store.schema.derived(parent):
-        return
-    key = store.key(parent)
-    stored = find_in(store.collection(parent), key, sorted(parent_ids), {key: 1})
-    present = {d.get(key) for d in stored}
     # A deleted parent never comes back: nothing will read its marker.
-    missing = parent_ids - present
-    missing -= store.tombstoned(sorted(missing)) if missing else set()
-    if missing:
+    waiting = missing - store.tombstoned(sorted(missing))
+    if waiting:
         marks = [
             UpdateOne({"_id": WAITING + p}, {"$setOnInsert": {"since": utcnow()}}, upsert=True)
-            for p in sorted(missing)
+            for p in sorted(waiting)
         ]
         store.tombstones.bulk_write(marks, ordered=False)
-    # Again for all: one found present now may have been created after the first recompute
-    # and have read its tombstone before the marker (the ordering token keeps this safe).
-    _apply(store, child, rollup, parent_ids, ordered=ordered, only_found=False)
+    # Again: one found present now may have been created after the first recompute and
+    # have read its tombstone before the marker.
+    _apply(store, child, rollup, missing, only_found=False)
 
 
 def _objects(

@@ -57,7 +57,7 @@ def remove_refused(store: Store, kind: Kind, clerk_ids: list[str]) -> None:
     collection.delete_many({key: {"$in": clerk_ids}})
     if held:
         parents = rollups.parents_of_docs(store, kind, held)
-        rollups.refresh(store, kind, parents, after_delete=True)
+        rollups.refresh(store, kind, parents)
 
 
 def deleted_for_real(store: Store, clerk_ids: list[str]) -> bool:
@@ -289,9 +289,7 @@ class Writer:
         )
         removed = collection.delete_one({key: clerk_id}).deleted_count
         if held is not None:
-            rollups.refresh(
-                store, kind, rollups.parents_of_docs(store, kind, [held]), after_delete=True
-            )
+            rollups.refresh(store, kind, rollups.parents_of_docs(store, kind, [held]))
         for child, field in children(kind):  # after the tombstone
             if store.stores(child):
                 query = {store.schema.section(child).require(field): clerk_id}
@@ -308,7 +306,7 @@ class Writer:
         if docs:
             parents = rollups.parents_of_docs(self.store, child, docs)
             parents = {p: ids for p, ids in parents.items() if p != kind.name}
-            rollups.refresh(self.store, child, parents, after_delete=True)
+            rollups.refresh(self.store, child, parents)
         return removed
 
     def remove(self, kind: Kind, query: Mapping[str, Any], keep: Keep | None = None) -> int:

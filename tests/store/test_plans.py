@@ -170,10 +170,10 @@ def test_a_payer_created_between_the_items_miss_and_its_marker_still_gets_the_pl
     section = store.schema.section(kind)
     store.collection(kind).insert_one(new_document(state_update(kind, section, stored, utcnow())))
     (rollup,) = [r for r in kind.rollups if r.parent == "user"]
-    assert rollups._apply(store, kind, rollup, {"user_r1"}, ordered=True, only_found=False)
+    assert rollups._apply(store, kind, rollup, {"user_r1"}, only_found=False) == {"user_r1"}
     assert deliver(store, signup("user_r1")) == "applied"  # no marker yet: reads no item
     assert plan_of(store, USER, "user_r1")[0] is None
-    rollups._mark_missing(store, kind, rollup, {"user_r1"}, ordered=True)
+    rollups._mark_missing(store, kind, rollup, {"user_r1"})
     assert plan_of(store, USER, "user_r1")[0] == "pro"
 
 
@@ -228,3 +228,34 @@ def test_a_recompute_after_a_delete_never_undoes_a_newer_items_plan(store: Store
         own.client.close()
     assert turn.done
     assert plan_of(store, USER, "user_del") == ("pro", "active")
+
+
+def test_an_items_update_racing_a_delete_of_another_item_leaves_what_is_stored(
+    store: Store,
+) -> None:
+    """A prune deletes item A while a delivery updates item B of the same payer: B's
+    recompute read A, then A's delete (and its recompute) landed before B's update. That
+    update must not put back the plan A gave: the payer ends as B alone says."""
+    kind = BY_NAME["subscription item"]
+    deliver(store, signup("user_race"))
+    assert deliver(store, item("csub_item_a", "active", 1, plan="pro", user_id="user_race"))
+    assert deliver(store, item("csub_item_b", "ended", 2, plan="free", user_id="user_race"))
+    assert plan_of(store, USER, "user_race") == ("pro", "active")
+    name = store.collection(kind).name
+
+    def payers_read(event: Any) -> bool:
+        found = event.command.get("find") == name
+        return found and "$in" in json.dumps(event.command.get("filter"), default=str)
+
+    def prune_deletes_a() -> None:
+        assert writer_of(store).delete(kind, "csub_item_a").outcome == "applied"
+
+    turn = AfterCommand(payers_read, prune_deletes_a)
+    own = listened(store, turn)
+    try:
+        update = item("csub_item_b", "ended", 3, plan="free", user_id="user_race")
+        assert deliver(own, update) == "applied"
+    finally:
+        own.client.close()
+    assert turn.done
+    assert plan_of(store, USER, "user_race") == ("free", "ended")
