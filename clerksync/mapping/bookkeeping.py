@@ -22,8 +22,8 @@ needs to order deliveries and to drive the Clerk write-back lives under it:
 ``clerksync.parkedAt``   set when a write-back failed in a way retrying cannot fix; the
                          next change of the user queues it again
 ``clerksync.rollups``    on a user's or organization's document, per kind that keeps
-                         fields there (``subscriptionItems``: the plan), the sum of the
-                         versions they were computed from: orders the recomputes
+                         fields there (``subscriptionItems``: the plan), a token each
+                         recompute changes: a recompute writes only if it is the one it read
 
 Filters and updates use the dotted paths; ``field`` reads one from a document.
 """

@@ -15,8 +15,10 @@ token is still the one read, writing a new one; a parent whose token changed mea
 (another recompute wrote first) is read and recomputed again. So the update that lands last
 was computed from a read made after every earlier one landed: deletes included, the parent
 ends as what is stored says. (A token an older clerksync wrote, a sum of versions, is
-matched the same way.) A parent that keeps changing ``TRIES`` times fails the write, and its
-retry recomputes it.
+matched the same way.) Two tries are enough: a try loses only to a write that landed after
+its token read; when the second loses too, the write that beat it read the token, then the
+objects, after the first's winner landed, so after the object this recompute is for was
+written: that write counted it.
 
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
@@ -31,7 +33,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from clerksync.errors import StoreUnavailable
 from clerksync.kinds.base import Kind, Rollup
 from clerksync.kinds.registry import BY_NAME, rollups_onto
 from clerksync.mapping import bookkeeping as bk
@@ -44,8 +45,9 @@ Parents = Mapping[str, set[str]]
 #: the tombstones collection's ``_id`` of a marker: an object for this parent is waiting
 WAITING = "rollups-waiting:"
 
-#: recomputes of one parent that may lose to others' before the write fails (a retry redoes it)
-TRIES = 5
+#: tries of one recompute: when both lose to other writes, the second of those read after the
+#: first landed, so after what this one recomputes for (module docstring)
+TRIES = 2
 
 #: a parent that holds no token yet (none of its objects was ever recomputed onto it)
 NO_TOKEN = object()
@@ -130,8 +132,8 @@ def _apply(
     store: Store, child: Kind, rollup: Rollup, parent_ids: set[str], *, only_found: bool
 ) -> set[str]:
     """Recompute, each parent's update conditional on the token read before its objects
-    were (module docstring); a parent whose token changed meanwhile is recomputed again.
-    The parents not stored."""
+    were (module docstring); a parent whose token changed meanwhile is recomputed once
+    more. The parents not stored."""
     from bson import ObjectId
     from pymongo import UpdateOne
 
@@ -140,11 +142,12 @@ def _apply(
     if not names:
         return set()  # the app keeps no such fields (or not the parent)
     collection, key, token_path = store.collection(parent), store.key(parent), token_field(child)
-    pending, missing = set(parent_ids), set()
+    tokens = _tokens(collection, key, token_path, parent_ids)
+    missing = parent_ids - tokens.keys()
+    had_objects: set[str] = set()
     for _ in range(TRIES):
-        tokens = _tokens(collection, key, token_path, pending)
-        missing |= pending - tokens.keys()
-        found = _objects(store, child, rollup, set(tokens)) if tokens else {}
+        found = _objects(store, child, rollup, set(tokens))
+        had_objects.update(found)
         stamp, ops, sent = ObjectId(), [], []
         for parent_id in sorted(tokens):
             objects = found.get(parent_id, [])
@@ -156,19 +159,16 @@ def _apply(
             held = {"$exists": False} if read is NO_TOKEN else read  # cheaper than a null
             ops.append(UpdateOne({key: parent_id, token_path: held}, change))
             sent.append(parent_id)
-        if only_found and found:  # the parents' markers are answered
-            answered(store, sorted(found))
         if not ops or collection.bulk_write(ops, ordered=False).matched_count == len(ops):
-            return missing
-        now = _tokens(collection, key, token_path, set(sent))
+            break
+        now = _tokens(collection, key, token_path, set(sent))  # the next try's token read
         missing |= set(sent) - now.keys()  # deleted meanwhile
-        pending = {p for p, token in now.items() if token != stamp}
-        if not pending:
-            return missing
-    raise StoreUnavailable(
-        f"the {child.name} fields of {len(pending)} {parent.name}(s) kept changing while "
-        f"recomputed ({TRIES} tries): the retry recomputes them"
-    )
+        tokens = {p: token for p, token in now.items() if token != stamp}
+        if not tokens:
+            break
+    if only_found and had_objects:  # the parents' markers are answered, their fields written
+        answered(store, sorted(had_objects))
+    return missing
 
 
 def _tokens(collection: Any, key: str, token_path: str, ids: set[str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from clerksync.devtools.payloads import clerk_user, event
 from clerksync.kinds.organization import ORGANIZATION
 from clerksync.kinds.registry import BY_NAME
 from clerksync.kinds.user import USER
+from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import new_document, state_update
 from clerksync.mapping.events import parse_event
 from clerksync.store import rollups
@@ -201,10 +202,10 @@ def test_no_marker_outlives_its_payer(store: Store) -> None:
 
 
 def test_a_recompute_after_a_delete_never_undoes_a_newer_items_plan(store: Store) -> None:
-    """An item's delete recomputes its payer's plan from what is left, unordered (a delete
-    makes the versions' sum smaller). A new item of the payer written between that
-    recompute's read and its update lands its own (ordered) recompute first: the delete's
-    update, computed without it, must not leave the payer without the new item's plan."""
+    """An item's delete recomputes its payer's plan from what is left. A new item of the
+    payer written between that recompute's read and its update lands its own recompute
+    first: the delete's update, computed without it, must not leave the payer without the
+    new item's plan."""
     kind = BY_NAME["subscription item"]
     deliver(store, signup("user_del"))
     old = item("csub_item_old", "active", 1, plan="free", user_id="user_del")
@@ -259,3 +260,16 @@ def test_an_items_update_racing_a_delete_of_another_item_leaves_what_is_stored(
         own.client.close()
     assert turn.done
     assert plan_of(store, USER, "user_race") == ("free", "ended")
+
+
+def test_a_token_an_earlier_clerksync_wrote_is_matched_and_replaced(store: Store) -> None:
+    """A payer whose plan an earlier clerksync recomputed holds a sum of versions as its
+    token: the next recompute matches it like any token, writes the plan, and a token of
+    its own."""
+    deliver(store, signup("user_old"))
+    token = rollups.token_field(BY_NAME["subscription item"])
+    store.users.update_one({store.key(USER): "user_old"}, {"$set": {token: 3000}})
+    assert deliver(store, item("csub_item_old1", "active", 4, user_id="user_old")) == "applied"
+    assert plan_of(store, USER, "user_old") == ("pro", "active")
+    doc = store.users.find_one({store.key(USER): "user_old"})
+    assert doc is not None and not isinstance(bk.field(doc, token), int)
