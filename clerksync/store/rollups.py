@@ -141,6 +141,10 @@ def _apply(
     names = {f: n for f, n in store.schema.derived(parent).items() if f in rollup.fields}
     if not names:
         return set()  # the app keeps no such fields (or not the parent)
+    if only_found:  # most new parents have no object yet: one read for them, no token read
+        parent_ids = parent_ids & set(_objects(store, child, rollup, parent_ids))
+        if not parent_ids:
+            return set()
     collection, key, token_path = store.collection(parent), store.key(parent), token_field(child)
     tokens = _tokens(collection, key, token_path, parent_ids)
     missing = parent_ids - tokens.keys()

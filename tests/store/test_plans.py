@@ -11,7 +11,7 @@ from typing import Any
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.kinds.organization import ORGANIZATION
 from clerksync.kinds.registry import BY_NAME
-from clerksync.kinds.user import USER
+from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import new_document, state_update
 from clerksync.mapping.events import parse_event
@@ -273,3 +273,17 @@ def test_a_token_an_earlier_clerksync_wrote_is_matched_and_replaced(store: Store
     assert plan_of(store, USER, "user_old") == ("pro", "active")
     doc = store.users.find_one({store.key(USER): "user_old"})
     assert doc is not None and not isinstance(bk.field(doc, token), int)
+
+
+def test_a_payer_with_no_item_costs_its_creation_no_token_read(
+    store: Store, watched: tuple[Store, Any]
+) -> None:
+    """A redelivered signup recomputes the plan of a payer it may have created: while no
+    item names the payer, that is one read of the items, not a read of the payer's token."""
+    own, listener = watched
+    user = parse_clerk_user(clerk_user(user_id="user_plain", updated_at=5))
+    assert writer_of(own).upsert(USER, user, likely_new=True).outcome == "applied"
+    listener.sent.clear()
+    assert writer_of(own).upsert(USER, user, likely_new=True).outcome == "duplicate"
+    reads = [command["find"] for name, command in listener.sent if name == "find"]
+    assert reads.count(store.users.name) == 1  # the duplicate's own version read
