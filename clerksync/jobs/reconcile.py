@@ -8,7 +8,8 @@ none. Every request passes one sliding-window pacer under the instance limit; a 
 SDK's models would reject is read as raw JSON, so no object is lost to one odd record.
 
 First the database's Clerk instance is checked (``clerksync.store.instance``): against
-another instance nothing runs until ``rebind``. Memory stays flat: one page at a time, and
+another instance nothing runs until ``rebind``; then what a stopped run's pages owed their
+parents is recomputed (``clerksync.store.owed``). Memory stays flat: one page at a time, and
 the ids seen and held in temporary on-disk SQLite tables, closed whatever happens.
 """
 
@@ -35,6 +36,7 @@ from clerksync.kinds.registry import BY_NAME, prune_order
 from clerksync.kinds.user import USER
 from clerksync.store.database import Store
 from clerksync.store.instance import ensure_same_instance
+from clerksync.store.owed import sweep
 from clerksync.store.users import writer
 
 
@@ -115,6 +117,8 @@ def reconcile(
         functools.partial(ensure_same_instance, store, gateway, rebind=rebind, dry_run=dry_run),
         pacer,
     )
+    if not dry_run:  # what a stopped run's pages owed their parents (a payer's plan)
+        sweep(store)
     writes = writer(store)
     run = PruneRun(writes) if prune and not dry_run else None
     kinds = reconciled(store)

@@ -12,11 +12,14 @@ pages of 500, stopping on the page that reaches the total (no empty page to lear
 
 The next page is in flight while one is written, and it is parsed, and (after two all-new
 pages) its new documents made, in the reader's thread. After a page of all-new objects the
-next one is inserted without a planning read.
+next one is inserted without a planning read. What the pages owe their parents (a payer's
+plan) is recomputed after the last one (every ``MOST_OWED`` parents on a long walk), under a
+record a stopped walk leaves for the next run (``clerksync.store.owed``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -26,10 +29,11 @@ from typing import Any
 
 from clerksync.clerk.gateway import PAGE_SIZE, ClerkGateway
 from clerksync.clerk.pacing import SlidingWindowPacer
-from clerksync.errors import ClerkApiError, InvalidEvent
+from clerksync.errors import ClerkApiError, ClerkSyncError, InvalidEvent
 from clerksync.jobs.common import call_with_retries
 from clerksync.kinds.base import Kind
 from clerksync.store.mongo import utcnow
+from clerksync.store.owed import Owed
 from clerksync.store.pages import PageCounts, plan_page, write_page
 from clerksync.store.writer import Writer
 
@@ -106,39 +110,53 @@ def walk(
         valid = [item for _, item in page if item is not None]
         return page, following, hooks.prepare(valid, utcnow()) if prepare else {}
 
+    # the parents' recomputes the pages owe (a payer's plan), done after them
+    owed = Owed(writer.store, kind) if kind.rollups and not dry_run else None
     all_new = False  # was the last page all new? then insert this one without planning
     previous: set[Any] = set()  # ids of the last page: a fallback cursor re-serves some
-    with ThreadPoolExecutor(1) as reader:
-        upcoming = reader.submit(parsed_page, None, False)
-        while True:
-            page, following, prepared = upcoming.result()
-            if following is not None:
-                upcoming = reader.submit(parsed_page, following, all_new and not dry_run)
-            ids = {i for i, _ in page}
-            page = [(i, item) for i, item in page if i not in previous]
-            previous = ids
-            items = [item for _, item in page if item is not None]
-            summary.invalid += len(page) - len(items)
-            summary.clerk += len(page)
-            if items:
-                seen.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(i.id,) for i in items])
-                if dry_run:
-                    counts = plan_page(writer, kind, items, candidates=candidates)
-                else:
-                    counts = write_page(
-                        writer,
-                        kind,
-                        items,
-                        assume_new=all_new,
-                        candidates=candidates,
-                        prepared=prepared,
+    try:
+        with ThreadPoolExecutor(1) as reader:
+            upcoming = reader.submit(parsed_page, None, False)
+            following: Any = True
+            while following is not None:
+                page, following, prepared = upcoming.result()
+                if following is not None:
+                    upcoming = reader.submit(parsed_page, following, all_new and not dry_run)
+                ids = {i for i, _ in page}
+                page = [(i, item) for i, item in page if i not in previous]
+                previous = ids
+                items = [item for _, item in page if item is not None]
+                summary.invalid += len(page) - len(items)
+                summary.clerk += len(page)
+                if items:
+                    seen.executemany(
+                        "INSERT OR IGNORE INTO ids VALUES (?)", [(i.id,) for i in items]
                     )
-                    all_new = counts.created == len(items)
-                summary.add(counts)
-            if progress:
-                progress(summary.clerk)
-            if following is None:
-                return
+                    if dry_run:
+                        counts = plan_page(writer, kind, items, candidates=candidates)
+                    else:
+                        counts = write_page(
+                            writer,
+                            kind,
+                            items,
+                            assume_new=all_new,
+                            candidates=candidates,
+                            prepared=prepared,
+                            owed=owed,
+                        )
+                        all_new = counts.created == len(items)
+                        if owed is not None and owed.full:
+                            owed.settle()
+                    summary.add(counts)
+                if progress:
+                    progress(summary.clerk)
+    except Exception:
+        if owed is not None:
+            with contextlib.suppress(ClerkSyncError):  # its records stay for the next run
+                owed.settle(failed=True)
+        raise
+    if owed is not None:
+        owed.settle()
 
 
 def _parsed(kind: Kind, raw: Any) -> Any:

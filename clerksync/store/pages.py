@@ -11,8 +11,9 @@ tombstones are read after the writes, for every object the page stores (one read
 probe that finds none kept: ``Store.tombstones_of``), so a delete racing the run cannot be
 undone by it, nor by an earlier run whose read never came.
 Fields the kind keeps on its parents (a payer's plan) are recomputed for the parents of what
-the page wrote, and those other kinds keep on it for what it created
-(``clerksync.store.rollups``): a page that wrote nothing recomputes nothing.
+the page wrote (by reconcile after its pages: ``clerksync.store.owed``), and those other
+kinds keep on it for what it created (``clerksync.store.rollups``): a page that wrote
+nothing recomputes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import held_positions, is_older, ordering_filter
 from clerksync.store import rollups
 from clerksync.store.mongo import duplicates_only, translated, utcnow
+from clerksync.store.owed import Owed
 from clerksync.store.writer import Writer, remove_refused
 
 
@@ -54,6 +56,7 @@ def write_page(
     assume_new: bool = False,
     candidates: Mapping[str, list[Any]] | None = None,
     prepared: Mapping[str, dict[str, Any]] | None = None,
+    owed: Owed | None = None,
 ) -> PageCounts:
     """Write a page of one kind's Clerk states (see the module docstring).
 
@@ -62,6 +65,8 @@ def write_page(
     page was all new, as it is when a database missed a stretch of signups or starts empty.
     ``candidates``: the app's own documents users may adopt, read once for a run.
     ``prepared``: documents ``Hooks.prepare`` made for some of these items beforehand.
+    ``owed``: where the parents' recomputes go, to be done after the run's pages
+    (``clerksync.store.owed``); without it, they are done before this returns.
     """
     from pymongo import UpdateOne
     from pymongo.errors import BulkWriteError
@@ -79,6 +84,8 @@ def write_page(
     now = utcnow()
     fresh = [i for i in batch if i.id not in stored]
     older = [i for i in batch if i.id in stored and is_older(stored[i.id], i.updated_at)]
+    if owed is not None and kind.rollups and (fresh or older):
+        owed.promise(rollups.parents_of_items(kind, [*fresh, *older]))
     taken, adopted = hooks.take_over_page(fresh, now, candidates)
     fresh = [i for i in fresh if i.id not in taken]
     inserted: list[Any] = []  # the objects whose documents this call created
@@ -145,7 +152,11 @@ def write_page(
     updated = max(0, updated - len({i.id for i in older if i.id in gone} - written))
     new = [i for i in inserted if i.id not in gone]
     if kind.rollups:
-        rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
+        parents = rollups.parents_of_items(kind, [*new, *older])
+        if owed is not None:
+            owed.owe(parents)
+        else:
+            rollups.refresh(store, kind, parents)
     rollups.created(store, kind, [*(i.id for i in new), *taken])
     return PageCounts(
         created=created,

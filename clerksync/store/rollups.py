@@ -20,6 +20,13 @@ its token read; when the second loses too, the write that beat it read the token
 objects, after the first's winner landed, so after the object this recompute is for was
 written: that write counted it.
 
+A bulk job's recompute (``refresh(..., guess=True)``: reconcile's, ``clerksync.store.owed``)
+skips the first token read and guesses that its parents hold none, as they do while a
+database is first filled: an update that finds no token on a parent proves no recompute
+ever landed there, which is all that reading "none" just before the objects would have
+shown (a token, once written, is only ever replaced). A parent that holds one fails the
+guess and takes the two tries above.
+
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
 collection, then recomputes once more; the parent's insert reads its tombstone and that
@@ -102,14 +109,15 @@ def fields_read(store: Store, child: Kind) -> dict[str, int]:
     return {section.require(rollup.via): 1 for rollup in child.rollups}
 
 
-def refresh(store: Store, child: Kind, parents: Parents) -> None:
+def refresh(store: Store, child: Kind, parents: Parents, *, guess: bool = False) -> None:
     """Recompute ``child``'s fields on these parents from what is stored (see the module
-    docstring)."""
+    docstring); ``guess``: skip the first token read (bulk jobs, whose parents mostly hold
+    none)."""
     if not child.rollups or not store.stores(child):
         return
     for rollup in child.rollups:
         ids = parents.get(rollup.parent)
-        missing = _apply(store, child, rollup, ids, only_found=False) if ids else set()
+        missing = _apply(store, child, rollup, ids, only_found=False, guess=guess) if ids else set()
         if missing:
             _mark_missing(store, child, rollup, missing)
 
@@ -129,11 +137,17 @@ def created(store: Store, parent: Kind, ids: Iterable[str]) -> None:
 
 
 def _apply(
-    store: Store, child: Kind, rollup: Rollup, parent_ids: set[str], *, only_found: bool
+    store: Store,
+    child: Kind,
+    rollup: Rollup,
+    parent_ids: set[str],
+    *,
+    only_found: bool,
+    guess: bool = False,
 ) -> set[str]:
     """Recompute, each parent's update conditional on the token read before its objects
-    were (module docstring); a parent whose token changed meanwhile is recomputed once
-    more. The parents not stored."""
+    were, or guessed absent (module docstring); a parent whose token changed meanwhile is
+    recomputed once more. The parents not stored."""
     from bson import ObjectId
     from pymongo import UpdateOne
 
@@ -146,10 +160,13 @@ def _apply(
         if not parent_ids:
             return set()
     collection, key, token_path = store.collection(parent), store.key(parent), token_field(child)
-    tokens = _tokens(collection, key, token_path, parent_ids)
-    missing = parent_ids - tokens.keys()
+    if guess:  # a parent not stored, or holding a token, fails its update and is read then
+        tokens, missing = dict.fromkeys(parent_ids, NO_TOKEN), set()
+    else:
+        tokens = _tokens(collection, key, token_path, parent_ids)
+        missing = parent_ids - tokens.keys()
     had_objects: set[str] = set()
-    for _ in range(TRIES):
+    for _ in range(TRIES + guess):
         found = _objects(store, child, rollup, set(tokens))
         had_objects.update(found)
         stamp, ops, sent = ObjectId(), [], []

@@ -50,11 +50,11 @@ class AfterCommand(monitoring.CommandListener):
             self.then()
 
 
-def listened(store: Store, listener: Any) -> Store:
-    """The test database on a client of its own that ``listener`` hears (close its client)."""
+def listened(store: Store, *listeners: Any) -> Store:
+    """The test database on a client of its own that ``listeners`` hear (close its client)."""
     address = store.client.address
     assert address is not None
     client: MongoClient[Any] = MongoClient(
-        host=address[0], port=address[1], directConnection=True, event_listeners=[listener]
+        host=address[0], port=address[1], directConnection=True, event_listeners=list(listeners)
     )
     return Store(client, store.name, store.schema)

@@ -1,0 +1,107 @@
+"""The recomputes a bulk job owes its parents (``clerksync.store.rollups``: a payer's plan),
+written down before the writes that owe them and done together after them.
+
+Reconcile writes a kind's pages, then recomputes once the parents they touched: a parent
+whose objects span several pages (an organization paying for many items) is read and
+updated once, not once a page. Before each page's writes, a record naming the parents they
+may touch goes into ``clerksync_meta`` (``_id`` ``rollups-owed:…``); it is removed once
+they are recomputed. A job stopped in between (a crash, Ctrl-C, the database gone) leaves
+it, and the next reconcile recomputes what it names first (``sweep``): without it nothing
+would, as a rerun finds those pages' objects unchanged and writes nothing for them.
+
+The sweep removes a record only once it is ``STALE_AFTER`` old (a job still running may
+write more of what it owes); until then each sweep recomputes it again, which is harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from clerksync.kinds.base import Kind
+from clerksync.kinds.registry import BY_NAME
+from clerksync.store import rollups
+from clerksync.store.database import Store
+from clerksync.store.instance import meta_collection
+from clerksync.store.mongo import translated, translating, utcnow
+
+#: ``clerksync_meta``'s ``_id`` prefix of a record (and the end of their range: ':' + 1)
+PREFIX, PREFIX_END = "rollups-owed:", "rollups-owed;"
+
+#: a record this old belongs to no running job: longer than any page's writes take
+STALE_AFTER = timedelta(minutes=10)
+
+#: parents owed before the job recomputes them (and forgets them): bounds its memory, and
+#: how long a plan lags behind its objects during a long run
+MOST_OWED = 5_000
+
+
+@translating
+class Owed:
+    """One job's owed recomputes, for one kind's objects (``child``)."""
+
+    def __init__(self, store: Store, child: Kind) -> None:
+        self.store, self.child = store, child
+        self._records: list[str] = []
+        self._parents: dict[str, set[str]] = defaultdict(set)
+
+    def promise(self, parents: rollups.Parents) -> None:
+        """Before a page's writes: the record of the parents they may touch (a superset:
+        what the page plans to insert or update)."""
+        named = {p: sorted(ids) for p, ids in parents.items() if ids}
+        if not named:
+            return
+        record = f"{PREFIX}{uuid.uuid4().hex}"
+        meta_collection(self.store).insert_one(
+            {"_id": record, "since": utcnow(), "child": self.child.name, "parents": named}
+        )
+        self._records.append(record)
+
+    def owe(self, parents: rollups.Parents) -> None:
+        """After a page's writes: the parents they did touch."""
+        for parent, ids in parents.items():
+            self._parents[parent].update(ids)
+
+    @property
+    def full(self) -> bool:
+        return sum(len(ids) for ids in self._parents.values()) >= MOST_OWED
+
+    def settle(self, *, failed: bool = False) -> None:
+        """Recompute what is owed (a bulk recompute: ``refresh(guess=True)``), then remove
+        the records; ``failed`` (a page's write failed): keep them for the next sweep, as
+        that page's writes are not all known (some went in; one that timed out may still)."""
+        if self._parents:
+            rollups.refresh(self.store, self.child, self._parents, guess=True)
+            self._parents = defaultdict(set)
+        if self._records and not failed:
+            meta_collection(self.store).delete_many({"_id": {"$in": self._records}})
+            self._records = []
+
+
+@translated
+def sweep(store: Store) -> int:
+    """Recompute what stopped jobs owed; the records removed once stale (module docstring).
+    How many records were read."""
+    meta = meta_collection(store)
+    records = list(meta.find({"_id": {"$gte": PREFIX, "$lt": PREFIX_END}}))
+    for record in records:
+        child = BY_NAME.get(str(record.get("child")))
+        named: Any = record.get("parents")
+        if child is None or not isinstance(named, dict):
+            continue  # not one this version can read: left for the one that wrote it
+        parents = {
+            str(p): {i for i in ids if isinstance(i, str)}
+            for p, ids in named.items()
+            if isinstance(ids, list)
+        }
+        rollups.refresh(store, child, parents)
+    if records:
+        meta.delete_many(
+            {
+                "_id": {"$in": [r["_id"] for r in records]},
+                "since": {"$lt": utcnow() - STALE_AFTER},
+            }
+        )
+    return len(records)

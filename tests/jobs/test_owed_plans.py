@@ -1,0 +1,239 @@
+"""Reconcile's recomputes of the payers' plans (``clerksync.store.owed``): done once per
+payer after the pages, guessing the payers hold no token, and never lost when a run stops
+before them: the next run's sweep does them, though it finds every item unchanged."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from clerksync.clerk.gateway import ClerkGateway
+from clerksync.errors import ClerkSyncError
+from clerksync.jobs.reconcile import reconcile
+from clerksync.kinds.organization import ORGANIZATION
+from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
+from clerksync.kinds.user import USER
+from clerksync.mapping.events import parse_event
+from clerksync.store import owed
+from clerksync.store.apply import apply_event
+from clerksync.store.database import Store
+from clerksync.store.instance import meta_collection
+from clerksync.store.mongo import utcnow
+from tests.support.commands import AfterCommand, Commands, listened
+from tests.support.fakeclerk import SECRET_KEY, FakeClerk
+from tests.support.fakelists import clerk_subscription_item
+from tests.support.writes import writer_of
+
+
+def run(store: Store, fake: FakeClerk) -> Any:
+    return reconcile(store, ClerkGateway(SECRET_KEY, api_url=fake.url), rate=1000)
+
+
+def plan(store: Store, kind: Any, clerk_id: str) -> tuple[Any, Any]:
+    names = store.schema.derived(kind)
+    doc = store.collection(kind).find_one({store.key(kind): clerk_id}) or {}
+    return doc.get(names["plan"]), doc.get(names["plan_status"])
+
+
+def records(store: Store) -> list[dict[str, Any]]:
+    query = {"_id": {"$gte": owed.PREFIX, "$lt": owed.PREFIX_END}}
+    return list(meta_collection(store).find(query))
+
+
+def payers(fake: FakeClerk) -> None:
+    """user_a on pro; user_b upgraded (an ended free item, an active team one)."""
+    for user_id in ("user_a", "user_b"):
+        fake.add_user(user_id=user_id, created_at=10, updated_at=10)
+    fake.add_object("subscription_items", clerk_subscription_item(user_id="user_a", created_at=50))
+    ended = clerk_subscription_item(
+        user_id="user_b", status="ended", plan="free", amount=0, created_at=51
+    )
+    fake.add_object("subscription_items", ended)
+    team = clerk_subscription_item(user_id="user_b", plan="team", created_at=52)
+    fake.add_object("subscription_items", team)
+
+
+@pytest.fixture
+def faulty(store: Store, fail_points: Any) -> Iterator[tuple[Store, Any]]:
+    """The test database on a client of its own, and ``fail(command)``: every ``command``
+    that client sends fails (code 50, a server-side timeout) until the test ends."""
+    name = f"owed-{uuid.uuid4().hex[:8]}"
+    address = store.client.address
+    assert address is not None
+    client: MongoClient[Any] = MongoClient(
+        host=address[0], port=address[1], appname=name, tz_aware=True, directConnection=True
+    )
+
+    def fail(command: str) -> None:
+        fail_points("alwaysOn", {"failCommands": [command], "appName": name, "errorCode": 50})
+
+    try:
+        yield Store(client, store.name, store.schema), fail
+    finally:
+        client.close()
+
+
+def test_a_run_stopped_before_its_plans_is_finished_by_the_next(
+    store: Store, fake_clerk: FakeClerk, faulty: tuple[Store, Any]
+) -> None:
+    """The items are written, then the database fails the plans' update and the run stops:
+    a rerun finds every item unchanged, and still sets the plans (its sweep reads the
+    record the stopped run left). The record goes once it is stale."""
+    for user_id in ("user_a", "user_b"):
+        fake_clerk.add_user(user_id=user_id, created_at=10, updated_at=10)
+    run(store, fake_clerk)  # the users (and the database's binding) first
+    payers(fake_clerk)
+    own, fail = faulty
+    fail("update")  # the users are unchanged: the plans' update is the run's first
+    with pytest.raises(ClerkSyncError):
+        run(own, fake_clerk)
+    assert store.collection(USER).count_documents({}) == 2
+    assert plan(store, USER, "user_a") == (None, None)  # the items are in, the plans not
+    assert len(records(store)) == 1
+
+    again = run(store, fake_clerk)
+    assert again.kinds["subscription item"].unchanged == 3
+    assert plan(store, USER, "user_a") == ("pro", "active")
+    assert plan(store, USER, "user_b") == ("team", "active")
+    assert len(records(store)) == 1  # young: the stopped run might still be writing
+
+    meta_collection(store).update_many({}, {"$set": {"since": utcnow() - timedelta(hours=1)}})
+    run(store, fake_clerk)
+    assert records(store) == []
+
+
+def test_a_payer_on_many_pages_is_recomputed_once(store: Store, fake_clerk: FakeClerk) -> None:
+    """An organization paying for items on both pages of 500: one update of it, and one
+    record per page written, both gone after the run."""
+    fake_clerk.add_org(org_id="org_p", created_at=10, updated_at=10)
+    for i in range(520):
+        item = clerk_subscription_item(
+            org_id="org_p" if i % 100 == 0 else None,
+            user_id=None if i % 100 == 0 else f"user_x{i}",
+            status="ended" if i else "active",  # the first (on page one) is the current one
+            plan="org" if i == 0 else "free",
+            created_at=100 + i,
+        )
+        fake_clerk.add_object("subscription_items", item)
+    commands = Commands()
+    heard = listened(store, commands)
+    try:
+        run(heard, fake_clerk)
+    finally:
+        heard.client.close()
+    org_updates = [
+        op
+        for name, body in commands.sent
+        if name == "update" and body["update"] == store.collection(ORGANIZATION).name
+        for op in body["updates"]
+    ]
+    assert len(org_updates) == 1
+    assert plan(store, ORGANIZATION, "org_p") == ("org", "active")
+    record_writes = [
+        body
+        for name, body in commands.sent
+        if name == "insert" and body["insert"] == meta_collection(store).name
+    ]
+    assert len(record_writes) == 2
+    assert records(store) == []
+
+
+def updates_of(commands: Commands, collection: str) -> list[str]:
+    """The run's commands on ``collection`` that update or read it, in order."""
+    return [
+        name
+        for name, body in commands.sent
+        if name in ("update", "find") and body.get(name) == collection
+    ]
+
+
+def test_a_payer_holding_a_token_fails_the_guess_and_is_read(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """user_b's plan was recomputed before (a delivery of its team item's end wrote a
+    token): the run's guessed update misses it, and the read that follows sets its plan."""
+    payers(fake_clerk)
+    run(store, fake_clerk)
+    team = next(
+        o
+        for o in fake_clerk.lists["subscription_items"].values()
+        if o["payer"]["user_id"] == "user_b" and o["status"] == "active"
+    )
+    ended = {**team, "status": "ended", "updated_at": team["updated_at"] + 10}
+    fake_clerk.lists["subscription_items"][team["id"]] = ended
+    data = clerk_subscription_item(
+        item_id=team["id"],
+        user_id="user_b",
+        status="ended",
+        plan="team",
+        created_at=team["created_at"],
+        updated_at=ended["updated_at"],
+        webhook=True,
+    )
+    body = {"type": "subscriptionItem.ended", "object": "event", "data": data}
+    apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
+    assert plan(store, USER, "user_b") == ("team", "ended")
+
+    fake_clerk.add_object("subscription_items", clerk_subscription_item(user_id="user_b"))
+    commands = Commands()
+    heard = listened(store, commands)
+    try:
+        run(heard, fake_clerk)
+    finally:
+        heard.client.close()
+    assert plan(store, USER, "user_b") == ("pro", "active")
+    # the guessed update (it misses), the token read, the update that lands
+    assert updates_of(commands, store.users.name)[-3:] == ["update", "find", "update"]
+
+
+def test_a_delivery_between_the_runs_read_and_its_update_wins(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """A delivery's recompute lands between the run's read of user_a's items and its
+    guessed update of user_a: the guess fails (the delivery wrote a token), the run reads
+    again, and the plan is the delivery's newer state."""
+    payers(fake_clerk)
+    mine = next(
+        o
+        for o in fake_clerk.lists["subscription_items"].values()
+        if o["payer"]["user_id"] == "user_a"
+    )
+    data = clerk_subscription_item(
+        item_id=mine["id"],
+        user_id="user_a",
+        status="canceled",
+        created_at=mine["created_at"],
+        updated_at=mine["updated_at"] + 10,
+        webhook=True,
+    )
+    body = {"type": "subscriptionItem.canceled", "object": "event", "data": data}
+
+    def delivery() -> None:
+        apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
+
+    items = store.collection(SUBSCRIPTION_ITEM).name
+    via = store.schema.section(SUBSCRIPTION_ITEM).require("payer_user_id")
+    inserted: list[bool] = []
+
+    def settles(event: Any) -> bool:
+        """The run's read of the payers' items after its page went in."""
+        if event.command_name == "insert" and event.command.get("insert") == items:
+            inserted.append(True)
+        filter_ = event.command.get("filter") or {}
+        return bool(inserted) and event.command.get("find") == items and via in filter_
+
+    listener, commands = AfterCommand(settles, delivery), Commands()
+    heard = listened(store, listener, commands)
+    try:
+        run(heard, fake_clerk)
+    finally:
+        heard.client.close()
+    assert listener.done
+    assert plan(store, USER, "user_a") == ("pro", "canceled")
+    assert updates_of(commands, store.users.name)[-3:] == ["update", "find", "update"]
