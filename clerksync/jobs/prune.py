@@ -33,6 +33,8 @@ from clerksync.kinds.base import Kind
 from clerksync.kinds.registry import KINDS
 from clerksync.store.database import Store
 from clerksync.store.mongo import IN_CHUNK, translating, utcnow
+from clerksync.store.owed import Owed
+from clerksync.store.rollups import parents_of_docs
 from clerksync.store.writer import Keep, Writer
 
 if TYPE_CHECKING:
@@ -112,6 +114,12 @@ class PruneRun:
         had_tombstone = store.tombstoned(clerk_ids) if clerk_ids else set()
         # Before any delete: undo sees all of them.
         self._journal([self._entry(kind, i, docs[i], i in had_tombstone) for i in clerk_ids])
+        # Each delete recomputes the plans its object counted in; stopped between a delete
+        # and its recompute, the record has the next reconcile do it (no rerun would: the
+        # object is no orphan any more).
+        owed = Owed(store, kind)
+        if kind.rollups:
+            owed.promise(parents_of_docs(store, kind, [docs[i] for i in clerk_ids]))
         deleted = sum(
             1
             for clerk_id in clerk_ids
@@ -120,6 +128,7 @@ class PruneRun:
             ).outcome
             == "applied"
         )
+        owed.settle()
         self.pruned += deleted
         return deleted
 

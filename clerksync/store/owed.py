@@ -8,9 +8,13 @@ may touch goes into ``clerksync_meta`` (``_id`` ``rollups-owed:…``); it is rem
 they are recomputed. A job stopped in between (a crash, Ctrl-C, the database gone) leaves
 it, and the next reconcile recomputes what it names first (``sweep``): without it nothing
 would, as a rerun finds those pages' objects unchanged and writes nothing for them.
+A prune writes one before its deletes (each recomputes at once): a rerun would not, as what
+it deleted is no orphan any more.
 
 The sweep removes a record only once it is ``STALE_AFTER`` old (a job still running may
 write more of what it owes); until then each sweep recomputes it again, which is harmless.
+(The age is read on the sweeping machine's clock against the writer's: clocks minutes
+apart shorten or lengthen it.)
 """
 
 from __future__ import annotations
@@ -70,8 +74,8 @@ class Owed:
 
     def settle(self, *, failed: bool = False) -> None:
         """Recompute what is owed (a bulk recompute: ``refresh(guess=True)``), then remove
-        the records; ``failed`` (a page's write failed): keep them for the next sweep, as
-        that page's writes are not all known (some went in; one that timed out may still)."""
+        the records; ``failed`` (the walk failed): keep them for the next sweep, as a failed
+        page's writes are not all known (some went in; one that timed out may still)."""
         if self._parents:
             rollups.refresh(self.store, self.child, self._parents, guess=True)
             self._parents = defaultdict(set)
@@ -86,6 +90,7 @@ def sweep(store: Store) -> int:
     How many records were read."""
     meta = meta_collection(store)
     records = list(meta.find({"_id": {"$gte": PREFIX, "$lt": PREFIX_END}}))
+    done = []
     for record in records:
         child = BY_NAME.get(str(record.get("child")))
         named: Any = record.get("parents")
@@ -97,10 +102,11 @@ def sweep(store: Store) -> int:
             if isinstance(ids, list)
         }
         rollups.refresh(store, child, parents)
-    if records:
+        done.append(record["_id"])
+    if done:
         meta.delete_many(
             {
-                "_id": {"$in": [r["_id"] for r in records]},
+                "_id": {"$in": done},
                 "since": {"$lt": utcnow() - STALE_AFTER},
             }
         )

@@ -25,7 +25,10 @@ skips the first token read and guesses that its parents hold none, as they do wh
 database is first filled: an update that finds no token on a parent proves no recompute
 ever landed there, which is all that reading "none" just before the objects would have
 shown (a token, once written, is only ever replaced). A parent that holds one fails the
-guess and takes the two tries above.
+guess and takes the two tries above. A parent created after the guess read its objects is
+updated too, with that read: right, unless one of them went meanwhile; then the parent's
+creation found the marker that object's recompute left for it (or adopted the app's own
+document) and wrote its fields with a token (``created(awaited=True)``), so the guess fails.
 
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
@@ -122,9 +125,13 @@ def refresh(store: Store, child: Kind, parents: Parents, *, guess: bool = False)
             _mark_missing(store, child, rollup, missing)
 
 
-def created(store: Store, parent: Kind, ids: Iterable[str]) -> None:
+def created(store: Store, parent: Kind, ids: Iterable[str], *, awaited: bool = False) -> None:
     """Parents whose documents were just created (or adopted): their fields from the
-    objects stored for them already, if any (nothing is written for one that has none)."""
+    objects stored for them already, if any (nothing is written for one that has none).
+    ``awaited``: objects were stored for them before (a marker, an adoption): their fields
+    are written even if those have gone since, and so is a token, which a bulk recompute
+    that read them and guessed no token (module docstring) can then not land over; their
+    markers are answered."""
     wanted = {i for i in ids if i}
     if not wanted:
         return
@@ -133,7 +140,9 @@ def created(store: Store, parent: Kind, ids: Iterable[str]) -> None:
             continue
         if len(wanted) > IN_CHUNK and not store.collection(child).estimated_document_count():
             continue  # a page of new users while no item is stored: one command, not a read
-        _apply(store, child, rollup, wanted, only_found=True)
+        _apply(store, child, rollup, wanted, only_found=not awaited)
+    if awaited and store.schema.derived(parent):
+        answered(store, sorted(wanted))  # even if their objects have gone
 
 
 def _apply(

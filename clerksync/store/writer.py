@@ -115,7 +115,7 @@ class Writer:
             # A duplicate too: the delivery that stored it may have stopped before this.
             rollups.refresh(self.store, kind, rollups.parents_of_items(kind, [item]))
             if result.adopted or result.outcome == "duplicate":  # an insert asked already
-                rollups.created(self.store, kind, [item.id])
+                rollups.created(self.store, kind, [item.id], awaited=result.adopted)
         return result
 
     def _upsert(self, kind: Kind, hooks: Hooks, item: Any, likely_new: bool) -> WriteResult:
@@ -256,9 +256,8 @@ class Writer:
                 if found.intersection(waiting):  # deleted: nothing will read it
                     rollups.answered(self.store, [item.id])
                 return result
-            if found:
-                rollups.created(self.store, kind, [item.id])
-                rollups.answered(self.store, [item.id])  # even if its objects have gone
+            if found:  # and its marker answered, even if its objects have gone
+                rollups.created(self.store, kind, [item.id], awaited=True)
         return WriteResult("applied", wants_write_back=hooks.writes_back, created=inserted)
 
     # -- deletes -----------------------------------------------------------------------------

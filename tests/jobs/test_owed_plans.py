@@ -14,6 +14,7 @@ import pytest
 from pymongo import MongoClient
 
 from clerksync.clerk.gateway import ClerkGateway
+from clerksync.devtools.payloads import clerk_user, event
 from clerksync.errors import ClerkSyncError
 from clerksync.jobs.reconcile import reconcile
 from clerksync.kinds.organization import ORGANIZATION
@@ -93,7 +94,7 @@ def test_a_run_stopped_before_its_plans_is_finished_by_the_next(
     fail("update")  # the users are unchanged: the plans' update is the run's first
     with pytest.raises(ClerkSyncError):
         run(own, fake_clerk)
-    assert store.collection(USER).count_documents({}) == 2
+    assert store.collection(SUBSCRIPTION_ITEM).count_documents({}) == 3
     assert plan(store, USER, "user_a") == (None, None)  # the items are in, the plans not
     assert len(records(store)) == 1
 
@@ -103,7 +104,8 @@ def test_a_run_stopped_before_its_plans_is_finished_by_the_next(
     assert plan(store, USER, "user_b") == ("team", "active")
     assert len(records(store)) == 1  # young: the stopped run might still be writing
 
-    meta_collection(store).update_many({}, {"$set": {"since": utcnow() - timedelta(hours=1)}})
+    query = {"_id": {"$gte": owed.PREFIX, "$lt": owed.PREFIX_END}}
+    meta_collection(store).update_many(query, {"$set": {"since": utcnow() - timedelta(hours=1)}})
     run(store, fake_clerk)
     assert records(store) == []
 
@@ -156,8 +158,9 @@ def updates_of(commands: Commands, collection: str) -> list[str]:
 def test_a_payer_holding_a_token_fails_the_guess_and_is_read(
     store: Store, fake_clerk: FakeClerk
 ) -> None:
-    """user_b's plan was recomputed before (a delivery of its team item's end wrote a
-    token): the run's guessed update misses it, and the read that follows sets its plan."""
+    """user_b's plan was recomputed before (by the first run, then by a delivery of its
+    team item's end): it holds a token, the second run's guessed update misses it, and the
+    read that follows sets its plan."""
     payers(fake_clerk)
     run(store, fake_clerk)
     team = next(
@@ -237,3 +240,70 @@ def test_a_delivery_between_the_runs_read_and_its_update_wins(
     assert listener.done
     assert plan(store, USER, "user_a") == ("pro", "canceled")
     assert updates_of(commands, store.users.name)[-3:] == ["update", "find", "update"]
+
+
+def test_a_prune_stopped_before_its_recompute_is_finished_by_the_next_run(
+    store: Store, fake_clerk: FakeClerk, faulty: tuple[Store, Any]
+) -> None:
+    """user_b's team item is gone from Clerk: the prune deletes it, then the database fails
+    the plan's update. The next run finds no orphan left, and still recomputes the plan
+    (the record the prune wrote before its deletes)."""
+    payers(fake_clerk)
+    run(store, fake_clerk)
+    assert plan(store, USER, "user_b") == ("team", "active")
+    team = next(
+        i
+        for i, o in fake_clerk.lists["subscription_items"].items()
+        if o["payer"]["user_id"] == "user_b" and o["status"] == "active"
+    )
+    del fake_clerk.lists["subscription_items"][team]
+    own, fail = faulty
+    fail("update")
+    gateway = ClerkGateway(SECRET_KEY, api_url=fake_clerk.url)
+    with pytest.raises(ClerkSyncError):
+        reconcile(own, gateway, rate=1000, prune=True, allow_mass_prune=True)
+    assert (
+        store.collection(SUBSCRIPTION_ITEM).count_documents({store.key(SUBSCRIPTION_ITEM): team})
+        == 0
+    )
+    assert plan(store, USER, "user_b") == ("team", "active")  # deleted, not yet recomputed
+
+    run(store, fake_clerk)
+    assert plan(store, USER, "user_b") == ("free", "ended")
+
+
+def test_a_payer_created_after_the_guess_read_an_object_since_deleted_keeps_no_plan(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """The run reads user_c's item (user_c is not stored); before its guessed update, the
+    item is deleted (its recompute leaves user_c a marker) and user_c signs up (its
+    creation finds the marker and writes its fields, and a token). The guess then misses
+    user_c, whose plan stays empty: it has no item."""
+    payers(fake_clerk)
+    item = fake_clerk.add_object("subscription_items", clerk_subscription_item(user_id="user_c"))
+    signup = event("user.created", clerk_user(user_id="user_c", updated_at=500))
+
+    def deleted_then_signed_up() -> None:
+        assert writer_of(store).delete(SUBSCRIPTION_ITEM, item["id"]).outcome == "applied"
+        apply_event(writer_of(store), parse_event(json.dumps(signup).encode(), store.schema))
+
+    items = store.collection(SUBSCRIPTION_ITEM).name
+    via = store.schema.section(SUBSCRIPTION_ITEM).require("payer_user_id")
+    inserted: list[bool] = []
+
+    def settles(event: Any) -> bool:
+        if event.command_name == "insert" and event.command.get("insert") == items:
+            inserted.append(True)
+        filter_ = event.command.get("filter") or {}
+        return bool(inserted) and event.command.get("find") == items and via in filter_
+
+    listener = AfterCommand(settles, deleted_then_signed_up)
+    heard = listened(store, listener)
+    try:
+        run(heard, fake_clerk)
+    finally:
+        heard.client.close()
+    assert listener.done
+    assert store.collection(USER).count_documents({store.key(USER): "user_c"}) == 1
+    assert plan(store, USER, "user_c") == (None, None)
+    assert plan(store, USER, "user_a") == ("pro", "active")
