@@ -50,6 +50,7 @@ class Owed:
         self.store, self.child = store, child
         self._records: list[str] = []
         self._parents: dict[str, set[str]] = defaultdict(set)
+        self._known: dict[str, set[str]] = defaultdict(set)  # recomputed before: a token
 
     def promise(self, parents: rollups.Parents) -> None:
         """Before a page's writes: the record of the parents they may touch (a superset:
@@ -63,22 +64,29 @@ class Owed:
         )
         self._records.append(record)
 
-    def owe(self, parents: rollups.Parents) -> None:
-        """After a page's writes: the parents they did touch."""
+    def owe(self, parents: rollups.Parents, *, new: bool) -> None:
+        """After a page's writes: the parents they did touch. ``new``: the parents of the
+        objects it created, whose recompute guesses they hold no token; the others' objects
+        were recomputed onto them before, so their tokens are read."""
         for parent, ids in parents.items():
-            self._parents[parent].update(ids)
+            (self._parents if new else self._known)[parent].update(ids)
 
     @property
     def full(self) -> bool:
-        return sum(len(ids) for ids in self._parents.values()) >= MOST_OWED
+        owed = (*self._parents.values(), *self._known.values())
+        return sum(len(ids) for ids in owed) >= MOST_OWED
 
     def settle(self, *, failed: bool = False) -> None:
         """Recompute what is owed (a bulk recompute: ``refresh(guess=True)``), then remove
         the records; ``failed`` (the walk failed): keep them for the next sweep, as a failed
         page's writes are not all known (some went in; one that timed out may still)."""
-        if self._parents:
-            rollups.refresh(self.store, self.child, self._parents, guess=True)
-            self._parents = defaultdict(set)
+        known = self._known
+        guessed = {p: ids - known.get(p, set()) for p, ids in self._parents.items()}
+        if any(guessed.values()):
+            rollups.refresh(self.store, self.child, guessed, guess=True)
+        if known:
+            rollups.refresh(self.store, self.child, known)
+        self._parents, self._known = defaultdict(set), defaultdict(set)
         if self._records and not failed:
             meta_collection(self.store).delete_many({"_id": {"$in": self._records}})
             self._records = []

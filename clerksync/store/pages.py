@@ -152,11 +152,11 @@ def write_page(
     updated = max(0, updated - len({i.id for i in older if i.id in gone} - written))
     new = [i for i in inserted if i.id not in gone]
     if kind.rollups:
-        parents = rollups.parents_of_items(kind, [*new, *older])
         if owed is not None:
-            owed.owe(parents)
+            owed.owe(rollups.parents_of_items(kind, new), new=True)
+            owed.owe(rollups.parents_of_items(kind, older), new=False)
         else:
-            rollups.refresh(store, kind, parents)
+            rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
     rollups.created(store, kind, [*(i.id for i in new), *taken])
     return PageCounts(
         created=created,

@@ -307,3 +307,34 @@ def test_a_payer_created_after_the_guess_read_an_object_since_deleted_keeps_no_p
     assert store.collection(USER).count_documents({store.key(USER): "user_c"}) == 1
     assert plan(store, USER, "user_c") == (None, None)
     assert plan(store, USER, "user_a") == ("pro", "active")
+
+
+def test_the_payer_of_an_updated_item_is_read_not_guessed(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """An item Clerk updated was recomputed onto its payer before: the run reads the
+    payer's token first, and sends one update (no guess to miss)."""
+    payers(fake_clerk)
+    run(store, fake_clerk)
+    mine = next(
+        o
+        for o in fake_clerk.lists["subscription_items"].values()
+        if o["payer"]["user_id"] == "user_a"
+    )
+    mine.update(status="past_due", updated_at=mine["updated_at"] + 10)
+    commands = Commands()
+    heard = listened(store, commands)
+    try:
+        run(heard, fake_clerk)
+    finally:
+        heard.client.close()
+    assert plan(store, USER, "user_a") == ("pro", "past_due")
+    items = store.collection(SUBSCRIPTION_ITEM).name
+    wrote = max(
+        n
+        for n, (name, body) in enumerate(commands.sent)
+        if body.get(name) == items and name == "update"
+    )
+    after = Commands()
+    after.sent = commands.sent[wrote:]
+    assert updates_of(after, store.users.name) == ["find", "update"]
