@@ -14,7 +14,8 @@ document whose write failed. A command runs within the time the most patient of 
 has left (their ``pymongo.timeout``), not only its sender's: a caller that waited long does
 not fail the others it sends for. Callers without a deadline (the app's ``ensure_user``) go
 in a command of their own, after the others': a delivery's 2 s would fail their write, and
-their having none would take the delivery's bound away.
+their having none would take the delivery's bound away. A caller whose deadline passes
+while it is queued (behind such a command, say) leaves the queue with pymongo's timeout.
 """
 
 from __future__ import annotations
@@ -81,13 +82,35 @@ class Group(Generic[T, R]):
                 self._busy = True
                 batch = [slot]
         if batch is None:
-            slot.wake.acquire()  # answered, or handed the lead (``batch`` set)
+            self._wait(slot)  # answered, or handed the lead (``batch`` set)
             batch = slot.batch
         if batch is not None:
             self._lead(batch)
         if slot.error is not None:
             raise slot.error
         return slot.result
+
+    def _wait(self, slot: _Slot[T]) -> None:
+        """Sleep until answered or handed the lead; a caller with a deadline that passes
+        while it is still queued leaves the queue and fails as pymongo's own timeout does
+        (the command in flight may be one without a deadline: the app's, bounded only by
+        the client's timeouts). One already taken into a command waits for its answer:
+        that command runs within its deadline."""
+        if slot.deadline is None:
+            slot.wake.acquire()
+            return
+        if slot.wake.acquire(timeout=max(0.0, slot.deadline - time.monotonic())):
+            return
+        with self._lock:
+            still_queued = slot in self._queued
+            if still_queued:
+                self._queued.remove(slot)
+        if not still_queued:
+            slot.wake.acquire()
+            return
+        from pymongo.errors import ExecutionTimeout
+
+        raise ExecutionTimeout("operation would exceed time limit: queued behind a command", 50)
 
     def _lead(self, batch: list[_Slot[T]]) -> None:
         """Send ``batch`` (its first slot is this thread's), answer its callers, and hand

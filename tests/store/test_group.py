@@ -166,8 +166,9 @@ def test_grouped_updates_answer_each_its_own_match(watched: tuple[Store, Any]) -
 
 
 def test_a_command_runs_within_the_most_patient_callers_time() -> None:
-    """A caller whose own time ran out while it waited still sends for the others: the
-    command gets the latest deadline of its callers, not its sender's."""
+    """A caller with little time left sends for the others: the command gets the latest
+    deadline of its callers, not its sender's. (One whose time is over while it is queued
+    leaves the queue: the test after the next.)"""
     import pymongo
     from pymongo import _csot
 
@@ -191,12 +192,11 @@ def test_a_command_runs_within_the_most_patient_callers_time() -> None:
     with ThreadPoolExecutor(3) as pool:
         lead = pool.submit(call, "a", 30)
         assert first.wait(10)
-        impatient = pool.submit(call, "b", 0.2)
+        impatient = pool.submit(call, "b", 5)
         queued(group, 1)
         patient = pool.submit(call, "c", 30)
         queued(group, 2)
-        time.sleep(0.3)  # b's time is over; b leads the next command all the same
-        release.set()
+        release.set()  # b leads the next command, within c's 30 s
         assert (lead.result(10), impatient.result(10), patient.result(10)) == ("a", "b", "c")
     assert left[1] is not None and left[1] > 20
 
@@ -279,3 +279,40 @@ def test_a_shared_failure_s_copies_keep_what_it_was_raised_from() -> None:
 
     copied = _copied(shared)
     assert copied is not shared and database_unreachable(copied)
+
+
+def test_a_caller_whose_deadline_passes_while_queued_leaves_the_queue() -> None:
+    """A delivery queued behind the app's command (no deadline, held up) fails with
+    pymongo's timeout when its own 0.3 s are over, while that command is still in flight;
+    its document is never sent."""
+    import pymongo
+    from pymongo.errors import ExecutionTimeout
+
+    sent: list[list[str]] = []
+    first = threading.Event()
+    release = threading.Event()
+
+    def run(items: list[str]) -> list[str]:
+        sent.append(items)
+        if len(sent) == 1:
+            first.set()
+            release.wait(30)
+        return items
+
+    group: Group[str, str] = Group(run)
+
+    def delivery() -> str:
+        with pymongo.timeout(0.3):
+            return group("delivery")
+
+    with ThreadPoolExecutor(2) as pool:
+        app = pool.submit(group, "app")
+        assert first.wait(10)
+        late = pool.submit(delivery)
+        with pytest.raises(ExecutionTimeout):
+            late.result(20)
+        assert not release.is_set() and not app.done()  # the app's command still in flight
+        release.set()
+        assert app.result(10) == "app"
+    assert sent == [["app"]]
+    assert group("next") == "next"  # the group goes on
