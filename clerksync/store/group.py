@@ -114,50 +114,68 @@ class Group(Generic[T, R]):
 
     def _lead(self, batch: list[_Slot[T]]) -> None:
         """Send ``batch`` (its first slot is this thread's), answer its callers, and hand
-        the lead to the first caller queued meanwhile, whatever happened."""
-        interrupted: BaseException | None = None
-        answered: dict[int, Any] = {}
-        # Callers with a deadline and callers without one never share a command: a
-        # delivery's 2 s must bind its write, and must not fail the app's (``_within``).
+        the lead to the first caller queued meanwhile, whatever happened.
+
+        Callers with a deadline and callers without one never share a command: a
+        delivery's 2 s must bind its write, and must not fail the app's (``_within``). The
+        first part goes first, and each part's callers are woken as soon as it is
+        answered; a leader with a deadline (or interrupted) hands a part it is not in to
+        that part's first caller (who then leads the group on) instead of sending it."""
+        mine = batch[0]
         parts = [
-            [s for s in batch if s.deadline is not None],
-            [s for s in batch if s.deadline is None],
+            part
+            for part in (
+                [s for s in batch if s.deadline is not None],
+                [s for s in batch if s.deadline is None],
+            )
+            if part
         ]
-        for part in (p for p in parts if p):
+        interrupted: BaseException | None = None
+        for part in parts:
+            if mine not in part and (mine.deadline is not None or interrupted is not None):
+                part[0].batch = part  # it sends its own, and hands the lead on after it
+                part[0].wake.release()
+                if interrupted is not None:
+                    raise interrupted
+                return
+            got: Sequence[Any]
             if interrupted is not None:
-                got: Sequence[Any] = [RuntimeError("the command's sender was interrupted")]
-                answered.update((id(s), got[0]) for s in part)
-                continue
-            try:
-                got = _within([s.deadline for s in part], self._run, [s.item for s in part])
-                if len(got) != len(part):  # pragma: no cover (a bug in run)
-                    raise RuntimeError("group: one answer per item expected")
-            except Exception as exc:  # every caller's: their documents went in one command
-                got = [exc] * len(part)
-            except BaseException as exc:  # this thread is interrupted: the others are not
-                interrupted = exc
                 got = [RuntimeError("the command's sender was interrupted")] * len(part)
-            answered.update(zip((id(s) for s in part), got, strict=True))
-        answers = [answered[id(s)] for s in batch]
-        raised = collections.Counter(id(a) for a in answers if isinstance(a, BaseException))
-        shared = {i for i, n in raised.items() if n > 1}
-        for slot, answer in zip(batch, answers, strict=True):
-            if isinstance(answer, BaseException):
-                # one exception raised in many threads would mix their tracebacks
-                slot.error = _copied(answer) if id(answer) in shared else answer
             else:
-                slot.result = answer
+                try:
+                    got = _within([s.deadline for s in part], self._run, [s.item for s in part])
+                    if len(got) != len(part):  # pragma: no cover (a bug in run)
+                        raise RuntimeError("group: one answer per item expected")
+                except Exception as exc:  # every caller's: their documents went in one command
+                    got = [exc] * len(part)
+                except BaseException as exc:  # this thread is interrupted: the others are not
+                    interrupted = exc
+                    got = [RuntimeError("the command's sender was interrupted")] * len(part)
+            _answer(part, got)
+            for slot in part:
+                if slot is not mine:
+                    slot.wake.release()
         with self._lock:
             following = self._queued[: self._most]
             self._queued = self._queued[self._most :]
             self._busy = bool(following)
-        for slot in batch[1:]:
-            slot.wake.release()
         if following:
             following[0].batch = following
             following[0].wake.release()
         if interrupted is not None:
             raise interrupted
+
+
+def _answer(part: list[_Slot[Any]], got: Sequence[Any]) -> None:
+    """Each caller its answer: a result, or an exception (its own copy of one the others
+    raise too: one exception raised in many threads would mix their tracebacks)."""
+    raised = collections.Counter(id(a) for a in got if isinstance(a, BaseException))
+    shared = {i for i, n in raised.items() if n > 1}
+    for slot, answer in zip(part, got, strict=True):
+        if isinstance(answer, BaseException):
+            slot.error = _copied(answer) if id(answer) in shared else answer
+        else:
+            slot.result = answer
 
 
 def _deadline() -> float | None:

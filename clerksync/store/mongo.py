@@ -102,6 +102,8 @@ def describe_mongo_error(exc: Exception) -> str:
             "MONGODB_URL point at it? On Atlas, check Network Access allows this machine."
         )
     if isinstance(exc, OperationFailure):
+        if exc.code == 50:  # pymongo's own ExecutionTimeout too, sent or not
+            return "MongoDB did not answer within the operation's time limit (code 50)."
         if exc.code in (13, 18):
             return "MongoDB refused the credentials in MONGODB_URL (check user and password)."
         return f"MongoDB refused the operation (code {exc.code})."

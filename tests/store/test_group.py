@@ -17,6 +17,7 @@ from clerksync.kinds.user import USER, parse_clerk_user
 from clerksync.mapping.documents import ordering_filter
 from clerksync.store.database import Store
 from clerksync.store.group import Group, Groups
+from clerksync.store.mongo import describe_mongo_error
 from tests.support.writes import delete, upsert
 
 
@@ -309,10 +310,57 @@ def test_a_caller_whose_deadline_passes_while_queued_leaves_the_queue() -> None:
         app = pool.submit(group, "app")
         assert first.wait(10)
         late = pool.submit(delivery)
-        with pytest.raises(ExecutionTimeout):
+        with pytest.raises(ExecutionTimeout) as timed_out:
             late.result(20)
+        # what the receiver's 503 and the log then say (``translated``)
+        assert "time limit" in describe_mongo_error(timed_out.value)
         assert not release.is_set() and not app.done()  # the app's command still in flight
         release.set()
         assert app.result(10) == "app"
     assert sent == [["app"]]
+    assert group("next") == "next"  # the group goes on
+
+
+@pytest.mark.parametrize("order", [("d", "a2"), ("a2", "d")], ids=["delivery first", "app first"])
+def test_a_delivery_taken_with_the_apps_caller_is_answered_before_the_apps_command(
+    order: tuple[str, str],
+) -> None:
+    """A delivery (a deadline) and the app's caller (none) queued together behind the
+    app's first command: whichever leads, the delivery's own command goes first and the
+    delivery is answered while the app's second command is still in flight."""
+    import pymongo
+
+    sent: list[list[str]] = []
+    held = {"a1": threading.Event(), "a2": threading.Event()}
+    started = {"a1": threading.Event(), "a2": threading.Event()}
+
+    def run(items: list[str]) -> list[str]:
+        sent.append(items)
+        for name in items:
+            if name in held:
+                started[name].set()
+                held[name].wait(30)
+        return items
+
+    group: Group[str, str] = Group(run)
+
+    def call(name: str) -> str:
+        if name == "d":
+            with pymongo.timeout(20):
+                return group(name)
+        return group(name)
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(call, "a1")
+        assert started["a1"].wait(10)
+        calls = {}
+        for n, name in enumerate(order, start=1):
+            calls[name] = pool.submit(call, name)
+            queued(group, n)
+        held["a1"].set()
+        assert calls["d"].result(10) == "d"
+        assert started["a2"].wait(10) and not calls["a2"].done()  # still in flight
+        held["a2"].set()
+        assert (first.result(10), calls["a2"].result(10)) == ("a1", "a2")
+    assert sent == [["a1"], ["d"], ["a2"]]
     assert group("next") == "next"  # the group goes on
