@@ -1,6 +1,7 @@
-"""The app's data against the chain: deliveries that failed and were never replayed, app
-documents that duplicate a linked user, the app's unique indexes that refuse (or will
-refuse) Clerk users, and the documents waiting to be adopted.
+"""The app's data against the chain: deliveries that failed and were never replayed, payers'
+plans a stopped job never recomputed, app documents that duplicate a linked user, the app's
+unique indexes that refuse (or will refuse) Clerk users, and the documents waiting to be
+adopted.
 
 Each is a failing check when users are missing or duplicated now (doctor exits 1), a
 warning when they will be at the next signup of a kind, and every fix is the commands that,
@@ -43,6 +44,35 @@ def check_failed_deliveries(store: Store) -> list[Check]:
             "fix what the errors name (an index of the app's: its check below says how), "
             "then replay them (`clerksync events list --outcome failed` lists them all)",
             (REPLAY,),
+        )
+    ]
+
+
+def check_owed_plans(store: Store) -> list[Check]:
+    """Payers whose plans a reconcile or a prune stopped before recomputing
+    (``clerksync.store.owed``): wrong until the next reconcile, which recomputes them first."""
+    from clerksync.store.owed import stopped
+
+    records = stopped(store)
+    if not records:
+        return []
+    payers = {
+        (parent, i)
+        for r in records
+        if isinstance(r.get("parents"), dict)
+        for parent, ids in r["parents"].items()
+        if isinstance(ids, list)
+        for i in ids
+    }
+    return [
+        Check(
+            "plans owed",
+            "warn",
+            f"a reconcile or a prune stopped before recomputing the plans of {len(payers)} "
+            f"payer{'' if len(payers) == 1 else 's'} it had written items of (their plan "
+            "fields may be stale)",
+            "run reconcile: it recomputes them before anything else",
+            ("clerksync reconcile",),
         )
     ]
 

@@ -164,6 +164,7 @@ def check_app_collection(store: Store, *, has_key: bool = False) -> list[Check]:
     from clerksync.doctor.appdata import (
         check_adoption,
         check_failed_deliveries,
+        check_owed_plans,
         check_unique_indexes,
     )
     from clerksync.store.database import DUE_INDEX
@@ -194,6 +195,7 @@ def check_app_collection(store: Store, *, has_key: bool = False) -> list[Check]:
     checks += check_unique_indexes(store, indexes)
     checks += check_adoption(store, has_key)
     checks += check_failed_deliveries(store)
+    checks += check_owed_plans(store)
     return checks
 
 

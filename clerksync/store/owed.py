@@ -119,3 +119,13 @@ def sweep(store: Store) -> int:
             }
         )
     return len(records)
+
+
+@translated
+def stopped(store: Store) -> list[dict[str, Any]]:
+    """The records a stopped job left (``STALE_AFTER`` old: no running job's), for doctor."""
+    query = {
+        "_id": {"$gte": PREFIX, "$lt": PREFIX_END},
+        "since": {"$lt": utcnow() - STALE_AFTER},
+    }
+    return list(meta_collection(store).find(query))

@@ -346,3 +346,38 @@ def test_schema_of_another_preset(
     assert checks["schema"]["status"] == "fail"
     follow(checks["schema"], cli, db_env)
     assert doctor(cli)[1]["schema"]["status"] == "pass"
+
+
+def test_plans_a_stopped_reconcile_owed(
+    store: Store,
+    cli: Any,
+    db_env: dict[str, str],
+    fake_clerk: FakeClerk,
+    fail_points: Any,
+) -> None:
+    """A reconcile stopped by the database between its items and their payer's plan (its
+    record, found once it is old): doctor warns, and the reconcile it prints sets the plan."""
+    from datetime import timedelta
+
+    from clerksync.store.instance import meta_collection
+    from clerksync.store.mongo import utcnow
+    from clerksync.store.owed import PREFIX, PREFIX_END
+    from tests.support.fakelists import clerk_subscription_item
+
+    fake_clerk.add_user(user_id="user_a", created_at=10, updated_at=10)
+    assert cli("reconcile", "--rate", "1000").exit_code == 0
+    fake_clerk.add_object("subscription_items", clerk_subscription_item(user_id="user_a"))
+    # clerksync's own client (appName "clerksync"): the test's client is not stopped
+    fail_points("alwaysOn", {"failCommands": ["update"], "appName": "clerksync", "errorCode": 50})
+    assert cli("reconcile", "--rate", "1000").exit_code != 0
+    fail_points("off", {})
+    owed = {"_id": {"$gte": PREFIX, "$lt": PREFIX_END}}
+    meta_collection(store).update_many(owed, {"$set": {"since": utcnow() - timedelta(hours=1)}})
+    assert store.users.find_one({"clerkId": "user_a"}).get("plan") is None
+
+    code, checks = doctor(cli)
+    assert checks["plans owed"]["status"] == "warn" and "1 payer " in checks["plans owed"]["detail"]
+    follow(checks["plans owed"], cli, db_env)
+    code, checks = doctor(cli)
+    assert "plans owed" not in checks
+    assert store.users.find_one({"clerkId": "user_a"})["plan"] == "pro"
