@@ -42,6 +42,34 @@ def plan(store: Store, kind: Any, clerk_id: str) -> tuple[Any, Any]:
     return doc.get(names["plan"]), doc.get(names["plan_status"])
 
 
+def deliver(store: Store, body: dict[str, Any]) -> None:
+    apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
+
+
+def run_heard(store: Store, fake: FakeClerk, *listeners: Any) -> None:
+    """A run on a client of its own that ``listeners`` hear."""
+    heard = listened(store, *listeners)
+    try:
+        run(heard, fake)
+    finally:
+        heard.client.close()
+
+
+def settle_read(store: Store) -> Any:
+    """Picks the run's read of the payers' items after its page of items went in."""
+    items = store.collection(SUBSCRIPTION_ITEM).name
+    via = store.schema.section(SUBSCRIPTION_ITEM).require("payer_user_id")
+    inserted: list[bool] = []
+
+    def settles(event: Any) -> bool:
+        if event.command_name == "insert" and event.command.get("insert") == items:
+            inserted.append(True)
+        filter_ = event.command.get("filter") or {}
+        return bool(inserted) and event.command.get("find") == items and via in filter_
+
+    return settles
+
+
 def records(store: Store) -> list[dict[str, Any]]:
     query = {"_id": {"$gte": owed.PREFIX, "$lt": owed.PREFIX_END}}
     return list(meta_collection(store).find(query))
@@ -124,11 +152,7 @@ def test_a_payer_on_many_pages_is_recomputed_once(store: Store, fake_clerk: Fake
         )
         fake_clerk.add_object("subscription_items", item)
     commands = Commands()
-    heard = listened(store, commands)
-    try:
-        run(heard, fake_clerk)
-    finally:
-        heard.client.close()
+    run_heard(store, fake_clerk, commands)
     org_updates = [
         op
         for name, body in commands.sent
@@ -180,16 +204,12 @@ def test_a_payer_holding_a_token_fails_the_guess_and_is_read(
         webhook=True,
     )
     body = {"type": "subscriptionItem.ended", "object": "event", "data": data}
-    apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
+    deliver(store, body)
     assert plan(store, USER, "user_b") == ("team", "ended")
 
     fake_clerk.add_object("subscription_items", clerk_subscription_item(user_id="user_b"))
     commands = Commands()
-    heard = listened(store, commands)
-    try:
-        run(heard, fake_clerk)
-    finally:
-        heard.client.close()
+    run_heard(store, fake_clerk, commands)
     assert plan(store, USER, "user_b") == ("pro", "active")
     # the guessed update (it misses), the token read, the update that lands
     assert updates_of(commands, store.users.name)[-3:] == ["update", "find", "update"]
@@ -217,26 +237,9 @@ def test_a_delivery_between_the_runs_read_and_its_update_wins(
     )
     body = {"type": "subscriptionItem.canceled", "object": "event", "data": data}
 
-    def delivery() -> None:
-        apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
-
-    items = store.collection(SUBSCRIPTION_ITEM).name
-    via = store.schema.section(SUBSCRIPTION_ITEM).require("payer_user_id")
-    inserted: list[bool] = []
-
-    def settles(event: Any) -> bool:
-        """The run's read of the payers' items after its page went in."""
-        if event.command_name == "insert" and event.command.get("insert") == items:
-            inserted.append(True)
-        filter_ = event.command.get("filter") or {}
-        return bool(inserted) and event.command.get("find") == items and via in filter_
-
-    listener, commands = AfterCommand(settles, delivery), Commands()
-    heard = listened(store, listener, commands)
-    try:
-        run(heard, fake_clerk)
-    finally:
-        heard.client.close()
+    listener = AfterCommand(settle_read(store), lambda: deliver(store, body))
+    commands = Commands()
+    run_heard(store, fake_clerk, listener, commands)
     assert listener.done
     assert plan(store, USER, "user_a") == ("pro", "canceled")
     assert updates_of(commands, store.users.name)[-3:] == ["update", "find", "update"]
@@ -285,24 +288,10 @@ def test_a_payer_created_after_the_guess_read_an_object_since_deleted_keeps_no_p
 
     def deleted_then_signed_up() -> None:
         assert writer_of(store).delete(SUBSCRIPTION_ITEM, item["id"]).outcome == "applied"
-        apply_event(writer_of(store), parse_event(json.dumps(signup).encode(), store.schema))
+        deliver(store, signup)
 
-    items = store.collection(SUBSCRIPTION_ITEM).name
-    via = store.schema.section(SUBSCRIPTION_ITEM).require("payer_user_id")
-    inserted: list[bool] = []
-
-    def settles(event: Any) -> bool:
-        if event.command_name == "insert" and event.command.get("insert") == items:
-            inserted.append(True)
-        filter_ = event.command.get("filter") or {}
-        return bool(inserted) and event.command.get("find") == items and via in filter_
-
-    listener = AfterCommand(settles, deleted_then_signed_up)
-    heard = listened(store, listener)
-    try:
-        run(heard, fake_clerk)
-    finally:
-        heard.client.close()
+    listener = AfterCommand(settle_read(store), deleted_then_signed_up)
+    run_heard(store, fake_clerk, listener)
     assert listener.done
     assert store.collection(USER).count_documents({store.key(USER): "user_c"}) == 1
     assert plan(store, USER, "user_c") == (None, None)
@@ -323,11 +312,7 @@ def test_the_payer_of_an_updated_item_is_read_not_guessed(
     )
     mine.update(status="past_due", updated_at=mine["updated_at"] + 10)
     commands = Commands()
-    heard = listened(store, commands)
-    try:
-        run(heard, fake_clerk)
-    finally:
-        heard.client.close()
+    run_heard(store, fake_clerk, commands)
     assert plan(store, USER, "user_a") == ("pro", "past_due")
     items = store.collection(SUBSCRIPTION_ITEM).name
     wrote = max(
