@@ -117,8 +117,7 @@ def walk(
     try:
         with ThreadPoolExecutor(1) as reader:
             upcoming = reader.submit(parsed_page, None, False)
-            following: Any = True
-            while following is not None:
+            while True:
                 page, following, prepared = upcoming.result()
                 if following is not None:
                     upcoming = reader.submit(parsed_page, following, all_new and not dry_run)
@@ -150,6 +149,8 @@ def walk(
                     summary.add(counts)
                 if progress:
                     progress(summary.clerk)
+                if following is None:
+                    break
     except Exception:
         if owed is not None:
             with contextlib.suppress(ClerkSyncError):  # its records stay for the next run

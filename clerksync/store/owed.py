@@ -33,6 +33,8 @@ from clerksync.store.mongo import translated, translating, utcnow
 
 #: ``clerksync_meta``'s ``_id`` prefix of a record (and the end of their range: ':' + 1)
 PREFIX, PREFIX_END = "rollups-owed:", "rollups-owed;"
+#: every record
+RECORDS = {"_id": {"$gte": PREFIX, "$lt": PREFIX_END}}
 
 #: a record this old belongs to no running job: longer than any page's writes take
 STALE_AFTER = timedelta(minutes=10)
@@ -97,7 +99,7 @@ def sweep(store: Store) -> int:
     """Recompute what stopped jobs owed; the records removed once stale (module docstring).
     How many records were read."""
     meta = meta_collection(store)
-    records = list(meta.find({"_id": {"$gte": PREFIX, "$lt": PREFIX_END}}))
+    records = list(meta.find(RECORDS))
     done = []
     for record in records:
         child = BY_NAME.get(str(record.get("child")))
@@ -124,8 +126,4 @@ def sweep(store: Store) -> int:
 @translated
 def stopped(store: Store) -> list[dict[str, Any]]:
     """The records a stopped job left (``STALE_AFTER`` old: no running job's), for doctor."""
-    query = {
-        "_id": {"$gte": PREFIX, "$lt": PREFIX_END},
-        "since": {"$lt": utcnow() - STALE_AFTER},
-    }
-    return list(meta_collection(store).find(query))
+    return list(meta_collection(store).find({**RECORDS, "since": {"$lt": utcnow() - STALE_AFTER}}))

@@ -361,7 +361,7 @@ def test_plans_a_stopped_reconcile_owed(
 
     from clerksync.store.instance import meta_collection
     from clerksync.store.mongo import utcnow
-    from clerksync.store.owed import PREFIX, PREFIX_END
+    from clerksync.store.owed import RECORDS
     from tests.support.fakelists import clerk_subscription_item
 
     fake_clerk.add_user(user_id="user_a", created_at=10, updated_at=10)
@@ -371,8 +371,7 @@ def test_plans_a_stopped_reconcile_owed(
     fail_points("alwaysOn", {"failCommands": ["update"], "appName": "clerksync", "errorCode": 50})
     assert cli("reconcile", "--rate", "1000").exit_code != 0
     fail_points("off", {})
-    owed = {"_id": {"$gte": PREFIX, "$lt": PREFIX_END}}
-    meta_collection(store).update_many(owed, {"$set": {"since": utcnow() - timedelta(hours=1)}})
+    meta_collection(store).update_many(RECORDS, {"$set": {"since": utcnow() - timedelta(hours=1)}})
     assert store.users.find_one({"clerkId": "user_a"}).get("plan") is None
 
     code, checks = doctor(cli)

@@ -71,8 +71,7 @@ def settle_read(store: Store) -> Any:
 
 
 def records(store: Store) -> list[dict[str, Any]]:
-    query = {"_id": {"$gte": owed.PREFIX, "$lt": owed.PREFIX_END}}
-    return list(meta_collection(store).find(query))
+    return list(meta_collection(store).find(owed.RECORDS))
 
 
 def payers(fake: FakeClerk) -> None:
@@ -132,8 +131,8 @@ def test_a_run_stopped_before_its_plans_is_finished_by_the_next(
     assert plan(store, USER, "user_b") == ("team", "active")
     assert len(records(store)) == 1  # young: the stopped run might still be writing
 
-    query = {"_id": {"$gte": owed.PREFIX, "$lt": owed.PREFIX_END}}
-    meta_collection(store).update_many(query, {"$set": {"since": utcnow() - timedelta(hours=1)}})
+    aged = {"$set": {"since": utcnow() - timedelta(hours=1)}}
+    meta_collection(store).update_many(owed.RECORDS, aged)
     run(store, fake_clerk)
     assert records(store) == []
 
