@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from clerksync.clerk.answers import FeatureDisabled, api_error, transport_errors
 from clerksync.clerk.keys import DEFAULT_API_URL, instance_kind
 from clerksync.clerk.routes import route_template
+from clerksync.clerk.tls import tls_context
 from clerksync.errors import ClerkApiError, UserNotFound
 
 PAGE_SIZE = 500  # Clerk's maximum; a larger limit silently returns 10
@@ -75,6 +77,7 @@ class ClerkGateway:
         fail_fast: bool = False,
         on_request: RequestObserver | None = None,
     ) -> None:
+        import httpx
         from clerk_backend_api import Clerk
         from clerk_backend_api.utils import BackoffStrategy, RetryConfig
 
@@ -86,12 +89,18 @@ class ClerkGateway:
         self.secret_key = secret_key
         self.api_url = api_url.rstrip("/")
         self.timeout_ms = timeout_ms
+        # The SDK's clients, made here to share the process's TLS context (``tls``): the
+        # SDK would build two, loading the CA bundle for each. Ours to close (``close``).
+        client = httpx.Client(follow_redirects=True, verify=tls_context())
         self.sdk = Clerk(
             bearer_auth=secret_key,
             server_url=api_url.rstrip("/"),
             retry_config=retry,
             timeout_ms=timeout_ms,
+            client=client,
+            async_client=httpx.AsyncClient(follow_redirects=True, verify=tls_context()),
         )
+        weakref.finalize(self, client.close)  # as the SDK does for the clients it makes
         self.requests = 0
         self._requests_lock = threading.Lock()
         self.fail_fast = fail_fast

@@ -347,12 +347,13 @@ def diagnose(status: int | None, error: str | None = None) -> str | None:
 def post_event(url: str, secret: str, body: bytes, *, timeout: float = 15.0) -> SendResult:
     import httpx
 
+    from clerksync.clerk.tls import tls_context
     from clerksync.clerk.webhooks import sign
 
     headers = sign(secret, body)  # before the clock starts: the latency is the endpoint's
     started = time.perf_counter()
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with httpx.Client(timeout=timeout, verify=tls_context()) as client:
             response = client.post(url, content=body, headers=headers)
     except (httpx.HTTPError, httpx.InvalidURL, ValueError):
         elapsed = (time.perf_counter() - started) * 1000

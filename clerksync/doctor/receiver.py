@@ -61,6 +61,7 @@ def probe_receiver(settings: Settings, url: str, secret: str | None = None) -> C
 
     import httpx
 
+    from clerksync.clerk.tls import tls_context
     from clerksync.clerk.webhooks import sign
     from clerksync.deliverylog.readers import PROBE_PREFIX
     from clerksync.settings import check_webhook_secret
@@ -70,7 +71,7 @@ def probe_receiver(settings: Settings, url: str, secret: str | None = None) -> C
     probe_id = PROBE_PREFIX + random.token_hex(8)
     unsigned_headers = {"content-type": "application/json", "svix-id": probe_id + "_unsigned"}
     try:
-        with httpx.Client(timeout=3.0) as http:
+        with httpx.Client(timeout=3.0, verify=tls_context()) as http:
             unsigned = http.post(url, content=body, headers=unsigned_headers)
             if unsigned.status_code == 404:
                 return Check(

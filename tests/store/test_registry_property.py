@@ -18,6 +18,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clerksync.clerk.tls import tls_context
 from clerksync.kinds.registry import BY_NAME, KINDS
 from clerksync.kinds.user import USER
 from clerksync.mapping import bookkeeping as bk
@@ -102,7 +103,7 @@ def test_every_kind_ends_in_its_newest_state_and_deletes_are_final(
 ) -> None:
     run = f"r{next(RUN)}"
     model = Model(store)
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, verify=tls_context()) as client:
         for kind, index, version, carried in deliveries:
             answer = post(
                 receiver.url,

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from clerksync.clerk.tls import tls_context
 from clerksync.clerk.webhooks import sign
 from clerksync.receiver.app import Receiver
 from clerksync.receiver.asgi import create_app
@@ -83,7 +84,7 @@ def post(
     signed.update(headers or {})
     if client is not None:
         return client.post(url, content=body, headers=signed)
-    return httpx.post(url, content=body, headers=signed, timeout=30)
+    return httpx.post(url, content=body, headers=signed, timeout=30, verify=tls_context())
 
 
 def wait_listening(proc: Any, port: int, timeout: float = 30) -> None:
