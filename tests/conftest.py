@@ -113,7 +113,10 @@ def imported_in_the_main_thread() -> None:
     import clerk_backend_api.utils.unmarshal_json_response  # noqa: F401
     import svix.webhooks  # noqa: F401
 
+    from clerksync.clerk.webhooks import svix_webhooks
     from clerksync.receiver.http import server_config
+
+    svix_webhooks()  # the receivers' own load of it
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         pass

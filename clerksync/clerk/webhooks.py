@@ -13,6 +13,8 @@ import functools
 import secrets
 import time
 from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 MAX_BODY = 1024 * 1024
@@ -22,17 +24,38 @@ class SignatureError(Exception):
     """The delivery is not provably from Clerk: missing headers, bad or stale signature."""
 
 
+@functools.cache
+def svix_webhooks() -> ModuleType:
+    """svix's own ``svix/webhooks.py`` (``Webhook``, ``WebhookVerificationError``), run from
+    its installed file without the ``svix`` package's ``__init__``, which imports svix's
+    whole API client: 0.7 s of CPU before the first delivery is verified or a test one
+    signed, for code nothing here uses. Should a release make the module need its package
+    (a relative import fails here), it is imported the usual way."""
+    import importlib.util
+
+    package = importlib.util.find_spec("svix")  # found, not run
+    try:
+        assert package is not None and package.origin is not None
+        path = Path(package.origin).with_name("webhooks.py")
+        spec = importlib.util.spec_from_file_location("_clerksync_svix_webhooks", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.Webhook, module.WebhookVerificationError  # noqa: B018  (what is used here)
+    except Exception:
+        import svix.webhooks as module
+    return module
+
+
 @functools.lru_cache(maxsize=4)
 def _webhook(secret: str) -> Any:
     """svix's verifier for a secret, made once: it decodes the secret's base64 when made."""
-    from svix.webhooks import Webhook
-
-    return Webhook(secret)
+    return svix_webhooks().Webhook(secret)
 
 
 def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
     """Raise SignatureError unless ``body`` carries a valid, fresh svix signature."""
-    from svix.webhooks import WebhookVerificationError
+    WebhookVerificationError = svix_webhooks().WebhookVerificationError  # noqa: N806
 
     wanted = {k: headers.get(k, "") for k in ("svix-id", "svix-timestamp", "svix-signature")}
     if not all(wanted.values()):
@@ -52,11 +75,9 @@ def sign(
     """Svix headers for ``body``, signed with the svix library exactly as Svix signs."""
     from datetime import datetime, timezone
 
-    from svix.webhooks import Webhook
-
     msg_id = msg_id or "msg_" + secrets.token_hex(12)
     when = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, timezone.utc)
-    signature = Webhook(secret).sign(msg_id, when, body.decode())
+    signature = svix_webhooks().Webhook(secret).sign(msg_id, when, body.decode())
     return {
         "svix-id": msg_id,
         "svix-timestamp": str(int(when.timestamp())),

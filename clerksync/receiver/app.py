@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from clerksync.clerk.gateway import ClerkGateway, default_rate
-from clerksync.clerk.webhooks import SignatureError, verify
+from clerksync.clerk.webhooks import SignatureError, svix_webhooks, verify
 from clerksync.deliverylog.writer import DeliveryLog
 from clerksync.errors import ClerkSyncError, IndexRefused, InvalidEvent, StoreUnavailable
 from clerksync.mapping.events import parse_event
@@ -138,7 +138,7 @@ class Receiver:
                 return
             self._build()
             self._started = True
-        import svix.webhooks  # noqa: F401  (import now, not inside the first delivery)
+        svix_webhooks()  # loaded now, not inside the first delivery
 
         # Off the event loop, and again until it works: a database that is away, or a
         # Clerk-id index that cannot be built yet (duplicates), must not stall requests.
