@@ -4,6 +4,7 @@ known authority signed is refused before any request (and its key) is sent."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import socket
@@ -72,8 +73,11 @@ def test_a_certificate_no_authority_signed_is_refused_before_the_key_is_sent(
         port = listener.getsockname()[1]
 
         def serve() -> None:
-            for _ in range(2):  # a retry, if the gateway made one, would be refused too
-                connection, _ = listener.accept()
+            while True:  # each connection the gateway makes (a retry would be refused too)
+                try:
+                    connection, _ = listener.accept()
+                except OSError:  # the listener is closed: the test is over
+                    return
                 with connection:
                     try:
                         with server_side.wrap_socket(connection, server_side=True) as tls:
@@ -81,12 +85,16 @@ def test_a_certificate_no_authority_signed_is_refused_before_the_key_is_sent(
                     except (ssl.SSLError, OSError):
                         pass
 
-        threading.Thread(target=serve, daemon=True).start()
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
         gateway = ClerkGateway(SECRET_KEY, api_url=f"https://127.0.0.1:{port}/v1", fail_fast=True)
         try:
             with pytest.raises(ClerkApiError) as refused:
                 gateway.get_instance()
         finally:
             gateway.close()
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes a waiting accept()
+        server.join(timeout=10)
     assert refused.value.status == 0 and f"https://127.0.0.1:{port}/v1" in str(refused.value)
     assert received == []  # no request, so no key, went to the server
