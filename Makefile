@@ -47,7 +47,7 @@ demo: $(BIN)/.installed-demo  ## the embedded store + a local receiver with this
 
 # Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE, set
 # in many container images): every command the tests start would otherwise compile clerksync
-# from source, and each worker rewrite every test module again: about a tenth of the suite's CPU.
+# from source, and each worker would rewrite every test module again: about a tenth of the suite's CPU.
 test: setup $(NODE_DIR)/node_modules/.installed
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 

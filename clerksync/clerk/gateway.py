@@ -89,9 +89,11 @@ class ClerkGateway:
         self.secret_key = secret_key
         self.api_url = api_url.rstrip("/")
         self.timeout_ms = timeout_ms
-        # The SDK's clients, made here to share the process's TLS context (``tls``): the
-        # SDK would build two, loading the CA bundle for each. Ours to close (``close``).
+        # The SDK's clients as it makes them, but sharing the process's TLS context (``tls``):
+        # the SDK would load the CA bundle for each. Ours to close: the sync one (``close``,
+        # or when the gateway goes); the async one is never used and opens nothing.
         client = httpx.Client(follow_redirects=True, verify=tls_context())
+        weakref.finalize(self, client.close)
         self.sdk = Clerk(
             bearer_auth=secret_key,
             server_url=api_url.rstrip("/"),
@@ -100,7 +102,6 @@ class ClerkGateway:
             client=client,
             async_client=httpx.AsyncClient(follow_redirects=True, verify=tls_context()),
         )
-        weakref.finalize(self, client.close)  # as the SDK does for the clients it makes
         self.requests = 0
         self._requests_lock = threading.Lock()
         self.fail_fast = fail_fast

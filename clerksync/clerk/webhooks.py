@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import functools
 import secrets
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,27 +26,43 @@ class SignatureError(Exception):
     """The delivery is not provably from Clerk: missing headers, bad or stale signature."""
 
 
-@functools.cache
+_LOADING = threading.Lock()
+_svix: ModuleType | None = None
+
+
 def svix_webhooks() -> ModuleType:
     """svix's own ``svix/webhooks.py`` (``Webhook``, ``WebhookVerificationError``), run from
     its installed file without the ``svix`` package's ``__init__``, which imports svix's
     whole API client: 0.7 s of CPU before the first delivery is verified or a test one
-    signed, for code nothing here uses. Should a release make the module need its package
-    (a relative import fails here), it is imported the usual way."""
+    signed, for code nothing here uses. The app's own ``svix.webhooks`` when it has imported
+    it; the usual import should a release make the module need its package (a relative
+    import fails here). Loaded once (a lock): two copies would be two exception classes."""
+    global _svix
+    if _svix is not None:
+        return _svix
     import importlib.util
 
-    package = importlib.util.find_spec("svix")  # found, not run
-    try:
-        assert package is not None and package.origin is not None
-        path = Path(package.origin).with_name("webhooks.py")
-        spec = importlib.util.spec_from_file_location("_clerksync_svix_webhooks", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.Webhook, module.WebhookVerificationError  # noqa: B018  (what is used here)
-    except Exception:
-        import svix.webhooks as module
-    return module
+    with _LOADING:
+        if _svix is not None:
+            return _svix
+        if "svix.webhooks" in sys.modules:
+            _svix = sys.modules["svix.webhooks"]
+            return _svix
+        try:
+            package = importlib.util.find_spec("svix")  # found, not run
+            if package is None or package.origin is None:
+                raise ImportError("svix is not installed as a package")
+            path = Path(package.origin).with_name("webhooks.py")
+            spec = importlib.util.spec_from_file_location("_clerksync_svix_webhooks", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"no loader for {path}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            module.Webhook, module.WebhookVerificationError  # noqa: B018  (what is used here)
+        except Exception:
+            import svix.webhooks as module
+        _svix = module
+        return module
 
 
 @functools.lru_cache(maxsize=4)

@@ -63,12 +63,16 @@ def test_the_shared_context_verifies_certificates_and_host_names() -> None:
 
 
 def test_a_certificate_no_authority_signed_is_refused_before_the_key_is_sent(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):  # straight to the server
+        monkeypatch.delenv(proxy, raising=False)
+        monkeypatch.delenv(proxy.lower(), raising=False)
     cert, key = self_signed(tmp_path)
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_side.load_cert_chain(cert, key)
     received: list[bytes] = []
+    handshakes_failed: list[str] = []
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
 
@@ -82,7 +86,9 @@ def test_a_certificate_no_authority_signed_is_refused_before_the_key_is_sent(
                     try:
                         with server_side.wrap_socket(connection, server_side=True) as tls:
                             received.append(tls.recv(65536))
-                    except (ssl.SSLError, OSError):
+                    except ssl.SSLError as failed:  # the client refused the certificate
+                        handshakes_failed.append(str(failed))
+                    except OSError:
                         pass
 
         server = threading.Thread(target=serve, daemon=True)
@@ -97,4 +103,5 @@ def test_a_certificate_no_authority_signed_is_refused_before_the_key_is_sent(
                 listener.shutdown(socket.SHUT_RDWR)  # wakes a waiting accept()
         server.join(timeout=10)
     assert refused.value.status == 0 and f"https://127.0.0.1:{port}/v1" in str(refused.value)
+    assert handshakes_failed, "no TLS handshake reached the server"
     assert received == []  # no request, so no key, went to the server
