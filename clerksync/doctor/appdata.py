@@ -51,19 +51,12 @@ def check_failed_deliveries(store: Store) -> list[Check]:
 def check_owed_plans(store: Store) -> list[Check]:
     """Payers whose plans a reconcile or a prune stopped before recomputing
     (``clerksync.store.owed``): wrong until the next reconcile, which recomputes them first."""
-    from clerksync.store.owed import stopped
+    from clerksync.store.owed import parents_named, stopped
 
     records = stopped(store)
     if not records:
         return []
-    payers = {
-        (parent, i)
-        for r in records
-        if isinstance(r.get("parents"), dict)
-        for parent, ids in r["parents"].items()
-        if isinstance(ids, list)
-        for i in ids
-    }
+    payers = {(p, i) for r in records for p, ids in parents_named(r).items() for i in ids}
     return [
         Check(
             "plans owed",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -94,6 +95,18 @@ class Owed:
             self._records = []
 
 
+def parents_named(record: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Parent kind -> the Clerk ids a record names (what this version can read of it)."""
+    named = record.get("parents")
+    if not isinstance(named, dict):
+        return {}
+    return {
+        str(p): {i for i in ids if isinstance(i, str)}
+        for p, ids in named.items()
+        if isinstance(ids, list)
+    }
+
+
 @translated
 def sweep(store: Store) -> int:
     """Recompute what stopped jobs owed; the records removed once stale (module docstring).
@@ -103,15 +116,9 @@ def sweep(store: Store) -> int:
     done = []
     for record in records:
         child = BY_NAME.get(str(record.get("child")))
-        named: Any = record.get("parents")
-        if child is None or not isinstance(named, dict):
+        if child is None or not isinstance(record.get("parents"), dict):
             continue  # not one this version can read: left for the one that wrote it
-        parents = {
-            str(p): {i for i in ids if isinstance(i, str)}
-            for p, ids in named.items()
-            if isinstance(ids, list)
-        }
-        rollups.refresh(store, child, parents)
+        rollups.refresh(store, child, parents_named(record))
         done.append(record["_id"])
     if done:
         meta.delete_many(
