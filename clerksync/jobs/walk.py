@@ -14,7 +14,8 @@ The next page is in flight while one is written, and it is parsed, and (after tw
 pages) its new documents made, in the reader's thread. After a page of all-new objects the
 next one is inserted without a planning read. What the pages owe their parents (a payer's
 plan) is recomputed after the last one (every ``MOST_OWED`` parents on a long walk), under a
-record a stopped walk leaves for the next run (``clerksync.store.owed``).
+record a stopped walk leaves for the next run (``clerksync.store.owed``); when the kind's
+collection was empty as the walk began, from what the pages wrote, not read back.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ def walk(
         return page, following, hooks.prepare(valid, utcnow()) if prepare else {}
 
     # the parents' recomputes the pages owe (a payer's plan), done after them
-    owed = Owed(writer.store, kind) if kind.rollups and not dry_run else None
+    owed = None
+    if kind.rollups and not dry_run:  # first filled: what the pages wrote is all there is
+        empty = writer.store.collection(kind).find_one({}, {"_id": 1}) is None
+        owed = Owed(writer.store, kind, first_fill=empty)
     all_new = False  # was the last page all new? then insert this one without planning
     previous: set[Any] = set()  # ids of the last page: a fallback cursor re-serves some
     try:

@@ -49,11 +49,14 @@ MOST_OWED = 5_000
 class Owed:
     """One job's owed recomputes, for one kind's objects (``child``)."""
 
-    def __init__(self, store: Store, child: Kind) -> None:
-        self.store, self.child = store, child
+    def __init__(self, store: Store, child: Kind, *, first_fill: bool = False) -> None:
+        """``first_fill``: the kind's collection was empty when the job began, so the guessed
+        recomputes take the objects the job wrote instead of reading them (``rollups``)."""
+        self.store, self.child, self.first_fill = store, child, first_fill
         self._records: list[str] = []
         self._parents: dict[str, set[str]] = defaultdict(set)
         self._known: dict[str, set[str]] = defaultdict(set)  # recomputed before: a token
+        self._wrote: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
     def promise(self, parents: rollups.Parents) -> None:
         """Before a page's writes: the record of the parents they may touch (a superset:
@@ -67,12 +70,19 @@ class Owed:
         )
         self._records.append(record)
 
-    def owe(self, parents: rollups.Parents, *, new: bool) -> None:
-        """After a page's writes: the parents they did touch. ``new``: the parents of the
-        objects it created, whose recompute guesses they hold no token; the others' objects
-        were recomputed onto them before, so their tokens are read."""
-        for parent, ids in parents.items():
-            (self._parents if new else self._known)[parent].update(ids)
+    def owe(self, created: list[Any], updated: list[Any]) -> None:
+        """After a page's writes: the objects it created, whose parents' recompute guesses
+        they hold no token, and those it updated, which were recomputed onto their parents
+        before, so their tokens are read."""
+        for parent, ids in rollups.parents_of_items(self.child, created).items():
+            self._parents[parent].update(ids)
+        for parent, ids in rollups.parents_of_items(self.child, updated).items():
+            self._known[parent].update(ids)
+        if self.first_fill:
+            for parent, found in rollups.views_of_items(self.store, self.child, created).items():
+                mine = self._wrote.setdefault(parent, {})
+                for parent_id, views in found.items():
+                    mine.setdefault(parent_id, []).extend(views)
 
     @property
     def full(self) -> bool:
@@ -86,10 +96,11 @@ class Owed:
         known = self._known
         guessed = {p: ids - known.get(p, set()) for p, ids in self._parents.items()}
         if any(guessed.values()):
-            rollups.refresh(self.store, self.child, guessed, guess=True)
+            wrote = self._wrote if self.first_fill else None
+            rollups.refresh(self.store, self.child, guessed, guess=True, wrote=wrote)
         if known:
             rollups.refresh(self.store, self.child, known)
-        self._parents, self._known = defaultdict(set), defaultdict(set)
+        self._parents, self._known, self._wrote = defaultdict(set), defaultdict(set), {}
         if self._records and not failed:
             meta_collection(self.store).delete_many({"_id": {"$in": self._records}})
             self._records = []

@@ -153,8 +153,7 @@ def write_page(
     new = [i for i in inserted if i.id not in gone]
     if kind.rollups:
         if owed is not None:
-            owed.owe(rollups.parents_of_items(kind, new), new=True)
-            owed.owe(rollups.parents_of_items(kind, older), new=False)
+            owed.owe(new, older)
         else:
             rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
     rollups.created(store, kind, [*(i.id for i in new), *taken])

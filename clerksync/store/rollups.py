@@ -30,6 +30,13 @@ updated too, with that read: right, unless one of them went meanwhile; then the 
 creation found the marker that object's recompute left for it (or adopted the app's own
 document) and wrote its fields with a token (``created(awaited=True)``), so the guess fails.
 
+While a database is first filled (the kind's collection was empty when the job began), the
+guess is computed from the objects the job wrote, without reading them back: every object
+stored for a parent that holds no token was then written by this job, or meanwhile by a
+write whose own recompute has yet to land, and fails against the guess's token or makes
+the guess fail (the two tries above). (A parent that gained objects earlier in the same job
+was recomputed then: it holds a token.)
+
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
 collection, then recomputes once more; the parent's insert reads its tombstone and that
@@ -106,21 +113,53 @@ def parents_of_docs(
     return found
 
 
+def views_of_items(
+    store: Store, child: Kind, items: Iterable[Any]
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Parent kind -> parent's Clerk id -> these validated objects as ``_objects`` reads them
+    once stored (their ``$set``: ``Section.values``): what a bulk job wrote, not read back."""
+    found: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    section = store.schema.section(child)
+    kept = [r for r in child.rollups if store.schema.derived(BY_NAME[r.parent])]
+    for item in items:
+        stored = section.values(child, item)
+        for rollup in kept:
+            parent = stored.get(section.require(rollup.via))
+            if isinstance(parent, str) and parent:
+                view = {"clerk_id": item.id, "updated_at": item.updated_at}
+                view.update({f: stored.get(section.require(f)) for f in rollup.reads})
+                found[rollup.parent][parent].append(view)
+    return found
+
+
 def fields_read(store: Store, child: Kind) -> dict[str, int]:
     """What a delete must read of a document before it goes (the parents it names)."""
     section = store.schema.section(child)
     return {section.require(rollup.via): 1 for rollup in child.rollups}
 
 
-def refresh(store: Store, child: Kind, parents: Parents, *, guess: bool = False) -> None:
+def refresh(
+    store: Store,
+    child: Kind,
+    parents: Parents,
+    *,
+    guess: bool = False,
+    wrote: Mapping[str, Mapping[str, list[dict[str, Any]]]] | None = None,
+) -> None:
     """Recompute ``child``'s fields on these parents from what is stored (see the module
     docstring); ``guess``: skip the first token read (bulk jobs, whose parents mostly hold
-    none)."""
+    none); ``wrote`` (with ``guess``, a first fill): every object of these parents, by
+    ``views_of_items``, so the guess reads none."""
     if not child.rollups or not store.stores(child):
         return
     for rollup in child.rollups:
         ids = parents.get(rollup.parent)
-        missing = _apply(store, child, rollup, ids, only_found=False, guess=guess) if ids else set()
+        known = wrote.get(rollup.parent, {}) if wrote is not None and guess else None
+        missing = (
+            _apply(store, child, rollup, ids, only_found=False, guess=guess, wrote=known)
+            if ids
+            else set()
+        )
         if missing:
             _mark_missing(store, child, rollup, missing)
 
@@ -153,10 +192,12 @@ def _apply(
     *,
     only_found: bool,
     guess: bool = False,
+    wrote: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> set[str]:
     """Recompute, each parent's update conditional on the token read before its objects
     were, or guessed absent (module docstring); a parent whose token changed meanwhile is
-    recomputed once more. The parents not stored."""
+    recomputed once more. ``wrote``: the guess's objects, not read (a first fill). The
+    parents not stored."""
     from bson import ObjectId
     from pymongo import UpdateOne
 
@@ -175,8 +216,11 @@ def _apply(
         tokens = _tokens(collection, key, token_path, parent_ids)
         missing = parent_ids - tokens.keys()
     had_objects: set[str] = set()
-    for _ in range(TRIES + guess):
-        found = _objects(store, child, rollup, set(tokens))
+    for attempt in range(TRIES + guess):
+        if attempt == 0 and wrote is not None:
+            found: Mapping[str, list[dict[str, Any]]] = wrote
+        else:
+            found = _objects(store, child, rollup, set(tokens))
         had_objects.update(found)
         stamp, ops, sent = ObjectId(), [], []
         for parent_id in sorted(tokens):

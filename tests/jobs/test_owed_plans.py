@@ -21,7 +21,7 @@ from clerksync.kinds.organization import ORGANIZATION
 from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
 from clerksync.kinds.user import USER
 from clerksync.mapping.events import parse_event
-from clerksync.store import owed
+from clerksync.store import owed, rollups
 from clerksync.store.apply import apply_event
 from clerksync.store.database import Store
 from clerksync.store.instance import meta_collection
@@ -68,6 +68,32 @@ def settle_read(store: Store) -> Any:
         return bool(inserted) and event.command.get("find") == items and via in filter_
 
     return settles
+
+
+def page_done(store: Store) -> Any:
+    """Picks the page's tombstone read after its items went in: on a first fill the guess
+    is what the page wrote, so this is its last command before the guessed update."""
+    items, tombstones = store.collection(SUBSCRIPTION_ITEM).name, store.tombstones.name
+    inserted: list[bool] = []
+
+    def done(event: Any) -> bool:
+        if event.command_name == "insert" and event.command.get("insert") == items:
+            inserted.append(True)
+        return bool(inserted) and event.command.get("find") == tombstones
+
+    return done
+
+
+def guess_made(store: Store, fake: FakeClerk, first_fill: bool) -> Any:
+    """The last command before the run's guessed update: on a first fill, the page's
+    tombstone read (``page_done``); else (an item is stored already, user_z's, from an
+    earlier run) the read of the payers' items."""
+    if first_fill:
+        return page_done(store)
+    fake.add_user(user_id="user_z", created_at=5, updated_at=5)
+    fake.add_object("subscription_items", clerk_subscription_item(user_id="user_z"))
+    run(store, fake)
+    return settle_read(store)
 
 
 def records(store: Store) -> list[dict[str, Any]]:
@@ -214,12 +240,15 @@ def test_a_payer_holding_a_token_fails_the_guess_and_is_read(
     assert updates_of(commands, store.users.name)[-3:] == ["update", "find", "update"]
 
 
-def test_a_delivery_between_the_runs_read_and_its_update_wins(
-    store: Store, fake_clerk: FakeClerk
+@pytest.mark.parametrize("first_fill", [True, False], ids=["first-fill", "items-stored"])
+def test_a_delivery_between_the_runs_guess_and_its_update_wins(
+    store: Store, fake_clerk: FakeClerk, first_fill: bool
 ) -> None:
-    """A delivery's recompute lands between the run's read of user_a's items and its
-    guessed update of user_a: the guess fails (the delivery wrote a token), the run reads
-    again, and the plan is the delivery's newer state."""
+    """A delivery's recompute lands between the run's guess for user_a (what its page
+    wrote, or its read of user_a's items) and its guessed update of user_a: the guess fails
+    (the delivery wrote a token), the run reads again, and the plan is the delivery's newer
+    state."""
+    when = guess_made(store, fake_clerk, first_fill)
     payers(fake_clerk)
     mine = next(
         o
@@ -236,7 +265,7 @@ def test_a_delivery_between_the_runs_read_and_its_update_wins(
     )
     body = {"type": "subscriptionItem.canceled", "object": "event", "data": data}
 
-    listener = AfterCommand(settle_read(store), lambda: deliver(store, body))
+    listener = AfterCommand(when, lambda: deliver(store, body))
     commands = Commands()
     run_heard(store, fake_clerk, listener, commands)
     assert listener.done
@@ -274,13 +303,15 @@ def test_a_prune_stopped_before_its_recompute_is_finished_by_the_next_run(
     assert plan(store, USER, "user_b") == ("free", "ended")
 
 
-def test_a_payer_created_after_the_guess_read_an_object_since_deleted_keeps_no_plan(
-    store: Store, fake_clerk: FakeClerk
+@pytest.mark.parametrize("first_fill", [True, False], ids=["first-fill", "items-stored"])
+def test_a_payer_created_after_the_guess_of_an_object_since_deleted_keeps_no_plan(
+    store: Store, fake_clerk: FakeClerk, first_fill: bool
 ) -> None:
-    """The run reads user_c's item (user_c is not stored); before its guessed update, the
-    item is deleted (its recompute leaves user_c a marker) and user_c signs up (its
-    creation finds the marker and writes its fields, and a token). The guess then misses
-    user_c, whose plan stays empty: it has no item."""
+    """The run's guess counts user_c's item (user_c is not stored); before its guessed
+    update, the item is deleted (its recompute leaves user_c a marker) and user_c signs up
+    (its creation finds the marker and writes its fields, and a token). The guess then
+    misses user_c, whose plan stays empty: it has no item."""
+    when = guess_made(store, fake_clerk, first_fill)
     payers(fake_clerk)
     item = fake_clerk.add_object("subscription_items", clerk_subscription_item(user_id="user_c"))
     signup = event("user.created", clerk_user(user_id="user_c", updated_at=500))
@@ -289,7 +320,7 @@ def test_a_payer_created_after_the_guess_read_an_object_since_deleted_keeps_no_p
         assert writer_of(store).delete(SUBSCRIPTION_ITEM, item["id"]).outcome == "applied"
         deliver(store, signup)
 
-    listener = AfterCommand(settle_read(store), deleted_then_signed_up)
+    listener = AfterCommand(when, deleted_then_signed_up)
     run_heard(store, fake_clerk, listener)
     assert listener.done
     assert store.collection(USER).count_documents({store.key(USER): "user_c"}) == 1
@@ -322,3 +353,62 @@ def test_the_payer_of_an_updated_item_is_read_not_guessed(
     after = Commands()
     after.sent = commands.sent[wrote:]
     assert updates_of(after, store.users.name) == ["find", "update"]
+
+
+def items_read(store: Store, commands: Commands) -> int:
+    """The run's reads of subscription items by payer after its items went in (the
+    recompute's: a new user's creation reads its items before)."""
+    items = store.collection(SUBSCRIPTION_ITEM).name
+    via = store.schema.section(SUBSCRIPTION_ITEM).require("payer_user_id")
+    sent = commands.sent
+    first = next(n for n, (name, body) in enumerate(sent) if body.get("insert") == items)
+    return sum(
+        1
+        for name, body in sent[first:]
+        if name == "find" and body.get("find") == items and via in (body.get("filter") or {})
+    )
+
+
+def test_a_first_fill_guesses_from_what_it_wrote_reading_no_item(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """The items' collection is empty when the run begins: the payers' plans come from the
+    items its page wrote, with no read of them; one guessed update per payer kind."""
+    payers(fake_clerk)
+    commands = Commands()
+    run_heard(store, fake_clerk, commands)
+    assert plan(store, USER, "user_a") == ("pro", "active")
+    assert plan(store, USER, "user_b") == ("team", "active")
+    assert items_read(store, commands) == 0
+    items = store.collection(SUBSCRIPTION_ITEM).name
+    first = next(n for n, (_, body) in enumerate(commands.sent) if body.get("insert") == items)
+    after = Commands()
+    after.sent = commands.sent[first:]
+    assert updates_of(after, store.users.name) == ["update"]  # guessed, and landed
+
+
+def test_an_item_stored_before_the_run_counts_in_its_payers_guess(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """user_b's active team item is stored, but no recompute ever wrote its plan (as when
+    the app's mapping gained the plan fields since); Clerk also lists an ended free item
+    the database lacks. The run creates that one and, the collection not being empty,
+    reads user_b's items for its guess: the plan is the team item's, not the new one's."""
+    fake_clerk.add_user(user_id="user_b", created_at=10, updated_at=10)
+    team = fake_clerk.add_object(
+        "subscription_items", clerk_subscription_item(user_id="user_b", plan="team")
+    )
+    run(store, fake_clerk)
+    names = store.schema.derived(USER)
+    token = rollups.token_field(SUBSCRIPTION_ITEM)
+    unset = {"$unset": {names["plan"]: "", names["plan_status"]: "", token: ""}}
+    store.users.update_one({store.key(USER): "user_b"}, unset)
+    assert plan(store, USER, "user_b") == (None, None)
+    ended = clerk_subscription_item(
+        user_id="user_b", status="ended", plan="free", amount=0, created_at=team["created_at"] - 5
+    )
+    fake_clerk.add_object("subscription_items", ended)
+    commands = Commands()
+    run_heard(store, fake_clerk, commands)
+    assert items_read(store, commands) >= 1
+    assert plan(store, USER, "user_b") == ("team", "active")

@@ -287,3 +287,32 @@ def test_a_payer_with_no_item_costs_its_creation_no_token_read(
     assert writer_of(own).upsert(USER, user, likely_new=True).outcome == "duplicate"
     reads = [command["find"] for name, command in listener.sent if name == "find"]
     assert reads.count(store.users.name) == 1  # the duplicate's own version read
+
+
+@ALL_SCHEMAS
+def test_what_a_job_wrote_is_what_the_recompute_would_read(store: Store) -> None:
+    """A first fill's guess takes the items its pages wrote (``views_of_items``) instead of
+    reading them back: for each payer, the same objects the read returns, field for field,
+    under every schema (a user's items, an organization's, one with no payer)."""
+    kind = BY_NAME["subscription item"]
+    payloads = [
+        clerk_subscription_item(item_id="csub_item_v1", user_id="user_v", plan="team"),
+        clerk_subscription_item(item_id="csub_item_v2", user_id="user_v", status="ended"),
+        clerk_subscription_item(item_id="csub_item_v3", org_id="org_v", status="past_due"),
+        clerk_subscription_item(item_id="csub_item_v4", user_id=None),
+    ]
+    items = [kind.parse(p) for p in payloads]
+    now = utcnow()
+    section = store.schema.section(kind)
+    docs = [new_document(state_update(kind, section, i, now)) for i in items]
+    store.ready(kind)
+    store.collection(kind).insert_many(docs)
+    wrote = rollups.views_of_items(store, kind, items)
+    for rollup in kind.rollups:
+        ids = set(wrote.get(rollup.parent, {}))
+        assert ids  # both payer kinds are named
+        read = rollups._objects(store, kind, rollup, ids)
+        key = "clerk_id"
+        assert {p: sorted(v, key=lambda x: x[key]) for p, v in read.items()} == {
+            p: sorted(v, key=lambda x: x[key]) for p, v in wrote[rollup.parent].items()
+        }
