@@ -54,7 +54,7 @@ from clerksync.kinds.base import Kind, Rollup
 from clerksync.kinds.registry import BY_NAME, rollups_onto
 from clerksync.mapping import bookkeeping as bk
 from clerksync.store.database import Store
-from clerksync.store.mongo import IN_CHUNK, find_in, utcnow
+from clerksync.store.mongo import IN_CHUNK, WRITE_CHUNK, find_in, utcnow
 
 #: parent kind name -> the Clerk ids of the parents a write touched
 Parents = Mapping[str, set[str]]
@@ -233,7 +233,11 @@ def _apply(
             held = {"$exists": False} if read is NO_TOKEN else read  # cheaper than a null
             ops.append(UpdateOne({key: parent_id, token_path: held}, change))
             sent.append(parent_id)
-        if not ops or collection.bulk_write(ops, ordered=False).matched_count == len(ops):
+        matched = sum(
+            collection.bulk_write(ops[at : at + WRITE_CHUNK], ordered=False).matched_count
+            for at in range(0, len(ops), WRITE_CHUNK)
+        )
+        if matched == len(ops):  # none sent, or every update landed
             break
         now = _tokens(collection, key, token_path, set(sent))  # the next try's token read
         missing |= set(sent) - now.keys()  # deleted meanwhile

@@ -25,7 +25,7 @@ from clerksync.store import owed, rollups
 from clerksync.store.apply import apply_event
 from clerksync.store.database import Store
 from clerksync.store.instance import meta_collection
-from clerksync.store.mongo import utcnow
+from clerksync.store.mongo import WRITE_CHUNK, utcnow
 from tests.support.commands import AfterCommand, Commands, listened
 from tests.support.fakeclerk import SECRET_KEY, FakeClerk
 from tests.support.fakelists import clerk_subscription_item
@@ -165,7 +165,8 @@ def test_a_run_stopped_before_its_plans_is_finished_by_the_next(
 
 def test_a_payer_on_many_pages_is_recomputed_once(store: Store, fake_clerk: FakeClerk) -> None:
     """An organization paying for items on both pages of 500: one update of it, and one
-    record per page written, both gone after the run."""
+    record per page written, both gone after the run. The 514 users' guessed updates go
+    in commands of at most a page's (``WRITE_CHUNK``)."""
     fake_clerk.add_org(org_id="org_p", created_at=10, updated_at=10)
     for i in range(520):
         item = clerk_subscription_item(
@@ -186,6 +187,12 @@ def test_a_payer_on_many_pages_is_recomputed_once(store: Store, fake_clerk: Fake
     ]
     assert len(org_updates) == 1
     assert plan(store, ORGANIZATION, "org_p") == ("org", "active")
+    user_updates = [
+        len(body["updates"])
+        for name, body in commands.sent
+        if name == "update" and body["update"] == store.users.name
+    ]
+    assert sum(user_updates) == 514 and max(user_updates) <= WRITE_CHUNK
     record_writes = [
         body
         for name, body in commands.sent
