@@ -114,8 +114,7 @@ def walk(
     # the parents' recomputes the pages owe (a payer's plan), done after them
     owed = None
     if kind.rollups and not dry_run:  # first filled: what the pages wrote is all there is
-        empty = writer.store.collection(kind).find_one({}, {"_id": 1}) is None
-        owed = Owed(writer.store, kind, first_fill=empty)
+        owed = Owed(writer.store, kind, first_fill=writer.store.empty(kind))
     all_new = False  # was the last page all new? then insert this one without planning
     previous: set[Any] = set()  # ids of the last page: a fallback cursor re-serves some
     try:

@@ -319,6 +319,10 @@ class Store:
         runs = {t["_id"]: t.get(PRUNE_RUN) for t in found}
         return {i: run if isinstance(run, str) else None for i, run in runs.items()}
 
+    def empty(self, kind: Kind) -> bool:
+        """Does the kind's collection hold no document at all (a database first filled)?"""
+        return self.collection(kind).find_one({}, {"_id": 1}) is None
+
     def held(self, kind: Kind, clerk_id: str) -> bool:
         """Is a document stored under this Clerk id?"""
         found = self.collection(kind).find_one({self.key(kind): clerk_id}, {"_id": 1})

@@ -2,12 +2,13 @@
 written down before the writes that owe them and done together after them.
 
 Reconcile writes a kind's pages, then recomputes once the parents they touched: a parent
-whose objects span several pages (an organization paying for many items) is read and
-updated once, not once a page. Before each page's writes, a record naming the parents they
-may touch goes into ``clerksync_meta`` (``_id`` ``rollups-owed:…``); it is removed once
-they are recomputed. A job stopped in between (a crash, Ctrl-C, the database gone) leaves
-it, and the next reconcile recomputes what it names first (``sweep``): without it nothing
-would, as a rerun finds those pages' objects unchanged and writes nothing for them.
+whose objects span several pages (an organization paying for many items) is read (on a first
+fill, taken from what the pages wrote: ``rollups``) and updated once, not once a page.
+Before each page's writes, a record naming the parents they may touch goes into
+``clerksync_meta`` (``_id`` ``rollups-owed:…``); it is removed once they are recomputed. A
+job stopped in between (a crash, Ctrl-C, the database gone) leaves it, and the next
+reconcile recomputes what it names first (``sweep``): without it nothing would, as a rerun
+finds those pages' objects unchanged and writes nothing for them.
 A prune writes one before its deletes (each recomputes at once): a rerun would not, as what
 it deleted is no orphan any more.
 
@@ -40,8 +41,8 @@ RECORDS = {"_id": {"$gte": PREFIX, "$lt": PREFIX_END}}
 #: a record this old belongs to no running job: longer than any page's writes take
 STALE_AFTER = timedelta(minutes=10)
 
-#: parents owed before the job recomputes them (and forgets them): bounds its memory, and
-#: how long a plan lags behind its objects during a long run
+#: parents owed (or, on a first fill, objects written) before the job recomputes them and
+#: forgets them: bounds its memory, and how long a plan lags behind its objects in a long run
 MOST_OWED = 5_000
 
 
@@ -57,6 +58,7 @@ class Owed:
         self._parents: dict[str, set[str]] = defaultdict(set)
         self._known: dict[str, set[str]] = defaultdict(set)  # recomputed before: a token
         self._wrote: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self._views = 0  # objects in _wrote
 
     def promise(self, parents: rollups.Parents) -> None:
         """Before a page's writes: the record of the parents they may touch (a superset:
@@ -83,27 +85,49 @@ class Owed:
                 mine = self._wrote.setdefault(parent, {})
                 for parent_id, views in found.items():
                     mine.setdefault(parent_id, []).extend(views)
+                    self._views += len(views)
 
     @property
     def full(self) -> bool:
         owed = (*self._parents.values(), *self._known.values())
-        return sum(len(ids) for ids in owed) >= MOST_OWED
+        return max(sum(len(ids) for ids in owed), self._views) >= MOST_OWED
 
     def settle(self, *, failed: bool = False) -> None:
         """Recompute what is owed (a bulk recompute: ``refresh(guess=True)``), then remove
         the records; ``failed`` (the walk failed): keep them for the next sweep, as a failed
-        page's writes are not all known (some went in; one that timed out may still)."""
+        page's writes are not all known (some went in; one that timed out may still), so
+        the guess reads the objects then, first fill or not."""
         known = self._known
         guessed = {p: ids - known.get(p, set()) for p, ids in self._parents.items()}
         if any(guessed.values()):
-            wrote = self._wrote if self.first_fill else None
+            wrote = self._written() if self.first_fill and not failed else None
             rollups.refresh(self.store, self.child, guessed, guess=True, wrote=wrote)
         if known:
             rollups.refresh(self.store, self.child, known)
-        self._parents, self._known, self._wrote = defaultdict(set), defaultdict(set), {}
+        self._parents, self._known, self._wrote, self._views = (
+            defaultdict(set),
+            defaultdict(set),
+            {},
+            0,
+        )
         if self._records and not failed:
             meta_collection(self.store).delete_many({"_id": {"$in": self._records}})
             self._records = []
+
+    def _written(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """What the pages wrote, less what a delete has tombstoned since (its tombstone comes
+        before its delete, and the recompute after it may never come): the objects a read
+        now would find, or fewer (a read here was the guess before first fills took this)."""
+        ids = sorted(
+            {v["clerk_id"] for found in self._wrote.values() for vs in found.values() for v in vs}
+        )
+        gone = set(self.store.tombstones_of(ids))
+        if not gone:
+            return self._wrote
+        return {
+            parent: {p: [v for v in vs if v["clerk_id"] not in gone] for p, vs in found.items()}
+            for parent, found in self._wrote.items()
+        }
 
 
 def parents_named(record: Mapping[str, Any]) -> dict[str, set[str]]:

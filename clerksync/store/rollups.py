@@ -3,7 +3,8 @@ organization's plan, from their subscription items), kept right by the one write
 
 After every write of such an object (a delivery, a page of reconcile, a prune's delete, an
 undo) the parent's fields are recomputed from every object stored for that parent: a read of
-the parents' tokens, one indexed read of those objects, one update of the parent. The same
+the parents' tokens, one indexed read of those objects (a bulk job's first fill: what it
+wrote, below), one update of the parent. The same
 is done when a parent's document is created or adopted, so objects that arrived before their
 parent count. So the order deliveries arrive in never matters: each recompute reads what is
 stored.
@@ -31,11 +32,13 @@ creation found the marker that object's recompute left for it (or adopted the ap
 document) and wrote its fields with a token (``created(awaited=True)``), so the guess fails.
 
 While a database is first filled (the kind's collection was empty when the job began), the
-guess is computed from the objects the job wrote, without reading them back: every object
-stored for a parent that holds no token was then written by this job, or meanwhile by a
-write whose own recompute has yet to land, and fails against the guess's token or makes
-the guess fail (the two tries above). (A parent that gained objects earlier in the same job
-was recomputed then: it holds a token.)
+guess is computed from the objects the job's pages wrote, without reading them back, less
+those a tombstone refuses by then (``Owed``): every other object stored for a parent that
+holds no token was written meanwhile by a write whose own recompute has yet to land (it
+then fails against the guess's token or makes the guess fail: the two tries above; a
+redelivery's duplicate recomputes again), and a delete writes its tombstone before it
+removes anything. (A parent that gained objects earlier in the same job was recomputed
+then: it holds a token. A job whose page failed part-way reads: ``Owed.settle``.)
 
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
@@ -233,11 +236,7 @@ def _apply(
             held = {"$exists": False} if read is NO_TOKEN else read  # cheaper than a null
             ops.append(UpdateOne({key: parent_id, token_path: held}, change))
             sent.append(parent_id)
-        matched = sum(
-            collection.bulk_write(ops[at : at + WRITE_CHUNK], ordered=False).matched_count
-            for at in range(0, len(ops), WRITE_CHUNK)
-        )
-        if matched == len(ops):  # none sent, or every update landed
+        if _matched(collection, ops) == len(ops):  # none sent, or every update landed
             break
         now = _tokens(collection, key, token_path, set(sent))  # the next try's token read
         missing |= set(sent) - now.keys()  # deleted meanwhile
@@ -247,6 +246,25 @@ def _apply(
     if only_found and had_objects:  # the parents' markers are answered, their fields written
         answered(store, sorted(had_objects))
     return missing
+
+
+def _matched(collection: Any, ops: list[Any]) -> int:
+    """Send the updates in commands of ``WRITE_CHUNK``, every one of them even when one
+    refuses some (as one unordered command would), then raise the first refusal; how many
+    matched."""
+    from pymongo.errors import BulkWriteError
+
+    matched, refused = 0, None
+    for at in range(0, len(ops), WRITE_CHUNK):
+        try:
+            matched += collection.bulk_write(
+                ops[at : at + WRITE_CHUNK], ordered=False
+            ).matched_count
+        except BulkWriteError as exc:
+            refused = refused or exc
+    if refused is not None:
+        raise refused
+    return matched
 
 
 def _tokens(collection: Any, key: str, token_path: str, ids: set[str]) -> dict[str, Any]:

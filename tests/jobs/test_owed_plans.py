@@ -165,8 +165,9 @@ def test_a_run_stopped_before_its_plans_is_finished_by_the_next(
 
 def test_a_payer_on_many_pages_is_recomputed_once(store: Store, fake_clerk: FakeClerk) -> None:
     """An organization paying for items on both pages of 500: one update of it, and one
-    record per page written, both gone after the run. The 514 users' guessed updates go
-    in commands of at most a page's (``WRITE_CHUNK``)."""
+    record per page written, both gone after the run. The guessed updates of the 514 user
+    payers (not stored: they match nothing) go in commands of at most a page's
+    (``WRITE_CHUNK``)."""
     fake_clerk.add_org(org_id="org_p", created_at=10, updated_at=10)
     for i in range(520):
         item = clerk_subscription_item(
@@ -380,7 +381,7 @@ def test_a_first_fill_guesses_from_what_it_wrote_reading_no_item(
     store: Store, fake_clerk: FakeClerk
 ) -> None:
     """The items' collection is empty when the run begins: the payers' plans come from the
-    items its page wrote, with no read of them; one guessed update per payer kind."""
+    items its page wrote, with no read of them; the users' one guessed update lands."""
     payers(fake_clerk)
     commands = Commands()
     run_heard(store, fake_clerk, commands)
@@ -400,7 +401,8 @@ def test_an_item_stored_before_the_run_counts_in_its_payers_guess(
     """user_b's active team item is stored, but no recompute ever wrote its plan (as when
     the app's mapping gained the plan fields since); Clerk also lists an ended free item
     the database lacks. The run creates that one and, the collection not being empty,
-    reads user_b's items for its guess: the plan is the team item's, not the new one's."""
+    reads user_b's items for its guess: the plan is the team item's, not the new one's.
+    (The read was always made; this guards the first-fill rule's condition.)"""
     fake_clerk.add_user(user_id="user_b", created_at=10, updated_at=10)
     team = fake_clerk.add_object(
         "subscription_items", clerk_subscription_item(user_id="user_b", plan="team")

@@ -1,0 +1,110 @@
+"""A first fill's guessed recompute (``Owed(first_fill=True)``) takes what the pages wrote
+instead of reading it back, but never where a read would know better: after a page failed
+part-way, for an item deleted since (its recompute may never come), or for a payer a
+recompute reached earlier in the same job."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
+
+from clerksync.devtools.payloads import clerk_user, event
+from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
+from clerksync.kinds.user import USER
+from clerksync.mapping.documents import new_document, state_update
+from clerksync.mapping.events import parse_event
+from clerksync.store import rollups
+from clerksync.store.apply import apply_event
+from clerksync.store.database import Store
+from clerksync.store.mongo import WRITE_CHUNK, utcnow
+from clerksync.store.owed import Owed
+from clerksync.store.writer import tombstone_update
+from tests.support.fakelists import clerk_subscription_item
+from tests.support.writes import writer_of
+
+
+def signed_up(store: Store, user_id: str) -> None:
+    body = event("user.created", clerk_user(user_id=user_id, updated_at=500))
+    apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
+
+
+def stored(store: Store, *payloads: dict[str, Any]) -> list[Any]:
+    """The items, validated, and their documents inserted as a page inserts them."""
+    kind = SUBSCRIPTION_ITEM
+    items = [kind.parse(p) for p in payloads]
+    section, now = store.schema.section(kind), utcnow()
+    store.ready(kind)
+    store.collection(kind).insert_many(
+        [new_document(state_update(kind, section, i, now)) for i in items]
+    )
+    return items
+
+
+def plan(store: Store, user_id: str) -> tuple[Any, Any]:
+    names = store.schema.derived(USER)
+    doc = store.users.find_one({store.key(USER): user_id}) or {}
+    return doc.get(names["plan"]), doc.get(names["plan_status"])
+
+
+def item(item_id: str, **fields: Any) -> dict[str, Any]:
+    return clerk_subscription_item(item_id=item_id, user_id="user_p", **fields)
+
+
+def test_a_failed_page_makes_the_guess_read(store: Store) -> None:
+    """Page one wrote user_p's ended item; page two's active one went in, then the page
+    failed before it said what it wrote. The failed run's recompute reads, so the plan is
+    the active item's, not the only one the job knew of."""
+    signed_up(store, "user_p")
+    owed = Owed(store, SUBSCRIPTION_ITEM, first_fill=True)
+    owed.owe(stored(store, item("csub_item_e", status="ended", plan="free")), [])
+    stored(store, item("csub_item_a", plan="team"))  # went in; its page never owed it
+    owed.settle(failed=True)
+    assert plan(store, "user_p") == ("team", "active")
+
+
+def test_an_item_deleted_after_its_page_is_not_counted(store: Store) -> None:
+    """The page wrote two items of user_p; a delivery then deleted the active one (its
+    tombstone, then the document) and stopped before its recompute. The guess leaves it
+    out, as a read would have."""
+    signed_up(store, "user_p")
+    owed = Owed(store, SUBSCRIPTION_ITEM, first_fill=True)
+    items = stored(
+        store, item("csub_item_e", status="ended", plan="free"), item("csub_item_a", plan="team")
+    )
+    owed.owe(items, [])
+    store.tombstones.update_one({"_id": "csub_item_a"}, tombstone_update(utcnow()), upsert=True)
+    collection = store.collection(SUBSCRIPTION_ITEM)
+    collection.delete_one({store.key(SUBSCRIPTION_ITEM): "csub_item_a"})
+    owed.settle()
+    assert plan(store, "user_p") == ("free", "ended")
+
+
+def test_a_payer_recomputed_earlier_in_the_job_is_read(store: Store) -> None:
+    """A long job settles twice: user_p's active item on the first stretch, an ended one on
+    the second. The second guess (only the ended item) misses user_p, which holds the
+    first's token, and the read that follows keeps the active plan."""
+    signed_up(store, "user_p")
+    owed = Owed(store, SUBSCRIPTION_ITEM, first_fill=True)
+    owed.owe(stored(store, item("csub_item_a", plan="team")), [])
+    owed.settle()
+    assert plan(store, "user_p") == ("team", "active")
+    owed.owe(stored(store, item("csub_item_e", status="ended", plan="free")), [])
+    owed.settle()
+    assert plan(store, "user_p") == ("team", "active")
+
+
+def test_a_refused_update_does_not_keep_the_next_commands_from_being_sent(store: Store) -> None:
+    """Updates go in commands of ``WRITE_CHUNK``: one the app's unique index refuses in the
+    first fails the call, after the second command's updates landed too."""
+    collection = store.db[f"chunks_{WRITE_CHUNK}"]
+    collection.create_index("v", unique=True)
+    collection.insert_many([{"_id": n, "v": -n - 1} for n in range(WRITE_CHUNK + 100)])
+    ops = [UpdateOne({"_id": n}, {"$set": {"v": max(n, 1)}}) for n in range(WRITE_CHUNK + 100)]
+    with pytest.raises(BulkWriteError):
+        rollups._matched(collection, ops)
+    assert collection.count_documents({"v": {"$gte": WRITE_CHUNK}}) == 100
+    collection.drop()
