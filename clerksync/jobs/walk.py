@@ -15,7 +15,8 @@ pages) its new documents made, in the reader's thread. After a page of all-new o
 next one is inserted without a planning read. What the pages owe their parents (a payer's
 plan) is recomputed after the last one (every ``MOST_OWED`` parents on a long walk), under a
 record a stopped walk leaves for the next run (``clerksync.store.owed``); when the kind's
-collection was empty as the walk began, from what the pages wrote, not read back.
+collection was empty as the walk began, from what the pages wrote (less what a delete has
+tombstoned since), not read back.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def walk(
 
     # the parents' recomputes the pages owe (a payer's plan), done after them
     owed = None
-    if kind.rollups and not dry_run:  # first filled: what the pages wrote is all there is
+    if kind.rollups and not dry_run:  # first filled: the guess is made of what pages wrote
         owed = Owed(writer.store, kind, first_fill=writer.store.empty(kind))
     all_new = False  # was the last page all new? then insert this one without planning
     previous: set[Any] = set()  # ids of the last page: a fallback cursor re-serves some

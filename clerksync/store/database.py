@@ -305,7 +305,8 @@ class Store:
 
     def tombstones_of(self, clerk_ids: list[str]) -> dict[str, str | None]:
         """The tombstones of these Clerk ids: id -> the prune run that wrote it, or None for
-        a real delete's: one ``$in``; for a reconcile page's ids (``IN_CHUNK`` or more), a
+        a real delete's: one ``$in``; for a reconcile page's ids (``IN_CHUNK`` or more; or a
+        first fill's items before their payers' recompute, up to ``owed.MOST_VIEWS``), a
         probe for any tombstone first, and no ``$in`` while none is kept, as while a database
         is first filled. As exact as the ``$in`` (both read what is there then); the probe
         costs the test server 0.6 ms where an ``$in`` of 500-1,000 ids costs 6-20 ms, and

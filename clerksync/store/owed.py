@@ -41,9 +41,13 @@ RECORDS = {"_id": {"$gte": PREFIX, "$lt": PREFIX_END}}
 #: a record this old belongs to no running job: longer than any page's writes take
 STALE_AFTER = timedelta(minutes=10)
 
-#: parents owed (or, on a first fill, objects written) before the job recomputes them and
-#: forgets them: bounds its memory, and how long a plan lags behind its objects in a long run
+#: parents owed before the job recomputes them (and forgets them): bounds its memory, and
+#: how long a plan lags behind its objects during a long run
 MOST_OWED = 5_000
+
+#: objects a first fill's guess holds between two recomputes; past it, that stretch's guess
+#: reads them instead (a stretch of payers paying for one item each never gets there)
+MOST_VIEWS = 2 * MOST_OWED
 
 
 @translating
@@ -52,12 +56,15 @@ class Owed:
 
     def __init__(self, store: Store, child: Kind, *, first_fill: bool = False) -> None:
         """``first_fill``: the kind's collection was empty when the job began, so the guessed
-        recomputes take the objects the job wrote instead of reading them (``rollups``)."""
+        recomputes take the objects the job wrote instead of reading them, less those a
+        tombstone refuses by then (``rollups``); after a failure, or past ``MOST_VIEWS``
+        objects, they read."""
         self.store, self.child, self.first_fill = store, child, first_fill
         self._records: list[str] = []
         self._parents: dict[str, set[str]] = defaultdict(set)
         self._known: dict[str, set[str]] = defaultdict(set)  # recomputed before: a token
-        self._wrote: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        # parent kind -> parent id -> what the pages wrote; None: the guess reads
+        self._wrote: dict[str, dict[str, list[dict[str, Any]]]] | None = {} if first_fill else None
         self._views = 0  # objects in _wrote
 
     def promise(self, parents: rollups.Parents) -> None:
@@ -80,53 +87,56 @@ class Owed:
             self._parents[parent].update(ids)
         for parent, ids in rollups.parents_of_items(self.child, updated).items():
             self._known[parent].update(ids)
-        if self.first_fill:
-            for parent, found in rollups.views_of_items(self.store, self.child, created).items():
-                mine = self._wrote.setdefault(parent, {})
-                for parent_id, views in found.items():
-                    mine.setdefault(parent_id, []).extend(views)
-                    self._views += len(views)
+        if self._wrote is None:
+            return
+        for parent, found in rollups.views_of_items(self.store, self.child, created).items():
+            mine = self._wrote.setdefault(parent, {})
+            for parent_id, views in found.items():
+                mine.setdefault(parent_id, []).extend(views)
+                self._views += len(views)
+        if self._views > MOST_VIEWS:  # payers of many objects: this stretch reads them
+            self._wrote = None
 
     @property
     def full(self) -> bool:
         owed = (*self._parents.values(), *self._known.values())
-        return max(sum(len(ids) for ids in owed), self._views) >= MOST_OWED
+        return sum(len(ids) for ids in owed) >= MOST_OWED
 
     def settle(self, *, failed: bool = False) -> None:
         """Recompute what is owed (a bulk recompute: ``refresh(guess=True)``), then remove
         the records; ``failed`` (the walk failed): keep them for the next sweep, as a failed
-        page's writes are not all known (some went in; one that timed out may still), so
-        the guess reads the objects then, first fill or not."""
+        page's writes are not all known (some went in; one that timed out may still), and
+        read the objects for the guess, first fill or not."""
         known = self._known
         guessed = {p: ids - known.get(p, set()) for p, ids in self._parents.items()}
         if any(guessed.values()):
-            wrote = self._written() if self.first_fill and not failed else None
+            wrote = self._written() if not failed else None
             rollups.refresh(self.store, self.child, guessed, guess=True, wrote=wrote)
         if known:
             rollups.refresh(self.store, self.child, known)
-        self._parents, self._known, self._wrote, self._views = (
-            defaultdict(set),
-            defaultdict(set),
-            {},
-            0,
-        )
+        self._parents, self._known = defaultdict(set), defaultdict(set)
+        self._wrote, self._views = {} if self.first_fill else None, 0
         if self._records and not failed:
             meta_collection(self.store).delete_many({"_id": {"$in": self._records}})
             self._records = []
 
-    def _written(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
-        """What the pages wrote, less what a delete has tombstoned since (its tombstone comes
-        before its delete, and the recompute after it may never come): the objects a read
-        now would find, or fewer (a read here was the guess before first fills took this)."""
+    def _written(self) -> dict[str, dict[str, list[dict[str, Any]]]] | None:
+        """What the pages wrote (None: the guess reads), less what a delete has tombstoned
+        since: its tombstone comes before its delete, and the recompute after it may never
+        come. What a read now would find, but for a document a delete has tombstoned and not
+        yet removed (left out: the delete, or the next page's tombstone read, removes it)."""
+        wrote = self._wrote
+        if wrote is None:
+            return None
         ids = sorted(
-            {v["clerk_id"] for found in self._wrote.values() for vs in found.values() for v in vs}
+            {v["clerk_id"] for found in wrote.values() for vs in found.values() for v in vs}
         )
         gone = set(self.store.tombstones_of(ids))
         if not gone:
-            return self._wrote
+            return wrote
         return {
             parent: {p: [v for v in vs if v["clerk_id"] not in gone] for p, vs in found.items()}
-            for parent, found in self._wrote.items()
+            for parent, found in wrote.items()
         }
 
 

@@ -38,7 +38,7 @@ holds no token was written meanwhile by a write whose own recompute has yet to l
 then fails against the guess's token or makes the guess fail: the two tries above; a
 redelivery's duplicate recomputes again), and a delete writes its tombstone before it
 removes anything. (A parent that gained objects earlier in the same job was recomputed
-then: it holds a token. A job whose page failed part-way reads: ``Owed.settle``.)
+then: it holds a token. A job whose walk failed reads: ``Owed.settle``.)
 
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
@@ -261,7 +261,8 @@ def _matched(collection: Any, ops: list[Any]) -> int:
                 ops[at : at + WRITE_CHUNK], ordered=False
             ).matched_count
         except BulkWriteError as exc:
-            refused = refused or exc
+            if refused is None:
+                refused = exc
     if refused is not None:
         raise refused
     return matched

@@ -71,21 +71,25 @@ def settle_read(store: Store) -> Any:
 
 
 def page_done(store: Store) -> Any:
-    """Picks the page's tombstone read after its items went in: on a first fill the guess
-    is what the page wrote, so this is its last command before the guessed update."""
+    """Picks the second tombstone read after the items went in (the page's own, then the
+    guess's, which leaves out what a delete tombstoned since): on a first fill the guess is
+    what the page wrote, so this is its last command before the guessed update."""
     items, tombstones = store.collection(SUBSCRIPTION_ITEM).name, store.tombstones.name
     inserted: list[bool] = []
+    reads: list[bool] = []
 
     def done(event: Any) -> bool:
         if event.command_name == "insert" and event.command.get("insert") == items:
             inserted.append(True)
-        return bool(inserted) and event.command.get("find") == tombstones
+        if inserted and event.command.get("find") == tombstones:
+            reads.append(True)
+        return len(reads) == 2
 
     return done
 
 
 def guess_made(store: Store, fake: FakeClerk, first_fill: bool) -> Any:
-    """The last command before the run's guessed update: on a first fill, the page's
+    """The last command before the run's guessed update: on a first fill, the guess's
     tombstone read (``page_done``); else (an item is stored already, user_z's, from an
     earlier run) the read of the payers' items."""
     if first_fill:

@@ -17,12 +17,14 @@ from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
 from clerksync.kinds.user import USER
 from clerksync.mapping.documents import new_document, state_update
 from clerksync.mapping.events import parse_event
+from clerksync.store import owed as owed_module
 from clerksync.store import rollups
 from clerksync.store.apply import apply_event
 from clerksync.store.database import Store
 from clerksync.store.mongo import WRITE_CHUNK, utcnow
 from clerksync.store.owed import Owed
 from clerksync.store.writer import tombstone_update
+from tests.support.commands import Commands, listened
 from tests.support.fakelists import clerk_subscription_item
 from tests.support.writes import writer_of
 
@@ -97,6 +99,28 @@ def test_a_payer_recomputed_earlier_in_the_job_is_read(store: Store) -> None:
     assert plan(store, "user_p") == ("team", "active")
 
 
+def test_past_most_views_the_guess_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stretch whose payers pay for many items holds no more than ``MOST_VIEWS`` of them:
+    past it, the guess reads the items (here: past 2, three items of user_p), and the plan
+    is the same."""
+    monkeypatch.setattr(owed_module, "MOST_VIEWS", 2)
+    signed_up(store, "user_p")
+    commands = Commands()
+    heard = listened(store, commands)
+    try:
+        owed = Owed(heard, SUBSCRIPTION_ITEM, first_fill=True)
+        owed.owe(stored(heard, item("csub_item_e", status="ended", plan="free")), [])
+        owed.owe(stored(heard, item("csub_item_a", plan="team")), [])
+        owed.owe(stored(heard, item("csub_item_c", status="canceled")), [])
+        sent = len(commands.sent)
+        owed.settle()
+    finally:
+        heard.client.close()
+    items = store.collection(SUBSCRIPTION_ITEM).name
+    assert ("find", items) in [(n, b.get("find")) for n, b in commands.sent[sent:]]
+    assert plan(store, "user_p") == ("team", "active")
+
+
 def test_a_refused_update_does_not_keep_the_next_commands_from_being_sent(store: Store) -> None:
     """Updates go in commands of ``WRITE_CHUNK``: one the app's unique index refuses in the
     first fails the call, after the second command's updates landed too."""
@@ -104,7 +128,9 @@ def test_a_refused_update_does_not_keep_the_next_commands_from_being_sent(store:
     collection.create_index("v", unique=True)
     collection.insert_many([{"_id": n, "v": -n - 1} for n in range(WRITE_CHUNK + 100)])
     ops = [UpdateOne({"_id": n}, {"$set": {"v": max(n, 1)}}) for n in range(WRITE_CHUNK + 100)]
-    with pytest.raises(BulkWriteError):
-        rollups._matched(collection, ops)
-    assert collection.count_documents({"v": {"$gte": WRITE_CHUNK}}) == 100
-    collection.drop()
+    try:
+        with pytest.raises(BulkWriteError):
+            rollups._matched(collection, ops)
+        assert collection.count_documents({"v": {"$gte": WRITE_CHUNK}}) == 100
+    finally:
+        collection.drop()
