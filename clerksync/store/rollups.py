@@ -4,10 +4,9 @@ organization's plan, from their subscription items), kept right by the one write
 After every write of such an object (a delivery, a page of reconcile, a prune's delete, an
 undo) the parent's fields are recomputed from every object stored for that parent: a read of
 the parents' tokens, one indexed read of those objects (a bulk job's first fill: what it
-wrote, below), one update of the parent. The same
-is done when a parent's document is created or adopted, so objects that arrived before their
-parent count. So the order deliveries arrive in never matters: each recompute reads what is
-stored.
+wrote, below), one update of the parent. The same is done when a parent's document is
+created or adopted, so objects that arrived before their parent count. So the order
+deliveries arrive in never matters: each recompute reads what is stored.
 
 Two recomputes can race (two items of one payer delivered at once, an item's update and a
 prune's delete of another). Each is optimistic: it reads the parents' tokens
@@ -157,9 +156,9 @@ def refresh(
         return
     for rollup in child.rollups:
         ids = parents.get(rollup.parent)
-        known = wrote.get(rollup.parent, {}) if wrote is not None and guess else None
+        given = wrote.get(rollup.parent, {}) if wrote is not None and guess else None
         missing = (
-            _apply(store, child, rollup, ids, only_found=False, guess=guess, wrote=known)
+            _apply(store, child, rollup, ids, only_found=False, guess=guess, wrote=given)
             if ids
             else set()
         )
