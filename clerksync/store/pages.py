@@ -143,9 +143,15 @@ def write_page(
     # is held now, and would never be read again. What this page inserted goes if any
     # tombstone refuses it; what it found stored, if a real delete's does (a prune's is the
     # prune's to journal, and its undo's to lift).
+    # The same read says whose objects wait for what it created (markers: an item stored
+    # before its payer), as an insert's read does on the one write path.
     written = {i.id for i in inserted}
-    gone = _refuse_tombstoned(
-        writer, kind, [i for i in batch if i.id not in taken], real_only=lambda i: i not in written
+    gone, waited = _refuse_tombstoned(
+        writer,
+        kind,
+        [i for i in batch if i.id not in taken],
+        real_only=lambda i: i not in written,
+        markers=rollups.waiting_keys_of(store, kind, sorted(written)),
     )
     created = len(written) - len(gone & written)
     # an ordered update of an object deleted since is no update
@@ -156,7 +162,11 @@ def write_page(
             owed.owe(new, older)
         else:
             rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
-    rollups.created(store, kind, [*(i.id for i in new), *taken])
+    rollups.created(store, kind, [*(i.id for i in new if i.id not in waited), *taken])
+    if waited - gone:  # their fields, and a token, even if those objects have gone since
+        rollups.created(store, kind, sorted(waited - gone), awaited=True)
+    if waited & gone:  # deleted: nothing will read their markers
+        rollups.answered(store, sorted(waited & gone))
     return PageCounts(
         created=created,
         updated=updated,
@@ -200,12 +210,19 @@ def _tombstoned(writer: Writer, kind: Kind, items: list[Any]) -> set[str]:
 
 
 def _refuse_tombstoned(
-    writer: Writer, kind: Kind, items: list[Any], *, real_only: Callable[[str], bool] | None = None
-) -> set[str]:
+    writer: Writer,
+    kind: Kind,
+    items: list[Any],
+    *,
+    real_only: Callable[[str], bool] | None = None,
+    markers: list[str] | None = None,
+) -> tuple[set[str], set[str]]:
     """Remove the documents of ``items`` a tombstone refuses, whatever state they hold; their
     ids. (A document a page wrote after the object's delete, or an earlier run's.) For the
-    ids ``real_only`` names, only a real delete's tombstone refuses, not a prune run's."""
-    keys = sorted({k for i in items for k in kind.tombstone_keys(i)})
+    ids ``real_only`` names, only a real delete's tombstone refuses, not a prune run's.
+    ``markers`` (``rollups.waiting_keys``) are read in the same query: the parent ids of
+    those found come second."""
+    keys = sorted({k for i in items for k in kind.tombstone_keys(i)} | set(markers or ()))
     stones = writer.store.tombstones_of(keys) if keys else {}
     every, real = set(stones), {k for k, run in stones.items() if run is None}
     gone = set()
@@ -215,7 +232,8 @@ def _refuse_tombstoned(
             gone.add(i.id)
     if gone:
         remove_refused(writer.store, kind, sorted(gone))
-    return gone
+    waited = {k.removeprefix(rollups.WAITING) for k in markers or () if k in stones}
+    return gone, waited
 
 
 def _went_in(fresh: list[Any], details: Mapping[str, Any]) -> list[Any]:

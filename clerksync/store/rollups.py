@@ -42,8 +42,9 @@ then: it holds a token. A job whose walk failed reads: ``Owed.settle``.)
 A parent's creation reads its objects only when one is waiting: an object written while its
 parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tombstones
 collection, then recomputes once more; the parent's insert reads its tombstone and that
-marker in one query (``waiting_keys``). So a signup costs no read of its own, and either
-the marker is seen or the second recompute finds the parent.
+marker in one query (``waiting_keys``; a reconcile page's, its page's tombstones and their
+markers). So a signup costs no read of its own, and either the marker is seen or the second
+recompute finds the parent.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def waiting_keys(store: Store, parent: Kind, parent_id: str) -> list[str]:
     """The marker a new ``parent`` document reads with its tombstone: none when the app keeps
     no field another kind rolls up onto it."""
     return [WAITING + parent_id] if store.schema.derived(parent) else []
+
+
+def waiting_keys_of(store: Store, parent: Kind, parent_ids: Iterable[str]) -> list[str]:
+    """``waiting_keys`` of many new ``parent`` documents (a reconcile page's)."""
+    return [WAITING + p for p in parent_ids] if store.schema.derived(parent) else []
 
 
 def token_field(child: Kind) -> str:

@@ -20,6 +20,7 @@ from clerksync.jobs.reconcile import reconcile
 from clerksync.kinds.organization import ORGANIZATION
 from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
 from clerksync.kinds.user import USER
+from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.events import parse_event
 from clerksync.store import owed, rollups
 from clerksync.store.apply import apply_event
@@ -425,3 +426,23 @@ def test_an_item_stored_before_the_run_counts_in_its_payers_guess(
     run_heard(store, fake_clerk, commands)
     assert items_read(store, commands) >= 1
     assert plan(store, USER, "user_b") == ("team", "active")
+
+
+def test_a_payer_reconcile_creates_after_its_items_went_answers_their_marker(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """An item of user_c (not stored) was delivered, leaving a marker, then deleted. The run
+    creates user_c: its page reads the marker with its tombstones, as a signup does, writes
+    user_c's fields and a token although no item is left, and removes the marker (before,
+    nothing ever read it again)."""
+    fake_clerk.add_user(user_id="user_c", created_at=10, updated_at=10)
+    data = clerk_subscription_item(item_id="csub_item_c1", user_id="user_c", webhook=True)
+    deliver(store, {"type": "subscriptionItem.active", "object": "event", "data": data})
+    marker = {"_id": rollups.WAITING + "user_c"}
+    assert store.tombstones.find_one(marker) is not None
+    assert writer_of(store).delete(SUBSCRIPTION_ITEM, "csub_item_c1").outcome == "applied"
+    run(store, fake_clerk)
+    assert store.tombstones.find_one(marker) is None
+    assert plan(store, USER, "user_c") == (None, None)
+    held = store.users.find_one({store.key(USER): "user_c"}) or {}
+    assert bk.field(held, rollups.token_field(SUBSCRIPTION_ITEM), None) is not None
