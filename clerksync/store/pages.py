@@ -104,8 +104,9 @@ def write_page(
                     stored=held_positions(fresh, versions, any_state=True),
                 )
             except IndexRefused:  # the app's index refused one: the others went in
-                with contextlib.suppress(ClerkSyncError):  # else a rerun reads them
-                    _refuse_tombstoned(writer, kind, _went_in(fresh, exc.details))
+                with contextlib.suppress(ClerkSyncError):  # else a rerun reads the tombstones
+                    went = _went_in(fresh, exc.details)
+                    _after_writes(writer, kind, went, {i.id for i in went}, taken)
                 raise
         there = [i for n, i in enumerate(fresh) if n in failed]  # there now: the filter decides
         if there and fields:
@@ -126,12 +127,13 @@ def write_page(
                 duplicates_only(
                     exc, ours, collection.name, what, stored=held_positions(older, versions)
                 )
-            except IndexRefused:  # what the updates created is settled first
+            except IndexRefused:  # what the writes created is settled first
                 made = list(details.get("upserted", []))
                 if made:
                     hooks.upserted(made, now)
-                    with contextlib.suppress(ClerkSyncError):  # else a rerun reads them
-                        _refuse_tombstoned(writer, kind, [older[e["index"]] for e in made])
+                went = [*inserted, *(older[e["index"]] for e in made)]
+                with contextlib.suppress(ClerkSyncError):  # else a rerun reads the tombstones
+                    _after_writes(writer, kind, went, {i.id for i in went}, taken)
                 raise
         updated = int(details.get("nModified", 0))
         upserted = list(details.get("upserted", []))
@@ -143,16 +145,8 @@ def write_page(
     # is held now, and would never be read again. What this page inserted goes if any
     # tombstone refuses it; what it found stored, if a real delete's does (a prune's is the
     # prune's to journal, and its undo's to lift).
-    # The same read says whose objects wait for what it created (markers: an item stored
-    # before its payer), as an insert's read does on the one write path.
     written = {i.id for i in inserted}
-    gone, waited = _refuse_tombstoned(
-        writer,
-        kind,
-        [i for i in batch if i.id not in taken],
-        real_only=lambda i: i not in written,
-        markers=rollups.waiting_keys_of(store, kind, sorted(written)),
-    )
+    gone = _after_writes(writer, kind, [i for i in batch if i.id not in taken], written, taken)
     created = len(written) - len(gone & written)
     # an ordered update of an object deleted since is no update
     updated = max(0, updated - len({i.id for i in older if i.id in gone} - written))
@@ -162,11 +156,6 @@ def write_page(
             owed.owe(new, older)
         else:
             rollups.refresh(store, kind, rollups.parents_of_items(kind, [*new, *older]))
-    rollups.created(store, kind, [*(i.id for i in new if i.id not in waited), *taken])
-    if waited - gone:  # their fields, and a token, even if those objects have gone since
-        rollups.created(store, kind, sorted(waited - gone), awaited=True)
-    if waited & gone:  # deleted: nothing will read their markers
-        rollups.answered(store, sorted(waited & gone))
     return PageCounts(
         created=created,
         updated=updated,
@@ -209,6 +198,33 @@ def _tombstoned(writer: Writer, kind: Kind, items: list[Any]) -> set[str]:
     return {i.id for i in items if gone.intersection(kind.tombstone_keys(i))}
 
 
+def _after_writes(
+    writer: Writer, kind: Kind, items: list[Any], written: set[str], taken: Iterable[str]
+) -> set[str]:
+    """After a page's writes (or the part of them that went in): the tombstones of
+    ``items`` (what one refuses goes, ``_refuse_tombstoned``), read with the markers of the
+    documents the page created (``written``) or adopted (``taken``), as an insert's read is
+    on the one write path; then the fields other kinds keep on those documents
+    (``rollups.created``): one a marker names (its objects came before it) gets them and a
+    token even if those objects have gone since, and a refused one's marker goes. The ids
+    refused."""
+    store, taken = writer.store, set(taken)
+    gone, waited = _refuse_tombstoned(
+        writer,
+        kind,
+        items,
+        real_only=lambda i: i not in written,
+        markers=rollups.waiting_keys_of(store, kind, sorted(written | taken)),
+    )
+    marked = waited - gone
+    rollups.created(store, kind, sorted(((written - gone) | taken) - marked))
+    if marked:
+        rollups.created(store, kind, sorted(marked), awaited=True)
+    if waited & gone:  # deleted: nothing will read their markers
+        rollups.answered(store, sorted(waited & gone))
+    return gone
+
+
 def _refuse_tombstoned(
     writer: Writer,
     kind: Kind,
@@ -220,8 +236,8 @@ def _refuse_tombstoned(
     """Remove the documents of ``items`` a tombstone refuses, whatever state they hold; their
     ids. (A document a page wrote after the object's delete, or an earlier run's.) For the
     ids ``real_only`` names, only a real delete's tombstone refuses, not a prune run's.
-    ``markers`` (``rollups.waiting_keys``) are read in the same query: the parent ids of
-    those found come second."""
+    ``markers`` (``rollups.waiting_keys_of``) are read in the same query; returns the ids
+    refused, then the parent ids whose marker was found."""
     keys = sorted({k for i in items for k in kind.tombstone_keys(i)} | set(markers or ()))
     stones = writer.store.tombstones_of(keys) if keys else {}
     every, real = set(stones), {k for k, run in stones.items() if run is None}

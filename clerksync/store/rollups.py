@@ -185,7 +185,11 @@ def created(store: Store, parent: Kind, ids: Iterable[str], *, awaited: bool = F
     for child, rollup in rollups_onto(parent):
         if not store.stores(child):
             continue
-        if len(wanted) > IN_CHUNK and not store.collection(child).estimated_document_count():
+        if (
+            not awaited
+            and len(wanted) > IN_CHUNK
+            and not store.collection(child).estimated_document_count()
+        ):
             continue  # a page of new users while no item is stored: one command, not a read
         _apply(store, child, rollup, wanted, only_found=not awaited)
     if awaited and store.schema.derived(parent):

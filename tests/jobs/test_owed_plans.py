@@ -446,3 +446,43 @@ def test_a_payer_reconcile_creates_after_its_items_went_answers_their_marker(
     assert plan(store, USER, "user_c") == (None, None)
     held = store.users.find_one({store.key(USER): "user_c"}) or {}
     assert bk.field(held, rollups.token_field(SUBSCRIPTION_ITEM), None) is not None
+
+
+def test_a_page_the_apps_index_refused_still_gives_its_new_payers_their_plan(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """user_u's item came before user_u (a marker). The run's page inserts user_u, but the
+    app's unique username index refuses user_x (user_w has its username): the run fails,
+    and user_u, which went in, already has its plan (a rerun would find user_u unchanged
+    and never recompute it)."""
+    store.users.create_index("username", unique=True, name="username_1")
+    fake_clerk.add_user(user_id="user_u", email="u@example.com", username="u", created_at=10)
+    fake_clerk.add_user(user_id="user_w", email="w@example.com", username="dup", created_at=11)
+    fake_clerk.add_user(user_id="user_x", email="x@example.com", username="dup", created_at=12)
+    data = clerk_subscription_item(item_id="csub_item_u1", user_id="user_u", webhook=True)
+    deliver(store, {"type": "subscriptionItem.active", "object": "event", "data": data})
+    with pytest.raises(ClerkSyncError, match="username_1"):
+        run(store, fake_clerk)
+    assert store.users.count_documents({store.key(USER): "user_u"}) == 1
+    assert plan(store, USER, "user_u") == ("pro", "active")
+    assert store.tombstones.find_one({"_id": rollups.WAITING + "user_u"}) is None
+
+
+def test_more_than_a_chunk_of_marked_payers_get_their_token(
+    store: Store, fake_clerk: FakeClerk
+) -> None:
+    """51 payers' items came before them and are gone; the run creates all 51 in one page
+    while no item is stored. Each still gets its fields and a token, and its marker goes
+    (the shortcut for a page of new users with no item stored is not taken for them)."""
+    users = [f"user_k{n:02d}" for n in range(51)]
+    for n, user_id in enumerate(users):
+        fake_clerk.add_user(user_id=user_id, email=f"k{n}@example.com", created_at=10 + n)
+        item_id = f"csub_item_k{n:02d}"
+        data = clerk_subscription_item(item_id=item_id, user_id=user_id, webhook=True)
+        deliver(store, {"type": "subscriptionItem.active", "object": "event", "data": data})
+        assert writer_of(store).delete(SUBSCRIPTION_ITEM, item_id).outcome == "applied"
+    run(store, fake_clerk)
+    token = rollups.token_field(SUBSCRIPTION_ITEM)
+    held = store.users.count_documents({store.key(USER): {"$in": users}, token: {"$exists": True}})
+    assert held == 51
+    assert store.tombstones.count_documents({"_id": {"$regex": "^" + rollups.WAITING}}) == 0
