@@ -44,7 +44,7 @@ parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tom
 collection, then recomputes once more; the parent's insert reads its tombstone and that
 marker in one query (``waiting_keys``; a reconcile page's, its page's tombstones and their
 markers). So a signup costs no read of its own, and either the marker is seen or the second
-recompute finds the parent.
+recompute finds the parent (and removes the marker).
 """
 
 from __future__ import annotations
@@ -301,8 +301,11 @@ def _mark_missing(store: Store, child: Kind, rollup: Rollup, missing: set[str]) 
         ]
         store.tombstones.bulk_write(marks, ordered=False)
     # Again: one found present now may have been created after the first recompute and
-    # have read its tombstone before the marker.
-    _apply(store, child, rollup, missing, only_found=False)
+    # have read its tombstone before the marker. Those found are recomputed from a read
+    # made after their insert and the marker: nothing needs their markers any more.
+    found = waiting - _apply(store, child, rollup, missing, only_found=False)
+    if found:
+        answered(store, sorted(found))
 
 
 def _objects(

@@ -162,8 +162,9 @@ def test_a_payer_created_between_the_items_miss_and_its_marker_still_gets_the_pl
 ) -> None:
     """The race the marker leaves: the item's recompute misses (no payer yet), the payer is
     inserted and reads its tombstone before the marker is written, so it sees none. The
-    item's second recompute, after the marker, finds the payer. Driven step by step through
-    the real functions, in that order."""
+    item's second recompute, after the marker, finds the payer, and removes the marker
+    (nothing would read it again). Driven step by step through the real functions, in that
+    order."""
     kind = BY_NAME["subscription item"]
     body = item("csub_item_r1", "active", 1, user_id="user_r1")
     stored = parse_event(json.dumps(body).encode(), store.schema).item
@@ -176,6 +177,7 @@ def test_a_payer_created_between_the_items_miss_and_its_marker_still_gets_the_pl
     assert plan_of(store, USER, "user_r1")[0] is None
     rollups._mark_missing(store, kind, rollup, {"user_r1"})
     assert plan_of(store, USER, "user_r1")[0] == "pro"
+    assert store.tombstones.find_one({"_id": rollups.WAITING + "user_r1"}) is None
 
 
 def test_no_marker_outlives_its_payer(store: Store) -> None:
