@@ -304,7 +304,9 @@ def _mark_missing(store: Store, child: Kind, rollup: Rollup, missing: set[str]) 
     # have read its tombstone before the marker. Those found are recomputed from a read
     # made after their insert and the marker: nothing needs their markers any more.
     found = waiting - _apply(store, child, rollup, missing, only_found=False)
-    if found:
+    # (A marker is the parent's, not this kind's: kept when another kind rolls up onto the
+    # parent too, whose objects this recompute did not read.)
+    if found and len(rollups_onto(BY_NAME[rollup.parent])) == 1:
         answered(store, sorted(found))
 
 
