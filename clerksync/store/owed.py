@@ -64,8 +64,7 @@ class Owed:
         self._parents: dict[str, set[str]] = defaultdict(set)
         self._known: dict[str, set[str]] = defaultdict(set)  # recomputed before: a token
         # parent kind -> parent id -> what the pages wrote; None: the guess reads
-        self._wrote: dict[str, dict[str, list[dict[str, Any]]]] | None = {} if first_fill else None
-        self._views = 0  # objects in _wrote
+        self._wrote: list[Any] | None = [] if first_fill else None  # None: the guess reads
 
     def promise(self, parents: rollups.Parents) -> None:
         """Before a page's writes: the record of the parents they may touch (a superset:
@@ -87,15 +86,10 @@ class Owed:
             self._parents[parent].update(ids)
         for parent, ids in rollups.parents_of_items(self.child, updated).items():
             self._known[parent].update(ids)
-        if self._wrote is None:
-            return
-        for parent, found in rollups.views_of_items(self.store, self.child, created).items():
-            mine = self._wrote.setdefault(parent, {})
-            for parent_id, views in found.items():
-                mine.setdefault(parent_id, []).extend(views)
-                self._views += len(views)
-        if self._views > MOST_VIEWS:  # payers of many objects: this stretch reads them
-            self._wrote = None
+        if self._wrote is not None:
+            self._wrote.extend(created)
+            if len(self._wrote) > MOST_VIEWS:  # payers of many objects: this stretch reads
+                self._wrote = None
 
     @property
     def full(self) -> bool:
@@ -115,7 +109,7 @@ class Owed:
         if known:
             rollups.refresh(self.store, self.child, known)
         self._parents, self._known = defaultdict(set), defaultdict(set)
-        self._wrote, self._views = {} if self.first_fill else None, 0
+        self._wrote = [] if self.first_fill else None
         if self._records and not failed:
             meta_collection(self.store).delete_many({"_id": {"$in": self._records}})
             self._records = []
@@ -128,16 +122,9 @@ class Owed:
         wrote = self._wrote
         if wrote is None:
             return None
-        ids = sorted(
-            {v["clerk_id"] for found in wrote.values() for vs in found.values() for v in vs}
-        )
-        gone = set(self.store.tombstones_of(ids))
-        if not gone:
-            return wrote
-        return {
-            parent: {p: [v for v in vs if v["clerk_id"] not in gone] for p, vs in found.items()}
-            for parent, found in wrote.items()
-        }
+        gone = set(self.store.tombstones_of(sorted({i.id for i in wrote})))
+        kept = [i for i in wrote if i.id not in gone]
+        return rollups.views_of_items(self.store, self.child, kept)
 
 
 def parents_named(record: Mapping[str, Any]) -> dict[str, set[str]]:

@@ -81,7 +81,7 @@ def answered(store: Store, parent_ids: list[str]) -> None:
 def waiting_keys(store: Store, parent: Kind, parent_id: str) -> list[str]:
     """The marker a new ``parent`` document reads with its tombstone: none when the app keeps
     no field another kind rolls up onto it."""
-    return [WAITING + parent_id] if store.schema.derived(parent) else []
+    return waiting_keys_of(store, parent, [parent_id])
 
 
 def waiting_keys_of(store: Store, parent: Kind, parent_ids: Iterable[str]) -> list[str]:
