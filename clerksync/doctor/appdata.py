@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from clerksync.doctor.checks import Check
 from clerksync.doctor.fixes import email_index_fix, partial_index_fix, where_declared
+from clerksync.store.mongo import utcnow
 
 if TYPE_CHECKING:
     from clerksync.store.database import Store
@@ -50,20 +51,22 @@ def check_failed_deliveries(store: Store) -> list[Check]:
 
 def check_owed_plans(store: Store) -> list[Check]:
     """Payers whose plans a reconcile or a prune stopped before recomputing
-    (``clerksync.store.owed``): wrong until the next reconcile, which recomputes them first."""
-    from clerksync.store.owed import parents_named, stopped
+    (``clerksync.store.owed``), and stored payers whose marker a stopped writer never read
+    (``rollups.stored_waiting``): wrong until the next reconcile, which recomputes them first."""
+    from clerksync.store import rollups
+    from clerksync.store.owed import STALE_AFTER, parents_named, stopped
 
-    records = stopped(store)
-    if not records:
+    payers = {(p, i) for r in stopped(store) for p, ids in parents_named(r).items() for i in ids}
+    waiting = rollups.stored_waiting(store, before=utcnow() - STALE_AFTER)
+    payers |= {(p, i) for p, ids in waiting.items() for i in ids}
+    if not payers:
         return []
-    payers = {(p, i) for r in records for p, ids in parents_named(r).items() for i in ids}
     return [
         Check(
             "plans owed",
             "warn",
-            f"a reconcile or a prune stopped before recomputing the plans of {len(payers)} "
-            f"payer{'' if len(payers) == 1 else 's'} it had written items of (their plan "
-            "fields may be stale)",
+            f"a job stopped before recomputing the plans of {len(payers)} "
+            f"payer{'' if len(payers) == 1 else 's'} (their plan fields may be stale)",
             "run reconcile: it recomputes them before anything else",
             ("clerksync reconcile",),
         )

@@ -141,8 +141,10 @@ def parents_named(record: Mapping[str, Any]) -> dict[str, set[str]]:
 
 @translated
 def sweep(store: Store) -> int:
-    """Recompute what stopped jobs owed; the records removed once stale (module docstring).
-    How many records were read."""
+    """Recompute what stopped jobs owed, the records removed once stale (module docstring),
+    and the stored parents whose marker no one read (``rollups.answer_stored``). How many
+    records were read."""
+    rollups.answer_stored(store)
     meta = meta_collection(store)
     records = list(meta.find(RECORDS))
     done = []

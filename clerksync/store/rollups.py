@@ -44,7 +44,9 @@ parent was not stored leaves a marker (``WAITING`` + the parent's id) in the tom
 collection, then recomputes once more; the parent's insert reads its tombstone and that
 marker in one query (``waiting_keys``; a reconcile page's, its page's tombstones and their
 markers). So a signup costs no read of its own, and either the marker is seen or the second
-recompute finds the parent (and removes the marker).
+recompute finds the parent (and removes the marker). A writer stopped between a parent's
+insert and that read leaves the marker beside a stored parent: reconcile's sweep recomputes
+such parents first (``answer_stored``), and doctor names them.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ Parents = Mapping[str, set[str]]
 
 #: the tombstones collection's ``_id`` of a marker: an object for this parent is waiting
 WAITING = "rollups-waiting:"
+#: every marker (the end of their range: ':' + 1)
+MARKERS = {"_id": {"$gte": WAITING, "$lt": "rollups-waiting;"}}
 
 #: tries of one recompute: when both lose to other writes, the second of those read after the
 #: first landed, so after what this one recomputes for (module docstring)
@@ -76,6 +80,35 @@ NO_TOKEN = object()
 def answered(store: Store, parent_ids: list[str]) -> None:
     """Remove these parents' markers: created (and recomputed) or deleted, none is read again."""
     store.tombstones.delete_many({"_id": {"$in": [WAITING + p for p in parent_ids]}})
+
+
+def stored_waiting(store: Store, *, before: Any = None) -> dict[str, list[str]]:
+    """Parent kind name -> the stored parents that still hold a marker (written ``before``,
+    if given): a writer stopped between such a parent's insert and its marker read (a crash,
+    a redelivery that found the parent inserted), and nothing else reads that marker."""
+    query: dict[str, Any] = dict(MARKERS)
+    if before is not None:
+        query["since"] = {"$lt": before}
+    ids = [str(m["_id"])[len(WAITING) :] for m in store.tombstones.find(query, {"_id": 1})]
+    found: dict[str, list[str]] = {}
+    for parent in (BY_NAME[n] for n in sorted({r.parent for k in store.kinds for r in k.rollups})):
+        named = sorted(i for i in ids if parent.id_re.match(i))
+        if not named or not store.schema.derived(parent):
+            continue
+        key = store.key(parent)
+        held = [d.get(key) for d in find_in(store.collection(parent), key, named, {key: 1})]
+        if held:
+            found[parent.name] = sorted(str(i) for i in held)
+    return found
+
+
+def answer_stored(store: Store) -> int:
+    """Recompute the stored parents that hold a marker (``stored_waiting``), as their
+    creation would have, and remove the markers. How many."""
+    found = stored_waiting(store)
+    for name, ids in found.items():
+        created(store, BY_NAME[name], ids, awaited=True)
+    return sum(len(ids) for ids in found.values())
 
 
 def waiting_keys(store: Store, parent: Kind, parent_id: str) -> list[str]:

@@ -380,3 +380,38 @@ def test_plans_a_stopped_reconcile_owed(
     code, checks = doctor(cli)
     assert "plans owed" not in checks
     assert store.users.find_one({"clerkId": "user_a"})["plan"] == "pro"
+
+
+def test_a_payer_stored_beside_a_marker_no_one_read(
+    store: Store, cli: Any, db_env: dict[str, str], fake_clerk: FakeClerk
+) -> None:
+    """An item came before its payer (a marker); the payer's document is there but the writer
+    that inserted it stopped before reading the marker. Doctor says nothing while the marker is
+    young (that writer may be about to read it), warns once it is old, and the reconcile it
+    prints gives the payer its plan and removes the marker."""
+    from datetime import timedelta
+
+    from clerksync.mapping.events import parse_event
+    from clerksync.store import rollups
+    from clerksync.store.apply import apply_event
+    from clerksync.store.mongo import utcnow
+    from tests.support.fakelists import clerk_subscription_item
+    from tests.support.writes import writer_of
+
+    data = clerk_subscription_item(item_id="csub_item_a1", user_id="user_a", webhook=True)
+    fake_clerk.add_object("subscription_items", data)
+    fake_clerk.add_user(user_id="user_a", created_at=10, updated_at=10)
+    body = {"type": "subscriptionItem.active", "object": "event", "data": data}
+    apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
+    marker = {"_id": rollups.WAITING + "user_a"}
+    assert store.tombstones.find_one(marker) is not None
+    store.users.insert_one({"clerkId": "user_a"})  # what the stopped writer's insert left
+
+    assert "plans owed" not in doctor(cli)[1]
+    store.tombstones.update_one(marker, {"$set": {"since": utcnow() - timedelta(hours=1)}})
+    checks = doctor(cli)[1]
+    assert checks["plans owed"]["status"] == "warn" and "1 payer " in checks["plans owed"]["detail"]
+    follow(checks["plans owed"], cli, db_env)
+    assert "plans owed" not in doctor(cli)[1]
+    assert store.users.find_one({"clerkId": "user_a"})["plan"] == "pro"
+    assert store.tombstones.find_one(marker) is None

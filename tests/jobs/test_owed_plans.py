@@ -486,3 +486,50 @@ def test_more_than_a_chunk_of_marked_payers_get_their_token(
     held = store.users.count_documents({store.key(USER): {"$in": users}, token: {"$exists": True}})
     assert held == 51
     assert store.tombstones.count_documents({"_id": {"$regex": "^" + rollups.WAITING}}) == 0
+
+
+def test_a_payer_whose_insert_stopped_before_its_marker_read_gets_its_plan_next_run(
+    store: Store, fake_clerk: FakeClerk, fail_points: Any
+) -> None:
+    """user_c's item came before user_c (a marker). The run inserts user_c, then the database
+    fails every read and the run stops before the page's marker read. The rerun finds user_c
+    unchanged, and still gives it its plan (its sweep answers markers of stored payers: before,
+    nothing ever read this one again)."""
+    fake_clerk.add_user(user_id="user_c", created_at=10, updated_at=10)
+    data = clerk_subscription_item(item_id="csub_item_c1", user_id="user_c", webhook=True)
+    fake_clerk.add_object("subscription_items", data)
+    deliver(store, {"type": "subscriptionItem.active", "object": "event", "data": data})
+    marker = {"_id": rollups.WAITING + "user_c"}
+    assert store.tombstones.find_one(marker) is not None
+    name = f"stop-{uuid.uuid4().hex[:8]}"
+    users = store.users.name
+    reads_fail = AfterCommand(
+        lambda e: e.command_name == "insert" and e.command.get("insert") == users,
+        lambda: fail_points(
+            "alwaysOn", {"failCommands": ["find"], "appName": name, "errorCode": 50}
+        ),
+    )
+    address = store.client.address
+    assert address is not None
+    client: MongoClient[Any] = MongoClient(
+        host=address[0],
+        port=address[1],
+        appname=name,
+        tz_aware=True,
+        directConnection=True,
+        event_listeners=[reads_fail],
+    )
+    try:
+        with pytest.raises(ClerkSyncError):
+            run(Store(client, store.name, store.schema), fake_clerk)
+    finally:
+        client.close()
+    assert reads_fail.done
+    assert store.users.count_documents({store.key(USER): "user_c"}) == 1
+    assert plan(store, USER, "user_c") == (None, None)
+    assert store.tombstones.find_one(marker) is not None
+
+    again = run(store, fake_clerk)
+    assert again.kinds["user"].unchanged == 1
+    assert plan(store, USER, "user_c") == ("pro", "active")
+    assert store.tombstones.find_one(marker) is None
