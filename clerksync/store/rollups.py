@@ -53,21 +53,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
+
+from bson import ObjectId
 
 from clerksync.kinds.base import Kind, Rollup
 from clerksync.kinds.registry import BY_NAME, rollups_onto
 from clerksync.mapping import bookkeeping as bk
 from clerksync.store.database import Store
-from clerksync.store.mongo import IN_CHUNK, WRITE_CHUNK, find_in, utcnow
+from clerksync.store.mongo import IN_CHUNK, WRITE_CHUNK, find_in, translated, utcnow
 
 #: parent kind name -> the Clerk ids of the parents a write touched
 Parents = Mapping[str, set[str]]
 
 #: the tombstones collection's ``_id`` of a marker: an object for this parent is waiting
 WAITING = "rollups-waiting:"
-#: every marker (the end of their range: ':' + 1)
-MARKERS = {"_id": {"$gte": WAITING, "$lt": "rollups-waiting;"}}
+#: every marker: the ``_id``s from ``WAITING`` up to the string after all that start with it
+MARKERS = {"_id": {"$gte": WAITING, "$lt": WAITING[:-1] + chr(ord(WAITING[-1]) + 1)}}
 
 #: tries of one recompute: when both lose to other writes, the second of those read after the
 #: first landed, so after what this one recomputes for (module docstring)
@@ -82,33 +85,50 @@ def answered(store: Store, parent_ids: list[str]) -> None:
     store.tombstones.delete_many({"_id": {"$in": [WAITING + p for p in parent_ids]}})
 
 
-def stored_waiting(store: Store, *, before: Any = None) -> dict[str, list[str]]:
-    """Parent kind name -> the stored parents that still hold a marker (written ``before``,
-    if given): a writer stopped between such a parent's insert and its marker read (a crash,
-    a redelivery that found the parent inserted), and nothing else reads that marker."""
+@translated
+def stored_waiting(store: Store, *, before: datetime | None = None) -> dict[str, list[str]]:
+    """Parent kind name -> the stored parents that still hold a marker: a writer stopped
+    between such a parent's insert and its marker read, and nothing else reads that marker.
+    ``before`` (doctor's): only markers written before it, of parents inserted before it
+    where the document's ``ObjectId`` tells (a writer that inserted one since may still be
+    about to read its marker)."""
+    parents = [
+        BY_NAME[name]
+        for name in sorted({r.parent for k in store.kinds for r in k.rollups})
+        if store.schema.derived(BY_NAME[name])
+    ]
+    if not parents:
+        return {}
     query: dict[str, Any] = dict(MARKERS)
     if before is not None:
         query["since"] = {"$lt": before}
     ids = [str(m["_id"])[len(WAITING) :] for m in store.tombstones.find(query, {"_id": 1})]
     found: dict[str, list[str]] = {}
-    for parent in (BY_NAME[n] for n in sorted({r.parent for k in store.kinds for r in k.rollups})):
+    for parent in parents:
         named = sorted(i for i in ids if parent.id_re.match(i))
-        if not named or not store.schema.derived(parent):
-            continue
         key = store.key(parent)
-        held = [d.get(key) for d in find_in(store.collection(parent), key, named, {key: 1})]
+        held = sorted(
+            d[key]
+            for d in find_in(store.collection(parent), key, named, {key: 1})
+            if isinstance(d.get(key), str) and not _newer(d.get("_id"), before)
+        )
         if held:
-            found[parent.name] = sorted(str(i) for i in held)
+            found[parent.name] = held
     return found
 
 
-def answer_stored(store: Store) -> int:
+def _newer(document_id: Any, before: datetime | None) -> bool:
+    """Was this document inserted at or after ``before``, as far as its ``_id`` tells?"""
+    if before is None or not isinstance(document_id, ObjectId):
+        return False
+    return bool(document_id.generation_time >= before)
+
+
+def answer_stored(store: Store) -> None:
     """Recompute the stored parents that hold a marker (``stored_waiting``), as their
-    creation would have, and remove the markers. How many."""
-    found = stored_waiting(store)
-    for name, ids in found.items():
+    creation would have, and remove the markers."""
+    for name, ids in stored_waiting(store).items():
         created(store, BY_NAME[name], ids, awaited=True)
-    return sum(len(ids) for ids in found.values())
 
 
 def waiting_keys(store: Store, parent: Kind, parent_id: str) -> list[str]:

@@ -386,10 +386,13 @@ def test_a_payer_stored_beside_a_marker_no_one_read(
     store: Store, cli: Any, db_env: dict[str, str], fake_clerk: FakeClerk
 ) -> None:
     """An item came before its payer (a marker); the payer's document is there but the writer
-    that inserted it stopped before reading the marker. Doctor says nothing while the marker is
-    young (that writer may be about to read it), warns once it is old, and the reconcile it
-    prints gives the payer its plan and removes the marker."""
+    that inserted it stopped before reading the marker. Doctor says nothing while the marker
+    is young, nor while the payer is (a writer that just inserted it may be about to read
+    it); it warns once both are old, and the reconcile it prints gives the payer its plan
+    and removes the marker."""
     from datetime import timedelta
+
+    from bson import ObjectId
 
     from clerksync.mapping.events import parse_event
     from clerksync.store import rollups
@@ -409,6 +412,10 @@ def test_a_payer_stored_beside_a_marker_no_one_read(
 
     assert "plans owed" not in doctor(cli)[1]
     store.tombstones.update_one(marker, {"$set": {"since": utcnow() - timedelta(hours=1)}})
+    assert "plans owed" not in doctor(cli)[1]  # the payer was just inserted
+    store.users.delete_one({"clerkId": "user_a"})
+    an_hour_ago = ObjectId.from_datetime(utcnow() - timedelta(hours=1))
+    store.users.insert_one({"_id": an_hour_ago, "clerkId": "user_a"})
     checks = doctor(cli)[1]
     assert checks["plans owed"]["status"] == "warn" and "1 payer " in checks["plans owed"]["detail"]
     follow(checks["plans owed"], cli, db_env)

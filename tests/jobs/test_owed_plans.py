@@ -528,6 +528,7 @@ def test_a_payer_whose_insert_stopped_before_its_marker_read_gets_its_plan_next_
     assert store.users.count_documents({store.key(USER): "user_c"}) == 1
     assert plan(store, USER, "user_c") == (None, None)
     assert store.tombstones.find_one(marker) is not None
+    assert records(store) == []  # no job's record names user_c: only its marker does
 
     again = run(store, fake_clerk)
     assert again.kinds["user"].unchanged == 1
