@@ -318,3 +318,25 @@ def test_what_a_job_wrote_is_what_the_recompute_would_read(store: Store) -> None
         assert {p: sorted(v, key=lambda x: x[key]) for p, v in read.items()} == {
             p: sorted(v, key=lambda x: x[key]) for p, v in wrote[rollup.parent].items()
         }
+
+
+def test_payers_stored_beside_their_markers_are_answered_by_the_sweep(store: Store) -> None:
+    """Items came before their payers (markers); each payer's document is there, but the
+    writer that inserted it stopped before reading its marker. ``stored_waiting`` names them,
+    users and organizations alike (none while the markers are younger than ``before``), and
+    ``answer_stored`` (reconcile's sweep) gives them their plans and removes the markers."""
+    from datetime import timedelta
+
+    deliver(store, item("csub_item_w1", "active", 1, user_id="user_w"))
+    deliver(store, item("csub_item_w2", "past_due", 1, plan="team", org_id="org_w"))
+    store.users.insert_one({store.key(USER): "user_w"})  # what the stopped inserts left
+    store.collection(ORGANIZATION).insert_one({store.key(ORGANIZATION): "org_w"})
+    assert store.tombstones.count_documents(rollups.MARKERS) == 2
+
+    assert rollups.stored_waiting(store, before=utcnow() - timedelta(hours=1)) == {}
+    assert rollups.stored_waiting(store) == {"organization": ["org_w"], "user": ["user_w"]}
+    rollups.answer_stored(store)
+    assert plan_of(store, USER, "user_w") == ("pro", "active")
+    assert plan_of(store, ORGANIZATION, "org_w") == ("team", "past_due")
+    assert store.tombstones.count_documents(rollups.MARKERS) == 0
+    assert rollups.stored_waiting(store) == {}
