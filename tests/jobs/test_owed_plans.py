@@ -509,21 +509,12 @@ def test_a_payer_whose_insert_stopped_before_its_marker_read_gets_its_plan_next_
             "alwaysOn", {"failCommands": ["find"], "appName": name, "errorCode": 50}
         ),
     )
-    address = store.client.address
-    assert address is not None
-    client: MongoClient[Any] = MongoClient(
-        host=address[0],
-        port=address[1],
-        appname=name,
-        tz_aware=True,
-        directConnection=True,
-        event_listeners=[reads_fail],
-    )
+    stopping = listened(store, reads_fail, appname=name)
     try:
         with pytest.raises(ClerkSyncError):
-            run(Store(client, store.name, store.schema), fake_clerk)
+            run(stopping, fake_clerk)
     finally:
-        client.close()
+        stopping.client.close()
     assert reads_fail.done
     assert store.users.count_documents({store.key(USER): "user_c"}) == 1
     assert plan(store, USER, "user_c") == (None, None)

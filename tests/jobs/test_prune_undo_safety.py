@@ -132,7 +132,7 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
     import threading
     import uuid
 
-    from pymongo import MongoClient, monitoring
+    from pymongo import monitoring
 
     from clerksync.jobs.undo import undo_prune
 
@@ -156,27 +156,16 @@ def test_a_real_delete_while_the_undo_runs_is_not_undone(
         {"times": 1},
         {"failCommands": ["insert"], "blockConnection": True, "blockTimeMS": 5000, "appName": name},
     )
-    address = store.client.address
-    assert address is not None
-    client: MongoClient[Any] = MongoClient(
-        host=address[0],
-        port=address[1],
-        appname=name,
-        directConnection=True,
-        tz_aware=True,
-        event_listeners=[Inserts()],
-    )
+    undoer = listened(store, Inserts(), appname=name)
     report: dict[str, Any] = {}
-    undoing = threading.Thread(
-        target=lambda: report.update(undo_prune(Store(client, store.name, store.schema), run))
-    )
+    undoing = threading.Thread(target=lambda: report.update(undo_prune(undoer, run)))
     try:
         undoing.start()
         assert inserting.wait(30), "the undo never inserted"
         assert delete(store, USER, "user_m0004").outcome == "duplicate"  # the run's tombstone
         undoing.join(60)
     finally:
-        client.close()
+        undoer.client.close()
     assert report["users"]["deleted_since"] == 1 and report["restored"] == 0, report
     assert store.users.count_documents({"clerkId": "user_m0004"}) == 0
     assert store.is_tombstoned("user_m0004")

@@ -50,11 +50,17 @@ class AfterCommand(monitoring.CommandListener):
             self.then()
 
 
-def listened(store: Store, *listeners: Any) -> Store:
-    """The test database on a client of its own that ``listeners`` hear (close its client)."""
+def listened(store: Store, *listeners: Any, appname: str | None = None) -> Store:
+    """The test database on a client of its own that ``listeners`` hear (close its client),
+    named ``appname`` (a fail point aimed at it stops no other client)."""
     address = store.client.address
     assert address is not None
     client: MongoClient[Any] = MongoClient(
-        host=address[0], port=address[1], directConnection=True, event_listeners=list(listeners)
+        host=address[0],
+        port=address[1],
+        appname=appname,
+        tz_aware=True,
+        directConnection=True,
+        event_listeners=list(listeners),
     )
     return Store(client, store.name, store.schema)
