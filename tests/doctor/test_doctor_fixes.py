@@ -394,18 +394,15 @@ def test_a_payer_stored_beside_a_marker_no_one_read(
 
     from bson import ObjectId
 
-    from clerksync.mapping.events import parse_event
     from clerksync.store import rollups
-    from clerksync.store.apply import apply_event
     from clerksync.store.mongo import utcnow
     from tests.support.fakelists import clerk_subscription_item
-    from tests.support.writes import writer_of
+    from tests.support.writes import deliver
 
     data = clerk_subscription_item(item_id="csub_item_a1", user_id="user_a", webhook=True)
     fake_clerk.add_object("subscription_items", data)
     fake_clerk.add_user(user_id="user_a", created_at=10, updated_at=10)
-    body = {"type": "subscriptionItem.active", "object": "event", "data": data}
-    apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
+    deliver(store, {"type": "subscriptionItem.active", "object": "event", "data": data})
     marker = {"_id": rollups.WAITING + "user_a"}
     assert store.tombstones.find_one(marker) is not None
     store.users.insert_one({"clerkId": "user_a"})  # what the stopped writer's insert left

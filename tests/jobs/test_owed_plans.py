@@ -4,7 +4,6 @@ before them: the next run's sweep does them, though it finds every item unchange
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,16 +20,14 @@ from clerksync.kinds.organization import ORGANIZATION
 from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
 from clerksync.kinds.user import USER
 from clerksync.mapping import bookkeeping as bk
-from clerksync.mapping.events import parse_event
 from clerksync.store import owed, rollups
-from clerksync.store.apply import apply_event
 from clerksync.store.database import Store
 from clerksync.store.instance import meta_collection
 from clerksync.store.mongo import WRITE_CHUNK, utcnow
 from tests.support.commands import AfterCommand, Commands, listened
 from tests.support.fakeclerk import SECRET_KEY, FakeClerk
 from tests.support.fakelists import clerk_subscription_item
-from tests.support.writes import writer_of
+from tests.support.writes import deliver, writer_of
 
 
 def run(store: Store, fake: FakeClerk) -> Any:
@@ -41,10 +38,6 @@ def plan(store: Store, kind: Any, clerk_id: str) -> tuple[Any, Any]:
     names = store.schema.derived(kind)
     doc = store.collection(kind).find_one({store.key(kind): clerk_id}) or {}
     return doc.get(names["plan"]), doc.get(names["plan_status"])
-
-
-def deliver(store: Store, body: dict[str, Any]) -> None:
-    apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
 
 
 def run_heard(store: Store, fake: FakeClerk, *listeners: Any) -> None:

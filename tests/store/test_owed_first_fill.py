@@ -5,7 +5,6 @@ recompute reached earlier in the same job."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -16,22 +15,20 @@ from clerksync.devtools.payloads import clerk_user, event
 from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
 from clerksync.kinds.user import USER
 from clerksync.mapping.documents import new_document, state_update
-from clerksync.mapping.events import parse_event
 from clerksync.store import owed as owed_module
 from clerksync.store import rollups
-from clerksync.store.apply import apply_event
 from clerksync.store.database import Store
 from clerksync.store.mongo import WRITE_CHUNK, utcnow
 from clerksync.store.owed import Owed
 from clerksync.store.writer import tombstone_update
 from tests.support.commands import Commands, listened
 from tests.support.fakelists import clerk_subscription_item
-from tests.support.writes import writer_of
+from tests.support.writes import deliver
 
 
 def signed_up(store: Store, user_id: str) -> None:
     body = event("user.created", clerk_user(user_id=user_id, updated_at=500))
-    apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))
+    deliver(store, body)
 
 
 def stored(store: Store, *payloads: dict[str, Any]) -> list[Any]:

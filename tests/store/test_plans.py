@@ -16,21 +16,16 @@ from clerksync.mapping import bookkeeping as bk
 from clerksync.mapping.documents import new_document, state_update
 from clerksync.mapping.events import parse_event
 from clerksync.store import rollups
-from clerksync.store.apply import apply_event
 from clerksync.store.database import Store
 from clerksync.store.mongo import utcnow
 from tests.conftest import ALL_SCHEMAS
 from tests.support.commands import AfterCommand, listened
 from tests.support.fakeclerk import clerk_organization
 from tests.support.fakelists import clerk_subscription_item
-from tests.support.writes import writer_of
+from tests.support.writes import deliver, writer_of
 
 RUN = itertools.count()
 LIFE = (("active", "active"), ("pastDue", "past_due"), ("canceled", "canceled"), ("ended", "ended"))
-
-
-def deliver(store: Store, body: dict[str, Any]) -> str:
-    return apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))[0]
 
 
 def item(

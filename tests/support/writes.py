@@ -3,6 +3,7 @@ their caches, as a receiver's do), results as the library returns them."""
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -46,6 +47,14 @@ def page(store: Store, kind: Kind, items: Iterable[Any], **options: Any) -> dict
 
 def plan(store: Store, kind: Kind, items: Iterable[Any], **options: Any) -> dict[str, int]:
     return plan_page(writer_of(store), kind, items, **options).as_dict()
+
+
+def deliver(store: Store, body: dict[str, Any]) -> str:
+    """A webhook body (verified already) through the receiver's apply: its outcome."""
+    from clerksync.mapping.events import parse_event
+    from clerksync.store.apply import apply_event
+
+    return apply_event(writer_of(store), parse_event(json.dumps(body).encode(), store.schema))[0]
 
 
 def upsert_outcome(store: Store, kind: Kind, item: Any, *, likely_new: bool = False) -> str:
