@@ -56,6 +56,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+import bson
 from bson import ObjectId
 
 from clerksync.kinds.base import Kind, Rollup
@@ -263,9 +264,6 @@ def _apply(
     were, or guessed absent (module docstring); a parent whose token changed meanwhile is
     recomputed once more. ``wrote``: the guess's objects, not read (a first fill). The
     parents not stored."""
-    from bson import ObjectId
-    from pymongo import UpdateOne
-
     parent = BY_NAME[rollup.parent]
     names = {f: n for f, n in store.schema.derived(parent).items() if f in rollup.fields}
     if not names:
@@ -287,7 +285,7 @@ def _apply(
         else:
             found = _objects(store, child, rollup, set(tokens))
         had_objects.update(found)
-        stamp, ops, sent = ObjectId(), [], []
+        stamp, sent, changes = ObjectId(), [], []  # changes: (parent, token read, update)
         for parent_id in sorted(tokens):
             objects = found.get(parent_id, [])
             if only_found and not objects:
@@ -296,9 +294,9 @@ def _apply(
             change = {"$set": {**{n: values.get(f) for f, n in names.items()}, token_path: stamp}}
             read = tokens[parent_id]
             held = {"$exists": False} if read is NO_TOKEN else read  # cheaper than a null
-            ops.append(UpdateOne({key: parent_id, token_path: held}, change))
+            changes.append((parent_id, held, change))
             sent.append(parent_id)
-        if _matched(collection, ops) == len(ops):  # none sent, or every update landed
+        if _matched(collection, key, token_path, changes) == len(sent):  # none sent, or all landed
             break
         now = _tokens(collection, key, token_path, set(sent))  # the next try's token read
         missing |= set(sent) - now.keys()  # deleted meanwhile
@@ -310,18 +308,32 @@ def _apply(
     return missing
 
 
-def _matched(collection: Any, ops: list[Any]) -> int:
-    """Send the updates in commands of ``WRITE_CHUNK``, every one of them even when one
-    refuses some (as one unordered command would), then raise the first refusal; how many
-    matched."""
+def _matched(
+    collection: Any, key: str, token_path: str, changes: list[tuple[str, Any, dict[str, Any]]]
+) -> int:
+    """Update each parent if it still holds the token read, in commands of ``WRITE_CHUNK``
+    parents, every command even when one refuses some (as one unordered command would), then
+    raise the first refusal; how many matched. Within a command, parents given the same
+    change from the same token share an update, ``IN_CHUNK`` at a time: most parents share a
+    plan, and the test server spends half as long as on one update per parent."""
+    from pymongo import UpdateMany, UpdateOne
     from pymongo.errors import BulkWriteError
 
     matched, refused = 0, None
-    for at in range(0, len(ops), WRITE_CHUNK):
+    for at in range(0, len(changes), WRITE_CHUNK):
+        alike: dict[bytes, tuple[Any, dict[str, Any], list[str]]] = {}
+        for parent_id, held, change in changes[at : at + WRITE_CHUNK]:
+            same = bson.encode({"held": held, "change": change})  # exact: 1 and 1.0 differ
+            alike.setdefault(same, (held, change, []))[2].append(parent_id)
+        ops = [
+            UpdateOne({key: ids[0], token_path: held}, change)
+            if len(ids) == 1
+            else UpdateMany({key: {"$in": ids[i : i + IN_CHUNK]}, token_path: held}, change)
+            for held, change, ids in alike.values()
+            for i in range(0, len(ids), IN_CHUNK)
+        ]
         try:
-            matched += collection.bulk_write(
-                ops[at : at + WRITE_CHUNK], ordered=False
-            ).matched_count
+            matched += collection.bulk_write(ops, ordered=False).matched_count
         except BulkWriteError as exc:
             if refused is None:
                 refused = exc

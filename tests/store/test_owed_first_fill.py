@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from clerksync.devtools.payloads import clerk_user, event
@@ -18,7 +17,7 @@ from clerksync.mapping.documents import new_document, state_update
 from clerksync.store import owed as owed_module
 from clerksync.store import rollups
 from clerksync.store.database import Store
-from clerksync.store.mongo import WRITE_CHUNK, utcnow
+from clerksync.store.mongo import IN_CHUNK, WRITE_CHUNK, utcnow
 from clerksync.store.owed import Owed
 from clerksync.store.writer import tombstone_update
 from tests.support.commands import Commands, listened
@@ -119,15 +118,42 @@ def test_past_most_views_the_guess_reads(store: Store, monkeypatch: pytest.Monke
 
 
 def test_a_refused_update_does_not_keep_the_next_commands_from_being_sent(store: Store) -> None:
-    """Updates go in commands of ``WRITE_CHUNK``: one the app's unique index refuses in the
-    first fails the call, after the second command's updates landed too."""
+    """Updates go in commands of ``WRITE_CHUNK`` parents: one the app's unique index refuses
+    in the first fails the call, after the second command's updates landed too."""
     collection = store.db[f"chunks_{WRITE_CHUNK}"]
     collection.create_index("v", unique=True)
-    collection.insert_many([{"_id": n, "v": -n - 1} for n in range(WRITE_CHUNK + 100)])
-    ops = [UpdateOne({"_id": n}, {"$set": {"v": max(n, 1)}}) for n in range(WRITE_CHUNK + 100)]
+    n = WRITE_CHUNK + 100
+    collection.insert_many([{"k": f"p{i:04d}", "v": -i - 1} for i in range(n)])
+    absent = {"$exists": False}
+    changes = [(f"p{i:04d}", absent, {"$set": {"v": max(i, 1)}}) for i in range(n)]
     try:
         with pytest.raises(BulkWriteError):
-            rollups._matched(collection, ops)
+            rollups._matched(collection, "k", "tok", changes)
         assert collection.count_documents({"v": {"$gte": WRITE_CHUNK}}) == 100
     finally:
         collection.drop()
+
+
+def test_parents_given_one_plan_from_one_token_share_an_update(store: Store) -> None:
+    """Most payers are on the same plan: their updates go as one per ``IN_CHUNK`` parents
+    (the test server spends half as long as on one per parent), each still conditional on
+    its token, and the count matched is per parent: one whose token moved is not matched."""
+    collection = store.db["alike"]
+    collection.insert_many([{"k": f"p{i:03d}"} for i in range(IN_CHUNK + 11)])
+    collection.update_one({"k": "p003"}, {"$set": {"tok": "another"}})
+    absent, pro = {"$exists": False}, {"$set": {"plan": "pro", "tok": 1}}
+    changes = [(f"p{i:03d}", absent, pro) for i in range(IN_CHUNK + 10)]
+    changes.append((f"p{IN_CHUNK + 10:03d}", absent, {"$set": {"plan": "free", "tok": 1}}))
+    commands = Commands()
+    heard = listened(store, commands)
+    try:
+        matched = rollups._matched(heard.db["alike"], "k", "tok", changes)
+    finally:
+        heard.client.close()
+    assert matched == len(changes) - 1
+    (update,) = [body for name, body in commands.sent if name == "update"]
+    assert [len(u["q"]["k"]["$in"]) for u in update["updates"][:2]] == [IN_CHUNK, 10]
+    assert update["updates"][2]["q"] == {"k": f"p{IN_CHUNK + 10:03d}", "tok": absent}
+    assert collection.count_documents({"plan": "pro"}) == IN_CHUNK + 9
+    assert collection.find_one({"k": "p003"}, {"_id": 0}) == {"k": "p003", "tok": "another"}
+    collection.drop()
