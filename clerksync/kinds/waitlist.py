@@ -79,7 +79,6 @@ WAITLIST_ENTRY = Kind(
         },
     },
     indexed=("email",),
-    # the list's `query` matches an entry's id exactly: one request per candidate
     # The list's ``query`` filters by email address (Clerk's reference names no id filter):
     # an entry is confirmed by its address, its id picked out of that page (500: a
     # substring match of other addresses cannot push it off the page).
