@@ -116,7 +116,7 @@ def describe_mongo_error(exc: Exception) -> str:
 #: ``$in`` matches (500 ids: ~0.5 s; the same as 10 queries of 50: ~0.1 s)
 IN_CHUNK = 50
 
-#: writes per command of a recompute's updates, as many as a page of Clerk's: one command's
+#: parents per command of a recompute's updates, as many as a page of Clerk's: one command's
 #: work (and a timeout's loss) stays a page's, however many parents a job owes (the test
 #: server also spends ~7% less on 1,800 updates sent as four commands than as one)
 WRITE_CHUNK = 500

@@ -315,9 +315,12 @@ def _matched(
     parents, every command even when one refuses some (as one unordered command would), then
     raise the first refusal; how many matched. Within a command, parents given the same
     change from the same token share an update, ``IN_CHUNK`` at a time: most parents share a
-    plan, and the test server spends half as long as on one update per parent."""
+    plan, and the test server spends half as long as on one update per parent (the count is
+    per parent: writers run only once the Clerk id's unique index is enforced). pymongo does
+    not retry such a command, so a lost connection gets one resend here: a parent the first
+    send updated holds the new token, fails the resend's condition and is read again."""
     from pymongo import UpdateMany, UpdateOne
-    from pymongo.errors import BulkWriteError
+    from pymongo.errors import BulkWriteError, ConnectionFailure
 
     matched, refused = 0, None
     for at in range(0, len(changes), WRITE_CHUNK):
@@ -333,7 +336,10 @@ def _matched(
             for i in range(0, len(ids), IN_CHUNK)
         ]
         try:
-            matched += collection.bulk_write(ops, ordered=False).matched_count
+            try:
+                matched += collection.bulk_write(ops, ordered=False).matched_count
+            except ConnectionFailure:
+                matched += collection.bulk_write(ops, ordered=False).matched_count
         except BulkWriteError as exc:
             if refused is None:
                 refused = exc

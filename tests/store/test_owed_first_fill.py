@@ -5,10 +5,11 @@ recompute reached earlier in the same job."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, ConnectionFailure
 
 from clerksync.devtools.payloads import clerk_user, event
 from clerksync.kinds.subscription_item import SUBSCRIPTION_ITEM
@@ -156,4 +157,29 @@ def test_parents_given_one_plan_from_one_token_share_an_update(store: Store) -> 
     assert update["updates"][2]["q"] == {"k": f"p{IN_CHUNK + 10:03d}", "tok": absent}
     assert collection.count_documents({"plan": "pro"}) == IN_CHUNK + 9
     assert collection.find_one({"k": "p003"}, {"_id": 0}) == {"k": "p003", "tok": "another"}
+    collection.drop()
+
+
+@pytest.mark.parametrize("drops", [1, 2])
+def test_a_dropped_connection_gets_one_resend(store: Store, fail_points: Any, drops: int) -> None:
+    """A command holding shared updates is not one pymongo retries: the connection dropped
+    once, the one resend lands every parent's update; dropped twice, the caller hears it."""
+    name = f"drop-{uuid.uuid4().hex[:8]}"
+    collection = store.db[name]
+    collection.insert_many([{"k": f"p{i}"} for i in range(3)])
+    changes = [(f"p{i}", {"$exists": False}, {"$set": {"plan": "pro", "tok": 1}}) for i in range(3)]
+    commands = Commands()
+    heard = listened(store, commands, appname=name)
+    data = {"failCommands": ["update"], "appName": name, "closeConnection": True}
+    fail_points({"times": drops}, data)
+    try:
+        if drops == 1:
+            assert rollups._matched(heard.db[name], "k", "tok", changes) == 3
+        else:
+            with pytest.raises(ConnectionFailure):
+                rollups._matched(heard.db[name], "k", "tok", changes)
+    finally:
+        heard.client.close()
+    assert commands.names().count("update") == 2
+    assert collection.count_documents({"plan": "pro"}) == (3 if drops == 1 else 0)
     collection.drop()
