@@ -123,6 +123,7 @@ def test_a_refused_update_does_not_keep_the_next_commands_from_being_sent(store:
     in the first fails the call, after the second command's updates landed too."""
     collection = store.db[f"chunks_{WRITE_CHUNK}"]
     collection.create_index("v", unique=True)
+    collection.create_index("k", unique=True)  # the parents' Clerk-id index
     n = WRITE_CHUNK + 100
     collection.insert_many([{"k": f"p{i:04d}", "v": -i - 1} for i in range(n)])
     absent = {"$exists": False}
