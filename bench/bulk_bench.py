@@ -18,7 +18,7 @@ Prints, for ``reconcile`` of N Clerk users (10,000 and 100,000 by default) and f
   invitations, 100 domains, 1,000 waitlist entries; then 100,000 / 2,000 / 40,000 without
   the other kinds): users by cursor (the fake times out users offsets past 5,000), every
   other kind by its instance-wide list; the floor is ``insert_many`` of the same documents,
-  made before its clock starts, then the payers' plans in the fewest updates
+  made before its clock starts, then the payers' plans grouped as the job groups them
   (``instance_floor``; the floor with one plan update per payer is printed beside it).
   The job and its floor run ``--repeats`` times each (3), alternated, each on a fresh
   database server; each pair's ratio is printed, then the median of those ratios and the ratio
@@ -330,8 +330,8 @@ def instance_floor(
     tombstones, no Clerk.
 
     The plans are written two ways, each timed after the same inserts: ``grouped``, the
-    payers on one plan in one ``update_many`` per 50 (``$in``), the fewest updates that give
-    each payer its plan, and the floor the goal is measured against; and ``per_payer``, one
+    payers on one plan in one ``update_many`` per 50 (``$in``) and 500 payers per command, as
+    the job groups them (without its token), and the floor the goal is measured against; and ``per_payer``, one
     update each (as earlier stops' floor wrote them; printed beside it). Between them the
     plans are unset (untimed); which goes first alternates with ``rep`` (an odd number of
     repeats gives the grouped way the first place, on a fresher server, once more: the goal's
