@@ -331,12 +331,12 @@ def instance_floor(
 
     The plans are written two ways, each timed after the same inserts: ``grouped``, the
     payers on one plan in one ``update_many`` per 50 (``$in``) and 500 payers per command, as
-    the job groups them (without its token), and the floor the goal is measured against; and ``per_payer``, one
-    update each (as earlier stops' floor wrote them; printed beside it). Between them the
-    plans are unset (untimed); which goes first alternates with ``rep`` (an odd number of
-    repeats gives the grouped way the first place, on a fresher server, once more: the goal's
-    floor the lower). Every document is made before the clock starts (earlier stops' floor
-    made them on it)."""
+    the job groups them (without its token), and the floor the goal is measured against; and
+    ``per_payer``, one update each (as earlier stops' floor wrote them; printed beside it).
+    Between them the plans are unset (untimed); which goes first alternates with ``rep`` (an
+    odd number of repeats gives the grouped way the first place, on a fresher server, once
+    more: the goal's floor the lower). Every document is made before the clock starts
+    (earlier stops' floor made them on it)."""
     from pymongo import MongoClient, UpdateMany, UpdateOne
 
     from clerksync.kinds.membership import MEMBERSHIP, parse_membership
