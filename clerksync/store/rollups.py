@@ -311,16 +311,15 @@ def _apply(
 def _matched(
     collection: Any, key: str, token_path: str, changes: list[tuple[str, Any, dict[str, Any]]]
 ) -> int:
-    """Update each parent if it still holds the token read, in commands of ``WRITE_CHUNK``
-    parents, every command even when one refuses some (as one unordered command would), then
-    raise the first refusal; how many matched. Within a command, parents given the same
-    change from the same token share an update, ``IN_CHUNK`` at a time: most parents share a
-    plan, and the test server spends half as long as on one update per parent (the count is
-    per parent: writers run only once the Clerk id's unique index is enforced). pymongo does
-    not retry such a command, so a lost connection gets one resend here: a parent the first
-    send updated holds the new token, fails the resend's condition and is read again."""
+    """Update each parent still holding the token read, in commands of ``WRITE_CHUNK``
+    parents, all sent even when one refuses some, then raise the first refusal; how many
+    matched. Parents given one change from one token share an update, ``IN_CHUNK`` at a
+    time: most share a plan, and the test server takes half as long as one update each (a
+    count per parent: writers run only once the Clerk id is unique). pymongo retries no
+    such command, so a lost connection gets one resend: a parent the first send updated
+    holds the new token, fails the resend's condition and is read again."""
     from pymongo import UpdateMany, UpdateOne
-    from pymongo.errors import BulkWriteError, ConnectionFailure
+    from pymongo.errors import BulkWriteError, ConnectionFailure, ServerSelectionTimeoutError
 
     matched, refused = 0, None
     for at in range(0, len(changes), WRITE_CHUNK):
@@ -338,6 +337,8 @@ def _matched(
         try:
             try:
                 matched += collection.bulk_write(ops, ordered=False).matched_count
+            except ServerSelectionTimeoutError:
+                raise  # never sent: no server to resend to either (pymongo's rule too)
             except ConnectionFailure:
                 matched += collection.bulk_write(ops, ordered=False).matched_count
         except BulkWriteError as exc:
