@@ -93,11 +93,7 @@ def stored_waiting(store: Store, *, before: datetime | None = None) -> dict[str,
     ``before`` (doctor's): only markers written before it, of parents inserted before it
     where the document's ``ObjectId`` tells (a writer that inserted one since may still be
     about to read its marker)."""
-    parents = [
-        BY_NAME[name]
-        for name in sorted({r.parent for k in store.kinds for r in k.rollups})
-        if store.schema.derived(BY_NAME[name])
-    ]
+    parents = [kind for kind in store.kinds if store.schema.derived(kind)]
     if not parents:
         return {}
     query: dict[str, Any] = dict(MARKERS)
@@ -285,7 +281,7 @@ def _apply(
         else:
             found = _objects(store, child, rollup, set(tokens))
         had_objects.update(found)
-        stamp, sent, changes = ObjectId(), [], []  # changes: (parent, token read, update)
+        stamp, changes = ObjectId(), []  # (parent, token read, update)
         for parent_id in sorted(tokens):
             objects = found.get(parent_id, [])
             if only_found and not objects:
@@ -295,11 +291,11 @@ def _apply(
             read = tokens[parent_id]
             held = {"$exists": False} if read is NO_TOKEN else read  # cheaper than a null
             changes.append((parent_id, held, change))
-            sent.append(parent_id)
-        if _matched(collection, key, token_path, changes) == len(sent):  # none sent, or all landed
+        if _matched(collection, key, token_path, changes) == len(changes):  # none, or all landed
             break
-        now = _tokens(collection, key, token_path, set(sent))  # the next try's token read
-        missing |= set(sent) - now.keys()  # deleted meanwhile
+        sent = {parent_id for parent_id, _, _ in changes}
+        now = _tokens(collection, key, token_path, sent)  # the next try's token read
+        missing |= sent - now.keys()  # deleted meanwhile
         tokens = {p: token for p, token in now.items() if token != stamp}
         if not tokens:
             break
