@@ -345,7 +345,7 @@ def instance_floor(
     from clerksync.kinds.user import parse_clerk_user
     from clerksync.mapping.documents import new_document, state_update, upsert_update
     from clerksync.store.database import Store
-    from clerksync.store.mongo import utcnow
+    from clerksync.store.mongo import IN_CHUNK, WRITE_CHUNK, utcnow
 
     store = Store(MongoClient(mongo_url, tz_aware=True), db)
     app_clerk_index(store)
@@ -395,18 +395,19 @@ def instance_floor(
             alike.setdefault(plan, []).append(payer)
         return [
             UpdateMany(
-                {"clerkId": {"$in": ids[at : at + 50]}}, {"$set": {"plan": p, "planStatus": s}}
+                {"clerkId": {"$in": ids[at : at + IN_CHUNK]}},
+                {"$set": {"plan": p, "planStatus": s}},
             )
             for (p, s), ids in alike.items()
-            for at in range(0, len(ids), 50)
+            for at in range(0, len(ids), IN_CHUNK)
         ]
 
     def plan_writes(make: Any) -> float:
         began = time.perf_counter()
         for parent, payers in plans.items():
             ordered = sorted(payers.items())
-            for offset in range(0, len(ordered), 500):
-                ops = make(ordered[offset : offset + 500])
+            for offset in range(0, len(ordered), WRITE_CHUNK):
+                ops = make(ordered[offset : offset + WRITE_CHUNK])
                 store.collection(BY_NAME[parent]).bulk_write(ops, ordered=False)
         return time.perf_counter() - began
 
